@@ -1,0 +1,3 @@
+from metaniche.cli import main
+
+main()

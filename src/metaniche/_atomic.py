@@ -1,0 +1,69 @@
+"""Atomic file writes: write to a temporary file in the same directory, then rename.
+
+A crash mid-write leaves the previous file (or none) in place, never a half-written one,
+because :func:`os.replace` is atomic on POSIX file systems.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["atomic_path", "write_bytes_with", "write_json", "write_parquet", "write_text"]
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp",
+                                    dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(target: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``target`` atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(target: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``target`` atomically."""
+    write_text(target, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def write_parquet(target: str | os.PathLike[str], table: pd.DataFrame) -> None:
+    """Write a DataFrame to Parquet atomically (index dropped)."""
+    with atomic_path(target, suffix=".parquet") as tmp:
+        table.to_parquet(tmp, index=False)
+
+
+def write_bytes_with(target: str | os.PathLike[str], writer: Any) -> None:
+    """Call ``writer(fileobj)`` on a temporary binary file, then rename it onto ``target``."""
+    with atomic_path(target) as tmp, open(tmp, "wb") as handle:
+        writer(handle)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
+
+

@@ -1,0 +1,154 @@
+"""Immune composition per compartment and the per-sample immune phenotype.
+
+Density is the number of cells of a type divided by the tissue area of the compartment they
+lie in (cells/mm²; areas from the tissue mask of :mod:`metaniche.analyses.compartments`, not
+from a bounding box). Proportion is the type's share of all cells in that compartment.
+
+The immune phenotype follows the three immune profiles of Chen & Mellman [1]_ and Hegde et
+al. [2]_ — *inflamed* (effector T cells in the tumour core), *excluded* (effector T cells held
+at the invasive border, not the core) and *desert* (few effector T cells anywhere) — applied to
+effector-cell densities in the core and border compartments as in Kather et al. [3]_:
+
+* ``desert``   : core and border effector densities both < ``desert_max_per_mm2`` (50);
+* ``excluded`` : otherwise, when core / border density < ``inflamed_min_core_border_ratio`` (0.3);
+* ``inflamed`` : otherwise;
+* ``undetermined`` : the sample has no tumour, or no border tissue to compare with.
+
+References
+----------
+.. [1] Chen D.S., Mellman I. (2017) Elements of cancer immunity and the cancer–immune set
+   point. Nature 541:321–330.
+.. [2] Hegde P.S., Karanikas V., Evers S. (2016) The where, the when, and the how of immune
+   monitoring for cancer immunotherapies in the era of checkpoint inhibition. Clin Cancer Res
+   22:1865–1874.
+.. [3] Kather J.N. et al. (2018) Topography of cancer-associated immune cells in human solid
+   tumors. eLife 7:e36967.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from metaniche.analyses.compartments import COMPARTMENTS
+from metaniche.config import PhenotypeParams
+
+__all__ = ["ImmunePhenotype", "composition_table", "immune_phenotype"]
+
+COMPOSITION_COLUMNS = ["lesion_id", "compartment", "cell_type", "n_cells", "area_mm2",
+                       "density_per_mm2", "proportion"]
+
+
+def composition_table(cell_type: np.ndarray, compartment: np.ndarray, lesion_id: np.ndarray,
+                      areas: pd.DataFrame, cell_types: Sequence[str] | None = None
+                      ) -> pd.DataFrame:
+    """Count, density (cells/mm²) and proportion of every cell type per compartment and lesion.
+
+    Parameters
+    ----------
+    cell_type, compartment, lesion_id
+        Per-cell labels, shape (n,); compartments as in
+        :func:`~metaniche.analyses.compartments.assign_compartments`.
+    areas
+        ``lesion_id, compartment, area_mm2`` table from the same call; lesion_id 0 holds the
+        whole-sample areas.
+    cell_types
+        Types to report (all of them, zeros included, so features are stable across samples).
+        Default: the types present.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``lesion_id`` (nullable integer; null for whole-sample rows), ``compartment``
+        (core/border/adjacent, and ``all`` for the whole sample), ``cell_type``, ``n_cells``,
+        ``area_mm2``, ``density_per_mm2`` (NaN when the area is 0) and ``proportion`` (NaN when
+        the compartment holds no cells).
+    """
+    types = list(cell_types) if cell_types is not None else sorted(pd.unique(cell_type))
+    cells = pd.DataFrame({
+        "lesion_id": np.asarray(lesion_id, dtype=np.int64),
+        "compartment": pd.Categorical(compartment, categories=[*COMPARTMENTS]),
+        "cell_type": pd.Categorical(cell_type, categories=types),
+    })
+    per_lesion = _counts(cells, ["lesion_id", "compartment", "cell_type"])
+    per_lesion = per_lesion[per_lesion["lesion_id"] > 0]
+    whole = _counts(cells, ["compartment", "cell_type"]).assign(lesion_id=0)
+    everything = _counts(cells.assign(compartment="all"), ["compartment", "cell_type"])
+    table = pd.concat([per_lesion, whole, everything.assign(lesion_id=0)], ignore_index=True)
+    table = table.merge(areas, on=["lesion_id", "compartment"], how="left")
+    table["area_mm2"] = table["area_mm2"].fillna(0.0)
+    totals = table.groupby(["lesion_id", "compartment"], observed=True)["n_cells"].transform("sum")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        table["density_per_mm2"] = np.where(table["area_mm2"] > 0,
+                                            table["n_cells"] / table["area_mm2"], np.nan)
+        table["proportion"] = np.where(totals > 0, table["n_cells"] / totals, np.nan)
+    table["lesion_id"] = table["lesion_id"].astype("Int64").mask(table["lesion_id"] == 0)
+    table["compartment"] = table["compartment"].astype(str)
+    table["cell_type"] = table["cell_type"].astype(str)
+    return table[COMPOSITION_COLUMNS].reset_index(drop=True)
+
+
+def _counts(cells: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Counts for every combination of the categorical keys, zeros included."""
+    if "lesion_id" in keys:
+        lesions = np.unique(cells["lesion_id"])
+        full = pd.MultiIndex.from_product(
+            [lesions, cells["compartment"].cat.categories, cells["cell_type"].cat.categories],
+            names=keys)
+        counts = cells.groupby(keys, observed=True).size().reindex(full, fill_value=0)
+    else:
+        counts = cells.groupby(keys, observed=False).size()
+    return counts.rename("n_cells").reset_index()
+
+
+@dataclass(frozen=True)
+class ImmunePhenotype:
+    """Per-sample immune phenotype and the densities (cells/mm²) it was decided from."""
+
+    phenotype: str
+    effector_types: tuple[str, ...]
+    core_density_per_mm2: float
+    border_density_per_mm2: float
+    core_border_ratio: float
+
+
+def immune_phenotype(composition: pd.DataFrame, effector_types: Sequence[str],
+                     params: PhenotypeParams | None = None) -> ImmunePhenotype:
+    """Classify a sample as inflamed, excluded or desert from effector densities.
+
+    Parameters
+    ----------
+    composition
+        Output of :func:`composition_table` for one sample.
+    effector_types
+        Labels of the effector cells (e.g. ``["CD8_T"]``); their densities are summed.
+    params
+        Thresholds; see the module docstring for the rules and their references.
+    """
+    params = params or PhenotypeParams()
+    whole = composition[composition["lesion_id"].isna()
+                        & composition["cell_type"].isin(list(effector_types))]
+    by_compartment = whole.groupby("compartment").agg(n=("n_cells", "sum"),
+                                                      area=("area_mm2", "first"))
+    core = _density(by_compartment, "core")
+    border = _density(by_compartment, "border")
+    ratio = core / border if border > 0 else (np.inf if core > 0 else np.nan)
+    if np.isnan(core) or np.isnan(border):
+        label = "undetermined"
+    elif core < params.desert_max_per_mm2 and border < params.desert_max_per_mm2:
+        label = "desert"
+    elif ratio < params.inflamed_min_core_border_ratio:
+        label = "excluded"
+    else:
+        label = "inflamed"
+    return ImmunePhenotype(label, tuple(effector_types), core, border, float(ratio))
+
+
+def _density(by_compartment: pd.DataFrame, name: str) -> float:
+    if name not in by_compartment.index or not by_compartment.loc[name, "area"] > 0:
+        return float("nan")
+    row = by_compartment.loc[name]
+    return float(row["n"] / row["area"])

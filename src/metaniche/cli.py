@@ -1,0 +1,141 @@
+"""Command line: parses arguments and calls the library; errors are printed, not raised."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from metaniche.config import load_config
+from metaniche.errors import MetanicheError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Spatial immune architecture of tumours from single-cell spatial data.")
+_err = Console(stderr=True, highlight=False)
+_out = Console(highlight=False)
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML configuration file.")]
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the cohort to.")],
+    samples: Annotated[int, typer.Option("--samples", min=1, help="Number of samples.")] = 6,
+    cells: Annotated[int, typer.Option("--cells", min=200, help="Cells per sample.")] = 20_000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+) -> None:
+    """Simulate a liver-metastasis cohort with ground truth written beside it."""
+    from metaniche.simulate import simulate_cohort, write_cohort
+
+    cohort, clinical = simulate_cohort(n_samples=samples, n_cells=cells, seed=seed)
+    write_cohort(out, cohort, clinical)
+    _out.print(f"wrote {samples} simulated samples to {out}")
+
+
+@app.command()
+def validate(
+    inputs: Annotated[list[Path], typer.Argument(help="Cell-table files or folders.")],
+    config: ConfigOption = None,
+    um_per_unit: Annotated[float | None, typer.Option(help="µm per coordinate unit.")] = None,
+) -> None:
+    """Check inputs, print every problem; exit 1 if any error was found."""
+    from metaniche.io import validate_inputs
+
+    cfg = load_config(config, um_per_unit=um_per_unit)
+    problems = validate_inputs(inputs, cfg)
+    errors = [p for p in problems if p.severity == "error"]
+    for problem in problems:
+        style = "red" if problem.severity == "error" else "yellow"
+        _out.print(f"[{style}]{problem.severity}[/{style}]: {problem.message}", markup=True,
+                   soft_wrap=True)
+    _out.print(f"{len(errors)} errors, {len(problems) - len(errors)} warnings")
+    raise typer.Exit(1 if errors else 0)
+
+
+@app.command()
+def run(
+    inputs: Annotated[list[Path], typer.Argument(help="Cell-table files or folders.")],
+    out: Annotated[Path, typer.Option("--out", help="Run directory to write.")],
+    config: ConfigOption = None,
+    clinical: Annotated[Path | None, typer.Option(help="Clinical table (CSV/Parquet).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Local worker processes.")] = 1,
+    force: Annotated[bool, typer.Option(help="Recompute samples even if unchanged.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
+) -> None:
+    """Analyse every sample and write the run directory and report."""
+    from metaniche.pipeline import run as run_pipeline
+
+    cfg = load_config(config)
+    result = run_pipeline(inputs, out, cfg, clinical=clinical, workers=workers, force=force,
+                          progress=None if quiet else _progress_printer())
+    _summarise(result, quiet)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Directory for the demo.")] = Path(
+        "metaniche-demo"),
+    samples: Annotated[int, typer.Option(min=1)] = 6,
+    cells: Annotated[int, typer.Option(min=200)] = 20_000,
+    seed: int = 0,
+) -> None:
+    """Simulate a small cohort, analyse it and write the report."""
+    from metaniche.pipeline import run as run_pipeline
+    from metaniche.simulate import simulate_cohort, write_cohort
+
+    data = out / "input"
+    cohort, clinical = simulate_cohort(n_samples=samples, n_cells=cells, seed=seed)
+    write_cohort(data, cohort, clinical)
+    _out.print(f"simulated {samples} samples × {cells:,} cells in {data}")
+    result = run_pipeline([data / "cells"], out / "run", load_config(data / "config.toml"),
+                          clinical=data / "clinical.csv", progress=_progress_printer())
+    _summarise(result, quiet=False)
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")]) -> None:
+    """Re-render the report of a finished run directory without recomputing."""
+    from metaniche.report import render_report
+
+    _out.print(f"report: {render_report(run_dir)}")
+
+
+def _progress_printer():
+    def notify(sample: str, status: str) -> None:
+        _err.print(f"{status:>8}  {sample}", markup=False)
+
+    return notify
+
+
+def _summarise(result, quiet: bool) -> None:
+    failed = result.failed
+    if not quiet:
+        for name in failed:
+            _err.print(f"failed: {result.samples[name]['error']}", markup=False, soft_wrap=True)
+        _out.print(f"{len(result.samples) - len(failed)} of {len(result.samples)} samples done; "
+                   f"report: {result.out_dir / 'report' / 'index.html'}")
+    raise typer.Exit(1 if failed else 0)
+
+
+def main() -> None:
+    """Console-script entry point: run the app, print user errors as one line, no traceback."""
+    try:
+        app(standalone_mode=False)
+    except MetanicheError as err:
+        _err.print(f"error: {err}", markup=False, soft_wrap=True)
+        sys.exit(err.exit_code)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        _err.print("aborted")
+        sys.exit(130)
+    except Exception as err:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise

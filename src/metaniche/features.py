@@ -1,0 +1,67 @@
+"""Flatten per-sample analysis tables into one row of named features.
+
+Feature names are stable and readable, ``<family>.<compartment>.<cell type>``; this module is
+the one registry of their spelling (see :data:`FEATURE_FAMILIES`), so later analyses add
+families here rather than inventing names elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+
+from metaniche.analyses.composition import ImmunePhenotype
+
+__all__ = ["FEATURE_FAMILIES", "composition_features", "feature_name"]
+
+#: Feature family → (unit, description); used for the data dictionary and the report.
+FEATURE_FAMILIES: dict[str, tuple[str, str]] = {
+    "n_cells": ("cells", "number of cells in the sample"),
+    "n_lesions": ("lesions", "number of detected tumour lesions"),
+    "area_mm2": ("mm²", "tissue area of a compartment"),
+    "density": ("cells/mm²", "cells of a type per mm² of a compartment's tissue area"),
+    "proportion": ("fraction", "share of a compartment's cells that are of a type"),
+    "immune_density": ("cells/mm²", "all immune cells per mm² of a compartment"),
+    "effector_density": ("cells/mm²", "effector (e.g. CD8 T) cells per mm², used for phenotype"),
+    "effector_core_border_ratio": ("ratio", "core over border effector density"),
+    "phenotype": ("label", "immune phenotype: inflamed / excluded / desert / undetermined"),
+}
+
+
+def feature_name(family: str, *parts: str) -> str:
+    """Join a registered family and its qualifiers: ``feature_name("density", "core", "CD8_T")``."""
+    if family not in FEATURE_FAMILIES:
+        raise KeyError(f"unregistered feature family {family!r}")
+    return ".".join([family, *parts])
+
+
+def composition_features(composition: pd.DataFrame, phenotype: ImmunePhenotype,
+                         immune_types: Sequence[str], n_lesions: int) -> dict[str, object]:
+    """Named features of one sample from its composition table and phenotype.
+
+    Whole-sample rows (null ``lesion_id``) only; per-lesion values stay in the tables.
+    """
+    whole = composition[composition["lesion_id"].isna()]
+    features: dict[str, object] = {
+        feature_name("n_cells"): int(whole.loc[whole["compartment"] == "all", "n_cells"].sum()),
+        feature_name("n_lesions"): int(n_lesions),
+    }
+    areas = whole.groupby("compartment", sort=False)["area_mm2"].first()
+    for compartment, area in areas.items():
+        features[feature_name("area_mm2", str(compartment))] = float(area)
+    for row in whole.itertuples(index=False):
+        features[feature_name("density", row.compartment, row.cell_type)] = row.density_per_mm2
+        features[feature_name("proportion", row.compartment, row.cell_type)] = row.proportion
+    immune = whole[whole["cell_type"].isin(list(immune_types))]
+    immune_counts = immune.groupby("compartment", sort=False)["n_cells"].sum()
+    for compartment, count in immune_counts.items():
+        area = areas.get(compartment, math.nan)
+        features[feature_name("immune_density", str(compartment))] = (
+            count / area if area > 0 else math.nan)
+    features[feature_name("effector_density", "core")] = phenotype.core_density_per_mm2
+    features[feature_name("effector_density", "border")] = phenotype.border_density_per_mm2
+    features[feature_name("effector_core_border_ratio")] = phenotype.core_border_ratio
+    features[feature_name("phenotype")] = phenotype.phenotype
+    return features

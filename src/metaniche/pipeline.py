@@ -1,0 +1,307 @@
+"""The run: per-sample analysis tasks, then the cohort step, then the report.
+
+``run()`` reads every input, analyses each sample independently (a failing sample is recorded
+and the rest go on), skips samples whose cells and configuration are unchanged since the last
+run in the same directory, gathers the per-sample tables into the run directory of DESIGN.md,
+and renders the report. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from metaniche import __version__
+from metaniche._atomic import write_json, write_parquet, write_text
+from metaniche.analyses.compartments import CompartmentResult, assign_compartments
+from metaniche.analyses.composition import composition_table, immune_phenotype
+from metaniche.config import Config
+from metaniche.errors import InputError, MetanicheError
+from metaniche.features import composition_features
+from metaniche.io import SampleInput, read_clinical, read_samples
+from metaniche.io.annotations import find_annotation, read_geojson_polygons
+
+__all__ = ["SampleAnalysis", "analyse_sample", "run", "safe_name"]
+
+CELL_COLUMNS = ["cell_id", "x", "y", "cell_type", "lesion_id", "signed_distance_um",
+                "compartment"]
+SAMPLE_TABLES = ("compartments", "composition", "lesions")
+ProgressCallback = Callable[[str, str], None]
+
+
+@dataclass
+class SampleAnalysis:
+    """Everything computed for one sample: per-cell columns, long tables, named features."""
+
+    cells: pd.DataFrame
+    tables: dict[str, pd.DataFrame]
+    features: dict[str, Any]
+    compartments: CompartmentResult
+
+
+@dataclass
+class RunResult:
+    """Summary of a run: the output directory and per-sample status records."""
+
+    out_dir: Path
+    samples: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[str]:
+        """Names of the samples that failed."""
+        return [name for name, rec in self.samples.items() if rec["status"] == "failed"]
+
+
+def analyse_sample(cells: pd.DataFrame, config: Config,
+                   annotation: Sequence[Any] | None = None) -> SampleAnalysis:
+    """Run the per-sample analysis chain on one standardised cell table (µm coordinates).
+
+    Pure: no file I/O. Returns the per-cell output columns (``CELL_COLUMNS``), the tables
+    ``compartments``, ``composition`` and ``lesions`` (without the ``sample`` column) and the
+    named features of :mod:`metaniche.features`.
+    """
+    labels = cells["cell_type"].astype(str).to_numpy()
+    types = sorted(pd.unique(labels))
+    roles = config.cell_types
+    tumor_types = [t for t, yes in zip(types, roles.is_tumor(types), strict=True) if yes]
+    immune_types = [t for t, yes in zip(types, roles.is_immune(types), strict=True) if yes]
+    x = cells["x"].to_numpy(np.float64)
+    y = cells["y"].to_numpy(np.float64)
+    result = assign_compartments(x, y, np.isin(labels, tumor_types),
+                                 np.isin(labels, immune_types), config.compartments,
+                                 annotation=annotation)
+    composition = composition_table(labels, result.compartment, result.lesion_id,
+                                    result.areas, cell_types=types)
+    effectors = list(config.phenotype.effector_types) or [t for t in types if "cd8" in t.lower()]
+    phenotype = immune_phenotype(composition, effectors, config.phenotype)
+    features = composition_features(composition, phenotype, immune_types,
+                                    n_lesions=len(result.lesions))
+    out = pd.DataFrame({
+        "cell_id": cells["cell_id"].astype(str).to_numpy(),
+        "x": x, "y": y, "cell_type": labels,
+        "lesion_id": pd.array(np.where(result.lesion_id > 0, result.lesion_id, 0),
+                              dtype="Int64"),
+        "signed_distance_um": result.signed_distance_um,
+        "compartment": result.compartment.astype(str),
+    })
+    out.loc[out["lesion_id"] == 0, "lesion_id"] = pd.NA
+    compartments = _compartment_counts(result)
+    tables = {"compartments": compartments, "composition": composition,
+              "lesions": result.lesions}
+    return SampleAnalysis(out, tables, features, result)
+
+
+def _compartment_counts(result: CompartmentResult) -> pd.DataFrame:
+    """Areas per lesion × compartment with their cell counts (whole sample: null lesion)."""
+    cells = pd.DataFrame({"lesion_id": result.lesion_id, "compartment": result.compartment})
+    counts = pd.concat([
+        cells.value_counts(["lesion_id", "compartment"]).rename("n_cells").reset_index(),
+        cells.value_counts("compartment").rename("n_cells").reset_index().assign(lesion_id=0),
+        pd.DataFrame({"lesion_id": [0], "compartment": ["all"], "n_cells": [len(cells)]}),
+    ])
+    table = result.areas.merge(counts, on=["lesion_id", "compartment"], how="left")
+    table["n_cells"] = table["n_cells"].fillna(0).astype(np.int64)
+    table["lesion_id"] = table["lesion_id"].astype("Int64").mask(table["lesion_id"] == 0)
+    return table[["lesion_id", "compartment", "n_cells", "area_mm2"]]
+
+
+def safe_name(sample: str) -> str:
+    """A file-system-safe, non-hidden name for a sample (never leaves its directory)."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", sample).strip("._") or "sample"
+    if cleaned != sample:
+        cleaned += "-" + hashlib.sha1(sample.encode()).hexdigest()[:6]
+    return cleaned
+
+
+def config_hash(config: Config) -> str:
+    """SHA-256 of the configuration as canonical JSON."""
+    return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def run(inputs: Sequence[str | Path], out_dir: str | Path, config: Config | None = None,
+        clinical: str | Path | None = None, workers: int = 1, force: bool = False,
+        progress: ProgressCallback | None = None) -> RunResult:
+    """Analyse every sample of ``inputs`` and write the run directory ``out_dir``.
+
+    Parameters
+    ----------
+    inputs
+        Cell-table files or folders (see :func:`metaniche.io.read_samples`).
+    out_dir
+        Run directory; created when missing. A previous run there is reused: samples whose
+        cells and configuration are unchanged are not recomputed (unless ``force``).
+    config
+        Run configuration; defaults when None.
+    clinical
+        Optional clinical table (validated and recorded; outcome analyses use it).
+    workers
+        Local processes for the per-sample tasks; 1 runs in this process.
+    progress
+        Called as ``progress(sample, status)`` as samples start and finish.
+
+    Raises
+    ------
+    MetanicheError
+        When nothing can be run at all (no readable input, bad clinical table).
+    """
+    config = config or Config()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    notify = progress or (lambda sample, status: None)
+    started = time.perf_counter()
+    samples = read_samples(inputs, config)
+    if not samples:
+        raise InputError("no cell tables found in the inputs; give .csv/.tsv/.parquet/.h5ad "
+                         "files or folders holding them.")
+    clinical_table = read_clinical(clinical, config) if clinical else None
+    chash = config_hash(config)
+    tasks = [(s, config, str(out), chash, force) for s in samples]
+    records: dict[str, dict[str, Any]] = {}
+    for record in _map(_sample_task, tasks, workers, notify):
+        records[record["sample"]] = record
+    ok = [name for name, rec in records.items() if rec["status"] in ("ok", "skipped")]
+    _gather(out, ok, records)
+    if clinical_table is not None:
+        write_parquet(out / "clinical.parquet", clinical_table)
+    manifest = {
+        "metaniche_version": __version__,
+        "config": config.to_dict(),
+        "config_sha256": chash,
+        "inputs": [_describe_input(p) for p in inputs],
+        "clinical": str(clinical) if clinical else None,
+        "samples": records,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    write_json(out / "run.json", manifest)
+    from metaniche.report import render_report
+
+    render_report(out)
+    return RunResult(out, records)
+
+
+def _map(task: Callable[[tuple], dict], items: list[tuple], workers: int,
+         notify: ProgressCallback):
+    """Run ``task`` over ``items`` in this process or a local process pool, in order."""
+    if workers <= 1 or len(items) <= 1:
+        for item in items:
+            notify(item[0].name, "running")
+            record = task(item)
+            notify(record["sample"], record["status"])
+            yield record
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for record in pool.map(task, items):
+            notify(record["sample"], record["status"])
+            yield record
+
+
+def _sample_task(item: tuple[SampleInput, Config, str, str, bool]) -> dict[str, Any]:
+    """Analyse one sample and write its outputs; never raises (errors are recorded)."""
+    sample, config, out_dir, chash, force = item
+    out = Path(out_dir)
+    name = safe_name(sample.name)
+    record: dict[str, Any] = {"sample": sample.name, "file_name": name,
+                              "source": str(sample.source), "warnings": list(sample.warnings),
+                              "input_sha256": sample.checksum, "config_sha256": chash}
+    started = time.perf_counter()
+    if sample.error is not None or sample.cells is None:
+        return record | {"status": "failed", "error": sample.error, "seconds": 0.0}
+    cache = out / ".samples" / name
+    done = cache / "done.json"
+    if not force and _is_current(done, sample.checksum, chash, out / "cells" / f"{name}.parquet"):
+        return record | {"status": "skipped", "error": None,
+                         "seconds": json.loads(done.read_text())["seconds"]}
+    try:
+        annotation = _annotation_for(sample.name, name, config)
+        analysis = analyse_sample(sample.cells, config, annotation)
+        write_parquet(out / "cells" / f"{name}.parquet", _with_markers(analysis.cells, sample))
+        for table_name, table in analysis.tables.items():
+            write_parquet(cache / f"{table_name}.parquet", table)
+        write_json(cache / "features.json", analysis.features)
+        from metaniche.report.figures import save_tissue_map
+
+        save_tissue_map(analysis, sample.name, out / "report" / "figures" / f"{name}.map.png")
+    except MetanicheError as err:
+        return record | {"status": "failed", "error": str(err),
+                         "seconds": round(time.perf_counter() - started, 3)}
+    except Exception as err:  # noqa: BLE001 - one sample's bug must not stop the cohort
+        message = f"{sample.source}: sample '{sample.name}' failed in analysis: {err!r}"
+        return record | {"status": "failed", "error": message,
+                         "traceback": traceback.format_exc(),
+                         "seconds": round(time.perf_counter() - started, 3)}
+    seconds = round(time.perf_counter() - started, 3)
+    write_json(done, {"input_sha256": sample.checksum, "config_sha256": chash,
+                      "seconds": seconds})
+    return record | {"status": "ok", "error": None, "seconds": seconds,
+                     "phenotype": analysis.features.get("phenotype")}
+
+
+def _with_markers(cells_out: pd.DataFrame, sample: SampleInput) -> pd.DataFrame:
+    """Per-cell output columns followed by the input's own extra columns (markers, metadata)."""
+    assert sample.cells is not None
+    extra = [c for c in sample.cells.columns if c not in (*CELL_COLUMNS, "sample")]
+    return pd.concat([cells_out, sample.cells[extra].reset_index(drop=True)], axis=1)
+
+
+def _is_current(done: Path, input_sha: str, config_sha: str, cells_file: Path) -> bool:
+    if not (done.is_file() and cells_file.is_file() and input_sha):
+        return False
+    try:
+        marker = json.loads(done.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return marker.get("input_sha256") == input_sha and marker.get("config_sha256") == config_sha
+
+
+def _annotation_for(sample: str, name: str, config: Config) -> list | None:
+    location = config.compartments.annotations
+    if not location:
+        return None
+    path = find_annotation(location, sample, name)
+    if path is None:
+        return None
+    return read_geojson_polygons(path, config.um_per_unit)
+
+
+def _gather(out: Path, names: list[str], records: dict[str, dict[str, Any]]) -> None:
+    """Concatenate per-sample tables (``sample`` first) and write tables/ and features."""
+    for table_name in SAMPLE_TABLES:
+        parts = []
+        for name in names:
+            path = out / ".samples" / records[name]["file_name"] / f"{table_name}.parquet"
+            table = pd.read_parquet(path)
+            table.insert(0, "sample", name)
+            parts.append(table)
+        if parts:
+            write_parquet(out / "tables" / f"{table_name}.parquet",
+                          pd.concat(parts, ignore_index=True))
+    rows = []
+    for name in names:
+        path = out / ".samples" / records[name]["file_name"] / "features.json"
+        rows.append({"sample": name, **json.loads(path.read_text())})
+    features = pd.DataFrame(rows)
+    if not features.empty:
+        write_parquet(out / "features.parquet", features)
+        write_text(out / "features.csv", features.to_csv(index=False))
+
+
+def _describe_input(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if path.is_file():
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    return {"path": str(path), "bytes": None, "sha256": None}
