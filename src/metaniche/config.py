@@ -210,7 +210,8 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
             with open(path, "rb") as handle:
                 data = tomllib.load(handle)
         except FileNotFoundError:
-            raise ConfigError(f"{source}: config file not found; check the --config path.") from None
+            raise ConfigError(f"{source}: config file not found; check the --config path."
+                              ) from None
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"{source}: not valid TOML ({err}); fix the syntax.") from None
     data.update({k: v for k, v in overrides.items() if v is not None})

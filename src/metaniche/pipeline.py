@@ -235,7 +235,7 @@ def _sample_task(item: tuple[SampleInput, Config, str, str, bool]) -> dict[str, 
     except MetanicheError as err:
         return record | {"status": "failed", "error": str(err),
                          "seconds": round(time.perf_counter() - started, 3)}
-    except Exception as err:  # noqa: BLE001 - one sample's bug must not stop the cohort
+    except Exception as err:
         message = f"{sample.source}: sample '{sample.name}' failed in analysis: {err!r}"
         return record | {"status": "failed", "error": message,
                          "traceback": traceback.format_exc(),

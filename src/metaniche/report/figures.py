@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from metaniche._atomic import atomic_path  # noqa: E402
+from metaniche._atomic import atomic_path
 
 if TYPE_CHECKING:
     from metaniche.pipeline import SampleAnalysis
