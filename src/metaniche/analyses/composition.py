@@ -77,7 +77,8 @@ def composition_table(cell_type: np.ndarray, compartment: np.ndarray, lesion_id:
     per_lesion = per_lesion[per_lesion["lesion_id"] > 0]
     whole = _counts(cells, ["compartment", "cell_type"]).assign(lesion_id=0)
     everything = _counts(cells.assign(compartment="all"), ["compartment", "cell_type"])
-    table = pd.concat([per_lesion, whole, everything.assign(lesion_id=0)], ignore_index=True)
+    parts = [per_lesion, whole, everything.assign(lesion_id=0)]
+    table = pd.concat([part for part in parts if not part.empty], ignore_index=True)
     table = table.merge(areas, on=["lesion_id", "compartment"], how="left")
     table["area_mm2"] = table["area_mm2"].fillna(0.0)
     totals = table.groupby(["lesion_id", "compartment"], observed=True)["n_cells"].transform("sum")
