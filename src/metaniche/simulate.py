@@ -282,8 +282,9 @@ def analytic_compartment_areas(
     -------
     dict of str to float
         Lesions are taken with necrotic holes filled (holes are not boundaries; they are
-        outside ``tissue``). ``core`` = tissue ∩ (lesions eroded by w), ``border`` = tissue ∩ (lesions dilated by w
-        minus lesions eroded by w), ``adjacent`` = tissue minus lesions dilated by w,
+        outside ``tissue``). ``core`` = tissue ∩ (lesions eroded by w), ``border`` =
+        tissue ∩ (lesions dilated by w minus lesions eroded by w), ``adjacent`` = tissue
+        minus lesions dilated by w,
         ``tumor`` = tissue ∩ lesions, ``tissue`` = tissue area; all in mm². Buffers use 64
         segments per quarter circle, so ``core + border + adjacent == tissue`` to rounding and
         arcs are within 0.01 % of true circles. A point exactly at distance w belongs to the
@@ -530,7 +531,7 @@ def _remove_holes(xy: np.ndarray, holes: list[shapely.Polygon]) -> np.ndarray:
 def _boundary_distance(
     xy: np.ndarray, lesions: list[shapely.Polygon], k: int = 8
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact distance (µm) from each point to the nearest lesion outer ring, and that lesion's index.
+    """Exact distance (µm) from each point to the nearest lesion outer ring, and its lesion.
 
     The rings' vertices go in a KD-tree; for each point the segments adjacent to its ``k``
     nearest vertices are measured exactly. The answer ``d`` is certified when the k-th vertex is
