@@ -1,8 +1,9 @@
-"""Flatten per-sample analysis tables into one row of named features.
+"""Composition features: flatten the composition table into one row of named features.
 
-Feature names are stable and readable, ``<family>.<compartment>.<cell type>``; this module is
-the one registry of their spelling (see :data:`FEATURE_FAMILIES`), so later analyses add
-families here rather than inventing names elsewhere.
+Feature names are stable and readable, ``<family>.<qualifier>...`` such as
+``density.border.CD8_T``. Each stage declares the families it emits with their unit and
+description (this module's :data:`FEATURE_FAMILIES` for composition); the pipeline gathers
+them from :data:`metaniche.stages.SAMPLE_STAGES` into ``features_dictionary.csv``.
 """
 
 from __future__ import annotations

@@ -25,18 +25,17 @@ import pandas as pd
 from metaniche import __version__
 from metaniche._atomic import write_json, write_parquet, write_text
 from metaniche.analyses.compartments import CompartmentResult, assign_compartments
-from metaniche.analyses.composition import composition_table, immune_phenotype
 from metaniche.config import Config
+from metaniche.context import SampleContext
 from metaniche.errors import InputError, MetanicheError
-from metaniche.features import composition_features
 from metaniche.io import SampleInput, read_clinical, read_samples
 from metaniche.io.annotations import find_annotation, read_geojson_polygons
+from metaniche.stages import SAMPLE_STAGES
 
-__all__ = ["SampleAnalysis", "analyse_sample", "run", "safe_name"]
+__all__ = ["RunResult", "SampleAnalysis", "analyse_sample", "build_context", "run", "safe_name"]
 
 CELL_COLUMNS = ["cell_id", "x", "y", "cell_type", "lesion_id", "signed_distance_um",
                 "compartment"]
-SAMPLE_TABLES = ("compartments", "composition", "lesions")
 ProgressCallback = Callable[[str, str], None]
 
 
@@ -63,16 +62,12 @@ class RunResult:
         return [name for name, rec in self.samples.items() if rec["status"] == "failed"]
 
 
-def analyse_sample(cells: pd.DataFrame, config: Config,
-                   annotation: Sequence[Any] | None = None) -> SampleAnalysis:
-    """Run the per-sample analysis chain on one standardised cell table (µm coordinates).
-
-    Pure: no file I/O. Returns the per-cell output columns (``CELL_COLUMNS``), the tables
-    ``compartments``, ``composition`` and ``lesions`` (without the ``sample`` column) and the
-    named features of :mod:`metaniche.features`.
-    """
+def build_context(name: str, cells: pd.DataFrame, config: Config,
+                  annotation: Sequence[Any] | None = None) -> SampleContext:
+    """Type codes, roles and compartments of one standardised cell table (µm coordinates)."""
     labels = cells["cell_type"].astype(str).to_numpy()
-    types = sorted(pd.unique(labels))
+    types, codes = np.unique(labels, return_inverse=True)
+    types = [str(t) for t in types]
     roles = config.cell_types
     tumor_types = [t for t, yes in zip(types, roles.is_tumor(types), strict=True) if yes]
     immune_types = [t for t, yes in zip(types, roles.is_immune(types), strict=True) if yes]
@@ -81,39 +76,43 @@ def analyse_sample(cells: pd.DataFrame, config: Config,
     result = assign_compartments(x, y, np.isin(labels, tumor_types),
                                  np.isin(labels, immune_types), config.compartments,
                                  annotation=annotation)
-    composition = composition_table(labels, result.compartment, result.lesion_id,
-                                    result.areas, cell_types=types)
-    effectors = list(config.phenotype.effector_types) or [t for t in types if "cd8" in t.lower()]
-    phenotype = immune_phenotype(composition, effectors, config.phenotype)
-    features = composition_features(composition, phenotype, immune_types,
-                                    n_lesions=len(result.lesions))
+    return SampleContext(name, cells, config, x, y, types, codes.astype(np.int32),
+                         tumor_types, immune_types, result)
+
+
+def analyse_sample(cells: pd.DataFrame, config: Config,
+                   annotation: Sequence[Any] | None = None, name: str = "") -> SampleAnalysis:
+    """Run the per-sample analysis chain on one standardised cell table (µm coordinates).
+
+    Pure: no file I/O. Builds the :class:`~metaniche.context.SampleContext` (compartments
+    included), runs every stage of :data:`metaniche.stages.SAMPLE_STAGES` in order and returns
+    the per-cell output (``CELL_COLUMNS`` then the stages' cell columns), the stages' tables
+    (without the ``sample`` column) and their named features.
+    """
+    if not name and "sample" in cells.columns and len(cells):
+        name = str(cells["sample"].iloc[0])
+    context = build_context(name, cells, config, annotation)
+    result = context.compartments
     out = pd.DataFrame({
         "cell_id": cells["cell_id"].astype(str).to_numpy(),
-        "x": x, "y": y, "cell_type": labels,
-        "lesion_id": pd.array(np.where(result.lesion_id > 0, result.lesion_id, 0),
-                              dtype="Int64"),
+        "x": context.x_um, "y": context.y_um, "cell_type": context.labels.astype(str),
+        "lesion_id": pd.array(result.lesion_id, dtype="Int64"),
         "signed_distance_um": result.signed_distance_um,
         "compartment": result.compartment.astype(str),
     })
-    out.loc[out["lesion_id"] == 0, "lesion_id"] = pd.NA
-    compartments = _compartment_counts(result)
-    tables = {"compartments": compartments, "composition": composition,
-              "lesions": result.lesions}
+    out["lesion_id"] = out["lesion_id"].mask(out["lesion_id"] == 0)
+    tables: dict[str, pd.DataFrame] = {}
+    features: dict[str, Any] = {}
+    for stage_name, stage, _ in SAMPLE_STAGES:
+        output = stage(context)
+        clash = set(output.tables) & set(tables)
+        if clash:
+            raise RuntimeError(f"stage {stage_name} re-emits tables {sorted(clash)}")
+        tables.update(output.tables)
+        features.update(output.features)
+        for column, values in output.cell_columns.items():
+            out[column] = values
     return SampleAnalysis(out, tables, features, result)
-
-
-def _compartment_counts(result: CompartmentResult) -> pd.DataFrame:
-    """Areas per lesion × compartment with their cell counts (whole sample: null lesion)."""
-    cells = pd.DataFrame({"lesion_id": result.lesion_id, "compartment": result.compartment})
-    counts = pd.concat([
-        cells.value_counts(["lesion_id", "compartment"]).rename("n_cells").reset_index(),
-        cells.value_counts("compartment").rename("n_cells").reset_index().assign(lesion_id=0),
-        pd.DataFrame({"lesion_id": [0], "compartment": ["all"], "n_cells": [len(cells)]}),
-    ])
-    table = result.areas.merge(counts, on=["lesion_id", "compartment"], how="left")
-    table["n_cells"] = table["n_cells"].fillna(0).astype(np.int64)
-    table["lesion_id"] = table["lesion_id"].astype("Int64").mask(table["lesion_id"] == 0)
-    return table[["lesion_id", "compartment", "n_cells", "area_mm2"]]
 
 
 def safe_name(sample: str) -> str:
@@ -224,8 +223,10 @@ def _sample_task(item: tuple[SampleInput, Config, str, str, bool]) -> dict[str, 
                          "seconds": json.loads(done.read_text())["seconds"]}
     try:
         annotation = _annotation_for(sample.name, name, config)
-        analysis = analyse_sample(sample.cells, config, annotation)
+        analysis = analyse_sample(sample.cells, config, annotation, name=sample.name)
         write_parquet(out / "cells" / f"{name}.parquet", _with_markers(analysis.cells, sample))
+        for stale in cache.glob("*.parquet") if cache.is_dir() else ():
+            stale.unlink()
         for table_name, table in analysis.tables.items():
             write_parquet(cache / f"{table_name}.parquet", table)
         write_json(cache / "features.json", analysis.features)
@@ -276,24 +277,39 @@ def _annotation_for(sample: str, name: str, config: Config) -> list | None:
 
 def _gather(out: Path, names: list[str], records: dict[str, dict[str, Any]]) -> None:
     """Concatenate per-sample tables (``sample`` first) and write tables/ and features."""
-    for table_name in SAMPLE_TABLES:
+    caches = {name: out / ".samples" / records[name]["file_name"] for name in names}
+    table_names = sorted({path.stem for cache in caches.values()
+                          for path in cache.glob("*.parquet")})
+    for table_name in table_names:
         parts = []
-        for name in names:
-            path = out / ".samples" / records[name]["file_name"] / f"{table_name}.parquet"
-            table = pd.read_parquet(path)
-            table.insert(0, "sample", name)
-            parts.append(table)
-        if parts:
-            write_parquet(out / "tables" / f"{table_name}.parquet",
-                          pd.concat(parts, ignore_index=True))
-    rows = []
-    for name in names:
-        path = out / ".samples" / records[name]["file_name"] / "features.json"
-        rows.append({"sample": name, **json.loads(path.read_text())})
+        for name, cache in caches.items():
+            path = cache / f"{table_name}.parquet"
+            if path.is_file():
+                table = pd.read_parquet(path)
+                table.insert(0, "sample", name)
+                parts.append(table)
+        parts = [part for part in parts if not part.empty] or parts[:1]
+        write_parquet(out / "tables" / f"{table_name}.parquet",
+                      pd.concat(parts, ignore_index=True))
+    rows = [{"sample": name, **json.loads((cache / "features.json").read_text())}
+            for name, cache in caches.items()]
     features = pd.DataFrame(rows)
     if not features.empty:
         write_parquet(out / "features.parquet", features)
         write_text(out / "features.csv", features.to_csv(index=False))
+    write_text(out / "features_dictionary.csv", _feature_dictionary(features).to_csv(index=False))
+
+
+def _feature_dictionary(features: pd.DataFrame) -> pd.DataFrame:
+    """name, analysis, unit, description of every feature column (families from the stages)."""
+    owner = {family: (stage, unit, text) for stage, _, families in SAMPLE_STAGES
+             for family, (unit, text) in families.items()}
+    rows = []
+    for column in features.columns.drop("sample", errors="ignore"):
+        family = column.split(".", 1)[0]
+        stage, unit, text = owner.get(family, ("", "", ""))
+        rows.append({"name": column, "analysis": stage, "unit": unit, "description": text})
+    return pd.DataFrame(rows, columns=["name", "analysis", "unit", "description"])
 
 
 def _describe_input(path: str | Path) -> dict[str, Any]:

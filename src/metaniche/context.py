@@ -1,0 +1,100 @@
+"""What every per-sample analysis stage receives and returns.
+
+A :class:`SampleContext` holds one sample's standardised cells, the configuration, integer
+type codes, cell-type roles, the compartment result and one lazily built KD-tree shared by
+every analysis (never rebuilt per statistic). A stage is a function ``SampleContext ->
+StageOutput``; the pipeline runs the registered stages in order (see
+:data:`metaniche.stages.SAMPLE_STAGES`) and writes their tables, features and per-cell columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+
+from metaniche.analyses.compartments import CompartmentResult
+from metaniche.config import Config
+
+__all__ = ["SampleContext", "StageOutput"]
+
+
+@dataclass
+class StageOutput:
+    """A stage's results.
+
+    Attributes
+    ----------
+    tables
+        Long tables by name (written to ``tables/<name>.parquet`` with ``sample`` prepended).
+    features
+        Named per-sample features (names registered in the stage's feature registry).
+    cell_columns
+        Per-cell arrays (length n_cells) added to ``cells/<sample>.parquet``.
+    """
+
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    features: dict[str, Any] = field(default_factory=dict)
+    cell_columns: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class SampleContext:
+    """One sample's inputs for the analysis stages (read-only by convention).
+
+    Attributes
+    ----------
+    name
+        Sample id.
+    cells
+        Standardised cell table (µm coordinates, ``cell_type``, marker columns).
+    config
+        Run configuration.
+    x_um, y_um
+        Coordinates in µm, float64.
+    cell_types
+        Sorted distinct labels; ``type_codes`` index into it.
+    type_codes
+        Integer code per cell (``cell_types[type_codes[i]]`` is cell i's label).
+    tumor_types, immune_types
+        Labels with those roles (config ``[cell_types]``).
+    compartments
+        Output of :func:`metaniche.analyses.compartments.assign_compartments`.
+    """
+
+    name: str
+    cells: pd.DataFrame
+    config: Config
+    x_um: np.ndarray
+    y_um: np.ndarray
+    cell_types: list[str]
+    type_codes: np.ndarray
+    tumor_types: list[str]
+    immune_types: list[str]
+    compartments: CompartmentResult
+
+    @cached_property
+    def coordinates(self) -> np.ndarray:
+        """(n, 2) array of µm coordinates."""
+        return np.column_stack([self.x_um, self.y_um])
+
+    @cached_property
+    def tree(self) -> cKDTree:
+        """KD-tree of all cells, built once per sample and shared by every analysis."""
+        return cKDTree(self.coordinates)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Per-cell label (string array)."""
+        return np.asarray(self.cell_types, dtype=object)[self.type_codes]
+
+    def marker_columns(self) -> list[str]:
+        """Numeric input columns other than the contract columns (markers / genes)."""
+        reserved = {"sample", "cell_id", "x", "y", "cell_type"}
+        return [c for c in self.cells.columns
+                if c not in reserved and pd.api.types.is_numeric_dtype(self.cells[c])
+                and not pd.api.types.is_bool_dtype(self.cells[c])]

@@ -1,0 +1,30 @@
+"""Registered per-sample analysis stages, run in this order by the pipeline.
+
+Each entry is ``(name, stage, feature_families)``: ``stage(context) -> StageOutput`` adapts a
+:class:`~metaniche.context.SampleContext` to the pure functions of ``metaniche.analyses`` and
+``feature_families`` maps each feature family the stage emits to ``(unit, description)`` — the
+one registry of feature names, used for the data dictionary. Add a stage by adding one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from metaniche.context import SampleContext, StageOutput
+from metaniche.stages import composition
+
+__all__ = ["SAMPLE_STAGES", "Stage", "feature_families"]
+
+Stage = Callable[[SampleContext], StageOutput]
+
+SAMPLE_STAGES: list[tuple[str, Stage, dict[str, tuple[str, str]]]] = [
+    ("composition", composition.run, composition.FEATURES),
+]
+
+
+def feature_families() -> dict[str, tuple[str, str]]:
+    """Every registered feature family → (unit, description)."""
+    families: dict[str, tuple[str, str]] = {}
+    for _, _, stage_families in SAMPLE_STAGES:
+        families.update(stage_families)
+    return families
