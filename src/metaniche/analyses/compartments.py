@@ -96,6 +96,9 @@ class CompartmentResult:
         One row per lesion: ``lesion_id, area_mm2, centroid_x, centroid_y, n_pixels``.
     grid, tissue, tumor, lesion_labels, pixel_signed_distance_um
         The raster geometry and masks (for figures and later analyses).
+    pixel_lesion_id
+        Per pixel, the lesion containing it or, outside tumour, the nearest lesion (0 when the
+        sample has no tumour); the pixel counterpart of ``lesion_id``. None when not computed.
     """
 
     signed_distance_um: np.ndarray
@@ -108,6 +111,7 @@ class CompartmentResult:
     tumor: np.ndarray
     lesion_labels: np.ndarray
     pixel_signed_distance_um: np.ndarray
+    pixel_lesion_id: np.ndarray | None = None
 
 
 def assign_compartments(
@@ -168,12 +172,11 @@ def assign_compartments(
     elif not (tissue & ~tumor).any():
         sd_cells[:] = np.nan
     compartment = compartment_of(sd_cells, params.border_um, tumor_present=bool(tumor.any()))
-    pixel_compartment = compartment_of(pixel_sd, params.border_um,
-                                       tumor_present=bool(tumor.any()))
-    areas = _compartment_areas(pixel_compartment, tissue, nearest_lesion, grid)
+    pixel_codes = _compartment_codes(pixel_sd, params.border_um, tumor_present=bool(tumor.any()))
+    areas = _compartment_areas(pixel_codes, tissue, nearest_lesion, grid)
     lesions = _lesion_table(lesion_labels, grid)
     return CompartmentResult(sd_cells, compartment, lesion_cells, areas, lesions, grid,
-                             tissue, tumor, lesion_labels, pixel_sd)
+                             tissue, tumor, lesion_labels, pixel_sd, nearest_lesion)
 
 
 def compartment_of(signed_distance_um: np.ndarray, border_um: float,
@@ -191,6 +194,18 @@ def compartment_of(signed_distance_um: np.ndarray, border_um: float,
     return out
 
 
+def _compartment_codes(signed_distance_um: np.ndarray, border_um: float,
+                       tumor_present: bool) -> np.ndarray:
+    """Integer compartment codes (index into :data:`COMPARTMENTS`), same rules as
+    :func:`compartment_of`; int8 so that whole rasters stay small."""
+    sd = np.asarray(signed_distance_um)
+    codes = np.ones(sd.shape, dtype=np.int8)
+    codes[sd < -border_um] = 0
+    codes[sd > border_um] = 2
+    codes[np.isnan(sd)] = 0 if tumor_present else 2
+    return codes
+
+
 def tissue_mask(x_um: np.ndarray, y_um: np.ndarray, grid: Grid, radius_um: float,
                 closing_um: float) -> np.ndarray:
     """Tissue raster: discs of ``radius_um`` around cells, closed by a ``closing_um`` disc.
@@ -199,7 +214,14 @@ def tissue_mask(x_um: np.ndarray, y_um: np.ndarray, grid: Grid, radius_um: float
     the background around a biopsy or a large tear, unlike a bounding box.
     """
     occupied = grid.counts(x_um, y_um) > 0
-    mask = disc_dilate(occupied, radius_um / grid.pixel_um)
+    radius_px = radius_um / grid.pixel_um
+    if radius_px <= 4:
+        # A small disc as a structuring element is much cheaper than a distance transform.
+        offsets = np.arange(-int(radius_px), int(radius_px) + 1)
+        disc = np.hypot(*np.meshgrid(offsets, offsets)) <= radius_px
+        mask = ndimage.binary_dilation(occupied, structure=disc)
+    else:
+        mask = disc_dilate(occupied, radius_px)
     closing_px = closing_um / grid.pixel_um
     return disc_erode(disc_dilate(mask, closing_px), closing_px)
 
@@ -273,11 +295,15 @@ def tumor_mask_from_polygons(polygons: Sequence[shapely.Geometry], grid: Grid) -
     return mask
 
 
-def _half_median_nn_distance(x_um: np.ndarray, y_um: np.ndarray) -> float:
+def _half_median_nn_distance(x_um: np.ndarray, y_um: np.ndarray,
+                             max_queries: int = 50_000) -> float:
+    """Half the median nearest-neighbour distance (µm), from an evenly spaced subset of at
+    most ``max_queries`` query cells against all cells (deterministic)."""
     points = np.column_stack([x_um, y_um])
     if len(points) < 2:
         return 10.0
-    distances, _ = cKDTree(points).query(points, k=2)
+    queries = points[:: max(1, len(points) // max_queries)]
+    distances, _ = cKDTree(points).query(queries, k=2)
     nearest = distances[:, 1]
     return float(max(np.median(nearest[nearest > 0]) / 2 if (nearest > 0).any() else 5.0, 1.0))
 
@@ -346,26 +372,24 @@ def _signed_distance_field(tumor: np.ndarray, tissue: np.ndarray, lesion_labels:
     return signed, nearest_lesion
 
 
-def _compartment_areas(pixel_compartment: np.ndarray, tissue: np.ndarray,
+def _compartment_areas(pixel_codes: np.ndarray, tissue: np.ndarray,
                        nearest_lesion: np.ndarray, grid: Grid) -> pd.DataFrame:
     """Tissue area (mm²) per lesion × compartment, plus whole-sample rows (lesion_id 0)."""
-    codes = np.select([pixel_compartment == name for name in COMPARTMENTS],
-                      list(range(len(COMPARTMENTS))), default=-1)
+    n_compartments = len(COMPARTMENTS)
     lesion = nearest_lesion[tissue].astype(np.int64)
-    code = codes[tissue]
     n_lesions = int(nearest_lesion.max())
-    counts = np.bincount(lesion * len(COMPARTMENTS) + code,
-                         minlength=(n_lesions + 1) * len(COMPARTMENTS))
-    counts = counts.reshape(n_lesions + 1, len(COMPARTMENTS))
-    rows = []
-    for lesion_id in range(1, n_lesions + 1):
-        for k, name in enumerate(COMPARTMENTS):
-            rows.append((lesion_id, name, counts[lesion_id, k] * grid.pixel_area_mm2))
+    counts = np.bincount(lesion * n_compartments + pixel_codes[tissue],
+                         minlength=(n_lesions + 1) * n_compartments)
+    counts = counts.reshape(n_lesions + 1, n_compartments) * grid.pixel_area_mm2
+    per_lesion = pd.DataFrame({
+        "lesion_id": np.repeat(np.arange(1, n_lesions + 1), n_compartments),
+        "compartment": np.tile(COMPARTMENTS, n_lesions),
+        "area_mm2": counts[1:].ravel(),
+    })
     totals = counts.sum(axis=0)
-    for k, name in enumerate(COMPARTMENTS):
-        rows.append((0, name, totals[k] * grid.pixel_area_mm2))
-    rows.append((0, "all", totals.sum() * grid.pixel_area_mm2))
-    return pd.DataFrame(rows, columns=["lesion_id", "compartment", "area_mm2"])
+    whole = pd.DataFrame({"lesion_id": 0, "compartment": [*COMPARTMENTS, "all"],
+                          "area_mm2": [*totals, totals.sum()]})
+    return pd.concat([per_lesion, whole], ignore_index=True)
 
 
 def _lesion_table(lesion_labels: np.ndarray, grid: Grid) -> pd.DataFrame:
