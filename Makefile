@@ -4,7 +4,7 @@ VENV ?= .venv
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test bench lint clean
+.PHONY: demo demo-real test bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/metaniche demo --out $(DEMO_OUT)
+
+# Every examples/<dataset>.toml on the shared real data (skips when ../shared/data is absent).
+demo-real: $(STAMP)
+	$(VENV)/bin/python scripts/demo_real.py --out demo-real-output
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
@@ -25,4 +29,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(DEMO_OUT) demo-real-output .pytest_cache

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from metaniche.config import load_config
 from metaniche.errors import MetanicheError
@@ -18,6 +19,9 @@ _err = Console(stderr=True, highlight=False)
 _out = Console(highlight=False)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML configuration file.")]
+FormatOption = Annotated[str | None, typer.Option(
+    "--format", help="Input format: auto (default, from the file's columns), table, inform, "
+    "halo, codex, cellprofiler, mcmicro, scimap, squidpy, spatialdata.")]
 
 
 @app.command()
@@ -40,17 +44,18 @@ def validate(
     inputs: Annotated[list[Path], typer.Argument(help="Cell-table files or folders.")],
     config: ConfigOption = None,
     um_per_unit: Annotated[float | None, typer.Option(help="µm per coordinate unit.")] = None,
+    input_format: FormatOption = None,
 ) -> None:
     """Check inputs, print every problem; exit 1 if any error was found."""
     from metaniche.io import validate_inputs
 
-    cfg = load_config(config, um_per_unit=um_per_unit)
+    cfg = load_config(config, um_per_unit=um_per_unit, format=input_format)
     problems = validate_inputs(inputs, cfg)
     errors = [p for p in problems if p.severity == "error"]
     for problem in problems:
         style = "red" if problem.severity == "error" else "yellow"
-        _out.print(f"[{style}]{problem.severity}[/{style}]: {problem.message}", markup=True,
-                   soft_wrap=True)
+        _out.print(f"[{style}]{problem.severity}[/{style}]: {escape(problem.message)}",
+                   markup=True, soft_wrap=True)
     _out.print(f"{len(errors)} errors, {len(problems) - len(errors)} warnings")
     raise typer.Exit(1 if errors else 0)
 
@@ -62,14 +67,18 @@ def run(
     config: ConfigOption = None,
     clinical: Annotated[Path | None, typer.Option(help="Clinical table (CSV/Parquet).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Local worker processes.")] = 1,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Dask scheduler address (tcp://host:port) to run samples on.")] = None,
     force: Annotated[bool, typer.Option(help="Recompute samples even if unchanged.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
+    input_format: FormatOption = None,
 ) -> None:
     """Analyse every sample and write the run directory and report."""
     from metaniche.pipeline import run as run_pipeline
 
-    cfg = load_config(config)
+    cfg = load_config(config, format=input_format)
     result = run_pipeline(inputs, out, cfg, clinical=clinical, workers=workers, force=force,
+                          scheduler=scheduler,
                           progress=None if quiet else _progress_printer())
     _summarise(result, quiet)
 
@@ -123,7 +132,8 @@ def _summarise(result, quiet: bool) -> None:
 def main() -> None:
     """Console-script entry point: run the app, print user errors as one line, no traceback."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns the exit code of typer.Exit instead of raising.
+        code = app(standalone_mode=False)
     except MetanicheError as err:
         _err.print(f"error: {err}", markup=False, soft_wrap=True)
         sys.exit(err.exit_code)
@@ -139,3 +149,4 @@ def main() -> None:
             err.show()
             sys.exit(err.exit_code)
         raise
+    sys.exit(code if isinstance(code, int) else 0)

@@ -78,7 +78,7 @@ def _dask_map(task, items: list, scheduler: str, on_start) -> Iterator[dict[str,
             if on_start:
                 on_start(item)
             futures.append(client.submit(task, item, pure=False))
-        for future in dask_completed(futures):
+        for future in dask_completed(futures, loop=client.loop):
             yield future.result()
 
 

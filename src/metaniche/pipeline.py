@@ -14,7 +14,6 @@ import re
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from metaniche.analyses.compartments import CompartmentResult, assign_compartmen
 from metaniche.config import Config
 from metaniche.context import SampleContext
 from metaniche.errors import InputError, MetanicheError
+from metaniche.executor import map_tasks
 from metaniche.io import SampleInput, read_clinical, read_samples
 from metaniche.io.annotations import find_annotation, read_geojson_polygons
 from metaniche.stages import SAMPLE_STAGES
@@ -130,7 +130,7 @@ def config_hash(config: Config) -> str:
 
 def run(inputs: Sequence[str | Path], out_dir: str | Path, config: Config | None = None,
         clinical: str | Path | None = None, workers: int = 1, force: bool = False,
-        progress: ProgressCallback | None = None) -> RunResult:
+        progress: ProgressCallback | None = None, scheduler: str | None = None) -> RunResult:
     """Analyse every sample of ``inputs`` and write the run directory ``out_dir``.
 
     Parameters
@@ -146,6 +146,9 @@ def run(inputs: Sequence[str | Path], out_dir: str | Path, config: Config | None
         Optional clinical table (validated and recorded; outcome analyses use it).
     workers
         Local processes for the per-sample tasks; 1 runs in this process.
+    scheduler
+        Address of a Dask distributed scheduler (``tcp://host:port``) to run the per-sample
+        tasks on instead; workers must see the same file system paths.
     progress
         Called as ``progress(sample, status)`` as samples start and finish.
 
@@ -167,12 +170,18 @@ def run(inputs: Sequence[str | Path], out_dir: str | Path, config: Config | None
     chash = config_hash(config)
     tasks = [(s, config, str(out), chash, force) for s in samples]
     records: dict[str, dict[str, Any]] = {}
-    for record in _map(_sample_task, tasks, workers, notify):
+    for record in map_tasks(_sample_task, tasks, workers, scheduler,
+                            on_start=lambda task: notify(task[0].name, "running")):
+        notify(record["sample"], record["status"])
         records[record["sample"]] = record
+    # Completion order depends on the executor; the manifest keeps input order.
+    records = {s.name: records[s.name] for s in samples if s.name in records}
     ok = [name for name, rec in records.items() if rec["status"] in ("ok", "skipped")]
     _gather(out, ok, records)
+    _neighbourhood_step(out, ok, records, config)
     if clinical_table is not None:
         write_parquet(out / "clinical.parquet", clinical_table)
+    cohort = _cohort_step(out, clinical_table, config) if clinical_table is not None else None
     manifest = {
         "metaniche_version": __version__,
         "config": config.to_dict(),
@@ -180,6 +189,7 @@ def run(inputs: Sequence[str | Path], out_dir: str | Path, config: Config | None
         "inputs": [_describe_input(p) for p in inputs],
         "clinical": str(clinical) if clinical else None,
         "samples": records,
+        "cohort": cohort,
         "seconds": round(time.perf_counter() - started, 3),
     }
     write_json(out / "run.json", manifest)
@@ -189,20 +199,32 @@ def run(inputs: Sequence[str | Path], out_dir: str | Path, config: Config | None
     return RunResult(out, records)
 
 
-def _map(task: Callable[[tuple], dict], items: list[tuple], workers: int,
-         notify: ProgressCallback):
-    """Run ``task`` over ``items`` in this process or a local process pool, in order."""
-    if workers <= 1 or len(items) <= 1:
-        for item in items:
-            notify(item[0].name, "running")
-            record = task(item)
-            notify(record["sample"], record["status"])
-            yield record
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for record in pool.map(task, items):
-            notify(record["sample"], record["status"])
-            yield record
+def _cohort_step(out: Path, clinical_table: pd.DataFrame, config: Config) -> dict[str, Any]:
+    """Run :func:`metaniche.cohort.analyse_cohort` and write its outputs; never raises.
+
+    Writes ``association.parquet``, ``prediction.json`` (when prediction ran) and
+    ``tables/km_curves.parquet``; returns the run.json record (status, skipped analyses,
+    warnings, or the error), so a cohort failure never loses the per-sample outputs.
+    """
+    from metaniche.cohort import analyse_cohort
+
+    path = out / "features.parquet"
+    if not path.is_file():
+        return {"status": "failed", "error": "no features.parquet (no sample succeeded)."}
+    try:
+        result = analyse_cohort(pd.read_parquet(path), clinical_table, config)
+        write_parquet(out / "association.parquet", result.association)
+        if result.prediction:
+            write_json(out / "prediction.json", result.prediction)
+        write_parquet(out / "tables" / "km_curves.parquet", result.km_curves)
+    except MetanicheError as err:
+        return {"status": "failed", "error": str(err)}
+    except Exception as err:
+        return {"status": "failed", "error": f"cohort analysis failed: {err!r}",
+                "traceback": traceback.format_exc()}
+    return {"status": "ok", "unit": result.unit, "skipped": result.skipped,
+            "warnings": result.warnings, "n_features": int(result.matrix.shape[1]),
+            "dropped_features": len(result.dropped_features)}
 
 
 def _sample_task(item: tuple[SampleInput, Config, str, str, bool]) -> dict[str, Any]:
@@ -232,7 +254,8 @@ def _sample_task(item: tuple[SampleInput, Config, str, str, bool]) -> dict[str, 
         write_json(cache / "features.json", analysis.features)
         from metaniche.report.figures import save_tissue_map
 
-        save_tissue_map(analysis, sample.name, out / "report" / "figures" / f"{name}.map.png")
+        save_tissue_map(analysis, sample.name, out / "report" / "figures" / f"{name}.map.png",
+                        config)
     except MetanicheError as err:
         return record | {"status": "failed", "error": str(err),
                          "seconds": round(time.perf_counter() - started, 3)}
@@ -298,6 +321,34 @@ def _gather(out: Path, names: list[str], records: dict[str, dict[str, Any]]) -> 
         write_parquet(out / "features.parquet", features)
         write_text(out / "features.csv", features.to_csv(index=False))
     write_text(out / "features_dictionary.csv", _feature_dictionary(features).to_csv(index=False))
+
+
+def _neighbourhood_step(out: Path, names: list[str], records: dict[str, dict[str, Any]],
+                        config: Config) -> None:
+    """Cohort CNs: fit on every sample's ``cn_training``, label ``cells/<sample>.parquet``
+    (column ``neighbourhood``), write ``tables/neighbourhoods.parquet`` and the
+    ``cn_fraction.*`` features (see :func:`metaniche.stages.communities.cohort_neighbourhoods`)."""
+    training_path = out / "tables" / "cn_training.parquet"
+    if not names or not training_path.is_file():
+        return
+    from metaniche.stages.communities import cohort_neighbourhoods
+
+    paths = {name: out / "cells" / f"{records[name]['file_name']}.parquet" for name in names}
+    cells = {name: pd.read_parquet(path) for name, path in paths.items()}
+    labels, table, cn_features = cohort_neighbourhoods(pd.read_parquet(training_path), cells,
+                                                       config)
+    for name, path in paths.items():
+        write_parquet(path, cells[name].assign(neighbourhood=labels[name]))
+    write_parquet(out / "tables" / "neighbourhoods.parquet", table)
+    if (out / "features.parquet").is_file():
+        features = pd.read_parquet(out / "features.parquet")
+        extra = pd.DataFrame.from_dict(cn_features, orient="index")
+        features = features.drop(columns=[c for c in features if c.startswith("cn_fraction.")])
+        features = features.join(extra, on="sample")
+        write_parquet(out / "features.parquet", features)
+        write_text(out / "features.csv", features.to_csv(index=False))
+        write_text(out / "features_dictionary.csv",
+                   _feature_dictionary(features).to_csv(index=False))
 
 
 def _feature_dictionary(features: pd.DataFrame) -> pd.DataFrame:

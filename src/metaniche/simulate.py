@@ -86,6 +86,12 @@ DENSITY_PER_MM2 = 3000.0
 BORDER_UM = 100.0
 """Half-width w of the border compartment of the ground truth, µm."""
 
+GPNMB_FLAT_PROBABILITY = 0.01
+"""GPNMB_macrophage probability everywhere when ``gpnmb_gradient=False`` (control samples)."""
+
+KUPFFER_ZONATION = (1.6, -1.2)
+"""Planted Macrophage zonation with ``zonation=True``: probability ``0.05 * (a + b * eta)``."""
+
 _SPACING_UM = float(np.sqrt(1e6 / DENSITY_PER_MM2))
 _JITTER = 0.35
 _N_VERTICES = 512
@@ -168,6 +174,10 @@ def simulate_sample(
     n_lesions: int | None = None,
     with_tls: bool | None = None,
     necrosis: bool | None = None,
+    gpnmb_gradient: bool = True,
+    zonation: bool = False,
+    tls_radius_um: tuple[float, float] = (60.0, 100.0),
+    tls_maturity: bool = False,
 ) -> SimulatedSample:
     """Simulate one liver-metastasis sample with known ground truth.
 
@@ -195,6 +205,25 @@ def simulate_sample(
         Give the largest lesion that can hold one a central necrotic hole (area >= 40 000 µm²,
         >= 150 µm from the lesion edge) and remove its cells; drawn with p = 0.35 when None
         (and then skipped silently when no lesion is large enough, e.g. below ~15 000 cells).
+    gpnmb_gradient : bool, default True
+        Plant the GPNMB_macrophage gradient (probability 0.08 exp(-|d| / 60 µm)); when False
+        the type has a flat probability of :data:`GPNMB_FLAT_PROBABILITY` everywhere (a control
+        without a gradient). Outside TLS.
+    zonation : bool, default False
+        Plant a periportal preference of Macrophage (Kupffer-like): outside tumour and TLS a
+        cell is Macrophage with probability ``0.05 * (1.6 - 1.2 * eta)`` instead of 0.05, with
+        ``eta = d_portal / (d_portal + d_central)`` from the landmark points (Hepatocyte takes
+        the difference). Periportal (eta < 1/3) over pericentral (eta > 2/3) density is then
+        about 2.3. Extra random draws happen only when True, so the default output is unchanged.
+    tls_radius_um : (float, float), default (60, 100)
+        Range of the uniformly drawn TLS radius, µm (same number of draws for any range).
+    tls_maturity : bool, default False
+        Plant a maturity grade per TLS, drawn uniformly from ``lymphoid_aggregate`` (its
+        CCL19_fibroblast cells become Fibroblast: no follicular stroma), ``primary_follicle``
+        (the default TLS composition) and ``secondary_follicle`` (also a germinal-centre core:
+        B cells within half the radius of the centre express ``BCL6``). Adds a ``BCL6`` marker
+        column (after :data:`MARKERS`; mean 5 in germinal-centre B cells, 0.5 elsewhere) and a
+        ``grade`` column to :attr:`SimulatedSample.tls`. Extra draws happen only when True.
 
     Returns
     -------
@@ -243,16 +272,25 @@ def simulate_sample(
     inside = shapely.contains_xy(union, xy[:, 0], xy[:, 1])
     signed = np.where(inside, -distance, distance)
 
-    tls = _place_tls(rng, side, union, with_tls)
+    tls = _place_tls(rng, side, union, with_tls, tls_radius_um)
     tls_id = _tls_membership(xy, tls)
     landmarks = _place_landmarks(rng, side, union, tls)
 
-    codes = _draw_types(rng, signed, tls_id, phenotype)
+    codes = _draw_types(rng, signed, tls_id, phenotype, gpnmb_gradient)
+    grades = rng.integers(0, 3, len(tls)) if tls_maturity else None
+    if grades is not None:
+        immature = np.isin(tls_id, tls["tls_id"].to_numpy()[grades == 0])
+        codes = np.where(immature & (codes == _TYPE_CODE["CCL19_fibroblast"]),
+                         _TYPE_CODE["Fibroblast"], codes)
+    if zonation:
+        codes = _plant_zonation(rng, xy, signed, tls_id, codes, landmarks, phenotype)
     codes = _paint_landmarks(rng, xy, codes, landmarks)
     markers = _marker_intensities(rng, codes, tls_id > 0)
 
     cell_id = name + "_" + pd.Series(np.arange(len(xy))).astype(str)
     cells = _cell_table(name, cell_id, xy, codes, markers)
+    if grades is not None:
+        cells["BCL6"] = _germinal_centre_marker(rng, xy, codes, tls_id, tls, grades)
     truth = pd.DataFrame({
         "cell_id": cell_id.to_numpy(),
         "lesion_id": lesion_index + 1,
@@ -262,6 +300,8 @@ def simulate_sample(
     })
     tls["n_cells"] = np.bincount(tls_id, minlength=len(tls) + 1)[1:].astype(np.int64)
     tls = tls[["tls_id", "centroid_x", "centroid_y", "n_cells", "radius_um"]]
+    if grades is not None:
+        tls = tls.assign(grade=np.array(_TLS_GRADES, dtype=object)[grades])
     return SimulatedSample(name, cells, truth, lesions, tissue, phenotype, tls, landmarks)
 
 
@@ -307,7 +347,7 @@ def analytic_compartment_areas(
 
 
 def simulate_cohort(
-    n_samples: int = 6, n_cells: int = 20_000, seed: int = 0
+    n_samples: int = 6, n_cells: int = 20_000, seed: int = 0, os_log_hr: float = 0.8
 ) -> tuple[list[SimulatedSample], pd.DataFrame]:
     """Simulate a cohort of samples and a clinical table linked to a planted spatial feature.
 
@@ -320,6 +360,9 @@ def simulate_cohort(
     seed : int, default 0
         Root seed; ``SeedSequence(seed).spawn(n_samples + 1)`` gives one stream per sample and one
         for the cohort-level draws, so a sample does not depend on how many others are simulated.
+    os_log_hr : float, default 0.8
+        Planted survival effect β: the hazard is multiplied by exp(-β z) (so the true hazard
+        ratio per SD of core CD8_T density is exp(-β)).
 
     Returns
     -------
@@ -327,7 +370,7 @@ def simulate_cohort(
     clinical : pandas.DataFrame
         ``sample``, ``patient`` (``P01``, …), ``response`` (``responder`` with p = 0.85 when the
         sample is inflamed, else 0.15; otherwise ``non-responder``), ``os_time`` (months,
-        exponential with baseline hazard 1/24 per month multiplied by exp(-0.8 z), z the cohort
+        exponential with baseline hazard 1/24 per month multiplied by exp(-β z), z the cohort
         z-score of the true CD8_T density of the core in cells/mm²) and ``os_event`` (1 with
         p = 0.7, else censored).
 
@@ -351,7 +394,7 @@ def simulate_cohort(
                         phenotype=str(phenotypes[i]), with_tls=bool(with_tls[i]))
         for i in range(n_samples)
     ]
-    return samples, _clinical_table(rng, samples, width)
+    return samples, _clinical_table(rng, samples, width, os_log_hr)
 
 
 def write_cohort(
@@ -625,13 +668,14 @@ def _compartment(signed: np.ndarray, border_um: float) -> np.ndarray:
 
 
 def _place_tls(
-    rng: np.random.Generator, side: float, union: shapely.Geometry, with_tls: bool
+    rng: np.random.Generator, side: float, union: shapely.Geometry, with_tls: bool,
+    radius_range: tuple[float, float] = (60.0, 100.0),
 ) -> pd.DataFrame:
     """1–3 disks of radius 60–100 µm, >= 150 µm outside lesions, 100 µm apart, 50 µm from edge."""
     rows: list[tuple[float, float, float]] = []
     n_wanted = int(rng.integers(1, 4)) if with_tls else 0
     for _ in range(n_wanted):
-        radius = rng.uniform(60.0, 100.0)
+        radius = rng.uniform(radius_range[0], radius_range[1])
         for _ in range(500):
             centre = rng.uniform(radius + 50.0, side - radius - 50.0, 2)
             far_from_tumour = shapely.distance(shapely.Point(centre), union) >= 150.0 + radius
@@ -644,6 +688,25 @@ def _place_tls(
                          columns=["centroid_x", "centroid_y", "radius_um"])
     table.insert(0, "tls_id", np.arange(1, len(table) + 1, dtype=np.int64))
     return table
+
+
+_TLS_GRADES = ("lymphoid_aggregate", "primary_follicle", "secondary_follicle")
+
+
+def _germinal_centre_marker(
+    rng: np.random.Generator, xy: np.ndarray, codes: np.ndarray, tls_id: np.ndarray,
+    tls: pd.DataFrame, grades: np.ndarray,
+) -> np.ndarray:
+    """BCL6 intensity: high in B cells within half the radius of a secondary TLS centre."""
+    high = np.zeros(len(xy), dtype=bool)
+    for row, grade in zip(tls.itertuples(), grades, strict=True):
+        if grade == 2:
+            near = np.hypot(xy[:, 0] - row.centroid_x,
+                            xy[:, 1] - row.centroid_y) <= 0.5 * row.radius_um
+            high |= near & (tls_id == row.tls_id) & (codes == _TYPE_CODE["B"])
+    sigma = np.float32(0.4)
+    noise = np.exp(rng.standard_normal(len(xy), dtype=np.float32) * sigma - sigma**2 / 2)
+    return np.where(high, np.float32(5.0), np.float32(0.5)) * noise
 
 
 def _tls_membership(xy: np.ndarray, tls: pd.DataFrame) -> np.ndarray:
@@ -702,7 +765,9 @@ def _cd8_probability(signed: np.ndarray, phenotype: str) -> np.ndarray:
     return np.full(signed.shape, 0.002)
 
 
-def _type_probabilities(signed: np.ndarray, phenotype: str) -> np.ndarray:
+def _type_probabilities(
+    signed: np.ndarray, phenotype: str, gpnmb_gradient: bool = True
+) -> np.ndarray:
     """(n, n_types) probabilities outside TLS; rows sum to 1. Tumor/Hepatocyte take the rest."""
     inside = signed < 0
     distance = np.abs(signed)
@@ -713,7 +778,8 @@ def _type_probabilities(signed: np.ndarray, phenotype: str) -> np.ndarray:
         "Treg": np.where(inside, 0.006, 0.003),
         "B": np.where(inside, 0.003, 0.004),
         "Macrophage": np.where(inside, 0.03, 0.05),
-        "GPNMB_macrophage": 0.08 * np.exp(-distance / 60.0),
+        "GPNMB_macrophage": (0.08 * np.exp(-distance / 60.0) if gpnmb_gradient
+                             else np.full(signed.shape, GPNMB_FLAT_PROBABILITY)),
         "Neutrophil": np.where(inside, 0.01, 0.012),
         "S100A12_neutrophil": 0.04 * np.exp(-distance / 80.0),
         "Fibroblast": np.where(inside, 0.06, 0.04 + 0.08 * np.exp(-outside_d / 80.0)),
@@ -741,15 +807,50 @@ def _tls_probabilities(phenotype: str) -> np.ndarray:
 
 
 def _draw_types(
-    rng: np.random.Generator, signed: np.ndarray, tls_id: np.ndarray, phenotype: str
+    rng: np.random.Generator, signed: np.ndarray, tls_id: np.ndarray, phenotype: str,
+    gpnmb_gradient: bool = True,
 ) -> np.ndarray:
     """Integer type code of each cell, drawn by inverse CDF from its probability row."""
-    probabilities = _type_probabilities(signed, phenotype)
+    probabilities = _type_probabilities(signed, phenotype, gpnmb_gradient)
     probabilities[tls_id > 0] = _tls_probabilities(phenotype)
     cumulative = np.cumsum(probabilities, axis=1)
     uniform = rng.random(len(signed)) * cumulative[:, -1]
     codes = (uniform[:, None] >= cumulative).sum(1)
     return np.minimum(codes, len(CELL_TYPES) - 1)
+
+
+def _plant_zonation(
+    rng: np.random.Generator,
+    xy: np.ndarray,
+    signed: np.ndarray,
+    tls_id: np.ndarray,
+    codes: np.ndarray,
+    landmarks: pd.DataFrame,
+    phenotype: str,
+) -> np.ndarray:
+    """Redraw Macrophage vs Hepatocyte outside tumour and TLS with a periportal preference.
+
+    A cell drawn as Macrophage or Hepatocyte becomes Macrophage with probability
+    ``p_mac(eta) / (p_mac + p_hep)`` where ``p_mac(eta) = 0.05 (1.6 - 1.2 eta)``, so the
+    Macrophage probability of every such cell is ``p_mac(eta)`` (see ``zonation`` of
+    :func:`simulate_sample`); no-op without both landmark kinds.
+    """
+    kinds = landmarks["kind"].to_numpy()
+    if not ((kinds == "portal").any() and (kinds == "central").any()):
+        return codes
+    points = landmarks[["x", "y"]].to_numpy()
+    d_portal, _ = cKDTree(points[kinds == "portal"]).query(xy)
+    d_central, _ = cKDTree(points[kinds == "central"]).query(xy)
+    eta = d_portal / np.maximum(d_portal + d_central, 1e-12)
+    mac, hep = _TYPE_CODE["Macrophage"], _TYPE_CODE["Hepatocyte"]
+    chosen = np.flatnonzero((signed > 0) & (tls_id == 0) & ((codes == mac) | (codes == hep)))
+    base = _type_probabilities(signed[chosen], phenotype)
+    pair = base[:, mac] + base[:, hep]
+    a, b = KUPFFER_ZONATION
+    p_mac = base[:, mac] * (a + b * eta[chosen])
+    codes = codes.copy()
+    codes[chosen] = np.where(rng.random(len(chosen)) < p_mac / pair, mac, hep)
+    return codes
 
 
 def _paint_landmarks(
@@ -818,14 +919,15 @@ def _core_cd8_density(sample: SimulatedSample) -> float:
 
 
 def _clinical_table(
-    rng: np.random.Generator, samples: list[SimulatedSample], width: int
+    rng: np.random.Generator, samples: list[SimulatedSample], width: int,
+    os_log_hr: float = 0.8,
 ) -> pd.DataFrame:
     density = np.array([_core_cd8_density(sample) for sample in samples])
     spread = density.std()
     z = (density - density.mean()) / spread if spread > 0 else np.zeros_like(density)
     inflamed = np.array([sample.phenotype == "inflamed" for sample in samples])
     responder = rng.random(len(samples)) < np.where(inflamed, 0.85, 0.15)
-    hazard = (1.0 / 24.0) * np.exp(-0.8 * z)
+    hazard = (1.0 / 24.0) * np.exp(-os_log_hr * z)
     os_time = np.maximum(rng.exponential(1.0 / hazard), 0.1)
     return pd.DataFrame({
         "sample": [sample.name for sample in samples],

@@ -224,7 +224,8 @@ def assert_message(message: str | None, *parts: str) -> None:
 
 def test_missing_x_column_names_key_columns_and_fix(tmp_path: Path) -> None:
     frame = grid_frame(30).rename(columns={"x": "X_centroid", "y": "Y_centroid"})
-    s = only(read_samples([write(frame, tmp_path / "cells.csv")], CFG))
+    # format "table": the generic reader (auto would read X_centroid as an MCMICRO table)
+    s = only(read_samples([write(frame, tmp_path / "cells.csv")], CFG, format="table"))
     assert s.cells is None and s.file_error and s.name == "cells"
     assert_message(s.error, "cells.csv", "no column 'x'", "x coordinate",
                    "columns found: cell_id, X_centroid, Y_centroid",

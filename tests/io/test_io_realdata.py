@@ -50,9 +50,9 @@ def test_format_exports_report_the_coordinate_column(data_dir: Path) -> None:
     path = data_dir / "formats" / "mcmicro_exemplar-001_unmicst_cell.csv.gz"
     if not path.exists():
         pytest.skip(f"{path} not found")
-    (problem,) = validate_inputs([path], Config())
+    (problem,) = validate_inputs([path], Config(), format="table")
     assert problem.severity == "error" and problem.sample is None
     assert '[columns] x = "X_centroid"' in problem.message
     cfg = Config(columns=ColumnNames(x="X_centroid", y="Y_centroid", cell_type="CellID"))
-    (s,) = read_samples([path], cfg)
+    (s,) = read_samples([path], cfg, format="table")
     assert s.ok, s.error

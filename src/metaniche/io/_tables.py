@@ -119,7 +119,9 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path | tuple[Path, str]]:
     out: list[Path | tuple[Path, str]] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
+        if path.is_dir() and path.suffix.lower() == ".zarr":
+            out.append(path)  # a SpatialData store
+        elif path.is_dir():
             try:
                 children = sorted(p for p in path.iterdir()
                                   if p.is_file() and not p.name.startswith(".")

@@ -22,6 +22,7 @@ line 1, so the first data row is row 2; for Parquet and AnnData the first row is
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from metaniche.config import Config
+from metaniche.errors import InputError
 from metaniche.io._anndata import read_h5ad_table
 from metaniche.io._tables import (
     RawTable,
@@ -48,6 +50,19 @@ from metaniche.io._tables import (
     reason,
     supported_list,
 )
+from metaniche.io.formats import (
+    FORMAT_LABELS,
+    PLACEHOLDER_LABEL,
+    MappedTable,
+    _article,
+    detect_format,
+    h5ad_columns,
+    map_export,
+    phenotype_map_for,
+    read_spatialdata,
+    with_columns,
+)
+from metaniche.phenotype import apply_gating, parse_panel
 
 __all__ = ["NN_SPACING_UM", "STANDARD_COLUMNS", "SampleInput", "read_samples"]
 
@@ -103,7 +118,8 @@ class SampleInput:
         return self.error is None and self.cells is not None
 
 
-def read_samples(paths: Sequence[str | Path], config: Config) -> list[SampleInput]:
+def read_samples(paths: Sequence[str | Path], config: Config,
+                 format: str | None = None) -> list[SampleInput]:
     """Read every sample from files and directories of cell tables.
 
     Parameters
@@ -114,7 +130,11 @@ def read_samples(paths: Sequence[str | Path], config: Config) -> list[SampleInpu
         non-recursive, hidden files skipped).
     config
         Column names (``config.columns``, matched exactly, else case-insensitively when
-        unique), ``um_per_unit`` and ``min_cells``.
+        unique), ``um_per_unit``, ``min_cells``, ``format`` (export format, default
+        ``"auto"``: see :mod:`metaniche.io.formats`), ``phenotype_map`` and ``gating`` (a
+        panel that phenotypes each sample from its markers: :mod:`metaniche.phenotype`).
+    format
+        Overrides ``config.format`` when given (``--format``).
 
     Returns
     -------
@@ -130,9 +150,15 @@ def read_samples(paths: Sequence[str | Path], config: Config) -> list[SampleInpu
     outside 3–50 µm; on samples of more than 5,000 cells it queries an evenly spaced
     subset of 5,000 cells against all cells. Cost: parsing, plus O(n log n) per sample.
     """
+    if format is not None:
+        config = dataclasses.replace(config, format=format)
     results: list[SampleInput] = []
     seen: dict[str, Path] = {}
-    for entry in expand_paths(list(paths)):
+    entries = expand_paths(list(paths))
+    maps = {phenotype_map_for(e, config) for e in entries if not isinstance(e, tuple)}
+    for entry in entries:
+        if not isinstance(entry, tuple) and entry in maps:
+            continue  # a CODEX phenotype map, read with its cell table
         if isinstance(entry, tuple):
             path, message = entry
             results.append(SampleInput(file_stem(path), path, None, message, file_error=True))
@@ -155,26 +181,91 @@ def read_samples(paths: Sequence[str | Path], config: Config) -> list[SampleInpu
 def _read_file(path: Path, config: Config) -> list[SampleInput]:
     """Read one file; every failure becomes an error :class:`SampleInput`."""
     stem = file_stem(path)
-    kind, gz = file_format(path)
-    cols = config.columns
     try:
-        if kind is None:
-            raise TableError(f"{path}: unsupported file type (supported: {supported_list()}); "
-                             "export the table as CSV or Parquet.")
-        if kind == "text":
-            raw = read_text_table(path, gz, (cols.sample, cols.cell_id, cols.cell_type),
-                                  what="cell table")
-        elif kind == "parquet":
-            raw = read_parquet_table(path, what="cell table")
-        else:
-            raw = read_h5ad_table(path, config)
-        return _standardise(path, stem, raw, config)
+        mapped, _ = _read_mapped(path, config)
+        samples = _standardise(path, stem, mapped.raw, with_columns(config, mapped.columns))
+        if config.gating:
+            samples = [_gate(s, config) for s in samples]
+        return samples
     except TableError as err:
+        return [SampleInput(stem, path, None, str(err), file_error=True)]
+    except InputError as err:
         return [SampleInput(stem, path, None, str(err), file_error=True)]
     except Exception as err:  # a reader bug must not stop the cohort
         return [SampleInput(stem, path, None,
                             f"{path}: cannot be used ({reason(err)}); check the file, and "
                             "report this message if the file looks valid.", file_error=True)]
+
+
+def _read_mapped(path: Path, config: Config) -> tuple[MappedTable, str]:
+    """Read a file with the reader its format calls for (see :mod:`metaniche.io.formats`)."""
+    fmt = config.format
+    cols = config.columns
+    if fmt == "spatialdata" or (fmt == "auto" and path.is_dir()):
+        return read_spatialdata(path, config), "spatialdata"
+    kind, gz = file_format(path)
+    if kind is None:
+        raise TableError(f"{path}: unsupported file type (supported: {supported_list()}); "
+                         "export the table as CSV or Parquet.")
+    if kind == "h5ad":
+        if fmt not in ("auto", "table", "scimap", "squidpy"):
+            raise TableError(f"{path}: is an AnnData .h5ad file, not {_article(fmt)} "
+                             f"{FORMAT_LABELS[fmt]}; use --format auto.")
+        fmt, columns = h5ad_columns(path, fmt, config)
+        raw = read_h5ad_table(path, with_columns(config, columns))
+        if find_column(raw.frame.columns, columns.cell_type) is None and config.gating:
+            raw.frame[PLACEHOLDER_LABEL] = PLACEHOLDER_LABEL
+            columns = dataclasses.replace(columns, cell_type=PLACEHOLDER_LABEL)
+        return MappedTable(raw, columns), fmt
+    if fmt == "auto":
+        fmt = detect_format(kind, path, gz, config)
+    if fmt in ("scimap", "squidpy"):
+        raise TableError(f"{path}: {FORMAT_LABELS[fmt]}s are .h5ad files; use --format auto "
+                         "for this table.")
+    try:
+        if kind == "text":
+            text_cols = (cols.sample, cols.cell_id, cols.cell_type) if fmt == "table" else (
+                "Sample Name", "Image Location", "sample_Xtile_Ytile", "imageid")
+            raw = read_text_table(path, gz, text_cols, what="cell table")
+        else:
+            raw = read_parquet_table(path, what="cell table")
+    except TableError as err:
+        if fmt == "table":
+            raise
+        raise TableError(f"{str(err).rstrip('.')} (expected {_article(fmt)} "
+                         f"{FORMAT_LABELS[fmt]}).") from None
+    if fmt == "table":
+        return MappedTable(raw, cols), fmt
+    return map_export(fmt, path, raw, config), fmt
+
+
+def _gate(sample: SampleInput, config: Config) -> SampleInput:
+    """Replace ``cell_type`` by the gating panel's labels and add its ``gate.*`` columns."""
+    if not sample.ok:
+        return sample
+    assert sample.cells is not None
+    panel = parse_panel(config.gating)
+    try:
+        result = apply_gating(sample.cells, panel)
+    except InputError as err:
+        return dataclasses.replace(sample, cells=None,
+                                   error=f"{sample.source}: sample '{sample.name}': {err}")
+    cells = sample.cells.copy()
+    cells["cell_type"] = result.cell_type
+    for column in result.matches.columns:
+        cells[column] = result.matches[column].to_numpy()
+    warnings = list(sample.warnings)
+    if result.n_conflicting:
+        pairs = ", ".join(f"{r.rule_a}/{r.rule_b} {r.n_cells}"
+                          for r in result.conflicts.head(4).itertuples())
+        warnings.append(f"{sample.source}: sample '{sample.name}': {result.n_conflicting} cells "
+                        f"match more than one gating rule ({pairs}); each was given the rule "
+                        "it passes by the widest margin (see metaniche.phenotype).")
+    digest = hashlib.sha256(sample.checksum.encode())
+    digest.update(pd.util.hash_pandas_object(cells[["cell_type"]], index=False)
+                  .to_numpy().tobytes())
+    return dataclasses.replace(sample, cells=cells, warnings=warnings,
+                               checksum=digest.hexdigest())
 
 
 def _missing_column(path: Path, key: str, want: str, columns: Sequence[str]) -> TableError:

@@ -38,7 +38,11 @@ def read_clinical(path: str | Path, config: Config) -> pd.DataFrame:
     pandas.DataFrame
         The table with the sample column renamed to ``sample``, moved first and held as
         ``str`` (read as text, so ``007`` keeps its zeros); other columns unchanged, rows in
-        file order.
+        file order. A table without the sample column but with the patient column
+        (``config.clinical.patient``) is read as one row per patient: that column is kept
+        under its own name, first, as ``str``, unique, and there is no ``sample`` column
+        (:func:`metaniche.cohort.matrix.join_clinical` joins it through each sample's
+        patient).
 
     Raises
     ------
@@ -54,7 +58,8 @@ def read_clinical(path: str | Path, config: Config) -> pd.DataFrame:
     kind, gz = file_format(path)
     try:
         if kind == "text":
-            raw = read_text_table(path, gz, (want,), what="clinical table")
+            raw = read_text_table(path, gz, (want, config.clinical.patient),
+                                  what="clinical table")
         elif kind == "parquet":
             raw = read_parquet_table(path, what="clinical table")
         else:
@@ -64,6 +69,10 @@ def read_clinical(path: str | Path, config: Config) -> pd.DataFrame:
         raise InputError(str(err)) from None
     frame = raw.frame
     col = find_column(frame.columns, want)
+    patient = find_column(frame.columns, config.clinical.patient)
+    per_patient = col is None and patient is not None
+    if per_patient:
+        col = patient  # one row per patient, keyed by the patient column
     if col is None:
         raise InputError(f"{path}: no column '{want}' for the sample id (columns found: "
                          f"{list_columns(frame.columns)}); rename it or set [clinical] "
@@ -77,8 +86,9 @@ def read_clinical(path: str | Path, config: Config) -> pd.DataFrame:
     text = values.astype(object).where(~missing, "").astype(str)
     missing |= (text.str.strip() == "").to_numpy()
     rows = np.arange(len(frame)) + raw.row_base
+    what = "patient" if per_patient else "sample"
     if missing.any():
-        raise InputError(f"{path}: column '{col}' (the sample id) is empty at "
+        raise InputError(f"{path}: column '{col}' (the {what} id) is empty at "
                          f"{format_rows(rows[missing])}; fill in the sample ids or remove "
                          "those rows.")
     dup = text.duplicated(keep=False).to_numpy()
@@ -87,9 +97,12 @@ def read_clinical(path: str | Path, config: Config) -> pd.DataFrame:
         at = rows[(text == first).to_numpy()]
         n_ids = text[dup].nunique()
         more = f" ({n_ids - 1} more repeated ids)" if n_ids > 1 else ""
-        raise InputError(f"{path}: sample '{first}' has more than one row ({format_rows(at)})"
-                         f"{more}; keep one row per sample.")
+        raise InputError(f"{path}: {what} '{first}' has more than one row ({format_rows(at)})"
+                         f"{more}; keep one row per {what}.")
     out = frame.drop(columns=[col])
+    if per_patient:
+        out.insert(0, col, text.to_numpy(dtype=object))
+        return out.reset_index(drop=True)
     if "sample" in out.columns:
         raise InputError(f"{path}: has both '{col}' (configured as the sample id) and a "
                          "column 'sample'; rename or drop one of them.")

@@ -34,17 +34,18 @@ class Problem:
     message: str
 
 
-def validate_inputs(paths: Sequence[str | Path], config: Config) -> list[Problem]:
+def validate_inputs(paths: Sequence[str | Path], config: Config,
+                    format: str | None = None) -> list[Problem]:
     """Read the inputs with :func:`~metaniche.io.read_samples` and list their problems.
 
     Returns one :class:`Problem` per error and per distinct warning, in input order;
     a warning that applies to a whole file (and so repeats for each of its samples) is
     listed once, with ``sample`` set to ``None``. An empty list means every sample can be
-    analysed.
+    analysed. ``format`` overrides ``config.format`` (see :func:`read_samples`).
     """
     problems: list[Problem] = []
     counts: dict[tuple[str, str], int] = {}
-    samples = read_samples(paths, config)
+    samples = read_samples(paths, config, format=format)
     for s in samples:
         for message in s.warnings:
             key = (str(s.source), message)

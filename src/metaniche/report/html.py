@@ -1,12 +1,16 @@
-"""Render ``report/index.html`` from a finished run directory (no recomputation).
+"""Render the report of a finished run directory (no recomputation).
 
-Everything shown comes from the files of the run directory (run.json, tables/, features,
-figures); all user-supplied text is escaped by Jinja2's autoescaping.
+Writes ``report/index.html`` (cohort page) and ``report/<sample>.html`` (one page per sample,
+file stem from :func:`metaniche.report.rundata.page_name`, so it never leaves ``report/``),
+with figures under ``report/figures/``. Everything shown comes from the run directory's files
+(run.json, tables/, features, association, prediction, the tissue-map PNGs drawn by the
+per-sample tasks). User-supplied text (sample names, cell-type labels, messages) is escaped by
+Jinja2's autoescaping and, inside SVG charts, by :func:`metaniche.report.svg.esc`. The pages use
+no JavaScript and no network resources, so they open offline from the file system.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +18,15 @@ import jinja2
 import pandas as pd
 
 from metaniche._atomic import write_text
-from metaniche.errors import InputError
+from metaniche.report.cohort_page import cohort_sections
+from metaniche.report.methods import flatten_parameters, methods_paragraphs
+from metaniche.report.rundata import RunData, page_name
+from metaniche.report.sample_page import sample_sections
 
 __all__ = ["render_report"]
+
+#: Tissue-map thumbnails are shown on the cohort page up to this many samples.
+MAX_THUMBNAILS = 48
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("metaniche.report", "templates"),
@@ -26,68 +36,60 @@ _ENV = jinja2.Environment(
 
 
 def render_report(run_dir: str | Path) -> Path:
-    """Write ``run_dir/report/index.html`` and return its path.
+    """Write the cohort page and every sample page of ``run_dir``; return index.html's path.
 
     Raises
     ------
     InputError
         When ``run_dir`` holds no run.json (not a finished run directory).
     """
-    run_dir = Path(run_dir)
-    manifest_path = run_dir / "run.json"
-    if not manifest_path.is_file():
-        raise InputError(f"{run_dir}: no run.json here; give the --out directory of a "
-                         "finished 'metaniche run'.")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    composition = _read_table(run_dir / "tables" / "composition.parquet")
-    samples = [_sample_context(name, record, composition, run_dir)
-               for name, record in manifest["samples"].items()]
+    run = RunData(run_dir)
+    report_dir = run.run_dir / "report"
+    samples = [_summary(run, name, record, report_dir) for name, record in run.samples.items()]
+    page = _ENV.get_template("sample.html")
+    for i, summary in enumerate(samples):
+        sections = []
+        if summary["status"] in ("ok", "skipped"):
+            sections = sample_sections(run, summary["name"], summary["stem"], report_dir)
+        html = page.render(s=summary, sections=sections,
+                           prev=samples[i - 1] if i > 0 else None,
+                           next=samples[i + 1] if i + 1 < len(samples) else None)
+        write_text(report_dir / summary["page"], html)
+    version = str(run.manifest.get("metaniche_version", ""))
     html = _ENV.get_template("index.html").render(
-        version=manifest.get("metaniche_version", ""),
-        seconds=manifest.get("seconds"),
-        config_json=json.dumps(manifest.get("config", {}), indent=2),
+        version=version,
+        seconds=run.manifest.get("seconds"),
         samples=samples,
+        n_ok=sum(s["status"] in ("ok", "skipped") for s in samples),
         n_failed=sum(s["status"] == "failed" for s in samples),
+        thumbnails=[s for s in samples if s["map"]] if len(samples) <= MAX_THUMBNAILS else [],
+        cohort=run.manifest.get("cohort") or None,
+        sections=cohort_sections(run, report_dir),
+        methods=methods_paragraphs(run.config, version),
+        parameters=flatten_parameters(run.config),
     )
-    target = run_dir / "report" / "index.html"
+    target = report_dir / "index.html"
     write_text(target, html)
     return target
 
 
-def _read_table(path: Path) -> pd.DataFrame | None:
-    return pd.read_parquet(path) if path.is_file() else None
-
-
-def _sample_context(name: str, record: dict[str, Any], composition: pd.DataFrame | None,
-                    run_dir: Path) -> dict[str, Any]:
-    context: dict[str, Any] = {
+def _summary(run: RunData, name: str, record: dict[str, Any], report_dir: Path) -> dict[str, Any]:
+    stem = page_name(name, record)
+    figure = report_dir / "figures" / f"{stem}.map.png"
+    return {
         "name": name,
-        "anchor": "s-" + record.get("file_name", name),
-        "status": record.get("status", "?"),
+        "stem": stem,
+        "page": f"{stem}.html",
+        "status": str(record.get("status", "?")),
         "error": record.get("error"),
-        "warnings": record.get("warnings", []),
+        "warnings": list(record.get("warnings") or []),
         "seconds": record.get("seconds"),
         "phenotype": record.get("phenotype"),
-        "map": None,
-        "density_columns": [],
-        "density_rows": [],
+        "n_cells": _n_cells(run, name),
+        "map": f"figures/{figure.name}" if figure.is_file() else None,
     }
-    figure = run_dir / "report" / "figures" / f"{record.get('file_name', name)}.map.png"
-    if figure.is_file():
-        context["map"] = f"figures/{figure.name}"
-    if composition is not None and record.get("status") in ("ok", "skipped"):
-        whole = composition[(composition["sample"] == name) & composition["lesion_id"].isna()]
-        if not whole.empty:
-            wide = whole.pivot_table(index="cell_type", columns="compartment",
-                                     values="density_per_mm2", aggfunc="first")
-            columns = [c for c in ("core", "border", "adjacent", "all") if c in wide.columns]
-            context["density_columns"] = columns
-            context["density_rows"] = [
-                (cell_type, [_fmt(wide.loc[cell_type, c]) for c in columns])
-                for cell_type in wide.index
-            ]
-    return context
 
 
-def _fmt(value: float) -> str:
-    return "–" if pd.isna(value) else f"{value:,.1f}"
+def _n_cells(run: RunData, name: str) -> str:
+    value = run.n_cells.get(name)
+    return "" if value is None or pd.isna(value) else f"{int(value):,}"

@@ -1,0 +1,280 @@
+"""The cohort feature matrix: numeric features per sample, joined to the clinical table.
+
+:func:`feature_matrix` turns ``features.parquet`` (one row per sample) into a float matrix:
+non-finite values become missing, low-cardinality string features (``phenotype``) become 0/1
+indicators, and features that are mostly missing, (near-)constant or exact copies of an
+earlier column are dropped with a recorded reason. None of these filters looks at an outcome,
+so they cannot leak outcome information into cross-validation.
+
+:func:`join_clinical` joins the clinical table by ``sample`` (or by ``patient`` when the clinical
+table has one row per patient) and :func:`patient_means` aggregates several images of a
+patient to their mean, the independent unit for rank tests, Cox models and prediction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from metaniche.config import ClinicalColumns, CohortParams
+from metaniche.errors import InputError
+
+__all__ = ["CohortData", "FeatureMatrix", "feature_matrix", "join_clinical", "patient_means",
+           "responder_labels"]
+
+#: Response labels taken as "responder" when ``[clinical] responder_values`` is empty.
+DEFAULT_RESPONDER_LABELS = frozenset({"responder", "responders", "yes", "true", "1", "r", "cr",
+                                      "pr", "crpr", "cr/pr"})
+
+
+@dataclass
+class FeatureMatrix:
+    """Numeric per-sample features and the columns that were dropped.
+
+    Attributes
+    ----------
+    values : pandas.DataFrame
+        Index ``sample`` (str); one float column per kept feature, NaN where missing.
+    dropped : pandas.DataFrame
+        ``feature``, ``reason`` (``non-numeric``, ``missing``, ``constant``,
+        ``duplicate of <feature>``).
+    """
+
+    values: pd.DataFrame
+    dropped: pd.DataFrame
+
+
+@dataclass
+class CohortData:
+    """Features and clinical columns on the same samples.
+
+    Attributes
+    ----------
+    features : pandas.DataFrame
+        Index ``sample``; float feature columns.
+    clinical : pandas.DataFrame
+        Index ``sample`` (same order); ``patient`` (str) plus every clinical column.
+    warnings : list of str
+        Clinical rows without features and similar non-fatal mismatches.
+    """
+
+    features: pd.DataFrame
+    clinical: pd.DataFrame
+    warnings: list[str]
+
+
+def feature_matrix(features: pd.DataFrame, params: CohortParams,
+                   exclude: tuple[str, ...] = ()) -> FeatureMatrix:
+    """Numeric feature matrix of ``features.parquet`` with outcome-free filters.
+
+    Parameters
+    ----------
+    features
+        One row per sample: a ``sample`` column and the named features.
+    params
+        ``min_non_missing`` (fraction of samples that must be finite), ``min_variance``
+        (variance must exceed it; population variance, ddof = 0) and ``max_levels``
+        (string columns with at most this many distinct values become indicators
+        ``<name>.<level>``, 1.0 where equal, NaN where the string is missing).
+    exclude
+        Columns that are not features (e.g. ``patient``).
+
+    Returns
+    -------
+    FeatureMatrix
+        Kept columns in input order (indicators where their string column was); an exact
+        duplicate of an earlier kept column (equal values and missingness) is dropped.
+
+    Raises
+    ------
+    InputError
+        No ``sample`` column or repeated sample ids.
+    """
+    if "sample" not in features.columns:
+        raise InputError("features table has no 'sample' column; pass features.parquet as "
+                         "written by the pipeline (one row per sample).")
+    samples = features["sample"].astype(str)
+    if samples.duplicated().any():
+        first = samples[samples.duplicated()].iloc[0]
+        raise InputError(f"features table has more than one row for sample '{first}'; keep one "
+                         "row per sample.")
+    columns: dict[str, np.ndarray] = {}
+    dropped: list[tuple[str, str]] = []
+    for name in features.columns:
+        if name == "sample" or name in exclude:
+            continue
+        column = features[name]
+        if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
+            values = pd.to_numeric(column, errors="coerce").to_numpy(np.float64, na_value=np.nan)
+            values[~np.isfinite(values)] = np.nan
+            columns[str(name)] = values
+            continue
+        levels = sorted(column.dropna().astype(str).unique())
+        if not 1 <= len(levels) <= params.max_levels:
+            dropped.append((str(name), "non-numeric"))
+            continue
+        present = column.notna().to_numpy()
+        for level in levels:
+            columns[f"{name}.{level}"] = np.where(
+                present, (column.astype(str) == level).to_numpy(np.float64), np.nan)
+    kept: dict[str, np.ndarray] = {}
+    seen: dict[bytes, str] = {}
+    n = len(features)
+    for name, values in columns.items():
+        finite = np.isfinite(values)
+        if n == 0 or finite.mean() < params.min_non_missing:
+            dropped.append((name, "missing"))
+            continue
+        if not np.var(values[finite]) > params.min_variance:
+            dropped.append((name, "constant"))
+            continue
+        key = np.where(finite, values, np.inf).tobytes()
+        if key in seen:
+            dropped.append((name, f"duplicate of {seen[key]}"))
+            continue
+        seen[key] = name
+        kept[name] = values
+    values = pd.DataFrame(kept, index=pd.Index(samples.to_numpy(), name="sample"))
+    return FeatureMatrix(values, pd.DataFrame(dropped, columns=["feature", "reason"]))
+
+
+def join_clinical(values: pd.DataFrame, clinical: pd.DataFrame, columns: ClinicalColumns,
+                  patients: pd.Series | None = None) -> CohortData:
+    """Join features (index ``sample``) with the clinical table, by sample or by patient.
+
+    Parameters
+    ----------
+    values
+        Feature matrix, index ``sample``.
+    clinical
+        With a ``sample`` column: one row per sample (as :func:`metaniche.io.read_clinical`
+        returns). Without one: one row per patient, keyed by ``columns.patient``, and
+        ``patients`` must map each feature sample to its patient.
+    columns
+        Clinical column names.
+    patients
+        Patient id per sample (index ``sample``), e.g. from a ``patient`` column of the
+        features; used when the clinical table has no ``sample`` column or no patient column.
+
+    Returns
+    -------
+    CohortData
+        Samples present in both, in feature order; ``patient`` is the clinical patient column,
+        else ``patients``, else the sample id (one patient per sample).
+
+    Raises
+    ------
+    InputError
+        A feature sample (or its patient) has no clinical row; no sample in common; patient
+        ids missing when joining by patient.
+    """
+    warnings: list[str] = []
+    samples = values.index.astype(str)
+    if "sample" in clinical.columns:
+        table = clinical.copy()
+        table["sample"] = table["sample"].astype(str)
+        if table["sample"].duplicated().any():
+            first = table.loc[table["sample"].duplicated(), "sample"].iloc[0]
+            raise InputError(f"clinical table has more than one row for sample '{first}'; keep "
+                             "one row per sample.")
+        table = table.set_index("sample")
+        missing = samples[~samples.isin(table.index)]
+        if len(missing):
+            raise InputError(
+                f"clinical table has no row for {len(missing)} of {len(samples)} samples "
+                f"({_examples(missing)}; clinical ids look like {_examples(table.index)}); add "
+                "their rows or check that the sample ids are spelled the same in both.")
+        extra = table.index[~table.index.isin(samples)]
+        if len(extra):
+            warnings.append(f"{len(extra)} clinical rows have no features and were ignored "
+                            f"({_examples(extra)}).")
+        table = table.loc[samples]
+        if columns.patient in table.columns and columns.patient != "patient":
+            table = table.rename(columns={columns.patient: "patient"})
+        if "patient" not in table.columns or table["patient"].isna().all():
+            table["patient"] = (patients.reindex(samples).to_numpy() if patients is not None
+                                else samples.to_numpy())
+    else:
+        key = columns.patient
+        if key not in clinical.columns:
+            raise InputError(f"clinical table has neither a 'sample' nor a '{key}' column "
+                             f"(columns: {', '.join(map(str, clinical.columns[:12]))}); add "
+                             "one or set [clinical] sample/patient in the config.")
+        if patients is None:
+            raise InputError(f"clinical table is keyed by '{key}' but the features carry no "
+                             "patient id; add a patient column to the features or give the "
+                             "clinical table a 'sample' column.")
+        table = clinical.copy()
+        table[key] = table[key].astype(str)
+        if table[key].duplicated().any():
+            first = table.loc[table[key].duplicated(), key].iloc[0]
+            raise InputError(f"clinical table has more than one row for patient '{first}'; "
+                             "keep one row per patient or add a 'sample' column.")
+        table = table.set_index(key)
+        of_sample = patients.reindex(samples).astype(str)
+        unknown = of_sample[~of_sample.isin(table.index)]
+        if len(unknown):
+            raise InputError(
+                f"clinical table has no row for patient(s) {_examples(unknown.unique())} of "
+                f"{len(unknown)} samples; add their rows or check the patient ids.")
+        table = table.loc[of_sample.to_numpy()].reset_index(names="patient")
+        table.index = pd.Index(samples, name="sample")
+    table.index.name = "sample"
+    table["patient"] = table["patient"].astype(str)
+    return CohortData(values.loc[samples], table, warnings)
+
+
+def patient_means(values: pd.DataFrame, patient: pd.Series) -> pd.DataFrame:
+    """Mean of each feature over a patient's samples (NaN ignored); index ``patient``."""
+    grouped = values.groupby(patient.reindex(values.index).to_numpy(), sort=False)
+    means = grouped.mean()
+    means.index.name = "patient"
+    return means
+
+
+def responder_labels(response: pd.Series, columns: ClinicalColumns) -> pd.Series:
+    """1.0 for responders, 0.0 for non-responders, NaN where the label is missing.
+
+    Parameters
+    ----------
+    response
+        The response column.
+    columns
+        ``responder_values`` lists responder labels (case-insensitive); when empty a boolean
+        or 0/1 column uses true/1 and a string column with two labels uses the one in
+        :data:`DEFAULT_RESPONDER_LABELS`.
+
+    Raises
+    ------
+    InputError
+        The labels cannot be split into responders and non-responders.
+    """
+    present = response.notna()
+    text = response.astype(str).str.strip().str.lower().where(present)
+    if pd.api.types.is_numeric_dtype(response) and not pd.api.types.is_bool_dtype(response):
+        text = response.map(lambda v: f"{v:g}", na_action="ignore").str.lower()
+    levels = sorted(text.dropna().unique())
+    name = columns.response
+    if columns.responder_values:
+        wanted = {str(v).strip().lower() for v in columns.responder_values}
+        if not wanted & set(levels):
+            raise InputError(f"clinical column '{name}' holds none of the responder values "
+                             f"{list(columns.responder_values)} (found {levels[:6]}); fix "
+                             "[clinical] responder_values.")
+    else:
+        if len(levels) != 2:
+            raise InputError(f"clinical column '{name}' must hold exactly two response labels "
+                             f"(found {len(levels)}: {levels[:6]}); recode it or set "
+                             "[clinical] responder_values.")
+        wanted = set(levels) & DEFAULT_RESPONDER_LABELS
+        if len(wanted) != 1:
+            raise InputError(f"clinical column '{name}': cannot tell which of {levels} means "
+                             "responder; set [clinical] responder_values = [\"…\"].")
+    return text.isin(wanted).astype(np.float64).where(present)
+
+
+def _examples(ids: pd.Index | np.ndarray, k: int = 3) -> str:
+    shown = [f"'{v}'" for v in list(ids)[:k]]
+    return ", ".join(shown) + (", …" if len(ids) > k else "")

@@ -1,0 +1,307 @@
+"""The cohort step: every outcome analysis of the per-sample features, as one pure function."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from metaniche.cohort.matrix import (
+    CohortData,
+    feature_matrix,
+    join_clinical,
+    patient_means,
+    responder_labels,
+)
+from metaniche.cohort.prediction import nested_cv_prediction
+from metaniche.cohort.response import mann_whitney_table, mixed_model_table
+from metaniche.cohort.survival import cox_table, kaplan_meier_table
+from metaniche.cohort.treatment import feature_region, paired_changes, treatment_table
+from metaniche.config import Config
+from metaniche.errors import ConfigError, InputError
+
+__all__ = ["ANALYSES", "ASSOCIATION_COLUMNS", "CohortResult", "analyse_cohort"]
+
+#: Analyses that ``[cohort] analyses`` may name.
+ANALYSES = ("response", "survival", "treatment", "prediction")
+#: Leading columns of the association table (DESIGN.md), then the analysis-specific ones.
+ASSOCIATION_COLUMNS = ["feature", "outcome", "test", "statistic", "effect", "ci_low", "ci_high",
+                       "p", "q", "effect_name", "region", "unit", "n"]
+
+
+@dataclass
+class CohortResult:
+    """Everything the cohort step computes.
+
+    Attributes
+    ----------
+    association : pandas.DataFrame
+        One row per feature × outcome × test (see :func:`analyse_cohort`).
+    prediction : dict
+        Nested cross-validation result (see
+        :func:`metaniche.cohort.prediction.nested_cv_prediction`); empty when not run.
+    km_curves : pandas.DataFrame
+        Kaplan–Meier curves of the median splits (see
+        :func:`metaniche.cohort.survival.kaplan_meier_table`).
+    matrix : pandas.DataFrame
+        The analysed unit × feature matrix (patients, or samples with one per patient).
+    dropped_features : pandas.DataFrame
+        ``feature``, ``reason`` of the columns the outcome-free filters removed.
+    skipped : dict of str to str
+        Analysis → the reason it was not run.
+    warnings : list of str
+        Non-fatal problems (clinical rows without features, …).
+    unit : str
+        ``patient`` when some patient has several images (features averaged), else
+        ``sample``.
+    """
+
+    association: pd.DataFrame
+    prediction: dict
+    km_curves: pd.DataFrame
+    matrix: pd.DataFrame
+    dropped_features: pd.DataFrame
+    skipped: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    unit: str = "sample"
+
+
+def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
+                   config: Config) -> CohortResult:
+    """Associate per-sample spatial features with response, survival and treatment.
+
+    Pure: no I/O. Steps: the outcome-free feature filters of
+    :func:`metaniche.cohort.matrix.feature_matrix`; the clinical join (by sample, or by
+    patient when the clinical table has no ``sample`` column and the features carry the
+    ``[clinical] patient`` column); when a time-point column exists, response, survival and
+    prediction use the ``pre`` samples only; when a patient has several images, features
+    are averaged per patient for the rank tests, Cox models and prediction, and a mixed model
+    with a patient random intercept is fitted on the images as well.
+
+    Parameters
+    ----------
+    features
+        One row per sample: ``sample``, the named features (numeric; string columns with few
+        levels become indicators), optionally the patient column.
+    clinical
+        Clinical table (:func:`metaniche.io.read_clinical`): ``sample`` or the patient column,
+        and any of the response, survival, time-point and covariate columns named in
+        ``config.clinical``.
+    config
+        ``config.clinical`` (column names, responder labels, pre/post labels, covariates) and
+        ``config.cohort`` (analyses, filters, folds, bootstrap, seed).
+
+    Returns
+    -------
+    CohortResult
+        ``association`` columns: ``feature``, ``outcome`` (``response``, ``os``,
+        ``treatment``, ``treatment_x_response``), ``test`` (``mann_whitney``,
+        ``mixed_model``, ``cox``, ``logrank``, ``wilcoxon_signed_rank``,
+        ``change_mann_whitney``), ``statistic``, ``effect``, ``ci_low``, ``ci_high``, ``p``,
+        ``q`` (Benjamini–Hochberg over the features within each outcome × test, via
+        ``scipy.stats.false_discovery_control``), ``effect_name``, ``region`` (compartment
+        parsed from the feature name), ``unit``, ``n``, then test-specific columns
+        (``cliffs_delta``, ``fold_change``, ``ph_p``, ``n_events``, ``threshold``, …).
+        Rows are sorted by outcome, test and p.
+
+    Raises
+    ------
+    InputError
+        Unmatched sample or patient ids, unusable outcome columns, or no analysis possible
+        (the reasons of every skipped analysis are named).
+    ConfigError
+        ``[cohort] analyses`` names an unknown analysis.
+    """
+    params = config.cohort
+    columns = config.clinical
+    unknown = sorted(set(params.analyses) - set(ANALYSES))
+    if unknown:
+        raise ConfigError(f"[cohort] analyses: unknown {unknown}; choose from {list(ANALYSES)}.")
+    if not 0 < params.confidence < 1:
+        raise ConfigError(f"[cohort] confidence must lie strictly between 0 and 1; got "
+                          f"{params.confidence}.")
+    patients = None
+    exclude: tuple[str, ...] = ()
+    if columns.patient in features.columns:
+        exclude = (columns.patient,)
+        patients = pd.Series(features[columns.patient].astype(str).to_numpy(),
+                             index=features["sample"].astype(str).to_numpy())
+    matrix = feature_matrix(features, params, exclude=exclude)
+    if matrix.values.shape[1] == 0:
+        raise InputError("no usable numeric feature in the features table (all dropped as "
+                         "missing, constant or non-numeric); check features.parquet.")
+    data = join_clinical(matrix.values, clinical, columns, patients)
+    skipped: dict[str, str] = {}
+    warnings = list(data.warnings)
+    baseline = _baseline_samples(data, columns.timepoint, columns.pre, skipped)
+    images = data.features.loc[baseline]
+    info = data.clinical.loc[baseline]
+    several = bool(info["patient"].duplicated().any())
+    unit = "patient" if several else "sample"
+    table = patient_means(images, info["patient"]) if several else images
+    parts: list[pd.DataFrame] = []
+    curves = pd.DataFrame()
+    prediction: dict = {}
+
+    responder = None
+    if columns.response in info.columns:
+        labels = responder_labels(info[columns.response], columns)
+        responder = _per_unit(labels, info["patient"], several, columns.response)
+    wanted = params.analyses
+    if "response" in wanted:
+        if responder is None:
+            skipped["response"] = f"the clinical table has no '{columns.response}' column."
+        else:
+            part = mann_whitney_table(table, responder, params.min_group, params.confidence)
+            parts.append(part.assign(outcome="response", unit=unit))
+            if several:
+                mixed = mixed_model_table(images, labels, info["patient"], params.min_group,
+                                          params.confidence)
+                parts.append(mixed.assign(outcome="response", unit="image"))
+    if "survival" in wanted:
+        reason = _survival_reason(info, columns, params.min_events, several)
+        if reason:
+            skipped["survival"] = reason
+        else:
+            time = _per_unit(pd.to_numeric(info[columns.os_time]), info["patient"], several,
+                             columns.os_time)
+            event = _per_unit(pd.to_numeric(info[columns.os_event]), info["patient"], several,
+                              columns.os_event)
+            covariates = _covariates(info, columns.covariates, several)
+            parts.append(cox_table(table, time, event, covariates, params.min_events,
+                                   params.confidence).assign(outcome="os", unit=unit))
+            logrank, curves = kaplan_meier_table(table, time, event, params.confidence)
+            parts.append(logrank.assign(outcome="os", unit=unit))
+    if "treatment" in wanted:
+        if columns.timepoint not in data.clinical.columns:
+            skipped["treatment"] = f"the clinical table has no '{columns.timepoint}' column."
+        else:
+            before, after = paired_changes(data.features, data.clinical["patient"],
+                                           data.clinical[columns.timepoint], columns.pre,
+                                           columns.post)
+            min_pairs = 2 * params.min_group
+            if len(before) < min_pairs:
+                skipped["treatment"] = (f"only {len(before)} patients have both a "
+                                        f"'{columns.pre}' and a '{columns.post}' sample; need "
+                                        f"{min_pairs}.")
+            else:
+                per_patient = None
+                if responder is not None:
+                    per_patient = (responder if several else
+                                   pd.Series(responder.to_numpy(),
+                                             index=info["patient"].to_numpy()))
+                part = treatment_table(before, after, per_patient, min_pairs,
+                                       params.min_group, params.confidence)
+                parts.append(part.assign(unit="patient"))
+    if "prediction" in wanted:
+        if responder is None:
+            skipped["prediction"] = f"the clinical table has no '{columns.response}' column."
+        else:
+            try:
+                prediction = nested_cv_prediction(table, responder, params)
+                prediction["unit"] = unit
+            except ValueError as err:
+                skipped["prediction"] = str(err)
+    if not parts and not prediction:
+        reasons = "; ".join(f"{name}: {why}" for name, why in skipped.items())
+        raise InputError(f"no cohort analysis could run ({reasons or 'none requested'}); "
+                         "add the outcome columns to the clinical table or set [clinical] "
+                         "column names.")
+    association = _finish(parts)
+    return CohortResult(association, prediction, curves, table, matrix.dropped, skipped,
+                        warnings, unit)
+
+
+def _baseline_samples(data: CohortData, timepoint: str, pre: str,
+                      skipped: dict[str, str]) -> pd.Index:
+    """Samples used for response/survival/prediction: the ``pre`` ones when time points exist."""
+    if timepoint not in data.clinical.columns:
+        return data.clinical.index
+    is_pre = data.clinical[timepoint].astype(str) == pre
+    if not is_pre.any():
+        raise InputError(f"clinical column '{timepoint}' has no '{pre}' sample (values: "
+                         f"{sorted(data.clinical[timepoint].astype(str).unique())[:6]}); set "
+                         "[clinical] pre/post to its labels.")
+    return data.clinical.index[is_pre.to_numpy()]
+
+
+def _per_unit(values: pd.Series, patient: pd.Series, several: bool, name: str) -> pd.Series:
+    """One value per analysed unit; with several images per patient they must agree."""
+    if not several:
+        return values
+    grouped = values.groupby(patient.to_numpy(), sort=False)
+    conflict = grouped.nunique(dropna=True) > 1
+    if conflict.any():
+        raise InputError(f"clinical column '{name}' differs between the samples of patient "
+                         f"'{conflict[conflict].index[0]}'; give one value per patient.")
+    first = grouped.first()
+    first.index.name = "patient"
+    return first
+
+
+def _survival_reason(info: pd.DataFrame, columns, min_events: int, several: bool) -> str:
+    """Why the survival analysis cannot run ('' when it can)."""
+    if columns.os_time not in info.columns:
+        return f"the clinical table has no '{columns.os_time}' column."
+    if columns.os_event not in info.columns:
+        raise InputError(f"clinical table has '{columns.os_time}' but no event column "
+                         f"'{columns.os_event}'; add it (1 = event, 0 = censored) or set "
+                         "[clinical] os_event.")
+    time = pd.to_numeric(info[columns.os_time], errors="coerce")
+    event = pd.to_numeric(info[columns.os_event], errors="coerce")
+    bad_time = info[columns.os_time].notna() & (time.isna() | (time <= 0))
+    if bad_time.any():
+        raise InputError(f"clinical column '{columns.os_time}' must be a positive number; "
+                         f"sample '{bad_time[bad_time].index[0]}' has "
+                         f"{info.loc[bad_time, columns.os_time].iloc[0]!r}.")
+    bad_event = info[columns.os_event].notna() & ~event.isin([0, 1])
+    if bad_event.any():
+        raise InputError(f"clinical column '{columns.os_event}' must be 1 (event) or 0 "
+                         f"(censored); sample '{bad_event[bad_event].index[0]}' has "
+                         f"{info.loc[bad_event, columns.os_event].iloc[0]!r}.")
+    known = time.notna() & event.notna()
+    events = event[known].groupby(info.loc[known, "patient"]).first() if several else event
+    n_events = int(events[events.notna()].sum())
+    if n_events < min_events:
+        return (f"only {n_events} events in '{columns.os_event}'; the Cox models need at least "
+                f"{min_events} ([cohort] min_events).")
+    return ""
+
+
+def _covariates(info: pd.DataFrame, names: tuple[str, ...], several: bool) -> pd.DataFrame:
+    missing = [name for name in names if name not in info.columns]
+    if missing:
+        raise InputError(f"covariate column(s) {missing} not in the clinical table; add them "
+                         "or fix [clinical] covariates.")
+    table = info[list(names)].apply(pd.to_numeric, errors="coerce")
+    for name in names:
+        if table[name].isna().all() and info[name].notna().any():
+            raise InputError(f"covariate '{name}' is not numeric; encode it as numbers.")
+    if several:
+        table = table.groupby(info["patient"].to_numpy()).mean()
+    return table
+
+
+def _finish(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate the per-test tables, add q-values and region, order rows and columns."""
+    table = pd.concat([p for p in parts if not p.empty], ignore_index=True)
+    for name in ("statistic", "effect", "ci_low", "ci_high", "p"):
+        if name not in table.columns:
+            table[name] = np.nan
+    table["q"] = np.nan
+    for _, index in table.groupby(["outcome", "test"]).groups.items():
+        p = table.loc[index, "p"].to_numpy(np.float64)
+        finite = np.isfinite(p)
+        if finite.any():
+            q = np.full(len(p), np.nan)
+            q[finite] = stats.false_discovery_control(p[finite], method="bh")
+            table.loc[index, "q"] = q
+    table["region"] = table["feature"].map(feature_region)
+    rest = [c for c in table.columns if c not in ASSOCIATION_COLUMNS]
+    table = table[ASSOCIATION_COLUMNS + rest]
+    order = {"response": 0, "os": 1, "treatment": 2, "treatment_x_response": 3}
+    table = table.sort_values(["outcome", "test", "p"], key=lambda s: s.map(order)
+                              if s.name == "outcome" else s, na_position="last")
+    return table.reset_index(drop=True)

@@ -1,0 +1,308 @@
+"""Sections of a per-sample page, each built from one long table of the run directory.
+
+Every builder returns None when its table is absent or holds no rows for the sample, so a
+section appears exactly when its analysis ran. Columns used are the DESIGN.md contracts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from metaniche.report import svg
+from metaniche.report.colours import COMPARTMENT_COLOURS, categorical
+from metaniche.report.rundata import RunData
+from metaniche.report.sections import Section, Table, save_svg
+
+__all__ = ["SAMPLE_SECTIONS", "sample_sections"]
+
+_COMPARTMENTS = ("core", "border", "adjacent")
+
+
+def _whole_sample(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows covering the whole sample (null lesion_id) when the table has lesion rows."""
+    if "lesion_id" in rows.columns:
+        return rows[rows["lesion_id"].isna()]
+    return rows
+
+
+def _pivot(rows: pd.DataFrame, index: str, columns: str, values: str,
+           labels: list | None = None) -> pd.DataFrame:
+    """Wide table ``index × columns`` of ``values`` (first row wins), built with NumPy.
+
+    ``labels`` (when given) is used for both axes, in that order.
+    """
+    return _grids(rows, index, columns, [values], labels)[values]
+
+
+def _grids(rows: pd.DataFrame, index: str, columns: str, values: list[str],
+           labels: list | None = None) -> dict[str, pd.DataFrame]:
+    """Several wide tables over the same ``index × columns`` grid (NaN where no row)."""
+    row_labels = labels if labels is not None else sorted(rows[index].dropna().unique(), key=str)
+    col_labels = labels if labels is not None else sorted(rows[columns].dropna().unique(),
+                                                          key=str)
+    i = pd.Index(row_labels).get_indexer(rows[index])
+    j = pd.Index(col_labels).get_indexer(rows[columns])
+    keep = (i >= 0) & (j >= 0)
+    i, j = i[keep][::-1], j[keep][::-1]  # reversed so the first row is written last and wins
+    out = {}
+    for value in values:
+        matrix = np.full((len(row_labels), len(col_labels)), np.nan)
+        matrix[i, j] = pd.to_numeric(rows[value], errors="coerce").to_numpy(np.float64)[
+            keep][::-1]
+        out[value] = pd.DataFrame(matrix, index=row_labels, columns=col_labels)
+    return out
+
+
+def density_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
+    """Density (cells/mm²) of every cell type per compartment: grouped bars and a table."""
+    rows = run.sample_rows("composition", sample)
+    if rows is None or rows.empty:
+        return None
+    rows = _whole_sample(rows)
+    wide = _pivot(rows, "cell_type", "compartment", "density_per_mm2")
+    counts = _pivot(rows, "cell_type", "compartment", "n_cells")
+    groups = [c for c in _COMPARTMENTS if c in wide.columns]
+    if not groups and "all" not in wide.columns:
+        return None
+    types = [str(t) for t in wide.index]
+    chart = svg.grouped_hbars(types, groups, wide[groups].to_numpy(np.float64),
+                              title="Density by compartment",
+                              colours=[COMPARTMENT_COLOURS[g] for g in groups],
+                              unit="cells/mm²")
+    markup, path = save_svg(chart, report_dir, f"{stem}.density")
+    shown = groups + (["all"] if "all" in wide.columns else [])
+    table = Table(["cell type"] + [f"{c} (cells/mm²)" for c in shown] + ["n cells (all)"],
+                  [[t] + [svg.fmt(wide.loc[t, c]) for c in shown]
+                   + [svg.fmt(counts.loc[t, "all"]) if "all" in counts.columns else "–"]
+                   for t in wide.index])
+    areas = rows.drop_duplicates("compartment").set_index("compartment")["area_mm2"]
+    area_text = ", ".join(f"{c} {areas[c]:.3g} mm²" for c in shown if c in areas.index)
+    return Section("density", "Density by compartment", svg=markup, files=[path], table=table,
+                   caption="Cells per mm² of each compartment's tissue area (core: signed "
+                           "distance d < −w, border: |d| ≤ w, adjacent: d > w). Areas: "
+                           f"{area_text}.")
+
+
+#: Gradient profiles are drawn with at most this many distance bins (adjacent bins merged).
+MAX_DISPLAY_BINS = 40
+
+
+def merge_bins(part: pd.DataFrame, start: str, end: str,
+               max_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Merge runs of adjacent bins so at most ``max_bins`` remain: density = Σ cells / Σ area.
+
+    Returns the merged bins' centres and densities (cells/mm²; NaN where the area is 0).
+    """
+    factor = max(1, -(-len(part) // max_bins))
+    group = np.arange(len(part)) // factor
+    n = np.bincount(group, weights=part["n_cells"].to_numpy(np.float64))
+    area = np.bincount(group, weights=np.nan_to_num(part["area_mm2"].to_numpy(np.float64)))
+    first = part[start].to_numpy(np.float64)[::factor]
+    last = part[end].to_numpy(np.float64)[np.minimum(np.arange(len(n)) * factor + factor - 1,
+                                                     len(part) - 1)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        density = np.where(area > 0, n / area, np.nan)
+    return (first + last) / 2, density
+
+
+def gradient_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
+    """Density of each cell type against signed distance to the tumour boundary."""
+    rows = run.sample_rows("gradients", sample)
+    if rows is None or rows.empty:
+        return None
+    rows = _whole_sample(rows)
+    if rows.empty:
+        rows = run.sample_rows("gradients", sample)
+        rows = rows[rows["lesion_id"] == rows["lesion_id"].min()]
+    panels = []
+    for cell_type, part in rows.groupby("cell_type", sort=True):
+        centre, density = merge_bins(part.sort_values("bin_start_um"), "bin_start_um",
+                                     "bin_end_um", MAX_DISPLAY_BINS)
+        if np.nansum(density) > 0:
+            panels.append((str(cell_type), centre, density))
+    if not panels:
+        return None
+    width = float(run.config.get("compartments", {}).get("border_um", 100.0))
+    chart = svg.small_multiples(panels, title="Distance-to-border gradients",
+                                xlabel="signed distance to the tumour boundary (µm, negative "
+                                       "inside tumour)", ylabel="cells/mm²",
+                                band=(-width, width), vline=0.0)
+    markup, path = save_svg(chart, report_dir, f"{stem}.gradients")
+    return Section("gradients", "Distance-to-border gradients", svg=markup, files=[path],
+                   caption="Density (cells per mm² of tissue in each distance bin) of every "
+                           "cell type against the signed distance to the tumour boundary; "
+                           f"the shaded band is the border (±{width:g} µm), the dashed line "
+                           "the boundary. Each panel has its own y scale; bins are merged to "
+                           f"at most {MAX_DISPLAY_BINS} for display (full resolution: "
+                           "tables/gradients.parquet).")
+
+
+def enrichment_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
+    """Neighbourhood-enrichment z-scores as a type × type heatmap."""
+    rows = run.sample_rows("enrichment", sample)
+    if rows is None or rows.empty:
+        return None
+    null_note = ""
+    if "null" in rows.columns:
+        nulls = list(rows["null"].dropna().unique())
+        chosen = "sample" if "sample" in nulls else (nulls[0] if nulls else None)
+        if chosen is not None:
+            rows = rows[rows["null"] == chosen]
+            null_note = f" Null model: labels permuted within the {chosen}."
+    types = sorted(set(rows["type_a"].dropna()) | set(rows["type_b"].dropna()), key=str)
+    grids = _grids(rows, "type_a", "type_b", ["observed", "expected", "z", "p"], types)
+    z = grids["z"]
+    tips = _tips(types, types, "–", {"observed": grids["observed"],
+                                     "expected": grids["expected"], "z": z, "p": grids["p"]})
+    finite = np.abs(z.to_numpy(np.float64))
+    finite = finite[np.isfinite(finite)]
+    limit = float(np.clip(finite.max() if finite.size else 3.0, 3.0, 20.0))
+    chart = svg.heatmap(z.to_numpy(np.float64), [str(t) for t in types],
+                        [str(t) for t in types], title="Neighbourhood enrichment (z)",
+                        cmap="RdBu_r", vmin=-limit, vmax=limit, unit="z", tooltips=tips)
+    markup, path = save_svg(chart, report_dir, f"{stem}.enrichment")
+    return Section("enrichment", "Neighbourhood enrichment", svg=markup, files=[path],
+                   caption="z = (observed − expected) / sd of the number of contacts between "
+                           "cells of type a (row) and type b (column); red: more contacts "
+                           f"than expected, blue: fewer (colour clipped at ±{limit:.3g})."
+                           + null_note + " Hover a cell for observed, expected and p.")
+
+
+def _tips(rows: list, columns: list, joiner: str,
+          values: dict[str, pd.DataFrame], unit: str = "") -> list[list[str]]:
+    """Hover text per cell: ``a – b: name value, …`` ('not computed' where all are NaN)."""
+    arrays = {name: frame.to_numpy(np.float64) for name, frame in values.items()}
+    tips = []
+    for i, a in enumerate(rows):
+        line = []
+        for j, b in enumerate(columns):
+            parts = [f"{name} {svg.fmt(array[i, j])}{unit}" for name, array in arrays.items()]
+            computed = any(np.isfinite(array[i, j]) for array in arrays.values())
+            line.append(f"{a} {joiner} {b}: " + (", ".join(parts) if computed
+                                                  else "not computed"))
+        tips.append(line)
+    return tips
+
+
+def distance_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
+    """Median nearest-neighbour distance from each source type to each target type."""
+    rows = run.sample_rows("distances", sample)
+    if rows is None or rows.empty:
+        return None
+    if "compartment" in rows.columns and (rows["compartment"] == "all").any():
+        rows = rows[rows["compartment"] == "all"]
+    rows = _whole_sample(rows)
+    grids = _grids(rows, "source_type", "target_type", ["median_um", "mean_um", "n_source"])
+    median = grids["median_um"]
+    if median.empty:
+        return None
+    tips = _tips(list(median.index), list(median.columns), "→", grids)
+    chart = svg.heatmap(median.to_numpy(np.float64), [str(t) for t in median.index],
+                        [str(t) for t in median.columns], title="Nearest-neighbour distance",
+                        cmap="viridis_r", unit="median µm", tooltips=tips)
+    markup, path = save_svg(chart, report_dir, f"{stem}.distances")
+    return Section("distances", "Distances between cell types", svg=markup, files=[path],
+                   caption="Median distance (µm) from each cell of the source type (row) to "
+                           "its nearest cell of the target type (column), whole sample. "
+                           "Hover for the mean and number of source cells.")
+
+
+def neighbourhood_section(run: RunData, sample: str, stem: str,
+                          report_dir: Path) -> Section | None:
+    """Fraction of the sample's cells in each cellular neighbourhood, per compartment."""
+    rows = run.sample_rows("neighbourhoods", sample)
+    if rows is None or rows.empty:
+        return None
+    if "table" in rows.columns:
+        rows = rows[rows["table"] == "abundance"]
+    if rows.empty or "fraction" not in rows.columns:
+        return None
+    wide = _pivot(rows, "compartment", "neighbourhood", "fraction").fillna(0.0)
+    order = [c for c in ("all", *_COMPARTMENTS) if c in wide.index]
+    order += [c for c in wide.index if c not in order]
+    wide = wide.reindex(order)
+    names = [f"CN{_int_label(c)}" for c in wide.columns]
+    chart = svg.stacked_bars([str(c) for c in wide.index], names, wide.to_numpy(np.float64),
+                             title="Cellular neighbourhoods", colours=categorical(len(names)))
+    markup, path = save_svg(chart, report_dir, f"{stem}.neighbourhoods")
+    return Section("neighbourhoods", "Neighbourhood composition", svg=markup, files=[path],
+                   caption="Fraction of the cells of each compartment assigned to each "
+                           "cellular neighbourhood (CNs fitted across the cohort; their "
+                           "cell-type composition is on the cohort page).")
+
+
+def _int_label(value: object) -> str:
+    try:
+        return str(int(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def zonation_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
+    """Density of each cell type along the portal→central lobule axis."""
+    rows = run.sample_rows("zonation", sample)
+    if rows is None or rows.empty:
+        return None
+    subset = ""
+    if "subset" in rows.columns:
+        subsets = list(rows["subset"].dropna().unique())
+        subset = "outside" if "outside" in subsets else (subsets[0] if subsets else "")
+        rows = rows[rows["subset"] == subset] if subset else rows
+    panels = []
+    for cell_type, part in rows.groupby("cell_type", sort=True):
+        part = part.sort_values("eta_start")
+        density = part["density_per_mm2"].to_numpy(np.float64)
+        if np.nansum(density) > 0:
+            centre = (part["eta_start"].to_numpy() + part["eta_end"].to_numpy()) / 2
+            panels.append((str(cell_type), centre, density))
+    if not panels:
+        return None
+    chart = svg.small_multiples(panels, title="Zonation", xlabel="lobule coordinate eta "
+                                "(0 portal, 1 central)", ylabel="cells/mm²")
+    markup, path = save_svg(chart, report_dir, f"{stem}.zonation")
+    return Section("zonation", "Liver zonation", svg=markup, files=[path],
+                   caption="Density of each cell type along the portal (0) → central (1) axis "
+                           "eta = d_portal / (d_portal + d_central), host tissue "
+                           f"({subset or 'all'} cells).")
+
+
+def aggregate_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
+    """Table of the sample's multicellular aggregates (TLS, lymphoid clusters, units)."""
+    rows = run.sample_rows("aggregates", sample)
+    if rows is None or rows.empty:
+        return None
+    wanted = [c for c in ("aggregate_id", "kind", "n_cells", "area_mm2", "signed_distance_um",
+                          "grade") if c in rows.columns]
+    table = Table(wanted, [[_cell(v) for v in row] for row in rows[wanted].itertuples(
+        index=False)])
+    return Section("aggregates", "Aggregates and TLS", table=table,
+                   caption="Multicellular aggregates found by density (outlined dashed on the "
+                           "tissue map); signed distance of the centroid to the tumour "
+                           "boundary (negative inside tumour).")
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float | np.floating):
+        return svg.fmt(float(value))
+    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
+SectionBuilder = Callable[[RunData, str, str, Path], Section | None]
+#: Per-sample sections in page order.
+SAMPLE_SECTIONS: list[SectionBuilder] = [density_section, gradient_section, enrichment_section,
+                                         distance_section, neighbourhood_section,
+                                         zonation_section, aggregate_section]
+
+
+def sample_sections(run: RunData, sample: str, stem: str, report_dir: Path) -> list[Section]:
+    """Every section that has data for ``sample`` (figures written under ``report_dir``)."""
+    sections = []
+    for build in SAMPLE_SECTIONS:
+        section = build(run, sample, stem, report_dir)
+        if section is not None:
+            sections.append(section)
+    return sections

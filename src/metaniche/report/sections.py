@@ -1,0 +1,58 @@
+"""What a report section is: a title, an optional chart, a caption and an optional table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from markupsafe import Markup
+
+from metaniche._atomic import write_text
+
+__all__ = ["Section", "Table", "save_svg"]
+
+
+@dataclass
+class Table:
+    """A small HTML table: header labels and rows of already formatted cells."""
+
+    columns: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Section:
+    """One section of a page; rendered by the ``section`` macro of the templates.
+
+    Attributes
+    ----------
+    key
+        Anchor id (ASCII, fixed by the code, never user text).
+    title
+        Heading.
+    caption
+        What the chart shows, its units and conventions.
+    svg
+        Inline SVG built by :mod:`metaniche.report.svg` (its text is escaped there).
+    image
+        Relative path of a PNG shown instead of / besides the SVG.
+    files
+        Relative paths of the figure files for download (PNG / SVG).
+    table
+        Optional table shown under the chart.
+    """
+
+    key: str
+    title: str
+    caption: str = ""
+    svg: Markup | None = None
+    image: str | None = None
+    files: list[str] = field(default_factory=list)
+    table: Table | None = None
+
+
+def save_svg(svg: str, report_dir: Path, stem: str) -> tuple[Markup, str]:
+    """Write ``figures/<stem>.svg`` and return the SVG as markup plus its relative path."""
+    relative = f"figures/{stem}.svg"
+    write_text(report_dir / relative, '<?xml version="1.0" encoding="UTF-8"?>\n' + svg)
+    return Markup(svg), relative

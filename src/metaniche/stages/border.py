@@ -1,0 +1,124 @@
+"""Stage: distance-to-border gradients, gradient statistics, lesion metrics and zonation.
+
+Tables: ``gradients`` (type × signed-distance bin, per lesion and whole sample),
+``gradient_markers`` (mean marker per bin), ``gradient_stats`` (trend, peak, borderline index),
+``lesion_metrics`` (per lesion × infiltration type), ``zonation`` (type × eta bin per subset)
+and ``zonation_enrichment``. Per-cell column ``zonation_eta``. Methods in
+:mod:`metaniche.analyses.border` and :mod:`metaniche.analyses.zonation`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from metaniche.analyses.border import (
+    band_areas_mm2,
+    bin_edges_um,
+    gradient_profiles,
+    gradient_statistics,
+    infiltration_depth_um,
+    lesion_metrics,
+    lesion_perimeters_um,
+    marker_profiles,
+)
+from metaniche.analyses.zonation import zonation
+from metaniche.context import SampleContext, StageOutput
+
+__all__ = ["FEATURES", "infiltration_types", "run"]
+
+FEATURES: dict[str, tuple[str, str]] = {
+    "gradient_slope": ("log ratio per 100 µm", "slope of log density per 100 µm farther from "
+                       "the tumour edge (negative = rising toward the edge), within the window"),
+    "gradient_p": ("p-value", "two-sided Wald p of the gradient slope (Poisson/NB2 GLM)"),
+    "borderline_index": ("ratio", "border-band density over mean core and adjacent density"),
+    "peak_um": ("µm", "signed distance of the density peak (bin centre) within the window"),
+    "peak_density": ("cells/mm²", "density at the gradient peak"),
+    "infiltration_depth_um": ("µm", "median signed distance of a type's cells inside tumour "
+                              "(more negative = deeper)"),
+    "zonation_portal_fraction": ("fraction", "periportal over periportal + pericentral density "
+                                 "beyond the border band (0.5 = no zonation)"),
+    "zonation_log2_ratio": ("log2 ratio", "log2 periportal / pericentral density beyond the "
+                            "border band"),
+}
+
+
+def infiltration_types(context: SampleContext) -> list[str]:
+    """Configured infiltration labels present in the sample, default labels containing CD8."""
+    configured = context.config.gradients.infiltration_types
+    if configured:
+        return [t for t in configured if t in context.cell_types]
+    return [t for t in context.cell_types if "cd8" in t.lower()]
+
+
+def run(context: SampleContext) -> StageOutput:
+    """Gradient profiles and statistics, lesion metrics and zonation of one sample."""
+    params = context.config.gradients
+    result = context.compartments
+    border_um = context.config.compartments.border_um
+    edges = bin_edges_um(params.min_um, params.max_um, params.bin_um)
+    n_lesions = len(result.lesions)
+    pixel_lesion = result.pixel_lesion_id if result.pixel_lesion_id is not None else None
+    areas = band_areas_mm2(result.pixel_signed_distance_um, result.tissue, result.grid.pixel_um,
+                           edges, pixel_lesion, n_lesions if pixel_lesion is not None else 0)
+    if areas.shape[0] < n_lesions + 1:
+        areas = np.vstack([areas, np.zeros((n_lesions + 1 - areas.shape[0], areas.shape[1]))])
+    sd = result.signed_distance_um
+    gradients = gradient_profiles(sd, context.type_codes, context.cell_types, result.lesion_id,
+                                  areas, edges)
+    stats_table = gradient_statistics(gradients, border_um, params.window_um)
+    tables = {"gradients": gradients, "gradient_stats": stats_table}
+    if params.markers:
+        columns = list(params.marker_columns) or context.marker_columns()
+        columns = [c for c in columns if c in context.cells.columns]
+        tables["gradient_markers"] = marker_profiles(
+            sd, context.cells[columns].reset_index(drop=True), result.lesion_id, n_lesions,
+            edges)
+
+    effectors = infiltration_types(context)
+    perimeters = lesion_perimeters_um(result.lesion_labels, result.tissue, result.grid.pixel_um,
+                                      n_lesions)
+    labels = context.labels
+    tables["lesion_metrics"] = lesion_metrics(result.lesions, perimeters, result.areas, sd,
+                                              result.compartment, result.lesion_id, labels,
+                                              effectors)
+
+    zparams = context.config.zonation
+    zone = zonation(context.x_um, context.y_um, context.type_codes, context.cell_types, sd,
+                    np.isin(labels, list(zparams.portal_types)),
+                    np.isin(labels, list(zparams.central_types)), result.grid, result.tissue,
+                    result.pixel_signed_distance_um, zparams.beyond_um or border_um,
+                    zparams.n_bins)
+    if not zone.profiles.empty:
+        tables["zonation"] = zone.profiles
+        tables["zonation_enrichment"] = zone.enrichment
+
+    features = _features(stats_table, zone.enrichment, sd, labels, effectors)
+    return StageOutput(tables=tables, features=features,
+                       cell_columns={"zonation_eta": zone.eta})
+
+
+def _features(stats_table: pd.DataFrame, enrichment: pd.DataFrame, sd: np.ndarray,
+              labels: np.ndarray, effectors: list[str]) -> dict[str, object]:
+    features: dict[str, object] = {}
+    if not stats_table.empty:
+        whole = stats_table[stats_table["lesion_id"].isna()]
+        for row in whole.itertuples(index=False):
+            features[f"gradient_slope.{row.cell_type}"] = row.slope_per_100um
+            features[f"gradient_p.{row.cell_type}"] = row.p
+            features[f"borderline_index.{row.cell_type}"] = row.borderline_index
+            features[f"peak_um.{row.cell_type}"] = row.peak_um
+            features[f"peak_density.{row.cell_type}"] = row.peak_density_per_mm2
+    for cell_type in effectors:
+        depth = infiltration_depth_um(sd, labels == cell_type, np.zeros(len(sd), np.int64), 0)
+        features[f"infiltration_depth_um.{cell_type}"] = float(depth[0])
+    if not enrichment.empty:
+        beyond = enrichment[enrichment["subset"] == "beyond_border"]
+        for row in beyond.itertuples(index=False):
+            features[f"zonation_portal_fraction.{row.cell_type}"] = row.portal_fraction
+            features[f"zonation_log2_ratio.{row.cell_type}"] = (
+                row.log2_ratio if np.isfinite(row.log2_ratio) or math.isnan(row.log2_ratio)
+                else math.nan)
+    return features

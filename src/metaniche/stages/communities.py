@@ -1,0 +1,285 @@
+"""Stage: functional communities — neighbourhood windows for the cohort CN fit, B/T aggregates
+and TLS with maturity grade, user-defined multicellular units, spatial ligand–receptor.
+
+Tables: ``cn_training`` (seeded subsample of window compositions; the pipeline's cohort step
+fits the CNs on it and writes ``neighbourhoods``), ``aggregates`` (one row per lymphoid cluster,
+TLS or unit), ``aggregate_composition``, ``ligrec``. Per-cell columns: ``aggregate_id`` (B/T
+cluster or TLS, 0 = none) and ``unit_id`` (custom unit, 0 = none; a cell in several units keeps
+the first declared). Ids are unique within a sample across kinds.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from metaniche.analyses.communities import (
+    aggregate_tables,
+    density_clusters,
+    grade_tls,
+    ligand_receptor,
+    load_pairs,
+    marker_positive,
+    match_pairs,
+    neighbour_pairs,
+    neighbourhood_composition,
+    training_windows,
+)
+from metaniche.config import AggregateParams, Config
+from metaniche.context import SampleContext, StageOutput
+
+__all__ = ["FEATURES", "b_and_t_types", "cohort_neighbourhoods", "run"]
+
+#: Feature family → (unit, description).
+FEATURES: dict[str, tuple[str, str]] = {
+    "tls": ("count | per mm² | fraction",
+            "tertiary lymphoid structures (>= tls_min_cells B+T cells, B fraction >= "
+            "tls_min_b_fraction): count, density per mm² of tissue (or of a compartment), "
+            "fraction mature (primary or secondary follicle), whole sample and by compartment"),
+    "lymphoid_cluster": ("count", "B/T density clusters below the TLS rule"),
+    "unit": ("count | per mm²", "user-defined multicellular units: count and density per mm² "
+                                "of tissue"),
+    "cn_fraction": ("fraction", "fraction of the sample's cells in a cellular neighbourhood "
+                                "(CNs fitted across the cohort; Schürch et al. 2020)"),
+    "ligrec": ("count", "ligand–receptor sender/receiver type pairs with q <= 0.05 (all "
+                        "compartments pooled)"),
+}
+
+_B_PATTERN = r"^(b|b[_ ]?cells?|bc\d+|cd20.*)$"
+_T_PATTERN = r"^(cd8|cd4|cd3|t[_ ]|tc_|treg|th\d*$|t$|t[_ ]?cells?)"
+
+
+def b_and_t_types(cell_types: list[str], config: Config) -> tuple[list[str], list[str]]:
+    """B and T labels: ``[aggregates] b_types/t_types``, else lineage B/T, else the patterns."""
+    params, lineage = config.aggregates, config.cell_types.lineage
+    b = list(params.b_types) or list(lineage.get("B", ())) or [
+        t for t in cell_types if re.match(_B_PATTERN, t, re.IGNORECASE)]
+    t_labels = list(params.t_types) or list(lineage.get("T", ())) or [
+        t for t in cell_types if re.match(_T_PATTERN, t, re.IGNORECASE)]
+    return [t for t in cell_types if t in b], [t for t in cell_types if t in t_labels]
+
+
+def run(context: SampleContext) -> StageOutput:
+    """Neighbourhood windows, aggregates / TLS, custom units and ligand–receptor of one sample."""
+    config = context.config
+    n_types = len(context.cell_types)
+    compositions = neighbourhood_composition(context.tree, context.type_codes, n_types,
+                                             config.neighbourhoods.k)
+    training = training_windows(compositions, context.cell_types,
+                                config.neighbourhoods.n_training, config.neighbourhoods.seed)
+    del compositions
+    ligrec_on = config.ligrec.n_permutations > 0
+    radii = [config.aggregates.radius_um, *(u.radius_um for u in config.units.values())]
+    if ligrec_on:
+        radii.append(config.ligrec.radius_um)
+    pairs = neighbour_pairs(context.tree, max(radii))
+
+    lymphoid, lymphoid_comp, aggregate_id = _lymphoid(context, pairs)
+    units, units_comp, unit_id = _units(context, pairs, first_id=len(lymphoid) + 1)
+    aggregates = pd.concat([lymphoid, units], ignore_index=True)
+    composition = pd.concat([lymphoid_comp, units_comp], ignore_index=True)
+    features = _aggregate_features(context, aggregates)
+
+    tables = {"cn_training": training, "aggregates": aggregates,
+              "aggregate_composition": composition}
+    if ligrec_on:
+        lr = _ligrec(context, pairs)
+        tables["ligrec"] = lr
+        whole = lr[lr["compartment"] == "all"]
+        features["ligrec.n_significant"] = int((whole["q"] <= 0.05).sum())
+    return StageOutput(tables=tables, features=features,
+                       cell_columns={"aggregate_id": aggregate_id, "unit_id": unit_id})
+
+
+def _lymphoid(context: SampleContext, pairs) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """B/T density clusters, TLS classification and maturity grade."""
+    params: AggregateParams = context.config.aggregates
+    labels = context.labels
+    b_types, t_types = b_and_t_types(context.cell_types, context.config)
+    is_b = np.isin(labels, b_types)
+    selected = is_b | np.isin(labels, t_types)
+    clusters = density_clusters(pairs, selected, params.radius_um, params.min_neighbours,
+                                params.min_cells)
+    summary, composition = _summaries(context, clusters)
+    n = clusters.n_clusters
+    label = clusters.label
+    n_b = np.bincount(label[clusters.member & is_b], minlength=n + 1)[1:]
+    n_bt = summary["n_members"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        b_fraction = n_b / n_bt
+    is_tls = (n_bt >= params.tls_min_cells) & (b_fraction >= params.tls_min_b_fraction)
+    fdc = _evidence(context, params.fdc_types, params.fdc_markers, params.marker_threshold)
+    gc = _evidence(context, params.gc_types, (), params.marker_threshold)
+    gc |= is_b & _evidence(context, (), params.gc_markers, params.marker_threshold)
+    gc |= _evidence(context, params.plasma_types, params.plasma_markers,
+                    params.marker_threshold)
+    n_fdc = np.bincount(label[fdc], minlength=n + 1)[1:]
+    n_gc = np.bincount(label[gc], minlength=n + 1)[1:]
+    grade = grade_tls(summary["n_cells"].to_numpy(), n_fdc, n_gc, params.min_fdc_cells,
+                      params.min_fdc_fraction, params.min_gc_cells)
+    summary.insert(1, "kind", np.where(is_tls, "tls", "lymphoid_cluster"))
+    summary["b_fraction"] = b_fraction
+    summary["n_fdc"] = n_fdc.astype(np.int64)
+    summary["n_gc"] = n_gc.astype(np.int64)
+    summary["grade"] = np.where(is_tls, grade, None)
+    summary = summary.rename(columns={"cluster": "aggregate_id"})
+    composition = composition.rename(columns={"cluster": "aggregate_id"})
+    composition.insert(1, "kind", summary["kind"].to_numpy()[composition["aggregate_id"] - 1]
+                       if len(summary) else [])
+    return summary, composition, label
+
+
+def _units(context: SampleContext, pairs, first_id: int
+           ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Every ``[units.<name>]`` motif as density clusters of its types."""
+    labels = context.labels
+    unit_id = np.zeros(len(labels), dtype=np.int64)
+    summaries, compositions = [], []
+    next_id = first_id
+    for name, unit in context.config.units.items():
+        selected = np.isin(labels, unit.types)
+        if not selected.any():
+            continue
+        clusters = density_clusters(pairs, selected, unit.radius_um, unit.min_neighbours,
+                                    unit.min_cells, attach=False)
+        if clusters.n_clusters == 0:
+            continue
+        keep = np.ones(clusters.n_clusters + 1, dtype=bool)
+        if unit.require_all:
+            for label in unit.types:
+                has = np.bincount(clusters.label[labels == label],
+                                  minlength=clusters.n_clusters + 1) > 0
+                keep &= has
+        keep[0] = False
+        renumber = np.zeros(clusters.n_clusters + 1, dtype=np.int64)
+        renumber[keep] = np.arange(1, int(keep.sum()) + 1)
+        label = renumber[clusters.label]
+        if not keep.any():
+            continue
+        kept = type(clusters)(label, label > 0, int(keep.sum()))
+        summary, composition = _summaries(context, kept)
+        offset = next_id - 1
+        summary["cluster"] += offset
+        composition["cluster"] += offset
+        free = (label > 0) & (unit_id == 0)
+        unit_id[free] = label[free] + offset
+        summary.insert(1, "kind", name)
+        composition.insert(1, "kind", name)
+        summaries.append(summary.rename(columns={"cluster": "aggregate_id"}))
+        compositions.append(composition.rename(columns={"cluster": "aggregate_id"}))
+        next_id += kept.n_clusters
+    if not summaries:
+        return pd.DataFrame(), pd.DataFrame(), unit_id
+    return (pd.concat(summaries, ignore_index=True), pd.concat(compositions, ignore_index=True),
+            unit_id)
+
+
+def _summaries(context: SampleContext, clusters) -> tuple[pd.DataFrame, pd.DataFrame]:
+    result = context.compartments
+    return aggregate_tables(clusters, context.x_um, context.y_um, context.type_codes,
+                            context.cell_types, np.asarray(result.signed_distance_um, float),
+                            np.asarray(result.lesion_id), context.config.compartments.border_um)
+
+
+def _evidence(context: SampleContext, types, markers, threshold: float) -> np.ndarray:
+    """Cells with a label in ``types`` or positive for any of ``markers`` (case-insensitive)."""
+    found = np.isin(context.labels, list(types)) if types else np.zeros(len(context.labels),
+                                                                        dtype=bool)
+    wanted = {m.upper() for m in markers}
+    for column in context.marker_columns():
+        if column.upper() in wanted:
+            found |= marker_positive(context.cells[column].to_numpy(np.float64), threshold)
+    return found
+
+
+def _aggregate_features(context: SampleContext, aggregates: pd.DataFrame) -> dict[str, object]:
+    areas = context.compartments.areas
+    whole = areas[areas["lesion_id"] == 0].set_index("compartment")["area_mm2"]
+    tissue = float(whole.get("all", np.nan))
+    kinds = aggregates["kind"].to_numpy() if len(aggregates) else np.array([], dtype=object)
+    tls = aggregates[kinds == "tls"] if len(aggregates) else aggregates
+    features: dict[str, object] = {}
+    for compartment in ("all", "core", "border", "adjacent"):
+        part = tls if compartment == "all" else tls[tls["compartment"] == compartment]
+        suffix = "" if compartment == "all" else f".{compartment}"
+        area = float(whole.get(compartment, np.nan))
+        features[f"tls.count{suffix}"] = len(part)
+        features[f"tls.density_per_mm2{suffix}"] = len(part) / area if area > 0 else np.nan
+        mature = part["grade"].isin(["primary_follicle", "secondary_follicle"]).sum() if len(
+            part) else 0
+        features[f"tls.fraction_mature{suffix}"] = mature / len(part) if len(part) else np.nan
+    features["lymphoid_cluster.count"] = int((kinds == "lymphoid_cluster").sum())
+    for name in context.config.units:
+        count = int((kinds == name).sum())
+        features[f"unit.{name}.count"] = count
+        features[f"unit.{name}.density_per_mm2"] = count / tissue if tissue > 0 else np.nan
+    return features
+
+
+def _ligrec(context: SampleContext, pairs) -> pd.DataFrame:
+    params = context.config.ligrec
+    table = load_pairs(params.pairs or None)
+    columns = context.marker_columns()
+    matched = match_pairs(table, columns)
+    local = pairs.within(params.radius_um)
+    expression = {c: context.cells[c].to_numpy(np.float64)
+                  for p in matched for c in (p[2], p[3])}
+    return ligand_receptor(local.i, local.j, expression, matched, context.type_codes,
+                           context.cell_types, np.asarray(context.compartments.compartment),
+                           params.n_permutations, params.seed, params.min_edges)
+
+
+def cohort_neighbourhoods(training: pd.DataFrame, cells: dict[str, pd.DataFrame],
+                          config: Config) -> tuple[dict[str, np.ndarray], pd.DataFrame,
+                                                   dict[str, dict[str, float]]]:
+    """The cohort step of the cellular neighbourhoods (no I/O).
+
+    Fits one model on the pooled ``cn_training`` windows of every sample, recomputes each
+    sample's windows from ``x, y, cell_type`` of its output cell table (µm) and labels every
+    cell with its CN.
+
+    Returns
+    -------
+    labels
+        Sample → per-cell CN (1…).
+    table
+        ``tables/neighbourhoods``: ``sample, table`` (``abundance``, ``composition`` or
+        ``selection``), ``compartment, neighbourhood, cell_type, n_cells, fraction,
+        n_neighbourhoods, silhouette`` (columns a row kind does not use are null).
+    features
+        Sample → ``cn_fraction.CN<i>`` (fraction of the sample's cells in CN i).
+    """
+    from scipy.spatial import cKDTree
+
+    from metaniche.analyses.communities import (
+        assign_neighbourhoods,
+        fit_neighbourhoods,
+        neighbourhood_tables,
+    )
+
+    params = config.neighbourhoods
+    model = fit_neighbourhoods(training, params.n_neighbourhoods, params.seed)
+    labels, parts, features = {}, [], {}
+    for name, table in cells.items():
+        types, codes = np.unique(table["cell_type"].astype(str).to_numpy(), return_inverse=True)
+        tree = cKDTree(table[["x", "y"]].to_numpy(np.float64))
+        windows = neighbourhood_composition(tree, codes, len(types), params.k)
+        labels[name] = assign_neighbourhoods(model, windows, [str(t) for t in types])
+        tables = neighbourhood_tables(labels[name], table["compartment"].astype(str).to_numpy(),
+                                      model)
+        abundance = tables["abundance"].assign(table="abundance")
+        parts.append(abundance.assign(sample=name))
+        whole = abundance[abundance["compartment"] == "all"]
+        features[name] = {f"cn_fraction.CN{cn}": float(f)
+                          for cn, f in zip(whole["neighbourhood"], whole["fraction"],
+                                           strict=True)}
+    parts.append(neighbourhood_tables(np.zeros(0, dtype=np.int32), np.zeros(0, dtype=object),
+                                      model)["composition"].assign(table="composition",
+                                                                   sample=None))
+    parts.append(model.selection.assign(table="selection", sample=None))
+    columns = ["sample", "table", "compartment", "neighbourhood", "cell_type", "n_cells",
+               "fraction", "n_neighbourhoods", "silhouette"]
+    result = pd.concat(parts, ignore_index=True).reindex(columns=columns)
+    return labels, result, features

@@ -1,0 +1,174 @@
+"""Stage: cell–cell relations (distances, counts within radius, mixing, entropy, Clark–Evans,
+neighbourhood enrichment, Ripley K/L/g on the tissue mask, co-occurrence).
+
+Tables: ``distances``, ``count_within``, ``mixing``, ``clark_evans``, ``enrichment``,
+``ripley``, ``cooccurrence``. Per-cell column: ``neighbourhood_entropy``. Every statistic
+shares the sample's one KD-tree; the contact graph is built once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from metaniche.analyses.relations import (
+    Window,
+    average_minimum_distance,
+    clark_evans,
+    co_occurrence,
+    co_occurrence_table,
+    count_within_by_type,
+    distance_summary,
+    enrichment_table,
+    mixing_score,
+    nearest_type_distances,
+    neighbour_graph,
+    neighbourhood_enrichment,
+    neighbourhood_entropy,
+    ripley_cross,
+    ripley_envelope,
+    ripley_table,
+)
+from metaniche.analyses.relations._graph import GRAPH_KINDS, iter_pairs_within
+from metaniche.context import SampleContext, StageOutput
+from metaniche.errors import ConfigError
+
+__all__ = ["FEATURES", "run"]
+
+#: Feature family → (unit, description).
+FEATURES: dict[str, tuple[str, str]] = {
+    "avg_min_dist_um": ("µm", "mean distance from each cell to its nearest other cell (SPIAT)"),
+    "nn_dist_um": ("µm", "mean distance from a source-type cell to the nearest target-type cell"),
+    "enrichment_z": ("z", "neighbourhood-enrichment z of contacts between two types, "
+                          "whole-sample relabelling null (exact moments)"),
+    "enrichment_z_within": ("z", "neighbourhood-enrichment z with labels permuted only within "
+                                 "compartments"),
+    "mixing_score": ("ratio", "immune–tumour over immune–immune contacts (Keren; SPIAT ≥1.0 "
+                              "unordered pairs) for an immune type or all_immune"),
+    "normalised_mixing_score": ("ratio", "SPIAT normalised mixing score (unordered convention)"),
+    "clark_evans": ("ratio", "Clark–Evans nearest-neighbour index of a type on the tissue area"),
+    "ripley_l_mean": ("µm", "mean over the radius grid of L(r) − r, cross-type, translation "
+                            "corrected on the tissue mask (spicyR statistic)"),
+    "neighbourhood_entropy": ("bits", "mean Shannon entropy of contact-neighbour types "
+                                      "around cells of a type"),
+}
+
+
+def run(context: SampleContext) -> StageOutput:
+    """All relation tables and features of one sample (defaults keep it a few seconds)."""
+    params = context.config.relations
+    if params.graph not in GRAPH_KINDS:
+        raise ConfigError(f"'relations.graph' must be one of {', '.join(GRAPH_KINDS)}; "
+                          f"got {params.graph!r}.")
+    coords, codes, types = context.coordinates, context.type_codes, context.cell_types
+    n_types, tree = len(types), context.tree
+    compartment = np.asarray(context.compartments.compartment).astype(str)
+    counts = np.bincount(codes, minlength=n_types)
+    featured = sorted(np.argsort(-counts, kind="stable")[:params.max_types].tolist())
+    featured_types = [types[t] for t in featured]
+    features: dict[str, object] = {"avg_min_dist_um": average_minimum_distance(tree)}
+
+    nearest = nearest_type_distances(coords, codes, n_types)
+    distances = distance_summary(nearest, codes, types, groups=compartment)
+    distances.insert(1, "lesion_id", pd.array([pd.NA] * len(distances), dtype="Int64"))
+    whole = distances[distances["compartment"] == "all"]
+    for row in whole.itertuples(index=False):
+        if row.source_type in featured_types and row.target_type in featured_types:
+            features[f"nn_dist_um.{row.source_type}.{row.target_type}"] = row.mean_um
+
+    interval = np.linspace(0.0, params.cooccurrence_max_um, params.cooccurrence_bins + 1)
+    radii = np.arange(params.ripley_step_um, params.ripley_max_um + 1e-9, params.ripley_step_um)
+    longest = max([params.cooccurrence_max_um, radii[-1], *params.count_within_um])
+    pairs = list(iter_pairs_within(tree, float(longest)))  # one pair pass shared by three stats
+    within = count_within_by_type(tree, codes, types, params.count_within_um, pairs=pairs)
+
+    edges = neighbour_graph(coords, tree, params.graph, params.contact_radius_um, params.k)
+    enrichment_tables = []
+    for null, strata in (("sample", None), ("compartment", compartment)):
+        result = neighbourhood_enrichment(edges, codes, n_types, strata=strata,
+                                          n_permutations=params.n_permutations,
+                                          seed=params.seed)
+        table = enrichment_table(result, types)
+        table.insert(0, "null", null)
+        enrichment_tables.append(table)
+        family = "enrichment_z" if null == "sample" else "enrichment_z_within"
+        for a in featured:
+            for b in featured:
+                features[f"{family}.{types[a]}.{types[b]}"] = float(result.z[a, b])
+    enrichment = pd.concat(enrichment_tables, ignore_index=True)
+    enrichment["graph"] = params.graph
+
+    mixing, mixing_features = _mixing(context, params.contact_radius_um)
+    features.update(mixing_features)
+
+    entropy = neighbourhood_entropy(edges, codes, n_types)
+    for t in featured:
+        if counts[t]:
+            features[f"neighbourhood_entropy.{types[t]}"] = float(entropy[codes == t].mean())
+
+    grid = context.compartments.grid
+    window = Window(context.compartments.tissue, grid.x0, grid.y0, grid.pixel_um)
+    clark_rows = []
+    for t in range(n_types):
+        ce = clark_evans(coords[codes == t], window.area)
+        clark_rows.append((types[t], ce.n, window.area * 1e-6, ce.index, ce.z, ce.p, ce.pattern))
+        if t in featured:
+            features[f"clark_evans.{types[t]}"] = ce.index
+    clark = pd.DataFrame(clark_rows, columns=["cell_type", "n_cells", "area_mm2", "index", "z",
+                                              "p", "pattern"])
+
+    ripley = ripley_cross(coords, codes, n_types, radii, window, tree=tree, pairs=pairs)
+    ripley_long = ripley_table(ripley, types)
+    if params.ripley_simulations > 0:
+        ripley_long = _with_envelopes(ripley_long, window, counts, types, radii, params)
+    summary = ripley.l_minus_r_mean
+    for a in featured:
+        for b in featured:
+            if np.isfinite(summary[a, b]):
+                features[f"ripley_l_mean.{types[a]}.{types[b]}"] = float(summary[a, b])
+
+    ratio, _ = co_occurrence(coords, codes, n_types, interval, tree=tree, pairs=pairs)
+    cooccurrence = co_occurrence_table(ratio, interval, types)
+
+    tables = {"distances": distances, "count_within": within, "mixing": mixing,
+              "clark_evans": clark, "enrichment": enrichment, "ripley": ripley_long,
+              "cooccurrence": cooccurrence}
+    return StageOutput(tables=tables, features=features,
+                       cell_columns={"neighbourhood_entropy": entropy})
+
+
+def _mixing(context: SampleContext, radius: float) -> tuple[pd.DataFrame, dict[str, object]]:
+    """Keren tumour–immune mixing per immune type and for all immune cells pooled."""
+    labels = context.labels
+    is_tumor = np.isin(labels, context.tumor_types)
+    references = [(t, labels == t) for t in context.immune_types]
+    if context.immune_types:
+        references.append(("all_immune", np.isin(labels, context.immune_types)))
+    rows, features = [], {}
+    for name, is_reference in references:
+        score = mixing_score(context.coordinates, is_reference, is_tumor, radius)
+        rows.append((name, "tumour", radius, score.n_reference, score.n_target,
+                     score.reference_target, score.reference_reference, score.score,
+                     score.normalised, score.convention))
+        features[f"mixing_score.{name}"] = score.score
+        features[f"normalised_mixing_score.{name}"] = score.normalised
+    table = pd.DataFrame(rows, columns=["reference", "target", "radius_um", "n_reference",
+                                        "n_target", "reference_target_pairs",
+                                        "reference_reference_pairs", "mixing_score",
+                                        "normalised_mixing_score", "convention"])
+    return table, features
+
+
+def _with_envelopes(table: pd.DataFrame, window: Window, counts: np.ndarray, types: list[str],
+                    radii: np.ndarray, params) -> pd.DataFrame:
+    """Add CSR envelope columns (``l_lo_um``, ``l_hi_um``, ``g_lo``, ``g_hi``) per type pair."""
+    parts = []
+    index = {t: i for i, t in enumerate(types)}
+    for (a, b), rows in table.groupby(["type_a", "type_b"], sort=False):
+        env = ripley_envelope(window, int(counts[index[a]]), int(counts[index[b]]), radii,
+                              same_type=a == b, n_simulations=params.ripley_simulations,
+                              seed=params.seed)
+        position = np.searchsorted(radii, rows["r_um"].to_numpy())
+        parts.append(rows.assign(l_lo_um=env["l_lo"][position], l_hi_um=env["l_hi"][position],
+                                 g_lo=env["g_lo"][position], g_hi=env["g_hi"][position]))
+    return pd.concat(parts, ignore_index=True)

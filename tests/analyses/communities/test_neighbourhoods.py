@@ -1,0 +1,101 @@
+"""Cellular neighbourhoods: window compositions by brute force, planted niches recovered."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.spatial import cKDTree
+from sklearn.metrics import adjusted_rand_score
+
+from metaniche.analyses.communities import (
+    assign_neighbourhoods,
+    fit_neighbourhoods,
+    neighbourhood_composition,
+    neighbourhood_tables,
+    training_windows,
+)
+
+NICHES = np.array([  # type probabilities of four planted niches over five types
+    [0.80, 0.10, 0.10, 0.00, 0.00],
+    [0.10, 0.70, 0.00, 0.20, 0.00],
+    [0.00, 0.10, 0.45, 0.00, 0.45],
+    [0.05, 0.00, 0.05, 0.70, 0.20],
+])
+TYPES = ["A", "B", "C", "D", "E"]
+
+
+def _planted(seed: int, side: int = 80) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Jittered lattice split into 4x4 square patches, each patch one niche (random)."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(np.arange(side), np.arange(side)), -1).reshape(-1, 2) * 15.0
+    xy = grid + rng.uniform(-4, 4, grid.shape)
+    patch = (grid[:, 0] // (15.0 * side / 4)).astype(int) * 4 + (
+        grid[:, 1] // (15.0 * side / 4)).astype(int)
+    niche_of_patch = rng.permutation(np.resize(np.arange(4), 16))
+    niche = niche_of_patch[patch]
+    cumulative = NICHES.cumsum(1)[niche]
+    codes = (rng.random(len(xy))[:, None] >= cumulative).sum(1)
+    return xy, codes, niche
+
+
+def test_composition_matches_brute_force():
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 100, (60, 2))
+    codes = rng.integers(0, 3, 60)
+    got = neighbourhood_composition(cKDTree(xy), codes, 3, k=5)
+    distance = np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1))
+    nearest = np.argsort(distance, axis=1)[:, :5]  # the cell itself first (distance 0)
+    expected = np.stack([np.bincount(codes[row], minlength=3) / 5 for row in nearest])
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-6)
+
+
+def test_small_sample_window_is_whole_sample():
+    xy = np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0]])
+    got = neighbourhood_composition(cKDTree(xy), np.array([0, 1, 1]), 2, k=10)
+    np.testing.assert_allclose(got, [[1 / 3, 2 / 3]] * 3, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_neighbourhoods", [4, 0])
+def test_planted_niches_recovered_across_samples(n_neighbourhoods):
+    samples = [_planted(seed) for seed in (1, 2)]
+    parts = []
+    for index, (xy, codes, _) in enumerate(samples):
+        windows = neighbourhood_composition(cKDTree(xy), codes, 5, k=10)
+        parts.append(training_windows(windows, TYPES, 3000, seed=index).assign(sample=f"s{index}"))
+    model = fit_neighbourhoods(pd.concat(parts, ignore_index=True), n_neighbourhoods, seed=0)
+    assert model.n_neighbourhoods == 4
+    all_labels, all_truth = [], []
+    for xy, codes, niche in samples:
+        labels = assign_neighbourhoods(model, neighbourhood_composition(cKDTree(xy), codes, 5),
+                                       TYPES)
+        all_labels.append(labels)
+        all_truth.append(niche)
+        assert adjusted_rand_score(niche, labels) >= 0.8
+    # one cohort model: the same niche gets the same CN in both samples
+    assert adjusted_rand_score(np.concatenate(all_truth), np.concatenate(all_labels)) >= 0.8
+
+
+def test_assignment_aligns_vocabularies_and_is_deterministic():
+    xy, codes, _ = _planted(3, side=40)
+    windows = neighbourhood_composition(cKDTree(xy), codes, 5)
+    training = training_windows(windows, TYPES, 1000, seed=0).assign(sample="s")
+    first = fit_neighbourhoods(training, 4, seed=7)
+    second = fit_neighbourhoods(training, 4, seed=7)
+    np.testing.assert_array_equal(first.centres, second.centres)
+    # a sample labelled with its types in another order, plus a type unknown to the model
+    order = [4, 2, 0, 1, 3]
+    shuffled = np.column_stack([windows[:, order], np.zeros(len(windows))])
+    labels = assign_neighbourhoods(first, shuffled, [TYPES[i] for i in order] + ["Z"])
+    np.testing.assert_array_equal(labels, assign_neighbourhoods(first, windows, TYPES))
+    sizes = np.bincount(assign_neighbourhoods(first, windows, TYPES))[1:]
+    assert set(np.unique(labels)) <= set(range(1, 5))
+    tables = neighbourhood_tables(labels, np.where(xy[:, 0] < 300, "core", "adjacent"), first)
+    whole = tables["abundance"].query("compartment == 'all'")
+    np.testing.assert_array_equal(whole["n_cells"], sizes)
+    assert whole["fraction"].sum() == pytest.approx(1.0)
+    per = tables["abundance"].query("compartment != 'all'").groupby("neighbourhood")["n_cells"]
+    np.testing.assert_array_equal(per.sum().to_numpy(), sizes)
+    comp = tables["composition"].groupby("neighbourhood")["fraction"].sum()
+    np.testing.assert_allclose(comp, 1.0, atol=1e-6)

@@ -1,0 +1,76 @@
+"""The relations stage on simulated tissue: tables, features and their agreement with the
+pure functions; registration in the pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from metaniche.analyses.relations import mixing_score, nearest_type_distances
+from metaniche.config import Config, RelationsParams
+from metaniche.errors import ConfigError
+from metaniche.pipeline import analyse_sample, build_context
+from metaniche.simulate import simulate_sample
+from metaniche.stages import SAMPLE_STAGES, feature_families, relations
+
+
+@pytest.fixture(scope="module")
+def context():
+    sample = simulate_sample("s1", n_cells=4000, seed=3)
+    return build_context("s1", sample.cells, Config())
+
+
+@pytest.fixture(scope="module")
+def output(context):
+    return relations.run(context)
+
+
+def test_tables_and_columns(output):
+    tables = output.tables
+    assert {"distances", "count_within", "mixing", "clark_evans", "enrichment", "ripley",
+            "cooccurrence"} <= set(tables)
+    assert {"compartment", "lesion_id", "source_type", "target_type", "n_source", "mean_um",
+            "median_um", "q25_um", "q75_um"} <= set(tables["distances"].columns)
+    assert {"type_a", "type_b", "observed", "expected", "z", "p", "null"} <= set(
+        tables["enrichment"].columns)
+    assert set(tables["enrichment"]["null"]) == {"sample", "compartment"}
+    assert tables["distances"].loc[tables["distances"].compartment == "all",
+                                   "lesion_id"].isna().all()
+
+
+def test_nn_feature_equals_direct_computation(context, output):
+    nearest = nearest_type_distances(context.coordinates, context.type_codes,
+                                     len(context.cell_types))
+    s, t = context.cell_types.index("CD8_T"), context.cell_types.index("Tumor")
+    expected = np.nanmean(nearest[context.type_codes == s, t])
+    assert output.features["nn_dist_um.CD8_T.Tumor"] == pytest.approx(expected)
+
+
+def test_mixing_feature_is_keren_score(context, output):
+    labels = context.labels
+    direct = mixing_score(context.coordinates, labels == "CD8_T", labels == "Tumor", 30.0)
+    assert output.features["mixing_score.CD8_T"] == pytest.approx(direct.score, nan_ok=True)
+
+
+def test_enrichment_features_symmetric_and_registered(context, output):
+    z_ab = output.features["enrichment_z.Macrophage.Endothelial"]
+    assert z_ab == pytest.approx(output.features["enrichment_z.Endothelial.Macrophage"])
+    families = set(feature_families())
+    for name in output.features:
+        assert name.split(".")[0] in families, name
+    assert len(output.cell_columns["neighbourhood_entropy"]) == len(context.cells)
+
+
+def test_stage_registered_and_runs_in_pipeline():
+    assert "relations" in [name for name, _, _ in SAMPLE_STAGES]
+    sample = simulate_sample("s2", n_cells=2000, seed=4)
+    result = analyse_sample(sample.cells, Config(relations=RelationsParams(graph="knn")))
+    assert "enrichment" in result.tables
+    assert (result.tables["enrichment"]["graph"] == "knn").all()
+
+
+def test_bad_graph_is_a_config_error(context):
+    from dataclasses import replace
+    bad = replace(context, config=Config(relations=RelationsParams(graph="voronoi")))
+    with pytest.raises(ConfigError, match=r"relations\.graph"):
+        relations.run(bad)

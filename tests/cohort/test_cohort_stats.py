@@ -1,0 +1,207 @@
+"""Cohort statistics against brute force, closed forms, lifelines/scipy and planted effects."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from metaniche.cohort import analyse_cohort
+from metaniche.cohort.matrix import feature_matrix, join_clinical, responder_labels
+from metaniche.cohort.response import auc_delong, mann_whitney_table, mixed_model_table
+from metaniche.cohort.survival import cox_table, kaplan_meier, logrank
+from metaniche.cohort.treatment import feature_region, treatment_table
+from metaniche.config import ClinicalColumns, CohortParams, Config, load_config
+from metaniche.errors import ConfigError, InputError
+
+
+def _psi(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    return (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+
+
+def test_auc_and_delong_variance_match_brute_force():
+    rng = np.random.default_rng(0)
+    pos = np.round(rng.normal(1, 1, 17), 1)  # rounding creates ties
+    neg = np.round(rng.normal(0, 1, 11), 1)
+    psi = _psi(pos, neg)
+    v10, v01 = psi.mean(axis=1), psi.mean(axis=0)
+    se = np.sqrt(v10.var(ddof=1) / len(pos) + v01.var(ddof=1) / len(neg))
+    auc, low, high = auc_delong(pos, neg, 0.95)
+    assert auc == pytest.approx(psi.mean())
+    assert high - auc == pytest.approx(min(1.96 * se, 1 - auc), rel=1e-3)
+    assert auc - low == pytest.approx(1.959964 * se, rel=1e-5)
+
+
+def test_mann_whitney_table_values_and_min_group_boundary():
+    values = pd.DataFrame({"a": [1.0, 2, 3, 4, 5, 6], "b": [1.0, 1, 1, 2, np.nan, np.nan]},
+                          index=list("uvwxyz"))
+    label = pd.Series([0.0, 0, 0, 1, 1, 1], index=values.index)
+    table = mann_whitney_table(values, label, min_group=3).set_index("feature")
+    assert table.loc["a", "effect"] == 1.0  # every responder above every non-responder
+    assert table.loc["a", "cliffs_delta"] == 1.0
+    assert table.loc["a", "fold_change"] == pytest.approx(5 / 2)
+    assert table.loc["a", "p"] == pytest.approx(
+        stats.mannwhitneyu([4, 5, 6], [1, 2, 3]).pvalue)
+    # b has one finite responder: fewer than min_group = 3 -> no test
+    assert np.isnan(table.loc["b", "p"]) and table.loc["b", "n_responder"] == 1
+    # exactly min_group per group is enough
+    assert np.isfinite(mann_whitney_table(values[["a"]], label, min_group=3)["p"]).all()
+
+
+def test_kaplan_meier_and_logrank_match_lifelines():
+    from lifelines import KaplanMeierFitter
+    from lifelines.statistics import logrank_test
+
+    rng = np.random.default_rng(1)
+    time = np.round(rng.exponential(10, 60)) + 1  # ties
+    event = (rng.random(60) < 0.7).astype(float)
+    group = rng.random(60) < 0.5
+    curve = kaplan_meier(time, event)
+    fit = KaplanMeierFitter().fit(time, event)
+    band = fit.confidence_interval_survival_function_
+    np.testing.assert_allclose(curve["time"], fit.survival_function_.index)
+    np.testing.assert_allclose(curve["survival"], fit.survival_function_.iloc[:, 0])
+    np.testing.assert_allclose(curve["ci_low"], band.iloc[:, 0])
+    np.testing.assert_allclose(curve["ci_high"], band.iloc[:, 1])
+    np.testing.assert_array_equal(curve["n_at_risk"], fit.event_table["at_risk"])
+    statistic, p = logrank(time, event, group)
+    reference = logrank_test(time[group], time[~group], event[group], event[~group])
+    assert statistic == pytest.approx(reference.test_statistic)
+    assert p == pytest.approx(reference.p_value)
+
+
+def test_cox_recovers_planted_hazard_ratio_per_sd():
+    rng = np.random.default_rng(2)
+    n, beta = 1500, 0.5
+    x = rng.normal(3.0, 2.0, n)  # HR per SD of x is exp(beta) when hazard = exp(beta * z)
+    z = (x - x.mean()) / x.std(ddof=1)
+    time = rng.exponential(1 / np.exp(beta * z))
+    censor = rng.exponential(2.0, n)
+    event = (time <= censor).astype(float)
+    index = pd.RangeIndex(n)
+    table = cox_table(pd.DataFrame({"x": x}, index=index), pd.Series(np.minimum(time, censor)),
+                      pd.Series(event))
+    row = table.iloc[0]
+    assert row["ci_low"] < np.exp(beta) < row["ci_high"]
+    assert row["effect"] == pytest.approx(np.exp(beta), rel=0.1)
+    assert row["ph_p"] > 0.001  # proportional hazards hold by construction
+
+
+def test_treatment_rank_biserial_and_wilcoxon_match_brute_force():
+    rng = np.random.default_rng(3)
+    before = pd.DataFrame({"density.core.CD8_T": rng.normal(10, 2, 12)})
+    change = rng.normal(1.0, 1.5, 12)
+    after = before + change[:, None]
+    table = treatment_table(before, after).iloc[0]
+    ranks = stats.rankdata(np.abs(change))
+    expected = (ranks[change > 0].sum() - ranks[change < 0].sum()) / ranks.sum()
+    assert table["effect"] == pytest.approx(expected)
+    assert table["p"] == pytest.approx(stats.wilcoxon(change).pvalue)
+    assert table["region"] == "core"
+    assert feature_region("nn_dist_um.CD8_T.Tumor") == ""
+
+
+def test_mixed_model_recovers_planted_group_difference():
+    rng = np.random.default_rng(4)
+    patients = np.repeat(np.arange(30), 5)
+    responder = (patients < 15).astype(float)
+    x = 1.0 * responder + rng.normal(0, 0.7, 30)[patients] + rng.normal(0, 0.5, 150)
+    index = pd.Index([f"img{i}" for i in range(150)])
+    table = mixed_model_table(pd.DataFrame({"x": x}, index=index),
+                              pd.Series(responder, index=index),
+                              pd.Series(patients.astype(str), index=index)).iloc[0]
+    sd = x.std()
+    assert table["ci_low"] < 1.0 / sd < table["ci_high"]
+    assert table["n_patients"] == 30
+
+
+def test_feature_matrix_filters_and_indicators():
+    features = pd.DataFrame({
+        "sample": ["a", "b", "c", "d", "e"],
+        "density.core.CD8_T": [1.0, 2, 3, 4, 5],
+        "effector_density.core": [1.0, 2, 3, 4, 5],  # exact copy
+        "constant": [7.0] * 5,
+        "ratio": [1.0, np.inf, 2, 3, 4],  # 4/5 finite = min_non_missing 0.8 -> kept
+        "sparse": [1.0, np.nan, np.nan, 2, 3],  # 3/5 < 0.8 -> dropped
+        "phenotype": ["inflamed", "desert", "inflamed", "excluded", "desert"],
+    })
+    matrix = feature_matrix(features, CohortParams())
+    assert list(matrix.values.columns) == ["density.core.CD8_T", "ratio", "phenotype.desert",
+                                           "phenotype.excluded", "phenotype.inflamed"]
+    reasons = dict(zip(matrix.dropped["feature"], matrix.dropped["reason"], strict=True))
+    assert reasons == {"effector_density.core": "duplicate of density.core.CD8_T",
+                       "constant": "constant", "sparse": "missing"}
+    assert matrix.values["phenotype.inflamed"].tolist() == [1.0, 0, 1, 0, 0]
+
+
+def test_responder_labels():
+    columns = ClinicalColumns()
+    assert responder_labels(pd.Series(["Responders", "Non-Responders"]), columns).tolist() == [
+        1.0, 0.0]
+    assert responder_labels(pd.Series([0, 1, 1]), columns).tolist() == [0.0, 1.0, 1.0]
+    with pytest.raises(InputError, match="responder_values"):
+        responder_labels(pd.Series(["good", "bad"]), columns)
+    picked = responder_labels(pd.Series(["good", "bad", None]),
+                              replace(columns, responder_values=("Good",)))
+    assert picked.tolist()[:2] == [1.0, 0.0] and np.isnan(picked.iloc[2])
+
+
+def test_join_errors_name_the_ids():
+    values = pd.DataFrame({"f": [1.0, 2.0]}, index=pd.Index(["S1", "S2"], name="sample"))
+    with pytest.raises(InputError, match="'S2'"):
+        join_clinical(values, pd.DataFrame({"sample": ["S1", "S3"]}), ClinicalColumns())
+    by_patient = join_clinical(values, pd.DataFrame({"patient": ["P1"], "response": ["R"]}),
+                               ClinicalColumns(), pd.Series(["P1", "P1"], index=["S1", "S2"]))
+    assert by_patient.clinical["patient"].tolist() == ["P1", "P1"]
+    assert by_patient.clinical["response"].tolist() == ["R", "R"]
+
+
+def _cohort(n: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    features = pd.DataFrame({"sample": [f"S{i}" for i in range(n)],
+                             "density.core.CD8_T": rng.normal(size=n),
+                             "proportion.all.Tumor": rng.random(n)})
+    clinical = pd.DataFrame({"sample": features["sample"],
+                             "response": np.where(rng.random(n) < 0.5, "responder", "non"),
+                             "os_time": rng.exponential(10, n) + 0.1,
+                             "os_event": np.r_[np.ones(3), np.zeros(n - 3)].astype(int)})
+    return features, clinical
+
+
+def test_too_few_events_skips_survival_with_a_reason():
+    features, clinical = _cohort(30)
+    config = Config(cohort=CohortParams(analyses=("response", "survival"), min_events=4))
+    result = analyse_cohort(features, clinical, config)
+    assert "only 3 events" in result.skipped["survival"]
+    assert set(result.association["outcome"]) == {"response"}
+    with pytest.raises(InputError, match="no cohort analysis could run"):
+        analyse_cohort(features, clinical.drop(columns="response"),
+                       replace(config, cohort=replace(config.cohort, analyses=("survival",))))
+    with pytest.raises(InputError, match="os_event"):
+        analyse_cohort(features, clinical.drop(columns="os_event"), config)
+
+
+def test_q_values_are_benjamini_hochberg_within_each_test():
+    features, clinical = _cohort(40, seed=5)
+    config = Config(cohort=CohortParams(analyses=("response",)))
+    table = analyse_cohort(features, clinical, config).association
+    q = stats.false_discovery_control(table["p"].to_numpy(), method="bh")
+    np.testing.assert_allclose(table["q"], q)
+    assert list(table.columns[:9]) == ["feature", "outcome", "test", "statistic", "effect",
+                                       "ci_low", "ci_high", "p", "q"]
+
+
+def test_cohort_config_section(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[cohort]\nn_folds = 4\nanalyses = ["response"]\n'
+                    '[clinical]\nresponder_values = ["CR", "PR"]\n')
+    config = load_config(path)
+    assert config.cohort.n_folds == 4 and config.clinical.responder_values == ("CR", "PR")
+    path.write_text("[cohort]\nmin_non_missing = 1.5\n")
+    with pytest.raises(ConfigError, match="min_non_missing"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="unknown"):
+        analyse_cohort(*_cohort(10), Config(cohort=CohortParams(analyses=("magic",))))
