@@ -4,7 +4,7 @@ VENV ?= .venv
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= demo-output
 
-.PHONY: demo demo-real test bench lint clean
+.PHONY: demo demo-real test test-browser browser bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ demo-real: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
+
+# Headless Chromium for the report checks (tests/report/test_report_browser.py skips without it).
+browser:
+	command -v chromium || (apt-get update && apt-get install -y chromium)
+
+test-browser: browser $(STAMP)
+	$(VENV)/bin/python -m pytest tests/report
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/run.py

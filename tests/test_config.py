@@ -50,7 +50,7 @@ border_um = 500
     ("um_per_unit = ", "not valid TOML"),
 ])
 def test_bad_config_gives_one_clear_error(tmp_path, text, message):
-    with pytest.raises(ConfigError, match="c.toml") as err:
+    with pytest.raises(ConfigError, match=r"c\.toml") as err:
         load_config(write(tmp_path, text))
     assert message in str(err.value)
 

@@ -120,7 +120,7 @@ def test_dask_cluster_with_a_worker_killed_mid_run_matches_local(cohort, local_r
                  "the first finished sample")
         assert run.poll() is None, "the run must still be going when the worker dies"
         workers[0].send_signal(signal.SIGKILL)
-        stdout, stderr = run.communicate(timeout=600)
+        _, stderr = run.communicate(timeout=600)
         assert run.returncode == 0, stderr
         assert_same_outputs(local_run, out)
     finally:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -77,9 +79,9 @@ def run(
     from metaniche.pipeline import run as run_pipeline
 
     cfg = load_config(config, format=input_format)
-    result = run_pipeline(inputs, out, cfg, clinical=clinical, workers=workers, force=force,
-                          scheduler=scheduler,
-                          progress=None if quiet else _progress_printer())
+    with _progress(quiet) as notify:
+        result = run_pipeline(inputs, out, cfg, clinical=clinical, workers=workers, force=force,
+                              scheduler=scheduler, progress=notify)
     _summarise(result, quiet)
 
 
@@ -99,8 +101,9 @@ def demo(
     cohort, clinical = simulate_cohort(n_samples=samples, n_cells=cells, seed=seed)
     write_cohort(data, cohort, clinical)
     _out.print(f"simulated {samples} samples × {cells:,} cells in {data}")
-    result = run_pipeline([data / "cells"], out / "run", load_config(data / "config.toml"),
-                          clinical=data / "clinical.csv", progress=_progress_printer())
+    with _progress(quiet=False) as notify:
+        result = run_pipeline([data / "cells"], out / "run", load_config(data / "config.toml"),
+                              clinical=data / "clinical.csv", progress=notify)
     _summarise(result, quiet=False)
 
 
@@ -110,6 +113,44 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A finished run director
     from metaniche.report import render_report
 
     _out.print(f"report: {render_report(run_dir)}")
+
+
+@contextlib.contextmanager
+def _progress(quiet: bool) -> Iterator[Callable[[str, str], None] | None]:
+    """Progress of the per-sample tasks: a rich bar on a terminal, log lines otherwise.
+
+    Yields the ``progress(sample, status)`` callback for the pipeline (None when quiet). On a
+    terminal the bar counts finished samples and shows the running one; failures are printed
+    above it. Without a terminal (CI logs, pipes) every status change is one plain line.
+    """
+    if quiet:
+        yield None
+        return
+    if not _err.is_terminal:
+        yield _progress_printer()
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=_err) as bar:
+        task = bar.add_task("samples", total=None)
+
+        def notify(sample: str, status: str) -> None:
+            if status == "running":
+                bar.update(task, description=f"analysing {escape(sample)}")
+                return
+            bar.advance(task)
+            if status == "failed":
+                bar.console.print(f"  failed  {sample}", markup=False)
+
+        yield notify
 
 
 def _progress_printer():

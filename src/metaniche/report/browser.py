@@ -31,18 +31,34 @@ else{put('error: '+ev.message);}},true);
 var ce=console.error;console.error=function(){put('console.error: '+
 Array.prototype.join.call(arguments,' '));return ce.apply(console,arguments);};
 document.addEventListener('DOMContentLoaded',function(){var p=document.createElement('pre');
-p.id='__page_errors';p.textContent=o.join('\\n');document.body.appendChild(p);});})();
+p.id='__page_errors';p.textContent=o.join('\\n');document.body.appendChild(p);});
+window.addEventListener('load',function(){var p=document.getElementById('__page_errors');
+if(p){p.setAttribute('data-load-ms',String(Math.round(performance.now())));}});})();
 </script>"""
 _CONSOLE = re.compile(r"CONSOLE\(\d+\)\]? ?\"?(.*)")
 
 
 @dataclass
 class PageCheck:
-    """Result of opening a page: errors found, the DOM after load and the wall time (s)."""
+    """Result of opening a page.
+
+    Attributes
+    ----------
+    errors
+        Page errors found (empty when clean).
+    dom
+        The DOM after load.
+    seconds
+        Wall time of the whole Chromium call (browser start and exit included).
+    load_seconds
+        Navigation start to the end of the page's ``load`` event, measured in the page
+        (``performance.now()``); NaN when the page never loaded.
+    """
 
     errors: list[str]
     dom: str
     seconds: float
+    load_seconds: float
 
 
 def find_chromium() -> str | None:
@@ -86,7 +102,9 @@ def check_page(page: str | Path, timeout: float = 60.0) -> PageCheck:
     finally:
         copy.unlink(missing_ok=True)
     errors = []
-    match = re.search(r'<pre id="__page_errors">(.*?)</pre>', done.stdout, re.S)
+    match = re.search(r'<pre id="__page_errors"[^>]*>(.*?)</pre>', done.stdout, re.S)
+    loaded = re.search(r'data-load-ms="(\d+)"', done.stdout)
+    load_seconds = int(loaded.group(1)) / 1000 if loaded else float("nan")
     if match is None:
         errors.append("the page did not finish loading (no error recorder in the DOM)")
     elif match.group(1).strip():
@@ -95,7 +113,7 @@ def check_page(page: str | Path, timeout: float = 60.0) -> PageCheck:
         if ":CONSOLE" in line and ("error" in line.lower() or "uncaught" in line.lower()):
             found = _CONSOLE.search(line)
             errors.append("console: " + (found.group(1) if found else line))
-    return PageCheck(errors, done.stdout, seconds)
+    return PageCheck(errors, done.stdout, seconds, load_seconds)
 
 
 def screenshot(page: str | Path, target: str | Path, width: int = 1280, height: int = 2000,

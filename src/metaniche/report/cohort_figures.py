@@ -169,11 +169,20 @@ def kaplan_meier(curves: pd.DataFrame, association: pd.DataFrame | None, report_
 
 
 def roc_points(score: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """False- and true-positive rates of every threshold on ``score`` (ties kept together)."""
-    from sklearn.metrics import roc_curve
+    """False- and true-positive rates at every distinct threshold of ``score``, from (0, 0).
 
-    fpr, tpr, _ = roc_curve(label, score)
-    return fpr, tpr
+    A unit is called positive when its score is ``>=`` the threshold; tied scores move
+    together (a diagonal step), so the trapezoidal area under the curve equals the
+    Mann–Whitney AUC with ties counted ½.
+    """
+    score = np.asarray(score, dtype=np.float64)
+    label = np.asarray(label).astype(bool)
+    order = np.argsort(-score, kind="mergesort")
+    ranked, positive = score[order], label[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]
+    tps = np.cumsum(positive)[last_of_tie]
+    fps = last_of_tie + 1 - tps
+    return (np.r_[0.0, fps / max(fps[-1], 1)], np.r_[0.0, tps / max(tps[-1], 1)])
 
 
 def roc_curves(prediction: dict[str, Any], report_dir: Path) -> list[str] | None:

@@ -46,6 +46,13 @@ def association_section(run: RunData, report_dir: Path) -> Section | None:
     table = run.association
     if table is None or table.empty:
         return None
+    n_tests = len(table)
+    table = table[np.isfinite(pd.to_numeric(table["p"], errors="coerce"))]
+    if table.empty:
+        return Section("associations", "Associations with outcome",
+                       caption=f"None of the {n_tests} feature × outcome tests could be "
+                               "computed (too few samples per group); see the reasons under "
+                               "Run status.")
     paths = cohort_figures.volcano(table, report_dir) or []
     shown = [c for c in _ASSOCIATION_COLUMNS if c in table.columns]
     top = table.sort_values([c for c in ("q", "p") if c in table.columns]).head(30)
@@ -53,7 +60,7 @@ def association_section(run: RunData, report_dir: Path) -> Section | None:
     n_sig = int((table["q"] <= 0.05).sum()) if "q" in table.columns else 0
     return Section("associations", "Associations with outcome", image=paths[0] if paths else None,
                    files=paths, table=Table(shown, rows),
-                   caption=f"{len(table)} feature × outcome tests, {n_sig} with q ≤ 0.05 "
+                   caption=f"{len(table)} feature × outcome tests computed, {n_sig} with q ≤ 0.05 "
                            "(Benjamini–Hochberg). Volcano: effect against −log10 p, red q ≤ "
                            "0.05, five smallest p labelled. Table: the 30 smallest q; the full "
                            "table is association.parquet.")

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from matplotlib import colormaps
 from matplotlib.colors import to_hex
 
-__all__ = ["BACKGROUND_COLOUR", "COMPARTMENT_COLOURS", "TUMOUR_COLOUR", "categorical", "mpl_text", "type_colours"]
+__all__ = ["BACKGROUND_COLOUR", "COMPARTMENT_COLOURS", "TUMOUR_COLOUR", "categorical", "mpl_text",
+           "type_colours"]
 
 COMPARTMENT_COLOURS = {"core": "#c0392b", "border": "#f39c12", "adjacent": "#7f8c8d",
                        "all": "#34495e"}

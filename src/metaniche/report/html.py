@@ -11,6 +11,9 @@ no JavaScript and no network resources, so they open offline from the file syste
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,8 @@ from metaniche.report.sample_page import sample_sections
 
 __all__ = ["render_report"]
 
+#: Sample pages are rendered in parallel processes from this many samples on.
+PARALLEL_PAGES = 64
 #: Tissue-map thumbnails are shown on the cohort page up to this many samples.
 MAX_THUMBNAILS = 48
 
@@ -46,15 +51,18 @@ def render_report(run_dir: str | Path) -> Path:
     run = RunData(run_dir)
     report_dir = run.run_dir / "report"
     samples = [_summary(run, name, record, report_dir) for name, record in run.samples.items()]
-    page = _ENV.get_template("sample.html")
-    for i, summary in enumerate(samples):
-        sections = []
-        if summary["status"] in ("ok", "skipped"):
-            sections = sample_sections(run, summary["name"], summary["stem"], report_dir)
-        html = page.render(s=summary, sections=sections,
-                           prev=samples[i - 1] if i > 0 else None,
-                           next=samples[i + 1] if i + 1 < len(samples) else None)
-        write_text(report_dir / summary["page"], html)
+    workers = _page_workers(len(samples))
+    if workers > 1:
+        # Interleaved chunks balance the load; the cohort figures are drawn meanwhile.
+        with ProcessPoolExecutor(workers) as pool:
+            pending = [pool.submit(_render_pages, run.run_dir, samples,
+                                   range(k, len(samples), workers)) for k in range(workers)]
+            sections = cohort_sections(run, report_dir)
+            for future in pending:
+                future.result()
+    else:
+        _render_pages(run, samples, range(len(samples)))
+        sections = cohort_sections(run, report_dir)
     version = str(run.manifest.get("metaniche_version", ""))
     html = _ENV.get_template("index.html").render(
         version=version,
@@ -64,13 +72,37 @@ def render_report(run_dir: str | Path) -> Path:
         n_failed=sum(s["status"] == "failed" for s in samples),
         thumbnails=[s for s in samples if s["map"]] if len(samples) <= MAX_THUMBNAILS else [],
         cohort=run.manifest.get("cohort") or None,
-        sections=cohort_sections(run, report_dir),
+        sections=sections,
         methods=methods_paragraphs(run.config, version),
         parameters=flatten_parameters(run.config),
     )
     target = report_dir / "index.html"
     write_text(target, html)
     return target
+
+
+def _page_workers(n_samples: int) -> int:
+    """Processes for the sample pages: one below ``PARALLEL_PAGES`` samples, else the CPUs."""
+    if n_samples < PARALLEL_PAGES:
+        return 1
+    return max(1, min(os.cpu_count() or 1, 8, n_samples // (PARALLEL_PAGES // 2)))
+
+
+def _render_pages(run: RunData | Path, samples: list[dict[str, Any]],
+                  indices: Iterable[int]) -> None:
+    """Write the pages ``samples[i]`` for ``i`` in ``indices`` (with prev / next links)."""
+    run = run if isinstance(run, RunData) else RunData(run)
+    report_dir = run.run_dir / "report"
+    page = _ENV.get_template("sample.html")
+    for i in indices:
+        summary = samples[i]
+        sections = []
+        if summary["status"] in ("ok", "skipped"):
+            sections = sample_sections(run, summary["name"], summary["stem"], report_dir)
+        html = page.render(s=summary, sections=sections,
+                           prev=samples[i - 1] if i > 0 else None,
+                           next=samples[i + 1] if i + 1 < len(samples) else None)
+        write_text(report_dir / summary["page"], html)
 
 
 def _summary(run: RunData, name: str, record: dict[str, Any], report_dir: Path) -> dict[str, Any]:

@@ -63,8 +63,8 @@ def density_section(run: RunData, sample: str, stem: str, report_dir: Path) -> S
     if rows is None or rows.empty:
         return None
     rows = _whole_sample(rows)
-    wide = _pivot(rows, "cell_type", "compartment", "density_per_mm2")
-    counts = _pivot(rows, "cell_type", "compartment", "n_cells")
+    grids = _grids(rows, "cell_type", "compartment", ["density_per_mm2", "n_cells"])
+    wide, counts = grids["density_per_mm2"], grids["n_cells"]
     groups = [c for c in _COMPARTMENTS if c in wide.columns]
     if not groups and "all" not in wide.columns:
         return None

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.colors import to_hex
 
 __all__ = ["esc", "grouped_hbars", "heatmap", "small_multiples", "stacked_bars"]
 
@@ -47,8 +46,10 @@ def _open(width: float, height: float, label: str) -> list[str]:
 
 def _colours(values: np.ndarray, cmap: str, vmin: float, vmax: float) -> list[str]:
     scale = (values - vmin) / (vmax - vmin) if vmax > vmin else np.full(values.shape, 0.5)
-    rgba = colormaps[cmap](np.clip(np.nan_to_num(scale, nan=0.5), 0.0, 1.0))
-    return [to_hex(c) if np.isfinite(v) else _MISSING for c, v in zip(rgba, values, strict=True)]
+    rgb = np.rint(colormaps[cmap](np.clip(np.nan_to_num(scale, nan=0.5), 0.0, 1.0))[:, :3]
+                  * 255).astype(int)
+    return [f"#{r:02x}{g:02x}{b:02x}" if ok else _MISSING
+            for (r, g, b), ok in zip(rgb.tolist(), np.isfinite(values), strict=True)]
 
 
 def _label_px(labels: Sequence[str], minimum: float = 20.0, cap: int = 40) -> float:

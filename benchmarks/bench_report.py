@@ -1,0 +1,93 @@
+"""Benchmark: the report of the 880k-cell NSCLC lung cohort (761 images).
+
+Issue 8 targets: ``render_report`` of the finished run in < 2 min, and the cohort page
+(index.html) and a sample page open in < 3 s in headless Chromium: measured in the page
+(navigation start to the end of the ``load`` event) and, as an upper bound, as the wall time
+of the whole ``chromium --headless --dump-dom`` call including browser start and exit.
+
+The run directory is produced by ``metaniche run`` on
+``<data>/cells/vectra_nsclc_lung_mxfda.cells.csv.gz`` with ``examples/vectra_nsclc_lung_mxfda
+.toml`` (tumour label ``CK+ tumour``) and the patients table as clinical input; that run takes
+tens of minutes, so ``--run-dir DIR`` reuses a finished one (it is created there when missing).
+Skips with a message when the data or Chromium is absent.
+
+Usage: ``python benchmarks/bench_report.py [--run-dir DIR] [--data DIR] [--workers N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import write_results
+
+REPO = Path(__file__).resolve().parents[1]
+DATASET = "vectra_nsclc_lung_mxfda"
+RENDER_TARGET_S = 120.0
+OPEN_TARGET_S = 3.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; return the exit code (0 also when skipped)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path(
+        os.environ.get("METANICHE_DATA", REPO.parent / "shared" / "data")))
+    parser.add_argument("--run-dir", type=Path, default=None,
+                        help="Finished run directory to reuse (created when missing).")
+    parser.add_argument("--workers", type=int, default=max(1, min(8, os.cpu_count() or 1)))
+    args = parser.parse_args(argv)
+    cells = args.data / "cells" / f"{DATASET}.cells.csv.gz"
+    if not cells.is_file():
+        print(f"bench_report: skipped, {cells} not found (set METANICHE_DATA).")
+        return 0
+    from metaniche.report.browser import check_page, find_chromium
+
+    run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="bench-report-")) / "run"
+    rows = []
+    if not (run_dir / "run.json").is_file():
+        rows.append({"step": "pipeline (not a target)", **_pipeline(cells, run_dir, args)})
+    from metaniche.report import render_report
+
+    started = time.perf_counter()
+    index = render_report(run_dir)
+    seconds = time.perf_counter() - started
+    n_pages = len(list(index.parent.glob("*.html")))
+    rows.append({"step": "render_report", "seconds": seconds, "target_s": RENDER_TARGET_S,
+                 "pass": seconds < RENDER_TARGET_S, "detail": f"{n_pages} pages"})
+    if find_chromium() is None:
+        print("bench_report: chromium absent (make browser); browser timings skipped.")
+    else:
+        sample_page = next(p for p in sorted(index.parent.glob("*.html")) if p != index)
+        for page in (index, sample_page):
+            check_page(page)  # warm the file-system cache and the browser binary
+            result = check_page(page)
+            rows.append({"step": f"load {page.name} (in page)", "seconds": result.load_seconds,
+                         "target_s": OPEN_TARGET_S, "pass": result.load_seconds < OPEN_TARGET_S,
+                         "detail": f"{len(result.errors)} errors, "
+                                   f"{page.stat().st_size / 1e6:.2f} MB"})
+            rows.append({"step": f"chromium call {page.name}", "seconds": result.seconds,
+                         "target_s": OPEN_TARGET_S, "pass": result.seconds < OPEN_TARGET_S,
+                         "detail": "browser start + load + exit (upper bound)"})
+    write_results("report", rows)
+    return 0 if all(row.get("pass", True) for row in rows) else 1
+
+
+def _pipeline(cells: Path, run_dir: Path, args: argparse.Namespace) -> dict:
+    from metaniche.config import load_config
+    from metaniche.pipeline import run
+
+    clinical = cells.parent / f"{DATASET}.patients.csv"
+    config = load_config(REPO / "examples" / f"{DATASET}.toml")
+    started = time.perf_counter()
+    result = run([cells], run_dir, config, clinical=clinical if clinical.is_file() else None,
+                 workers=args.workers)
+    return {"seconds": time.perf_counter() - started, "target_s": None, "pass": True,
+            "detail": f"{len(result.samples)} samples, {len(result.failed)} failed"}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
