@@ -37,3 +37,31 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) demo-real-output .pytest_cache
+
+# Peer tools for side-by-side benchmarks (shared/PEERS.md): one venv each, metaniche NOT
+# installed in them; they read the tissue file written by the main venv.
+SQUIDPY_VENV ?= .venv-squidpy
+SCIMAP_VENV ?= .venv-scimap
+
+.PHONY: peers-env test-peers bench-peers
+
+peers-env: $(SQUIDPY_VENV)/.installed-stamp $(SCIMAP_VENV)/.installed-stamp
+
+$(SQUIDPY_VENV)/.installed-stamp:
+	test -x $(SQUIDPY_VENV)/bin/python || $(PYTHON) -m venv $(SQUIDPY_VENV)
+	$(SQUIDPY_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SQUIDPY_VENV)/bin/python -m pip install -q 'squidpy==1.8.2'
+	touch $@
+
+$(SCIMAP_VENV)/.installed-stamp:
+	test -x $(SCIMAP_VENV)/bin/python || $(PYTHON) -m venv $(SCIMAP_VENV)
+	$(SCIMAP_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SCIMAP_VENV)/bin/python -m pip install -q 'scimap==2.3.6' 'numcodecs<0.13'
+	touch $@
+
+# Agreement with squidpy (skips without .venv-squidpy); not part of `make test`'s needs.
+test-peers: $(STAMP)
+	$(VENV)/bin/python -m pytest tests/peers -v
+
+bench-peers: $(STAMP)
+	$(VENV)/bin/python benchmarks/bench_peers.py

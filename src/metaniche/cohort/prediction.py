@@ -178,7 +178,9 @@ class _FoldModel:
         self.mean = filled.mean(axis=0)
         self.sd = filled.std(axis=0)
         self.sd[self.sd == 0] = 1.0
-        solver = {0.0: "newton-cholesky", 1.0: "liblinear"}.get(self.l1_ratio, "saga")
+        # lbfgs is fast for the usual wide cohort matrix (features >> units) under a ridge
+        # penalty; newton-cholesky would factorise a features × features Hessian.
+        solver = {0.0: "lbfgs", 1.0: "liblinear"}.get(self.l1_ratio, "saga")
         self.model = LogisticRegression(C=self.c, l1_ratio=self.l1_ratio, solver=solver,
                                         max_iter=2000)
         with warnings.catch_warnings():

@@ -198,6 +198,11 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
     if "prediction" in wanted:
         if responder is None:
             skipped["prediction"] = f"the clinical table has no '{columns.response}' column."
+        elif (smallest := int(min((responder == 1).sum(), (responder == 0).sum()))) < max(
+                params.min_group, 2):
+            # Cross-validated AUC on a handful of units is noise; say so instead.
+            skipped["prediction"] = (f"the smaller response group has {smallest} units, fewer "
+                                     f"than [cohort] min_group = {params.min_group}.")
         else:
             try:
                 prediction = nested_cv_prediction(table, responder, params)

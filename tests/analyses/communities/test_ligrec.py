@@ -11,6 +11,7 @@ from statsmodels.stats.multitest import multipletests
 from metaniche.analyses.communities import (
     benjamini_hochberg,
     ligand_receptor,
+    ligrec,
     load_pairs,
     match_pairs,
     neighbour_pairs,
@@ -103,3 +104,66 @@ def test_pair_table_and_matching(tmp_path):
     bad.write_text("lig,rec\nA,B\n")
     with pytest.raises(InputError, match="receptor"):
         load_pairs(bad)
+
+
+def _small_example(seed: int = 3):
+    rng, xy, codes = _tissue(seed, side=8)
+    pairs = neighbour_pairs(cKDTree(xy), 20.0)
+    src = np.concatenate([pairs.i, pairs.j]).astype(np.int64)
+    dst = np.concatenate([pairs.j, pairs.i]).astype(np.int64)
+    comp = (xy[:, 0] > 50).astype(np.int64)
+    ligand = rng.exponential(size=(2, len(xy)))
+    receptor = rng.exponential(size=(2, len(xy)))
+    return rng, codes, comp, src, dst, ligand, receptor
+
+
+def _extract_permutations(strata: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """The permutations _null_sums draws, read off with M = identity and L = cell index."""
+    n = len(strata)
+    order = np.argsort(strata, kind="stable")
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(strata[order])) + 1, [n]])
+    identity = np.arange(n + 1, dtype=np.int64)
+    out = ligrec._null_sums(order[None].astype(np.float64), starts.astype(np.int64), uniforms,
+                            identity, np.arange(n, dtype=np.int64), np.ones((1, n)))[0]
+    perm = np.empty((len(uniforms), n), dtype=np.int64)
+    perm[:, order] = out.T.astype(np.int64)   # cell order[t] takes the ligand of cell out[t]
+    return perm
+
+
+def test_null_sums_equal_brute_force_bincount_for_fixed_permutations():
+    rng, codes, comp, src, dst, ligand, receptor = _small_example()
+    n, n_types = len(codes), 3
+    strata = codes * 2 + comp
+    block = n_types * n_types
+    fine, fold = ligrec._fine_groups(codes[src] * n_types + codes[dst], comp[src], block, 2)
+    order = np.argsort(strata, kind="stable")
+    column_of_cell = np.empty(n, dtype=np.int64)
+    column_of_cell[order] = np.arange(n)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(strata[order])) + 1, [n]])
+    indptr, indices, data = ligrec._receptor_matrix(receptor, src, dst, fine, fold.shape[1],
+                                                    column_of_cell)
+    uniforms = rng.random((5, n))
+    null = ligrec._null_sums(np.ascontiguousarray(ligand[:, order]), starts.astype(np.int64),
+                             uniforms, indptr, indices, data)
+    perm = _extract_permutations(strata, uniforms)
+    assert (np.sort(perm, axis=1) == np.arange(n)).all()          # permutations of the cells
+    assert (strata[perm] == strata).all()                          # within strata
+    assert (perm != np.arange(n)).any(axis=1).all()                # and not the identity
+    for b in range(len(perm)):
+        for k in range(2):
+            product = ligand[k, perm[b, src]] * receptor[k, dst]
+            groups = [codes[src] * n_types + codes[dst],
+                      block * (1 + comp[src]) + codes[src] * n_types + codes[dst]]
+            brute = sum(np.bincount(g, weights=product, minlength=3 * block) for g in groups)
+            np.testing.assert_allclose(fold @ null[k, :, b], brute, rtol=1e-12, atol=1e-12)
+
+
+def test_within_strata_permutations_are_uniform():
+    """Each of the 3! orders of a 3-cell stratum appears 1/6 of the time (chi-square)."""
+    strata = np.array([0, 1, 0, 1, 1, 0, 2])
+    perm = _extract_permutations(strata, np.random.default_rng(0).random((6000, 7)))
+    assert (perm[:, 6] == 6).all()
+    _, counts = np.unique(perm[:, [0, 2, 5]], axis=0, return_counts=True)
+    assert len(counts) == 6
+    chi2 = ((counts - 1000.0) ** 2 / 1000.0).sum()
+    assert chi2 < 20.5   # chi-square(5) upper 0.001 point

@@ -11,8 +11,8 @@ i.e. p(a | b within t_r) / p(a), set to 0 where ``p(a) = 0`` or ``S[b] = 0``. Be
 symmetric the ratio is symmetric in (a, b). ``cumulative=False`` counts shells
 ``t_{r−1} < d ≤ t_r`` (with ``t_{−1} = interval[0]``) instead, the definition of squidpy ≤ 1.2.
 
-Here the pairs come from one chunked KD-tree pass up to ``max(interval)`` (O(pairs) time,
-O(chunk) memory), where squidpy compares every pair of cells.
+Here the pairs are binned on the fly up to ``max(interval)`` by a Numba cell-list kernel
+(O(pairs) time, O(n) memory, no pair arrays), where squidpy compares every pair of cells.
 
 References
 ----------
@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from metaniche.analyses.relations._graph import PairChunks, iter_pairs_within
+from metaniche.analyses.relations._graph import PairChunks
+from metaniche.analyses.relations._pairbins import bin_pair_chunks, bin_pairs_within
 
 __all__ = ["co_occurrence", "co_occurrence_table"]
 
@@ -50,11 +51,12 @@ def co_occurrence(coordinates: np.ndarray, type_codes: np.ndarray, n_types: int,
     interval
         Sorted distance thresholds (≥ 2 values), as squidpy's ``interval`` array.
     tree
-        Shared KD-tree (built when absent).
+        Unused; kept for compatibility (pairs are binned on the fly by a Numba cell-list
+        kernel, :mod:`metaniche.analyses.relations._pairbins`).
     cumulative
         squidpy ≥ 1.6 discs (default) or shells (module docstring).
     chunk_size
-        Query cells per pair chunk.
+        Unused; kept for compatibility.
     pairs
         Optional precomputed directed pair chunks covering at least ``max(interval)``.
 
@@ -67,21 +69,14 @@ def co_occurrence(coordinates: np.ndarray, type_codes: np.ndarray, n_types: int,
     if len(interval) < 2:
         raise ValueError(f"`interval` needs at least 2 values; got {len(interval)}.")
     codes = np.asarray(type_codes, dtype=np.int64)
-    tree = tree if tree is not None else cKDTree(np.asarray(coordinates, dtype=np.float64))
     thresholds = interval[1:]
     n_r = len(thresholds)
-    flat = np.zeros(n_types * n_types * n_r)
-    chunks = (pairs if pairs is not None
-              else iter_pairs_within(tree, float(thresholds[-1]), chunk_size))
-    for i, j, d in chunks:
-        bins = np.searchsorted(thresholds, d, side="left")
-        keep = bins < n_r
-        if not cumulative:
-            keep &= d > interval[0]
-        if not keep.all():
-            i, j, bins = i[keep], j[keep], bins[keep]
-        keys = (codes[i] * n_types + codes[j]) * n_r + bins
-        flat += np.bincount(keys, minlength=len(flat))
+    lower = -np.inf if cumulative else float(interval[0])
+    if pairs is not None:
+        flat = bin_pair_chunks(pairs, np.zeros((len(codes), 2)), codes, n_types, thresholds,
+                               lower)
+    else:
+        flat = bin_pairs_within(coordinates, codes, n_types, thresholds, lower)
     counts = flat.reshape(n_types, n_types, n_r)
     if cumulative:
         counts = np.cumsum(counts, axis=-1)

@@ -18,7 +18,8 @@ summary used by spicyR [3]_ is ``mean_r (L(r) − r)`` over the radius grid.
 CSR envelopes: ``n_simulations`` patterns with the same type counts, uniform in the mask
 (uniform pixel by area, then uniform within the pixel), seeded; pointwise min/max.
 
-Cost: one pass over directed pairs within ``max(radii)`` (chunked), O(pairs); memory O(chunk).
+Cost: one pass over directed pairs within ``max(radii)``, O(pairs), binned on the fly by a Numba
+cell-list kernel (no pair arrays); memory O(n).
 
 References
 ----------
@@ -39,7 +40,8 @@ import pandas as pd
 from scipy import signal
 from scipy.spatial import cKDTree
 
-from metaniche.analyses.relations._graph import PairChunks, iter_pairs_within
+from metaniche.analyses.relations._graph import PairChunks
+from metaniche.analyses.relations._pairbins import bin_pair_chunks, bin_pairs_within
 
 __all__ = ["RipleyResult", "Window", "ripley_cross", "ripley_envelope", "ripley_table"]
 
@@ -167,10 +169,9 @@ def ripley_cross(coordinates: np.ndarray, type_codes: np.ndarray, n_types: int,
         Ascending positive radii, µm.
     window
         The observation window (tissue mask).
-    tree
-        Shared KD-tree over ``coordinates`` (built when absent).
-    chunk_size
-        Query cells per pair chunk (bounds memory).
+    tree, chunk_size
+        Unused; kept for compatibility. Pairs are binned on the fly by a Numba cell-list
+        kernel (:mod:`metaniche.analyses.relations._pairbins`), O(n) memory, no pair arrays.
     pairs
         Optional precomputed directed pair chunks ``(i, j, d)`` covering at least
         ``max(radii)`` (pairs beyond it are ignored), to share one pair pass between statistics.
@@ -178,19 +179,13 @@ def ripley_cross(coordinates: np.ndarray, type_codes: np.ndarray, n_types: int,
     coordinates = np.asarray(coordinates, dtype=np.float64)
     codes = np.asarray(type_codes, dtype=np.int64)
     radii = np.asarray(radii, dtype=np.float64)
-    tree = tree if tree is not None else cKDTree(coordinates)
     n_r = len(radii)
-    sums = np.zeros(n_types * n_types * n_r)
-    chunks = pairs if pairs is not None else iter_pairs_within(tree, float(radii[-1]), chunk_size)
-    for i, j, d in chunks:
-        if pairs is not None:
-            keep = d <= radii[-1]
-            i, j, d = i[keep], j[keep], d[keep]
-        delta = coordinates[j] - coordinates[i]
-        weight = window.area / window.set_covariance(delta[:, 0], delta[:, 1])
-        bins = np.searchsorted(radii, d, side="left")
-        keys = (codes[i] * n_types + codes[j]) * n_r + bins
-        sums += np.bincount(keys, weights=weight, minlength=len(sums))
+    covariance = (window._cov, *window._cov_centre, window._cov_pixel, window.area)
+    if pairs is not None:
+        sums = bin_pair_chunks(pairs, coordinates, codes, n_types, radii,
+                               covariance=covariance)
+    else:
+        sums = bin_pairs_within(coordinates, codes, n_types, radii, covariance=covariance)
     sums = np.cumsum(sums.reshape(n_types, n_types, n_r), axis=-1)
     n_by_type = np.bincount(codes, minlength=n_types).astype(np.float64)
     pairs = n_by_type[:, None] * (n_by_type[None, :] - np.eye(n_types))

@@ -1,0 +1,86 @@
+"""Time one metaniche step on the shared tissue file (main venv); prints one JSON line.
+
+Steps and the peer calls they stand beside (see ``bench_peers.py``):
+
+- ``radius_graph``: KD-tree + undirected edges at ``<=`` 30 µm (squidpy ``spatial_neighbors``).
+- ``enrichment_exact`` / ``enrichment_perm1000``: neighbourhood enrichment on the 30 µm graph
+  (built before the clock), exact null moments / plus 1,000 label permutations (squidpy
+  ``nhood_enrichment``, scimap ``spatial_interaction``).
+- ``co_occurrence``: ratio in 10 bins to 100 µm, KD-tree included (squidpy ``co_occurrence``).
+- ``nearest_distance``: distance from every cell to the nearest cell of each type (scimap
+  ``spatial_distance``).
+- ``count_within``: per-cell counts of each type at ``0 < d <= 30`` µm, summarised by type
+  pair, KD-tree included (scimap ``spatial_count`` radius 30).
+- ``knn_composition``: type fractions of each cell's 10 nearest cells, KD-tree included
+  (scimap ``spatial_count`` knn 10).
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import version
+
+import numpy as np
+from _protocol import Tissue, run_step
+from scipy.spatial import cKDTree
+
+from metaniche.analyses.communities import neighbourhood_composition
+from metaniche.analyses.relations import (
+    co_occurrence,
+    count_within_by_type,
+    nearest_type_distances,
+    neighbour_graph,
+    neighbourhood_enrichment,
+)
+
+RADIUS_UM = 30.0
+INTERVAL_UM = np.linspace(0.0, 100.0, 11)
+KNN = 10
+
+
+def _xy(tissue: Tissue) -> np.ndarray:
+    return np.column_stack([tissue["x_um"], tissue["y_um"]])
+
+
+def radius_graph(tissue: Tissue):
+    xy = _xy(tissue)
+    return lambda: neighbour_graph(xy, cKDTree(xy), "radius", RADIUS_UM)
+
+
+def _enrichment(n_permutations: int):
+    def setup(tissue: Tissue):
+        xy = _xy(tissue)
+        edges = neighbour_graph(xy, cKDTree(xy), "radius", RADIUS_UM)
+        k = len(tissue["type_names"])
+        return lambda: neighbourhood_enrichment(edges, tissue["type_code"], k,
+                                                n_permutations=n_permutations)
+    return setup
+
+
+def cooccurrence(tissue: Tissue):
+    xy, k = _xy(tissue), len(tissue["type_names"])
+    return lambda: co_occurrence(xy, tissue["type_code"], k, INTERVAL_UM)
+
+
+def nearest_distance(tissue: Tissue):
+    xy, k = _xy(tissue), len(tissue["type_names"])
+    return lambda: nearest_type_distances(xy, tissue["type_code"], k)
+
+
+def count_within(tissue: Tissue):
+    xy, names = _xy(tissue), list(tissue["type_names"])
+    return lambda: count_within_by_type(cKDTree(xy), tissue["type_code"], names, [RADIUS_UM])
+
+
+def knn_composition(tissue: Tissue):
+    xy, k = _xy(tissue), len(tissue["type_names"])
+    return lambda: neighbourhood_composition(cKDTree(xy), tissue["type_code"], k, k=KNN)
+
+
+STEPS = {"radius_graph": radius_graph, "enrichment_exact": _enrichment(0),
+         "enrichment_perm1000": _enrichment(1000), "co_occurrence": cooccurrence,
+         "nearest_distance": nearest_distance, "count_within": count_within,
+         "knn_composition": knn_composition}
+
+if __name__ == "__main__":
+    sys.exit(run_step("metaniche", version("metaniche"), STEPS))
