@@ -13,6 +13,8 @@ from metaniche.simulate import simulate_cohort, write_cohort
 
 def test_run_with_clinical_writes_cohort_outputs(tmp_path):
     samples, clinical = simulate_cohort(n_samples=6, n_cells=2000, seed=3)
+    # Three per response group: prediction needs [cohort] min_group units in each.
+    clinical["response"] = ["responder", "non-responder"] * 3
     folder = write_cohort(tmp_path / "sim", samples, clinical)
     config = load_config(folder / "config.toml")
     out = tmp_path / "out"
