@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from _reference import SPIAT_TYPES, sig4
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
@@ -14,18 +15,6 @@ from metaniche.analyses.relations import (
     neighbourhood_entropy,
     shannon_entropy,
 )
-
-SPIAT_TYPES = {
-    "Tumour_marker": "Tumour",
-    "Immune_marker1,Immune_marker2": "Immune1",
-    "Immune_marker1,Immune_marker3": "Immune2",
-    "Immune_marker1,Immune_marker2,Immune_marker4": "Immune3",
-    "OTHER": "Others",
-}
-
-
-def sig4(value: float, expected: float) -> None:
-    assert value == pytest.approx(expected, rel=5e-5), (value, expected)
 
 
 @pytest.fixture(scope="module")
