@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
+from _tissue import lattice
 from scipy import ndimage
 
 from metaniche.analyses.border import (
@@ -33,16 +34,7 @@ from metaniche.simulate import (
 )
 from metaniche.stages import border as border_stage
 
-SPACING_UM = 18.0
 CONFIG = Config(cell_types=CellTypeRoles(tumor=("Tumor",), immune=IMMUNE_TYPES))
-
-
-def lattice(side_um: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centres = np.arange(SPACING_UM / 2, side_um, SPACING_UM)
-    grid_x, grid_y = np.meshgrid(centres, centres)
-    jitter = rng.uniform(-0.35, 0.35, (2, grid_x.size)) * SPACING_UM
-    return grid_x.ravel() + jitter[0], grid_y.ravel() + jitter[1]
 
 
 def annotated(polygon: shapely.Geometry, side_um: float = 2000.0):

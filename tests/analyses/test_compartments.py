@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
+from _tissue import lattice
 
 from metaniche.analyses.compartments import (
     assign_compartments,
@@ -13,17 +14,6 @@ from metaniche.analyses.compartments import (
     isodata_threshold,
 )
 from metaniche.config import CompartmentParams
-
-SPACING_UM = 18.0  # ≈ 3,000 cells/mm²
-
-
-def lattice(side_um: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Jittered square lattice of cells covering [0, side]², spacing 18 µm."""
-    rng = np.random.default_rng(seed)
-    centres = np.arange(SPACING_UM / 2, side_um, SPACING_UM)
-    grid_x, grid_y = np.meshgrid(centres, centres)
-    jitter = rng.uniform(-0.35, 0.35, (2, grid_x.size)) * SPACING_UM
-    return grid_x.ravel() + jitter[0], grid_y.ravel() + jitter[1]
 
 
 def disc_tissue(radius_um: float = 500.0, side_um: float = 2000.0, seed: int = 0):
