@@ -181,11 +181,7 @@ def test_named_format_and_explicit_columns_win(data_dir: Path) -> None:
     assert "read as a HALO object-data export" in error and "'XMin'" in error
 
 
-def test_spatialdata_needs_extra(tmp_path: Path) -> None:
-    store = tmp_path / "sample.zarr"
-    store.mkdir()
-    s = only(read_samples([store], Config()))
-    assert "pip install metaniche[spatialdata]" in s.error
+# SpatialData stores: tests/io/test_io_spatialdata.py
 
 
 # --- malformed exports: one sentence naming the expected format and what is missing ----

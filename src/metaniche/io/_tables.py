@@ -28,6 +28,7 @@ __all__ = [
     "file_stem",
     "find_column",
     "format_rows",
+    "is_spatialdata_store",
     "list_columns",
     "read_parquet_table",
     "read_text_table",
@@ -50,6 +51,8 @@ _TEXT = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
 _FORMATS = {".csv": "text", ".tsv": "text", ".txt": "text", ".parquet": "parquet",
             ".pq": "parquet", ".h5ad": "h5ad"}
 _MAX_HEADER_BYTES = 4 * 1024 * 1024
+#: Bytes read from the start of a text file to recognise binary content.
+_SNIFF_BYTES = 64 * 1024
 
 
 class TableError(Exception):
@@ -110,6 +113,19 @@ def file_stem(path: Path) -> str:
     return Path(name).stem or name
 
 
+def is_spatialdata_store(path: Path) -> bool:
+    """Whether ``path`` is a directory to read as a SpatialData zarr store.
+
+    True for a directory named ``*.zarr`` or holding zarr group metadata (``zarr.json``
+    for zarr v3, ``.zgroup`` for v2) at its top.
+    """
+    if not path.is_dir():
+        return False
+    if path.suffix.lower() == ".zarr":
+        return True
+    return (path / "zarr.json").is_file() or (path / ".zgroup").is_file()
+
+
 def expand_paths(paths: Sequence[str | Path]) -> list[Path | tuple[Path, str]]:
     """Expand directories into their supported files (sorted, non-recursive).
 
@@ -119,13 +135,14 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path | tuple[Path, str]]:
     out: list[Path | tuple[Path, str]] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir() and path.suffix.lower() == ".zarr":
-            out.append(path)  # a SpatialData store
+        if is_spatialdata_store(path):
+            out.append(path)
         elif path.is_dir():
             try:
                 children = sorted(p for p in path.iterdir()
-                                  if p.is_file() and not p.name.startswith(".")
-                                  and file_format(p)[0] is not None)
+                                  if not p.name.startswith(".")
+                                  and ((p.is_file() and file_format(p)[0] is not None)
+                                       or is_spatialdata_store(p)))
             except OSError as err:
                 out.append((path, f"{path}: directory cannot be listed ({_reason(err)}); "
                                   "check the path and its permissions."))
@@ -204,17 +221,48 @@ def _read_header(path: Path, gz: bool) -> tuple[str, bool]:
         return line.decode("latin-1"), False
 
 
+def _read_start(path: Path, gz: bool) -> bytes:
+    """Return the first :data:`_SNIFF_BYTES` bytes of the (decompressed) file."""
+    with _open_bytes(path, gz) as handle:
+        return handle.read(_SNIFF_BYTES)
+
+
+def _not_text(path: Path, gz: bool, start: bytes, label: str) -> str | None:
+    """Return the message for a file that is not a text table at all, else ``None``."""
+    if not gz and start[:2] == b"\x1f\x8b":
+        return (f"{path}: is gzip-compressed but its name does not end in .gz, so it cannot "
+                f"be read as {label}; rename it to {path.name}.gz.")
+    if start[:4] == b"PK\x03\x04":
+        return (f"{path}: is a zip archive (an Excel .xlsx workbook?), not a text table, so "
+                f"it cannot be read as {label}; save the sheet as CSV or tab-separated text.")
+    if start[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return (f"{path}: is UTF-16 encoded text, so it cannot be read as {label}; save it "
+                "again as UTF-8 (or ASCII) CSV or tab-separated text.")
+    if b"\x00" in start:
+        return (f"{path}: holds binary data (NUL bytes in its first {len(start):,} bytes), not "
+                f"a text table, so it cannot be read as {label}; export the cells as CSV or "
+                "tab-separated text.")
+    return None
+
+
 def _sniff_delimiter(header: str, default: str) -> str:
-    if default in header:
+    """The most frequent of tab, comma and semicolon in the header (``default`` on ties)."""
+    counts = {sep: header.count(sep) for sep in ("\t", ",", ";")}
+    best = max(counts.values())
+    if best == 0 or counts.get(default, 0) == best:
         return default
-    for sep in ("\t", ",", ";"):
-        if sep in header:
-            return sep
-    return default
+    return next(sep for sep, n in counts.items() if n == best)
+
+
+_SEP_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon"}
+
+
+def _sep_name(sep: str) -> str:
+    return _SEP_NAMES.get(sep, repr(sep))
 
 
 def read_text_table(path: Path, gz: bool, text_columns: Sequence[str] = (),
-                    what: str = "table") -> RawTable:
+                    what: str = "table", label: str | None = None) -> RawTable:
     """Read a CSV/TSV table (optionally gzipped) with pyarrow, falling back to pandas.
 
     Parameters
@@ -226,37 +274,129 @@ def read_text_table(path: Path, gz: bool, text_columns: Sequence[str] = (),
         as ``007`` keep their leading zeros.
     what
         What the table is, for messages (``"cell table"``, ``"clinical table"``).
+    label
+        The format the file is read as, with its article, for messages (``"an inForm
+        cell_seg_data export"``); default ``"a <what>"``.
 
     Raises
     ------
     TableError
-        When the file is empty, has no data rows, or cannot be parsed.
+        When the file is empty, binary, has no data rows, a row whose number of fields
+        differs from the header's (the last row: the file looks truncated), or cannot be
+        parsed. The delimiter is the file's (tab for ``.txt``/``.tsv``, comma for ``.csv``)
+        when the header holds it at least as often as any other of tab, comma and
+        semicolon, else the most frequent of these.
     """
+    label = label or f"a {what}"
     try:
         if path.stat().st_size == 0:
-            raise TableError(f"{path}: file is empty; export the {what} again.")
+            raise TableError(f"{path}: file is empty (0 bytes), so it cannot be read as "
+                             f"{label}; export the {what} again.")
         header, utf8 = _read_header(path, gz)
+        problem = _not_text(path, gz, _read_start(path, gz), label)
     except TableError:
         raise
-    except (OSError, EOFError, ValueError) as err:
-        raise TableError(f"{path}: cannot be read ({_reason(err)}); check that the file is a "
-                         f"complete{' gzip-compressed' if gz else ''} text table.") from None
+    except EOFError:
+        raise TableError(_truncated_gzip(path, label)) from None
+    except (OSError, ValueError) as err:
+        raise TableError(f"{path}: cannot be read as {label} ({_reason(err)}); check that the "
+                         f"file is a complete{' gzip-compressed' if gz else ''} text table"
+                         f"{', or remove .gz from its name if it is plain text' if gz else ''}."
+                         ) from None
+    if problem is not None:
+        raise TableError(problem)
     if not header.strip():
-        raise TableError(f"{path}: file is empty (no header line); export the {what} again.")
+        raise TableError(f"{path}: file is empty (no header line), so it cannot be read as "
+                         f"{label}; export the {what} again.")
     default = _TEXT.get(file_stem_suffix(path), ",")
     sep = _sniff_delimiter(header, default)
     names = next(csv.reader([header.rstrip("\r\n")], delimiter=sep), [])
     text_names = {hit for want in text_columns if (hit := find_column(names, want)) is not None}
-    frame = None
-    if utf8:
-        frame = _read_pyarrow(path, sep, text_names)
+    frame, parsed = (_read_pyarrow(path, sep, text_names) if utf8 else (None, False))
+    encoding = "utf-8-sig" if utf8 else "latin-1"
+    if not parsed:
+        _check_rows(path, gz, sep, encoding, names, label)
     if frame is None:
-        frame = _read_pandas(path, sep, text_names, "utf-8-sig" if utf8 else "latin-1", gz)
+        frame = _read_pandas(path, sep, text_names, encoding, gz, label)
     if len(frame) == 0:
-        raise TableError(f"{path}: has a header but no data rows; export the {what} with its "
-                         "rows.")
+        raise TableError(f"{path}: read as {label}, it has a header but no data rows; export "
+                         f"the {what} again with its rows.")
     frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
     return RawTable(frame.reset_index(drop=True), row_base=2)
+
+
+def _other_delimiter(names: list[str], sep: str) -> str:
+    """`` (the header suggests '|')`` when another separator is frequent in the header."""
+    header = sep.join(names)
+    counts = {c: header.count(c) for c in ("|", ";", "\t", ",", ":") if c != sep}
+    best = max(counts, key=counts.get)
+    if counts[best] < 2:
+        return ""
+    return f" (the header holds {counts[best]} × {_sep_name(best)})"
+
+
+def _truncated_gzip(path: Path, label: str) -> str:
+    return (f"{path}: cannot be read to the end as {label}: the gzip stream stops early, so "
+            "the file looks truncated; export or copy it again.")
+
+
+def _check_rows(path: Path, gz: bool, sep: str, encoding: str, names: list[str],
+                label: str) -> None:
+    """Raise when a row has more fields than the header, or fewer than its non-empty names.
+
+    Only called when the fast parser failed, so the scan (a Python loop over lines, C-speed
+    parsing) costs nothing on good files. A short *last* row means the file was cut off.
+    """
+    expected = len(names)
+    minimum = expected
+    while minimum > 1 and not names[minimum - 1].strip():
+        minimum -= 1  # trailing empty header names (a trailing delimiter) may be omitted
+    first: tuple[int, int] | None = None
+    n_bad = n_rows = 0
+    last_line = 0
+    last_bad = False
+    csv.field_size_limit(1 << 30)
+    try:
+        with _open_bytes(path, gz) as raw, io.TextIOWrapper(raw, encoding=encoding,
+                                                             errors="replace",
+                                                             newline="") as text:
+            reader = csv.reader(text, delimiter=sep)
+            next(reader, None)
+            for row in reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                n_rows += 1
+                last_line = reader.line_num
+                last_bad = not minimum <= len(row) <= expected
+                if last_bad:
+                    n_bad += 1
+                    if first is None:
+                        first = (reader.line_num, len(row))
+    except EOFError:
+        raise TableError(_truncated_gzip(path, label)) from None
+    except (OSError, csv.Error, ValueError):
+        return  # the pandas reader reports it
+    if first is None:
+        return
+    line, fields = first
+    if n_rows > 1 and n_bad > n_rows / 2:
+        other = _other_delimiter(names, sep)
+        raise TableError(
+            f"{path}: read as {label}, its rows do not split into the header's {expected} "
+            f"{_sep_name(sep)}-separated fields ({n_bad} of {n_rows} rows differ; line {line} "
+            f"has {fields}), so the delimiter is probably not {_sep_name(sep)}{other}; export "
+            "the file again as tab- or comma-separated text.")
+    if n_bad == 1 and last_bad and line == last_line and fields < minimum:
+        raise TableError(
+            f"{path}: read as {label}, it looks truncated: its last line ({line}) has "
+            f"{fields} of the header's {expected} fields; export the file again (or delete "
+            "the partial last line).")
+    more = f" (and {n_bad - 1} more lines do not match)" if n_bad > 1 else ""
+    raise TableError(
+        f"{path}: read as {label}, it cannot be parsed as a {_sep_name(sep)}-separated table: "
+        f"line {line} has {fields} fields but the header has {expected}{more}; fix or remove "
+        "that line, or export the file again (check the delimiter and the quoting of text "
+        "fields).")
 
 
 def file_stem_suffix(path: Path) -> str:
@@ -267,8 +407,14 @@ def file_stem_suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def _read_pyarrow(path: Path, sep: str, text_names: set[str]) -> pd.DataFrame | None:
-    """Fast path; ``None`` when pyarrow cannot parse the file (pandas then reports why)."""
+def _read_pyarrow(path: Path, sep: str,
+                  text_names: set[str]) -> tuple[pd.DataFrame | None, bool]:
+    """Fast path: ``(frame, parsed)``.
+
+    ``frame`` is ``None`` when pyarrow cannot parse the file or when the header repeats a
+    name (pandas then de-duplicates it); ``parsed`` says whether pyarrow parsed every row,
+    i.e. the rows are known to match the header.
+    """
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -282,15 +428,15 @@ def _read_pyarrow(path: Path, sep: str, text_names: set[str]) -> pd.DataFrame | 
                 null_values=list(NA_VALUES), strings_can_be_null=True,
             ),
         )
-        if len(set(table.column_names)) != len(table.column_names):
-            return None  # let pandas de-duplicate the names
-        return table.to_pandas()
     except Exception:
-        return None
+        return None, False
+    if len(set(table.column_names)) != len(table.column_names):
+        return None, True
+    return table.to_pandas(), True
 
 
 def _read_pandas(path: Path, sep: str, text_names: set[str], encoding: str,
-                 gz: bool) -> pd.DataFrame:
+                 gz: bool, label: str = "a table") -> pd.DataFrame:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -300,20 +446,25 @@ def _read_pandas(path: Path, sep: str, text_names: set[str], encoding: str,
                 compression="gzip" if gz else None,
             )
     except pd.errors.EmptyDataError:
-        raise TableError(f"{path}: file is empty; export the table again.") from None
+        raise TableError(f"{path}: file is empty, so it cannot be read as {label}; export it "
+                         "again.") from None
+    except EOFError:
+        raise TableError(_truncated_gzip(path, label)) from None
     except UnicodeDecodeError:
         if encoding != "latin-1":
-            return _read_pandas(path, sep, text_names, "latin-1", gz)
-        raise TableError(f"{path}: is not a text table (cannot decode); export it as "
-                         "UTF-8 CSV.") from None
+            return _read_pandas(path, sep, text_names, "latin-1", gz, label)
+        raise TableError(f"{path}: is not a text table (cannot decode), so it cannot be read "
+                         f"as {label}; export it as UTF-8 CSV.") from None
     except pd.errors.ParserError as err:
-        raise TableError(f"{path}: cannot be parsed as a "
-                         f"{'tab' if sep == chr(9) else repr(sep)}-separated table "
-                         f"({_reason(err)}); check the delimiter, quoting and row lengths."
-                         ) from None
+        raise TableError(f"{path}: read as {label}, it cannot be parsed as a "
+                         f"{_sep_name(sep)}-separated table ({_reason(err)}); check the "
+                         "delimiter, quoting and row lengths.") from None
     except Exception as err:
-        raise TableError(f"{path}: cannot be read ({_reason(err)}); check that the file is a "
-                         f"complete{' gzip-compressed' if gz else ''} text table.") from None
+        if "end-of-stream" in str(err) or "ended before" in str(err):
+            raise TableError(_truncated_gzip(path, label)) from None
+        raise TableError(f"{path}: cannot be read as {label} ({_reason(err)}); check that the "
+                         f"file is a complete{' gzip-compressed' if gz else ''} text table."
+                         ) from None
 
 
 def read_parquet_table(path: Path, what: str = "table") -> RawTable:

@@ -182,8 +182,9 @@ def _read_file(path: Path, config: Config) -> list[SampleInput]:
     """Read one file; every failure becomes an error :class:`SampleInput`."""
     stem = file_stem(path)
     try:
-        mapped, _ = _read_mapped(path, config)
-        samples = _standardise(path, stem, mapped.raw, with_columns(config, mapped.columns))
+        mapped, fmt = _read_mapped(path, config)
+        samples = _standardise(path, stem, mapped.raw, with_columns(config, mapped.columns),
+                               fmt=fmt, sources=mapped.sources)
         if config.gating:
             samples = [_gate(s, config) for s in samples]
         return samples
@@ -203,6 +204,10 @@ def _read_mapped(path: Path, config: Config) -> tuple[MappedTable, str]:
     cols = config.columns
     if fmt == "spatialdata" or (fmt == "auto" and path.is_dir()):
         return read_spatialdata(path, config), "spatialdata"
+    if path.is_dir():
+        raise TableError(f"{path}: is a directory (a SpatialData zarr store), not "
+                         f"{_article(fmt)} {FORMAT_LABELS[fmt]}; use --format auto or "
+                         "spatialdata.")
     kind, gz = file_format(path)
     if kind is None:
         raise TableError(f"{path}: unsupported file type (supported: {supported_list()}); "
@@ -222,18 +227,19 @@ def _read_mapped(path: Path, config: Config) -> tuple[MappedTable, str]:
     if fmt in ("scimap", "squidpy"):
         raise TableError(f"{path}: {FORMAT_LABELS[fmt]}s are .h5ad files; use --format auto "
                          "for this table.")
-    try:
-        if kind == "text":
-            text_cols = (cols.sample, cols.cell_id, cols.cell_type) if fmt == "table" else (
-                "Sample Name", "Image Location", "sample_Xtile_Ytile", "imageid")
-            raw = read_text_table(path, gz, text_cols, what="cell table")
-        else:
+    if kind == "text":
+        text_cols = (cols.sample, cols.cell_id, cols.cell_type) if fmt == "table" else (
+            "Sample Name", "Image Location", "sample_Xtile_Ytile", "imageid")
+        raw = read_text_table(path, gz, text_cols, what="cell table",
+                              label=f"{_article(fmt)} {FORMAT_LABELS[fmt]}")
+    else:
+        try:
             raw = read_parquet_table(path, what="cell table")
-    except TableError as err:
-        if fmt == "table":
-            raise
-        raise TableError(f"{str(err).rstrip('.')} (expected {_article(fmt)} "
-                         f"{FORMAT_LABELS[fmt]}).") from None
+        except TableError as err:
+            if fmt == "table":
+                raise
+            raise TableError(f"{str(err).rstrip('.')} (expected {_article(fmt)} "
+                             f"{FORMAT_LABELS[fmt]}).") from None
     if fmt == "table":
         return MappedTable(raw, cols), fmt
     return map_export(fmt, path, raw, config), fmt
@@ -326,6 +332,15 @@ def _coordinate(values: pd.Series) -> np.ndarray:
     return values.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+def _raw_value(frame: pd.DataFrame, name: str, raw_names: tuple[str, ...], i: int) -> str:
+    """The offending value of row ``i`` as shown in the file (first non-numeric source)."""
+    for raw in raw_names:
+        value = frame[raw].iat[i]
+        if not np.isfinite(pd.to_numeric(pd.Series([value]), errors="coerce").iat[0]):
+            return f"{_shown_value(value)} in '{raw}'"
+    return _shown_value(frame[name].iat[i])
+
+
 def _shown_value(value: object) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
         return "empty"
@@ -335,8 +350,14 @@ def _shown_value(value: object) -> str:
     return repr(text)
 
 
-def _standardise(path: Path, stem: str, raw: RawTable, config: Config) -> list[SampleInput]:
-    """Turn a raw table into per-sample standardised tables with checks."""
+def _standardise(path: Path, stem: str, raw: RawTable, config: Config, fmt: str = "table",
+                 sources: dict[str, tuple[str, ...]] | None = None) -> list[SampleInput]:
+    """Turn a raw table into per-sample standardised tables with checks.
+
+    ``fmt`` (the export format) is named in the messages of exports; ``sources`` gives the
+    raw columns a derived column (e.g. HALO's box centre) was computed from, so that a bad
+    value is shown as it is in the file.
+    """
     frame = raw.frame
     cols = config.columns
     columns = [str(c) for c in frame.columns]
@@ -415,8 +436,10 @@ def _standardise(path: Path, stem: str, raw: RawTable, config: Config) -> list[S
         idx = order[offsets[k]:offsets[k + 1]]
         name = str(name)
         where = f"{path}: sample '{name}'" if sample_col is not None else f"{path}"
+        if fmt != "table":
+            where += f" ({FORMAT_LABELS.get(fmt, fmt)})"
         error = _sample_error(where, idx, rows, frame, found, id_col, bad_x, bad_y,
-                              label_missing, id_missing, dup, id_text, config)
+                              label_missing, id_missing, dup, id_text, config, sources or {})
         if error is not None:
             results.append(SampleInput(name, path, None, error, list(file_warnings)))
             continue
@@ -445,16 +468,24 @@ def _row_hashes(out: pd.DataFrame) -> np.ndarray:
 def _sample_error(where: str, idx: np.ndarray, rows: np.ndarray, frame: pd.DataFrame,
                   found: dict[str, str], id_col: str | None, bad_x: np.ndarray,
                   bad_y: np.ndarray, label_missing: np.ndarray, id_missing: np.ndarray,
-                  dup: np.ndarray, id_text: np.ndarray, config: Config) -> str | None:
+                  dup: np.ndarray, id_text: np.ndarray, config: Config,
+                  sources: dict[str, tuple[str, ...]]) -> str | None:
     """Return the first problem of one sample as a sentence, or ``None``."""
     for key, bad in (("x", bad_x), ("y", bad_y)):
         hit = idx[bad[idx]]
         if hit.size:
-            column = frame[found[key]]
-            shown = [_shown_value(column.iat[i]) for i in hit[:3]]
-            return (f"{where}: column '{found[key]}' ({_ROLES[key]}) has a non-numeric, "
-                    f"missing or infinite value at {format_rows(rows[hit], shown)}; fix or "
-                    "remove those rows.")
+            name = found[key]
+            raw_names = sources.get(name, ())
+            shown = [_raw_value(frame, name, raw_names, i) for i in hit[:3]]
+            role = _ROLES[key]
+            if raw_names:
+                role += f", the mean of {' and '.join(repr(c) for c in raw_names)}"
+            fix = "fix or remove those rows"
+            if any(re.fullmatch(r"'-?\d+,\d+'.*", v) for v in shown):
+                fix = ("the values use decimal commas, so export the file with decimal points "
+                       "(or fix those rows)")
+            return (f"{where}: column '{name}' ({role}) has a non-numeric, missing or "
+                    f"infinite value at {format_rows(rows[hit], shown)}; {fix}.")
     hit = idx[label_missing[idx]]
     if hit.size:
         return (f"{where}: column '{found['cell_type']}' (cell type label) is empty at "

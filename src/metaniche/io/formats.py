@@ -16,7 +16,9 @@
    ``mcmicro``               ``X_centroid``, ``Y_centroid`` (MCMICRO quantification)
    ``scimap``                ``.h5ad`` with obs ``X_centroid``/``X_position`` (scimap)
    ``squidpy``               ``.h5ad`` with ``obsm["spatial"]`` (squidpy / scanpy)
-   ``spatialdata``           a ``.zarr`` store (needs the ``spatialdata`` extra)
+   ``spatialdata``           a directory named ``*.zarr`` or holding ``zarr.json`` /
+                             ``.zgroup`` (SpatialData store; needs the ``spatialdata``
+                             extra; see :mod:`metaniche.io._spatialdata`)
    ========================  =======================================================
 
 3. else the generic reader, which names the missing columns.
@@ -53,6 +55,15 @@ under its own name. Per format:
 
 Exports without phenotypes (CellProfiler, MCMICRO, CODEX without a map) need a ``[gating]``
 panel; without one the reader says so. With a panel, gating replaces ``cell_type``.
+CODEX, CellProfiler and MCMICRO positions are pixels: with ``um_per_unit`` left at 1 the
+reader warns (an error would refuse 1-µm-pixel data such as imaging mass cytometry).
+
+Malformed files give one sentence naming the file, the format it was read as, the line,
+row or column, and the fix (see :func:`metaniche.io._tables.read_text_table`): an empty or
+header-only file, binary content (NUL bytes, a zip/Excel file, gzip without ``.gz``), a
+gzip stream that stops early, a short last line ("looks truncated"), a ragged line (field
+count differs from the header), rows that do not split on the delimiter, and non-numeric
+coordinates (showing the raw value, e.g. a decimal comma, and for HALO the box column).
 """
 
 from __future__ import annotations
@@ -67,7 +78,6 @@ import numpy as np
 import pandas as pd
 
 from metaniche.config import ColumnNames, Config
-from metaniche.errors import InputError
 from metaniche.io._tables import RawTable, TableError, file_stem, find_column, reason
 
 __all__ = ["ABSENT", "FORMAT_LABELS", "PLACEHOLDER_LABEL", "MappedTable", "detect_format",
@@ -115,10 +125,14 @@ class MappedTable:
         The table as read, plus any derived columns (centroid, label, sample).
     columns
         Column names of ``raw`` holding sample, cell id, x, y and cell type.
+    sources
+        For a derived column (e.g. HALO's box centre), the raw columns it was computed from,
+        so that messages show the values as they are in the file.
     """
 
     raw: RawTable
     columns: ColumnNames
+    sources: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
 
 def header_line(path: Path, gz: bool) -> str:
@@ -187,18 +201,23 @@ def _need(path: Path, fmt: str, frame: pd.DataFrame, wanted: dict[str, str]) -> 
         else:
             found[role] = hit
     if missing:
-        shown = ", ".join(str(c) for c in list(frame.columns)[:8])
+        shown = ", ".join(_short(str(c)) for c in list(frame.columns)[:8])
         more = "…" if frame.shape[1] > 8 else ""
         names = [str(c) for c in frame.columns]
         buried = any(want in c and want != c for want in wanted.values() for c in names)
         if frame.shape[1] == 1 or buried:
             hint = ("the header does not split into those columns, so the delimiter is "
-                    "probably wrong (expected tab or comma); export the table again")
+                    "probably wrong (expected tab, comma or semicolon); export the table again")
         else:
             hint = "export the table again with these columns, or use --format table"
         raise TableError(f"{path}: read as {_article(fmt)} {FORMAT_LABELS[fmt]} but it has no "
                          f"{' and no '.join(missing)} (columns found: {shown}{more}); {hint}.")
     return found
+
+
+def _short(name: str, limit: int = 40) -> str:
+    """A column name cut to ``limit`` characters for messages."""
+    return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
 def _article(fmt: str) -> str:
@@ -214,6 +233,25 @@ def _label_or_placeholder(path: Path, fmt: str, frame: pd.DataFrame, config: Con
                          "from their marker columns.")
     frame["cell_type"] = PLACEHOLDER_LABEL
     return "cell_type"
+
+
+#: Typical µm per pixel, named in the pixel warning of exports whose positions are pixels.
+_PIXEL_EXAMPLES = {
+    "codex": "0.377 for the CODEX 20× images of Goltsev et al. 2018",
+    "cellprofiler": "the microscope's µm per pixel; 1 for imaging mass cytometry",
+    "mcmicro": "0.65 for the MCMICRO exemplar-001 CyCIF image; 1 for imaging mass cytometry",
+}
+
+
+def _pixel_warning(path: Path, fmt: str, raw: RawTable, config: Config, x: str,
+                   y: str) -> None:
+    """Warn that an export's positions are pixels while ``um_per_unit`` is left at 1."""
+    if config.um_per_unit != 1.0:
+        return
+    raw.warnings.append(
+        f"{path}: {_article(fmt)} {FORMAT_LABELS[fmt]} gives positions ('{x}', '{y}') in "
+        "pixels and um_per_unit is 1, so each pixel is taken as 1 µm; set um_per_unit to the "
+        f"image's µm per pixel ({_PIXEL_EXAMPLES[fmt]}).")
 
 
 def _unique_name(frame: pd.DataFrame, name: str) -> str:
@@ -307,8 +345,9 @@ def _halo(path: Path, raw: RawTable, config: Config) -> MappedTable:
         else:
             sample = None
     cell_id = find_column(frame.columns, "Object Id")
+    sources = {x_col: (found["x min"], found["x max"]), y_col: (found["y min"], found["y max"])}
     return MappedTable(raw, ColumnNames(sample=sample or ABSENT, cell_id=cell_id or ABSENT,
-                                        x=x_col, y=y_col, cell_type=label))
+                                        x=x_col, y=y_col, cell_type=label), sources)
 
 
 def _halo_dye_names(frame: pd.DataFrame) -> dict[str, str]:
@@ -378,6 +417,7 @@ def _codex(path: Path, raw: RawTable, config: Config) -> MappedTable:
                              "[gating] panel to phenotype the cells from their markers).")
         label = _label_or_placeholder(path, "codex", frame, config, what)
     sample = find_column(frame.columns, "sample_Xtile_Ytile")
+    _pixel_warning(path, "codex", raw, config, found["centroid x"], found["centroid y"])
     return MappedTable(raw, ColumnNames(sample=sample or ABSENT, cell_id=ABSENT,
                                         x=found["centroid x"], y=found["centroid y"],
                                         cell_type=label))
@@ -404,6 +444,7 @@ def _cellprofiler(path: Path, raw: RawTable, config: Config) -> MappedTable:
              or _label_or_placeholder(path, "cellprofiler", frame, config,
                                       "CellProfiler exports measure markers only"))
     cell_id = find_column(frame.columns, "ObjectNumber")
+    _pixel_warning(path, "cellprofiler", raw, config, found["centroid x"], found["centroid y"])
     return MappedTable(raw, ColumnNames(sample=sample or ABSENT, cell_id=cell_id or ABSENT,
                                         x=found["centroid x"], y=found["centroid y"],
                                         cell_type=label))
@@ -419,6 +460,7 @@ def _mcmicro(path: Path, raw: RawTable, config: Config) -> MappedTable:
                                       "MCMICRO quantification holds marker means only"))
     sample = find_column(frame.columns, "imageid")
     cell_id = find_column(frame.columns, "CellID")
+    _pixel_warning(path, "mcmicro", raw, config, found["centroid x"], found["centroid y"])
     return MappedTable(raw, ColumnNames(sample=sample or ABSENT, cell_id=cell_id or ABSENT,
                                         x=found["centroid x"], y=found["centroid y"],
                                         cell_type=label))
@@ -476,46 +518,21 @@ def h5ad_columns(path: Path, fmt: str, config: Config) -> tuple[str, ColumnNames
 
 
 def read_spatialdata(path: Path, config: Config) -> MappedTable:
-    """Read the cell table of a SpatialData ``.zarr`` store (needs ``spatialdata``).
+    """Read the cell table of a SpatialData zarr store (needs ``spatialdata``).
+
+    See :mod:`metaniche.io._spatialdata` for which table, coordinates and columns are used.
 
     Raises
     ------
     InputError
-        When the ``spatialdata`` package is not installed.
+        When the ``spatialdata`` package is not installed (names the install command).
+    TableError
+        When the store has no table, no positions for its cells, or cannot be read.
     """
-    try:
-        import spatialdata
-    except ImportError:
-        raise InputError(f"{path}: reading SpatialData zarr stores needs the spatialdata "
-                         "package; install it with `pip install metaniche[spatialdata]` (or "
-                         "export the table to .h5ad).") from None
+    from metaniche.io._spatialdata import read_spatialdata_table
 
-    try:
-        sdata = spatialdata.read_zarr(path)
-        table = next(iter(sdata.tables.values()))
-    except Exception as err:
-        raise TableError(f"{path}: cannot be read as a SpatialData zarr store "
-                         f"({reason(err)}); check that it holds a table.") from None
-    frame = table.obs.reset_index(drop=True).copy()
-    if "spatial" not in table.obsm:
-        raise TableError(f"{path}: the SpatialData table has no obsm['spatial'] coordinates; "
-                         "store cell centroids there.")
-    arr = np.asarray(table.obsm["spatial"])
-    frame["x"], frame["y"] = arr[:, 0], arr[:, 1]
-    label = next((hit for c in (config.columns.cell_type, *_SQUIDPY_LABELS)
-                  if (hit := find_column(frame.columns, c))), None)
-    if label is None:
-        label = _label_or_placeholder(path, "spatialdata", frame, config,
-                                      "no cell-type column in the table's obs")
-    markers = pd.DataFrame(np.asarray(table.X.todense() if hasattr(table.X, "todense")
-                                      else table.X, dtype=np.float64),
-                           columns=[str(v) for v in table.var_names])
-    frame = pd.concat([frame, markers.drop(columns=[c for c in markers if c in frame])],
-                      axis=1)
-    sample = find_column(frame.columns, "region") or ABSENT
-    return MappedTable(RawTable(frame, row_base=1),
-                       ColumnNames(sample=sample, cell_id=ABSENT, x="x", y="y",
-                                   cell_type=label))
+    raw, columns = read_spatialdata_table(path, config)
+    return MappedTable(raw, columns)
 
 
 def with_columns(config: Config, columns: ColumnNames) -> Config:
