@@ -489,12 +489,18 @@ class LigrecParams:
     radius_um
         Neighbouring cells are within this distance, µm (``<=``). Default 30.
     n_permutations
-        Permutations of the null (0 disables the analysis). Default 999 (Monte Carlo
-        p-values; the smallest is 1 / (n + 1)).
+        Permutations of the null for every row (0 disables the analysis). Default 999.
     min_edges
         Fewest neighbouring pairs for a sender/receiver/compartment row. Default 10.
     seed
         Seed of the permutations. Default 0.
+    max_permutations
+        Sequential Monte Carlo refinement: rows with fewer than ``min_exceedances``
+        exceedances get more permutations (stages 9,999, 99,999, …) up to this many, so the
+        smallest p is 1 / (max_permutations + 1). Default 99,999; 0 (or <= n_permutations)
+        disables refinement.
+    min_exceedances
+        ``h`` of the refinement: a row stops once it has this many exceedances. Default 10.
     """
 
     pairs: str = ""
@@ -502,6 +508,8 @@ class LigrecParams:
     n_permutations: int = 999
     min_edges: int = 10
     seed: int = 0
+    max_permutations: int = 99_999
+    min_exceedances: int = 10
 
 
 @dataclass(frozen=True)

@@ -228,7 +228,8 @@ def _ligrec(context: SampleContext, pairs) -> pd.DataFrame:
                   for p in matched for c in (p[2], p[3])}
     return ligand_receptor(local.i, local.j, expression, matched, context.type_codes,
                            context.cell_types, np.asarray(context.compartments.compartment),
-                           params.n_permutations, params.seed, params.min_edges)
+                           params.n_permutations, params.seed, params.min_edges,
+                           params.max_permutations, params.min_exceedances)
 
 
 def cohort_neighbourhoods(training: pd.DataFrame, cells: dict[str, pd.DataFrame],

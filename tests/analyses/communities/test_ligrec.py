@@ -1,4 +1,5 @@
-"""Spatial ligand–receptor: brute-force score, planted pairs significant, FDR on null data."""
+"""Spatial ligand–receptor: brute-force score and p, planted pairs significant, FDR on null data,
+sequential (Besag–Clifford) refinement valid under the null."""
 
 from __future__ import annotations
 
@@ -16,7 +17,11 @@ from metaniche.analyses.communities import (
     match_pairs,
     neighbour_pairs,
 )
-from metaniche.errors import InputError
+from metaniche.config import Config
+from metaniche.errors import ConfigError, InputError
+from metaniche.pipeline import build_context
+from metaniche.simulate import simulate_sample
+from metaniche.stages import communities
 
 PAIR = [("VEGFA", "KDR", "VEGFA", "KDR")]
 
@@ -69,29 +74,54 @@ def test_planted_pair_significant_and_unplanted_not():
     lr = [("VEGFA", "KDR", "VEGFA", "KDR"), ("CXCL12", "CXCR4", "CXCL12", "CXCR4")]
     table = ligand_receptor(pairs.i, pairs.j, expression, lr, codes,
                             ["Macrophage", "Endothelial", "Hepatocyte"], compartment,
-                            n_permutations=999, seed=0)
+                            n_permutations=999, seed=0, max_permutations=19_999)
     planted = table.query("ligand == 'VEGFA' and sender_type == 'Macrophage' and "
                           "receiver_type == 'Endothelial' and compartment == 'all'")
-    assert planted["q"].iloc[0] <= 0.05 and planted["p"].iloc[0] == pytest.approx(1 / 1000)
+    # refined from the 1/1000 floor of 999 permutations: no exceedance in 19,999
+    assert planted["n_permutations"].iloc[0] == 19_999
+    assert planted["p"].iloc[0] == pytest.approx(1 / 20_000) and planted["q"].iloc[0] <= 0.05
     unplanted = table.query("ligand == 'CXCL12'")
     assert (unplanted["q"] > 0.05).all()
+    refined = table["n_permutations"] > 999
+    assert (table.loc[refined, "p"] <= 10 / 1000).all()        # only rows with < h = 10
+    assert (table.loc[~refined, "p"] >= 11 / 1000).all()       # exceedances were refined
+
+
+def test_simulated_tls_ccl19_ccr7_significant():
+    """Simulator truth: CCL19+ fibroblasts in TLS next to CCR7-high B cells. With 999
+    permutations p is floored at 1/1000 and BH over ~300 rows cannot reach 0.05; refined it
+    does."""
+    sample = simulate_sample("s", 10_000, seed=3, with_tls=True)
+    context = build_context("s", sample.cells, Config())
+    pairs = communities.neighbour_pairs(context.tree, context.config.ligrec.radius_um)
+    table = communities._ligrec(context, pairs)
+    row = table.query("ligand == 'CCL19' and receptor == 'CCR7' and sender_type == 'any' and "
+                      "receiver_type == 'B' and compartment == 'all'").iloc[0]
+    assert row["p"] < 1e-4 and row["n_permutations"] == 99_999
+    assert row["q"] < 0.05
 
 
 def test_null_pairs_hold_fdr():
-    """On expression independent of space, BH at 0.05 rejects nothing in >= 90 % of runs."""
-    runs_with_discovery, p_values = 0, []
-    for seed in range(10):
-        rng, xy, codes = _tissue(100 + seed, side=30)
+    """On expression independent of space, with refinement on (99 → 999 → 9,999
+    permutations), BH at 0.05 rejects nothing in >= 90 % of runs and p stays uniform: the
+    refined small p-values are not inflated (P(p <= 0.01) <= 0.01 up to noise)."""
+    runs_with_discovery, p_values, n_perm = 0, [], []
+    for seed in range(24):
+        rng, xy, codes = _tissue(100 + seed, side=24)
         expression = {g: rng.exponential(size=len(xy)) for g in ("VEGFA", "KDR")}
         pairs = neighbour_pairs(cKDTree(xy), 25.0)
         table = ligand_receptor(pairs.i, pairs.j, expression, PAIR, codes, ["M", "E", "H"],
-                                np.where(xy[:, 0] < 200, "border", "adjacent"),
-                                n_permutations=99, seed=seed)
+                                np.where(xy[:, 0] < 150, "border", "adjacent"),
+                                n_permutations=99, seed=seed, max_permutations=9_999)
         runs_with_discovery += bool((table["q"] <= 0.05).any())
-        p_values.append(table.query("compartment == 'all'")["p"].to_numpy())
-    assert runs_with_discovery <= 1
-    p = np.concatenate(p_values)
-    assert np.mean(p <= 0.05) <= 0.12  # roughly uniform under the null
+        p_values.append(table["p"].to_numpy())
+        n_perm.append(table["n_permutations"].to_numpy())
+    assert runs_with_discovery <= 3
+    p, n_perm = np.concatenate(p_values), np.concatenate(n_perm)
+    assert (n_perm > 99).mean() > 0.03          # refinement did run (p_stage1 <= 0.1)
+    assert (n_perm == 9_999).any()
+    assert np.mean(p <= 0.05) <= 0.08 and np.mean(p <= 0.01) <= 0.02  # ~uniform
+    assert np.mean(p <= 0.5) >= 0.4
 
 
 def test_pair_table_and_matching(tmp_path):
@@ -167,3 +197,125 @@ def test_within_strata_permutations_are_uniform():
     assert len(counts) == 6
     chi2 = ((counts - 1000.0) ** 2 / 1000.0).sum()
     assert chi2 < 20.5   # chi-square(5) upper 0.001 point
+
+
+def _stage1_permutations(strata: np.ndarray, seed: np.random.SeedSequence,
+                         n_permutations: int) -> np.ndarray:
+    """The stage-1 permutations: blocks of 64 from ``seed.spawn(n_blocks)``."""
+    blocks = seed.spawn(-(-n_permutations // 64))
+    return np.concatenate([_extract_permutations(strata, np.random.default_rng(child).random(
+        (min(64, n_permutations - 64 * b), len(strata)))) for b, child in enumerate(blocks)])
+
+
+def _refined_values(ligand: np.ndarray, strata: np.ndarray, senders: np.ndarray, seed: int,
+                    key: tuple[int, ...], n_more: int) -> dict[int, np.ndarray]:
+    """Per needed sender, its ligand in each of ``n_more`` refinement permutations, drawn in
+    plain Python: cells in stratum-sorted order, per block of 256 a fresh arrangement, per
+    stratum (ascending code) a partial Fisher–Yates shuffle over the needed senders in
+    stratum-sorted order, uniforms from SeedSequence(seed, spawn_key=(*key, stratum, block)),
+    the arrangement carried over to the next permutation of the block."""
+    order = np.argsort(strata, kind="stable")
+    position = np.empty(len(order), dtype=np.int64)
+    position[order] = np.arange(len(order))
+    values = {int(s): np.empty(n_more) for s in senders}
+    for block in range(-(-n_more // 256)):
+        size = min(256, n_more - 256 * block)
+        arrangement = list(ligand[order])
+        uniforms = {}
+        for code in np.unique(strata[senders]):
+            members = sorted(senders[strata[senders] == code], key=lambda c: position[c])
+            stream = np.random.SeedSequence(seed, spawn_key=(*key, int(code), block))
+            uniforms[int(code)] = (members, np.random.default_rng(stream).random(
+                (size, len(members))))
+        for b in range(size):
+            for code, (members, u) in sorted(uniforms.items()):
+                lo = int(np.flatnonzero(strata[order] == code)[0])
+                m = int((strata == code).sum())
+                for i, cell in enumerate(members):
+                    j = lo + min(m - 1, i + int(u[b, i] * (m - i)))
+                    arrangement[j], arrangement[lo + i] = arrangement[lo + i], arrangement[j]
+                    values[int(cell)][256 * block + b] = arrangement[lo + i]
+    return values
+
+
+def test_refined_p_equals_direct_count_with_the_same_stream():
+    """Brute force: every row's p = (1 + exceedances) / (1 + N) counted directly on the edges
+    with the permutation stream the module documents (stage 1 of 19, then 199 and 999)."""
+    rng, xy, codes = _tissue(7, side=10)
+    lig, rec = rng.exponential(size=len(xy)), rng.exponential(size=len(xy))
+    lig[(codes == 0) & (xy[:, 0] < 75)] *= 8      # a planted signal, so rows refine to 999
+    rec[(codes == 1) & (xy[:, 0] < 75)] *= 8
+    pairs = neighbour_pairs(cKDTree(xy), 20.0)
+    seed, h, schedule = 5, 3, (19, 199, 999)
+    table = ligand_receptor(pairs.i, pairs.j, {"VEGFA": lig, "KDR": rec}, PAIR, codes,
+                            ["M", "E", "H"], None, n_permutations=19, seed=seed, min_edges=1,
+                            max_permutations=999, min_exceedances=h)
+    assert set(table["n_permutations"]) == set(schedule)
+    src = np.concatenate([pairs.i, pairs.j])
+    dst = np.concatenate([pairs.j, pairs.i])
+    stage1_seeds = np.random.SeedSequence(seed).spawn(2)
+    labels = np.array(["M", "E", "H"])
+    for scheme, name in enumerate(("type", "any")):
+        strata = codes if name == "type" else np.zeros(len(codes), dtype=np.int64)
+        rows = table[(table["sender_type"] == "any") == (name == "any")]
+        code_of = {label: code for code, label in enumerate(labels)}
+        masks = [(codes[dst] == code_of[r.receiver_type])
+                 & ((codes[src] == code_of[r.sender_type]) if name == "type" else True)
+                 for r in rows.itertuples()]
+        observed = np.array([np.sum(lig[src[m]] * rec[dst[m]]) for m in masks])
+        perms = _stage1_permutations(strata, stage1_seeds[scheme], 19)
+        exceed = np.array([[np.sum(lig[perm[src[m]]] * rec[dst[m]]) for perm in perms]
+                           for m in masks]) >= observed[:, None] * (1 - 1e-9)
+        exceed = exceed.sum(axis=1)
+        n_perm = np.full(len(rows), 19)
+        for stage in (1, 2):
+            running = (exceed < h) & (n_perm == schedule[stage - 1])
+            if not running.any():
+                continue
+            senders = np.unique(np.concatenate([src[m] for m, r in zip(masks, running,
+                                                                        strict=True) if r]))
+            n_more = schedule[stage] - schedule[stage - 1]
+            drawn = _refined_values(lig, strata, senders, seed, (2, scheme, stage, 0), n_more)
+            for row in np.flatnonzero(running):
+                m = masks[row]
+                null = sum(drawn[int(s)] * r for s, r in zip(src[m], rec[dst[m]],
+                                                             strict=True))
+                exceed[row] += np.sum(null >= observed[row] * (1 - 1e-9))
+                n_perm[row] = schedule[stage]
+        np.testing.assert_array_equal(rows["n_permutations"].to_numpy(), n_perm)
+        np.testing.assert_allclose(rows["p"].to_numpy(), (1 + exceed) / (1 + n_perm),
+                                   rtol=1e-12)
+
+
+def test_refinement_is_deterministic_and_leaves_stage1_untouched():
+    rng, xy, codes = _tissue(9, side=20)
+    lig, rec = rng.exponential(size=len(xy)), rng.exponential(size=len(xy))
+    lig[codes == 0] *= np.where(xy[codes == 0, 0] < 100, 5, 1)
+    rec[codes == 1] *= np.where(xy[codes == 1, 0] < 100, 5, 1)
+    pairs = neighbour_pairs(cKDTree(xy), 20.0)
+    compartment = np.where(xy[:, 1] < 150, "border", "adjacent")
+
+    def run(seed: int, max_permutations: int) -> pd.DataFrame:
+        return ligand_receptor(pairs.i, pairs.j, {"VEGFA": lig, "KDR": rec}, PAIR, codes,
+                               ["M", "E", "H"], compartment, n_permutations=99, seed=seed,
+                               max_permutations=max_permutations)
+
+    table = run(1, 9_999)
+    pd.testing.assert_frame_equal(table, run(1, 9_999))
+    plain = run(1, 0)
+    assert (plain["n_permutations"] == 99).all() and (table["n_permutations"] == 9_999).any()
+    pd.testing.assert_frame_equal(table[["score", "expected", "z", "p_normal"]],
+                                  plain[["score", "expected", "z", "p_normal"]])
+    kept = table["n_permutations"] == 99
+    np.testing.assert_array_equal(table.loc[kept, "p"], plain.loc[kept, "p"])
+    assert (plain.loc[~kept, "p"] < 10.5 / 100).all()
+    other = run(2, 9_999)
+    assert not np.array_equal(other["p"], table["p"])
+
+
+@pytest.mark.parametrize(("keyword", "value"), [("max_permutations", -1),
+                                                 ("min_exceedances", 0)])
+def test_refinement_parameters_checked(keyword, value):
+    with pytest.raises(ConfigError, match=keyword):
+        ligand_receptor(np.array([0]), np.array([1]), {"VEGFA": np.ones(2), "KDR": np.ones(2)},
+                        PAIR, np.zeros(2, dtype=np.int64), ["M"], **{keyword: value})

@@ -17,12 +17,45 @@ type whose cells all express the ligand equally has no within-type signal — it
 shows in the ``any`` rows.
 
 One-sided p-values (co-localisation above the null) are Monte Carlo,
-``p = (1 + #{S* >= S}) / (1 + n)``, exact whenever the ligand is exchangeable within strata;
-q-values are Benjamini–Hochberg over every row of ``p``. With hundreds of rows per sample the
-smallest attainable q is about ``n_rows / (n_permutations + 1)`` divided by the number of
-strong rows, so use >= 999 permutations for q-values. ``p_normal``, the upper normal tail of
-``z = (S − mean(S*)) / SD(S*)``, resolves smaller p-values for ranking but is anti-conservative
-for skewed nulls (few pairs, skewed expression) and is not used for q.
+``p = (1 + #{S* >= S}) / (1 + N)`` over the N permutations a row received (column
+``n_permutations``); ties count as exceedances (relative tolerance 1e-9). q-values are
+Benjamini–Hochberg over every row of ``p``.
+
+Sequential refinement (Besag & Clifford 1991). With hundreds of rows per sample, a fixed
+``n_permutations`` = 999 floors p at 1/1000 and BH then cannot reach q <= 0.05 however strong
+the signal (411 rows: q >= 0.08 for two strong rows). So every reportable row is first tested
+with ``n_permutations`` (stage 1); a row with fewer than ``h = min_exceedances`` exceedances
+continues, in stages of cumulative size ``N_{j+1} = min(max_permutations, 10 (N_j + 1) − 1)``
+(999 → 9,999 → 99,999), until it has ``h`` exceedances after a stage or reaches
+``max_permutations``; its p is ``(1 + exceedances) / (1 + N)`` at the stage where it stopped.
+Only the rows still running are recomputed: their fine groups' rows of the receptor matrix, and
+within each stratum only the ligand values of the senders those rows touch (a partial
+Fisher–Yates shuffle draws them without replacement from the whole stratum — exactly their
+joint law under a full within-stratum shuffle), so the cost is proportional to what is refined.
+Under the null, rows rarely run on (about ``h / (n_permutations + 1)`` of them), and most stop
+after the next stage. A strong row runs to ``max_permutations`` and costs that many draws per
+sender it touches: stage 1 costs ``2 · n_permutations · n`` draws, so refining strong ``any``
+rows whose senders are a tenth of the cells to 99,999 costs ~5 times stage 1 (measured on a
+60k-cell simulated sample with TLS: 7,871 senders, ~6x stage-1 CPU);
+``max_permutations = 9_999`` costs ~0.5 times stage 1 with a p floor of 1e-4.
+
+Validity. Write ``p_j = (1 + e_j) / (1 + N_j)`` for the Monte Carlo p-value after stage j (e_j
+exceedances among the first N_j permutations; each p_j alone is a valid p-value because the
+observed and the N_j permuted statistics are exchangeable under the null — the later stages'
+permutations are drawn independently of everything before, with the same law for the row's
+senders whatever other rows run). A row stopped at stage j < J has ``e_j >= h``, so
+``p_j >= (1 + h) / (1 + N_j)``. For a level α let j0 be the first stage with
+``(1 + h) / (1 + N_j0) <= α`` (j0 = J, the last, if none). A row reported with ``p <= α`` cannot
+have stopped before j0; if it stopped at j0 its p is ``p_j0``; if it ran on, ``e_j0 < h`` and
+``p_j0 <= h / (1 + N_j0) < α``. Hence ``{p <= α} ⊆ {p_j0 <= α}`` and ``P(p <= α) <= α`` under
+the null, for every α: the rejection set lies in the stage-1 set ``{p_1 <= α}`` (α >= (1 + h) /
+(1 + n_permutations)) or in the final stage's set (small α) — refinement does not inflate
+small p-values. ``max_permutations`` = 0 (or <= ``n_permutations``) disables refinement.
+
+``z = (S − mean(S*)) / SD(S*)``, ``expected`` and ``p_normal`` (upper normal tail of z) are
+computed from the stage-1 permutations only (identical with or without refinement);
+``p_normal`` resolves smaller p-values for ranking but is anti-conservative for skewed nulls
+(few pairs, skewed expression) and is not used for q.
 
 References
 ----------
@@ -32,6 +65,7 @@ References
 2. Palla G, et al. Squidpy: a scalable framework for spatial omics analysis. Nat Methods.
    2022;19:171-178 (``gr.ligrec``, non-spatial).
 3. Benjamini Y, Hochberg Y. Controlling the false discovery rate. J R Stat Soc B. 1995;57:289-300.
+4. Besag J, Clifford P. Sequential Monte Carlo p-values. Biometrika. 1991;78:301-304.
 """
 
 from __future__ import annotations
@@ -39,6 +73,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -46,11 +81,15 @@ import pandas as pd
 from scipy import sparse
 from scipy.stats import norm
 
-from metaniche.errors import InputError
+from metaniche.errors import ConfigError, InputError
 
 __all__ = ["benjamini_hochberg", "ligand_receptor", "load_pairs", "match_pairs"]
 
 _BLOCK = 64
+_REFINE_BLOCK = 256
+_REFINE_UNIFORMS = 1 << 22   # uniforms per refinement block (32 MiB) before blocks shrink
+_REFINE_KEY = 2     # SeedSequence(seed, spawn_key=(2, ...)): refinement streams
+_STAGE_FACTOR = 10
 
 
 def load_pairs(path: str | Path | None = None) -> pd.DataFrame:
@@ -110,7 +149,8 @@ def ligand_receptor(pair_i: np.ndarray, pair_j: np.ndarray,
                     lr_pairs: Sequence[tuple[str, str, str, str]], type_codes: np.ndarray,
                     cell_types: Sequence[str], compartment: np.ndarray | None = None,
                     n_permutations: int = 999, seed: int = 0,
-                    min_edges: int = 10) -> pd.DataFrame:
+                    min_edges: int = 10, max_permutations: int = 99_999,
+                    min_exceedances: int = 10) -> pd.DataFrame:
     """Spatial ligand–receptor co-localisation scores with a positions-fixed permutation null.
 
     Parameters
@@ -128,11 +168,17 @@ def ligand_receptor(pair_i: np.ndarray, pair_j: np.ndarray,
         ``all``, and permutations are stratified by compartment. None: one stratum, ``all``
         rows only.
     n_permutations
-        Permutations of each scheme; ``SeedSequence(seed).spawn`` gives one generator per
-        block of 64 permutations, so results do not depend on how the work is split.
+        Stage-1 permutations of each scheme; ``SeedSequence(seed).spawn`` gives one generator
+        per block of 64 permutations, so results do not depend on how the work is split.
+        Default 999.
     min_edges
         Groups (sender type, receiver type, compartment) with fewer neighbouring pairs are not
-        reported.
+        reported (nor refined). Default 10.
+    max_permutations
+        Most permutations a row receives under sequential refinement (module docstring).
+        Default 99,999; 0 or <= ``n_permutations`` disables refinement.
+    min_exceedances
+        ``h``: a row with fewer exceedances after a stage continues to the next. Default 10.
 
     Returns
     -------
@@ -140,8 +186,15 @@ def ligand_receptor(pair_i: np.ndarray, pair_j: np.ndarray,
         ``ligand, receptor, sender_type`` (a label or ``any``), ``receiver_type,
         compartment, n_edges, score`` (mean L_s · R_r), ``expected`` (null mean), ``ratio``
         (score / expected), ``z`` ((score − null mean) / null SD), ``p_normal`` (normal
-        upper tail of z; 1 when the null has zero spread; for ranking only), ``p`` (one-sided
-        Monte Carlo), ``q`` (BH of ``p`` over all rows).
+        upper tail of z; 1 when the null has zero spread; for ranking only; ``expected``, ``z``
+        and ``p_normal`` from the stage-1 permutations), ``p`` (one-sided Monte Carlo,
+        sequentially refined), ``n_permutations`` (permutations behind ``p``), ``q`` (BH of
+        ``p`` over all rows).
+
+    Raises
+    ------
+    ConfigError
+        ``max_permutations`` negative or ``min_exceedances`` < 1.
 
     Notes
     -----
@@ -150,11 +203,22 @@ def ligand_receptor(pair_i: np.ndarray, pair_j: np.ndarray,
     receptor side is folded once into a sparse matrix M (group × sender) and each permutation
     costs one within-strata shuffle and one sparse product (``_permutation_test``). The first
     call in a fresh environment compiles a Numba kernel (cached on disk afterwards).
+    Refinement adds O(Σ_stages ΔN_j · (u_j + e_j)) for the u_j senders and e_j receptor-matrix
+    entries of the rows still running (module docstring); the extra streams are
+    ``SeedSequence(seed, spawn_key=(2, scheme, stage, pair, stratum, block))`` (scheme 0 per
+    type, 1 ``any``; stratum the code of the stratum, blocks of 256 permutations), so a row's
+    p depends only on the seed, the data and the set of rows refined with it.
     """
+    if max_permutations < 0:
+        raise ConfigError(f"`ligrec.max_permutations` must be a non-negative integer; got "
+                          f"{max_permutations}.")
+    if min_exceedances < 1:
+        raise ConfigError(f"`ligrec.min_exceedances` must be a positive integer; got "
+                          f"{min_exceedances}.")
     codes = np.asarray(type_codes, dtype=np.int64)
     n, n_types = len(codes), len(cell_types)
     columns = ["ligand", "receptor", "sender_type", "receiver_type", "compartment", "n_edges",
-               "score", "expected", "ratio", "z", "p_normal", "p", "q"]
+               "score", "expected", "ratio", "z", "p_normal", "p", "n_permutations", "q"]
     if compartment is None:
         comp_codes, comp_names = np.zeros(n, dtype=np.int64), []
     else:
@@ -172,25 +236,31 @@ def ligand_receptor(pair_i: np.ndarray, pair_j: np.ndarray,
     comp_labels = np.asarray(["all", *comp_names], dtype=object)
     n_comp = len(comp_names)
     typed_seed, any_seed = np.random.SeedSequence(seed).spawn(2)
+    expressed = (ligand.max(axis=1) > 0) & (receptor.max(axis=1) > 0)
+    schedule = _refinement_schedule(n_permutations, max_permutations)
     parts = []
-    for scheme in ("type", "any"):
+    for scheme_index, scheme in enumerate(("type", "any")):
         n_senders = n_types if scheme == "type" else 1
         sender_key = codes[src] if scheme == "type" else np.zeros(len(src), dtype=np.int64)
         base_group = sender_key * n_types + codes[dst]
         block = n_senders * n_types
         fine, fold = _fine_groups(base_group, comp_codes[src], block, n_comp)
         strata = (codes * max(1, n_comp) + comp_codes) if scheme == "type" else comp_codes
+        edge_counts = fold @ np.bincount(fine, minlength=fold.shape[1]).astype(np.float64)
+        reportable = expressed[:, None] & (edge_counts >= max(1, min_edges))[None, :]
+        refinement = _Refinement(schedule, min_exceedances, reportable,
+                                 (seed, _REFINE_KEY, scheme_index))
         result = _permutation_test(ligand, receptor, src, dst, fine, fold, strata,
                                    n_permutations,
-                                   typed_seed if scheme == "type" else any_seed)
-        edge_counts, score, expected, z, p = result
+                                   typed_seed if scheme == "type" else any_seed, refinement)
+        edge_counts, score, expected, z, p, n_perm = result
         p_normal = np.where(np.isfinite(z), norm.sf(np.nan_to_num(z)), 1.0)
         group = np.flatnonzero(edge_counts >= max(1, min_edges))
         within = group % block
         sender = labels[within // n_types] if scheme == "type" else np.full(len(group), "any",
                                                                              dtype=object)
         for k, (lig_name, rec_name, _, _) in enumerate(lr_pairs):
-            if not (ligand[k].max() > 0 and receptor[k].max() > 0):
+            if not expressed[k]:
                 continue
             with np.errstate(invalid="ignore", divide="ignore"):
                 ratio = score[k, group] / expected[k, group]
@@ -200,7 +270,8 @@ def ligand_receptor(pair_i: np.ndarray, pair_j: np.ndarray,
                 "compartment": comp_labels[group // block],
                 "n_edges": edge_counts[group].astype(np.int64), "score": score[k, group],
                 "expected": expected[k, group], "ratio": ratio, "z": z[k, group],
-                "p_normal": p_normal[k, group], "p": p[k, group]}))
+                "p_normal": p_normal[k, group], "p": p[k, group],
+                "n_permutations": n_perm[k, group]}))
     parts = [part for part in parts if len(part)]
     if not parts:
         return pd.DataFrame(columns=columns)
@@ -282,10 +353,34 @@ def _null_sums(sorted_ligand: np.ndarray, starts: np.ndarray, uniforms: np.ndarr
     return out
 
 
+class _Refinement(NamedTuple):
+    """Sequential refinement settings of one scheme (see the module docstring).
+
+    ``schedule`` holds the cumulative permutation counts of the stages (stage 0 is
+    ``n_permutations``), ``eligible`` (K × n_groups) the rows that may be refined and
+    ``key`` the prefix ``(seed, 2, scheme)`` of the refinement streams' SeedSequence.
+    """
+
+    schedule: tuple[int, ...]
+    min_exceedances: int
+    eligible: np.ndarray
+    key: tuple[int, int, int]
+
+
+def _refinement_schedule(n_permutations: int, max_permutations: int) -> tuple[int, ...]:
+    """Cumulative stage sizes ``N_0 = n_permutations``, ``N_{j+1} = min(max, 10 (N_j + 1) −
+    1)`` up to ``max_permutations`` (a single stage when refinement is off)."""
+    schedule = [int(n_permutations)]
+    while schedule[-1] < max_permutations:
+        schedule.append(min(int(max_permutations), _STAGE_FACTOR * (schedule[-1] + 1) - 1))
+    return tuple(schedule)
+
+
 def _permutation_test(ligand: np.ndarray, receptor: np.ndarray, src: np.ndarray,
                       dst: np.ndarray, fine: np.ndarray, fold: sparse.csr_matrix,
                       strata: np.ndarray, n_permutations: int,
-                      seed: np.random.SeedSequence) -> tuple[np.ndarray, ...]:
+                      seed: np.random.SeedSequence,
+                      refinement: _Refinement | None = None) -> tuple[np.ndarray, ...]:
     """Observed and null sums of L_s · R_r per output group, ligand permuted within strata.
 
     ``fine`` is each edge's finest group and ``fold`` (n_groups × n_fine, 0/1) sums fine
@@ -294,7 +389,10 @@ def _permutation_test(ligand: np.ndarray, receptor: np.ndarray, src: np.ndarray,
     permutations are ``fold @ M_k @ L_k[perm]`` (one sparse–dense product, :func:`_null_sums`,
     gather fused). Permutation block ``b`` is drawn from
     ``default_rng(seed.spawn(n_blocks)[b]).random((B, n))``, so results do not depend on how
-    blocks are scheduled. Cost O(n_permutations · (n + nnz(M) · n_pairs)).
+    blocks are scheduled. Cost O(n_permutations · (n + nnz(M) · n_pairs)). Rows of
+    ``refinement.eligible`` with fewer than ``h`` exceedances are then refined
+    (:func:`_refine`). Returns edge counts, score, expected (stage 1), z (stage 1), p and the
+    permutations behind each p.
     """
     n_fine = fold.shape[1]
     n = ligand.shape[1]
@@ -313,7 +411,7 @@ def _permutation_test(ligand: np.ndarray, receptor: np.ndarray, src: np.ndarray,
     exceed = np.zeros_like(observed)
     total = np.zeros_like(observed)
     total_sq = np.zeros_like(observed)
-    threshold = (observed - 1e-9 * np.abs(observed))[..., None]
+    threshold = observed - 1e-9 * np.abs(observed)
     n_blocks = -(-n_permutations // _BLOCK)
     for block, child in enumerate(seed.spawn(n_blocks)):
         uniforms = np.random.default_rng(child).random(
@@ -321,7 +419,7 @@ def _permutation_test(ligand: np.ndarray, receptor: np.ndarray, src: np.ndarray,
         fine_null = _null_sums(sorted_ligand, starts, uniforms, indptr,
                                indices, data)                   # (K, n_fine, B)
         null = np.stack([fold @ part for part in fine_null])   # (K, n_groups, B)
-        exceed += np.count_nonzero(null >= threshold, axis=2)
+        exceed += np.count_nonzero(null >= threshold[..., None], axis=2)
         total += null.sum(axis=2)
         total_sq += np.einsum("kgb,kgb->kg", null, null)
     counts = np.maximum(edge_counts, 1)
@@ -329,5 +427,131 @@ def _permutation_test(ligand: np.ndarray, receptor: np.ndarray, src: np.ndarray,
         mean = total / n_permutations
         sd = np.sqrt(np.maximum(total_sq / n_permutations - mean**2, 0.0))
         z = np.where(sd > 0, (observed - mean) / sd, np.nan)
-    p = (1.0 + exceed) / (1.0 + n_permutations)
-    return edge_counts, observed / counts, mean / counts, z, p
+    n_perm = np.full(observed.shape, n_permutations, dtype=np.int64)
+    if refinement is not None and len(refinement.schedule) > 1:
+        sorted_data = _SortedData(sorted_ligand, sorted_strata, starts, indptr, indices, data,
+                                  sparse.csr_matrix(fold))
+        exceed, n_perm = _refine(refinement, threshold, exceed, sorted_data)
+    p = (1.0 + exceed) / (1.0 + n_perm)
+    return edge_counts, observed / counts, mean / counts, z, p, n_perm
+
+
+class _SortedData(NamedTuple):
+    """The cells in stratum-sorted order and the receptor matrix (:func:`_receptor_matrix`)."""
+
+    ligand: np.ndarray          # (K, n), stratum-sorted
+    strata: np.ndarray          # (n,), sorted
+    starts: np.ndarray          # stratum s = starts[s]:starts[s + 1]
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+    fold: sparse.csr_matrix
+
+
+def _refine(refinement: _Refinement, threshold: np.ndarray, exceed: np.ndarray,
+            cells: _SortedData) -> tuple[np.ndarray, np.ndarray]:
+    """Besag–Clifford-style sequential stages for the rows still short of ``h`` exceedances.
+
+    At stage j the rows (pair k, output group g) that are eligible, have fewer than ``h``
+    exceedances and received all ``N_{j−1}`` permutations so far get ``N_j − N_{j−1}`` more
+    (:func:`_refine_rows`). Returns the updated exceedance counts and permutations per row.
+    """
+    schedule, h = refinement.schedule, refinement.min_exceedances
+    exceed = exceed.copy()
+    n_perm = np.full(exceed.shape, schedule[0], dtype=np.int64)
+    for stage in range(1, len(schedule)):
+        running = refinement.eligible & (exceed < h) & (n_perm == schedule[stage - 1])
+        for k in np.unique(np.nonzero(running)[0]):
+            groups = np.flatnonzero(running[k])
+            key = (*refinement.key, stage, int(k))
+            exceed[k, groups] += _refine_rows(cells, int(k), groups, threshold[k, groups],
+                                              schedule[stage] - schedule[stage - 1], key)
+            n_perm[k, groups] = schedule[stage]
+    return exceed, n_perm
+
+
+def _refine_rows(cells: _SortedData, k: int, groups: np.ndarray, threshold: np.ndarray,
+                 n_more: int, key: tuple[int, ...]) -> np.ndarray:
+    """Exceedances of ``n_more`` further permutations for output groups ``groups`` of pair k.
+
+    Only the fine groups folded into ``groups`` are summed (their rows of the receptor
+    matrix) and only the u senders in those rows are drawn: per stratum, a partial
+    Fisher–Yates shuffle (:func:`_partial_null_sums`) gives them a uniform draw without
+    replacement of the stratum's ligand values. Senders are taken in stratum-sorted order;
+    block b of stratum c uses ``default_rng(SeedSequence(seed, spawn_key=(2, scheme, stage,
+    k, c, b))).random((B, u_c))`` with ``B = min(256, max(16, 2^22 // u))`` (memory <= 32 MiB
+    of uniforms unless u > 262,144), so the result does not depend on how blocks are
+    scheduled. Cost O(n_more · (u + entries)).
+    """
+    seed, *prefix = key
+    sub_fold = cells.fold[groups]
+    fine_needed = np.unique(sub_fold.indices)
+    sub_fold = sparse.csr_matrix(sub_fold[:, fine_needed])
+    first = cells.indptr[fine_needed]
+    lengths = cells.indptr[fine_needed + 1] - first
+    sub_indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    entries = np.repeat(first - sub_indptr[:-1], lengths) + np.arange(sub_indptr[-1])
+    needed, local = np.unique(cells.indices[entries], return_inverse=True)
+    stratum = np.searchsorted(cells.starts, needed, side="right") - 1
+    present, seg_first = np.unique(stratum, return_index=True)
+    seg_starts = np.concatenate([seg_first, [len(needed)]]).astype(np.int64)
+    lo, hi = cells.starts[present], cells.starts[present + 1]
+    codes = [int(c) for c in cells.strata[lo]]
+    sub_data = np.ascontiguousarray(cells.data[k, entries])
+    local = local.astype(np.int64)
+    work = cells.ligand[k]
+    exceed = np.zeros(len(groups))
+    block_size = min(_REFINE_BLOCK, max(16, _REFINE_UNIFORMS // max(1, len(needed))))
+    for block in range(-(-n_more // block_size)):
+        size = min(block_size, n_more - block * block_size)
+        uniforms = np.empty(size * len(needed))     # segment r: (size, u_r) at size · start_r
+        for r, code in enumerate(codes):
+            stream = np.random.SeedSequence(seed, spawn_key=(*prefix, code, block))
+            np.random.default_rng(stream).random(
+                out=uniforms[size * seg_starts[r]:size * seg_starts[r + 1]])
+        fine_null = _partial_null_sums(work, lo, hi, seg_starts, uniforms, size, sub_indptr,
+                                       local, sub_data)         # (n_fine_needed, B)
+        exceed += np.count_nonzero(sub_fold @ fine_null >= threshold[:, None], axis=1)
+    return exceed
+
+
+@numba.njit(cache=True)
+def _partial_null_sums(values: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                       seg_starts: np.ndarray, uniforms: np.ndarray, n_perm: int,
+                       indptr: np.ndarray, indices: np.ndarray,
+                       data: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled by numba
+    """Fine-group null sums of a block of B permutations, drawing only the needed senders.
+
+    ``values`` is one pair's stratum-sorted ligand; a copy is the scratch arrangement of the
+    block. Needed sender t of segment r (``seg_starts[r] <= t < seg_starts[r + 1]``; stratum
+    range ``lo[r]:hi[r]`` of size m) gets the i-th draw (i = t − seg_starts[r]) of a partial
+    Fisher–Yates shuffle of the stratum: swap positions ``lo + i`` and ``lo + min(m − 1, i +
+    floor(u · (m − i)))`` and take the value now at ``lo + i``.
+    Permutation b + 1 shuffles the arrangement b left (no undo): from any arrangement the
+    draws are a uniform ordered sample without replacement of the stratum's values, so
+    successive permutations are independent. Returns (n_rows, B) with row g = Σ data[idx] ·
+    drawn[indices[idx]]. The uniforms u of segment r are a (B, u_r) row-major array at
+    ``uniforms[B · seg_starts[r]:B · seg_starts[r + 1]]``. O(B · (u + entries)) plus one O(n)
+    copy.
+    """
+    n_rows = len(indptr) - 1
+    n_needed = seg_starts[len(seg_starts) - 1]
+    out = np.zeros((n_rows, n_perm))
+    drawn = np.empty(n_needed)
+    arrangement = values.copy()
+    for b in range(n_perm):
+        for r in range(len(lo)):
+            base, m, first = lo[r], hi[r] - lo[r], seg_starts[r]
+            offset = n_perm * first + b * (seg_starts[r + 1] - first) - first
+            for t in range(first, seg_starts[r + 1]):
+                i = t - first
+                j = base + min(m - 1, i + int(uniforms[offset + t] * (m - i)))
+                drawn[t] = arrangement[j]
+                arrangement[j] = arrangement[base + i]
+                arrangement[base + i] = drawn[t]
+        for g in range(n_rows):
+            acc = 0.0
+            for idx in range(indptr[g], indptr[g + 1]):
+                acc += data[idx] * drawn[indices[idx]]
+            out[g, b] = acc
+    return out
