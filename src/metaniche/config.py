@@ -501,6 +501,11 @@ class LigrecParams:
         disables refinement.
     min_exceedances
         ``h`` of the refinement: a row stops once it has this many exceedances. Default 10.
+    normal_min_edges
+        Rows with at least this many neighbouring pairs take the normal p from the exact
+        permutation moments instead of Monte Carlo (whole slides: Monte Carlo over 10⁵–10⁶
+        pairs per row dominates the run and the null is normal there). Default 5,000; 0 keeps
+        Monte Carlo for every row.
     """
 
     pairs: str = ""
@@ -510,6 +515,7 @@ class LigrecParams:
     seed: int = 0
     max_permutations: int = 99_999
     min_exceedances: int = 10
+    normal_min_edges: int = 5_000
 
 
 @dataclass(frozen=True)
@@ -561,7 +567,7 @@ class Config:
 
 _POSITIVE = {
     "um_per_unit", "border_um", "grid_um", "smoothing_um", "min_lesion_area_um2",
-    "tissue_closing_um", "min_cells",
+    "tissue_closing_um", "min_cells", "min_exceedances",
     "min_group", "min_events", "max_levels", "n_folds", "n_inner_folds", "n_repeats",
     "n_bootstrap",
     "bin_um", "window_um", "n_bins",
@@ -569,7 +575,7 @@ _POSITIVE = {
 }
 _NON_NEGATIVE = {"min_hole_area_um2", "tissue_radius_um", "immune_weight",
                  "desert_max_per_mm2", "inflamed_min_core_border_ratio", "min_variance",
-                 "beyond_um"}
+                 "beyond_um", "max_permutations", "normal_min_edges"}
 _FRACTION = {"tumor_fraction"}
 _UNIT_INTERVAL = {"tls_min_b_fraction", "min_fdc_fraction", "min_non_missing", "l1_ratio",
                   "confidence"}

@@ -229,7 +229,8 @@ def _ligrec(context: SampleContext, pairs) -> pd.DataFrame:
     return ligand_receptor(local.i, local.j, expression, matched, context.type_codes,
                            context.cell_types, np.asarray(context.compartments.compartment),
                            params.n_permutations, params.seed, params.min_edges,
-                           params.max_permutations, params.min_exceedances)
+                           params.max_permutations, params.min_exceedances,
+                           params.normal_min_edges)
 
 
 def cohort_neighbourhoods(training: pd.DataFrame, cells: dict[str, pd.DataFrame],

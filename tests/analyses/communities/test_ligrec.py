@@ -319,3 +319,66 @@ def test_refinement_parameters_checked(keyword, value):
     with pytest.raises(ConfigError, match=keyword):
         ligand_receptor(np.array([0]), np.array([1]), {"VEGFA": np.ones(2), "KDR": np.ones(2)},
                         PAIR, np.zeros(2, dtype=np.int64), ["M"], **{keyword: value})
+
+
+def test_exact_moments_equal_full_enumeration_of_within_strata_permutations():
+    """Mean and variance of every row's null equal those over all 4!·4! = 576 permutations."""
+    import itertools
+
+    rng = np.random.default_rng(5)
+    xy = rng.uniform(0, 30, (8, 2))
+    codes = np.array([0, 0, 1, 1, 0, 1, 0, 1])
+    compartment = np.array(["a", "a", "a", "a", "b", "b", "b", "b"])
+    lig, rec = rng.exponential(size=8), rng.exponential(size=8)
+    pairs = neighbour_pairs(cKDTree(xy), 25.0)
+    table = ligand_receptor(pairs.i, pairs.j, {"VEGFA": lig, "KDR": rec}, PAIR, codes,
+                            ["M", "E"], compartment, n_permutations=9, min_edges=1,
+                            max_permutations=0)
+    src = np.concatenate([pairs.i, pairs.j])
+    dst = np.concatenate([pairs.j, pairs.i])
+    strata = [np.flatnonzero(compartment == c) for c in ("a", "b")]
+    permuted = []
+    for first in itertools.permutations(strata[0]):
+        for second in itertools.permutations(strata[1]):
+            perm = np.arange(8)
+            perm[strata[0]], perm[strata[1]] = first, second
+            permuted.append(lig[perm])
+    permuted = np.array(permuted)                   # (576, 8)
+    rows = table.query("sender_type == 'any'")
+    assert len(rows) > 2
+    for row in rows.itertuples():
+        use = codes[dst] == ["M", "E"].index(row.receiver_type)
+        if row.compartment != "all":
+            use &= compartment[src] == row.compartment
+        null = permuted[:, src[use]] @ rec[dst[use]]
+        assert row.n_edges == use.sum()
+        assert row.expected * row.n_edges == pytest.approx(null.mean(), rel=1e-12)
+        sd = (row.score - row.expected) * row.n_edges / row.z
+        assert sd == pytest.approx(null.std(), rel=1e-9)
+
+
+def test_normal_rows_match_monte_carlo_on_null_tissue():
+    """Large rows take the exact-moment normal p: close to Monte Carlo p under the null."""
+    differences, normal_p = [], []
+    for seed in range(4):
+        rng, xy, codes = _tissue(200 + seed, side=40)
+        expression = {g: rng.exponential(size=len(xy)) for g in ("VEGFA", "KDR")}
+        pairs = neighbour_pairs(cKDTree(xy), 25.0)
+        common = dict(n_permutations=1999, seed=seed, max_permutations=0)
+        normal = ligand_receptor(pairs.i, pairs.j, expression, PAIR, codes, ["M", "E", "H"],
+                                 None, normal_min_edges=2500, **common)
+        monte_carlo = ligand_receptor(pairs.i, pairs.j, expression, PAIR, codes,
+                                      ["M", "E", "H"], None, **common)
+        large = normal["n_edges"].to_numpy() >= 2500
+        assert large.any() and (~large).any()
+        assert (normal.loc[large, "n_permutations"] == 0).all()
+        np.testing.assert_array_equal(normal.loc[large, "p"], normal.loc[large, "p_normal"])
+        np.testing.assert_array_equal(normal.loc[~large, "n_permutations"], 1999)
+        differences.append(normal.loc[large, "p"].to_numpy()
+                           - monte_carlo.loc[large, "p"].to_numpy())
+        normal_p.append(normal.loc[large, "p"].to_numpy())
+    differences = np.concatenate(differences)
+    # Monte Carlo SE of p at 1,999 permutations is <= 0.011; skew would shift p systematically
+    assert np.max(np.abs(differences)) < 0.04
+    assert abs(np.mean(differences)) < 0.01
+    assert len(np.concatenate(normal_p)) >= 12
