@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from metaniche.config import load_config
 from metaniche.errors import MetanicheError
+from metaniche.progress import ProgressEvent
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Spatial immune architecture of tumours from single-cell spatial data.")
@@ -30,7 +31,7 @@ FormatOption = Annotated[str | None, typer.Option(
 def simulate(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the cohort to.")],
     samples: Annotated[int, typer.Option("--samples", min=1, help="Number of samples.")] = 6,
-    cells: Annotated[int, typer.Option("--cells", min=200, help="Cells per sample.")] = 20_000,
+    cells: Annotated[int, typer.Option("--cells", min=2000, help="Cells per sample.")] = 20_000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
 ) -> None:
     """Simulate a liver-metastasis cohort with ground truth written beside it."""
@@ -90,7 +91,7 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Directory for the demo.")] = Path(
         "metaniche-demo"),
     samples: Annotated[int, typer.Option(min=1)] = 6,
-    cells: Annotated[int, typer.Option(min=200)] = 20_000,
+    cells: Annotated[int, typer.Option(min=2000)] = 20_000,
     seed: int = 0,
 ) -> None:
     """Simulate a small cohort, analyse it and write the report."""
@@ -116,48 +117,88 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A finished run director
 
 
 @contextlib.contextmanager
-def _progress(quiet: bool) -> Iterator[Callable[[str, str], None] | None]:
-    """Progress of the per-sample tasks: a rich bar on a terminal, log lines otherwise.
+def _progress(quiet: bool) -> Iterator[Callable[[ProgressEvent], None] | None]:
+    """Progress of the run: a rich bar per sample and stage on a terminal, log lines otherwise.
 
-    Yields the ``progress(sample, status)`` callback for the pipeline (None when quiet). On a
-    terminal the bar counts finished samples and shows the running one; failures are printed
-    above it. Without a terminal (CI logs, pipes) every status change is one plain line.
+    Yields the ``progress(event)`` callback for the pipeline (None when quiet). Output goes to
+    stderr (stdout keeps the final summary). On a terminal: one bar counting finished samples,
+    one bar per running sample advancing through its stages, one for the run-level stages;
+    failures are printed above the bars. Without a terminal (CI logs, pipes): one plain line
+    per finished sample-stage with its time, and one per finished sample.
     """
     if quiet:
         yield None
         return
     if not _err.is_terminal:
-        yield _progress_printer()
+        yield _log_line
         return
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
         Progress,
         SpinnerColumn,
+        TaskID,
         TextColumn,
         TimeElapsedColumn,
     )
 
+    from metaniche.progress import RUN_STAGES, sample_stage_names
+
+    n_stages = len(sample_stage_names())
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=_err) as bar:
-        task = bar.add_task("samples", total=None)
+        overall = bar.add_task("samples", total=None)
+        running: dict[str, TaskID] = {}
+        run_task: list[TaskID] = []
 
-        def notify(sample: str, status: str) -> None:
-            if status == "running":
-                bar.update(task, description=f"analysing {escape(sample)}")
+        def notify(event: ProgressEvent) -> None:
+            sample = escape(event.sample or "")
+            if event.sample is None and event.stage is None:
+                bar.update(overall, total=event.total)
                 return
-            bar.advance(task)
-            if status == "failed":
-                bar.console.print(f"  failed  {sample}", markup=False)
+            if event.sample is None:
+                if not run_task:
+                    run_task.append(bar.add_task("run", total=len(RUN_STAGES)))
+                if event.status == "started":
+                    bar.update(run_task[0], description=f"run: {event.stage}")
+                else:
+                    bar.advance(run_task[0])
+                return
+            if event.stage is None:
+                if event.status == "started":
+                    running[event.sample] = bar.add_task(sample, total=n_stages)
+                    return
+                task = running.pop(event.sample, None)
+                if task is not None:
+                    bar.remove_task(task)
+                bar.advance(overall)
+                if event.status == "failed":
+                    bar.console.print(f"  failed  {event.sample}", markup=False)
+                return
+            task = running.get(event.sample)
+            if task is None:
+                return
+            if event.status == "started":
+                bar.update(task, description=f"{sample}: {escape(event.stage)}")
+            else:
+                bar.advance(task)
 
         yield notify
 
 
-def _progress_printer():
-    def notify(sample: str, status: str) -> None:
-        _err.print(f"{status:>8}  {sample}", markup=False)
-
-    return notify
+def _log_line(event: ProgressEvent) -> None:
+    """One plain line per finished stage and per finished sample (``started`` is silent)."""
+    if event.status == "started" or (event.sample is None and event.stage is None):
+        return
+    seconds = f"{event.seconds:.2f} s" if event.seconds is not None else ""
+    if event.stage is None:
+        line = f"{event.sample}  {event.status}  {seconds} total" if seconds else (
+            f"{event.sample}  {event.status}")
+    else:
+        where = "run" if event.sample is None else event.sample
+        state = "" if event.status == "finished" else f"{event.status} after "
+        line = f"{where}  {event.stage}  {state}{seconds}"
+    _err.print(line.rstrip(), markup=False, highlight=False, soft_wrap=True)
 
 
 def _summarise(result, quiet: bool) -> None:

@@ -10,8 +10,10 @@ whichever executor runs them, because every task is a pure function of its input
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
+from queue import Empty
 from typing import Any, TypeVar
 
 from metaniche.errors import MetanicheError
@@ -21,15 +23,17 @@ __all__ = ["map_tasks"]
 Item = TypeVar("Item")
 
 
-def map_tasks(task: Callable[[Item], dict[str, Any]], items: list[Item], workers: int = 1,
-              scheduler: str | None = None,
-              on_start: Callable[[Item], None] | None = None) -> Iterator[dict[str, Any]]:
-    """Yield ``task(item)`` for every item, in completion order.
+def map_tasks(task: Callable[[Item, Callable[[Any], None] | None], dict[str, Any]],
+              items: list[Item], workers: int = 1, scheduler: str | None = None,
+              on_start: Callable[[Item], None] | None = None,
+              on_event: Callable[[Any], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Yield ``task(item, emit)`` for every item, in completion order.
 
     Parameters
     ----------
     task
-        A picklable top-level function returning a record; it must not raise for bad input.
+        A picklable top-level function ``task(item, emit)`` returning a record; it must not
+        raise for bad input. ``emit`` (or None) passes progress events back to ``on_event``.
     items
         Task inputs.
     workers
@@ -39,6 +43,12 @@ def map_tasks(task: Callable[[Item], dict[str, Any]], items: list[Item], workers
     on_start
         Called with an item when its task is handed out (in-process runs call it just before
         running the task).
+    on_event
+        Receives the events a task emits, always in this process and thread: in-process
+        tasks call it directly; local worker processes put events on a
+        ``multiprocessing.Manager`` queue that is drained here while waiting, and completely
+        before a task's result is yielded. Dask tasks get ``emit=None`` (no live events; the
+        record should carry what the caller needs).
     """
     if scheduler:
         yield from _dask_map(task, items, scheduler, on_start)
@@ -46,20 +56,58 @@ def map_tasks(task: Callable[[Item], dict[str, Any]], items: list[Item], workers
         for item in items:
             if on_start:
                 on_start(item)
-            yield task(item)
+            yield task(item, on_event)
     else:
-        yield from _process_map(task, items, workers, on_start)
+        yield from _process_map(task, items, workers, on_start, on_event)
 
 
-def _process_map(task, items: list, workers: int, on_start) -> Iterator[dict[str, Any]]:
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = []
+def _context() -> multiprocessing.context.BaseContext:
+    """Start method of the worker processes: forkserver (spawn where unavailable), never a
+    plain fork, which copies the parent's thread pools (Numba, BLAS) and can kill workers of
+    a process that already ran an analysis."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def _process_map(task, items: list, workers: int, on_start,
+                 on_event) -> Iterator[dict[str, Any]]:
+    context = _context()
+    if on_event is None:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = []
+            for item in items:
+                if on_start:
+                    on_start(item)
+                futures.append(pool.submit(task, item, None))
+            for future in as_completed(futures):
+                yield future.result()
+        return
+    from metaniche.progress import QueueEmitter
+
+    with context.Manager() as manager, ProcessPoolExecutor(max_workers=workers,
+                                                          mp_context=context) as pool:
+        queue = manager.Queue()
+        emit = QueueEmitter(queue)
+        pending = set()
         for item in items:
             if on_start:
                 on_start(item)
-            futures.append(pool.submit(task, item))
-        for future in as_completed(futures):
-            yield future.result()
+            pending.add(pool.submit(task, item, emit))
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            # A task's put() returned before it did, so its events are all queued by now.
+            _drain(queue, on_event)
+            for future in done:
+                yield future.result()
+
+
+def _drain(queue, on_event: Callable[[Any], None]) -> None:
+    while True:
+        try:
+            event = queue.get_nowait()
+        except Empty:
+            return
+        on_event(event)
 
 
 def _dask_map(task, items: list, scheduler: str, on_start) -> Iterator[dict[str, Any]]:
@@ -77,7 +125,7 @@ def _dask_map(task, items: list, scheduler: str, on_start) -> Iterator[dict[str,
         for item in items:
             if on_start:
                 on_start(item)
-            futures.append(client.submit(task, item, pure=False))
+            futures.append(client.submit(task, item, None, pure=False))
         for future in dask_completed(futures, loop=client.loop):
             yield future.result()
 

@@ -13,7 +13,7 @@ import json
 import re
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,13 +30,13 @@ from metaniche.errors import InputError, MetanicheError
 from metaniche.executor import map_tasks
 from metaniche.io import SampleInput, read_clinical, read_samples
 from metaniche.io.annotations import find_annotation, read_geojson_polygons
+from metaniche.progress import ProgressCallback, ProgressEvent, StageClock
 from metaniche.stages import SAMPLE_STAGES
 
 __all__ = ["RunResult", "SampleAnalysis", "analyse_sample", "build_context", "run", "safe_name"]
 
 CELL_COLUMNS = ["cell_id", "x", "y", "cell_type", "lesion_id", "signed_distance_um",
                 "compartment"]
-ProgressCallback = Callable[[str, str], None]
 
 
 @dataclass
@@ -47,6 +47,8 @@ class SampleAnalysis:
     tables: dict[str, pd.DataFrame]
     features: dict[str, Any]
     compartments: CompartmentResult
+    #: Stage name → wall time (s) of ``compartments`` and every registered stage.
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -81,17 +83,22 @@ def build_context(name: str, cells: pd.DataFrame, config: Config,
 
 
 def analyse_sample(cells: pd.DataFrame, config: Config,
-                   annotation: Sequence[Any] | None = None, name: str = "") -> SampleAnalysis:
+                   annotation: Sequence[Any] | None = None, name: str = "",
+                   clock: StageClock | None = None) -> SampleAnalysis:
     """Run the per-sample analysis chain on one standardised cell table (µm coordinates).
 
     Pure: no file I/O. Builds the :class:`~metaniche.context.SampleContext` (compartments
     included), runs every stage of :data:`metaniche.stages.SAMPLE_STAGES` in order and returns
     the per-cell output (``CELL_COLUMNS`` then the stages' cell columns), the stages' tables
-    (without the ``sample`` column) and their named features.
+    (without the ``sample`` column) and their named features. ``clock`` (optional) times
+    the context build (stage ``compartments``) and every stage and reports their start and
+    finish (see :class:`metaniche.progress.StageClock`); results never depend on it.
     """
     if not name and "sample" in cells.columns and len(cells):
         name = str(cells["sample"].iloc[0])
-    context = build_context(name, cells, config, annotation)
+    clock = clock or StageClock(name)
+    with clock.stage("compartments"):
+        context = build_context(name, cells, config, annotation)
     result = context.compartments
     out = pd.DataFrame({
         "cell_id": cells["cell_id"].astype(str).to_numpy(),
@@ -104,7 +111,8 @@ def analyse_sample(cells: pd.DataFrame, config: Config,
     tables: dict[str, pd.DataFrame] = {}
     features: dict[str, Any] = {}
     for stage_name, stage, _ in SAMPLE_STAGES:
-        output = stage(context)
+        with clock.stage(stage_name):
+            output = stage(context)
         clash = set(output.tables) & set(tables)
         if clash:
             raise RuntimeError(f"stage {stage_name} re-emits tables {sorted(clash)}")
@@ -112,7 +120,7 @@ def analyse_sample(cells: pd.DataFrame, config: Config,
         features.update(output.features)
         for column, values in output.cell_columns.items():
             out[column] = values
-    return SampleAnalysis(out, tables, features, result)
+    return SampleAnalysis(out, tables, features, result, dict(clock.seconds))
 
 
 def safe_name(sample: str) -> str:
@@ -150,7 +158,11 @@ def run(inputs: Sequence[str | Path], out_dir: str | Path, config: Config | None
         Address of a Dask distributed scheduler (``tcp://host:port``) to run the per-sample
         tasks on instead; workers must see the same file system paths.
     progress
-        Called as ``progress(sample, status)`` as samples start and finish.
+        Called with a :class:`metaniche.progress.ProgressEvent` as each sample and each of
+        its stages (:func:`metaniche.progress.sample_stage_names`) starts and finishes, then
+        for the run-level stages (:data:`metaniche.progress.RUN_STAGES`). Stage events of
+        samples run on a Dask scheduler arrive when the sample completes. Per-stage times
+        are recorded in run.json either way (``samples.<name>.stages``, ``stages``).
 
     Raises
     ------
@@ -160,7 +172,7 @@ def run(inputs: Sequence[str | Path], out_dir: str | Path, config: Config | None
     config = config or Config()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    notify = progress or (lambda sample, status: None)
+    notify = progress or (lambda event: None)
     started = time.perf_counter()
     samples = read_samples(inputs, config)
     if not samples:
@@ -169,19 +181,45 @@ def run(inputs: Sequence[str | Path], out_dir: str | Path, config: Config | None
     clinical_table = read_clinical(clinical, config) if clinical else None
     chash = config_hash(config)
     tasks = [(s, config, str(out), chash, force) for s in samples]
+    notify(ProgressEvent(None, None, "started", total=len(tasks)))
     records: dict[str, dict[str, Any]] = {}
+    reported: set[tuple[str | None, str | None]] = set()
+
+    def on_event(event: ProgressEvent) -> None:
+        if event.status in ("finished", "failed"):
+            reported.add((event.sample, event.stage))
+        notify(event)
+
     for record in map_tasks(_sample_task, tasks, workers, scheduler,
-                            on_start=lambda task: notify(task[0].name, "running")):
-        notify(record["sample"], record["status"])
+                            on_start=lambda task: notify(ProgressEvent(task[0].name, None,
+                                                                       "started")),
+                            on_event=on_event):
+        if record["status"] != "skipped":
+            # Stage events a worker could not send live (Dask) are replayed from the record.
+            stages = record.get("stages") or {}
+            for k, (stage_name, seconds) in enumerate(stages.items()):
+                if (record["sample"], stage_name) not in reported:
+                    # A failed sample's last timed stage is the one that failed.
+                    last = record["status"] == "failed" and k == len(stages) - 1
+                    notify(ProgressEvent(record["sample"], stage_name,
+                                         "failed" if last else "finished", seconds))
+        notify(ProgressEvent(record["sample"], None, record["status"], record.get("seconds"),
+                             record.get("error")))
         records[record["sample"]] = record
     # Completion order depends on the executor; the manifest keeps input order.
     records = {s.name: records[s.name] for s in samples if s.name in records}
     ok = [name for name, rec in records.items() if rec["status"] in ("ok", "skipped")]
-    _gather(out, ok, records)
-    _neighbourhood_step(out, ok, records, config)
+    clock = StageClock(None, notify)
+    with clock.stage("gather"):
+        _gather(out, ok, records)
+    if ok and (out / "tables" / "cn_training.parquet").is_file():
+        with clock.stage("neighbourhoods"):
+            _neighbourhood_step(out, ok, records, config)
+    cohort = None
     if clinical_table is not None:
         write_parquet(out / "clinical.parquet", clinical_table)
-    cohort = _cohort_step(out, clinical_table, config) if clinical_table is not None else None
+        with clock.stage("cohort"):
+            cohort = _cohort_step(out, clinical_table, config)
     manifest = {
         "metaniche_version": __version__,
         "config": config.to_dict(),
@@ -190,12 +228,17 @@ def run(inputs: Sequence[str | Path], out_dir: str | Path, config: Config | None
         "clinical": str(clinical) if clinical else None,
         "samples": records,
         "cohort": cohort,
+        "stages": clock.seconds,
         "seconds": round(time.perf_counter() - started, 3),
     }
     write_json(out / "run.json", manifest)
     from metaniche.report import render_report
 
-    render_report(out)
+    with clock.stage("report"):
+        render_report(out)
+    # The report's own time is known only after rendering it.
+    manifest["seconds"] = round(time.perf_counter() - started, 3)
+    write_json(out / "run.json", manifest | {"stages": clock.seconds})
     return RunResult(out, records)
 
 
@@ -204,13 +247,31 @@ def _cohort_step(out: Path, clinical_table: pd.DataFrame, config: Config) -> dic
 
     Writes ``association.parquet``, ``prediction.json`` (when prediction ran) and
     ``tables/km_curves.parquet``; returns the run.json record (status, skipped analyses,
-    warnings, or the error), so a cohort failure never loses the per-sample outputs.
+    warnings, or the error), so a cohort failure never loses the per-sample outputs. Lesion
+    size vs exclusion (:func:`metaniche.cohort.lesions.lesion_exclusion_table` over
+    ``tables/lesion_metrics.parquet``) goes to ``cohort/lesion_size_exclusion.parquet`` and
+    its record under ``lesion_size_exclusion``, whatever the outcome analyses do.
     """
     from metaniche.cohort import analyse_cohort
+    from metaniche.cohort.lesions import lesion_exclusion_table
 
+    lesion_in = out / "tables" / "lesion_metrics.parquet"
+    lesion_out = out / "cohort" / "lesion_size_exclusion.parquet"
+    lesions: dict[str, Any] = {"status": "skipped", "reason": "no tables/lesion_metrics.parquet"}
+    try:
+        if lesion_in.is_file():
+            table = lesion_exclusion_table(pd.read_parquet(lesion_in), clinical_table,
+                                           config.clinical)
+            write_parquet(lesion_out, table)
+            lesions = {"status": "ok", "rows": len(table)}
+        elif lesion_out.is_file():
+            lesion_out.unlink()
+    except Exception as err:
+        lesions = {"status": "failed", "error": f"lesion size vs exclusion failed: {err!r}"}
     path = out / "features.parquet"
     if not path.is_file():
-        return {"status": "failed", "error": "no features.parquet (no sample succeeded)."}
+        return {"status": "failed", "error": "no features.parquet (no sample succeeded).",
+                "lesion_size_exclusion": lesions}
     try:
         result = analyse_cohort(pd.read_parquet(path), clinical_table, config)
         write_parquet(out / "association.parquet", result.association)
@@ -218,17 +279,24 @@ def _cohort_step(out: Path, clinical_table: pd.DataFrame, config: Config) -> dic
             write_json(out / "prediction.json", result.prediction)
         write_parquet(out / "tables" / "km_curves.parquet", result.km_curves)
     except MetanicheError as err:
-        return {"status": "failed", "error": str(err)}
+        return {"status": "failed", "error": str(err), "lesion_size_exclusion": lesions}
     except Exception as err:
         return {"status": "failed", "error": f"cohort analysis failed: {err!r}",
-                "traceback": traceback.format_exc()}
+                "traceback": traceback.format_exc(), "lesion_size_exclusion": lesions}
     return {"status": "ok", "unit": result.unit, "skipped": result.skipped,
             "warnings": result.warnings, "n_features": int(result.matrix.shape[1]),
-            "dropped_features": len(result.dropped_features)}
+            "dropped_features": len(result.dropped_features),
+            "lesion_size_exclusion": lesions}
 
 
-def _sample_task(item: tuple[SampleInput, Config, str, str, bool]) -> dict[str, Any]:
-    """Analyse one sample and write its outputs; never raises (errors are recorded)."""
+def _sample_task(item: tuple[SampleInput, Config, str, str, bool],
+                 emit: ProgressCallback | None = None) -> dict[str, Any]:
+    """Analyse one sample and write its outputs; never raises (errors are recorded).
+
+    The record's ``stages`` maps each stage run (see
+    :func:`metaniche.progress.sample_stage_names`) to its wall time; ``emit`` receives the
+    stage events as they happen.
+    """
     sample, config, out_dir, chash, force = item
     out = Path(out_dir)
     name = safe_name(sample.name)
@@ -241,33 +309,39 @@ def _sample_task(item: tuple[SampleInput, Config, str, str, bool]) -> dict[str, 
     cache = out / ".samples" / name
     done = cache / "done.json"
     if not force and _is_current(done, sample.checksum, chash, out / "cells" / f"{name}.parquet"):
-        return record | {"status": "skipped", "error": None,
-                         "seconds": json.loads(done.read_text())["seconds"]}
+        previous = json.loads(done.read_text())
+        return record | {"status": "skipped", "error": None, "seconds": previous["seconds"],
+                         "stages": previous.get("stages", {})}
+    clock = StageClock(sample.name, emit)
     try:
         annotation = _annotation_for(sample.name, name, config)
-        analysis = analyse_sample(sample.cells, config, annotation, name=sample.name)
-        write_parquet(out / "cells" / f"{name}.parquet", _with_markers(analysis.cells, sample))
-        for stale in cache.glob("*.parquet") if cache.is_dir() else ():
-            stale.unlink()
-        for table_name, table in analysis.tables.items():
-            write_parquet(cache / f"{table_name}.parquet", table)
-        write_json(cache / "features.json", analysis.features)
+        analysis = analyse_sample(sample.cells, config, annotation, name=sample.name,
+                                  clock=clock)
+        with clock.stage("writing"):
+            write_parquet(out / "cells" / f"{name}.parquet",
+                          _with_markers(analysis.cells, sample))
+            for stale in cache.glob("*.parquet") if cache.is_dir() else ():
+                stale.unlink()
+            for table_name, table in analysis.tables.items():
+                write_parquet(cache / f"{table_name}.parquet", table)
+            write_json(cache / "features.json", analysis.features)
         from metaniche.report.figures import save_tissue_map
 
-        save_tissue_map(analysis, sample.name, out / "report" / "figures" / f"{name}.map.png",
-                        config)
+        with clock.stage("tissue_map"):
+            save_tissue_map(analysis, sample.name,
+                            out / "report" / "figures" / f"{name}.map.png", config)
     except MetanicheError as err:
-        return record | {"status": "failed", "error": str(err),
+        return record | {"status": "failed", "error": str(err), "stages": clock.seconds,
                          "seconds": round(time.perf_counter() - started, 3)}
     except Exception as err:
         message = f"{sample.source}: sample '{sample.name}' failed in analysis: {err!r}"
-        return record | {"status": "failed", "error": message,
+        return record | {"status": "failed", "error": message, "stages": clock.seconds,
                          "traceback": traceback.format_exc(),
                          "seconds": round(time.perf_counter() - started, 3)}
     seconds = round(time.perf_counter() - started, 3)
     write_json(done, {"input_sha256": sample.checksum, "config_sha256": chash,
-                      "seconds": seconds})
-    return record | {"status": "ok", "error": None, "seconds": seconds,
+                      "seconds": seconds, "stages": clock.seconds})
+    return record | {"status": "ok", "error": None, "seconds": seconds, "stages": clock.seconds,
                      "phenotype": analysis.features.get("phenotype")}
 
 

@@ -1,7 +1,11 @@
-"""The demo report in a real browser: no page errors and a screenshot that is not blank."""
+"""The demo report in a real browser: no page errors, a screenshot that is not blank, and a
+zoomable tissue map that zooms about the pointer and pans."""
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -60,3 +64,74 @@ def test_screenshot_is_not_blank(demo_report, tmp_path):
         # A blank page is one colour; figures and text give many distinct grey levels.
         assert pixels.std() > 0.05
         assert len(np.unique(np.round(pixels.mean(axis=2), 2))) > 20
+
+
+#: Opens the zoom view, waits for its image, then zooms (wheel) and pans (drag) at a point.
+ZOOM_PROBE = """
+window.addEventListener('load', function () {
+  function done(value) { document.body.dataset.probe = JSON.stringify(value); }
+  var box = document.querySelector('details.zoom');
+  if (!box) { done({error: 'no zoom view'}); return; }
+  var view = box.querySelector('.zoom-view'), img = view.querySelector('img');
+  function state() {
+    return {transform: img.style.transform, scale: view.getAttribute('data-scale')};
+  }
+  img.addEventListener('error', function () { done({error: 'zoom image failed'}); });
+  img.addEventListener('load', function () { setTimeout(function () {
+    var r = view.getBoundingClientRect();
+    var x = r.left + view.clientLeft + 200, y = r.top + view.clientTop + 100;
+    var fitted = state();
+    var wheel = new WheelEvent('wheel', {deltaY: -240, deltaMode: 0, clientX: x, clientY: y,
+                                         bubbles: true, cancelable: true});
+    // Mouse-event coordinates are whole pixels: the point actually used, in view pixels.
+    var point = [wheel.clientX - r.left - view.clientLeft, wheel.clientY - r.top - view.clientTop];
+    view.dispatchEvent(wheel);
+    var zoomed = state();
+    var at = {pointerId: 1, bubbles: true, clientX: x, clientY: y};
+    view.dispatchEvent(new PointerEvent('pointerdown', at));
+    view.dispatchEvent(new PointerEvent('pointermove', Object.assign({}, at,
+                                                       {clientX: x + 50, clientY: y + 30})));
+    view.dispatchEvent(new PointerEvent('pointerup', at));
+    done({natural: [img.naturalWidth, img.naturalHeight],
+          view: [view.clientWidth, view.clientHeight],
+          point: point, fitted: fitted, zoomed: zoomed, panned: state(),
+          readout: box.querySelector('.zoom-readout').textContent});
+  }, 0); });
+  box.open = true;
+});
+"""
+TRANSFORM = re.compile(r"translate\(([-\d.]+)px, ?([-\d.]+)px\) scale\(([-\d.]+)\)")
+
+
+def _transform(state: dict) -> tuple[float, float, float]:
+    match = TRANSFORM.fullmatch(state["transform"])
+    assert match, state
+    return float(match[1]), float(match[2]), float(match[3])
+
+
+def test_zoom_view_zooms_about_the_pointer_and_pans(demo_report):
+    page = next(demo_report.glob("S*.html"))
+    result = check_page(page, probe=ZOOM_PROBE)
+    assert result.errors == [], result.errors
+    assert result.probe is not None, "the zoom probe never finished"
+    probe = json.loads(result.probe)
+    assert "error" not in probe, probe
+    info = json.loads(next((demo_report / "figures").glob("*.map.zoom.json")).read_text())
+    assert probe["natural"] == [info["width_px"], info["height_px"]]
+    tx, ty, fit = _transform(probe["fitted"])
+    width, height = probe["view"]
+    # Fitted: the whole image inside the view, centred.
+    assert fit == pytest.approx(min(width / info["width_px"], height / info["height_px"]),
+                                rel=1e-3)
+    assert tx == pytest.approx((width - info["width_px"] * fit) / 2, abs=0.01)
+    # One wheel step of deltaY -240 zooms by exp(0.48), keeping the point under the pointer.
+    zx, zy, scale = _transform(probe["zoomed"])
+    assert scale / fit == pytest.approx(math.exp(0.48), rel=1e-3)
+    assert float(probe["zoomed"]["scale"]) == pytest.approx(math.exp(0.48), rel=1e-3)
+    px, py = probe["point"]
+    assert (px - zx) / scale == pytest.approx((px - tx) / fit, abs=0.05)
+    assert (py - zy) / scale == pytest.approx((py - ty) / fit, abs=0.05)
+    # A drag of (50, 30) px moves the image by exactly that.
+    dx, dy, panned = _transform(probe["panned"])
+    assert (dx - zx, dy - zy, panned) == pytest.approx((50, 30, scale), abs=0.01)
+    assert "µm" in probe["readout"]

@@ -9,6 +9,7 @@ is scanned for console messages as a second net.
 
 from __future__ import annotations
 
+import html as html_module
 import os
 import re
 import shutil
@@ -53,12 +54,16 @@ class PageCheck:
     load_seconds
         Navigation start to the end of the page's ``load`` event, measured in the page
         (``performance.now()``); NaN when the page never loaded.
+    probe
+        What the ``probe`` script of :func:`check_page` stored in ``<body data-probe>``
+        (the attribute's text), or None.
     """
 
     errors: list[str]
     dom: str
     seconds: float
     load_seconds: float
+    probe: str | None = None
 
 
 def find_chromium() -> str | None:
@@ -79,17 +84,25 @@ def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
                               capture_output=True, text=True, timeout=timeout)
 
 
-def check_page(page: str | Path, timeout: float = 60.0) -> PageCheck:
+def check_page(page: str | Path, timeout: float = 60.0, probe: str | None = None) -> PageCheck:
     """Load ``page`` in headless Chromium and collect every error it raises.
 
     Returns the errors (JavaScript exceptions, console.error, resources that failed to load,
     console messages of level error in Chromium's log), the dumped DOM and the load time.
+    ``probe`` (JavaScript source, optional) runs at the end of the page's body, after the
+    page's own scripts; whatever it stores in ``document.body.dataset.probe`` within the
+    5 s virtual-time budget is returned as :attr:`PageCheck.probe` (interaction tests).
     """
     page = Path(page).resolve()
     html = page.read_text(encoding="utf-8")
     head = html.find("<head>")
     instrumented = (html[: head + 6] + _RECORDER + html[head + 6:] if head >= 0
                     else _RECORDER + html)
+    if probe is not None:
+        end = instrumented.rfind("</body>")
+        script = f"<script>{probe}</script>"
+        instrumented = (instrumented[:end] + script + instrumented[end:] if end >= 0
+                        else instrumented + script)
     fd, name = tempfile.mkstemp(prefix=".check-", suffix=".html", dir=page.parent)
     os.close(fd)
     copy = Path(name)
@@ -113,7 +126,9 @@ def check_page(page: str | Path, timeout: float = 60.0) -> PageCheck:
         if ":CONSOLE" in line and ("error" in line.lower() or "uncaught" in line.lower()):
             found = _CONSOLE.search(line)
             errors.append("console: " + (found.group(1) if found else line))
-    return PageCheck(errors, done.stdout, seconds, load_seconds)
+    probed = re.search(r'<body[^>]*\sdata-probe="([^"]*)"', done.stdout)
+    return PageCheck(errors, done.stdout, seconds, load_seconds,
+                     html_module.unescape(probed.group(1)) if probed else None)
 
 
 def screenshot(page: str | Path, target: str | Path, width: int = 1280, height: int = 2000,

@@ -128,6 +128,35 @@ def neighbourhood_section(run: RunData, report_dir: Path) -> Section | None:
                            "of the cells of each neighbourhood (CN), fitted across the cohort.")
 
 
+_LESION_COLUMNS = ["cell_type", "outcome", "test", "effect", "ci_low", "ci_high", "p", "q",
+                   "n_lesions", "n_patients", "note"]
+
+
+def lesion_exclusion_section(run: RunData, report_dir: Path) -> Section | None:
+    """Lesion size against CD8 (infiltration-type) exclusion across lesions and patients."""
+    path = run.run_dir / "cohort" / "lesion_size_exclusion.parquet"
+    if not path.is_file():
+        return None
+    table = pd.read_parquet(path)
+    if table.empty:
+        return None
+    shown = [c for c in _LESION_COLUMNS if c in table.columns]
+    rows = [[_cell(v) for v in row] for row in table[shown].itertuples(index=False)]
+    feature = str(table["feature"].iloc[0]) if "feature" in table.columns else "log10 size"
+    return Section("lesion_exclusion", "Lesion size and immune exclusion",
+                   table=Table(shown, rows),
+                   caption=f"Each lesion of every sample against its size ({feature}). "
+                           "Spearman: rho across lesions (lesions of one patient treated as "
+                           "independent). mixedlm: slope per tenfold size of a linear mixed "
+                           "model with a patient random intercept (needs a patient with several "
+                           "lesions). A negative effect on relative_infiltration_depth (median "
+                           "depth inside over the equivalent radius) or core_border_ratio means "
+                           "larger lesions exclude the type more; the raw "
+                           "infiltration_depth_um grows with size even under uniform "
+                           "infiltration, so do not read it as exclusion. Full table: "
+                           "cohort/lesion_size_exclusion.parquet.")
+
+
 def _int(value: object) -> str:
     try:
         return str(int(value))
@@ -136,7 +165,7 @@ def _int(value: object) -> str:
 
 
 COHORT_SECTIONS = [feature_section, association_section, survival_section, prediction_section,
-                   neighbourhood_section]
+                   neighbourhood_section, lesion_exclusion_section]
 
 
 def cohort_sections(run: RunData, report_dir: Path) -> list[Section]:

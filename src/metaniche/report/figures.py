@@ -23,6 +23,7 @@ from matplotlib.patches import Patch, Polygon
 
 from metaniche._atomic import atomic_path
 from metaniche.report.colours import COMPARTMENT_COLOURS, mpl_text, type_colours
+from metaniche.report.zoom import save_zoom_map
 
 if TYPE_CHECKING:
     from metaniche.analyses.compartments import CompartmentResult
@@ -83,7 +84,10 @@ def paint_cells(x: np.ndarray, y: np.ndarray, codes: np.ndarray, colours: np.nda
 
 def save_tissue_map(analysis: SampleAnalysis, title: str, path: str | Path,
                     config: Config | None = None) -> None:
-    """Write the tissue map PNG of one sample.
+    """Write the tissue map PNG of one sample and its zoomable raster beside it.
+
+    The zoomable view (``<stem>.map.zoom.png`` and ``.json``) is written by
+    :func:`metaniche.report.zoom.save_zoom_map` with the same colours, extent and band.
 
     Parameters
     ----------
@@ -157,6 +161,7 @@ def save_tissue_map(analysis: SampleAnalysis, title: str, path: str | Path,
                fontsize=7.5, frameon=False, title="cell type (n)", title_fontsize=8)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
+    save_zoom_map(path, x, y, codes.astype(np.intp), labels, colours, extent, result, width)
 
 
 def _extent(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:

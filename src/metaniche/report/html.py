@@ -6,7 +6,9 @@ with figures under ``report/figures/``. Everything shown comes from the run dire
 (run.json, tables/, features, association, prediction, the tissue-map PNGs drawn by the
 per-sample tasks). User-supplied text (sample names, cell-type labels, messages) is escaped by
 Jinja2's autoescaping and, inside SVG charts, by :func:`metaniche.report.svg.esc`. The pages use
-no JavaScript and no network resources, so they open offline from the file system.
+no network resources, so they open offline from the file system; the only JavaScript is the
+zoomable tissue map's own (``templates/_zoom.js.html``, inline, reading only ``data-*``
+attributes).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from metaniche.report.cohort_page import cohort_sections
 from metaniche.report.methods import flatten_parameters, methods_paragraphs
 from metaniche.report.rundata import RunData, page_name
 from metaniche.report.sample_page import sample_sections
+from metaniche.report.zoom import read_zoom_info
 
 __all__ = ["render_report"]
 
@@ -64,6 +67,7 @@ def render_report(run_dir: str | Path) -> Path:
         _render_pages(run, samples, range(len(samples)))
         sections = cohort_sections(run, report_dir)
     version = str(run.manifest.get("metaniche_version", ""))
+    stage_columns, stage_rows = _stage_table(samples)
     html = _ENV.get_template("index.html").render(
         version=version,
         seconds=run.manifest.get("seconds"),
@@ -72,6 +76,9 @@ def render_report(run_dir: str | Path) -> Path:
         n_failed=sum(s["status"] == "failed" for s in samples),
         thumbnails=[s for s in samples if s["map"]] if len(samples) <= MAX_THUMBNAILS else [],
         cohort=run.manifest.get("cohort") or None,
+        stage_columns=stage_columns,
+        stage_rows=stage_rows,
+        run_stages=_stage_seconds(run.manifest.get("stages")),
         sections=sections,
         methods=methods_paragraphs(run.config, version),
         parameters=flatten_parameters(run.config),
@@ -119,7 +126,46 @@ def _summary(run: RunData, name: str, record: dict[str, Any], report_dir: Path) 
         "phenotype": record.get("phenotype"),
         "n_cells": _n_cells(run, name),
         "map": f"figures/{figure.name}" if figure.is_file() else None,
+        "zoom": read_zoom_info(figure) if figure.is_file() else None,
+        "stages": _stage_seconds(record.get("stages")),
+        "slowest": _slowest(_stage_seconds(record.get("stages"))),
     }
+
+
+def _slowest(stages: list[tuple[str, float]]) -> str:
+    """``"<stage> <seconds> s"`` of the slowest stage ('' when none was timed)."""
+    if not stages:
+        return ""
+    name, seconds = max(stages, key=lambda pair: pair[1])
+    return f"{name} {seconds:g} s"
+
+
+def _stage_seconds(stages: object) -> list[tuple[str, float]]:
+    """``(stage, seconds)`` pairs of a run.json ``stages`` mapping (empty when malformed)."""
+    if not isinstance(stages, dict):
+        return []
+    pairs = []
+    for name, seconds in stages.items():
+        try:
+            pairs.append((str(name), round(float(seconds), 2)))
+        except (TypeError, ValueError):
+            continue
+    return pairs
+
+
+def _stage_table(samples: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Columns (every stage, in first-seen order) and rows (page, sample name, seconds…) of
+    the per-stage time table of the cohort page."""
+    columns: list[str] = []
+    for summary in samples:
+        columns += [name for name, _ in summary["stages"] if name not in columns]
+    rows = []
+    for summary in samples:
+        times = dict(summary["stages"])
+        if times:
+            rows.append([summary["page"], summary["name"],
+                         *(f"{times[c]:g}" if c in times else "–" for c in columns)])
+    return columns, rows
 
 
 def _n_cells(run: RunData, name: str) -> str:
