@@ -51,6 +51,7 @@ __all__ = [
     "IMMUNE_TYPES",
     "MARKERS",
     "PHENOTYPES",
+    "SIZE_EXCLUSION_UM2",
     "SimulatedSample",
     "analytic_compartment_areas",
     "simulate_cohort",
@@ -88,6 +89,9 @@ BORDER_UM = 100.0
 
 GPNMB_FLAT_PROBABILITY = 0.01
 """GPNMB_macrophage probability everywhere when ``gpnmb_gradient=False`` (control samples)."""
+
+SIZE_EXCLUSION_UM2 = 90_000.0
+"""With ``cd8_size_exclusion=True``: CD8 penetration length is this over the lesion's radius."""
 
 KUPFFER_ZONATION = (1.6, -1.2)
 """Planted Macrophage zonation with ``zonation=True``: probability ``0.05 * (a + b * eta)``."""
@@ -178,6 +182,7 @@ def simulate_sample(
     zonation: bool = False,
     tls_radius_um: tuple[float, float] = (60.0, 100.0),
     tls_maturity: bool = False,
+    cd8_size_exclusion: bool = False,
 ) -> SimulatedSample:
     """Simulate one liver-metastasis sample with known ground truth.
 
@@ -224,6 +229,14 @@ def simulate_sample(
         B cells within half the radius of the centre express ``BCL6``). Adds a ``BCL6`` marker
         column (after :data:`MARKERS`; mean 5 in germinal-centre B cells, 0.5 elsewhere) and a
         ``grade`` column to :attr:`SimulatedSample.tls`. Extra draws happen only when True.
+    cd8_size_exclusion : bool, default False
+        Plant CD8 exclusion that grows with lesion size: inside lesion i, of equivalent radius
+        ``R_i = sqrt(A_i / pi)`` (A_i the area inside its outer ring), the CD8_T probability is
+        ``0.065 * exp(d / L_i)`` (d < 0 the signed distance) with penetration length
+        ``L_i = SIZE_EXCLUSION_UM2 / R_i`` (600 µm at R = 150 µm, 150 µm at R = 600 µm), in place
+        of the phenotype's inside profile; outside tumour the phenotype's profile is kept. Small
+        lesions are then infiltrated to the core and large ones excluded. No extra random
+        draws, so the default (False) output is unchanged.
 
     Returns
     -------
@@ -276,7 +289,9 @@ def simulate_sample(
     tls_id = _tls_membership(xy, tls)
     landmarks = _place_landmarks(rng, side, union, tls)
 
-    codes = _draw_types(rng, signed, tls_id, phenotype, gpnmb_gradient)
+    cd8_inside = (_size_exclusion_cd8(signed, lesion_index, lesions) if cd8_size_exclusion
+                  else None)
+    codes = _draw_types(rng, signed, tls_id, phenotype, gpnmb_gradient, cd8_inside)
     grades = rng.integers(0, 3, len(tls)) if tls_maturity else None
     if grades is not None:
         immature = np.isin(tls_id, tls["tls_id"].to_numpy()[grades == 0])
@@ -347,7 +362,8 @@ def analytic_compartment_areas(
 
 
 def simulate_cohort(
-    n_samples: int = 6, n_cells: int = 20_000, seed: int = 0, os_log_hr: float = 0.8
+    n_samples: int = 6, n_cells: int = 20_000, seed: int = 0, os_log_hr: float = 0.8,
+    response_rates: tuple[float, float] = (0.85, 0.15),
 ) -> tuple[list[SimulatedSample], pd.DataFrame]:
     """Simulate a cohort of samples and a clinical table linked to a planted spatial feature.
 
@@ -363,13 +379,17 @@ def simulate_cohort(
     os_log_hr : float, default 0.8
         Planted survival effect β: the hazard is multiplied by exp(-β z) (so the true hazard
         ratio per SD of core CD8_T density is exp(-β)).
+    response_rates : (float, float), default (0.85, 0.15)
+        Planted response effect: P(responder) of inflamed samples and of the others
+        (excluded, desert). (0.5, 0.5) makes response independent of the tissue.
 
     Returns
     -------
     samples : list of SimulatedSample
     clinical : pandas.DataFrame
-        ``sample``, ``patient`` (``P01``, …), ``response`` (``responder`` with p = 0.85 when the
-        sample is inflamed, else 0.15; otherwise ``non-responder``), ``os_time`` (months,
+        ``sample``, ``patient`` (``P01``, …), ``response`` (``responder`` with probability
+        ``response_rates[0]`` when the sample is inflamed, else ``response_rates[1]``;
+        otherwise ``non-responder``), ``os_time`` (months,
         exponential with baseline hazard 1/24 per month multiplied by exp(-β z), z the cohort
         z-score of the true CD8_T density of the core in cells/mm²) and ``os_event`` (1 with
         p = 0.7, else censored).
@@ -382,6 +402,9 @@ def simulate_cohort(
     """
     if not isinstance(n_samples, int | np.integer) or n_samples < 1:
         raise ValueError(f"`n_samples` must be a positive integer; got {n_samples!r}.")
+    if len(response_rates) != 2 or not all(0 <= rate <= 1 for rate in response_rates):
+        raise ValueError(f"`response_rates` must be two probabilities in [0, 1]; got "
+                         f"{response_rates!r}.")
     children = np.random.SeedSequence(seed).spawn(n_samples + 1)
     rng = np.random.default_rng(children[-1])
     phenotypes = rng.permutation(np.resize(np.array(PHENOTYPES), n_samples))
@@ -394,7 +417,7 @@ def simulate_cohort(
                         phenotype=str(phenotypes[i]), with_tls=bool(with_tls[i]))
         for i in range(n_samples)
     ]
-    return samples, _clinical_table(rng, samples, width, os_log_hr)
+    return samples, _clinical_table(rng, samples, width, os_log_hr, response_rates)
 
 
 def write_cohort(
@@ -806,12 +829,31 @@ def _tls_probabilities(phenotype: str) -> np.ndarray:
     return row
 
 
+def _size_exclusion_cd8(
+    signed: np.ndarray, lesion_index: np.ndarray, lesions: list[shapely.Polygon]
+) -> np.ndarray:
+    """CD8_T probability ``0.065 exp(d / L)``, ``L = SIZE_EXCLUSION_UM2 / R_eq`` of the lesion."""
+    radius = np.array([np.sqrt(shapely.Polygon(lesion.exterior).area / np.pi)
+                       for lesion in lesions])
+    length = SIZE_EXCLUSION_UM2 / radius[np.clip(lesion_index, 0, len(lesions) - 1)]
+    return 0.065 * np.exp(np.minimum(signed, 0.0) / length)
+
+
 def _draw_types(
     rng: np.random.Generator, signed: np.ndarray, tls_id: np.ndarray, phenotype: str,
-    gpnmb_gradient: bool = True,
+    gpnmb_gradient: bool = True, cd8_inside: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Integer type code of each cell, drawn by inverse CDF from its probability row."""
+    """Integer type code of each cell, drawn by inverse CDF from its probability row.
+
+    ``cd8_inside``, when given, replaces the CD8_T probability of the cells inside tumour
+    (Tumor takes the rest of the row).
+    """
     probabilities = _type_probabilities(signed, phenotype, gpnmb_gradient)
+    if cd8_inside is not None:
+        inside = signed < 0
+        cd8, tumor = _TYPE_CODE["CD8_T"], _TYPE_CODE["Tumor"]
+        probabilities[inside, tumor] += probabilities[inside, cd8] - cd8_inside[inside]
+        probabilities[inside, cd8] = cd8_inside[inside]
     probabilities[tls_id > 0] = _tls_probabilities(phenotype)
     cumulative = np.cumsum(probabilities, axis=1)
     uniform = rng.random(len(signed)) * cumulative[:, -1]
@@ -920,13 +962,13 @@ def _core_cd8_density(sample: SimulatedSample) -> float:
 
 def _clinical_table(
     rng: np.random.Generator, samples: list[SimulatedSample], width: int,
-    os_log_hr: float = 0.8,
+    os_log_hr: float = 0.8, response_rates: tuple[float, float] = (0.85, 0.15),
 ) -> pd.DataFrame:
     density = np.array([_core_cd8_density(sample) for sample in samples])
     spread = density.std()
     z = (density - density.mean()) / spread if spread > 0 else np.zeros_like(density)
     inflamed = np.array([sample.phenotype == "inflamed" for sample in samples])
-    responder = rng.random(len(samples)) < np.where(inflamed, 0.85, 0.15)
+    responder = rng.random(len(samples)) < np.where(inflamed, *response_rates)
     hazard = (1.0 / 24.0) * np.exp(-os_log_hr * z)
     os_time = np.maximum(rng.exponential(1.0 / hazard), 0.1)
     return pd.DataFrame({

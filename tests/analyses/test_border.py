@@ -12,6 +12,7 @@ from _tissue import lattice
 from scipy import ndimage
 
 from metaniche.analyses.border import (
+    _gls_slope_se,
     band_areas_mm2,
     bin_edges_um,
     borderline_index,
@@ -216,6 +217,18 @@ def test_lesion_size_exclusion_recovers_a_planted_slope_with_patient_effects():
     assert result.loc["spearman", "effect"] > 0.5
     single = lesion_size_exclusion(table.drop_duplicates("patient"))
     assert np.isnan(single.set_index("test").loc["mixedlm", "effect"])
+    two = lesion_size_exclusion(table[table["patient"].isin(["P0", "P1"])])
+    assert "needs >= 3 patients" in two.set_index("test").loc["mixedlm", "note"]
+
+
+def test_gls_slope_se_is_the_ols_se_without_patient_variance_and_grows_with_it():
+    rng = np.random.default_rng(2)
+    data = pd.DataFrame({"patient": np.repeat(["a", "b", "c"], 5),
+                         "log_size": rng.uniform(-2, 1, 15)})
+    x = data["log_size"].to_numpy()
+    closed_form = np.sqrt(0.3 / np.sum((x - x.mean()) ** 2))  # OLS: sqrt(s² / Sxx)
+    assert _gls_slope_se(data, 0.0, 0.3) == pytest.approx(closed_form, rel=1e-12)
+    assert _gls_slope_se(data, 0.5, 0.3) > 0
 
 
 # ---------------------------------------------------------------- simulator planted truth
