@@ -100,6 +100,11 @@ def test_changed_config_recomputes(cohort_dir, tmp_path):
     assert second.samples["S01"]["status"] == "ok"
     areas = pd.read_parquet(tmp_path / "tables" / "compartments.parquet")
     assert areas.loc[areas["compartment"] == "border", "area_mm2"].max() > 0
+    # Without a clinical table each sample is its own patient; the lesion step still runs.
+    record = json.loads((tmp_path / "run.json").read_text())["lesion_size_exclusion"]
+    assert record["status"] == "ok"
+    lesions = pd.read_parquet(tmp_path / "cohort" / "lesion_size_exclusion.parquet")
+    assert (lesions["n_patients"] == 1).all()
 
 
 def test_bad_sample_fails_alone(cohort_dir, tmp_path):

@@ -215,6 +215,8 @@ def run(inputs: Sequence[str | Path], out_dir: str | Path, config: Config | None
     if ok and (out / "tables" / "cn_training.parquet").is_file():
         with clock.stage("neighbourhoods"):
             _neighbourhood_step(out, ok, records, config)
+    with clock.stage("lesions"):
+        lesion_record = _lesion_step(out, clinical_table, config)
     cohort = None
     if clinical_table is not None:
         write_parquet(out / "clinical.parquet", clinical_table)
@@ -228,6 +230,7 @@ def run(inputs: Sequence[str | Path], out_dir: str | Path, config: Config | None
         "clinical": str(clinical) if clinical else None,
         "samples": records,
         "cohort": cohort,
+        "lesion_size_exclusion": lesion_record,
         "stages": clock.seconds,
         "seconds": round(time.perf_counter() - started, 3),
     }
@@ -242,36 +245,44 @@ def run(inputs: Sequence[str | Path], out_dir: str | Path, config: Config | None
     return RunResult(out, records)
 
 
+def _lesion_step(out: Path, clinical_table: pd.DataFrame | None,
+                 config: Config) -> dict[str, Any]:
+    """Lesion size vs exclusion over the run's lesions; writes its table, never raises.
+
+    :func:`metaniche.cohort.lesions.lesion_exclusion_table` over
+    ``tables/lesion_metrics.parquet`` goes to ``cohort/lesion_size_exclusion.parquet``
+    (patients from the clinical table when given, else each sample is its own patient).
+    Returns the run.json record.
+    """
+    from metaniche.cohort.lesions import lesion_exclusion_table
+
+    lesion_in = out / "tables" / "lesion_metrics.parquet"
+    lesion_out = out / "cohort" / "lesion_size_exclusion.parquet"
+    try:
+        if not lesion_in.is_file():
+            if lesion_out.is_file():
+                lesion_out.unlink()
+            return {"status": "skipped", "reason": "no tables/lesion_metrics.parquet"}
+        table = lesion_exclusion_table(pd.read_parquet(lesion_in), clinical_table,
+                                       config.clinical)
+        write_parquet(lesion_out, table)
+        return {"status": "ok", "rows": len(table)}
+    except Exception as err:
+        return {"status": "failed", "error": f"lesion size vs exclusion failed: {err!r}"}
+
+
 def _cohort_step(out: Path, clinical_table: pd.DataFrame, config: Config) -> dict[str, Any]:
     """Run :func:`metaniche.cohort.analyse_cohort` and write its outputs; never raises.
 
     Writes ``association.parquet``, ``prediction.json`` (when prediction ran) and
     ``tables/km_curves.parquet``; returns the run.json record (status, skipped analyses,
-    warnings, or the error), so a cohort failure never loses the per-sample outputs. Lesion
-    size vs exclusion (:func:`metaniche.cohort.lesions.lesion_exclusion_table` over
-    ``tables/lesion_metrics.parquet``) goes to ``cohort/lesion_size_exclusion.parquet`` and
-    its record under ``lesion_size_exclusion``, whatever the outcome analyses do.
+    warnings, or the error), so a cohort failure never loses the per-sample outputs.
     """
     from metaniche.cohort import analyse_cohort
-    from metaniche.cohort.lesions import lesion_exclusion_table
 
-    lesion_in = out / "tables" / "lesion_metrics.parquet"
-    lesion_out = out / "cohort" / "lesion_size_exclusion.parquet"
-    lesions: dict[str, Any] = {"status": "skipped", "reason": "no tables/lesion_metrics.parquet"}
-    try:
-        if lesion_in.is_file():
-            table = lesion_exclusion_table(pd.read_parquet(lesion_in), clinical_table,
-                                           config.clinical)
-            write_parquet(lesion_out, table)
-            lesions = {"status": "ok", "rows": len(table)}
-        elif lesion_out.is_file():
-            lesion_out.unlink()
-    except Exception as err:
-        lesions = {"status": "failed", "error": f"lesion size vs exclusion failed: {err!r}"}
     path = out / "features.parquet"
     if not path.is_file():
-        return {"status": "failed", "error": "no features.parquet (no sample succeeded).",
-                "lesion_size_exclusion": lesions}
+        return {"status": "failed", "error": "no features.parquet (no sample succeeded)."}
     try:
         result = analyse_cohort(pd.read_parquet(path), clinical_table, config)
         write_parquet(out / "association.parquet", result.association)
@@ -279,14 +290,13 @@ def _cohort_step(out: Path, clinical_table: pd.DataFrame, config: Config) -> dic
             write_json(out / "prediction.json", result.prediction)
         write_parquet(out / "tables" / "km_curves.parquet", result.km_curves)
     except MetanicheError as err:
-        return {"status": "failed", "error": str(err), "lesion_size_exclusion": lesions}
+        return {"status": "failed", "error": str(err)}
     except Exception as err:
         return {"status": "failed", "error": f"cohort analysis failed: {err!r}",
-                "traceback": traceback.format_exc(), "lesion_size_exclusion": lesions}
+                "traceback": traceback.format_exc()}
     return {"status": "ok", "unit": result.unit, "skipped": result.skipped,
             "warnings": result.warnings, "n_features": int(result.matrix.shape[1]),
-            "dropped_features": len(result.dropped_features),
-            "lesion_size_exclusion": lesions}
+            "dropped_features": len(result.dropped_features)}
 
 
 def _sample_task(item: tuple[SampleInput, Config, str, str, bool],

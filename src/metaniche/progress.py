@@ -22,7 +22,7 @@ __all__ = ["RUN_STAGES", "ProgressCallback", "ProgressEvent", "QueueEmitter", "S
            "sample_stage_names"]
 
 #: Run-level stages after the per-sample tasks, in order (each only when it runs).
-RUN_STAGES = ("gather", "neighbourhoods", "cohort", "report")
+RUN_STAGES = ("gather", "neighbourhoods", "lesions", "cohort", "report")
 
 
 @dataclass(frozen=True)
