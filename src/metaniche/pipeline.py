@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from metaniche import __version__
 from metaniche._atomic import write_json, write_parquet, write_text
@@ -213,14 +214,16 @@ def run(inputs: Sequence[str | Path], out_dir: str | Path, config: Config | None
     with clock.stage("gather"):
         _gather(out, ok, records)
     if ok and (out / "tables" / "cn_training.parquet").is_file():
-        with clock.stage("neighbourhoods"):
+        # Many small k-means / logistic fits: OpenMP/BLAS threads cost more than they give
+        # (3-10x slower on 2 busy cores), so the cohort steps run single-threaded.
+        with clock.stage("neighbourhoods"), threadpool_limits(1):
             _neighbourhood_step(out, ok, records, config)
     with clock.stage("lesions"):
         lesion_record = _lesion_step(out, clinical_table, config)
     cohort = None
     if clinical_table is not None:
         write_parquet(out / "clinical.parquet", clinical_table)
-        with clock.stage("cohort"):
+        with clock.stage("cohort"), threadpool_limits(1):
             cohort = _cohort_step(out, clinical_table, config)
     manifest = {
         "metaniche_version": __version__,
