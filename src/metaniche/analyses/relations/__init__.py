@@ -5,6 +5,11 @@ from metaniche.analyses.relations._graph import (
     iter_pairs_within,
     neighbour_graph,
 )
+from metaniche.analyses.relations.alphashape import (
+    BorderCells,
+    alpha_shape_edges,
+    border_cells,
+)
 from metaniche.analyses.relations.cooccurrence import co_occurrence, co_occurrence_table
 from metaniche.analyses.relations.distances import (
     ClarkEvans,
@@ -44,14 +49,17 @@ from metaniche.analyses.relations.pointpattern import (
 
 __all__ = [
     "GRAPH_KINDS",
+    "BorderCells",
     "ClarkEvans",
     "EnrichmentResult",
     "MixingScore",
     "RipleyResult",
     "Window",
+    "alpha_shape_edges",
     "average_marker_within_radius",
     "average_minimum_distance",
     "average_percentage_within_radius",
+    "border_cells",
     "bounding_box_area",
     "clark_evans",
     "co_occurrence",
