@@ -401,12 +401,14 @@ def _lesion_table(lesion_labels: np.ndarray, grid: Grid) -> pd.DataFrame:
                              "centroid_x": pd.Series(dtype=float),
                              "centroid_y": pd.Series(dtype=float)})
     index = np.arange(1, n_lesions + 1)
-    n_pixels = ndimage.sum_labels(np.ones_like(lesion_labels), lesion_labels, index)
-    centroids = np.array(ndimage.center_of_mass(np.ones_like(lesion_labels), lesion_labels,
-                                                index)).reshape(-1, 2)
+    rows, cols = np.nonzero(lesion_labels)      # one pass over the lesion pixels only
+    labels = lesion_labels[rows, cols]
+    n_pixels = np.bincount(labels, minlength=n_lesions + 1)[1:].astype(np.float64)
+    mean_row = np.bincount(labels, weights=rows, minlength=n_lesions + 1)[1:] / n_pixels
+    mean_col = np.bincount(labels, weights=cols, minlength=n_lesions + 1)[1:] / n_pixels
     return pd.DataFrame({
         "lesion_id": index,
         "area_mm2": n_pixels * grid.pixel_area_mm2,
-        "centroid_x": grid.x0 + (centroids[:, 1] + 0.5) * grid.pixel_um,
-        "centroid_y": grid.y0 + (centroids[:, 0] + 0.5) * grid.pixel_um,
+        "centroid_x": grid.x0 + (mean_col + 0.5) * grid.pixel_um,
+        "centroid_y": grid.y0 + (mean_row + 0.5) * grid.pixel_um,
     })
