@@ -216,14 +216,14 @@ def run(inputs: Sequence[str | Path], out_dir: str | Path, config: Config | None
     if ok and (out / "tables" / "cn_training.parquet").is_file():
         # Many small k-means / logistic fits: OpenMP/BLAS threads cost more than they give
         # (3-10x slower on 2 busy cores), so the cohort steps run single-threaded.
-        with clock.stage("neighbourhoods"), threadpool_limits(1):
+        with clock.stage("neighbourhoods"), _single_threaded():
             _neighbourhood_step(out, ok, records, config)
     with clock.stage("lesions"):
         lesion_record = _lesion_step(out, clinical_table, config)
     cohort = None
     if clinical_table is not None:
         write_parquet(out / "clinical.parquet", clinical_table)
-        with clock.stage("cohort"), threadpool_limits(1):
+        with clock.stage("cohort"), _single_threaded():
             cohort = _cohort_step(out, clinical_table, config)
     manifest = {
         "metaniche_version": __version__,
@@ -246,6 +246,18 @@ def run(inputs: Sequence[str | Path], out_dir: str | Path, config: Config | None
     manifest["seconds"] = round(time.perf_counter() - started, 3)
     write_json(out / "run.json", manifest | {"stages": clock.seconds})
     return RunResult(out, records)
+
+
+def _single_threaded() -> threadpool_limits:
+    """Limit OpenMP/BLAS to one thread for the cohort steps' many small scikit-learn fits.
+
+    threadpoolctl only limits libraries already loaded, so scikit-learn's compiled modules
+    (and their OpenMP runtime) are imported first.
+    """
+    import sklearn.cluster
+    import sklearn.linear_model  # noqa: F401
+
+    return threadpool_limits(1)
 
 
 def _lesion_step(out: Path, clinical_table: pd.DataFrame | None,
