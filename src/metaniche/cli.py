@@ -90,8 +90,8 @@ def run(
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Directory for the demo.")] = Path(
         "metaniche-demo"),
-    samples: Annotated[int, typer.Option(min=1)] = 6,
-    cells: Annotated[int, typer.Option(min=2000)] = 20_000,
+    samples: Annotated[int, typer.Option(min=1)] = 12,
+    cells: Annotated[int, typer.Option(min=2000)] = 10_000,
     seed: int = 0,
 ) -> None:
     """Simulate a small cohort, analyse it and write the report."""
