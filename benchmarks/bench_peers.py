@@ -9,8 +9,11 @@ has metaniche installed: they run from ``.venv-squidpy`` / ``.venv-scimap`` (``m
 peers-env``); a missing venv is skipped with a note. ``time_ratio`` and ``mem_ratio`` are
 metaniche / peer (< 1: metaniche is faster / smaller).
 
-Usage: ``python benchmarks/bench_peers.py [--sizes 10000 100000] [--with-1m] [--timeout S]``.
-Writes ``benchmarks/results/peers.json`` (the comparison rows plus every raw run).
+Usage: ``python benchmarks/bench_peers.py [--sizes 10000 100000] [--with-1m] [--timeout S]
+[--only SUBSTRING ...] [--output NAME]``. ``--only`` keeps the statistics whose name contains
+one of the substrings (e.g. ``--only nearest "count within" "1000 perms"``); ``--output``
+names the results file (default ``peers``, i.e. ``benchmarks/results/peers.json``, the
+comparison rows plus every raw run).
 """
 
 from __future__ import annotations
@@ -58,8 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--with-1m", action="store_true", help="add a 1,000,000-cell tissue")
     parser.add_argument("--timeout", type=float, default=TIMEOUT_S,
                         help="seconds before one step is stopped and reported as a timeout")
+    parser.add_argument("--only", nargs="+", default=None, metavar="SUBSTRING",
+                        help="run only statistics whose name contains one of these")
+    parser.add_argument("--output", default="peers", help="results file name (no .json)")
     args = parser.parse_args(argv)
     sizes = sorted(set(args.sizes) | ({1_000_000} if args.with_1m else set()))
+    pairs = [p for p in PAIRS if args.only is None or any(s in p[0] for s in args.only)]
     available = {tool: importable(tool) for tool in PYTHONS}
     for tool, ok in available.items():
         if not ok:
@@ -83,10 +90,10 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append(record)
                 return done[tool, step]
 
-            for statistic, ours, peer, peer_step in PAIRS:
+            for statistic, ours, peer, peer_step in pairs:
                 rows.append(compare(statistic, n_cells, timed("metaniche", ours),
                                     timed(peer, peer_step)))
-    path = write_results("peers", rows)
+    path = write_results(args.output, rows)
     payload = json.loads(path.read_text())
     payload["runs"] = runs
     path.write_text(json.dumps(payload, indent=2) + "\n")

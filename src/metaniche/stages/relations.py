@@ -13,7 +13,6 @@ import pandas as pd
 
 from metaniche.analyses.relations import (
     Window,
-    average_minimum_distance,
     clark_evans,
     co_occurrence,
     co_occurrence_table,
@@ -29,7 +28,7 @@ from metaniche.analyses.relations import (
     ripley_envelope,
     ripley_table,
 )
-from metaniche.analyses.relations._graph import GRAPH_KINDS, iter_pairs_within
+from metaniche.analyses.relations._graph import GRAPH_KINDS
 from metaniche.context import SampleContext, StageOutput
 from metaniche.errors import ConfigError
 
@@ -66,9 +65,8 @@ def run(context: SampleContext) -> StageOutput:
     counts = np.bincount(codes, minlength=n_types)
     featured = sorted(np.argsort(-counts, kind="stable")[:params.max_types].tolist())
     featured_types = [types[t] for t in featured]
-    features: dict[str, object] = {"avg_min_dist_um": average_minimum_distance(tree)}
-
     nearest = nearest_type_distances(coords, codes, n_types)
+    features: dict[str, object] = {"avg_min_dist_um": _average_minimum_distance(nearest)}
     distances = distance_summary(nearest, codes, types, groups=compartment)
     distances.insert(1, "lesion_id", pd.array([pd.NA] * len(distances), dtype="Int64"))
     whole = distances[distances["compartment"] == "all"]
@@ -78,9 +76,8 @@ def run(context: SampleContext) -> StageOutput:
 
     interval = np.linspace(0.0, params.cooccurrence_max_um, params.cooccurrence_bins + 1)
     radii = np.arange(params.ripley_step_um, params.ripley_max_um + 1e-9, params.ripley_step_um)
-    longest = max([params.cooccurrence_max_um, radii[-1], *params.count_within_um])
-    pairs = list(iter_pairs_within(tree, float(longest)))  # one pair pass shared by three stats
-    within = count_within_by_type(tree, codes, types, params.count_within_um, pairs=pairs)
+    # pair statistics enumerate pairs on the fly in Numba cell-list kernels (no pair list)
+    within = count_within_by_type(tree, codes, types, params.count_within_um)
 
     edges = neighbour_graph(coords, tree, params.graph, params.contact_radius_um, params.k)
     enrichment_tables = []
@@ -117,7 +114,7 @@ def run(context: SampleContext) -> StageOutput:
     clark = pd.DataFrame(clark_rows, columns=["cell_type", "n_cells", "area_mm2", "index", "z",
                                               "p", "pattern"])
 
-    ripley = ripley_cross(coords, codes, n_types, radii, window, tree=tree, pairs=pairs)
+    ripley = ripley_cross(coords, codes, n_types, radii, window)
     ripley_long = ripley_table(ripley, types)
     if params.ripley_simulations > 0:
         ripley_long = _with_envelopes(ripley_long, window, counts, types, radii, params)
@@ -127,7 +124,7 @@ def run(context: SampleContext) -> StageOutput:
             if np.isfinite(summary[a, b]):
                 features[f"ripley_l_mean.{types[a]}.{types[b]}"] = float(summary[a, b])
 
-    ratio, _ = co_occurrence(coords, codes, n_types, interval, tree=tree, pairs=pairs)
+    ratio, _ = co_occurrence(coords, codes, n_types, interval)
     cooccurrence = co_occurrence_table(ratio, interval, types)
 
     tables = {"distances": distances, "count_within": within, "mixing": mixing,
@@ -135,6 +132,18 @@ def run(context: SampleContext) -> StageOutput:
               "cooccurrence": cooccurrence}
     return StageOutput(tables=tables, features=features,
                        cell_columns={"neighbourhood_entropy": entropy})
+
+
+def _average_minimum_distance(nearest: np.ndarray) -> float:
+    """SPIAT's average minimum distance from the nearest-distance-by-type matrix.
+
+    The nearest other cell of any type is the minimum over types of the nearest other cell of
+    each type, so this equals :func:`~metaniche.analyses.relations.average_minimum_distance`
+    (bit for bit) without a second all-cell KD-tree query. NaN for fewer than 2 cells.
+    """
+    if nearest.shape[0] < 2 or nearest.shape[1] == 0:
+        return float("nan")
+    return float(np.mean(np.nanmin(nearest, axis=1)))
 
 
 def _mixing(context: SampleContext, radius: float) -> tuple[pd.DataFrame, dict[str, object]]:

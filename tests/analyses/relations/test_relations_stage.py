@@ -6,7 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from metaniche.analyses.relations import mixing_score, nearest_type_distances
+from metaniche.analyses.relations import (
+    average_minimum_distance,
+    mixing_score,
+    nearest_type_distances,
+)
 from metaniche.config import Config, RelationsParams
 from metaniche.errors import ConfigError
 from metaniche.pipeline import analyse_sample, build_context
@@ -44,6 +48,11 @@ def test_nn_feature_equals_direct_computation(context, output):
     s, t = context.cell_types.index("CD8_T"), context.cell_types.index("Tumor")
     expected = np.nanmean(nearest[context.type_codes == s, t])
     assert output.features["nn_dist_um.CD8_T.Tumor"] == pytest.approx(expected)
+
+
+def test_average_minimum_distance_feature_is_spiat_statistic(context, output):
+    # the stage takes it from the nearest-by-type matrix; bit-identical to the KD-tree query
+    assert output.features["avg_min_dist_um"] == average_minimum_distance(context.tree)
 
 
 def test_mixing_feature_is_keren_score(context, output):

@@ -27,6 +27,8 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial import cKDTree
 
+from metaniche.analyses.relations._graph import PairChunks
+
 __all__ = [
     "ClarkEvans",
     "average_marker_within_radius",
@@ -43,7 +45,8 @@ __all__ = [
 
 
 def nearest_type_distances(coordinates: np.ndarray, type_codes: np.ndarray, n_types: int,
-                           tree_by_type: Sequence[cKDTree | None] | None = None) -> np.ndarray:
+                           tree_by_type: Sequence[cKDTree | None] | None = None,
+                           grid_fraction: float = 1 / 64) -> np.ndarray:
     """Distance from every cell to the nearest *other* cell of each type.
 
     Parameters
@@ -55,37 +58,60 @@ def nearest_type_distances(coordinates: np.ndarray, type_codes: np.ndarray, n_ty
     n_types
         Number of types.
     tree_by_type
-        Optional prebuilt KD-trees of each type's cells (built here when absent).
+        Optional prebuilt KD-trees of each type's cells (built here when needed and absent).
+    grid_fraction
+        Types holding at least this fraction of the cells are found by the cell-list ring
+        search; rarer types (whose nearest cell is typically far) by per-type KD-trees.
 
     Returns
     -------
     numpy.ndarray
-        (n, n_types) float64; entry ``[i, t]`` is the distance from cell i to the nearest cell
-        of type t other than i itself (index-based self exclusion: a coincident different cell
-        gives 0). NaN when type t has no cell other than i.
+        (n, n_types) float64; entry ``[i, t]`` is the Euclidean distance from cell i to the
+        nearest cell of type t other than i itself (index-based self exclusion: a coincident
+        different cell gives 0). NaN when type t has no cell other than i.
 
     Notes
     -----
-    One KD-tree per target type, queried with k = 2 for cells of that same type (dropping the
-    cell itself) and k = 1 otherwise. O(n log n · n_types) time, O(n · n_types) memory.
+    Exact, and bit-identical to one KD-tree query per target type (``d = sqrt(dx² + dy²)``
+    as scipy computes it). A Numba cell-list kernel
+    (:func:`~metaniche.analyses.relations._grid.nearest_by_type_grid`) searches rings of grid
+    bins around each cell until no unseen cell can be closer than the nearest cell found of
+    every common type; the (cell, type) pairs left unresolved at its ring cap (a cell far from
+    all cells of a type, e.g. outside a tumour) and all pairs of rare types go to a KD-tree of
+    that type (``k = 2`` for its own cells, dropping the cell itself; ``k = 1`` otherwise).
+    Time about O(n · c) for c cells within the farthest common type's nearest distance, plus
+    O(u log n) for u unresolved pairs; memory O(n · n_types).
     """
-    coordinates = np.asarray(coordinates, dtype=np.float64)
-    type_codes = np.asarray(type_codes)
-    out = np.full((len(coordinates), n_types), np.nan)
+    from metaniche.analyses.relations._grid import nearest_by_type_grid
+
+    coordinates = np.asarray(coordinates, dtype=np.float64).reshape(-1, 2)
+    codes = np.asarray(type_codes, dtype=np.int64)
+    n = len(coordinates)
+    counts = np.bincount(codes, minlength=n_types)
+    wanted = counts >= max(2.0, grid_fraction * n)
+    # rows in grid order (spatially coherent KD-tree queries); one scatter back at the end
+    in_order, resolved, order = nearest_by_type_grid(coordinates, codes, n_types, wanted)
     for target in range(n_types):
-        members = np.flatnonzero(type_codes == target)
-        if len(members) == 0:
+        pending = np.flatnonzero(~resolved[:, target])
+        if len(pending) == 0:
             continue
+        members = np.flatnonzero(codes == target)
         tree = tree_by_type[target] if tree_by_type is not None else None
         if tree is None:
             tree = cKDTree(coordinates[members])
-        others = type_codes != target
-        if others.any():
-            out[others, target] = tree.query(coordinates[others], k=1)[0]
-        if len(members) > 1:
-            dist, index = tree.query(coordinates[members], k=2)
-            is_self = members[index[:, 0]] == members
-            out[members, target] = np.where(is_self, dist[:, 1], dist[:, 0])
+        cells = order[pending]
+        is_member = codes[cells] == target
+        others = pending[~is_member]
+        if len(others):
+            in_order[others, target] = tree.query(coordinates[order[others]], k=1,
+                                                  workers=-1)[0]
+        own = pending[is_member]
+        if len(own):
+            dist, index = tree.query(coordinates[order[own]], k=2, workers=-1)
+            is_self = members[index[:, 0]] == order[own]
+            in_order[own, target] = np.where(is_self, dist[:, 1], dist[:, 0])
+    out = np.empty_like(in_order)
+    out[order] = in_order
     return out
 
 
@@ -127,9 +153,8 @@ def distance_summary(nearest: np.ndarray, type_codes: np.ndarray, cell_types: Se
             # a (source, target) column is all-NaN or NaN-free: NaN only when the target type
             # has no cell other than the source cell itself
             n_valid = (~np.isnan(selected)).sum(axis=0)
-            ordered = np.sort(selected, axis=0)
             mean = np.mean(selected, axis=0)
-            q = np.quantile(ordered, [0.0, 0.25, 0.5, 0.75, 1.0], axis=0)
+            q = np.quantile(selected, [0.0, 0.25, 0.5, 0.75, 1.0], axis=0)
             for target in range(n_types):
                 if n_valid[target] == 0:
                     continue
@@ -149,9 +174,12 @@ def average_minimum_distance(tree: cKDTree) -> float:
     """
     if tree.n < 2:
         return float("nan")
-    dist, index = tree.query(tree.data, k=2)
-    is_self = index[:, 0] == np.arange(tree.n)
-    return float(np.mean(np.where(is_self, dist[:, 1], dist[:, 0])))
+    # query in the tree's own (spatially coherent) order for cache locality, then restore
+    order = tree.indices
+    dist, index = tree.query(tree.data[order], k=2, workers=-1)
+    nearest = np.empty(tree.n)
+    nearest[order] = np.where(index[:, 0] == order, dist[:, 1], dist[:, 0])
+    return float(np.mean(nearest))
 
 
 def count_within(from_coordinates: np.ndarray, to_coordinates: np.ndarray,
@@ -188,49 +216,91 @@ def count_within(from_coordinates: np.ndarray, to_coordinates: np.ndarray,
 
 
 def count_within_by_type(tree: cKDTree, type_codes: np.ndarray, cell_types: Sequence[str],
-                         radii: Sequence[float], chunk_size: int = 50_000,
-                         pairs: list | None = None) -> pd.DataFrame:
+                         radii: Sequence[float], pairs: PairChunks | None = None,
+                         ) -> pd.DataFrame:
     """:func:`count_within` for every ordered type pair and radius in one pass over pairs.
 
-    Same convention as phenoptr (``0 < d <= r``). Returns ``source_type, target_type, radius_um,
-    from_count, to_count, from_with, within_mean``. O(pairs within max(radii) + n·K·R) time,
-    O(n·K) memory per radius. ``pairs`` optionally shares precomputed directed pair chunks
-    covering at least ``max(radii)``.
+    Parameters
+    ----------
+    tree
+        KD-tree of all cells (its ``data`` are the coordinates).
+    type_codes
+        (n,) type code per cell.
+    cell_types
+        Labels of the codes.
+    radii
+        Radii, in the coordinates' unit (µm in the pipeline).
+    pairs
+        Optional precomputed directed pair chunks ``(i, j, d)`` covering at least
+        ``max(radii)``; by default pairs are enumerated on the fly by a Numba cell-list kernel
+        (:func:`~metaniche.analyses.relations._grid.counts_within_by_type_grid`), which never
+        stores pairs or per-cell counts.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``source_type, target_type, radius_um, from_count, to_count, from_with, within_mean``
+        for every source type with cells, every target type and every radius (ascending):
+        ``from_with`` is the number of source cells with at least one target cell at
+        ``0 < d <= r`` and ``within_mean`` the mean number of such target cells per source cell
+        (phenoptr's convention: coincident cells never count, the cell itself never counts).
+
+    Notes
+    -----
+    Distances are computed as scipy's KD-tree computes them, and the inclusion tests are the
+    KD-tree pair stream's: ``d² <= max(radii)²`` for the outermost radius, then
+    ``sqrt(d²) <= r`` for each radius (the two differ only for a d² within one ulp above r²
+    whose square root rounds to r: it counts at an inner radius r, not at the outermost).
+    Time O(n + pairs within max(radii)), run in parallel over blocks of grid rows; memory
+    O(n + K² · R). Counts are integers, so results do not depend on the number of threads.
     """
-    from metaniche.analyses.relations._graph import iter_pairs_within
+    from metaniche.analyses.relations._grid import counts_within_by_type_grid
 
     codes = np.asarray(type_codes, dtype=np.int64)
-    n, k = len(codes), len(cell_types)
+    k = len(cell_types)
     radii = np.sort(np.asarray(radii, dtype=np.float64))
-    per_cell = np.zeros((len(radii), n * k))
-    if len(radii):
-        chunks = (pairs if pairs is not None
-                  else iter_pairs_within(tree, float(radii[-1]), chunk_size))
-        for i, j, d in chunks:
-            keep = (d > 0) & (d <= radii[-1])
-            i, j, d = i[keep], j[keep], d[keep]
-            for r_index, radius in enumerate(radii):
-                inside = d <= radius
-                per_cell[r_index] += np.bincount(i[inside] * k + codes[j[inside]],
-                                                 minlength=n * k)
+    if pairs is not None:
+        totals, with_any = _counts_from_pairs(pairs, codes, k, radii)
+    else:
+        totals, with_any = counts_within_by_type_grid(tree.data, codes, k, radii)
     n_by_type = np.bincount(codes, minlength=k)
     rows = []
     for r_index, radius in enumerate(radii):
-        counts = per_cell[r_index].reshape(n, k)
-        with_any = np.stack([np.bincount(codes, weights=(counts[:, t] > 0), minlength=k)
-                             for t in range(k)], axis=1)
-        totals = np.stack([np.bincount(codes, weights=counts[:, t], minlength=k)
-                           for t in range(k)], axis=1)
         for source in range(k):
             if n_by_type[source] == 0:
                 continue
             for target in range(k):
                 rows.append((cell_types[source], cell_types[target], float(radius),
                              int(n_by_type[source]), int(n_by_type[target]),
-                             int(with_any[source, target]),
-                             totals[source, target] / n_by_type[source]))
+                             int(with_any[r_index, source, target]),
+                             float(totals[r_index, source, target]) / n_by_type[source]))
     return pd.DataFrame(rows, columns=["source_type", "target_type", "radius_um", "from_count",
                                        "to_count", "from_with", "within_mean"])
+
+
+def _counts_from_pairs(pairs: PairChunks, codes: np.ndarray, k: int,
+                       radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(totals, with_any)`` as (R, K, K) from directed pair chunks (``0 < d <= r``)."""
+    n = len(codes)
+    totals = np.zeros((len(radii), k, k), dtype=np.int64)
+    with_any = np.zeros((len(radii), k, k), dtype=np.int64)
+    if len(radii) == 0:
+        return totals, with_any
+    per_cell = np.zeros((len(radii), n * k), dtype=np.int64)
+    for i, j, d in pairs:
+        keep = (d > 0) & (d <= radii[-1])
+        i, j, d = i[keep], j[keep], d[keep]
+        for r_index, radius in enumerate(radii):
+            inside = d <= radius
+            per_cell[r_index] += np.bincount(i[inside] * k + codes[j[inside]], minlength=n * k)
+    for r_index in range(len(radii)):
+        counts = per_cell[r_index].reshape(n, k)
+        for target in range(k):
+            totals[r_index, :, target] = np.bincount(codes, weights=counts[:, target],
+                                                     minlength=k)
+            with_any[r_index, :, target] = np.bincount(codes, weights=counts[:, target] > 0,
+                                                       minlength=k)
+    return totals, with_any
 
 
 def average_percentage_within_radius(coordinates: np.ndarray, is_reference: np.ndarray,

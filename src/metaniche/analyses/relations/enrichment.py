@@ -18,10 +18,12 @@ in four positions, or four distinct vertices) and by the strata of the distinct 
 z-score is ``(C − E) / sqrt(Var)``; its p-value is two-sided under the normal approximation,
 ``2 · Φ(−|z|)``.
 
-Monte Carlo (optional): labels are permuted (within strata), ``C`` recounted with
-``np.bincount``; the two-sided p-value is ``(#{|C* − E| ≥ |C − E|} + 1) / (n_perm + 1)``
-with E the exact mean. Permutation ``k`` uses generator ``SeedSequence(seed).spawn(n)[k]``, so
-results do not depend on blocking or workers.
+Monte Carlo (optional): labels are permuted (within strata) and ``C`` recounted over the edge
+list, O(m) per permutation, permutations in parallel in Numba
+(:mod:`metaniche.analyses.relations._permute`); the two-sided p-value is
+``(#{|C* − E| ≥ |C − E|} + 1) / (n_perm + 1)`` with E the exact mean. Permutation ``k`` shuffles
+exactly as ``np.random.default_rng(SeedSequence(seed).spawn(n)[k]).permutation`` does, so
+results do not depend on blocking or the number of threads.
 
 References
 ----------
@@ -40,6 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from metaniche.analyses.relations._permute import permutation_exceedances
 
 __all__ = ["EnrichmentResult", "combine_z_stouffer", "contact_counts", "enrichment_table",
            "join_count_moments", "neighbourhood_enrichment", "stouffer_z"]
@@ -221,16 +225,10 @@ def neighbourhood_enrichment(edges: np.ndarray, type_codes: np.ndarray, n_types:
     p = 2.0 * stats.norm.sf(np.abs(z))
     p_perm = None
     if n_permutations > 0:
-        exceed = np.zeros((n_types, n_types))
         deviation = np.abs(observed - expected) * (1 - 1e-12)
         groups = _strata_members(strata, len(codes))
-        for generator in np.random.SeedSequence(seed).spawn(n_permutations):
-            rng = np.random.default_rng(generator)
-            shuffled = codes.copy()
-            for members in groups:
-                shuffled[members] = rng.permutation(codes[members])
-            permuted = contact_counts(edges, shuffled, n_types)
-            exceed += np.abs(permuted - expected) >= deviation
+        exceed = permutation_exceedances(edges, codes, n_types, groups, seed,
+                                         int(n_permutations), expected, deviation)
         p_perm = (exceed + 1.0) / (n_permutations + 1.0)
     return EnrichmentResult(observed, expected, variance, z, p, p_perm, int(n_permutations))
 

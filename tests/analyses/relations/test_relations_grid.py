@@ -1,0 +1,236 @@
+"""Cell-list kernels (nearest cell of each type, counts within radii) and the parallel Monte
+Carlo permutations: bit-identical to the KD-tree / NumPy references, brute force, boundaries."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.spatial import cKDTree
+from scipy.spatial.distance import cdist
+
+from metaniche.analyses.relations import (
+    average_minimum_distance,
+    co_occurrence,
+    contact_counts,
+    count_within_by_type,
+    iter_pairs_within,
+    join_count_moments,
+    nearest_type_distances,
+    neighbour_graph,
+    neighbourhood_enrichment,
+)
+from metaniche.analyses.relations._grid import nearest_by_type_grid
+from metaniche.analyses.relations._permute import _shuffle, permutation_states
+from metaniche.analyses.relations.enrichment import _strata_members
+from metaniche.stages.relations import _average_minimum_distance
+
+
+def _tree_reference(xy, codes, n_types):
+    """One KD-tree per target type (k = 2 for its own cells, dropping the cell itself)."""
+    out = np.full((len(xy), n_types), np.nan)
+    for target in range(n_types):
+        members = np.flatnonzero(codes == target)
+        if len(members) == 0:
+            continue
+        tree = cKDTree(xy[members])
+        others = codes != target
+        if others.any():
+            out[others, target] = tree.query(xy[others], k=1)[0]
+        if len(members) > 1:
+            dist, index = tree.query(xy[members], k=2)
+            is_self = members[index[:, 0]] == members
+            out[members, target] = np.where(is_self, dist[:, 1], dist[:, 0])
+    return out
+
+
+def _brute_nearest(xy, codes, n_types):
+    full = cdist(xy, xy)
+    np.fill_diagonal(full, np.inf)
+    out = np.stack([full[:, codes == t].min(axis=1) if (codes == t).any()
+                    else np.full(len(xy), np.inf) for t in range(n_types)], axis=1)
+    out[np.isinf(out)] = np.nan
+    return out
+
+
+def _layouts():
+    rng = np.random.default_rng(0)
+    uniform = rng.uniform(0, 400, (1500, 2))
+    yield "uniform", uniform, rng.integers(0, 5, 1500)
+    lattice = np.array(np.meshgrid(np.arange(30.0), np.arange(30.0))).reshape(2, -1).T * 7
+    yield "lattice ties", lattice, rng.integers(0, 4, len(lattice))      # many exact ties
+    rounded = np.round(rng.uniform(0, 40, (800, 2)))                       # coincident cells
+    yield "coincident", rounded, rng.integers(0, 3, 800)
+    # types in separate clusters far apart: long ring searches, unresolved pairs at the cap
+    clusters = np.concatenate([rng.normal(0, 20, (600, 2)), rng.normal(3000, 20, (600, 2))])
+    yield "clusters", clusters, np.repeat([0, 1], 600)
+    rare = rng.uniform(0, 1000, (2000, 2))
+    codes = rng.integers(0, 3, 2000)
+    codes[:3] = 3          # a rare type (per-type tree path)
+    codes[3] = 4           # a single-cell type: undefined for itself
+    yield "rare and single", rare, codes                               # type 5 has no cell
+    line = np.column_stack([np.linspace(0, 100, 300), np.zeros(300)])  # zero-area bounding box
+    yield "line", line, rng.integers(0, 2, 300)
+
+
+@pytest.mark.parametrize("layout", list(_layouts()), ids=lambda item: item[0])
+def test_nearest_bit_identical_to_kdtree_and_equal_to_brute_force(layout):
+    _, xy, codes = layout
+    n_types = int(codes.max()) + 2
+    nearest = nearest_type_distances(xy, codes, n_types)
+    np.testing.assert_array_equal(nearest, _tree_reference(xy, codes, n_types))
+    np.testing.assert_allclose(nearest, _brute_nearest(xy, codes, n_types), rtol=1e-12)
+    assert np.isnan(nearest[:, -1]).all()
+
+
+@pytest.mark.parametrize("max_candidates", [1, 8, 100_000])
+def test_ring_search_resolves_exactly_or_reports_unresolved(max_candidates):
+    rng = np.random.default_rng(1)
+    xy = np.concatenate([rng.uniform(0, 300, (700, 2)), rng.uniform(2000, 2100, (50, 2))])
+    codes = np.concatenate([rng.integers(0, 3, 700), np.full(50, 3)])
+    reference = _tree_reference(xy, codes, 4)
+    distance, resolved, order = nearest_by_type_grid(xy, codes, 4, np.ones(4, dtype=bool),
+                                                     max_candidates=max_candidates)
+    assert sorted(order) == list(range(len(xy)))   # rows in grid order
+    np.testing.assert_array_equal(distance[resolved], reference[order][resolved])
+    if max_candidates == 1:
+        assert not resolved.all()   # the far cluster is beyond the cap: left to the KD-trees
+    if max_candidates == 100_000:
+        assert resolved.all()
+    np.testing.assert_array_equal(nearest_type_distances(xy, codes, 4, grid_fraction=0.0),
+                                  reference)
+
+
+def test_nearest_tiny_inputs():
+    assert np.isnan(nearest_type_distances(np.array([[1.0, 2.0]]), np.array([0]), 1)).all()
+    two = nearest_type_distances(np.array([[0.0, 0.0], [3.0, 4.0]]), np.array([0, 1]), 2)
+    np.testing.assert_array_equal(two, [[np.nan, 5.0], [5.0, np.nan]])
+    assert nearest_type_distances(np.empty((0, 2)), np.empty(0, dtype=int), 2).shape == (0, 2)
+
+
+def test_average_minimum_distance_brute_force_and_stage_shortcut():
+    rng = np.random.default_rng(2)
+    xy = np.round(rng.uniform(0, 60, (500, 2)))
+    codes = rng.integers(0, 3, 500)
+    full = cdist(xy, xy)
+    np.fill_diagonal(full, np.inf)
+    amd = average_minimum_distance(cKDTree(xy))
+    assert amd == pytest.approx(full.min(axis=1).mean(), rel=1e-12)
+    assert _average_minimum_distance(nearest_type_distances(xy, codes, 3)) == amd
+
+
+def _brute_counts(xy, codes, n_types, radius):
+    d = cdist(xy, xy)
+    inside = (d > 0) & (d <= radius)
+    per_cell = np.stack([inside[:, codes == t].sum(axis=1) for t in range(n_types)], axis=1)
+    return per_cell
+
+
+@pytest.mark.parametrize("layout", list(_layouts())[:3], ids=lambda item: item[0])
+def test_count_within_grid_equals_brute_force_and_pair_path(layout):
+    _, xy, codes = layout
+    n_types = int(codes.max()) + 1
+    types = [f"T{t}" for t in range(n_types)]
+    radii = [7.0, 10.0, 14.0, 35.0]  # lattice spacing 7: many cells exactly at r
+    tree = cKDTree(xy)
+    table = count_within_by_type(tree, codes, types, radii)
+    for radius in radii:
+        per_cell = _brute_counts(xy, codes, n_types, radius)
+        rows = table[table.radius_um == radius]
+        for row in rows.itertuples(index=False):
+            s, t = types.index(row.source_type), types.index(row.target_type)
+            counts = per_cell[codes == s, t]
+            assert row.from_with == np.count_nonzero(counts)
+            assert row.within_mean == counts.mean()
+    chunks = list(iter_pairs_within(tree, max(radii), chunk_size=200))
+    pd.testing.assert_frame_equal(table, count_within_by_type(tree, codes, types, radii,
+                                                              pairs=chunks), check_exact=True)
+
+
+def test_count_within_boundary_conventions():
+    # from cell 0: (3, 4) exactly at r = 5 counts (<=); a coincident cell never counts; a cell
+    # whose d² is one ulp above 25 is outside the outer radius (the KD-tree's d² <= r² test)
+    xy = np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0], [5.0, 5.96e-8], [0.0, 5.0 + 1e-9]])
+    d_sq = xy[3, 0] ** 2 + xy[3, 1] ** 2
+    assert d_sq > 25.0 and np.sqrt(d_sq) == 5.0
+    codes = np.array([0, 1, 1, 1, 1])
+    tree = cKDTree(xy)
+    for radii in ([5.0], [5.0, 10.0]):
+        table = count_within_by_type(tree, codes, ["A", "B"], radii)
+        pairs = count_within_by_type(tree, codes, ["A", "B"], radii,
+                                     pairs=list(iter_pairs_within(tree, max(radii))))
+        pd.testing.assert_frame_equal(table, pairs, check_exact=True)
+    outer = count_within_by_type(tree, codes, ["A", "B"], [5.0]).set_index(
+        ["source_type", "target_type"])
+    assert outer.loc[("A", "B"), "within_mean"] == 1.0  # only (3, 4)
+
+
+def test_numba_shuffle_is_numpy_generator_permutation():
+    for seed in range(3):
+        for n in (1, 2, 5, 1000, 40_000):
+            codes = np.random.default_rng(seed).integers(0, 7, n).astype(np.int8)
+            states = permutation_states(seed, 2)
+            for k, child in enumerate(np.random.SeedSequence(seed).spawn(2)):
+                rng = np.random.default_rng(child)
+                expected = [rng.permutation(codes), rng.permutation(codes[: n // 2])]
+                state = np.zeros(6, dtype=np.uint64)
+                state[:4] = states[k]
+                first, second = codes.copy(), codes[: n // 2].copy()
+                _shuffle(first, 0, n, state)
+                _shuffle(second, 0, n // 2, state)   # one generator continues across strata
+                np.testing.assert_array_equal(first, expected[0])
+                np.testing.assert_array_equal(second, expected[1])
+
+
+def _reference_p_permutation(edges, codes, n_types, strata, n_permutations, seed):
+    """The NumPy loop: per permutation a fresh generator, strata shuffled in order."""
+    observed = contact_counts(edges, codes, n_types)
+    expected, _ = join_count_moments(edges, codes, n_types, strata)
+    deviation = np.abs(observed - expected) * (1 - 1e-12)
+    exceed = np.zeros((n_types, n_types))
+    for generator in np.random.SeedSequence(seed).spawn(n_permutations):
+        rng = np.random.default_rng(generator)
+        shuffled = codes.copy()
+        for members in _strata_members(strata, len(codes)):
+            shuffled[members] = rng.permutation(codes[members])
+        exceed += np.abs(contact_counts(edges, shuffled, n_types) - expected) >= deviation
+    return (exceed + 1.0) / (n_permutations + 1.0)
+
+
+@pytest.mark.parametrize("stratified", [False, True])
+def test_parallel_permutations_equal_numpy_loop_for_any_thread_count(stratified):
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 200, (600, 2))
+    codes = rng.integers(0, 4, 600)
+    codes[:60] = 0
+    strata = rng.integers(0, 3, 600) if stratified else None
+    edges = neighbour_graph(xy, cKDTree(xy), "radius", 15.0)
+    expected = _reference_p_permutation(edges, codes, 4, strata, 150, seed=5)
+    threads = numba.get_num_threads()
+    try:
+        for n_threads in sorted({1, threads}):
+            numba.set_num_threads(n_threads)
+            result = neighbourhood_enrichment(edges, codes, 4, strata=strata,
+                                              n_permutations=150, seed=5)
+            np.testing.assert_array_equal(result.p_permutation, expected)
+    finally:
+        numba.set_num_threads(threads)
+
+
+def test_cell_list_pair_counts_do_not_depend_on_threads():
+    rng = np.random.default_rng(4)
+    xy = rng.uniform(0, 2000, (3000, 2))
+    codes = rng.integers(0, 3, 3000)
+    interval = np.linspace(0, 100, 6)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        single = co_occurrence(xy, codes, 3, interval)[1]
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(co_occurrence(xy, codes, 3, interval)[1], single)
+    d = cdist(xy, xy)
+    np.fill_diagonal(d, np.inf)
+    brute = (d[np.ix_(codes == 0, codes == 1)] <= 100).sum()
+    assert single[0, 1, -1] == brute
