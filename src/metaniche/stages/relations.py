@@ -106,8 +106,13 @@ def run(context: SampleContext) -> StageOutput:
     grid = context.compartments.grid
     window = Window(context.compartments.tissue, grid.x0, grid.y0, grid.pixel_um)
     clark_rows = []
+    # Distinct positions (every cell's nearest other cell is at > 0): the own-type column of
+    # the nearest-distance matrix is Clark–Evans's nearest-neighbour distance.
+    distinct = bool(np.all(np.nanmin(nearest, axis=1) > 0)) if len(nearest) else False
     for t in range(n_types):
-        ce = clark_evans(coords[codes == t], window.area)
+        own = codes == t
+        ce = clark_evans(coords[own], window.area,
+                         nearest_um=nearest[own, t] if distinct else None)
         clark_rows.append((types[t], ce.n, window.area * 1e-6, ce.index, ce.z, ce.p, ce.pattern))
         if t in featured:
             features[f"clark_evans.{types[t]}"] = ce.index

@@ -200,3 +200,16 @@ def test_clark_evans_csr_and_lattice():
     dispersed = clark_evans(lattice, 1000.0 * 1000.0)
     assert dispersed.index == pytest.approx(20.0 / (0.5 / np.sqrt(len(lattice) / 1e6)))
     assert dispersed.pattern == "dispersed"
+
+
+def test_clark_evans_from_the_nearest_distance_matrix_equals_its_own_tree():
+    rng = np.random.default_rng(8)
+    xy = rng.uniform(0, 500, (3000, 2))
+    codes = rng.integers(0, 3, len(xy))
+    nearest = nearest_type_distances(xy, codes, 3)
+    for t in range(3):
+        own = codes == t
+        direct = clark_evans(xy[own], 250_000.0)
+        reused = clark_evans(xy[own], 250_000.0, nearest_um=nearest[own, t])
+        assert reused.index == pytest.approx(direct.index, rel=1e-12)
+        assert (reused.z, reused.p, reused.n) == pytest.approx((direct.z, direct.p, direct.n))

@@ -423,7 +423,8 @@ def bounding_box_area(coordinates: np.ndarray) -> float:
     return float(span[0] * span[1])
 
 
-def clark_evans(points: np.ndarray, area: float, alpha: float = 5e-6) -> ClarkEvans:
+def clark_evans(points: np.ndarray, area: float, alpha: float = 5e-6,
+                nearest_um: np.ndarray | None = None) -> ClarkEvans:
     """Clark–Evans average nearest-neighbour index [3]_ without edge correction.
 
     Parameters
@@ -437,18 +438,26 @@ def clark_evans(points: np.ndarray, area: float, alpha: float = 5e-6) -> ClarkEv
         count empty background as space the cells could have occupied.
     alpha
         Significance level for ``pattern`` (SPIAT's default 5e-6).
+    nearest_um
+        Optional, when the positions are known to be distinct: each point's distance to the
+        nearest other point of the set (e.g. the own-type column of
+        :func:`nearest_type_distances`), which saves the de-duplication and the KD-tree.
 
     Returns
     -------
     ClarkEvans
         With the standard error ``0.26136 / sqrt(n² / area)`` of Clark & Evans.
     """
-    points = np.unique(np.asarray(points, dtype=np.float64).reshape(-1, 2), axis=0)
-    n = len(points)
+    if nearest_um is None:
+        points = np.unique(np.asarray(points, dtype=np.float64).reshape(-1, 2), axis=0)
+        n = len(points)
+    else:
+        n = len(nearest_um)
     if n < 2 or not area > 0:
         nan = float("nan")
         return ClarkEvans(nan, nan, nan, nan, nan, "undetermined", n, float(area))
-    observed = float(np.mean(cKDTree(points).query(points, k=2)[0][:, 1]))
+    observed = float(np.mean(nearest_um if nearest_um is not None
+                             else cKDTree(points).query(points, k=2)[0][:, 1]))
     expected = 0.5 / np.sqrt(n / area)
     se = 0.26136 / np.sqrt(n * n / area)
     z = (observed - expected) / se
