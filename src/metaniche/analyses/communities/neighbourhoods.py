@@ -87,20 +87,23 @@ def neighbourhood_composition(tree: cKDTree, type_codes: np.ndarray, n_types: in
     Notes
     -----
     One ``tree.query(k)`` in chunks of 262,144 cells: O(n k log n) time, O(chunk · k) extra
-    memory.
+    memory. Cells are queried in the tree's own (spatially coherent) order on all cores, which
+    is several times faster than input order on shuffled tables and gives identical windows.
     """
     n = tree.n
     k = int(min(k, n))
     codes = np.asarray(type_codes, dtype=np.int64)
     out = np.zeros((n, n_types), dtype=np.float32)
+    order = np.asarray(tree.indices)
     for start in range(0, n, _CHUNK):
         stop = min(n, start + _CHUNK)
-        _, index = tree.query(tree.data[start:stop], k=k)
+        queried = order[start:stop]
+        _, index = tree.query(tree.data[queried], k=k, workers=-1)
         index = np.asarray(index).reshape(stop - start, k)
         rows = np.repeat(np.arange(stop - start), k)
         counts = np.bincount(rows * n_types + codes[index.ravel()],
                              minlength=(stop - start) * n_types)
-        out[start:stop] = counts.reshape(stop - start, n_types) / np.float32(k)
+        out[queried] = counts.reshape(stop - start, n_types) / np.float32(k)
     return out
 
 
@@ -160,7 +163,7 @@ def windows_matrix(training: pd.DataFrame,
 
 def fit_neighbourhoods(training: pd.DataFrame, n_neighbourhoods: int = 0, seed: int = 0,
                        candidates: Sequence[int] = tuple(range(4, 13)),
-                       n_silhouette: int = 5000) -> NeighbourhoodModel:
+                       n_silhouette: int = 2500) -> NeighbourhoodModel:
     """Fit cellular neighbourhoods on pooled training windows of the whole cohort.
 
     Parameters
@@ -177,6 +180,8 @@ def fit_neighbourhoods(training: pd.DataFrame, n_neighbourhoods: int = 0, seed: 
     candidates
         Numbers tried when ``n_neighbourhoods`` is 0 (those not below the number of distinct
         windows).
+    n_silhouette
+        Size of the silhouette subsample; each candidate costs O(n_silhouette²). Default 2,500.
 
     Returns
     -------
