@@ -69,15 +69,16 @@ def build_context(name: str, cells: pd.DataFrame, config: Config,
                   annotation: Sequence[Any] | None = None) -> SampleContext:
     """Type codes, roles and compartments of one standardised cell table (µm coordinates)."""
     labels = cells["cell_type"].astype(str).to_numpy()
-    types, codes = np.unique(labels, return_inverse=True)
+    codes, types = pd.factorize(labels, sort=True)    # = np.unique(labels), by hashing
     types = [str(t) for t in types]
     roles = config.cell_types
     tumor_types = [t for t, yes in zip(types, roles.is_tumor(types), strict=True) if yes]
     immune_types = [t for t, yes in zip(types, roles.is_immune(types), strict=True) if yes]
     x = cells["x"].to_numpy(np.float64)
     y = cells["y"].to_numpy(np.float64)
-    result = assign_compartments(x, y, np.isin(labels, tumor_types),
-                                 np.isin(labels, immune_types), config.compartments,
+    is_tumor = np.isin(codes, [types.index(t) for t in tumor_types])
+    is_immune = np.isin(codes, [types.index(t) for t in immune_types])
+    result = assign_compartments(x, y, is_tumor, is_immune, config.compartments,
                                  annotation=annotation)
     return SampleContext(name, cells, config, x, y, types, codes.astype(np.int32),
                          tumor_types, immune_types, result)

@@ -248,8 +248,8 @@ def zonation(x_um: np.ndarray, y_um: np.ndarray, type_codes: np.ndarray,
         empty = pd.DataFrame()
         return ZonationResult(eta, empty, empty)
     points = np.column_stack([x, y])
-    d_portal, _ = cKDTree(points[portal]).query(points)
-    d_central, _ = cKDTree(points[central]).query(points)
+    d_portal, _ = cKDTree(points[portal]).query(points, workers=-1)
+    d_central, _ = cKDTree(points[central]).query(points, workers=-1)
     sd = np.asarray(signed_distance_um, dtype=np.float64)
     no_tumor = bool(np.all(np.isnan(sd)))
     host = np.ones(x.size, bool) if no_tumor else sd > 0

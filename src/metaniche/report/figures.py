@@ -108,7 +108,8 @@ def save_tissue_map(analysis: SampleAnalysis, title: str, path: str | Path,
     result = analysis.compartments
     x = cells["x"].to_numpy(np.float64)
     y = cells["y"].to_numpy(np.float64)
-    labels, codes = np.unique(cells["cell_type"].astype(str).to_numpy(), return_inverse=True)
+    # Sorted labels and codes as np.unique would give, by hashing (no 1M-string sort).
+    codes, labels = pd.factorize(cells["cell_type"].astype(str), sort=True)
     labels = [str(t) for t in labels]
     sd = cells["signed_distance_um"].to_numpy(np.float64)
     tumour_types: tuple[str, ...] = ()

@@ -265,7 +265,7 @@ def cohort_neighbourhoods(training: pd.DataFrame, cells: dict[str, pd.DataFrame]
     model = fit_neighbourhoods(training, params.n_neighbourhoods, params.seed)
     labels, parts, features = {}, [], {}
     for name, table in cells.items():
-        types, codes = np.unique(table["cell_type"].astype(str).to_numpy(), return_inverse=True)
+        codes, types = pd.factorize(table["cell_type"].astype(str), sort=True)
         tree = cKDTree(table[["x", "y"]].to_numpy(np.float64))
         windows = neighbourhood_composition(tree, codes, len(types), params.k)
         labels[name] = assign_neighbourhoods(model, windows, [str(t) for t in types])
