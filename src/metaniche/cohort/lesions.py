@@ -37,9 +37,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from metaniche.analyses.border import lesion_size_exclusion
+from metaniche.cohort._qvalues import add_q_values
 from metaniche.config import ClinicalColumns
 from metaniche.errors import InputError
 
@@ -153,12 +153,4 @@ def lesion_exclusion_table(lesion_metrics: pd.DataFrame, clinical: pd.DataFrame 
     if not parts:
         return pd.DataFrame(columns=LESION_EXCLUSION_COLUMNS)
     table = pd.concat(parts, ignore_index=True)
-    table["q"] = np.nan
-    for _, index in table.groupby("test").groups.items():
-        p = table.loc[index, "p"].to_numpy(np.float64)
-        finite = np.isfinite(p)
-        if finite.any():
-            q = np.full(len(p), np.nan)
-            q[finite] = stats.false_discovery_control(p[finite], method="bh")
-            table.loc[index, "q"] = q
-    return table[LESION_EXCLUSION_COLUMNS]
+    return add_q_values(table, "test")[LESION_EXCLUSION_COLUMNS]

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from metaniche.cohort._qvalues import add_q_values
 from metaniche.cohort.matrix import (
     CohortData,
     feature_matrix,
@@ -295,14 +295,7 @@ def _finish(parts: list[pd.DataFrame]) -> pd.DataFrame:
     for name in ("statistic", "effect", "ci_low", "ci_high", "p"):
         if name not in table.columns:
             table[name] = np.nan
-    table["q"] = np.nan
-    for _, index in table.groupby(["outcome", "test"]).groups.items():
-        p = table.loc[index, "p"].to_numpy(np.float64)
-        finite = np.isfinite(p)
-        if finite.any():
-            q = np.full(len(p), np.nan)
-            q[finite] = stats.false_discovery_control(p[finite], method="bh")
-            table.loc[index, "q"] = q
+    add_q_values(table, ["outcome", "test"])
     table["region"] = table["feature"].map(feature_region)
     rest = [c for c in table.columns if c not in ASSOCIATION_COLUMNS]
     table = table[ASSOCIATION_COLUMNS + rest]

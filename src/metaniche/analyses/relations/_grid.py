@@ -25,6 +25,8 @@ import numba
 import numpy as np
 from numba import prange
 
+from metaniche.analyses.relations._pairbins import _bin_left
+
 __all__ = ["CellGrid", "counts_within_by_type_grid", "nearest_by_type_grid"]
 
 #: Relative safety margin (of the bin width) on the ring search's lower distance bound.
@@ -153,19 +155,6 @@ def _nearest_kernel(x: np.ndarray, y: np.ndarray, codes: np.ndarray, starts: np.
                         else:  # no cell of type t other than i: undefined, nothing to search
                             best_out[i, t] = np.nan
                             resolved[i, t] = True
-
-
-@numba.njit(cache=True, inline="always")
-def _bin_left(edges: np.ndarray, d: float) -> int:  # pragma: no cover - numba
-    """``np.searchsorted(edges, d, side="left")``: first radius ``r`` with ``d <= r``."""
-    lo, hi = 0, len(edges)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if edges[mid] < d:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 @numba.njit(cache=True, parallel=True)
