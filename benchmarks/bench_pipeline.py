@@ -61,7 +61,9 @@ def bench(n_cells: int, tmp: Path) -> dict[str, Any]:
     seconds, peak_mib, code = _run_cli(path, out_dir)
     row = {"n_cells": n_cells, "seconds": round(seconds, 1), "peak_rss_mib": round(peak_mib),
            "exit_code": code,
-           "pass": code == 0 and seconds < TARGET_SECONDS and peak_mib < TARGET_MIB}
+           # the time/memory targets are for 1M cells; larger samples must complete
+           "pass": code == 0 and (n_cells > 1_000_000
+                                  or (seconds < TARGET_SECONDS and peak_mib < TARGET_MIB))}
     if code == 0:
         row["stages"] = _stage_seconds(out_dir)
     return row
