@@ -20,6 +20,7 @@ from scipy.spatial import cKDTree
 from _common import measure, process_peak_rss_mib, write_results
 from metaniche.analyses.relations import (
     Window,
+    border_cells,
     co_occurrence,
     count_within_by_type,
     distance_summary,
@@ -110,6 +111,8 @@ def _bench_size(n_cells: int, params: RelationsParams, rows: list[dict]) -> None
          lambda: ripley_cross(xy, codes, N_TYPES, radii, window, tree=tree))
     step("co-occurrence 10 bins to 100 µm",
          lambda: co_occurrence(xy, codes, N_TYPES, interval, tree=tree))
+    step("alpha-shape border cells / R_BC of one type (not in the stage)",
+         lambda: border_cells(xy[codes == 0], alpha=40.0))
     stage = [r for r in rows if r["n_cells"] == n_cells and r["step"] in STAGE_STEPS]
     rows.append({"step": "all relations at default settings (sum)", "n_cells": n_cells,
                  "seconds": sum(r["seconds"] for r in stage),
