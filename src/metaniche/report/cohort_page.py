@@ -9,7 +9,7 @@ import pandas as pd
 
 from metaniche.report import cohort_figures, svg
 from metaniche.report.rundata import RunData
-from metaniche.report.sections import Section, Table, save_svg
+from metaniche.report.sections import Section, Table, int_label, save_svg
 
 __all__ = ["cohort_sections"]
 
@@ -119,7 +119,7 @@ def neighbourhood_section(run: RunData, report_dir: Path) -> Section | None:
         return None
     wide = rows.pivot_table(index="neighbourhood", columns="cell_type", values="fraction",
                             aggfunc="first")
-    chart = svg.heatmap(wide.to_numpy(np.float64), [f"CN{_int(c)}" for c in wide.index],
+    chart = svg.heatmap(wide.to_numpy(np.float64), [f"CN{int_label(c)}" for c in wide.index],
                         [str(t) for t in wide.columns], title="Neighbourhood composition",
                         cmap="magma_r", vmin=0.0, unit="fraction")
     markup, path = save_svg(chart, report_dir, "cohort.neighbourhoods")
@@ -155,13 +155,6 @@ def lesion_exclusion_section(run: RunData, report_dir: Path) -> Section | None:
                            "infiltration_depth_um grows with size even under uniform "
                            "infiltration, so do not read it as exclusion. Full table: "
                            "cohort/lesion_size_exclusion.parquet.")
-
-
-def _int(value: object) -> str:
-    try:
-        return str(int(value))
-    except (TypeError, ValueError):
-        return str(value)
 
 
 COHORT_SECTIONS = [feature_section, association_section, survival_section, prediction_section,

@@ -15,7 +15,7 @@ import pandas as pd
 from metaniche.report import svg
 from metaniche.report.colours import COMPARTMENT_COLOURS, categorical
 from metaniche.report.rundata import RunData
-from metaniche.report.sections import Section, Table, save_svg
+from metaniche.report.sections import Section, Table, int_label, preferred, save_svg
 
 __all__ = ["SAMPLE_SECTIONS", "sample_sections"]
 
@@ -148,8 +148,7 @@ def enrichment_section(run: RunData, sample: str, stem: str, report_dir: Path) -
         return None
     null_note = ""
     if "null" in rows.columns:
-        nulls = list(rows["null"].dropna().unique())
-        chosen = "sample" if "sample" in nulls else (nulls[0] if nulls else None)
+        chosen = preferred(rows["null"], "sample")
         if chosen is not None:
             rows = rows[rows["null"] == chosen]
             null_note = f" Null model: labels permuted within the {chosen}."
@@ -225,7 +224,7 @@ def neighbourhood_section(run: RunData, sample: str, stem: str,
     order = [c for c in ("all", *_COMPARTMENTS) if c in wide.index]
     order += [c for c in wide.index if c not in order]
     wide = wide.reindex(order)
-    names = [f"CN{_int_label(c)}" for c in wide.columns]
+    names = [f"CN{int_label(c)}" for c in wide.columns]
     chart = svg.stacked_bars([str(c) for c in wide.index], names, wide.to_numpy(np.float64),
                              title="Cellular neighbourhoods", colours=categorical(len(names)))
     markup, path = save_svg(chart, report_dir, f"{stem}.neighbourhoods")
@@ -235,13 +234,6 @@ def neighbourhood_section(run: RunData, sample: str, stem: str,
                            "cell-type composition is on the cohort page).")
 
 
-def _int_label(value: object) -> str:
-    try:
-        return str(int(value))
-    except (TypeError, ValueError):
-        return str(value)
-
-
 def zonation_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
     """Density of each cell type along the portal→central lobule axis."""
     rows = run.sample_rows("zonation", sample)
@@ -249,8 +241,7 @@ def zonation_section(run: RunData, sample: str, stem: str, report_dir: Path) -> 
         return None
     subset = ""
     if "subset" in rows.columns:
-        subsets = list(rows["subset"].dropna().unique())
-        subset = "outside" if "outside" in subsets else (subsets[0] if subsets else "")
+        subset = preferred(rows["subset"], "outside") or ""
         rows = rows[rows["subset"] == subset] if subset else rows
     panels = []
     for cell_type, part in rows.groupby("cell_type", sort=True):

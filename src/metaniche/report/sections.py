@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 from markupsafe import Markup
 
 from metaniche._atomic import write_text
 
-__all__ = ["Section", "Table", "save_svg"]
+__all__ = ["Section", "Table", "int_label", "preferred", "save_svg"]
 
 
 @dataclass
@@ -56,3 +57,18 @@ def save_svg(svg: str, report_dir: Path, stem: str) -> tuple[Markup, str]:
     relative = f"figures/{stem}.svg"
     write_text(report_dir / relative, '<?xml version="1.0" encoding="UTF-8"?>\n' + svg)
     return Markup(svg), relative
+
+
+def int_label(value: object) -> str:
+    """``str(int(value))`` for numeric ids (``3.0`` → ``3``), else ``str(value)``."""
+    try:
+        return str(int(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def preferred(values: object, first_choice: str) -> str | None:
+    """``first_choice`` when among the non-null ``values``, else the first of them (None if
+    there are none)."""
+    present = list(pd.unique(pd.Series(values).dropna()))
+    return first_choice if first_choice in present else (present[0] if present else None)
