@@ -1,5 +1,5 @@
-"""Cell-list kernels (nearest cell of each type, counts within radii) and the parallel Monte
-Carlo permutations: bit-identical to the KD-tree / NumPy references, brute force, boundaries."""
+"""Cell-list kernels (nearest cell of each type, counts within radii, pair bins): bit-identical
+to the KD-tree references, brute force, boundaries, thread counts."""
 
 from __future__ import annotations
 
@@ -13,17 +13,11 @@ from scipy.spatial.distance import cdist
 from metaniche.analyses.relations import (
     average_minimum_distance,
     co_occurrence,
-    contact_counts,
     count_within_by_type,
     iter_pairs_within,
-    join_count_moments,
     nearest_type_distances,
-    neighbour_graph,
-    neighbourhood_enrichment,
 )
 from metaniche.analyses.relations._grid import nearest_by_type_grid
-from metaniche.analyses.relations._permute import _shuffle, permutation_states
-from metaniche.analyses.relations.enrichment import _strata_members
 from metaniche.stages.relations import _average_minimum_distance
 
 
@@ -164,58 +158,6 @@ def test_count_within_boundary_conventions():
     outer = count_within_by_type(tree, codes, ["A", "B"], [5.0]).set_index(
         ["source_type", "target_type"])
     assert outer.loc[("A", "B"), "within_mean"] == 1.0  # only (3, 4)
-
-
-def test_numba_shuffle_is_numpy_generator_permutation():
-    for seed in range(3):
-        for n in (1, 2, 5, 1000, 40_000):
-            codes = np.random.default_rng(seed).integers(0, 7, n).astype(np.int8)
-            states = permutation_states(seed, 2)
-            for k, child in enumerate(np.random.SeedSequence(seed).spawn(2)):
-                rng = np.random.default_rng(child)
-                expected = [rng.permutation(codes), rng.permutation(codes[: n // 2])]
-                state = np.zeros(6, dtype=np.uint64)
-                state[:4] = states[k]
-                first, second = codes.copy(), codes[: n // 2].copy()
-                _shuffle(first, 0, n, state)
-                _shuffle(second, 0, n // 2, state)   # one generator continues across strata
-                np.testing.assert_array_equal(first, expected[0])
-                np.testing.assert_array_equal(second, expected[1])
-
-
-def _reference_p_permutation(edges, codes, n_types, strata, n_permutations, seed):
-    """The NumPy loop: per permutation a fresh generator, strata shuffled in order."""
-    observed = contact_counts(edges, codes, n_types)
-    expected, _ = join_count_moments(edges, codes, n_types, strata)
-    deviation = np.abs(observed - expected) * (1 - 1e-12)
-    exceed = np.zeros((n_types, n_types))
-    for generator in np.random.SeedSequence(seed).spawn(n_permutations):
-        rng = np.random.default_rng(generator)
-        shuffled = codes.copy()
-        for members in _strata_members(strata, len(codes)):
-            shuffled[members] = rng.permutation(codes[members])
-        exceed += np.abs(contact_counts(edges, shuffled, n_types) - expected) >= deviation
-    return (exceed + 1.0) / (n_permutations + 1.0)
-
-
-@pytest.mark.parametrize("stratified", [False, True])
-def test_parallel_permutations_equal_numpy_loop_for_any_thread_count(stratified):
-    rng = np.random.default_rng(3)
-    xy = rng.uniform(0, 200, (600, 2))
-    codes = rng.integers(0, 4, 600)
-    codes[:60] = 0
-    strata = rng.integers(0, 3, 600) if stratified else None
-    edges = neighbour_graph(xy, cKDTree(xy), "radius", 15.0)
-    expected = _reference_p_permutation(edges, codes, 4, strata, 150, seed=5)
-    threads = numba.get_num_threads()
-    try:
-        for n_threads in sorted({1, threads}):
-            numba.set_num_threads(n_threads)
-            result = neighbourhood_enrichment(edges, codes, 4, strata=strata,
-                                              n_permutations=150, seed=5)
-            np.testing.assert_array_equal(result.p_permutation, expected)
-    finally:
-        numba.set_num_threads(threads)
 
 
 def test_cell_list_pair_counts_do_not_depend_on_threads():

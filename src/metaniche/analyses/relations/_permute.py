@@ -1,154 +1,222 @@
 """Monte Carlo label permutations for neighbourhood enrichment, in parallel Numba.
 
-Permutation ``k`` draws its labels with NumPy's own algorithm from the generator
-``np.random.default_rng(SeedSequence(seed).spawn(n_permutations)[k])``: PCG64 (128-bit LCG,
-XSL-RR output, buffered 32-bit draws) feeding ``Generator.permutation``'s Fisher–Yates shuffle
-(``random_interval``: bounded draws by masked rejection), stratum after stratum with one
-generator. The shuffled labels are therefore exactly those of
-``rng.permutation(codes[members])`` in NumPy (cells are renumbered by their position in the
-strata's member order, so a shuffled segment needs no scatter back to cell order, and edges are
-sorted by tail for locality), while permutations run in parallel (``prange``) and each
-permutation's outcome depends only on its own generator: results do not depend on the number of
-threads. Each permutation recounts the directed contacts over the edge list in O(m) and records
-which ``|C* − E| >= |C − E|`` (two-sided exceedance). Cost O(n + m) per permutation.
+Generator. Permutation ``k`` has its own SplitMix64 stream [1]_ seeded with word ``k`` of
+``SeedSequence(seed).generate_state(n_permutations, uint64)``; each 64-bit output gives two
+32-bit draws, turned into unbiased bounded integers by Lemire's multiply-and-reject method [2]_.
+Within each stratum the cells of the non-dominant types (below) are placed one by one at
+uniformly random cells not yet taken (rejection), every other cell gets the dominant type: a
+uniform draw among the stratum's label arrangements, at about one bounded draw per
+non-dominant cell when the dominant type is common. A permutation's outcome depends only on
+its own stream, so results do not depend on blocking or the number of threads. (SplitMix64
+passes BigCrush; the streams are offsets in one 2⁶⁴ cycle, and with ≤ 10⁴ permutations of
+≤ 10⁶ draws the chance that any two overlap is < 10⁻⁵.)
+
+Counting. Cells are renumbered by their position in the strata's member order (a shuffled
+segment then needs no scatter back), and every undirected edge is stored once, at its lower
+position, in a CSR list. The most frequent type ``H`` (hepatocytes in liver, tumour cells in
+most lesions) is never counted edge by edge: for the other types ``a, b`` the kernel counts
+``C[a, b]`` over the edges of cells labelled ``a`` only, and ``D_a``, the degree sum of the cells
+labelled ``a``; the rows of ``C`` sum to the degree sums, so ``C[a, H] = D_a − Σ_{b≠H} C[a, b]``
+and ``C[H, H] = D_H − Σ_{a≠H} C[a, H]`` exactly. Cost per permutation O(n + m · (1 − f_H)) for
+n cells, m edges and the dominant type's fraction f_H, instead of O(n + m). Each permutation
+records which ``|C* − E| >= |C − E|`` (two-sided exceedance).
 
 References
 ----------
-.. [1] O'Neill M.E. (2014) PCG: a family of simple fast space-efficient statistically good
-   algorithms for random number generation. HMC-CS-2014-0905.
+.. [1] Steele G.L., Lea D., Flood C.H. (2014) Fast splittable pseudorandom number generators.
+   OOPSLA '14, 453–472.
+.. [2] Lemire D. (2019) Fast random integer generation in an interval. ACM Trans Model Comput
+   Simul 29(1):3.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numba
 import numpy as np
 from numba import prange
 
-__all__ = ["permutation_exceedances", "permutation_states"]
+__all__ = ["permutation_exceedances", "permutation_seeds"]
 
 _MASK32 = np.uint64(0xFFFFFFFF)
-_MULT_HI = np.uint64(0x2360ED051FC65DA4)
-_MULT_LO = np.uint64(0x4385DF649FCCF645)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
 
 
-def permutation_states(seed: int, n_permutations: int) -> np.ndarray:
-    """(n_permutations, 4) uint64 PCG64 states ``(state_hi, state_lo, inc_hi, inc_lo)``."""
-    states = np.empty((n_permutations, 4), dtype=np.uint64)
-    mask = (1 << 64) - 1
-    for k, child in enumerate(np.random.SeedSequence(seed).spawn(n_permutations)):
-        state = np.random.PCG64(child).state["state"]
-        states[k] = (state["state"] >> 64, state["state"] & mask, state["inc"] >> 64,
-                     state["inc"] & mask)
-    return states
+def permutation_seeds(seed: int, n_permutations: int) -> np.ndarray:
+    """(n_permutations,) uint64 SplitMix64 starting states, one per permutation."""
+    return np.random.SeedSequence(seed).generate_state(n_permutations, dtype=np.uint64)
 
 
 @numba.njit(cache=True, inline="always")
-def _mul_hi(a: np.uint64, b: np.uint64) -> np.uint64:  # pragma: no cover - numba
-    """High 64 bits of the 128-bit product of two uint64."""
-    a_lo, a_hi = a & _MASK32, a >> np.uint64(32)
-    b_lo, b_hi = b & _MASK32, b >> np.uint64(32)
-    lo_lo = a_lo * b_lo
-    hi_lo = a_hi * b_lo
-    lo_hi = a_lo * b_hi
-    cross = (lo_lo >> np.uint64(32)) + (hi_lo & _MASK32) + lo_hi
-    return (hi_lo >> np.uint64(32)) + (cross >> np.uint64(32)) + a_hi * b_hi
+def _splitmix64(state: np.uint64) -> tuple[np.uint64, np.uint64]:  # pragma: no cover - numba
+    """Next SplitMix64 state and its 64-bit output."""
+    state = state + _GOLDEN
+    z = state
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return state, z ^ (z >> np.uint64(31))
 
 
 @numba.njit(cache=True, inline="always")
-def _step(s_hi: np.uint64, s_lo: np.uint64, inc_hi: np.uint64,
-          inc_lo: np.uint64) -> tuple[np.uint64, np.uint64, np.uint64]:  # pragma: no cover
-    """One PCG64 step (state = state · mult + inc): new state and its XSL-RR output."""
-    lo = s_lo * _MULT_LO
-    hi = _mul_hi(s_lo, _MULT_LO) + s_hi * _MULT_LO + s_lo * _MULT_HI
-    new_lo = lo + inc_lo
-    new_hi = hi + inc_hi + (np.uint64(1) if new_lo < lo else np.uint64(0))
-    value = new_hi ^ new_lo
-    rot = new_hi >> np.uint64(58)
-    return new_hi, new_lo, (value >> rot) | (value << ((np.uint64(64) - rot) & np.uint64(63)))
+def _bounded(bound: np.uint64, rng: np.ndarray) -> np.int64:  # pragma: no cover - numba
+    """Uniform integer on [0, bound) from the stream ``rng`` (updated in place).
 
-
-@numba.njit(cache=True)
-def _shuffle(buffer: np.ndarray, start: int, stop: int,
-             rng: np.ndarray) -> None:  # pragma: no cover - numba
-    """NumPy's ``Generator.shuffle`` of ``buffer[start:stop]`` with the PCG64 state ``rng``.
-
-    ``rng`` = (state hi, state lo, inc hi, inc lo, has_uint32, uinteger), updated in place.
-    For i = n−1, …, 1: j = ``random_interval(i)`` (uniform on [0, i] by masked rejection of
-    buffered 32-bit draws, 64-bit draws above 2³² − 1), swap items i and j.
+    ``rng`` = (SplitMix64 state, has spare 32-bit draw, spare draw). Lemire's multiply-and-
+    reject on 32 bits (the 2³² mod bound lowest residues are rejected, so the draw is exactly
+    uniform); 64-bit modulo rejection above 2³².
     """
-    s_hi, s_lo, inc_hi, inc_lo = rng[0], rng[1], rng[2], rng[3]
-    has32, spare = rng[4], rng[5]
-    mask = np.uint64(0)
-    if stop - start > 1:  # smallest 2^k − 1 >= the first bound, then shrunk as bounds fall
-        mask = np.uint64(stop - start - 1)
-        for shift in (1, 2, 4, 8, 16, 32):
-            mask |= mask >> np.uint64(shift)
-    for q in range(stop - start - 1, 0, -1):
-        bound = np.uint64(q)
-        while (mask >> np.uint64(1)) >= bound:
-            mask >>= np.uint64(1)
+    if bound <= _MASK32 + np.uint64(1):
         while True:
-            if bound <= _MASK32:
-                if has32 != 0:
-                    has32 = np.uint64(0)
-                    value = spare & mask
-                else:
-                    s_hi, s_lo, draw = _step(s_hi, s_lo, inc_hi, inc_lo)
-                    has32 = np.uint64(1)
-                    spare = draw >> np.uint64(32)
-                    value = draw & _MASK32 & mask
+            if rng[1] != 0:
+                rng[1] = np.uint64(0)
+                draw32 = rng[2]
             else:
-                s_hi, s_lo, draw = _step(s_hi, s_lo, inc_hi, inc_lo)
-                value = draw & mask
-            if value <= bound:
-                break
-        r = start + np.int64(value)
-        swap = buffer[start + q]
-        buffer[start + q] = buffer[r]
-        buffer[r] = swap
-    rng[0], rng[1], rng[4], rng[5] = s_hi, s_lo, has32, spare
+                state, draw = _splitmix64(rng[0])
+                rng[0], rng[1], rng[2] = state, np.uint64(1), draw >> np.uint64(32)
+                draw32 = draw & _MASK32
+            product = draw32 * bound
+            low = product & _MASK32
+            if low >= bound or low >= ((_MASK32 + np.uint64(1) - bound) % bound):
+                return np.int64(product >> np.uint64(32))
+    threshold = (np.uint64(0) - bound) % bound
+    while True:
+        state, draw = _splitmix64(rng[0])
+        rng[0] = state
+        if draw >= threshold:
+            return np.int64(draw % bound)
 
 
 @numba.njit(cache=True)
-def _count_one_way(tails: np.ndarray, heads: np.ndarray, labels: np.ndarray,
-                   n_types: int) -> np.ndarray:  # pragma: no cover - numba
-    """``one_way[a·K + b]`` = #edges with labels (a, b); four interleaved accumulators."""
-    k2 = n_types * n_types
-    acc = np.zeros(4 * k2, dtype=np.int64)
-    m = len(tails)
-    stop = m - m % 4
-    for e in range(0, stop, 4):
-        acc[labels[tails[e]] * n_types + labels[heads[e]]] += 1
-        acc[k2 + labels[tails[e + 1]] * n_types + labels[heads[e + 1]]] += 1
-        acc[2 * k2 + labels[tails[e + 2]] * n_types + labels[heads[e + 2]]] += 1
-        acc[3 * k2 + labels[tails[e + 3]] * n_types + labels[heads[e + 3]]] += 1
-    for e in range(stop, m):
-        acc[labels[tails[e]] * n_types + labels[heads[e]]] += 1
-    return acc[:k2] + acc[k2:2 * k2] + acc[2 * k2:3 * k2] + acc[3 * k2:]
+def _permuted_labels(bounds: np.ndarray, minor_bounds: np.ndarray, minor_labels: np.ndarray,
+                     dominant: int, rng: np.ndarray,
+                     labels: np.ndarray) -> None:  # pragma: no cover - numba
+    """Write one uniform relabelling within strata into ``labels`` (n,).
+
+    Every cell starts as ``dominant``; in stratum g (cells ``bounds[g]:bounds[g+1]``) the
+    stratum's other labels ``minor_labels[minor_bounds[g]:minor_bounds[g+1]]`` are placed one by
+    one at a uniformly random cell still holding ``dominant`` (rejection), which gives a uniform
+    draw among the stratum's arrangements. Expected draws per stratum of n cells with k minor
+    cells: n · (H_n − H_{n−k}) ≈ n · ln(n / (n − k)) ≤ n · ln K for K types.
+    """
+    labels[:] = dominant
+    for g in range(len(bounds) - 1):
+        start, size = bounds[g], np.uint64(bounds[g + 1] - bounds[g])
+        for i in range(minor_bounds[g], minor_bounds[g + 1]):
+            while True:
+                pick = start + _bounded(size, rng)
+                if labels[pick] == dominant:
+                    labels[pick] = minor_labels[i]
+                    break
+
+
+@numba.njit(cache=True)
+def _contacts(indptr: np.ndarray, heads: np.ndarray, degree: np.ndarray, labels: np.ndarray,
+              n_types: int, dominant: int, total_degree: int,
+              minor: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
+    """(K, K) directed contact counts C of ``labels`` (module docstring: dominant-type trick).
+
+    ``minor`` (n,) is a work buffer for the positions of the non-dominant cells, collected in
+    increasing order so the CSR rows are read front to back.
+    """
+    n_minor = 0
+    for i in range(len(labels)):
+        minor[n_minor] = i
+        n_minor += labels[i] != dominant
+    # two copies, alternated within a row (fewer memory-dependence stalls); the dominant
+    # column gets counted too but is rebuilt from the degree sums below
+    stride = n_types * n_types
+    one_way = np.zeros(2 * stride, dtype=np.int64)
+    degree_sum = np.zeros(n_types, dtype=np.int64)
+    for t in range(n_minor):
+        i = minor[t]
+        row = np.intp(labels[i]) * n_types
+        degree_sum[labels[i]] += degree[i]
+        e, stop = indptr[i], indptr[i + 1]
+        while e + 1 < stop:
+            one_way[row + labels[heads[e]]] += 1
+            one_way[stride + row + labels[heads[e + 1]]] += 1
+            e += 2
+        if e < stop:
+            one_way[row + labels[heads[e]]] += 1
+    summed = (one_way[:stride] + one_way[stride:]).reshape(n_types, n_types)
+    counts = summed + summed.T
+    degree_sum[dominant] = total_degree - (degree_sum.sum() - degree_sum[dominant])
+    counts[:, dominant] = 0
+    counts[dominant, :] = 0
+    for a in range(n_types):
+        if a != dominant:
+            counts[a, dominant] = degree_sum[a] - counts[a].sum()
+            counts[dominant, a] = counts[a, dominant]
+    counts[dominant, dominant] = degree_sum[dominant] - counts[dominant].sum()
+    return counts
 
 
 @numba.njit(cache=True, parallel=True)
-def _exceedance_kernel(tails: np.ndarray, heads: np.ndarray, labels: np.ndarray,
-                       bounds: np.ndarray, states: np.ndarray, n_types: int,
-                       expected: np.ndarray,
+def _exceedance_kernel(indptr: np.ndarray, heads: np.ndarray, degree: np.ndarray,
+                       bounds: np.ndarray, minor_bounds: np.ndarray, minor_labels: np.ndarray,
+                       seeds: np.ndarray, n_types: int, dominant: int, expected: np.ndarray,
                        deviation: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
-    """``labels`` in stratum order (segments ``bounds``); edges as positions in that order."""
-    n_perm = states.shape[0]
-    exceed = np.zeros((n_perm, n_types * n_types), dtype=np.uint8)
-    for p in prange(n_perm):
-        rng = np.zeros(6, dtype=np.uint64)  # state hi, lo, inc hi, lo, has_uint32, uinteger
-        for q in range(4):
-            rng[q] = states[p, q]
-        shuffled = labels.copy()
-        for g in range(len(bounds) - 1):
-            _shuffle(shuffled, bounds[g], bounds[g + 1], rng)
-        one_way = _count_one_way(tails, heads, shuffled, n_types)
-        for a in range(n_types):
-            for b in range(n_types):
-                count = np.float64(one_way[a * n_types + b] + one_way[b * n_types + a])
-                if abs(count - expected[a, b]) >= deviation[a, b]:
-                    exceed[p, a * n_types + b] = 1
+    """Exceedance flags (n_perm, K, K); cells and edges as positions in stratum order.
+
+    Permutations run in a fixed number of blocks (work buffers allocated once per block); each
+    permutation depends only on its own seed, so neither blocks nor threads change results.
+    """
+    n_perm, n = seeds.shape[0], len(degree)
+    total_degree = degree.sum()
+    exceed = np.zeros((n_perm, n_types, n_types), dtype=np.uint8)
+    n_blocks = min(n_perm, 64)
+    for block in prange(n_blocks):
+        labels = np.empty(n, dtype=minor_labels.dtype)
+        minor = np.empty(n, dtype=heads.dtype)
+        rng = np.zeros(3, dtype=np.uint64)
+        for p in range(block * n_perm // n_blocks, (block + 1) * n_perm // n_blocks):
+            rng[0], rng[1], rng[2] = seeds[p], 0, 0
+            _permuted_labels(bounds, minor_bounds, minor_labels, dominant, rng, labels)
+            counts = _contacts(indptr, heads, degree, labels, n_types, dominant, total_degree,
+                               minor)
+            for a in range(n_types):
+                for b in range(n_types):
+                    if abs(np.float64(counts[a, b]) - expected[a, b]) >= deviation[a, b]:
+                        exceed[p, a, b] = 1
     return exceed
+
+
+class _Layout(NamedTuple):
+    indptr: np.ndarray        # one-way CSR by lower position
+    heads: np.ndarray
+    degree: np.ndarray        # undirected degree per position
+    labels: np.ndarray        # observed labels in stratum order
+    bounds: np.ndarray        # stratum segments of positions
+    minor_bounds: np.ndarray  # stratum segments of minor_labels
+    minor_labels: np.ndarray  # each stratum's non-dominant labels
+    dominant: int
+
+
+def _layout(edges: np.ndarray, codes: np.ndarray, n_types: int,
+            groups: list[np.ndarray]) -> _Layout:
+    """Cells renumbered by position in stratum order; edges once, at their lower position."""
+    label_dtype = np.int8 if n_types <= 127 else np.int32 if n_types < 2**31 else np.int64
+    members = np.concatenate(groups) if groups else np.empty(0, dtype=np.int64)
+    bounds = np.concatenate([[0], np.cumsum([len(g) for g in groups])]).astype(np.int64)
+    position = np.empty(len(codes), dtype=np.int64)
+    position[members] = np.arange(len(members))
+    ends = position[np.asarray(edges, dtype=np.int64)].reshape(-1, 2)
+    tails, heads = ends.min(axis=1), ends.max(axis=1)
+    indptr = np.zeros(len(codes) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(tails, minlength=len(codes)), out=indptr[1:])
+    degree = np.bincount(ends.ravel(), minlength=len(codes)).astype(np.int64)
+    labels = np.asarray(codes)[members].astype(label_dtype)
+    dominant = int(np.argmax(np.bincount(labels, minlength=n_types))) if len(labels) else 0
+    minor = labels != dominant
+    stratum = np.repeat(np.arange(len(groups)), np.diff(bounds))
+    minor_counts = np.bincount(stratum[minor], minlength=len(groups))
+    minor_bounds = np.concatenate([[0], np.cumsum(minor_counts)]).astype(np.int64)
+    heads = heads[np.argsort(tails, kind="stable")].astype(np.int32 if len(codes) < 2**31
+                                                           else np.int64)
+    return _Layout(indptr, heads, degree, labels, bounds, minor_bounds, labels[minor], dominant)
 
 
 def permutation_exceedances(edges: np.ndarray, codes: np.ndarray, n_types: int,
@@ -157,22 +225,12 @@ def permutation_exceedances(edges: np.ndarray, codes: np.ndarray, n_types: int,
     """(K, K) number of permutations with ``|C* − expected| >= deviation`` (module docstring).
 
     ``groups`` are the strata's member indices (labels are shuffled within each, in order);
-    ``edges`` the (m, 2) undirected edges, each counted in both directions.
+    ``edges`` the (m, 2) undirected edges (no self-loops), each counted in both directions.
     """
-    label_dtype = np.int8 if n_types <= 127 else np.int32 if n_types < 2**31 else np.int64
-    members = np.concatenate(groups) if groups else np.empty(0, dtype=np.int64)
-    bounds = np.concatenate([[0], np.cumsum([len(g) for g in groups])]).astype(np.int64)
-    # relabel cells by their position in the stratum order: the shuffled segments are then the
-    # labels themselves (no scatter), and edges sorted by tail position are read in order
-    index_dtype = np.int32 if len(codes) < 2**31 else np.int64
-    position = np.empty(len(codes), dtype=index_dtype)
-    position[members] = np.arange(len(members), dtype=index_dtype)
-    tails, heads = position[edges[:, 0]], position[edges[:, 1]]
-    by_tail = np.argsort(tails, kind="stable")
+    layout = _layout(edges, codes, n_types, groups)
     exceed = _exceedance_kernel(
-        np.ascontiguousarray(tails[by_tail]), np.ascontiguousarray(heads[by_tail]),
-        np.ascontiguousarray(np.asarray(codes)[members], dtype=label_dtype), bounds,
-        permutation_states(seed, n_permutations), int(n_types),
-        np.ascontiguousarray(expected, dtype=np.float64),
+        layout.indptr, layout.heads, layout.degree, layout.bounds, layout.minor_bounds,
+        layout.minor_labels, permutation_seeds(seed, n_permutations), int(n_types),
+        layout.dominant, np.ascontiguousarray(expected, dtype=np.float64),
         np.ascontiguousarray(deviation, dtype=np.float64))
-    return exceed.sum(axis=0, dtype=np.int64).reshape(n_types, n_types).astype(np.float64)
+    return exceed.sum(axis=0, dtype=np.int64).astype(np.float64)

@@ -19,11 +19,10 @@ z-score is ``(C − E) / sqrt(Var)``; its p-value is two-sided under the normal 
 ``2 · Φ(−|z|)``.
 
 Monte Carlo (optional): labels are permuted (within strata) and ``C`` recounted over the edge
-list, O(m) per permutation, permutations in parallel in Numba
-(:mod:`metaniche.analyses.relations._permute`); the two-sided p-value is
-``(#{|C* − E| ≥ |C − E|} + 1) / (n_perm + 1)`` with E the exact mean. Permutation ``k`` shuffles
-exactly as ``np.random.default_rng(SeedSequence(seed).spawn(n)[k]).permutation`` does, so
-results do not depend on blocking or the number of threads.
+list, O(n + m) per permutation (less when one type dominates), permutations in parallel
+in Numba (:mod:`metaniche.analyses.relations._permute`); the two-sided p-value is
+``(#{|C* − E| ≥ |C − E|} + 1) / (n_perm + 1)`` with E the exact mean. Permutation ``k`` has
+its own seeded stream, so results do not depend on blocking or the number of threads.
 
 References
 ----------
