@@ -17,7 +17,7 @@ from metaniche.analyses.relations import (
     iter_pairs_within,
     nearest_type_distances,
 )
-from metaniche.analyses.relations._grid import nearest_by_type_grid
+from metaniche.analyses.relations._grid import _grid_width, nearest_by_type_grid
 from metaniche.stages.relations import _average_minimum_distance
 
 
@@ -92,8 +92,27 @@ def test_ring_search_resolves_exactly_or_reports_unresolved(max_candidates):
         assert not resolved.all()   # the far cluster is beyond the cap: left to the KD-trees
     if max_candidates == 100_000:
         assert resolved.all()
-    np.testing.assert_array_equal(nearest_type_distances(xy, codes, 4, grid_fraction=0.0),
+    np.testing.assert_array_equal(nearest_type_distances(xy, codes, 4, grid_coverage=0.0),
                                   reference)
+
+
+def test_ring_search_finishes_few_capped_cells_of_a_common_type():
+    # type 0 everywhere but a 100 µm hole holding the type-1 cells: from deep inside the hole
+    # the capped search misses type 0, and the far search from those cells alone finishes it
+    rng = np.random.default_rng(2)
+    spread = rng.uniform(0, 1000, (6000, 2))
+    spread = spread[np.hypot(*(spread - 500).T) > 100]
+    angle, radius = rng.uniform(0, 2 * np.pi, 150), 95 * np.sqrt(rng.uniform(0, 1, 150))
+    hole = 500 + np.column_stack([radius * np.cos(angle), radius * np.sin(angle)])
+    xy, codes = np.concatenate([spread, hole]), np.repeat([0, 1], [len(spread), 150])
+    reference = _tree_reference(xy, codes, 2)
+    # max_candidates = 4 caps the first search at ring 1 (reach < 3 bin widths), the far
+    # search at ring 6
+    assert (reference[codes == 1, 0] > 3 * _grid_width(xy, 2.0)).sum() > 20
+    distance, resolved, order = nearest_by_type_grid(xy, codes, 2, np.array([True, False]),
+                                                     max_candidates=4)
+    assert resolved[:, 0].all()
+    np.testing.assert_array_equal(distance[:, 0], reference[order, 0])
 
 
 def test_nearest_tiny_inputs():

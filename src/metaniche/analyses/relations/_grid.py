@@ -158,6 +158,51 @@ def _nearest_kernel(x: np.ndarray, y: np.ndarray, codes: np.ndarray, starts: np.
 
 
 @numba.njit(cache=True, parallel=True)
+def _finish_kernel(x: np.ndarray, y: np.ndarray, codes: np.ndarray, starts: np.ndarray,
+                   n_bx: int, n_by: int, x0: float, y0: float, width: float, rows: np.ndarray,
+                   target: int, max_ring: int, best_out: np.ndarray,
+                   resolved: np.ndarray) -> None:  # pragma: no cover - numba
+    """Ring search for one type from the cells ``rows`` (grid order), up to ``max_ring``."""
+    margin = _MARGIN * width
+    n_types = best_out.shape[1]
+    for r in prange(len(rows)):
+        i = rows[r]
+        bx = min(int((x[i] - x0) / width), n_bx - 1)
+        by = min(int((y[i] - y0) / width), n_by - 1)
+        best = np.full(n_types, np.inf)
+        for ring in range(max_ring + 1):
+            lo_x, hi_x = max(bx - ring, 0), min(bx + ring, n_bx - 1)
+            for row in (by - ring, by + ring):
+                if 0 <= row < n_by:
+                    _scan_range(x, y, codes, i, starts[row * n_bx + lo_x],
+                                starts[row * n_bx + hi_x + 1], best)
+                if ring == 0:
+                    break
+            if ring > 0:
+                for row in range(max(by - ring + 1, 0), min(by + ring, n_by)):
+                    if bx - ring >= 0:
+                        b = row * n_bx + bx - ring
+                        _scan_range(x, y, codes, i, starts[b], starts[b + 1], best)
+                    if bx + ring < n_bx:
+                        b = row * n_bx + bx + ring
+                        _scan_range(x, y, codes, i, starts[b], starts[b + 1], best)
+            bound = np.inf
+            if bx - ring > 0:
+                bound = min(bound, x[i] - (x0 + (bx - ring) * width))
+            if bx + ring < n_bx - 1:
+                bound = min(bound, x0 + (bx + ring + 1) * width - x[i])
+            if by - ring > 0:
+                bound = min(bound, y[i] - (y0 + (by - ring) * width))
+            if by + ring < n_by - 1:
+                bound = min(bound, y0 + (by + ring + 1) * width - y[i])
+            bound -= margin
+            if bound == np.inf or (bound > 0 and best[target] <= bound * bound):
+                best_out[i, target] = np.sqrt(best[target])
+                resolved[i, target] = True
+                break
+
+
+@numba.njit(cache=True, parallel=True)
 def _counts_kernel(x: np.ndarray, y: np.ndarray, codes: np.ndarray, starts: np.ndarray,
                    n_bx: int, n_by: int, reach: int, n_types: int, radii: np.ndarray,
                    n_blocks: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
@@ -208,6 +253,33 @@ def _grid_width(coordinates: np.ndarray, cells_per_bin: float) -> float:
     return float(np.sqrt(cells_per_bin * area / n))
 
 
+def ring_coverage_by_type(coordinates: np.ndarray, codes: np.ndarray, n_types: int,
+                          cells_per_bin: float = 2.0, max_candidates: int = 256) -> np.ndarray:
+    """(K,) fraction of cells whose ring-search block surely holds a cell of each type.
+
+    The plane is cut into square blocks of ``max_ring + 1`` bins of
+    :func:`nearest_by_type_grid` (same ``cells_per_bin`` and ``max_candidates``), so a cell's
+    block lies inside the area its capped ring search scans. Entry t is the fraction of cells
+    in blocks holding a cell of type t: near 1 for types spread through the tissue, small for
+    types confined to a few lesions, whose nearest cell most ring searches would not reach.
+    O(n).
+    """
+    coordinates = np.asarray(coordinates, dtype=np.float64).reshape(-1, 2)
+    codes = np.asarray(codes, dtype=np.int64)
+    n = len(coordinates)
+    if n == 0:
+        return np.zeros(n_types)
+    width = _grid_width(coordinates, cells_per_bin)
+    side = np.sqrt(max_candidates / cells_per_bin)
+    block_width = width * (max(1, int(np.ceil((side - 1) / 2))) + 1)
+    block = ((coordinates - coordinates.min(axis=0)) / block_width).astype(np.int64)
+    block_id = block[:, 0] * (int(block[:, 1].max()) + 1) + block[:, 1]
+    n_blocks = int(block_id.max()) + 1
+    present = np.bincount(block_id * n_types + codes, minlength=n_blocks * n_types) > 0
+    cells = np.bincount(block_id, minlength=n_blocks)
+    return cells @ present.reshape(n_blocks, n_types) / n
+
+
 def nearest_by_type_grid(coordinates: np.ndarray, codes: np.ndarray, n_types: int,
                          wanted: np.ndarray, cells_per_bin: float = 2.0,
                          max_candidates: int = 256,
@@ -228,7 +300,9 @@ def nearest_by_type_grid(coordinates: np.ndarray, codes: np.ndarray, n_types: in
         Mean cells per grid bin over the bounding box.
     max_candidates
         Ring cap: rings stop once the searched block holds about this many cells on average
-        (pairs left unresolved are cheaper to finish with a per-type KD-tree).
+        (pairs left unresolved are cheaper to finish with a per-type KD-tree). A wanted type
+        left unresolved for at most 1/16 of its own count of cells is searched further from
+        those cells only, up to blocks of 64 times this many cells.
 
     Returns
     -------
@@ -249,11 +323,22 @@ def nearest_by_type_grid(coordinates: np.ndarray, codes: np.ndarray, n_types: in
     counts = np.bincount(codes, minlength=n_types).astype(np.int64)
     distance = np.empty((n, n_types))
     resolved = np.empty((n, n_types), dtype=np.bool_)
-    if n:
-        _nearest_kernel(grid.x, grid.y, np.ascontiguousarray(codes[grid.order]), grid.starts,
-                        grid.n_bx, grid.n_by, grid.x0, grid.y0, grid.width,
-                        np.asarray(wanted, dtype=np.bool_), counts, max_ring, distance,
-                        resolved)
+    if n == 0:
+        return distance, resolved, grid.order
+    sorted_codes = np.ascontiguousarray(codes[grid.order])
+    _nearest_kernel(grid.x, grid.y, sorted_codes, grid.starts, grid.n_bx, grid.n_by, grid.x0,
+                    grid.y0, grid.width, np.asarray(wanted, dtype=np.bool_), counts, max_ring,
+                    distance, resolved)
+    # A few cells of a common type left at the cap (e.g. hepatocytes seen from a tumour's
+    # centre) are cheaper to finish here than with a KD-tree over all cells of that type.
+    far_ring = int(max(1, min(np.ceil((np.sqrt(64 * max_candidates / max(mean_per_bin, 1e-12))
+                                       - 1) / 2), max(grid.n_bx, grid.n_by))))
+    for target in np.flatnonzero(wanted):
+        rows = np.flatnonzero(~resolved[:, target])
+        if 0 < len(rows) <= counts[target] // 16:
+            _finish_kernel(grid.x, grid.y, sorted_codes, grid.starts, grid.n_bx, grid.n_by,
+                           grid.x0, grid.y0, grid.width, rows, int(target), far_ring, distance,
+                           resolved)
     return distance, resolved, grid.order
 
 

@@ -46,7 +46,7 @@ __all__ = [
 
 def nearest_type_distances(coordinates: np.ndarray, type_codes: np.ndarray, n_types: int,
                            tree_by_type: Sequence[cKDTree | None] | None = None,
-                           grid_fraction: float = 1 / 64) -> np.ndarray:
+                           grid_coverage: float = 0.9) -> np.ndarray:
     """Distance from every cell to the nearest *other* cell of each type.
 
     Parameters
@@ -59,9 +59,11 @@ def nearest_type_distances(coordinates: np.ndarray, type_codes: np.ndarray, n_ty
         Number of types.
     tree_by_type
         Optional prebuilt KD-trees of each type's cells (built here when needed and absent).
-    grid_fraction
-        Types holding at least this fraction of the cells are found by the cell-list ring
-        search; rarer types (whose nearest cell is typically far) by per-type KD-trees.
+    grid_coverage
+        Types within reach of the capped ring search for at least this fraction of the cells
+        (:func:`~metaniche.analyses.relations._grid.ring_coverage_by_type`) are found by the
+        cell-list ring search; the others (rare, or confined to lesions: their nearest cell is
+        typically far) by per-type KD-trees. Only speed depends on it, never the result.
 
     Returns
     -------
@@ -82,33 +84,49 @@ def nearest_type_distances(coordinates: np.ndarray, type_codes: np.ndarray, n_ty
     Time about O(n · c) for c cells within the farthest common type's nearest distance, plus
     O(u log n) for u unresolved pairs; memory O(n · n_types).
     """
-    from metaniche.analyses.relations._grid import nearest_by_type_grid
+    from metaniche.analyses.relations._grid import nearest_by_type_grid, ring_coverage_by_type
+    from metaniche.analyses.relations._walk import (
+        delaunay_neighbours,
+        nearest_other_by_walk,
+        nearest_target_by_walk,
+    )
 
     coordinates = np.asarray(coordinates, dtype=np.float64).reshape(-1, 2)
     codes = np.asarray(type_codes, dtype=np.int64)
-    n = len(coordinates)
     counts = np.bincount(codes, minlength=n_types)
-    wanted = counts >= max(2.0, grid_fraction * n)
+    wanted = ((counts >= 2)
+              & (ring_coverage_by_type(coordinates, codes, n_types) >= grid_coverage))
     # rows in grid order (spatially coherent KD-tree queries); one scatter back at the end
     in_order, resolved, order = nearest_by_type_grid(coordinates, codes, n_types, wanted)
+    ordered_xy, ordered_codes = coordinates[order], codes[order]
     for target in range(n_types):
         pending = np.flatnonzero(~resolved[:, target])
         if len(pending) == 0:
             continue
-        members = np.flatnonzero(codes == target)
+        is_member = ordered_codes[pending] == target
+        others, own = pending[~is_member], pending[is_member]
         tree = tree_by_type[target] if tree_by_type is not None else None
         if tree is None:
-            tree = cKDTree(coordinates[members])
-        cells = order[pending]
-        is_member = codes[cells] == target
-        others = pending[~is_member]
+            member_rows = np.flatnonzero(ordered_codes == target)   # target point -> row
+            targets = ordered_xy[member_rows]
+            # many queries per target: walks on the Delaunay graph beat KD-tree descents
+            graph = (delaunay_neighbours(targets) if len(others) >= 4 * len(member_rows)
+                     else None)
+            if graph is not None:
+                in_order[others, target] = nearest_target_by_walk(targets, graph,
+                                                                   ordered_xy[others])
+                in_order[own, target] = nearest_other_by_walk(
+                    targets, graph, np.searchsorted(member_rows, own))
+                continue
+            tree = cKDTree(targets)
+            member_cells = order[member_rows]
+        else:
+            member_cells = np.flatnonzero(codes == target)
         if len(others):
-            in_order[others, target] = tree.query(coordinates[order[others]], k=1,
-                                                  workers=-1)[0]
-        own = pending[is_member]
+            in_order[others, target] = tree.query(ordered_xy[others], k=1, workers=-1)[0]
         if len(own):
-            dist, index = tree.query(coordinates[order[own]], k=2, workers=-1)
-            is_self = members[index[:, 0]] == order[own]
+            dist, index = tree.query(ordered_xy[own], k=2, workers=-1)
+            is_self = member_cells[index[:, 0]] == order[own]
             in_order[own, target] = np.where(is_self, dist[:, 1], dist[:, 0])
     out = np.empty_like(in_order)
     out[order] = in_order
