@@ -15,13 +15,23 @@ border cells are the end points of α-shape edges (alphahull's ``alpha.extremes`
 are the connected components of the α-shape edge graph, and components with ``<=
 min_cluster_cells`` border cells are dropped (SPIAT's ``n_to_exclude``).
 
-Difference from SPIAT. SPIAT walks alphahull's ``ahull`` arcs in the package's internal order
-and, in ``get_polygon``, keeps only runs of at least 6 consecutive connected arcs and never
-keeps the last run — an ordering artefact, not a geometric rule. On SPIAT's
-``defined_image`` (Tumour, α = 40) this gives the published R_BC = 165 / 819 = 0.2015 and 3
-clusters; the geometric definition here gives the same 3 clusters (components with more than
-10 border cells) and R_BC = 168 / 819 = 0.2051 with ``min_cluster_cells = 5`` (the 6-arc rule
-applied to components), 1.8 % higher.
+Difference from SPIAT. SPIAT does not count the cells on the α-shape. It walks alphahull's
+``ahull`` arcs (one per α-shape edge whose complement balls lie on one side, cut where balls
+cross) in the package's chained order, splits the list where one arc does not end where the next
+starts, keeps runs of at least 6 consecutive arcs, never keeps the run after the last break and
+takes the start point of each kept arc (``fix_ahull``, ``get_polygon``). ``border_cells`` here
+is the geometric definition; ``spiat_border_cells`` re-implements SPIAT's walk step by step
+(module ``_ahull``). On SPIAT's ``defined_image`` (Tumour, α = 40, ``R_BC``'s ``n_to_exclude =
+0``) ``spiat_border_cells`` gives the published R_BC = 165 / 819 = 0.2014652; ``border_cells``
+gives 168 / 819 = 0.2051 with ``min_cluster_cells = 5``: at three concave α-shape vertices the
+balls of the two adjacent arcs cross before reaching the vertex, ``ahull`` ends both arcs at the
+crossing point instead (a cut point, not a cell), and SPIAT does not count the vertex. Both give
+three groups of more than 10 border cells. SPIAT's own unit test (``n_to_exclude = 10``,
+distances to the border) is matched for cells 3776-3778 but not 3779 (see ``_ahull``). Caveats
+of the SPIAT walk: its row order comes from ``interp::tri.mesh``'s triangle list, which we
+replace by Qhull's (the result on ``defined_image`` does not depend on it, but can elsewhere);
+without isolated α-extreme points the last boundary cycle is dropped, and an open chain loses
+its last point.
 
 References
 ----------
@@ -42,7 +52,9 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import Delaunay
 
-__all__ = ["BorderCells", "alpha_shape_edges", "border_cells"]
+from metaniche.analyses.relations._ahull import spiat_polygons
+
+__all__ = ["BorderCells", "alpha_shape_edges", "border_cells", "spiat_border_cells"]
 
 
 class BorderCells(NamedTuple):
@@ -146,6 +158,57 @@ def border_cells(xy: np.ndarray, alpha: float = 40.0, min_cluster_cells: int = 5
     cluster = np.where(on_shape, cluster_of_component[component], 0)[inverse]
     is_border = cluster > 0
     return BorderCells(is_border, cluster, len(kept), float(is_border.sum() / n))
+
+
+def spiat_border_cells(xy: np.ndarray, alpha: float = 40.0, n_to_exclude: int = 0) -> BorderCells:
+    """SPIAT's bordering cells (``identify_bordering_cells``) and R_BC (``R_BC``).
+
+    Re-implements alphahull 2.5's ``ahull`` arcs and SPIAT's ``fix_ahull`` / ``get_polygon``
+    (see the module docstring and ``_ahull``): a cell is bordering when it starts an arc of a
+    kept run (at least 6 consecutive connected arcs, more than ``n_to_exclude`` arcs, not the
+    run after the last break). Cut points between crossing balls are not cells.
+
+    Parameters
+    ----------
+    xy
+        Coordinates of the cells of one type, shape (n, 2); exact duplicates are counted once
+        for the geometry and all marked alike (R's ``tri.mesh`` would stop on them).
+    alpha
+        Ball radius, same units. Default 40 (``R_BC``).
+    n_to_exclude
+        Runs with this many arcs or fewer are dropped (arcs, not cells: a run's cut points
+        count). Default 0 (``R_BC``); SPIAT's ``identify_bordering_cells`` default is 10.
+
+    Returns
+    -------
+    BorderCells
+        ``cluster`` numbers SPIAT's polygons (kept runs) 1… in run order (a cell on two runs
+        gets the first); ``n_clusters`` is the number of polygons; ``ratio`` is R_BC. Unlike
+        SPIAT, only the cells of ``xy`` can be bordering (SPIAT also marks a cell of another
+        type lying at exactly the same coordinates). Arc ordering, chaining and the row
+        swaps loop over arcs, not cells; ball crossings are found with a k-d tree.
+
+    References
+    ----------
+    1. Feng Y, et al. Nat Commun. 2023;14:2697 (SPIAT ``R_BC``, ``identify_bordering_cells``).
+    2. Pateiro-López B, Rodríguez-Casal A. J Stat Softw. 2010;34(5):1-28 (alphahull).
+    """
+    xy = np.asarray(xy, dtype=np.float64)
+    n = len(xy)
+    if n == 0:
+        return BorderCells(np.zeros(0, bool), np.zeros(0, np.int64), 0, float("nan"))
+    unique, inverse = np.unique(xy, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    cluster = np.zeros(len(unique), dtype=np.int64)
+    polygons = []
+    if len(unique) >= 3 and np.linalg.matrix_rank(unique - unique.mean(axis=0)) == 2:
+        polygons = spiat_polygons(unique, alpha, n_to_exclude)
+    for number, points in reversed(list(enumerate(polygons, start=1))):
+        cells = points[points < len(unique)]
+        cluster[cells] = number
+    cluster = cluster[inverse]
+    is_border = cluster > 0
+    return BorderCells(is_border, cluster, len(polygons), float(is_border.sum() / n))
 
 
 def _circumcircles(triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
