@@ -252,6 +252,9 @@ class RelationsParams:
     max_types
         Per-pair features are emitted for at most this many of the most abundant types.
         Default 30.
+    border_alpha_um
+        Ball radius (µm) of the α-hull whose bordering cells give SPIAT's border-cell ratio
+        R_BC of each tumour type. Default 40 (SPIAT's ``R_BC``).
     """
 
     contact_radius_um: float = 30.0
@@ -266,6 +269,7 @@ class RelationsParams:
     cooccurrence_max_um: float = 100.0
     cooccurrence_bins: int = 10
     max_types: int = 30
+    border_alpha_um: float = 40.0
 
 
 @dataclass(frozen=True)
@@ -573,6 +577,7 @@ _POSITIVE = {
     "n_bootstrap",
     "bin_um", "window_um", "n_bins",
     "k", "n_training", "radius_um", "min_neighbours", "tls_min_cells", "min_edges",
+    "border_alpha_um",
 }
 _NON_NEGATIVE = {"min_hole_area_um2", "tissue_radius_um", "immune_weight",
                  "desert_max_per_mm2", "inflamed_min_core_border_ratio", "min_variance",

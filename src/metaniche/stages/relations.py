@@ -2,7 +2,8 @@
 neighbourhood enrichment, Ripley K/L/g on the tissue mask, co-occurrence).
 
 Tables: ``distances``, ``count_within``, ``mixing``, ``clark_evans``, ``enrichment``,
-``ripley``, ``cooccurrence``. Per-cell column: ``neighbourhood_entropy``. Every statistic
+``ripley``, ``cooccurrence``, ``border_cells``. Per-cell columns: ``neighbourhood_entropy``,
+``hull_border_cluster``. Every statistic
 shares the sample's one KD-tree; the contact graph is built once.
 """
 
@@ -27,6 +28,7 @@ from metaniche.analyses.relations import (
     ripley_cross,
     ripley_envelope,
     ripley_table,
+    spiat_border_cells,
 )
 from metaniche.analyses.relations._graph import GRAPH_KINDS
 from metaniche.context import SampleContext, StageOutput
@@ -50,6 +52,8 @@ FEATURES: dict[str, tuple[str, str]] = {
                             "corrected on the tissue mask (spicyR statistic)"),
     "neighbourhood_entropy": ("bits", "mean Shannon entropy of contact-neighbour types "
                                       "around cells of a type"),
+    "border_cell_ratio": ("ratio", "SPIAT R_BC of a tumour type: its cells on the α-hull "
+                                   "border (α = relations.border_alpha_um) over all its cells"),
 }
 
 
@@ -132,11 +136,38 @@ def run(context: SampleContext) -> StageOutput:
     ratio, _ = co_occurrence(coords, codes, n_types, interval)
     cooccurrence = co_occurrence_table(ratio, interval, types)
 
+    border, border_cluster, border_features = _border_cells(context, params.border_alpha_um)
+    features.update(border_features)
+
     tables = {"distances": distances, "count_within": within, "mixing": mixing,
               "clark_evans": clark, "enrichment": enrichment, "ripley": ripley_long,
-              "cooccurrence": cooccurrence}
+              "cooccurrence": cooccurrence, "border_cells": border}
     return StageOutput(tables=tables, features=features,
-                       cell_columns={"neighbourhood_entropy": entropy})
+                       cell_columns={"neighbourhood_entropy": entropy,
+                                     "hull_border_cluster": border_cluster})
+
+
+def _border_cells(context: SampleContext, alpha_um: float,
+                  ) -> tuple[pd.DataFrame, np.ndarray, dict[str, object]]:
+    """SPIAT's bordering cells and R_BC of each tumour type (``n_to_exclude = 0``, as ``R_BC``).
+
+    Per-cell ``hull_border_cluster``: the polygon a bordering cell starts an arc of, numbered
+    per tumour type in the order of ``context.tumor_types`` (0: not bordering).
+    """
+    labels = context.labels
+    cluster = np.zeros(len(labels), dtype=np.int64)
+    rows, features, offset = [], {}, 0
+    for tumour_type in context.tumor_types:
+        members = np.flatnonzero(labels == tumour_type)
+        result = spiat_border_cells(context.coordinates[members], alpha=alpha_um)
+        cluster[members] = np.where(result.cluster > 0, result.cluster + offset, 0)
+        offset += result.n_clusters
+        rows.append((tumour_type, alpha_um, len(members), int(result.is_border.sum()),
+                     result.n_clusters, result.ratio))
+        features[f"border_cell_ratio.{tumour_type}"] = result.ratio
+    table = pd.DataFrame(rows, columns=["cell_type", "alpha_um", "n_cells", "n_border_cells",
+                                        "n_clusters", "border_cell_ratio"])
+    return table, cluster, features
 
 
 def _average_minimum_distance(nearest: np.ndarray) -> float:

@@ -4,6 +4,7 @@ pure functions; registration in the pipeline."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from metaniche.analyses.relations import (
@@ -32,7 +33,7 @@ def output(context):
 def test_tables_and_columns(output):
     tables = output.tables
     assert {"distances", "count_within", "mixing", "clark_evans", "enrichment", "ripley",
-            "cooccurrence"} <= set(tables)
+            "cooccurrence", "border_cells"} <= set(tables)
     assert {"compartment", "lesion_id", "source_type", "target_type", "n_source", "mean_um",
             "median_um", "q25_um", "q75_um"} <= set(tables["distances"].columns)
     assert {"type_a", "type_b", "observed", "expected", "z", "p", "null"} <= set(
@@ -83,3 +84,18 @@ def test_bad_graph_is_a_config_error(context):
     bad = replace(context, config=Config(relations=RelationsParams(graph="voronoi")))
     with pytest.raises(ConfigError, match=r"relations\.graph"):
         relations.run(bad)
+
+
+def test_border_cell_ratio_feature_reproduces_spiat_r_bc(data_dir):
+    # SPIAT R_BC(defined_image, "Tumour") = 0.2014652 (REFERENCE.md), through the stage
+    cells = pd.read_csv(data_dir / "cells" / "spiat_defined_image.SIMULATED.cells.csv.gz")
+    cells = cells.assign(sample="defined", cell_id=np.arange(len(cells)))
+    context = build_context("defined", cells[["sample", "cell_id", "x", "y", "cell_type"]],
+                            Config())
+    assert context.tumor_types == ["Tumour"]
+    table, cluster, features = relations._border_cells(context, 40.0)
+    assert round(features["border_cell_ratio.Tumour"], 7) == 0.2014652
+    row = table.iloc[0]
+    assert (row.n_cells, row.n_border_cells) == (819, 165)
+    assert np.count_nonzero(cluster) == 165
+    assert set(cluster[context.labels != "Tumour"]) == {0}

@@ -9,6 +9,7 @@ from metaniche.analyses.relations.alphashape import (
     BorderCells,
     alpha_shape_edges,
     border_cells,
+    spiat_border_cells,
 )
 from metaniche.analyses.relations.cooccurrence import co_occurrence, co_occurrence_table
 from metaniche.analyses.relations.distances import (
@@ -82,5 +83,6 @@ __all__ = [
     "ripley_envelope",
     "ripley_table",
     "shannon_entropy",
+    "spiat_border_cells",
     "stouffer_z",
 ]
