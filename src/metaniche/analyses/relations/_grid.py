@@ -90,6 +90,43 @@ def _scan_range(x: np.ndarray, y: np.ndarray, codes: np.ndarray, i: int, lo: int
             best[t] = d_sq
 
 
+@numba.njit(cache=True, inline="always")
+def _scan_ring(x: np.ndarray, y: np.ndarray, codes: np.ndarray, starts: np.ndarray, n_bx: int,
+               n_by: int, i: int, bx: int, by: int, ring: int,
+               best: np.ndarray) -> None:  # pragma: no cover - numba
+    """Lower ``best`` with the cells of ring ``ring`` of bins around bin (bx, by)."""
+    lo_x, hi_x = max(bx - ring, 0), min(bx + ring, n_bx - 1)
+    for row in (by - ring, by + ring):
+        if 0 <= row < n_by:
+            _scan_range(x, y, codes, i, starts[row * n_bx + lo_x],
+                        starts[row * n_bx + hi_x + 1], best)
+        if ring == 0:
+            return
+    for row in range(max(by - ring + 1, 0), min(by + ring, n_by)):
+        if bx - ring >= 0:
+            b = row * n_bx + bx - ring
+            _scan_range(x, y, codes, i, starts[b], starts[b + 1], best)
+        if bx + ring < n_bx:
+            b = row * n_bx + bx + ring
+            _scan_range(x, y, codes, i, starts[b], starts[b + 1], best)
+
+
+@numba.njit(cache=True, inline="always")
+def _unseen_bound(xi: float, yi: float, bx: int, by: int, ring: int, n_bx: int, n_by: int,
+                  x0: float, y0: float, width: float) -> float:  # pragma: no cover - numba
+    """No cell outside rings 0..ring is closer than this (inf: the rings cover the grid)."""
+    bound = np.inf
+    if bx - ring > 0:
+        bound = min(bound, xi - (x0 + (bx - ring) * width))
+    if bx + ring < n_bx - 1:
+        bound = min(bound, x0 + (bx + ring + 1) * width - xi)
+    if by - ring > 0:
+        bound = min(bound, yi - (y0 + (by - ring) * width))
+    if by + ring < n_by - 1:
+        bound = min(bound, y0 + (by + ring + 1) * width - yi)
+    return bound
+
+
 @numba.njit(cache=True, parallel=True)
 def _nearest_kernel(x: np.ndarray, y: np.ndarray, codes: np.ndarray, starts: np.ndarray,
                     n_bx: int, n_by: int, x0: float, y0: float, width: float,
@@ -110,32 +147,10 @@ def _nearest_kernel(x: np.ndarray, y: np.ndarray, codes: np.ndarray, starts: np.
                     bound_sq = 0.0
                     everything = False
                     for ring in range(max_ring + 1):
-                        lo_y, hi_y = by - ring, by + ring
-                        lo_x, hi_x = max(bx - ring, 0), min(bx + ring, n_bx - 1)
-                        for row in (lo_y, hi_y):
-                            if 0 <= row < n_by:
-                                _scan_range(x, y, codes, i, starts[row * n_bx + lo_x],
-                                            starts[row * n_bx + hi_x + 1], best)
-                            if ring == 0:
-                                break
-                        if ring > 0:
-                            for row in range(max(lo_y + 1, 0), min(hi_y, n_by)):
-                                if bx - ring >= 0:
-                                    b = row * n_bx + bx - ring
-                                    _scan_range(x, y, codes, i, starts[b], starts[b + 1], best)
-                                if bx + ring < n_bx:
-                                    b = row * n_bx + bx + ring
-                                    _scan_range(x, y, codes, i, starts[b], starts[b + 1], best)
+                        _scan_ring(x, y, codes, starts, n_bx, n_by, i, bx, by, ring, best)
                         # no unseen cell is closer than the block's edge on a side with bins
-                        bound = np.inf
-                        if bx - ring > 0:
-                            bound = min(bound, x[i] - (x0 + (bx - ring) * width))
-                        if bx + ring < n_bx - 1:
-                            bound = min(bound, x0 + (bx + ring + 1) * width - x[i])
-                        if by - ring > 0:
-                            bound = min(bound, y[i] - (y0 + (by - ring) * width))
-                        if by + ring < n_by - 1:
-                            bound = min(bound, y0 + (by + ring + 1) * width - y[i])
+                        bound = _unseen_bound(x[i], y[i], bx, by, ring, n_bx, n_by, x0, y0,
+                                              width)
                         if bound == np.inf:
                             everything = True
                             break
@@ -171,30 +186,8 @@ def _finish_kernel(x: np.ndarray, y: np.ndarray, codes: np.ndarray, starts: np.n
         by = min(int((y[i] - y0) / width), n_by - 1)
         best = np.full(n_types, np.inf)
         for ring in range(max_ring + 1):
-            lo_x, hi_x = max(bx - ring, 0), min(bx + ring, n_bx - 1)
-            for row in (by - ring, by + ring):
-                if 0 <= row < n_by:
-                    _scan_range(x, y, codes, i, starts[row * n_bx + lo_x],
-                                starts[row * n_bx + hi_x + 1], best)
-                if ring == 0:
-                    break
-            if ring > 0:
-                for row in range(max(by - ring + 1, 0), min(by + ring, n_by)):
-                    if bx - ring >= 0:
-                        b = row * n_bx + bx - ring
-                        _scan_range(x, y, codes, i, starts[b], starts[b + 1], best)
-                    if bx + ring < n_bx:
-                        b = row * n_bx + bx + ring
-                        _scan_range(x, y, codes, i, starts[b], starts[b + 1], best)
-            bound = np.inf
-            if bx - ring > 0:
-                bound = min(bound, x[i] - (x0 + (bx - ring) * width))
-            if bx + ring < n_bx - 1:
-                bound = min(bound, x0 + (bx + ring + 1) * width - x[i])
-            if by - ring > 0:
-                bound = min(bound, y[i] - (y0 + (by - ring) * width))
-            if by + ring < n_by - 1:
-                bound = min(bound, y0 + (by + ring + 1) * width - y[i])
+            _scan_ring(x, y, codes, starts, n_bx, n_by, i, bx, by, ring, best)
+            bound = _unseen_bound(x[i], y[i], bx, by, ring, n_bx, n_by, x0, y0, width)
             bound -= margin
             if bound == np.inf or (bound > 0 and best[target] <= bound * bound):
                 best_out[i, target] = np.sqrt(best[target])

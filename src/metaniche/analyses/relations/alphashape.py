@@ -45,6 +45,7 @@ References
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -139,25 +140,20 @@ def border_cells(xy: np.ndarray, alpha: float = 40.0, min_cluster_cells: int = 5
     BorderCells
         See its attributes. O(n log n).
     """
-    xy = np.asarray(xy, dtype=np.float64)
-    n = len(xy)
-    if n == 0:
-        return BorderCells(np.zeros(0, bool), np.zeros(0, np.int64), 0, float("nan"))
-    unique, inverse = np.unique(xy, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    edges = alpha_shape_edges(unique, alpha)
-    graph = sparse.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])),
-                              shape=(len(unique), len(unique)))
-    _, component = connected_components(graph, directed=False)
-    on_shape = np.zeros(len(unique), dtype=bool)
-    on_shape[edges.ravel()] = True
-    sizes = np.bincount(component[on_shape], minlength=component.max() + 1)
-    kept = np.flatnonzero(sizes > min_cluster_cells)
-    cluster_of_component = np.zeros(len(sizes), dtype=np.int64)
-    cluster_of_component[kept] = np.arange(1, len(kept) + 1)
-    cluster = np.where(on_shape, cluster_of_component[component], 0)[inverse]
-    is_border = cluster > 0
-    return BorderCells(is_border, cluster, len(kept), float(is_border.sum() / n))
+    def clusters(unique: np.ndarray) -> tuple[np.ndarray, int]:
+        edges = alpha_shape_edges(unique, alpha)
+        graph = sparse.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])),
+                                  shape=(len(unique), len(unique)))
+        _, component = connected_components(graph, directed=False)
+        on_shape = np.zeros(len(unique), dtype=bool)
+        on_shape[edges.ravel()] = True
+        sizes = np.bincount(component[on_shape], minlength=component.max() + 1)
+        kept = np.flatnonzero(sizes > min_cluster_cells)
+        cluster_of_component = np.zeros(len(sizes), dtype=np.int64)
+        cluster_of_component[kept] = np.arange(1, len(kept) + 1)
+        return np.where(on_shape, cluster_of_component[component], 0), len(kept)
+
+    return _per_cell(xy, clusters)
 
 
 def spiat_border_cells(xy: np.ndarray, alpha: float = 40.0, n_to_exclude: int = 0) -> BorderCells:
@@ -193,22 +189,29 @@ def spiat_border_cells(xy: np.ndarray, alpha: float = 40.0, n_to_exclude: int = 
     1. Feng Y, et al. Nat Commun. 2023;14:2697 (SPIAT ``R_BC``, ``identify_bordering_cells``).
     2. Pateiro-López B, Rodríguez-Casal A. J Stat Softw. 2010;34(5):1-28 (alphahull).
     """
+    def clusters(unique: np.ndarray) -> tuple[np.ndarray, int]:
+        cluster = np.zeros(len(unique), dtype=np.int64)
+        polygons = []
+        if len(unique) >= 3 and np.linalg.matrix_rank(unique - unique.mean(axis=0)) == 2:
+            polygons = spiat_polygons(unique, alpha, n_to_exclude)
+        for number, points in reversed(list(enumerate(polygons, start=1))):
+            cluster[points[points < len(unique)]] = number   # cut points are not cells
+        return cluster, len(polygons)
+
+    return _per_cell(xy, clusters)
+
+
+def _per_cell(xy: np.ndarray,
+              clusters: Callable[[np.ndarray], tuple[np.ndarray, int]]) -> BorderCells:
+    """``clusters(distinct points) -> (cluster per point, n)`` mapped back to every cell."""
     xy = np.asarray(xy, dtype=np.float64)
-    n = len(xy)
-    if n == 0:
+    if len(xy) == 0:
         return BorderCells(np.zeros(0, bool), np.zeros(0, np.int64), 0, float("nan"))
     unique, inverse = np.unique(xy, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    cluster = np.zeros(len(unique), dtype=np.int64)
-    polygons = []
-    if len(unique) >= 3 and np.linalg.matrix_rank(unique - unique.mean(axis=0)) == 2:
-        polygons = spiat_polygons(unique, alpha, n_to_exclude)
-    for number, points in reversed(list(enumerate(polygons, start=1))):
-        cells = points[points < len(unique)]
-        cluster[cells] = number
-    cluster = cluster[inverse]
+    cluster_of_point, n_clusters = clusters(unique)
+    cluster = cluster_of_point[inverse.reshape(-1)]
     is_border = cluster > 0
-    return BorderCells(is_border, cluster, len(polygons), float(is_border.sum() / n))
+    return BorderCells(is_border, cluster, n_clusters, float(is_border.sum() / len(xy)))
 
 
 def _circumcircles(triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
