@@ -382,3 +382,15 @@ def test_normal_rows_match_monte_carlo_on_null_tissue():
     assert np.max(np.abs(differences)) < 0.04
     assert abs(np.mean(differences)) < 0.01
     assert len(np.concatenate(normal_p)) >= 12
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_group_pairs_equals_numpy_unique(seed):
+    rng = np.random.default_rng(seed)
+    n_rows, n_cells = 7, 50
+    rows = rng.integers(0, n_rows, 2000)
+    cells = rng.integers(0, n_cells, 2000)
+    keys, inverse = np.unique(rows * n_cells + cells, return_inverse=True)
+    got_inverse, got_rows, got_cells = ligrec._group_pairs(rows, cells, n_rows, n_cells)
+    np.testing.assert_array_equal(got_inverse, inverse.reshape(-1))
+    np.testing.assert_array_equal(got_rows * n_cells + got_cells, keys)

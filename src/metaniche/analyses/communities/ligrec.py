@@ -338,13 +338,55 @@ def _receptor_matrix(receptor: np.ndarray, src: np.ndarray, dst: np.ndarray,
     observed or permuted. nnz <= number of directed edges.
     """
     n = receptor.shape[1]
-    keys, inverse = np.unique(fine * n + src, return_inverse=True)
-    rows, cells = np.divmod(keys, n)
+    inverse, rows, cells = _group_pairs(np.asarray(fine, dtype=np.int64),
+                                        np.asarray(src, dtype=np.int64), int(n_fine), int(n))
     indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_fine))])
     received = receptor[:, dst]
-    data = np.stack([np.bincount(inverse, weights=received[k], minlength=len(keys))
+    data = np.stack([np.bincount(inverse, weights=received[k], minlength=len(rows))
                      for k in range(len(receptor))])
     return indptr.astype(np.int64), column_of_cell[cells].astype(np.int64), data
+
+
+@numba.njit(cache=True)
+def _group_pairs(rows: np.ndarray, cells: np.ndarray, n_rows: int,
+                 n_cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
+    """Distinct (row, cell) pairs in sorted order and each input pair's index among them.
+
+    Equals ``np.unique(rows * n_cells + cells, return_inverse=True)`` (keys split back into
+    rows and cells) by two stable counting sorts, cell then row: O(m + n_rows + n_cells)
+    instead of a sort of m keys.
+    """
+    m = len(rows)
+    by_cell = np.empty(m, dtype=np.int64)
+    start = np.zeros(n_cells + 1, dtype=np.int64)
+    for e in range(m):
+        start[cells[e] + 1] += 1
+    for c in range(n_cells):
+        start[c + 1] += start[c]
+    for e in range(m):
+        by_cell[start[cells[e]]] = e
+        start[cells[e]] += 1
+    order = np.empty(m, dtype=np.int64)
+    start = np.zeros(n_rows + 1, dtype=np.int64)
+    for e in range(m):
+        start[rows[e] + 1] += 1
+    for r in range(n_rows):
+        start[r + 1] += start[r]
+    for t in range(m):
+        e = by_cell[t]
+        order[start[rows[e]]] = e
+        start[rows[e]] += 1
+    inverse = np.empty(m, dtype=np.int64)
+    key_rows = np.empty(m, dtype=np.int64)
+    key_cells = np.empty(m, dtype=np.int64)
+    k = -1
+    for t in range(m):
+        e = order[t]
+        if k < 0 or rows[e] != key_rows[k] or cells[e] != key_cells[k]:
+            k += 1
+            key_rows[k], key_cells[k] = rows[e], cells[e]
+        inverse[e] = k
+    return inverse, key_rows[:k + 1], key_cells[:k + 1]
 
 
 @numba.njit(cache=True)
