@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
 from scipy.spatial import cKDTree
 
 __all__ = ["MixingScore", "mixing_score", "neighbourhood_entropy", "shannon_entropy"]
@@ -114,12 +113,16 @@ def shannon_entropy(counts: np.ndarray, base: float = 2.0, axis: int = -1) -> np
     ``0 log 0 = 0``; an all-zero composition has entropy 0 (SPIAT's convention). SPIAT ≥ 1.0
     ``calculate_entropy`` uses base 2, SPIAT 0.4 ``entropy`` base 10.
     """
-    counts = np.asarray(counts, dtype=np.float64)
-    total = counts.sum(axis=axis, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = np.where(total > 0, counts / total, 0.0)
-        terms = np.where(p > 0, p * np.log(p), 0.0)
-    return -terms.sum(axis=axis) / np.log(base)
+    counts = np.moveaxis(np.asarray(counts, dtype=np.float64), axis, -1)
+    if counts.shape[-1] == 0:
+        return np.zeros(counts.shape[:-1])
+    flat = counts.reshape(-1, counts.shape[-1])
+    total = flat.sum(axis=1)
+    # only the non-zero counts contribute (0 log 0 = 0): O(non-zeros) logarithms
+    row, column = np.nonzero(flat)
+    p = flat[row, column] / total[row]
+    entropy = -np.bincount(row, weights=p * np.log(p), minlength=len(flat)) / np.log(base)
+    return entropy.reshape(counts.shape[:-1])
 
 
 def neighbourhood_entropy(edges: np.ndarray, type_codes: np.ndarray, n_types: int,
@@ -147,9 +150,10 @@ def neighbourhood_entropy(edges: np.ndarray, type_codes: np.ndarray, n_types: in
         (n,) entropy; 0 for cells without neighbours of the types of interest. O(n + m).
     """
     n = len(type_codes)
-    rows = np.concatenate([edges[:, 0], edges[:, 1]])
-    cols = np.concatenate([type_codes[edges[:, 1]], type_codes[edges[:, 0]]])
-    counts = sparse.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n_types)).toarray()
+    codes = np.asarray(type_codes, dtype=np.int64)
+    rows = np.concatenate([edges[:, 0], edges[:, 1]]).astype(np.int64)
+    cols = np.concatenate([codes[edges[:, 1]], codes[edges[:, 0]]])
+    counts = np.bincount(rows * n_types + cols, minlength=n * n_types).reshape(n, n_types)
     if types_of_interest is not None:
         counts = counts[:, list(types_of_interest)]
     return shannon_entropy(counts, base=base)
