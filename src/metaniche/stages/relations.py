@@ -152,21 +152,28 @@ def _border_cells(context: SampleContext, alpha_um: float,
     """SPIAT's bordering cells and R_BC of each tumour type (``n_to_exclude = 0``, as ``R_BC``).
 
     Per-cell ``hull_border_cluster``: the polygon a bordering cell starts an arc of, numbered
-    per tumour type in the order of ``context.tumor_types`` (0: not bordering).
+    per tumour type in the order of ``context.tumor_types`` (0: not bordering). A tumour type
+    whose α-hull is degenerate where alphahull itself stops (an α-shape edge with only a
+    half-plane in its complement) gets R_BC NaN and the reason in ``note``; the sample goes on.
     """
     labels = context.labels
     cluster = np.zeros(len(labels), dtype=np.int64)
     rows, features, offset = [], {}, 0
     for tumour_type in context.tumor_types:
         members = np.flatnonzero(labels == tumour_type)
-        result = spiat_border_cells(context.coordinates[members], alpha=alpha_um)
+        try:
+            result = spiat_border_cells(context.coordinates[members], alpha=alpha_um)
+        except ValueError as error:   # a degenerate α-hull on which alphahull stops too
+            rows.append((tumour_type, alpha_um, len(members), 0, 0, np.nan, str(error)))
+            features[f"border_cell_ratio.{tumour_type}"] = np.nan
+            continue
         cluster[members] = np.where(result.cluster > 0, result.cluster + offset, 0)
         offset += result.n_clusters
         rows.append((tumour_type, alpha_um, len(members), int(result.is_border.sum()),
-                     result.n_clusters, result.ratio))
+                     result.n_clusters, result.ratio, ""))
         features[f"border_cell_ratio.{tumour_type}"] = result.ratio
     table = pd.DataFrame(rows, columns=["cell_type", "alpha_um", "n_cells", "n_border_cells",
-                                        "n_clusters", "border_cell_ratio"])
+                                        "n_clusters", "border_cell_ratio", "note"])
     return table, cluster, features
 
 

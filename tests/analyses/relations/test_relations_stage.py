@@ -99,3 +99,13 @@ def test_border_cell_ratio_feature_reproduces_spiat_r_bc(data_dir):
     assert (row.n_cells, row.n_border_cells) == (819, 165)
     assert np.count_nonzero(cluster) == 165
     assert set(cluster[context.labels != "Tumour"]) == {0}
+
+
+def test_degenerate_alpha_hull_gives_nan_ratio_not_a_failed_sample(context, monkeypatch):
+    def degenerate(*args, **kwargs):
+        raise ValueError("an α-shape edge has only a half-plane in its complement")
+
+    monkeypatch.setattr(relations, "spiat_border_cells", degenerate)
+    table, cluster, features = relations._border_cells(context, 40.0)
+    assert np.isnan(features["border_cell_ratio.Tumor"])
+    assert "half-plane" in table.loc[0, "note"] and not cluster.any()
