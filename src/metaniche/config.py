@@ -255,6 +255,11 @@ class RelationsParams:
     border_alpha_um
         Ball radius (µm) of the α-hull whose bordering cells give SPIAT's border-cell ratio
         R_BC of each tumour type. Default 40 (SPIAT's ``R_BC``).
+    border_max_edges
+        SPIAT's arc walk costs about 0.1 ms per α-shape edge (a loop over arcs); a tumour type
+        with more α-shape edges than this (scattered cells, not lesions) gets the geometric
+        border definition instead (``alphashape.border_cells``), named in the table's
+        ``definition`` column. Default 20,000.
     """
 
     contact_radius_um: float = 30.0
@@ -270,6 +275,7 @@ class RelationsParams:
     cooccurrence_bins: int = 10
     max_types: int = 30
     border_alpha_um: float = 40.0
+    border_max_edges: int = 20_000
 
 
 @dataclass(frozen=True)
@@ -577,7 +583,7 @@ _POSITIVE = {
     "n_bootstrap",
     "bin_um", "window_um", "n_bins",
     "k", "n_training", "radius_um", "min_neighbours", "tls_min_cells", "min_edges",
-    "border_alpha_um",
+    "border_alpha_um", "border_max_edges",
 }
 _NON_NEGATIVE = {"min_hole_area_um2", "tissue_radius_um", "immune_weight",
                  "desert_max_per_mm2", "inflamed_min_core_border_ratio", "min_variance",

@@ -14,6 +14,8 @@ import pandas as pd
 
 from metaniche.analyses.relations import (
     Window,
+    alpha_shape_edges,
+    border_cells,
     clark_evans,
     co_occurrence,
     co_occurrence_table,
@@ -136,7 +138,8 @@ def run(context: SampleContext) -> StageOutput:
     ratio, _ = co_occurrence(coords, codes, n_types, interval)
     cooccurrence = co_occurrence_table(ratio, interval, types)
 
-    border, border_cluster, border_features = _border_cells(context, params.border_alpha_um)
+    border, border_cluster, border_features = _border_cells(context, params.border_alpha_um,
+                                                            params.border_max_edges)
     features.update(border_features)
 
     tables = {"distances": distances, "count_within": within, "mixing": mixing,
@@ -147,33 +150,42 @@ def run(context: SampleContext) -> StageOutput:
                                      "hull_border_cluster": border_cluster})
 
 
-def _border_cells(context: SampleContext, alpha_um: float,
+def _border_cells(context: SampleContext, alpha_um: float, max_edges: int = 20_000,
                   ) -> tuple[pd.DataFrame, np.ndarray, dict[str, object]]:
     """SPIAT's bordering cells and R_BC of each tumour type (``n_to_exclude = 0``, as ``R_BC``).
 
     Per-cell ``hull_border_cluster``: the polygon a bordering cell starts an arc of, numbered
-    per tumour type in the order of ``context.tumor_types`` (0: not bordering). A tumour type
-    whose α-hull is degenerate where alphahull itself stops (an α-shape edge with only a
-    half-plane in its complement) gets R_BC NaN and the reason in ``note``; the sample goes on.
+    per tumour type in the order of ``context.tumor_types`` (0: not bordering). A type with
+    more than ``max_edges`` α-shape edges (scattered cells; SPIAT's walk is a loop over arcs)
+    gets the geometric definition (``border_cells``: α-shape components with more than 5
+    border cells), named in ``definition``. A tumour type whose α-hull is degenerate where
+    alphahull itself stops (an α-shape edge with only a half-plane in its complement) gets
+    R_BC NaN and the reason in ``note``; the sample goes on.
     """
     labels = context.labels
     cluster = np.zeros(len(labels), dtype=np.int64)
     rows, features, offset = [], {}, 0
     for tumour_type in context.tumor_types:
         members = np.flatnonzero(labels == tumour_type)
+        xy = context.coordinates[members]
+        n_edges = len(alpha_shape_edges(np.unique(xy, axis=0), alpha_um))
+        definition = "spiat" if n_edges <= max_edges else "geometric"
         try:
-            result = spiat_border_cells(context.coordinates[members], alpha=alpha_um)
+            result = (spiat_border_cells(xy, alpha=alpha_um) if definition == "spiat"
+                      else border_cells(xy, alpha=alpha_um))
         except ValueError as error:   # a degenerate α-hull on which alphahull stops too
-            rows.append((tumour_type, alpha_um, len(members), 0, 0, np.nan, str(error)))
+            rows.append((tumour_type, alpha_um, len(members), 0, 0, np.nan, definition,
+                         str(error)))
             features[f"border_cell_ratio.{tumour_type}"] = np.nan
             continue
         cluster[members] = np.where(result.cluster > 0, result.cluster + offset, 0)
         offset += result.n_clusters
         rows.append((tumour_type, alpha_um, len(members), int(result.is_border.sum()),
-                     result.n_clusters, result.ratio, ""))
+                     result.n_clusters, result.ratio, definition,
+                     "" if definition == "spiat" else f"{n_edges} α-shape edges > {max_edges}"))
         features[f"border_cell_ratio.{tumour_type}"] = result.ratio
     table = pd.DataFrame(rows, columns=["cell_type", "alpha_um", "n_cells", "n_border_cells",
-                                        "n_clusters", "border_cell_ratio", "note"])
+                                        "n_clusters", "border_cell_ratio", "definition", "note"])
     return table, cluster, features
 
 

@@ -109,3 +109,14 @@ def test_degenerate_alpha_hull_gives_nan_ratio_not_a_failed_sample(context, monk
     table, cluster, features = relations._border_cells(context, 40.0)
     assert np.isnan(features["border_cell_ratio.Tumor"])
     assert "half-plane" in table.loc[0, "note"] and not cluster.any()
+
+
+def test_scattered_tumour_cells_use_the_geometric_border_above_the_edge_limit(context):
+    from metaniche.analyses.relations import border_cells
+
+    tumour = context.coordinates[context.labels == "Tumor"]
+    spiat_table, _, _ = relations._border_cells(context, 40.0, max_edges=10**9)
+    table, _, features = relations._border_cells(context, 40.0, max_edges=0)
+    assert spiat_table.loc[0, "definition"] == "spiat" and table.loc[0, "definition"] == "geometric"
+    assert features["border_cell_ratio.Tumor"] == border_cells(tumour, alpha=40.0).ratio
+    assert "α-shape edges > 0" in table.loc[0, "note"]
