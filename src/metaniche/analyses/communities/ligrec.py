@@ -348,6 +348,22 @@ def _receptor_matrix(receptor: np.ndarray, src: np.ndarray, dst: np.ndarray,
 
 
 @numba.njit(cache=True)
+def _counting_sort(keys: np.ndarray, n_keys: int,
+                   items: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
+    """``items`` stably reordered by ``keys[item]`` (keys in ``[0, n_keys)``): O(m + n_keys)."""
+    start = np.zeros(n_keys + 1, dtype=np.int64)
+    for item in items:
+        start[keys[item] + 1] += 1
+    for key in range(n_keys):
+        start[key + 1] += start[key]
+    out = np.empty(len(items), dtype=np.int64)
+    for item in items:
+        out[start[keys[item]]] = item
+        start[keys[item]] += 1
+    return out
+
+
+@numba.njit(cache=True)
 def _group_pairs(rows: np.ndarray, cells: np.ndarray, n_rows: int,
                  n_cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
     """Distinct (row, cell) pairs in sorted order and each input pair's index among them.
@@ -357,31 +373,12 @@ def _group_pairs(rows: np.ndarray, cells: np.ndarray, n_rows: int,
     instead of a sort of m keys.
     """
     m = len(rows)
-    by_cell = np.empty(m, dtype=np.int64)
-    start = np.zeros(n_cells + 1, dtype=np.int64)
-    for e in range(m):
-        start[cells[e] + 1] += 1
-    for c in range(n_cells):
-        start[c + 1] += start[c]
-    for e in range(m):
-        by_cell[start[cells[e]]] = e
-        start[cells[e]] += 1
-    order = np.empty(m, dtype=np.int64)
-    start = np.zeros(n_rows + 1, dtype=np.int64)
-    for e in range(m):
-        start[rows[e] + 1] += 1
-    for r in range(n_rows):
-        start[r + 1] += start[r]
-    for t in range(m):
-        e = by_cell[t]
-        order[start[rows[e]]] = e
-        start[rows[e]] += 1
+    order = _counting_sort(rows, n_rows, _counting_sort(cells, n_cells, np.arange(m)))
     inverse = np.empty(m, dtype=np.int64)
     key_rows = np.empty(m, dtype=np.int64)
     key_cells = np.empty(m, dtype=np.int64)
     k = -1
-    for t in range(m):
-        e = order[t]
+    for e in order:
         if k < 0 or rows[e] != key_rows[k] or cells[e] != key_cells[k]:
             k += 1
             key_rows[k], key_cells[k] = rows[e], cells[e]
