@@ -25,9 +25,11 @@ def _disc_with_ring(n_ring: int = 60, radius: float = 100.0, seed: int = 0):
     return np.vstack([ring, inside]), n_ring
 
 
-def test_border_of_a_filled_disc_is_its_ring():
+@pytest.mark.parametrize("find_border", [border_cells, spiat_border_cells],
+                         ids=["geometric", "spiat"])
+def test_border_of_a_filled_disc_is_its_ring(find_border):
     xy, n_ring = _disc_with_ring()
-    result = border_cells(xy, alpha=40.0)
+    result = find_border(xy, alpha=40.0)
     expected = np.zeros(len(xy), dtype=bool)
     expected[:n_ring] = True
     np.testing.assert_array_equal(result.is_border, expected)
@@ -128,15 +130,6 @@ def test_fix_ahull_moves_the_continuation_next_and_reverses_it():
     table[2, 6:] = table[2, 6:][::-1]              # 3>2 written backwards
     fixed = fix_arc_order(table)
     np.testing.assert_array_equal(fixed[:3, 6:], [[0, 1], [1, 2], [2, 3]])
-
-
-def test_spiat_border_of_a_filled_disc_is_its_ring():
-    xy, n_ring = _disc_with_ring()
-    result = spiat_border_cells(xy, alpha=40.0)
-    expected = np.zeros(len(xy), dtype=bool)
-    expected[:n_ring] = True
-    np.testing.assert_array_equal(result.is_border, expected)
-    assert result.n_clusters == 1
 
 
 def test_spiat_drops_the_last_cycle_when_no_point_is_isolated():
