@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from metaniche import _contract
 from metaniche.errors import ConfigError
 
 __all__ = [
@@ -34,9 +35,10 @@ __all__ = [
     "load_config",
 ]
 
-#: Input formats accepted by ``format`` / ``--format`` (see :mod:`metaniche.io.formats`).
-INPUT_FORMATS: tuple[str, ...] = ("auto", "table", "inform", "halo", "codex", "cellprofiler",
-                                  "mcmicro", "scimap", "squidpy", "spatialdata")
+#: Input formats accepted by ``format`` / ``--format``: ``"auto"`` and the name of every
+#: reader registered in :data:`metaniche.io.readers.READERS` (names kept in the leaf
+#: :mod:`metaniche._contract`, so the config does not import the readers).
+INPUT_FORMATS: tuple[str, ...] = _contract.INPUT_FORMATS
 #: Default tumour labels: anything starting with "tumor"/"tumour", any case.
 DEFAULT_TUMOR_PATTERN = r"^tumou?r"
 #: Default immune labels, matched case-insensitively against the start of a label.

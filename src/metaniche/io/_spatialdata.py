@@ -38,6 +38,14 @@ import pandas as pd
 from metaniche.config import ColumnNames, Config
 from metaniche.errors import InputError
 from metaniche.io._anndata import MAX_DENSE_VALUES
+from metaniche.io._common import (
+    ABSENT,
+    LABEL_COLUMNS,
+    MappedTable,
+    Reader,
+    label_or_placeholder,
+    unique_name,
+)
 from metaniche.io._tables import (
     RawTable,
     TableError,
@@ -47,14 +55,16 @@ from metaniche.io._tables import (
     reason,
 )
 
-__all__ = ["INSTALL_HINT", "is_spatialdata_store", "read_spatialdata_table"]
+__all__ = ["INSTALL_HINT", "is_spatialdata_store", "map_spatialdata"]
 
 #: The command named when the ``spatialdata`` package is missing.
 INSTALL_HINT = "pip install 'metaniche[spatialdata]'"
 
 
-def read_spatialdata_table(path: Path, config: Config) -> tuple[RawTable, ColumnNames]:
+def map_spatialdata(path: Path, source: None, config: Config, reader: Reader) -> MappedTable:
     """Read a SpatialData store into one flat table and the columns of the contract.
+
+    The registry's mapper for zarr stores (``source`` is unused: the store is read here).
 
     Raises
     ------
@@ -97,7 +107,7 @@ def read_spatialdata_table(path: Path, config: Config) -> tuple[RawTable, Column
         raise TableError(f"{path}: the SpatialData table '{name}' has no cells (n_obs = 0); "
                          "write the table with its cells.")
     xy = _coordinates(path, sdata, name, table, frame, region_key, instance_key)
-    x_col, y_col = _fresh(frame, "x"), _fresh(frame, "y")
+    x_col, y_col = unique_name(frame, "x"), unique_name(frame, "y")
     frame[x_col], frame[y_col] = xy[:, 0], xy[:, 1]
     frame, notes = _with_markers(path, frame, table)
 
@@ -107,16 +117,13 @@ def read_spatialdata_table(path: Path, config: Config) -> tuple[RawTable, Column
     if sample is None and region_key in frame.columns and frame[region_key].nunique() > 1:
         sample = region_key
     cell_id = instance_key if instance_key in frame.columns else None
-    # imported here: metaniche.io.formats imports this module lazily (no cycle at load)
-    from metaniche.io.formats import _SQUIDPY_LABELS, ABSENT, _label_or_placeholder
-
-    label = next((hit for c in (cols.cell_type, *_SQUIDPY_LABELS)
+    label = next((hit for c in (cols.cell_type, *LABEL_COLUMNS)
                   if (hit := find_column(frame.columns, c))), None)
     if label is None:
-        label = _label_or_placeholder(path, "spatialdata", frame, config,
-                                      f"no cell-type column in the obs of table '{name}'")
-    return raw, ColumnNames(sample=sample or ABSENT, cell_id=cell_id or ABSENT, x=x_col,
-                            y=y_col, cell_type=label)
+        label = label_or_placeholder(path, reader, frame, config,
+                                     f"no cell-type column in the obs of table '{name}'")
+    return MappedTable(raw, ColumnNames(sample=sample or ABSENT, cell_id=cell_id or ABSENT,
+                                        x=x_col, y=y_col, cell_type=label))
 
 
 def _element_names(sdata) -> str:
@@ -131,12 +138,6 @@ def _pick_table(tables: dict) -> tuple[str, object]:
         if attrs.get("region") is not None and attrs.get("instance_key"):
             return name, table
     return next(iter(tables.items()))
-
-
-def _fresh(frame: pd.DataFrame, name: str) -> str:
-    while name in frame.columns:
-        name = "_" + name
-    return name
 
 
 def _coordinates(path: Path, sdata, name: str, table, frame: pd.DataFrame,

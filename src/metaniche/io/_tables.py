@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from metaniche.errors import InputError
+
 __all__ = [
     "NA_VALUES",
     "SUPPORTED_SUFFIXES",
@@ -55,8 +57,11 @@ _MAX_HEADER_BYTES = 4 * 1024 * 1024
 _SNIFF_BYTES = 64 * 1024
 
 
-class TableError(Exception):
-    """A file cannot be read; ``str(err)`` is the one-sentence user message."""
+class TableError(InputError):
+    """A file cannot be read; ``str(err)`` is the one-sentence user message.
+
+    A kind of :class:`metaniche.errors.InputError`, so callers catch one hierarchy.
+    """
 
 
 @dataclass

@@ -35,33 +35,17 @@ from scipy.spatial import cKDTree
 
 from metaniche.config import Config
 from metaniche.errors import InputError
-from metaniche.io._anndata import read_h5ad_table
+from metaniche.io._common import with_columns
 from metaniche.io._tables import (
     RawTable,
-    TableError,
     expand_paths,
-    file_format,
     file_stem,
     find_column,
     format_rows,
     list_columns,
-    read_parquet_table,
-    read_text_table,
     reason,
-    supported_list,
 )
-from metaniche.io.formats import (
-    FORMAT_LABELS,
-    PLACEHOLDER_LABEL,
-    MappedTable,
-    _article,
-    detect_format,
-    h5ad_columns,
-    map_export,
-    phenotype_map_for,
-    read_spatialdata,
-    with_columns,
-)
+from metaniche.io.readers import READERS, companion_files, read_mapped
 from metaniche.phenotype import apply_gating, parse_panel
 
 __all__ = ["NN_SPACING_UM", "STANDARD_COLUMNS", "SampleInput", "read_samples"]
@@ -155,10 +139,10 @@ def read_samples(paths: Sequence[str | Path], config: Config,
     results: list[SampleInput] = []
     seen: dict[str, Path] = {}
     entries = expand_paths(list(paths))
-    maps = {phenotype_map_for(e, config) for e in entries if not isinstance(e, tuple)}
+    companions = companion_files(entries, config)
     for entry in entries:
-        if not isinstance(entry, tuple) and entry in maps:
-            continue  # a CODEX phenotype map, read with its cell table
+        if not isinstance(entry, tuple) and entry in companions:
+            continue  # e.g. a CODEX phenotype map, read with its cell table
         if isinstance(entry, tuple):
             path, message = entry
             results.append(SampleInput(file_stem(path), path, None, message, file_error=True))
@@ -182,67 +166,18 @@ def _read_file(path: Path, config: Config) -> list[SampleInput]:
     """Read one file; every failure becomes an error :class:`SampleInput`."""
     stem = file_stem(path)
     try:
-        mapped, fmt = _read_mapped(path, config)
+        mapped, fmt = read_mapped(path, config)
         samples = _standardise(path, stem, mapped.raw, with_columns(config, mapped.columns),
                                fmt=fmt, sources=mapped.sources)
         if config.gating:
             samples = [_gate(s, config) for s in samples]
         return samples
-    except TableError as err:
-        return [SampleInput(stem, path, None, str(err), file_error=True)]
-    except InputError as err:
+    except InputError as err:  # TableError included
         return [SampleInput(stem, path, None, str(err), file_error=True)]
     except Exception as err:  # a reader bug must not stop the cohort
         return [SampleInput(stem, path, None,
                             f"{path}: cannot be used ({reason(err)}); check the file, and "
                             "report this message if the file looks valid.", file_error=True)]
-
-
-def _read_mapped(path: Path, config: Config) -> tuple[MappedTable, str]:
-    """Read a file with the reader its format calls for (see :mod:`metaniche.io.formats`)."""
-    fmt = config.format
-    cols = config.columns
-    if fmt == "spatialdata" or (fmt == "auto" and path.is_dir()):
-        return read_spatialdata(path, config), "spatialdata"
-    if path.is_dir():
-        raise TableError(f"{path}: is a directory (a SpatialData zarr store), not "
-                         f"{_article(fmt)} {FORMAT_LABELS[fmt]}; use --format auto or "
-                         "spatialdata.")
-    kind, gz = file_format(path)
-    if kind is None:
-        raise TableError(f"{path}: unsupported file type (supported: {supported_list()}); "
-                         "export the table as CSV or Parquet.")
-    if kind == "h5ad":
-        if fmt not in ("auto", "table", "scimap", "squidpy"):
-            raise TableError(f"{path}: is an AnnData .h5ad file, not {_article(fmt)} "
-                             f"{FORMAT_LABELS[fmt]}; use --format auto.")
-        fmt, columns = h5ad_columns(path, fmt, config)
-        raw = read_h5ad_table(path, with_columns(config, columns))
-        if find_column(raw.frame.columns, columns.cell_type) is None and config.gating:
-            raw.frame[PLACEHOLDER_LABEL] = PLACEHOLDER_LABEL
-            columns = dataclasses.replace(columns, cell_type=PLACEHOLDER_LABEL)
-        return MappedTable(raw, columns), fmt
-    if fmt == "auto":
-        fmt = detect_format(kind, path, gz, config)
-    if fmt in ("scimap", "squidpy"):
-        raise TableError(f"{path}: {FORMAT_LABELS[fmt]}s are .h5ad files; use --format auto "
-                         "for this table.")
-    if kind == "text":
-        text_cols = (cols.sample, cols.cell_id, cols.cell_type) if fmt == "table" else (
-            "Sample Name", "Image Location", "sample_Xtile_Ytile", "imageid")
-        raw = read_text_table(path, gz, text_cols, what="cell table",
-                              label=f"{_article(fmt)} {FORMAT_LABELS[fmt]}")
-    else:
-        try:
-            raw = read_parquet_table(path, what="cell table")
-        except TableError as err:
-            if fmt == "table":
-                raise
-            raise TableError(f"{str(err).rstrip('.')} (expected {_article(fmt)} "
-                             f"{FORMAT_LABELS[fmt]}).") from None
-    if fmt == "table":
-        return MappedTable(raw, cols), fmt
-    return map_export(fmt, path, raw, config), fmt
 
 
 def _gate(sample: SampleInput, config: Config) -> SampleInput:
@@ -274,9 +209,9 @@ def _gate(sample: SampleInput, config: Config) -> SampleInput:
                                checksum=digest.hexdigest())
 
 
-def _missing_column(path: Path, key: str, want: str, columns: Sequence[str]) -> TableError:
+def _missing_column(path: Path, key: str, want: str, columns: Sequence[str]) -> InputError:
     hint = _suggest(key, columns)
-    return TableError(
+    return InputError(
         f"{path}: no column '{want}' for the {_ROLES[key]} (columns found: "
         f"{list_columns(columns)}); rename it or set [columns] {key} = \"{hint or '…'}\" in "
         "the config.")
@@ -437,7 +372,7 @@ def _standardise(path: Path, stem: str, raw: RawTable, config: Config, fmt: str 
         name = str(name)
         where = f"{path}: sample '{name}'" if sample_col is not None else f"{path}"
         if fmt != "table":
-            where += f" ({FORMAT_LABELS.get(fmt, fmt)})"
+            where += f" ({READERS[fmt].label})"
         error = _sample_error(where, idx, rows, frame, found, id_col, bad_x, bad_y,
                               label_missing, id_missing, dup, id_text, config, sources or {})
         if error is not None:

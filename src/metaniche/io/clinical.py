@@ -10,7 +10,6 @@ import pandas as pd
 from metaniche.config import Config
 from metaniche.errors import InputError
 from metaniche.io._tables import (
-    TableError,
     file_format,
     find_column,
     format_rows,
@@ -56,17 +55,13 @@ def read_clinical(path: str | Path, config: Config) -> pd.DataFrame:
         what = "is a directory" if path.is_dir() else "not found"
         raise InputError(f"{path}: clinical table {what}; check the --clinical path.")
     kind, gz = file_format(path)
-    try:
-        if kind == "text":
-            raw = read_text_table(path, gz, (want, config.clinical.patient),
-                                  what="clinical table")
-        elif kind == "parquet":
-            raw = read_parquet_table(path, what="clinical table")
-        else:
-            raise TableError(f"{path}: unsupported clinical table type (supported: .csv, "
-                             ".tsv, .txt, optionally .gz, .parquet, .pq); export it as CSV.")
-    except TableError as err:
-        raise InputError(str(err)) from None
+    if kind == "text":  # a TableError is an InputError
+        raw = read_text_table(path, gz, (want, config.clinical.patient), what="clinical table")
+    elif kind == "parquet":
+        raw = read_parquet_table(path, what="clinical table")
+    else:
+        raise InputError(f"{path}: unsupported clinical table type (supported: .csv, .tsv, "
+                         ".txt, optionally .gz, .parquet, .pq); export it as CSV.")
     frame = raw.frame
     col = find_column(frame.columns, want)
     patient = find_column(frame.columns, config.clinical.patient)
