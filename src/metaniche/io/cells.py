@@ -16,6 +16,26 @@ cell_type     str         phenotype label
 …             unchanged   every other input column (markers, metadata)
 ============  ==========  ==========================================================
 
+The export's own tissue class (inForm ``Tissue Category``, HALO ``Classifier Label``) is
+one of those other columns, under the name ``tissue_category``
+(:data:`metaniche._contract.TISSUE_CATEGORY`).
+
+Checks beyond the column contract, each reported as one sentence naming file, column and row:
+
+- **Duplicate sample ids across inputs**: when two inputs yield a sample of the same name,
+  every one of them fails with an error naming all the files (none is analysed, so results
+  and the run record agree); rename a sample or set ``[columns] sample``.
+- **Coordinate range**: after scaling by ``um_per_unit``, a sample whose x or y values span
+  more than :data:`MAX_EXTENT_UM` (100,000 µm = 10 cm, longer than a 75 mm slide) fails.
+  When at most 1 % of its cells lie more than that distance from the sample's median, the
+  message names the most extreme row (an outlier to fix); otherwise it suggests
+  ``um_per_unit`` from the cell spacing (coordinates in the wrong unit).
+- **Text in a marker column**: a column other than the contract columns, not categorical,
+  whose non-empty values are numbers in most rows (more than half) but text in some is kept
+  unchanged, so it is not numeric and no analysis uses it as a marker; each sample with text
+  in it gets a warning naming the column, the number of rows and the first ones with their
+  values. Columns holding text in most rows are labels or metadata and are not reported.
+
 Row numbers in messages are those a user sees in the file: for text tables the header is
 line 1, so the first data row is row 2; for Parquet and AnnData the first row is row 1.
 """
@@ -33,6 +53,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from metaniche._contract import CONTRACT_COLUMNS
 from metaniche.config import Config
 from metaniche.errors import InputError
 from metaniche.io._common import with_columns
@@ -48,10 +69,16 @@ from metaniche.io._tables import (
 from metaniche.io.readers import READERS, companion_files, read_mapped
 from metaniche.phenotype import apply_gating, parse_panel
 
-__all__ = ["NN_SPACING_UM", "STANDARD_COLUMNS", "SampleInput", "read_samples"]
+__all__ = ["MAX_EXTENT_UM", "NN_SPACING_UM", "STANDARD_COLUMNS", "SampleInput", "read_samples"]
 
 #: Leading columns of every standardised cell table, in order.
-STANDARD_COLUMNS: tuple[str, ...] = ("sample", "cell_id", "x", "y", "cell_type")
+STANDARD_COLUMNS: tuple[str, ...] = CONTRACT_COLUMNS
+#: Largest span of a sample's x or y coordinates, µm after ``um_per_unit`` (10 cm: longer
+#: than a 75 mm microscope slide); a larger span is an error (outlier or wrong unit).
+MAX_EXTENT_UM = 100_000.0
+#: A sample whose cells beyond :data:`MAX_EXTENT_UM` of its median are at most this
+#: fraction is reported as holding outliers rather than coordinates in the wrong unit.
+_OUTLIER_FRACTION = 0.01
 #: Plausible range of the median nearest-neighbour distance between cells, µm (inclusive).
 NN_SPACING_UM: tuple[float, float] = (3.0, 50.0)
 #: Median nearest-neighbour distance, µm, that the suggested ``um_per_unit`` aims for.
@@ -129,7 +156,8 @@ def read_samples(paths: Sequence[str | Path], config: Config,
 
     Notes
     -----
-    A sample name already read from an earlier file gives an error for the later one.
+    A sample name that several inputs yield fails in every one of them (see the module
+    docstring, with the coordinate-range and marker-text checks).
     The spacing check warns when the median nearest-neighbour distance (after scaling) is
     outside 3–50 µm; on samples of more than 5,000 cells it queries an evenly spaced
     subset of 5,000 cells against all cells. Cost: parsing, plus O(n log n) per sample.
@@ -137,7 +165,6 @@ def read_samples(paths: Sequence[str | Path], config: Config,
     if format is not None:
         config = dataclasses.replace(config, format=format)
     results: list[SampleInput] = []
-    seen: dict[str, Path] = {}
     entries = expand_paths(list(paths))
     companions = companion_files(entries, config)
     for entry in entries:
@@ -147,19 +174,36 @@ def read_samples(paths: Sequence[str | Path], config: Config,
             path, message = entry
             results.append(SampleInput(file_stem(path), path, None, message, file_error=True))
             continue
-        for sample in _read_file(entry, config):
-            if not sample.file_error:
-                first = seen.get(sample.name)
-                if first is not None:
-                    sample = SampleInput(
-                        sample.name, sample.source, None,
-                        f"{sample.source}: sample '{sample.name}' was already read from "
-                        f"{first}; sample ids must be unique across inputs, so rename one "
-                        "of them (or remove the duplicate file).")
-                else:
-                    seen[sample.name] = sample.source
-            results.append(sample)
-    return results
+        results.extend(_read_file(entry, config))
+    return _fail_duplicates(results)
+
+
+def _fail_duplicates(results: list[SampleInput]) -> list[SampleInput]:
+    """Fail every sample whose name another input also yields, naming all their files."""
+    by_name: dict[str, list[int]] = {}
+    for i, sample in enumerate(results):
+        if not sample.file_error:
+            by_name.setdefault(sample.name, []).append(i)
+    out = list(results)
+    for name, where in by_name.items():
+        if len(where) < 2:
+            continue
+        files = [results[i].source for i in where]
+        for i in where:
+            own = results[i].source
+            others = [str(f) for f in files if f != own]
+            if others:
+                also = f"is also in {', '.join(dict.fromkeys(others))}"
+                fix = ("rename the sample in one file (or rename the file when it has no sample "
+                       "column, or set [columns] sample to a column that tells them apart)")
+            else:
+                also = "is read twice from this file, given more than once among the inputs"
+                fix = "give each file once"
+            out[i] = dataclasses.replace(
+                results[i], cells=None, checksum="",
+                error=f"{own}: sample '{name}' {also}; sample ids must be unique across "
+                      f"inputs, so none of them is analysed; {fix}.")
+    return out
 
 
 def _read_file(path: Path, config: Config) -> list[SampleInput]:
@@ -353,6 +397,7 @@ def _standardise(path: Path, stem: str, raw: RawTable, config: Config, fmt: str 
             f"{path}: column(s) {', '.join(clash)} were dropped because the config maps "
             "other columns to these standard names; rename them in the file to keep them.")
         rest = [c for c in rest if c not in STANDARD_COLUMNS]
+    text_cells = {c: m for c in rest if (m := _text_in_numbers(frame[c])) is not None}
     if rest:
         others = frame[rest]
         others.columns = rest
@@ -375,6 +420,9 @@ def _standardise(path: Path, stem: str, raw: RawTable, config: Config, fmt: str 
             where += f" ({READERS[fmt].label})"
         error = _sample_error(where, idx, rows, frame, found, id_col, bad_x, bad_y,
                               label_missing, id_missing, dup, id_text, config, sources or {})
+        if error is None:
+            error = _extent_error(where, idx, rows, frame, found, sources or {},
+                                  core["x"].to_numpy(), core["y"].to_numpy(), config.um_per_unit)
         if error is not None:
             results.append(SampleInput(name, path, None, error, list(file_warnings)))
             continue
@@ -382,6 +430,14 @@ def _standardise(path: Path, stem: str, raw: RawTable, config: Config, fmt: str 
         digest = hashlib.sha256(header)
         digest.update(np.ascontiguousarray(row_hashes[idx]).tobytes())
         sample_warnings = list(file_warnings)
+        for column, mask in text_cells.items():
+            hit = idx[mask[idx]]
+            if hit.size:
+                shown = [_shown_value(frame[column].iat[i]) for i in hit[:3]]
+                sample_warnings.append(
+                    f"{where}: column '{column}' holds text in {hit.size:,} of {idx.size:,} "
+                    f"rows ({format_rows(rows[hit], shown)}) among numbers, so it is not "
+                    "used as a marker; fix those values in the export or drop the column.")
         spacing = _spacing_warning(where, cells["x"].to_numpy(), cells["y"].to_numpy(),
                                    config.um_per_unit)
         if spacing:
@@ -449,9 +505,79 @@ def _sample_error(where: str, idx: np.ndarray, rows: np.ndarray, frame: pd.DataF
     return None
 
 
-def _spacing_warning(where: str, x: np.ndarray, y: np.ndarray,
-                     um_per_unit: float) -> str | None:
-    """Warn when the median nearest-neighbour distance is outside 3–50 µm."""
+def _text_in_numbers(values: pd.Series) -> np.ndarray | None:
+    """Mask of the text values of a column that holds numbers in most non-empty rows.
+
+    ``None`` when the column is numeric, boolean or categorical, holds no text, holds no
+    number, or holds text in at least half of its non-empty rows (a label or metadata column).
+    Numbers are values :func:`pandas.to_numeric` parses (``inf`` included); blank strings are
+    empty. Work is on the distinct values.
+    """
+    dtype = values.dtype
+    if (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+            or isinstance(dtype, pd.CategoricalDtype)):
+        return None
+    try:
+        codes, uniques = pd.factorize(values)
+    except TypeError:  # unhashable cells (lists from Parquet): not a marker column
+        return None
+    if len(uniques) == 0:
+        return None
+    text = pd.Series(np.asarray(uniques, dtype=object)).map(str).str.strip()
+    number = pd.to_numeric(text, errors="coerce").notna().to_numpy()
+    is_text = ~number & (text != "").to_numpy()
+    if not is_text.any() or not number.any():
+        return None
+    counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+    if counts[number].sum() <= counts[is_text].sum():
+        return None
+    return (codes >= 0) & is_text[np.maximum(codes, 0)]
+
+
+def _extent_error(where: str, idx: np.ndarray, rows: np.ndarray, frame: pd.DataFrame,
+                  found: dict[str, str], sources: dict[str, tuple[str, ...]],
+                  x_um: np.ndarray, y_um: np.ndarray, um_per_unit: float) -> str | None:
+    """Return the coordinate-range error of one sample (see module docstring), or ``None``."""
+    if idx.size == 0:
+        return None
+    for key, values in (("x", x_um[idx]), ("y", y_um[idx])):
+        with np.errstate(over="ignore", invalid="ignore"):
+            extent = float(values.max() - values.min())
+        if extent <= MAX_EXTENT_UM:
+            continue
+        name = found[key]
+        role = _ROLES[key]
+        limit = f"the {MAX_EXTENT_UM:,.0f} µm (10 cm) a tissue section can span"
+        deviation = np.abs(values - np.median(values))
+        far = deviation > MAX_EXTENT_UM
+        if far.any() and far.sum() <= max(1, _OUTLIER_FRACTION * idx.size):
+            worst = int(np.argmax(deviation))
+            i = idx[worst]
+            shown = _raw_value(frame, name, sources.get(name, ()), i)
+            more = f" (with {int(far.sum()) - 1:,} more such rows)" if far.sum() > 1 else ""
+            return (f"{where}: column '{name}' ({role}) holds {shown} at row {rows[i]}, "
+                    f"{deviation[worst]:.3g} µm from the sample's median{more}, so the "
+                    f"sample would span {extent:.3g} µm, more than {limit}; fix or remove "
+                    "that row.")
+        lo, hi = int(np.argmin(values)), int(np.argmax(values))
+        spacing = _median_spacing(x_um[idx], y_um[idx])
+        hint = ""
+        if spacing is not None and spacing > 0 and np.isfinite(spacing):
+            factor = um_per_unit * _TARGET_SPACING_UM / spacing
+            hint = (f" (um_per_unit = {factor:.2g} would put cells about "
+                    f"{_TARGET_SPACING_UM:g} µm apart)")
+        return (f"{where}: column '{name}' ({role}) spans {extent:.3g} µm with um_per_unit = "
+                f"{um_per_unit:g} (from row {rows[idx[lo]]} to row {rows[idx[hi]]}), more than "
+                f"{limit}; if the coordinates are not micrometres set um_per_unit to the µm "
+                f"per coordinate unit{hint}, else fix the export.")
+    return None
+
+
+def _median_spacing(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Median nearest-neighbour distance (``None`` below 2 cells).
+
+    Queries an evenly spaced subset of :data:`_SPACING_QUERIES` cells on larger samples.
+    """
     if x.size < 2:
         return None
     points = np.column_stack([x, y])
@@ -461,7 +587,16 @@ def _spacing_warning(where: str, x: np.ndarray, y: np.ndarray,
     else:
         queries = points
     dist, _ = tree.query(queries, k=2)
-    median = float(np.median(dist[:, 1]))
+    return float(np.median(dist[:, 1]))
+
+
+def _spacing_warning(where: str, x: np.ndarray, y: np.ndarray,
+                     um_per_unit: float) -> str | None:
+    """Warn when the median nearest-neighbour distance is outside 3–50 µm."""
+    spacing = _median_spacing(x, y)
+    if spacing is None:
+        return None
+    median = spacing
     low, high = NN_SPACING_UM
     if low <= median <= high:
         return None
