@@ -380,8 +380,9 @@ def test_duplicate_sample_across_files(tmp_path: Path) -> None:
     write(grid_frame(30, "S1"), tmp_path / "a.csv")
     write(grid_frame(30, "S1", seed=5), tmp_path / "b.csv")
     first, second = read_samples([tmp_path / "a.csv", tmp_path / "b.csv"], CFG)
-    assert first.ok
+    assert not first.ok and not second.ok  # neither is analysed (see test_io_checks.py)
     assert_message(second.error, "b.csv", "sample 'S1'", "a.csv", "unique", "rename")
+    assert_message(first.error, "a.csv", "sample 'S1'", "b.csv", "unique", "rename")
 
 
 def test_pixel_coordinates_warn_with_factor(tmp_path: Path) -> None:
