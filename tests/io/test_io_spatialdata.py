@@ -244,3 +244,51 @@ def test_not_a_zarr_store(sd, tmp_path: Path) -> None:
     store.mkdir()
     s = only(read_samples([store], CFG))
     assert "no zarr.json or .zgroup" in s.error, s.error
+
+
+# --- the reader's own logic with a stand-in spatialdata module (runs without the extra) ----
+
+
+def test_stand_in_store_through_the_registry(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """``map_spatialdata`` via ``read_samples`` with a stub ``spatialdata.read_zarr``.
+
+    Covers the code that needs no real store: table choice, ``obsm['spatial']``, obs label
+    and sample columns, markers from ``X`` and the gating placeholder; the real-store tests
+    above cover ``spatialdata`` itself.
+    """
+    import sys
+    import types
+
+    import anndata as ad
+
+    rng = np.random.default_rng(11)
+    n = 40
+    xy = rng.uniform(0, 300, (n, 2))
+    obs = pd.DataFrame({"sample": np.repeat(["F1", "F2"], n // 2),
+                        "leiden": rng.choice(["T", "CD8"], n)})
+    obs.index = [f"c{i}" for i in range(n)]
+    markers = rng.normal(size=(n, 2))
+    table = ad.AnnData(X=markers, obs=obs)
+    table.var_names = ["CD8", "PanCK"]
+    table.obsm["spatial"] = xy
+    stub = types.ModuleType("spatialdata")
+    stub.read_zarr = lambda path: types.SimpleNamespace(tables={"table": table})
+    monkeypatch.setitem(sys.modules, "spatialdata", stub)
+    store = tmp_path / "slide.zarr"
+    store.mkdir()
+    (store / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group"}')
+
+    f1, f2 = read_samples([store], CFG)
+    assert (f1.name, f2.name) == ("F1", "F2") and f1.ok and f2.ok, (f1.error, f2.error)
+    both = pd.concat([f1.cells, f2.cells], ignore_index=True)
+    np.testing.assert_allclose(both[["x", "y"]].to_numpy(), xy)
+    assert both["cell_type"].tolist() == obs["leiden"].tolist()
+    np.testing.assert_allclose(both["PanCK"], markers[:, 1])
+
+    table.obs = table.obs.drop(columns="leiden")  # no label column: needs a gating panel
+    (bad,) = read_samples([store], CFG)
+    assert bad.file_error and "a SpatialData zarr store has no cell phenotypes" in bad.error
+    gated = Config(min_cells=1, gating={"rules": {"Tumour": ["PanCK+"]}})
+    samples = read_samples([store], gated)
+    assert all(s.ok for s in samples), [s.error for s in samples]
