@@ -205,7 +205,7 @@ def _summarise(result, quiet: bool) -> None:
     failed = result.failed
     if not quiet:
         for name in failed:
-            _err.print(f"failed: {result.samples[name]['error']}", markup=False, soft_wrap=True)
+            _err.print(f"failed: {result.samples[name].error}", markup=False, soft_wrap=True)
         _out.print(f"{len(result.samples) - len(failed)} of {len(result.samples)} samples done; "
                    f"report: {result.out_dir / 'report' / 'index.html'}")
     raise typer.Exit(1 if failed else 0)
