@@ -88,6 +88,11 @@ def test_rerun_skips_unchanged_samples_and_gives_identical_outputs(finished_run,
     again = run([cohort_dir / "cells"], out, config)
     assert {rec.status for rec in again.samples.values()} == {"skipped"}
     assert {p: p.read_bytes() for p in (out / "cells").glob("*.parquet")} == before
+    # Same cohort fit, same labels: no cells file is rewritten.
+    assert again.manifest.steps["neighbourhoods"] == {"status": "ok", "n_neighbourhoods": int(
+        pd.read_parquet(out / "tables" / "neighbourhoods.parquet")["neighbourhood"].max()),
+        "cells_files_rewritten": 0}
+    assert again.failed_steps == []
     pd.testing.assert_frame_equal(pd.read_parquet(out / "features.parquet"), features_before)
     forced = run([cohort_dir / "cells"], out, config, force=True)
     assert {rec.status for rec in forced.samples.values()} == {"ok"}

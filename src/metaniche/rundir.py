@@ -58,7 +58,8 @@ PRIVATE_TABLES = frozenset({CN_WINDOWS})
 #: Sample status values.
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
 
-_SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+#: The alphabet of safe_name, no leading dot.
+_SAFE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 
 
 def safe_name(sample: str) -> str:
