@@ -134,10 +134,10 @@ def test_manifest_reads_partial_records_and_lists_failed_steps():
 
 
 def test_missing_or_broken_run_json_is_one_clear_error(tmp_path):
-    with pytest.raises(InputError, match="no run.json"):
+    with pytest.raises(InputError, match=r"no run\.json"):
         RunDir(tmp_path).read_manifest()
     (tmp_path / "run.json").write_text("{not json")
-    with pytest.raises(InputError, match="unreadable run.json"):
+    with pytest.raises(InputError, match=r"unreadable run\.json"):
         RunDir(tmp_path).read_manifest()
 
 
