@@ -170,12 +170,24 @@ def _sample_features(rundir: RunDir, samples: dict[str, SampleRecord]) -> pd.Dat
                          for name, rec in samples.items()])
 
 
+class _StepFailed(Exception):
+    """Marks a failed run-level step's stage as ``failed`` in the progress events."""
+
+
 def _timed_step(step: RunStep, state: RunState, clock: StageClock) -> dict[str, Any] | None:
-    """The step's record (None when it does not apply to this run), timed as its stage."""
+    """The step's record (None when it does not apply to this run), timed as its stage; a
+    failed step's stage event is ``failed``."""
     if not step.applies(state):
         return None
-    with clock.stage(step.name):
-        return run_step(step, state).record
+    record: dict[str, Any] = {}
+    try:
+        with clock.stage(step.name):
+            record = run_step(step, state).record
+            if record.get("status") == FAILED:
+                raise _StepFailed
+    except _StepFailed:
+        pass
+    return record
 
 
 def _describe_input(path: str | Path) -> dict[str, Any]:

@@ -81,9 +81,12 @@ def test_failing_step_is_recorded_and_loses_nothing(inputs, tmp_path, monkeypatc
                         lambda *args: (calls.append(1), real_composition(*args))[1])
 
     out = tmp_path / "out"
-    result = pipeline.run(inputs, out, CONFIG)
+    events = []
+    result = pipeline.run(inputs, out, CONFIG, progress=events.append)
     assert result.failed == []
     assert result.failed_steps == ["boom"]
+    run_events = [(e.stage, e.status) for e in events if e.sample is None and e.stage]
+    assert ("boom", "failed") in run_events and ("neighbourhoods", "finished") in run_events
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["boom"]["status"] == "failed"
     assert "planted failure" in manifest["boom"]["error"]
