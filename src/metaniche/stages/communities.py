@@ -50,6 +50,9 @@ FEATURES: dict[str, tuple[str, str]] = {
                         "compartments pooled)"),
 }
 
+#: Rows per block when converting window fractions to counts and back.
+_CHUNK = 262_144
+
 _B_PATTERN = r"^(b|b[_ ]?cells?|bc\d+|cd20.*)$"
 _T_PATTERN = r"^(cd8|cd4|cd3|t[_ ]|tc_|treg|th\d*$|t$|t[_ ]?cells?)"
 
@@ -259,7 +262,10 @@ def window_counts(compositions: np.ndarray, cell_types: list[str], k: int) -> pd
     """
     k_eff = min(int(k), compositions.shape[0])
     dtype = np.uint16 if k_eff <= np.iinfo(np.uint16).max else np.uint32
-    counts = np.rint(compositions * np.float64(k_eff)).astype(dtype)
+    counts = np.empty(compositions.shape, dtype=dtype)
+    for start in range(0, compositions.shape[0], _CHUNK):    # bounded float64 temporaries
+        block = compositions[start:start + _CHUNK] * np.float64(k_eff)
+        counts[start:start + _CHUNK] = np.rint(block)
     return pd.DataFrame(counts, columns=[str(t) for t in cell_types])
 
 
@@ -268,10 +274,13 @@ def window_fractions(counts: pd.DataFrame) -> np.ndarray:
     :func:`~metaniche.analyses.communities.neighbourhood_composition`: count / k_eff computed in
     float64, then rounded to float32)."""
     values = counts.to_numpy()
+    out = np.empty(values.shape, dtype=np.float32)
     if values.shape[0] == 0:
-        return values.astype(np.float32)
+        return out
     k_eff = int(values[0].sum())
-    return (values / k_eff).astype(np.float32)
+    for start in range(0, values.shape[0], _CHUNK):          # bounded float64 temporaries
+        out[start:start + _CHUNK] = values[start:start + _CHUNK] / np.float64(k_eff)
+    return out
 
 
 def cohort_neighbourhoods(training: pd.DataFrame,
