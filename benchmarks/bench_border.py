@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import measure, process_peak_rss_mib, write_results
 from metaniche.config import CellTypeRoles, Config
-from metaniche.pipeline import build_context
+from metaniche.sample import build_context
 from metaniche.simulate import IMMUNE_TYPES, simulate_sample
 from metaniche.stages import border
 

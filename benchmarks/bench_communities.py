@@ -29,7 +29,7 @@ def main(sizes: tuple[int, ...] = SIZES) -> None:
         training_windows,
     )
     from metaniche.config import Config, LigrecParams
-    from metaniche.pipeline import build_context
+    from metaniche.sample import build_context
     from metaniche.simulate import simulate_sample
     from metaniche.stages import communities
 
@@ -69,7 +69,7 @@ def _bench_ligrec(n_cells: int = 20_000) -> list[dict]:
     sample (target < 1.5 s at 20k cells). Run twice: the first call may load / compile the
     Numba kernel."""
     from metaniche.config import Config
-    from metaniche.pipeline import build_context
+    from metaniche.sample import build_context
     from metaniche.simulate import simulate_sample
     from metaniche.stages import communities
 

@@ -27,7 +27,7 @@ def _child(step: str, cells_path: str) -> None:
 
     from metaniche.analyses.compartments import assign_compartments
     from metaniche.config import Config
-    from metaniche.pipeline import analyse_sample
+    from metaniche.sample import analyse_sample
 
     cells = pd.read_parquet(cells_path)
     started = time.perf_counter()

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from metaniche.config import CompartmentParams, Config, load_config
-from metaniche.pipeline import run, safe_name
+from metaniche.pipeline import run
+from metaniche.rundir import safe_name
 from metaniche.simulate import simulate_cohort, write_cohort
 
 REQUIRED = {
@@ -85,11 +86,16 @@ def test_rerun_skips_unchanged_samples_and_gives_identical_outputs(finished_run,
     before = {p: p.read_bytes() for p in (out / "cells").glob("*.parquet")}
     features_before = pd.read_parquet(out / "features.parquet")
     again = run([cohort_dir / "cells"], out, config)
-    assert {rec["status"] for rec in again.samples.values()} == {"skipped"}
+    assert {rec.status for rec in again.samples.values()} == {"skipped"}
     assert {p: p.read_bytes() for p in (out / "cells").glob("*.parquet")} == before
+    # Same cohort fit, same labels: no cells file is rewritten.
+    assert again.manifest.steps["neighbourhoods"] == {"status": "ok", "n_neighbourhoods": int(
+        pd.read_parquet(out / "tables" / "neighbourhoods.parquet")["neighbourhood"].max()),
+        "cells_files_rewritten": 0}
+    assert again.failed_steps == []
     pd.testing.assert_frame_equal(pd.read_parquet(out / "features.parquet"), features_before)
     forced = run([cohort_dir / "cells"], out, config, force=True)
-    assert {rec["status"] for rec in forced.samples.values()} == {"ok"}
+    assert {rec.status for rec in forced.samples.values()} == {"ok"}
 
 
 def test_changed_config_recomputes(cohort_dir, tmp_path):
@@ -97,7 +103,7 @@ def test_changed_config_recomputes(cohort_dir, tmp_path):
     run([cohort_dir / "cells" / "S01.parquet"], tmp_path, config)
     wider = Config(cell_types=config.cell_types, compartments=CompartmentParams(border_um=200))
     second = run([cohort_dir / "cells" / "S01.parquet"], tmp_path, wider)
-    assert second.samples["S01"]["status"] == "ok"
+    assert second.samples["S01"].status == "ok"
     areas = pd.read_parquet(tmp_path / "tables" / "compartments.parquet")
     assert areas.loc[areas["compartment"] == "border", "area_mm2"].max() > 0
     # Without a clinical table each sample is its own patient; the lesion step still runs.
@@ -118,7 +124,7 @@ def test_bad_sample_fails_alone(cohort_dir, tmp_path):
     dup.loc[1, "cell_id"] = dup.loc[0, "cell_id"]
     dup.to_csv(inputs / "dup.csv", index=False)
     result = run([inputs], tmp_path / "out", Config())
-    assert result.samples["S01"]["status"] == "ok"
+    assert result.samples["S01"].status == "ok"
     assert sorted(result.failed) == ["corrupt", "dup"]
     manifest = json.loads((tmp_path / "out" / "run.json").read_text())
     assert "corrupt.parquet" in manifest["samples"]["corrupt"]["error"]
@@ -141,7 +147,7 @@ def test_hostile_names_stay_inside_the_run_directory_and_are_escaped(cohort_dir,
     cells.to_parquet(tmp_path / "hostile.parquet")
     out = tmp_path / "run"
     result = run([tmp_path / "hostile.parquet"], out, Config())
-    assert result.samples["../../etc/x"]["status"] == "ok"
+    assert result.samples["../../etc/x"].status == "ok"
     written = [p.resolve() for p in tmp_path.rglob("*") if p.is_file()]
     assert all(out.resolve() in p.parents or p.parent == tmp_path.resolve() for p in written)
     assert (out / "cells" / f"{safe_name('../../etc/x')}.parquet").is_file()

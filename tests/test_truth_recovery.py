@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from metaniche.config import Config, load_config
-from metaniche.pipeline import analyse_sample
+from metaniche.sample import analyse_sample
 from metaniche.simulate import analytic_compartment_areas, simulate_cohort, write_cohort
 
 BORDER_UM = 100.0

@@ -202,12 +202,14 @@ def _log_line(event: ProgressEvent) -> None:
 
 
 def _summarise(result, quiet: bool) -> None:
+    from metaniche.rundir import RunDir
+
     failed = result.failed
     if not quiet:
         for name in failed:
-            _err.print(f"failed: {result.samples[name]['error']}", markup=False, soft_wrap=True)
+            _err.print(f"failed: {result.samples[name].error}", markup=False, soft_wrap=True)
         _out.print(f"{len(result.samples) - len(failed)} of {len(result.samples)} samples done; "
-                   f"report: {result.out_dir / 'report' / 'index.html'}")
+                   f"report: {RunDir(result.out_dir).index_path}")
     raise typer.Exit(1 if failed else 0)
 
 

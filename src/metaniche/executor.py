@@ -21,12 +21,13 @@ from metaniche.errors import MetanicheError
 __all__ = ["map_tasks"]
 
 Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
-def map_tasks(task: Callable[[Item, Callable[[Any], None] | None], dict[str, Any]],
+def map_tasks(task: Callable[[Item, Callable[[Any], None] | None], Result],
               items: list[Item], workers: int = 1, scheduler: str | None = None,
               on_start: Callable[[Item], None] | None = None,
-              on_event: Callable[[Any], None] | None = None) -> Iterator[dict[str, Any]]:
+              on_event: Callable[[Any], None] | None = None) -> Iterator[Result]:
     """Yield ``task(item, emit)`` for every item, in completion order.
 
     Parameters
@@ -70,7 +71,7 @@ def _context() -> multiprocessing.context.BaseContext:
 
 
 def _process_map(task, items: list, workers: int, on_start,
-                 on_event) -> Iterator[dict[str, Any]]:
+                 on_event) -> Iterator[Any]:
     context = _context()
     if on_event is None:
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
@@ -110,7 +111,7 @@ def _drain(queue, on_event: Callable[[Any], None]) -> None:
         on_event(event)
 
 
-def _dask_map(task, items: list, scheduler: str, on_start) -> Iterator[dict[str, Any]]:
+def _dask_map(task, items: list, scheduler: str, on_start) -> Iterator[Any]:
     from distributed import Client
     from distributed import as_completed as dask_completed
 

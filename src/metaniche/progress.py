@@ -21,8 +21,11 @@ from typing import Any
 __all__ = ["RUN_STAGES", "ProgressCallback", "ProgressEvent", "QueueEmitter", "StageClock",
            "sample_stage_names"]
 
-#: Run-level stages after the per-sample tasks, in order (each only when it runs).
-RUN_STAGES = ("gather", "neighbourhoods", "lesions", "cohort", "report")
+#: Run-level stages after the per-sample tasks, in order (each only when it runs): ``gather``
+#: (per-sample tables into ``tables/``), the run-level steps that emit features
+#: (:data:`metaniche.cohort.steps.RUN_STEPS`), ``features`` (features.parquet written once),
+#: the steps that read the features, ``report``.
+RUN_STAGES = ("gather", "neighbourhoods", "lesions", "features", "cohort", "report")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from metaniche.analyses.border import (
 from metaniche.analyses.compartments import assign_compartments
 from metaniche.config import CellTypeRoles, CompartmentParams, Config
 from metaniche.errors import ConfigError
-from metaniche.pipeline import analyse_sample, build_context
+from metaniche.sample import analyse_sample, build_context
 from metaniche.simulate import (
     DENSITY_PER_MM2,
     IMMUNE_TYPES,

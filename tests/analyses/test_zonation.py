@@ -13,7 +13,7 @@ from metaniche.analyses.zonation import (
     zonation_coordinate,
 )
 from metaniche.config import CellTypeRoles, Config
-from metaniche.pipeline import build_context
+from metaniche.sample import build_context
 from metaniche.simulate import (
     DENSITY_PER_MM2,
     IMMUNE_TYPES,

@@ -11,7 +11,7 @@ import pytest
 from metaniche.cohort import analyse_cohort
 from metaniche.cohort.prediction import nested_cv_prediction
 from metaniche.config import CellTypeRoles, CohortParams, Config
-from metaniche.pipeline import analyse_sample
+from metaniche.sample import analyse_sample
 from metaniche.simulate import IMMUNE_TYPES, simulate_cohort
 
 #: Measurements of the planted survival quantity (true CD8_T density of the tumour core):

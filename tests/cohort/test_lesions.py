@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,10 +12,13 @@ from metaniche.cohort.lesions import (
     lesion_exclusion_table,
     pool_lesions,
 )
+from metaniche.cohort.steps import RUN_STEPS, RunState, run_step
 from metaniche.config import CellTypeRoles, Config
 from metaniche.errors import InputError
-from metaniche.pipeline import _cohort_step, _lesion_step, build_context
 from metaniche.report.cohort_page import lesion_exclusion_section
+from metaniche.report.rundata import RunData
+from metaniche.rundir import Manifest, RunDir
+from metaniche.sample import build_context
 from metaniche.simulate import IMMUNE_TYPES, simulate_sample
 
 CONFIG = Config(cell_types=CellTypeRoles(tumor=("Tumor",), immune=IMMUNE_TYPES))
@@ -128,10 +129,12 @@ def test_cohort_step_writes_the_table_and_the_cohort_page_shows_it(tmp_path, coh
     (tmp_path / "tables").mkdir()
     rows.to_parquet(tmp_path / "tables" / "lesion_metrics.parquet")
     # The lesion step runs whatever the outcome analyses do (no features.parquet here).
-    assert _cohort_step(tmp_path, clinical, CONFIG)["status"] == "failed"
-    assert _lesion_step(tmp_path, clinical, CONFIG) == {"status": "ok", "rows": 6}
+    steps = {step.name: step for step in RUN_STEPS}
+    state = RunState(RunDir(tmp_path), CONFIG, {}, clinical)
+    assert run_step(steps["cohort"], state).record["status"] == "failed"
+    assert run_step(steps["lesions"], state).record == {"status": "ok", "rows": 6}
     written = pd.read_parquet(tmp_path / "cohort" / "lesion_size_exclusion.parquet")
     pd.testing.assert_frame_equal(written.set_index(["outcome", "test"]), table)
-    section = lesion_exclusion_section(SimpleNamespace(run_dir=tmp_path), tmp_path)
+    section = lesion_exclusion_section(RunData(tmp_path, Manifest()), tmp_path)
     assert section is not None and len(section.table.rows) == 6
     assert "core_border_ratio" in {row[1] for row in section.table.rows}

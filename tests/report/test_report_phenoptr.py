@@ -17,10 +17,10 @@ def test_phenoptr_cd8_and_cd68_profiles_are_computed_and_plotted(data_dir, tmp_p
     cells_file = data_dir / "cells" / "phenoptr_akoya_sample.cells.csv.gz"
     result = run([cells_file], tmp_path, load_config(EXAMPLE))
     (sample,) = result.samples
-    assert result.samples[sample]["status"] == "ok"
+    assert result.samples[sample].status == "ok"
     gradients = pd.read_parquet(tmp_path / "tables" / "gradients.parquet")
     whole = gradients[gradients["lesion_id"].isna()]
-    cells = pd.read_parquet(tmp_path / "cells" / f"{result.samples[sample]['file_name']}.parquet")
+    cells = pd.read_parquet(tmp_path / "cells" / f"{result.samples[sample].file_name}.parquet")
     for cell_type in ("CD8+", "CD68+"):
         profile = whole[whole["cell_type"] == cell_type].sort_values("bin_start_um")
         assert len(profile) > 0 and profile["n_cells"].sum() > 0
@@ -33,7 +33,7 @@ def test_phenoptr_cd8_and_cd68_profiles_are_computed_and_plotted(data_dir, tmp_p
         np.testing.assert_allclose(
             profile.loc[with_area, "density_per_mm2"],
             profile.loc[with_area, "n_cells"] / profile.loc[with_area, "area_mm2"])
-    page = (tmp_path / "report" / f"{result.samples[sample]['file_name']}.html").read_text()
+    page = (tmp_path / "report" / f"{result.samples[sample].file_name}.html").read_text()
     start = page.index('id="gradients"')
     section = page[start:page.index("</section>", start)]
     assert "CD8+" in section and "CD68+" in section

@@ -23,7 +23,9 @@ n_permutations = 0
 n_neighbourhoods = 3
 n_training = 300
 """
-LINE = re.compile(r"^(?P<where>\S+)  (?P<stage>\S+)  (?P<seconds>\d+\.\d\d) s$")
+# A failed run-level step (here the cohort step: two samples, one response label) is logged as
+# "run  cohort  failed after 0.47 s".
+LINE = re.compile(r"^(?P<where>\S+)  (?P<stage>\S+)  (?:failed after )?(?P<seconds>\d+\.\d\d) s$")
 
 
 @pytest.fixture(scope="module")

@@ -134,11 +134,8 @@ _LESION_COLUMNS = ["cell_type", "outcome", "test", "effect", "ci_low", "ci_high"
 
 def lesion_exclusion_section(run: RunData, report_dir: Path) -> Section | None:
     """Lesion size against CD8 (infiltration-type) exclusion across lesions and patients."""
-    path = run.run_dir / "cohort" / "lesion_size_exclusion.parquet"
-    if not path.is_file():
-        return None
-    table = pd.read_parquet(path)
-    if table.empty:
+    table = run.cohort_table("lesion_size_exclusion")
+    if table is None or table.empty:
         return None
     shown = [c for c in _LESION_COLUMNS if c in table.columns]
     rows = [[_cell(v) for v in row] for row in table[shown].itertuples(index=False)]

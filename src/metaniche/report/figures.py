@@ -28,7 +28,7 @@ from metaniche.report.zoom import save_zoom_map
 if TYPE_CHECKING:
     from metaniche.analyses.compartments import CompartmentResult
     from metaniche.config import Config
-    from metaniche.pipeline import SampleAnalysis
+    from metaniche.sample import SampleAnalysis
 
 __all__ = ["COMPARTMENT_COLOURS", "paint_cells", "save_tissue_map"]
 

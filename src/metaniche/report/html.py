@@ -1,7 +1,7 @@
 """Render the report of a finished run directory (no recomputation).
 
 Writes ``report/index.html`` (cohort page) and ``report/<sample>.html`` (one page per sample,
-file stem from :func:`metaniche.report.rundata.page_name`, so it never leaves ``report/``),
+file stem :attr:`metaniche.rundir.SampleRecord.stem`, so it never leaves ``report/``),
 with figures under ``report/figures/``. Everything shown comes from the run directory's files
 (run.json, tables/, features, association, prediction, the tissue-map PNGs drawn by the
 per-sample tasks). User-supplied text (sample names, cell-type labels, messages) is escaped by
@@ -25,9 +25,10 @@ import pandas as pd
 from metaniche._atomic import write_text
 from metaniche.report.cohort_page import cohort_sections
 from metaniche.report.methods import flatten_parameters, methods_paragraphs
-from metaniche.report.rundata import RunData, page_name
+from metaniche.report.rundata import RunData
 from metaniche.report.sample_page import sample_sections
 from metaniche.report.zoom import read_zoom_info
+from metaniche.rundir import Manifest, SampleRecord
 
 __all__ = ["render_report"]
 
@@ -43,22 +44,30 @@ _ENV = jinja2.Environment(
 )
 
 
-def render_report(run_dir: str | Path) -> Path:
+def render_report(run_dir: str | Path, manifest: Manifest | None = None) -> Path:
     """Write the cohort page and every sample page of ``run_dir``; return index.html's path.
+
+    Parameters
+    ----------
+    run_dir
+        The run directory.
+    manifest
+        The run's manifest when in memory (the pipeline renders the report before it writes
+        run.json); None reads ``run_dir``'s run.json.
 
     Raises
     ------
     InputError
-        When ``run_dir`` holds no run.json (not a finished run directory).
+        When ``manifest`` is None and ``run_dir`` holds no run.json (not a finished run).
     """
-    run = RunData(run_dir)
-    report_dir = run.run_dir / "report"
-    samples = [_summary(run, name, record, report_dir) for name, record in run.samples.items()]
+    run = RunData(run_dir, manifest)
+    report_dir = run.dir.report_dir
+    samples = [_summary(run, record) for record in run.samples.values()]
     workers = _page_workers(len(samples))
     if workers > 1:
         # Interleaved chunks balance the load; the cohort figures are drawn meanwhile.
         with ProcessPoolExecutor(workers) as pool:
-            pending = [pool.submit(_render_pages, run.run_dir, samples,
+            pending = [pool.submit(_render_pages, (run.run_dir, run.manifest), samples,
                                    range(k, len(samples), workers)) for k in range(workers)]
             sections = cohort_sections(run, report_dir)
             for future in pending:
@@ -66,24 +75,24 @@ def render_report(run_dir: str | Path) -> Path:
     else:
         _render_pages(run, samples, range(len(samples)))
         sections = cohort_sections(run, report_dir)
-    version = str(run.manifest.get("metaniche_version", ""))
+    version = run.manifest.metaniche_version
     stage_columns, stage_rows = _stage_table(samples)
     html = _ENV.get_template("index.html").render(
         version=version,
-        seconds=run.manifest.get("seconds"),
+        seconds=run.manifest.seconds,
         samples=samples,
         n_ok=sum(s["status"] in ("ok", "skipped") for s in samples),
         n_failed=sum(s["status"] == "failed" for s in samples),
         thumbnails=[s for s in samples if s["map"]] if len(samples) <= MAX_THUMBNAILS else [],
-        cohort=run.manifest.get("cohort") or None,
+        cohort=run.manifest.steps.get("cohort") or None,
         stage_columns=stage_columns,
         stage_rows=stage_rows,
-        run_stages=_stage_seconds(run.manifest.get("stages")),
+        run_stages=_stage_seconds(run.manifest.stages),
         sections=sections,
         methods=methods_paragraphs(run.config, version),
         parameters=flatten_parameters(run.config),
     )
-    target = report_dir / "index.html"
+    target = run.dir.index_path
     write_text(target, html)
     return target
 
@@ -95,11 +104,14 @@ def _page_workers(n_samples: int) -> int:
     return max(1, min(os.cpu_count() or 1, 8, n_samples // (PARALLEL_PAGES // 2)))
 
 
-def _render_pages(run: RunData | Path, samples: list[dict[str, Any]],
+def _render_pages(run: RunData | tuple[Path, Manifest], samples: list[dict[str, Any]],
                   indices: Iterable[int]) -> None:
-    """Write the pages ``samples[i]`` for ``i`` in ``indices`` (with prev / next links)."""
-    run = run if isinstance(run, RunData) else RunData(run)
-    report_dir = run.run_dir / "report"
+    """Write the pages ``samples[i]`` for ``i`` in ``indices`` (with prev / next links).
+
+    ``run`` is the run, or (in a worker process) its directory and manifest.
+    """
+    run = run if isinstance(run, RunData) else RunData(*run)
+    report_dir = run.dir.report_dir
     page = _ENV.get_template("sample.html")
     for i in indices:
         summary = samples[i]
@@ -109,26 +121,27 @@ def _render_pages(run: RunData | Path, samples: list[dict[str, Any]],
         html = page.render(s=summary, sections=sections,
                            prev=samples[i - 1] if i > 0 else None,
                            next=samples[i + 1] if i + 1 < len(samples) else None)
-        write_text(report_dir / summary["page"], html)
+        write_text(run.dir.page_path(summary["stem"]), html)
 
 
-def _summary(run: RunData, name: str, record: dict[str, Any], report_dir: Path) -> dict[str, Any]:
-    stem = page_name(name, record)
-    figure = report_dir / "figures" / f"{stem}.map.png"
+def _summary(run: RunData, record: SampleRecord) -> dict[str, Any]:
+    stem = record.stem
+    figure = run.dir.map_path(stem)
+    page = run.dir.page_path(stem)
     return {
-        "name": name,
+        "name": record.sample,
         "stem": stem,
-        "page": f"{stem}.html",
-        "status": str(record.get("status", "?")),
-        "error": record.get("error"),
-        "warnings": list(record.get("warnings") or []),
-        "seconds": record.get("seconds"),
-        "phenotype": record.get("phenotype"),
-        "n_cells": _n_cells(run, name),
-        "map": f"figures/{figure.name}" if figure.is_file() else None,
+        "page": page.name,
+        "status": record.status,
+        "error": record.error,
+        "warnings": list(record.warnings),
+        "seconds": record.seconds,
+        "phenotype": record.phenotype,
+        "n_cells": _n_cells(run, record.sample),
+        "map": figure.relative_to(run.dir.report_dir).as_posix() if figure.is_file() else None,
         "zoom": read_zoom_info(figure) if figure.is_file() else None,
-        "stages": _stage_seconds(record.get("stages")),
-        "slowest": _slowest(_stage_seconds(record.get("stages"))),
+        "stages": _stage_seconds(record.stages),
+        "slowest": _slowest(_stage_seconds(record.stages)),
     }
 
 

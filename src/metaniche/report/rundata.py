@@ -1,34 +1,21 @@
-"""Read-only access to a finished run directory for the report (tables loaded once, lazily)."""
+"""Read-only access to a run directory for the report (tables loaded once, lazily).
+
+A thin layer over :class:`metaniche.rundir.RunDir`: the manifest is the typed
+:class:`~metaniche.rundir.Manifest` (read from run.json, or handed over in memory by the
+pipeline before it writes run.json), sample records are :class:`~metaniche.rundir.SampleRecord`.
+"""
 
 from __future__ import annotations
 
-import json
-import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from metaniche.errors import InputError
+from metaniche.rundir import Manifest, RunDir, SampleRecord
 
-__all__ = ["RunData", "page_name"]
-
-_SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-
-
-def page_name(sample: str, record: dict[str, Any]) -> str:
-    """File stem of a sample's outputs: its recorded ``file_name`` when safe, else recomputed.
-
-    Never contains a path separator or starts with a dot, so every file derived from it stays
-    inside the report directory whatever the sample is called.
-    """
-    stem = str(record.get("file_name") or "")
-    if _SAFE.match(stem) and stem not in (".", ".."):
-        return stem
-    from metaniche.pipeline import safe_name
-
-    return safe_name(sample)
+__all__ = ["RunData"]
 
 
 class RunData:
@@ -38,38 +25,36 @@ class RunData:
     ----------
     run_dir
         A directory written by :func:`metaniche.pipeline.run`.
+    manifest
+        The run's manifest when already in memory; None reads run.json.
 
     Raises
     ------
     InputError
-        When ``run_dir`` holds no run.json.
+        When ``manifest`` is None and ``run_dir`` holds no readable run.json.
     """
 
-    def __init__(self, run_dir: str | Path) -> None:
-        self.run_dir = Path(run_dir)
-        manifest_path = self.run_dir / "run.json"
-        if not manifest_path.is_file():
-            raise InputError(f"{self.run_dir}: no run.json here; give the --out directory of a "
-                             "finished 'metaniche run'.")
-        self.manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
+    def __init__(self, run_dir: str | Path, manifest: Manifest | None = None) -> None:
+        self.dir = RunDir(run_dir)
+        self.run_dir = self.dir.root
+        self.manifest: Manifest = manifest if manifest is not None else self.dir.read_manifest()
         self._tables: dict[str, pd.DataFrame | None] = {}
         self._by_sample: dict[str, dict[str, pd.DataFrame]] = {}
 
     @property
     def config(self) -> dict[str, Any]:
         """The run's configuration as recorded in run.json."""
-        return self.manifest.get("config", {}) or {}
+        return self.manifest.config
 
     @property
-    def samples(self) -> dict[str, dict[str, Any]]:
-        """Sample name → status record."""
-        return self.manifest.get("samples", {}) or {}
+    def samples(self) -> dict[str, SampleRecord]:
+        """Sample name → record."""
+        return self.manifest.samples
 
     def table(self, name: str) -> pd.DataFrame | None:
         """``tables/<name>.parquet`` or None when absent."""
         if name not in self._tables:
-            path = self.run_dir / "tables" / f"{name}.parquet"
-            self._tables[name] = pd.read_parquet(path) if path.is_file() else None
+            self._tables[name] = self.dir.read_table(name)
         return self._tables[name]
 
     def sample_rows(self, name: str, sample: str) -> pd.DataFrame | None:
@@ -81,11 +66,14 @@ class RunData:
             self._by_sample[name] = {str(k): g for k, g in table.groupby("sample", sort=False)}
         return self._by_sample[name].get(sample, table.iloc[:0])
 
+    def cohort_table(self, name: str) -> pd.DataFrame | None:
+        """``cohort/<name>.parquet`` or None when absent."""
+        return self.dir.read_cohort_table(name)
+
     @cached_property
     def features(self) -> pd.DataFrame | None:
         """features.parquet or None."""
-        path = self.run_dir / "features.parquet"
-        return pd.read_parquet(path) if path.is_file() else None
+        return self.dir.read_features()
 
     @cached_property
     def n_cells(self) -> dict[str, float]:
@@ -98,13 +86,9 @@ class RunData:
     @cached_property
     def association(self) -> pd.DataFrame | None:
         """association.parquet or None."""
-        path = self.run_dir / "association.parquet"
-        return pd.read_parquet(path) if path.is_file() else None
+        return self.dir.read_association()
 
     @cached_property
     def prediction(self) -> dict[str, Any] | None:
         """prediction.json or None."""
-        path = self.run_dir / "prediction.json"
-        if not path.is_file():
-            return None
-        return json.loads(path.read_text(encoding="utf-8"))
+        return self.dir.read_prediction()

@@ -1,9 +1,11 @@
 """Stage: functional communities — neighbourhood windows for the cohort CN fit, B/T aggregates
 and TLS with maturity grade, user-defined multicellular units, spatial ligand–receptor.
 
-Tables: ``cn_training`` (seeded subsample of window compositions; the pipeline's cohort step
-fits the CNs on it and writes ``neighbourhoods``), ``aggregates`` (one row per lymphoid cluster,
-TLS or unit), ``aggregate_composition``, ``ligrec``. Per-cell columns: ``aggregate_id`` (B/T
+Tables: ``cn_training`` (seeded subsample of window compositions; the run-level
+``neighbourhoods`` step fits the CNs on it and writes ``neighbourhoods``), ``cn_windows``
+(sample-private: every cell's window counts, from which that step labels the cells),
+``aggregates`` (one row per lymphoid cluster, TLS or unit), ``aggregate_composition``,
+``ligrec``. Per-cell columns: ``aggregate_id`` (B/T
 cluster or TLS, 0 = none) and ``unit_id`` (custom unit, 0 = none; a cell in several units keeps
 the first declared). Ids are unique within a sample across kinds.
 """
@@ -11,6 +13,7 @@ the first declared). Ids are unique within a sample across kinds.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -29,8 +32,10 @@ from metaniche.analyses.communities import (
 )
 from metaniche.config import AggregateParams, Config
 from metaniche.context import SampleContext, StageOutput
+from metaniche.rundir import CN_WINDOWS
 
-__all__ = ["FEATURES", "b_and_t_types", "cohort_neighbourhoods", "run"]
+__all__ = ["FEATURES", "b_and_t_types", "cohort_neighbourhoods", "run",
+           "window_counts", "window_fractions"]
 
 #: Feature family → (unit, description).
 FEATURES: dict[str, tuple[str, str]] = {
@@ -41,11 +46,12 @@ FEATURES: dict[str, tuple[str, str]] = {
     "lymphoid_cluster": ("count", "B/T density clusters below the TLS rule"),
     "unit": ("count | per mm²", "user-defined multicellular units: count and density per mm² "
                                 "of tissue"),
-    "cn_fraction": ("fraction", "fraction of the sample's cells in a cellular neighbourhood "
-                                "(CNs fitted across the cohort; Schürch et al. 2020)"),
     "ligrec": ("count", "ligand–receptor sender/receiver type pairs with q <= 0.05 (all "
                         "compartments pooled)"),
 }
+
+#: Rows per block when converting window fractions to counts and back.
+_CHUNK = 262_144
 
 _B_PATTERN = r"^(b|b[_ ]?cells?|bc\d+|cd20.*)$"
 _T_PATTERN = r"^(cd8|cd4|cd3|t[_ ]|tc_|treg|th\d*$|t$|t[_ ]?cells?)"
@@ -69,6 +75,7 @@ def run(context: SampleContext) -> StageOutput:
                                              config.neighbourhoods.k)
     training = training_windows(compositions, context.cell_types,
                                 config.neighbourhoods.n_training, config.neighbourhoods.seed)
+    windows = window_counts(compositions, context.cell_types, config.neighbourhoods.k)
     del compositions
     ligrec_on = config.ligrec.n_permutations > 0
     radii = [config.aggregates.radius_um, *(u.radius_um for u in config.units.values())]
@@ -82,7 +89,7 @@ def run(context: SampleContext) -> StageOutput:
     composition = pd.concat([lymphoid_comp, units_comp], ignore_index=True)
     features = _aggregate_features(context, aggregates)
 
-    tables = {"cn_training": training, "aggregates": aggregates,
+    tables = {"cn_training": training, CN_WINDOWS: windows, "aggregates": aggregates,
               "aggregate_composition": composition}
     if ligrec_on:
         lr = _ligrec(context, pairs)
@@ -233,19 +240,73 @@ def _ligrec(context: SampleContext, pairs) -> pd.DataFrame:
                            params.normal_min_edges)
 
 
-def cohort_neighbourhoods(training: pd.DataFrame, cells: dict[str, pd.DataFrame],
+def window_counts(compositions: np.ndarray, cell_types: list[str], k: int) -> pd.DataFrame:
+    """Per-cell window composition as integer counts, the compact form the cohort step reads.
+
+    Parameters
+    ----------
+    compositions
+        (n_cells, n_types) fractions of :func:`~metaniche.analyses.communities.
+        neighbourhood_composition` (each ``count / k_eff``, float32).
+    cell_types
+        Column labels (the sample's sorted types).
+    k
+        Configured window size; the effective size is ``min(k, n_cells)``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One column per cell type, one row per cell (input order): number of cells of that type
+        in the cell's window, uint16 (uint32 when ``k`` > 65,535). Exact:
+        :func:`window_fractions` gives back ``compositions`` bit for bit.
+    """
+    k_eff = min(int(k), compositions.shape[0])
+    dtype = np.uint16 if k_eff <= np.iinfo(np.uint16).max else np.uint32
+    counts = np.empty(compositions.shape, dtype=dtype)
+    for start in range(0, compositions.shape[0], _CHUNK):    # bounded float64 temporaries
+        block = compositions[start:start + _CHUNK] * np.float64(k_eff)
+        counts[start:start + _CHUNK] = np.rint(block)
+    return pd.DataFrame(counts, columns=[str(t) for t in cell_types])
+
+
+def window_fractions(counts: pd.DataFrame) -> np.ndarray:
+    """(n_cells, n_types) float32 window fractions from :func:`window_counts` (same values as
+    :func:`~metaniche.analyses.communities.neighbourhood_composition`: count / k_eff computed in
+    float64, then rounded to float32)."""
+    values = counts.to_numpy()
+    out = np.empty(values.shape, dtype=np.float32)
+    if values.shape[0] == 0:
+        return out
+    k_eff = int(values[0].sum())
+    for start in range(0, values.shape[0], _CHUNK):          # bounded float64 temporaries
+        out[start:start + _CHUNK] = values[start:start + _CHUNK] / np.float64(k_eff)
+    return out
+
+
+def cohort_neighbourhoods(training: pd.DataFrame,
+                          windows: Iterable[tuple[str, pd.DataFrame, np.ndarray]],
                           config: Config) -> tuple[dict[str, np.ndarray], pd.DataFrame,
                                                    dict[str, dict[str, float]]]:
     """The cohort step of the cellular neighbourhoods (no I/O).
 
-    Fits one model on the pooled ``cn_training`` windows of every sample, recomputes each
-    sample's windows from ``x, y, cell_type`` of its output cell table (µm) and labels every
-    cell with its CN.
+    Fits one model on the pooled ``cn_training`` windows of every sample and labels every
+    cell of every sample with its CN from the window counts the stage saved
+    (:func:`window_counts`; no KD-tree is rebuilt, no window recomputed).
+
+    Parameters
+    ----------
+    training
+        ``tables/cn_training`` (every sample's training windows, ``sample`` first).
+    windows
+        ``(sample, counts, compartment)`` per sample: its :func:`window_counts` table and the
+        per-cell compartment labels (same cell order), consumed one at a time.
+    config
+        Run configuration (``[neighbourhoods]``).
 
     Returns
     -------
     labels
-        Sample → per-cell CN (1…).
+        Sample → per-cell CN (1…), int32.
     table
         ``tables/neighbourhoods``: ``sample, table`` (``abundance``, ``composition`` or
         ``selection``), ``compartment, neighbourhood, cell_type, n_cells, fraction,
@@ -253,8 +314,6 @@ def cohort_neighbourhoods(training: pd.DataFrame, cells: dict[str, pd.DataFrame]
     features
         Sample → ``cn_fraction.CN<i>`` (fraction of the sample's cells in CN i).
     """
-    from scipy.spatial import cKDTree
-
     from metaniche.analyses.communities import (
         assign_neighbourhoods,
         fit_neighbourhoods,
@@ -264,13 +323,10 @@ def cohort_neighbourhoods(training: pd.DataFrame, cells: dict[str, pd.DataFrame]
     params = config.neighbourhoods
     model = fit_neighbourhoods(training, params.n_neighbourhoods, params.seed)
     labels, parts, features = {}, [], {}
-    for name, table in cells.items():
-        codes, types = pd.factorize(table["cell_type"].astype(str), sort=True)
-        tree = cKDTree(table[["x", "y"]].to_numpy(np.float64))
-        windows = neighbourhood_composition(tree, codes, len(types), params.k)
-        labels[name] = assign_neighbourhoods(model, windows, [str(t) for t in types])
-        tables = neighbourhood_tables(labels[name], table["compartment"].astype(str).to_numpy(),
-                                      model)
+    for name, counts, compartment in windows:
+        labels[name] = assign_neighbourhoods(model, window_fractions(counts),
+                                             [str(t) for t in counts.columns])
+        tables = neighbourhood_tables(labels[name], np.asarray(compartment).astype(str), model)
         abundance = tables["abundance"].assign(table="abundance")
         parts.append(abundance.assign(sample=name))
         whole = abundance[abundance["compartment"] == "all"]

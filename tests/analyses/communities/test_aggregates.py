@@ -17,7 +17,7 @@ from metaniche.analyses.communities import (
     neighbour_pairs,
 )
 from metaniche.config import Config, LigrecParams, UnitParams
-from metaniche.pipeline import build_context
+from metaniche.sample import build_context
 from metaniche.simulate import simulate_sample
 from metaniche.stages import communities
 

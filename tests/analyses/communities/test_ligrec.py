@@ -19,7 +19,7 @@ from metaniche.analyses.communities import (
 )
 from metaniche.config import Config
 from metaniche.errors import ConfigError, InputError
-from metaniche.pipeline import build_context
+from metaniche.sample import build_context
 from metaniche.simulate import simulate_sample
 from metaniche.stages import communities
 

@@ -14,7 +14,7 @@ from metaniche.analyses.relations import (
 )
 from metaniche.config import Config, RelationsParams
 from metaniche.errors import ConfigError
-from metaniche.pipeline import analyse_sample, build_context
+from metaniche.sample import analyse_sample, build_context
 from metaniche.simulate import simulate_sample
 from metaniche.stages import SAMPLE_STAGES, feature_families, relations
 

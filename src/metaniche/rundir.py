@@ -1,0 +1,564 @@
+"""The run directory: every path of its layout, its typed records, its only writer and reader.
+
+Layout (DESIGN.md "Outputs")::
+
+    OUT/
+      run.json                          Manifest (typed: Manifest, SampleRecord)
+      cells/<file>.parquet              per-cell output of each sample
+      tables/<name>.parquet             long tables, ``sample`` first
+      features.parquet, features.csv    one row per sample
+      features_dictionary.csv           name, analysis, unit, description of every feature
+      clinical.parquet                  the validated clinical table (when given)
+      association.parquet               cohort associations (when a clinical table is given)
+      prediction.json                   cross-validated prediction (when it ran)
+      cohort/<name>.parquet             other run-level tables (lesion size vs exclusion)
+      report/index.html, report/<file>.html, report/figures/<file>.map.png, …
+      .samples/<file>/                  per-sample cache of the last analysis of the sample:
+          done.json                     DoneMarker (what the outputs were computed from)
+          features.json                 the sample's features
+          tables/<name>.parquet         the sample's long tables (gathered into tables/)
+          <name>.parquet                sample-private tables (PRIVATE_TABLES; not gathered)
+
+``<file>`` is :func:`safe_name` of the sample name (recorded as ``SampleRecord.file_name``):
+never a path separator, never hidden, so every file stays inside ``OUT``. Every write is
+atomic (:mod:`metaniche._atomic`). Nothing else in metaniche builds a path of this layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from metaniche._atomic import write_json, write_parquet, write_text
+from metaniche.errors import InputError
+
+if TYPE_CHECKING:
+    from metaniche.config import Config
+
+__all__ = ["CN_WINDOWS", "LAYOUT_VERSION", "PRIVATE_TABLES", "DoneMarker", "Manifest", "RunDir",
+           "SampleRecord", "config_hash", "safe_name"]
+
+#: Version of the ``.samples/`` cache layout; a cache written by another layout is recomputed.
+LAYOUT_VERSION = 2
+#: The communities stage's per-cell window composition counts (uint16 or uint32, one column per
+#: cell type of the sample; :func:`metaniche.stages.communities.window_counts`), read by the
+#: run-level neighbourhood step.
+CN_WINDOWS = "cn_windows"
+#: Per-sample tables kept in the sample's cache only (read by run-level steps, never gathered
+#: into ``tables/``).
+PRIVATE_TABLES = frozenset({CN_WINDOWS})
+
+#: Sample status values.
+OK, SKIPPED, FAILED = "ok", "skipped", "failed"
+
+#: The alphabet of safe_name, no leading dot.
+_SAFE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+
+
+def safe_name(sample: str) -> str:
+    """A file-system-safe, non-hidden file stem for a sample name (never leaves its directory).
+
+    Characters outside ``[A-Za-z0-9_.-]`` become ``_`` and leading/trailing dots and
+    underscores are stripped; when anything changed, the first 6 hex digits of the name's SHA-1
+    are appended so distinct names stay distinct. Stable across versions and platforms.
+    """
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", sample).strip("._") or "sample"
+    if cleaned != sample:
+        cleaned += "-" + hashlib.sha1(sample.encode()).hexdigest()[:6]
+    return cleaned
+
+
+def config_hash(config: Config) -> str:
+    """SHA-256 (hex) of the configuration as canonical JSON (sorted keys)."""
+    return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def _is_safe(stem: str) -> bool:
+    return bool(_SAFE.match(stem)) and stem not in (".", "..")
+
+
+def _checked(stem: str, what: str) -> str:
+    if not _is_safe(stem):
+        raise ValueError(f"{what} {stem!r} is not a safe file stem; build it with safe_name().")
+    return stem
+
+
+@dataclass
+class SampleRecord:
+    """The run.json record of one sample (``samples.<name>``).
+
+    Attributes
+    ----------
+    sample
+        Sample name as read from the input.
+    file_name
+        File stem of its outputs (:func:`safe_name` of ``sample``).
+    source
+        Input file it came from.
+    warnings
+        Input warnings.
+    input_sha256, config_sha256
+        Checksums of its cells and of the configuration (the skip decision).
+    status
+        ``ok``, ``skipped`` (unchanged since the last run, outputs reused) or ``failed``.
+    error
+        Message of a failed sample (None otherwise).
+    seconds
+        Wall time of the analysis (s); for a skipped sample, that of the run that made it.
+    stages
+        Stage name → wall time (s), in execution order.
+    phenotype
+        Immune phenotype (feature ``phenotype``) of an analysed sample.
+    traceback
+        Python traceback of an unexpected failure (None otherwise).
+    """
+
+    sample: str
+    file_name: str
+    source: str = ""
+    warnings: list[str] = field(default_factory=list)
+    input_sha256: str | None = None
+    config_sha256: str | None = None
+    status: str = FAILED
+    error: str | None = None
+    seconds: float | None = None
+    stages: dict[str, float] = field(default_factory=dict)
+    phenotype: str | None = None
+    traceback: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        """True when the sample's outputs are in the run (``ok`` or ``skipped``)."""
+        return self.status in (OK, SKIPPED)
+
+    @property
+    def stem(self) -> str:
+        """File stem of the sample's outputs: ``file_name`` when safe, else :func:`safe_name`.
+
+        Never contains a path separator or starts with a dot, whatever run.json holds.
+        """
+        return self.file_name if _is_safe(str(self.file_name or "")) else safe_name(self.sample)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run.json form (``traceback`` only when set)."""
+        data = asdict(self)
+        if data["traceback"] is None:
+            del data["traceback"]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], sample: str | None = None) -> SampleRecord:
+        """Read a run.json record; missing keys take their defaults, unknown keys are ignored."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values.setdefault("sample", sample if sample is not None else "")
+        values.setdefault("file_name", "")
+        values["warnings"] = list(values.get("warnings") or [])
+        values["stages"] = dict(values.get("stages") or {})
+        return cls(**values)
+
+
+#: run.json keys that are fields of :class:`Manifest`; every other top-level key is the
+#: record of a run-level step (see :data:`metaniche.cohort.steps.RUN_STEPS`).
+_MANIFEST_HEAD = ("metaniche_version", "config", "config_sha256", "inputs", "clinical",
+                  "samples")
+_MANIFEST_TAIL = ("stages", "seconds")
+
+
+@dataclass
+class Manifest:
+    """run.json: what ran, on what, with which configuration, and how each part ended.
+
+    Attributes
+    ----------
+    metaniche_version
+        Version that wrote the run.
+    config
+        The configuration as plain data (:meth:`metaniche.config.Config.to_dict`).
+    config_sha256
+        :func:`config_hash` of it.
+    inputs
+        ``{"path", "bytes", "sha256"}`` of every input given.
+    clinical
+        Path of the clinical table (None when not given).
+    samples
+        Sample name → :class:`SampleRecord`, in input order.
+    steps
+        run.json key → record of each run-level step (``status`` ``ok``, ``skipped`` or
+        ``failed``, and the step's own fields); None for a step that did not apply (e.g.
+        ``cohort`` without a clinical table). Written as top-level keys of run.json.
+    stages
+        Run-level stage → wall time (s).
+    seconds
+        Wall time of the run (s).
+    """
+
+    metaniche_version: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    config_sha256: str = ""
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    clinical: str | None = None
+    samples: dict[str, SampleRecord] = field(default_factory=dict)
+    steps: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    stages: dict[str, float] = field(default_factory=dict)
+    seconds: float | None = None
+
+    @property
+    def failed_samples(self) -> list[str]:
+        """Names of the samples that failed."""
+        return [name for name, rec in self.samples.items() if rec.status == FAILED]
+
+    @property
+    def failed_steps(self) -> list[str]:
+        """run.json keys of the run-level steps that failed."""
+        return [key for key, rec in self.steps.items()
+                if isinstance(rec, dict) and rec.get("status") == FAILED]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run.json form (the same keys as every earlier run.json)."""
+        data: dict[str, Any] = {
+            "metaniche_version": self.metaniche_version, "config": self.config,
+            "config_sha256": self.config_sha256, "inputs": self.inputs,
+            "clinical": self.clinical,
+            "samples": {name: rec.to_dict() for name, rec in self.samples.items()}}
+        data.update(self.steps)
+        data["stages"] = self.stages
+        data["seconds"] = self.seconds
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        """Read run.json content (missing keys take their defaults)."""
+        samples = data.get("samples") or {}
+        return cls(
+            metaniche_version=str(data.get("metaniche_version") or ""),
+            config=dict(data.get("config") or {}),
+            config_sha256=str(data.get("config_sha256") or ""),
+            inputs=list(data.get("inputs") or []),
+            clinical=data.get("clinical"),
+            samples={str(name): SampleRecord.from_dict(rec, str(name))
+                     for name, rec in samples.items() if isinstance(rec, dict)},
+            steps={key: value for key, value in data.items()
+                   if key not in _MANIFEST_HEAD + _MANIFEST_TAIL
+                   and (value is None or isinstance(value, dict))},
+            stages=dict(data.get("stages") or {}),
+            seconds=data.get("seconds"))
+
+
+@dataclass
+class DoneMarker:
+    """``.samples/<file>/done.json``: what a sample's cached outputs were computed from."""
+
+    input_sha256: str
+    config_sha256: str
+    seconds: float
+    stages: dict[str, float] = field(default_factory=dict)
+    layout: int = LAYOUT_VERSION
+
+    def matches(self, input_sha256: str | None, config_sha256: str) -> bool:
+        """True when the cache was made from these cells and this configuration."""
+        return (bool(input_sha256) and self.layout == LAYOUT_VERSION
+                and self.input_sha256 == input_sha256 and self.config_sha256 == config_sha256)
+
+
+class RunDir:
+    """Paths, writers and readers of one run directory (see the module docstring).
+
+    Parameters
+    ----------
+    root
+        The run directory (``--out``). Nothing is created until something is written.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.root)!r})"
+
+    # --- paths ------------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        """``run.json``."""
+        return self.root / "run.json"
+
+    def cells_path(self, file_name: str) -> Path:
+        """``cells/<file>.parquet``."""
+        return self.root / "cells" / f"{_checked(file_name, 'sample file name')}.parquet"
+
+    @property
+    def tables_dir(self) -> Path:
+        """``tables/``."""
+        return self.root / "tables"
+
+    def table_path(self, name: str) -> Path:
+        """``tables/<name>.parquet``."""
+        return self.tables_dir / f"{_checked(name, 'table name')}.parquet"
+
+    @property
+    def features_path(self) -> Path:
+        """``features.parquet``."""
+        return self.root / "features.parquet"
+
+    @property
+    def features_csv_path(self) -> Path:
+        """``features.csv``."""
+        return self.root / "features.csv"
+
+    @property
+    def dictionary_path(self) -> Path:
+        """``features_dictionary.csv``."""
+        return self.root / "features_dictionary.csv"
+
+    @property
+    def clinical_path(self) -> Path:
+        """``clinical.parquet``."""
+        return self.root / "clinical.parquet"
+
+    @property
+    def association_path(self) -> Path:
+        """``association.parquet``."""
+        return self.root / "association.parquet"
+
+    @property
+    def prediction_path(self) -> Path:
+        """``prediction.json``."""
+        return self.root / "prediction.json"
+
+    def cohort_table_path(self, name: str) -> Path:
+        """``cohort/<name>.parquet``."""
+        return self.root / "cohort" / f"{_checked(name, 'cohort table name')}.parquet"
+
+    @property
+    def report_dir(self) -> Path:
+        """``report/``."""
+        return self.root / "report"
+
+    @property
+    def index_path(self) -> Path:
+        """``report/index.html``."""
+        return self.report_dir / "index.html"
+
+    def page_path(self, file_name: str) -> Path:
+        """``report/<file>.html``."""
+        return self.report_dir / f"{_checked(file_name, 'sample file name')}.html"
+
+    def map_path(self, file_name: str) -> Path:
+        """``report/figures/<file>.map.png`` (the tissue map drawn by the sample task)."""
+        return self.report_dir / "figures" / f"{_checked(file_name, 'sample file name')}.map.png"
+
+    def sample_dir(self, file_name: str) -> Path:
+        """``.samples/<file>/``: the sample's cache."""
+        return self.root / ".samples" / _checked(file_name, "sample file name")
+
+    def done_path(self, file_name: str) -> Path:
+        """``.samples/<file>/done.json``."""
+        return self.sample_dir(file_name) / "done.json"
+
+    def sample_features_path(self, file_name: str) -> Path:
+        """``.samples/<file>/features.json``."""
+        return self.sample_dir(file_name) / "features.json"
+
+    def sample_table_path(self, file_name: str, name: str) -> Path:
+        """``.samples/<file>/tables/<name>.parquet``, or ``.samples/<file>/<name>.parquet`` for
+        a :data:`PRIVATE_TABLES` name."""
+        stem = f"{_checked(name, 'table name')}.parquet"
+        folder = self.sample_dir(file_name)
+        return folder / stem if name in PRIVATE_TABLES else folder / "tables" / stem
+
+    # --- manifest ---------------------------------------------------------------------------
+    def write_manifest(self, manifest: Manifest) -> None:
+        """Write run.json."""
+        write_json(self.manifest_path, manifest.to_dict())
+
+    def read_manifest(self) -> Manifest:
+        """Read run.json.
+
+        Raises
+        ------
+        InputError
+            When the directory holds no readable run.json.
+        """
+        path = self.manifest_path
+        if not path.is_file():
+            raise InputError(f"{self.root}: no run.json here; give the --out directory of a "
+                             "finished 'metaniche run'.")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise InputError(f"{path}: unreadable run.json ({err}); rerun 'metaniche run' "
+                             "on this directory.") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: run.json must hold a JSON object; rerun 'metaniche "
+                             "run' on this directory.")
+        return Manifest.from_dict(data)
+
+    # --- one sample's cache and cells -------------------------------------------------------
+    def read_done(self, file_name: str) -> DoneMarker | None:
+        """The sample's done marker, or None when absent or unreadable."""
+        path = self.done_path(file_name)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return DoneMarker(str(data["input_sha256"]), str(data["config_sha256"]),
+                              float(data["seconds"]), dict(data.get("stages") or {}),
+                              int(data.get("layout", 1)))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def is_current(self, file_name: str, input_sha256: str | None,
+                   config_sha256: str) -> DoneMarker | None:
+        """The done marker when the sample's cached outputs (and cells file) were made from
+        these cells and this configuration; None when it must be (re)computed."""
+        if not self.cells_path(file_name).is_file():
+            return None
+        marker = self.read_done(file_name)
+        return marker if marker is not None and marker.matches(input_sha256,
+                                                                config_sha256) else None
+
+    def write_sample(self, file_name: str, cells: pd.DataFrame, tables: dict[str, pd.DataFrame],
+                     features: dict[str, Any]) -> None:
+        """Write one sample's cells file, cached tables and features (replacing old ones).
+
+        The done marker is written separately (:meth:`write_done`), last.
+        """
+        done = self.done_path(file_name)
+        if done.is_file():
+            done.unlink()
+        write_parquet(self.cells_path(file_name), cells)
+        folder = self.sample_dir(file_name)
+        for stale in [*folder.glob("*.parquet"), *folder.glob("tables/*.parquet")]:
+            stale.unlink()
+        for name, table in tables.items():
+            write_parquet(self.sample_table_path(file_name, name), table)
+        write_json(self.sample_features_path(file_name), features)
+
+    def write_done(self, file_name: str, marker: DoneMarker) -> None:
+        """Write the sample's done marker (its outputs are complete)."""
+        write_json(self.done_path(file_name), asdict(marker))
+
+    def sample_table_names(self, file_name: str) -> list[str]:
+        """Names of the gathered (non-private) tables cached for a sample."""
+        folder = self.sample_dir(file_name) / "tables"
+        return sorted(path.stem for path in folder.glob("*.parquet"))
+
+    def read_sample_table(self, file_name: str, name: str) -> pd.DataFrame | None:
+        """A cached table of one sample (None when absent)."""
+        path = self.sample_table_path(file_name, name)
+        return pd.read_parquet(path) if path.is_file() else None
+
+    def read_sample_features(self, file_name: str) -> dict[str, Any]:
+        """The cached features of one sample."""
+        return json.loads(self.sample_features_path(file_name).read_text(encoding="utf-8"))
+
+    def read_cells(self, file_name: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """``cells/<file>.parquet`` (only ``columns`` when given)."""
+        return pd.read_parquet(self.cells_path(file_name), columns=columns)
+
+    def set_cell_column(self, file_name: str, column: str, values: np.ndarray) -> bool:
+        """Set one column of a sample's cells file (appended when new).
+
+        The file is rewritten only when the column differs from what it holds (so a rerun
+        with unchanged results rewrites nothing). Returns True when the file was rewritten.
+        """
+        import pyarrow.parquet as pq
+
+        path = self.cells_path(file_name)
+        if column in pq.read_schema(path).names:
+            current = pd.read_parquet(path, columns=[column])[column].to_numpy()
+            if current.dtype == np.asarray(values).dtype and np.array_equal(current, values):
+                return False
+        cells = pd.read_parquet(path)
+        write_parquet(path, cells.assign(**{column: values}))
+        return True
+
+    # --- run-level outputs ------------------------------------------------------------------
+    def gather_tables(self, samples: dict[str, str]) -> list[str]:
+        """Concatenate the samples' cached tables into ``tables/`` (``sample`` column first).
+
+        Parameters
+        ----------
+        samples
+            Sample name → file stem, in output order.
+
+        Returns the names of the tables written. Empty per-sample parts are dropped unless
+        every part is empty (then the first keeps the columns).
+        """
+        names = sorted({name for stem in samples.values()
+                        for name in self.sample_table_names(stem)})
+        for name in names:
+            parts = []
+            for sample, stem in samples.items():
+                table = self.read_sample_table(stem, name)
+                if table is not None:
+                    table.insert(0, "sample", sample)
+                    parts.append(table)
+            parts = [part for part in parts if not part.empty] or parts[:1]
+            write_parquet(self.table_path(name), pd.concat(parts, ignore_index=True))
+        return names
+
+    def write_table(self, name: str, table: pd.DataFrame) -> None:
+        """Write ``tables/<name>.parquet``."""
+        write_parquet(self.table_path(name), table)
+
+    def read_table(self, name: str, columns: list[str] | None = None) -> pd.DataFrame | None:
+        """``tables/<name>.parquet`` or None when absent."""
+        path = self.table_path(name)
+        return pd.read_parquet(path, columns=columns) if path.is_file() else None
+
+    def has_table(self, name: str) -> bool:
+        """True when ``tables/<name>.parquet`` exists."""
+        return self.table_path(name).is_file()
+
+    def write_features(self, features: pd.DataFrame, dictionary: pd.DataFrame) -> None:
+        """Write features.parquet and features.csv (when there is a row) and the dictionary."""
+        if not features.empty:
+            write_parquet(self.features_path, features)
+            write_text(self.features_csv_path, features.to_csv(index=False))
+        write_text(self.dictionary_path, dictionary.to_csv(index=False))
+
+    def read_features(self) -> pd.DataFrame | None:
+        """features.parquet or None."""
+        path = self.features_path
+        return pd.read_parquet(path) if path.is_file() else None
+
+    def write_clinical(self, table: pd.DataFrame) -> None:
+        """Write clinical.parquet."""
+        write_parquet(self.clinical_path, table)
+
+    def write_association(self, table: pd.DataFrame) -> None:
+        """Write association.parquet."""
+        write_parquet(self.association_path, table)
+
+    def read_association(self) -> pd.DataFrame | None:
+        """association.parquet or None."""
+        path = self.association_path
+        return pd.read_parquet(path) if path.is_file() else None
+
+    def write_prediction(self, prediction: dict[str, Any]) -> None:
+        """Write prediction.json."""
+        write_json(self.prediction_path, prediction)
+
+    def read_prediction(self) -> dict[str, Any] | None:
+        """prediction.json or None."""
+        path = self.prediction_path
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def write_cohort_table(self, name: str, table: pd.DataFrame) -> None:
+        """Write ``cohort/<name>.parquet``."""
+        write_parquet(self.cohort_table_path(name), table)
+
+    def read_cohort_table(self, name: str) -> pd.DataFrame | None:
+        """``cohort/<name>.parquet`` or None."""
+        path = self.cohort_table_path(name)
+        return pd.read_parquet(path) if path.is_file() else None
+
+    def remove_cohort_table(self, name: str) -> None:
+        """Delete ``cohort/<name>.parquet`` when present (a stale result of an earlier run)."""
+        self.cohort_table_path(name).unlink(missing_ok=True)

@@ -1,0 +1,209 @@
+"""The per-sample chain: context, registered stages, and the sample task of a run.
+
+:func:`analyse_sample` is pure (no file I/O): it builds the
+:class:`~metaniche.context.SampleContext` (:func:`build_context`, compartments included) and runs
+every stage of :data:`metaniche.stages.SAMPLE_STAGES` in order. :func:`sample_task` is what the
+executor runs for each sample of a run: it decides whether the sample's cached outputs can be
+reused, else analyses it and writes its outputs through :class:`metaniche.rundir.RunDir`, and
+returns a :class:`~metaniche.rundir.SampleRecord`; it never raises for a bad sample.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from metaniche.analyses.compartments import CompartmentResult, assign_compartments
+from metaniche.config import Config
+from metaniche.context import SampleContext
+from metaniche.errors import MetanicheError
+from metaniche.io import SampleInput
+from metaniche.io.annotations import find_annotation, read_geojson_polygons
+from metaniche.progress import ProgressCallback, StageClock
+from metaniche.rundir import FAILED, OK, SKIPPED, DoneMarker, RunDir, SampleRecord, safe_name
+from metaniche.stages import SAMPLE_STAGES
+
+__all__ = ["CELL_COLUMNS", "SampleAnalysis", "SampleTask", "analyse_sample", "build_context",
+           "sample_task"]
+
+#: First columns of every ``cells/<file>.parquet``, then the stages' cell columns, then the
+#: input's own extra columns (markers, metadata).
+CELL_COLUMNS = ["cell_id", "x", "y", "cell_type", "lesion_id", "signed_distance_um",
+                "compartment"]
+
+
+@dataclass
+class SampleAnalysis:
+    """Everything computed for one sample: per-cell columns, long tables, named features."""
+
+    cells: pd.DataFrame
+    tables: dict[str, pd.DataFrame]
+    features: dict[str, Any]
+    compartments: CompartmentResult
+    #: Stage name → wall time (s) of ``compartments`` and every registered stage.
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def build_context(name: str, cells: pd.DataFrame, config: Config,
+                  annotation: Sequence[Any] | None = None) -> SampleContext:
+    """Type codes, roles and compartments of one standardised cell table (µm coordinates)."""
+    labels = cells["cell_type"].astype(str).to_numpy()
+    codes, types = pd.factorize(labels, sort=True)    # = np.unique(labels), by hashing
+    types = [str(t) for t in types]
+    roles = config.cell_types
+    tumor_types = [t for t, yes in zip(types, roles.is_tumor(types), strict=True) if yes]
+    immune_types = [t for t, yes in zip(types, roles.is_immune(types), strict=True) if yes]
+    x = cells["x"].to_numpy(np.float64)
+    y = cells["y"].to_numpy(np.float64)
+    is_tumor = np.isin(codes, [types.index(t) for t in tumor_types])
+    is_immune = np.isin(codes, [types.index(t) for t in immune_types])
+    result = assign_compartments(x, y, is_tumor, is_immune, config.compartments,
+                                 annotation=annotation)
+    return SampleContext(name, cells, config, x, y, types, codes.astype(np.int32),
+                         tumor_types, immune_types, result)
+
+
+def analyse_sample(cells: pd.DataFrame, config: Config,
+                   annotation: Sequence[Any] | None = None, name: str = "",
+                   clock: StageClock | None = None) -> SampleAnalysis:
+    """Run the per-sample analysis chain on one standardised cell table (µm coordinates).
+
+    Pure: no file I/O. Builds the :class:`~metaniche.context.SampleContext` (compartments
+    included), runs every stage of :data:`metaniche.stages.SAMPLE_STAGES` in order and returns
+    the per-cell output (``CELL_COLUMNS`` then the stages' cell columns), the stages' tables
+    (without the ``sample`` column; those named in :data:`metaniche.rundir.PRIVATE_TABLES` stay
+    in the sample's cache) and their named features. ``clock`` (optional) times the context
+    build (stage ``compartments``) and every stage and reports their start and finish (see
+    :class:`metaniche.progress.StageClock`); results never depend on it.
+    """
+    if not name and "sample" in cells.columns and len(cells):
+        name = str(cells["sample"].iloc[0])
+    clock = clock or StageClock(name)
+    with clock.stage("compartments"):
+        context = build_context(name, cells, config, annotation)
+    result = context.compartments
+    out = pd.DataFrame({
+        "cell_id": cells["cell_id"].astype(str).to_numpy(),
+        "x": context.x_um, "y": context.y_um, "cell_type": context.labels.astype(str),
+        "lesion_id": pd.array(result.lesion_id, dtype="Int64"),
+        "signed_distance_um": result.signed_distance_um,
+        "compartment": result.compartment.astype(str),
+    })
+    out["lesion_id"] = out["lesion_id"].mask(out["lesion_id"] == 0)
+    tables: dict[str, pd.DataFrame] = {}
+    features: dict[str, Any] = {}
+    for stage_name, stage, _ in SAMPLE_STAGES:
+        with clock.stage(stage_name):
+            output = stage(context)
+        clash = set(output.tables) & set(tables)
+        if clash:
+            raise RuntimeError(f"stage {stage_name} re-emits tables {sorted(clash)}")
+        tables.update(output.tables)
+        features.update(output.features)
+        for column, values in output.cell_columns.items():
+            out[column] = values
+    return SampleAnalysis(out, tables, features, result, dict(clock.seconds))
+
+
+@dataclass(frozen=True)
+class SampleTask:
+    """One sample of a run, as handed to the executor (picklable).
+
+    Attributes
+    ----------
+    sample
+        The sample as read from its input.
+    config
+        Run configuration.
+    out_dir
+        Run directory (a path string, so the task pickles cheaply).
+    config_sha256
+        :func:`metaniche.rundir.config_hash` of ``config``.
+    force
+        Recompute even when the cached outputs are current.
+    """
+
+    sample: SampleInput
+    config: Config
+    out_dir: str
+    config_sha256: str
+    force: bool = False
+
+
+def sample_task(task: SampleTask, emit: ProgressCallback | None = None) -> SampleRecord:
+    """Analyse one sample and write its outputs; never raises (errors are recorded).
+
+    The sample is ``skipped`` (outputs reused, stage times of the run that made them) when its
+    done marker matches its cells' checksum and the configuration hash and its cells file
+    exists, unless ``task.force``. Otherwise its cells file, cached tables and features are
+    written through :class:`~metaniche.rundir.RunDir`, then its tissue map, then its done
+    marker. The record's ``stages`` maps each stage run (see
+    :func:`metaniche.progress.sample_stage_names`) to its wall time; ``emit`` receives the
+    stage events as they happen.
+    """
+    sample, config = task.sample, task.config
+    run = RunDir(task.out_dir)
+    name = safe_name(sample.name)
+    record = SampleRecord(sample=sample.name, file_name=name, source=str(sample.source),
+                          warnings=list(sample.warnings), input_sha256=sample.checksum,
+                          config_sha256=task.config_sha256)
+    started = time.perf_counter()
+    if sample.error is not None or sample.cells is None:
+        record.status, record.error, record.seconds = FAILED, sample.error, 0.0
+        return record
+    previous = None if task.force else run.is_current(name, sample.checksum,
+                                                      task.config_sha256)
+    if previous is not None:
+        record.status, record.seconds, record.stages = SKIPPED, previous.seconds, previous.stages
+        return record
+    clock = StageClock(sample.name, emit)
+    record.status = OK
+    try:
+        annotation = _annotation_for(sample.name, name, config)
+        analysis = analyse_sample(sample.cells, config, annotation, name=sample.name,
+                                  clock=clock)
+        with clock.stage("writing"):
+            run.write_sample(name, _with_markers(analysis.cells, sample), analysis.tables,
+                             analysis.features)
+        from metaniche.report.figures import save_tissue_map
+
+        with clock.stage("tissue_map"):
+            save_tissue_map(analysis, sample.name, run.map_path(name), config)
+    except MetanicheError as err:
+        record.status, record.error = FAILED, str(err)
+    except Exception as err:
+        record.status = FAILED
+        record.error = f"{sample.source}: sample '{sample.name}' failed in analysis: {err!r}"
+        record.traceback = traceback.format_exc()
+    record.stages = dict(clock.seconds)
+    record.seconds = round(time.perf_counter() - started, 3)
+    if record.status == FAILED:
+        return record
+    run.write_done(name, DoneMarker(sample.checksum, task.config_sha256, record.seconds,
+                                    record.stages))
+    phenotype = analysis.features.get("phenotype")
+    record.phenotype = None if phenotype is None else str(phenotype)
+    return record
+
+
+def _with_markers(cells_out: pd.DataFrame, sample: SampleInput) -> pd.DataFrame:
+    """Per-cell output columns followed by the input's own extra columns (markers, metadata)."""
+    assert sample.cells is not None
+    extra = [c for c in sample.cells.columns if c not in (*CELL_COLUMNS, "sample")]
+    return pd.concat([cells_out, sample.cells[extra].reset_index(drop=True)], axis=1)
+
+
+def _annotation_for(sample: str, name: str, config: Config) -> list | None:
+    location = config.compartments.annotations
+    if not location:
+        return None
+    path = find_annotation(location, sample, name)
+    if path is None:
+        return None
+    return read_geojson_polygons(path, config.um_per_unit)

@@ -1,0 +1,199 @@
+"""The run directory module: safe names, typed records, every path inside the run directory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metaniche.config import CompartmentParams, Config
+from metaniche.errors import InputError
+from metaniche.rundir import (
+    CN_WINDOWS,
+    LAYOUT_VERSION,
+    DoneMarker,
+    Manifest,
+    RunDir,
+    SampleRecord,
+    config_hash,
+    safe_name,
+)
+
+HOSTILE = ["S01", "../../etc/x", "a/b", "a_b", ".hidden", "x y", "..", ".", "", "/", "\\x\\y",
+           "C:\\evil", "ü-ñ", "a\x00b", "-leading", "name.", "_", "___", "a" * 80, "tab\tname",
+           "<script>", "résumé.parquet", "..\\..\\x", "~", "$HOME"]
+
+
+def test_safe_name_is_stable_and_documented():
+    # The rule of the docstring, computed independently.
+    assert safe_name("S01") == "S01"
+    assert safe_name("a.b-c_d") == "a.b-c_d"
+    for name, cleaned in [("x y", "x_y"), ("../../etc/x", "etc_x"), (".hidden", "hidden"),
+                          ("", "sample"), ("ü-ñ", "-")]:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:6]
+        assert safe_name(name) == f"{cleaned}-{digest}"
+
+
+def test_safe_names_are_distinct_plain_and_never_escape(tmp_path):
+    stems = [safe_name(n) for n in HOSTILE]
+    assert len(set(stems)) == len(stems)
+    run = RunDir(tmp_path / "out")
+    root = run.root.resolve()
+    for stem in stems:
+        assert "/" not in stem and "\\" not in stem and not stem.startswith(".")
+        for path in (run.cells_path(stem), run.page_path(stem), run.map_path(stem),
+                     run.sample_dir(stem), run.done_path(stem), run.sample_features_path(stem),
+                     run.sample_table_path(stem, "composition"),
+                     run.sample_table_path(stem, CN_WINDOWS)):
+            assert root in path.resolve().parents
+            # The stem is one whole path component (plus its extension).
+            parts = path.resolve().relative_to(root).parts
+            assert any(p == stem or p.startswith(stem + ".") for p in parts)
+
+
+def test_every_path_is_under_the_run_directory(tmp_path):
+    run = RunDir(tmp_path)
+    root = tmp_path.resolve()
+    properties = [run.manifest_path, run.tables_dir, run.features_path, run.features_csv_path,
+                  run.dictionary_path, run.clinical_path, run.association_path,
+                  run.prediction_path, run.report_dir, run.index_path,
+                  run.table_path("composition"), run.cohort_table_path("lesion_size_exclusion")]
+    for path in properties:
+        assert root in path.resolve().parents
+    assert run.manifest_path.name == "run.json"
+    assert run.cells_path("S1") == tmp_path / "cells" / "S1.parquet"
+    assert run.table_path("x") == tmp_path / "tables" / "x.parquet"
+    assert run.map_path("S1") == tmp_path / "report" / "figures" / "S1.map.png"
+    assert run.sample_table_path("S1", "x") == tmp_path / ".samples" / "S1" / "tables" / "x.parquet"
+    assert run.sample_table_path("S1", CN_WINDOWS).parent == tmp_path / ".samples" / "S1"
+
+
+@pytest.mark.parametrize("stem", ["../x", "a/b", ".hidden", "..", "", "x/../../y"])
+def test_unsafe_stems_are_refused(tmp_path, stem):
+    run = RunDir(tmp_path)
+    for build in (run.cells_path, run.table_path, run.sample_dir, run.page_path,
+                  run.cohort_table_path):
+        with pytest.raises(ValueError, match="safe file stem"):
+            build(stem)
+
+
+def test_record_stem_never_trusts_an_unsafe_file_name():
+    assert SampleRecord("S1", "S1").stem == "S1"
+    forged = SampleRecord("../../etc/x", "../../etc/x")
+    assert forged.stem == safe_name("../../etc/x")
+    assert SampleRecord("x y", "").stem == safe_name("x y")
+
+
+def _manifest() -> Manifest:
+    records = {
+        "S1": SampleRecord("S1", "S1", "in/S1.csv", ["pixels?"], "a" * 64, "b" * 64, "ok",
+                           None, 1.25, {"compartments": 0.5, "writing": 0.1}, "inflamed"),
+        "../x": SampleRecord("../x", safe_name("../x"), "in/x.csv", [], "", "b" * 64,
+                             "failed", "boom", 0.0, {}, None, "Traceback ..."),
+    }
+    config = json.loads(json.dumps(Config().to_dict()))  # as plain JSON data (lists)
+    return Manifest("1.2.3", config, "b" * 64, [{"path": "in", "bytes": None,
+                                                             "sha256": None}],
+                    "clinical.csv", records,
+                    {"neighbourhoods": {"status": "ok", "n_neighbourhoods": 4},
+                     "lesion_size_exclusion": {"status": "skipped", "reason": "none"},
+                     "cohort": None},
+                    {"gather": 0.1, "report": 2.0}, 12.5)
+
+
+def test_manifest_round_trip_through_run_json(tmp_path):
+    manifest = _manifest()
+    run = RunDir(tmp_path)
+    run.write_manifest(manifest)
+    again = run.read_manifest()
+    assert again == manifest
+    data = json.loads(run.manifest_path.read_text())
+    # The run.json keys every earlier reader uses.
+    assert list(data) == ["metaniche_version", "config", "config_sha256", "inputs", "clinical",
+                          "samples", "neighbourhoods", "lesion_size_exclusion", "cohort",
+                          "stages", "seconds"]
+    assert data["samples"]["S1"]["status"] == "ok"
+    assert "traceback" not in data["samples"]["S1"]
+    assert data["samples"]["../x"]["traceback"] == "Traceback ..."
+    assert again.failed_samples == ["../x"]
+    assert again.failed_steps == []
+    assert again.samples["S1"].succeeded and not again.samples["../x"].succeeded
+
+
+def test_manifest_reads_partial_records_and_lists_failed_steps():
+    manifest = Manifest.from_dict({"samples": {"S1": {"status": "ok", "file_name": "S1",
+                                                      "unknown_key": 1}},
+                                   "cohort": {"status": "failed", "error": "no patient"},
+                                   "lesion_size_exclusion": {"status": "ok", "rows": 3}})
+    record = manifest.samples["S1"]
+    assert record.sample == "S1" and record.stages == {} and record.warnings == []
+    assert manifest.failed_steps == ["cohort"]
+
+
+def test_missing_or_broken_run_json_is_one_clear_error(tmp_path):
+    with pytest.raises(InputError, match=r"no run\.json"):
+        RunDir(tmp_path).read_manifest()
+    (tmp_path / "run.json").write_text("{not json")
+    with pytest.raises(InputError, match=r"unreadable run\.json"):
+        RunDir(tmp_path).read_manifest()
+
+
+def test_config_hash_changes_with_any_value():
+    assert config_hash(Config()) == config_hash(Config())
+    assert config_hash(Config()) != config_hash(Config(compartments=CompartmentParams(
+        border_um=200)))
+
+
+def test_sample_cache_round_trip_and_skip_decision(tmp_path):
+    run = RunDir(tmp_path)
+    cells = pd.DataFrame({"cell_id": ["a", "b"], "x": [0.0, 1.0]})
+    tables = {"composition": pd.DataFrame({"n": [1, 2]}),
+              CN_WINDOWS: pd.DataFrame({"A": np.array([1, 2], np.uint16)})}
+    run.write_sample("S1", cells, tables, {"n_cells": 2, "phenotype": "desert"})
+    assert run.is_current("S1", "abc", "cfg") is None  # no done marker yet
+    run.write_done("S1", DoneMarker("abc", "cfg", 1.5, {"writing": 0.2}))
+    marker = run.is_current("S1", "abc", "cfg")
+    assert marker is not None and marker.seconds == 1.5 and marker.stages == {"writing": 0.2}
+    assert run.is_current("S1", "abc", "other") is None
+    assert run.is_current("S1", "", "cfg") is None
+    assert run.sample_table_names("S1") == ["composition"]  # private tables are not gathered
+    assert run.read_sample_table("S1", CN_WINDOWS)["A"].dtype == np.uint16
+    assert run.read_sample_features("S1") == {"n_cells": 2, "phenotype": "desert"}
+    # A cache of another layout version is not current.
+    done = json.loads(run.done_path("S1").read_text())
+    run.done_path("S1").write_text(json.dumps(done | {"layout": LAYOUT_VERSION - 1}))
+    assert run.is_current("S1", "abc", "cfg") is None
+    # Rewriting a sample removes its done marker and stale tables first.
+    run.write_done("S1", DoneMarker("abc", "cfg", 1.5))
+    run.write_sample("S1", cells, {"other": pd.DataFrame({"n": [3]})}, {})
+    assert run.read_done("S1") is None
+    assert run.sample_table_names("S1") == ["other"]
+    assert run.read_sample_table("S1", CN_WINDOWS) is None
+
+
+def test_gather_puts_sample_first_and_keeps_output_order(tmp_path):
+    run = RunDir(tmp_path)
+    for name, n in (("S2", 2), ("S1", 1)):
+        run.write_sample(name, pd.DataFrame({"x": [0.0]}),
+                         {"t": pd.DataFrame({"v": np.arange(n)})}, {})
+    assert run.gather_tables({"S2": "S2", "S1": "S1"}) == ["t"]
+    table = run.read_table("t")
+    assert list(table.columns) == ["sample", "v"]
+    assert table["sample"].tolist() == ["S2", "S2", "S1"]
+    assert not run.has_table(CN_WINDOWS)
+
+
+def test_set_cell_column_rewrites_only_on_change(tmp_path):
+    run = RunDir(tmp_path)
+    run.write_sample("S1", pd.DataFrame({"x": [0.0, 1.0, 2.0]}), {}, {})
+    labels = np.array([1, 2, 3], dtype=np.int32)
+    assert run.set_cell_column("S1", "neighbourhood", labels)
+    mtime = run.cells_path("S1").stat().st_mtime_ns
+    assert not run.set_cell_column("S1", "neighbourhood", labels.copy())
+    assert run.cells_path("S1").stat().st_mtime_ns == mtime
+    assert run.set_cell_column("S1", "neighbourhood", labels[::-1].copy())
+    np.testing.assert_array_equal(run.read_cells("S1")["neighbourhood"], labels[::-1])
+    assert list(run.read_cells("S1").columns) == ["x", "neighbourhood"]
