@@ -148,17 +148,17 @@ class Interval(Constraint):
         return f"{text} ({self.note})" if self.note else text
 
 
-def Positive(note: str = "") -> Interval:  # noqa: N802 - reads as a type in declarations
+def Positive(note: str = "") -> Interval:
     """A finite number > 0."""
     return Interval(0, None, lo_open=True, note=note)
 
 
-def NonNegative(note: str = "") -> Interval:  # noqa: N802
+def NonNegative(note: str = "") -> Interval:
     """A finite number >= 0."""
     return Interval(0, None, note=note)
 
 
-def Integer(minimum: int, note: str = "") -> Interval:  # noqa: N802
+def Integer(minimum: int, note: str = "") -> Interval:
     """An integer >= ``minimum``."""
     return Interval(minimum, None, integer=True, note=note)
 
@@ -637,7 +637,7 @@ class CohortParams(_Validated):
     """
 
     analyses: tuple[str, ...] = field(
-        default=("response", "survival", "treatment", "prediction"), metadata={"check": Each(OneOf(COHORT_ANALYSES))})
+        default=COHORT_ANALYSES, metadata={"check": Each(OneOf(COHORT_ANALYSES))})
     min_group: int = field(default=3, metadata={"check": Integer(1)})
     min_events: int = field(default=5, metadata={"check": Integer(1)})
     min_non_missing: float = field(default=0.8, metadata={"check": Interval(0, 1)})
