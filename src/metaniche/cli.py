@@ -97,10 +97,10 @@ def validate(
         for line in lines:
             _out.print(f"[red]error[/red]: {escape(line)}", markup=True, soft_wrap=True)
         _out.print(f"{len(lines)} configuration error{'s' if len(lines) != 1 else ''}; "
-                   f"inputs not checked")
+                   f"inputs not checked", soft_wrap=True)
         raise typer.Exit(ConfigError.exit_code) from None
     if not inputs:
-        _out.print(f"configuration {config}: 0 errors")
+        _out.print(f"configuration {config}: 0 errors", markup=False, soft_wrap=True)
         raise typer.Exit(0)
     from metaniche.io import validate_inputs
 
