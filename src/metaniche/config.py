@@ -1,9 +1,20 @@
 """Run configuration: one TOML file, every key optional with a documented default.
 
-The model is a tree of frozen dataclasses. :func:`load_config` reads a TOML file (stdlib
-``tomllib``), rejects unknown keys by name, checks every value against its declared type and
-constraints, and returns a :class:`Config`. Defaults are the values documented below and in
-DESIGN.md; ``Config()`` is the all-defaults configuration.
+The model is a tree of frozen dataclasses that validate themselves. Every numeric or choice
+field declares its rule beside it (``field(default=..., metadata={"check": Positive()})``,
+see :class:`Interval`, :func:`Positive`, :func:`NonNegative`, :func:`Integer`,
+:class:`OneOf`, :class:`Each`, :class:`NonEmpty`); cross-field rules are ``_cross_checks``
+methods. ``__post_init__`` checks both, so a direct construction
+(``CompartmentParams(border_um=-5)``), :func:`dataclasses.replace`, a notebook call and the
+TOML loader all hit the same check and raise :class:`~metaniche.errors.ConfigError` (also a
+``ValueError``) naming the key, the value and the allowed range.
+
+:func:`load_config` reads a TOML file (stdlib ``tomllib``), rejects unknown keys by name,
+coerces TOML values to the declared types and collects every bad value of the file into one
+error, one line each. Defaults are the values documented below and in DESIGN.md;
+``Config()`` is the all-defaults configuration, and the analysis functions take their keyword
+defaults from these classes (e.g. ``ligand_receptor(max_permutations=
+LigrecParams.max_permutations)``), so a notebook call and the pipeline agree.
 """
 
 from __future__ import annotations
