@@ -99,3 +99,134 @@ def test_demo_runs_end_to_end(tmp_path):
     assert (tmp_path / "demo" / "run" / "report" / "index.html").is_file()
     features = pd.read_parquet(tmp_path / "demo" / "run" / "features.parquet")
     assert len(features) == 3
+
+
+# --- usage and configuration errors: exit 2, one line naming the problem, no traceback -------
+
+def call(*args: str, capsys) -> tuple[int, str, str]:
+    """Run the console entry point in this process; return (exit code, stdout, stderr)."""
+    from metaniche.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(list(args))
+    out = capsys.readouterr()
+    code = done.value.code
+    return (0 if code is None else int(code)), out.out, out.err
+
+
+def test_version_prints_the_package_version(capsys):
+    from metaniche import __version__
+
+    code, out, _ = call("--version", capsys=capsys)
+    assert code == 0 and out.strip() == f"metaniche {__version__}"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run"], "Missing argument 'inputs'"),
+    (["frobnicate"], "No such command 'frobnicate'"),
+    (["validate", "--nope", "x"], "No such option: --nope"),
+    (["run", "x", "--out", "o", "--workers", "zero"], "Invalid value for '--workers'"),
+    (["run", "x", "--out", "o", "--workers", "0"], "--workers"),
+    (["validate"], "give cell-table files or folders, or --config"),
+])
+def test_usage_errors_are_one_line_plus_usage(capsys, args, message):
+    code, out, err = call(*args, capsys=capsys)
+    assert code == 2
+    assert "Traceback" not in out + err
+    assert err.lstrip().startswith("Usage: metaniche")
+    (line,) = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert message in line
+
+
+def test_out_pointing_at_a_file_is_a_usage_error(capsys, tmp_path):
+    existing = tmp_path / "features.csv"
+    existing.write_text("x\n")
+    code, out, err = call("run", str(tmp_path), "--out", str(existing), capsys=capsys)
+    assert code == 2 and "Traceback" not in out + err
+    assert f"{existing} is a file, not a directory" in " ".join(err.split())
+    code, _, err = call("run", str(tmp_path), "--out", str(existing / "run"), capsys=capsys)
+    assert code == 2 and f"because {existing} is a file" in " ".join(err.split())
+
+
+@pytest.mark.parametrize("address", ["garbage", "tcp://host", "tcp:/host:8786", "host:99999",
+                                     "http://host:8786", "tcp://host:port"])
+def test_malformed_scheduler_address_is_a_usage_error(capsys, tmp_path, address):
+    code, out, err = call("run", str(tmp_path), "--out", str(tmp_path / "o"), "--scheduler",
+                          address, capsys=capsys)
+    assert code == 2 and "Traceback" not in out + err
+    assert f"{address!r} is not a Dask scheduler address" in " ".join(err.split())
+    assert not (tmp_path / "o").exists()
+
+
+def test_well_formed_scheduler_addresses_pass_the_check():
+    from metaniche.cli import _check_scheduler
+
+    for address in ["tcp://127.0.0.1:8786", "localhost:8786", "tls://node-3.cluster:8786",
+                    "tcp://[::1]:8786"]:
+        _check_scheduler(address)
+
+
+BAD_CONFIG = """
+[relations]
+count_within_um = -10
+contact_radius_um = 0
+n_permutations = -5
+graph = "bogus"
+[cohort]
+confidence = 1.0
+[compartments]
+border_um = -5
+"""
+BAD_KEYS = ["`[relations] count_within_um`", "`[relations] contact_radius_um`",
+            "`[relations] n_permutations`", "`[relations] graph`", "`[cohort] confidence`",
+            "`[compartments] border_um`"]
+
+
+def test_validate_config_alone_reports_every_bad_value(capsys, tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text(BAD_CONFIG)
+    code, out, err = call("validate", "--config", str(config), capsys=capsys)
+    assert code == 2 and "Traceback" not in out + err
+    lines = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(lines) == len(BAD_KEYS)
+    for key in BAD_KEYS:
+        assert sum(key in line for line in lines) == 1, key
+    assert all(" must be " in line and "; got " in line for line in lines)
+    good = tmp_path / "good.toml"
+    good.write_text("[relations]\ncount_within_um = [5, 15]\n")
+    code, out, _ = call("validate", "--config", str(good), capsys=capsys)
+    assert code == 0 and "0 errors" in out
+
+
+def test_validate_checks_the_config_before_reading_any_cell(capsys, tmp_path, monkeypatch):
+    import metaniche.io
+
+    def must_not_read(*args, **kwargs):
+        raise AssertionError("inputs were read despite a bad configuration")
+
+    monkeypatch.setattr(metaniche.io, "validate_inputs", must_not_read)
+    config = tmp_path / "bad.toml"
+    config.write_text(BAD_CONFIG)
+    code, out, _ = call("validate", str(tmp_path), "--config", str(config), capsys=capsys)
+    assert code == 2 and "inputs not checked" in out
+
+
+def test_run_with_a_bad_config_exits_2_before_any_sample(simulated, tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text(BAD_CONFIG)
+    out = tmp_path / "o"
+    done = metaniche("run", str(simulated / "cells"), "--out", str(out), "--config",
+                     str(config))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stdout + done.stderr
+    for key in BAD_KEYS:
+        assert sum(key in line for line in done.stderr.splitlines()) == 1, key
+    assert not out.exists()  # nothing analysed, nothing written
+
+
+def test_help_documents_the_exit_codes(capsys):
+    code, out, _ = call("--help", capsys=capsys)
+    text = " ".join(out.split())
+    assert code == 0
+    assert "Exit codes: 0 everything succeeded; 1 a sample or a run-level step failed" in text
+    assert "2 usage or configuration error" in text

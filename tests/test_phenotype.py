@@ -119,7 +119,7 @@ def test_toml_panel_and_lineage_load(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="parent 'Z'"):
         load_config(path)
     path.write_text('format = "xlsx"\n')
-    with pytest.raises(ConfigError, match="'format' must be one of"):
+    with pytest.raises(ConfigError, match="`format` must be one of"):
         load_config(path)
 
 

@@ -1,8 +1,16 @@
-"""Command line: parses arguments and calls the library; errors are printed, not raised."""
+"""Command line: parses arguments and calls the library; errors are printed, not raised.
+
+Exit codes (:data:`EXIT_CODES`): 0 everything succeeded; 1 a sample or a run-level step
+failed (``validate``: an input has an error); 2 a usage error (unknown command or option,
+missing argument, bad ``--out`` or ``--scheduler``) or a configuration error. A usage error
+prints the usage and one line naming the problem, never a traceback.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,12 +20,21 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from metaniche import __version__
 from metaniche.config import load_config
-from metaniche.errors import MetanicheError
+from metaniche.errors import ConfigError, MetanicheError
 from metaniche.progress import ProgressEvent
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Spatial immune architecture of tumours from single-cell spatial data.")
+#: Exit codes of every command, documented in ``metaniche --help``.
+EXIT_CODES = {0: "everything succeeded",
+              1: "a sample or a run-level step failed (validate: an input has an error)",
+              2: "usage or configuration error"}
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Spatial immune architecture of tumours from single-cell spatial data.\n\n"
+         "Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items())
+         + ".")
 _err = Console(stderr=True, highlight=False)
 _out = Console(highlight=False)
 
@@ -25,6 +42,21 @@ ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML config
 FormatOption = Annotated[str | None, typer.Option(
     "--format", help="Input format: auto (default, from the file's columns), table, inform, "
     "halo, codex, cellprofiler, mcmicro, scimap, squidpy, spatialdata.")]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        _out.print(f"metaniche {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the version and exit.")] = False,
+) -> None:
+    """Spatial immune architecture of tumours from single-cell spatial data."""
 
 
 @app.command()
@@ -44,15 +76,34 @@ def simulate(
 
 @app.command()
 def validate(
-    inputs: Annotated[list[Path], typer.Argument(help="Cell-table files or folders.")],
+    inputs: Annotated[list[Path] | None, typer.Argument(
+        help="Cell-table files or folders (none: check only --config).")] = None,
     config: ConfigOption = None,
     um_per_unit: Annotated[float | None, typer.Option(help="µm per coordinate unit.")] = None,
     input_format: FormatOption = None,
 ) -> None:
-    """Check inputs, print every problem; exit 1 if any error was found."""
+    """Check the configuration, then the inputs; print every problem, one per line.
+
+    Exit 2 when the configuration has a bad value (before any cell is read), 1 when an
+    input has an error, 0 otherwise.
+    """
+    if not inputs and config is None:
+        raise typer.BadParameter("give cell-table files or folders, or --config to check a "
+                                 "configuration file alone.", param_hint="INPUTS")
+    try:
+        cfg = load_config(config, um_per_unit=um_per_unit, format=input_format)
+    except ConfigError as err:
+        lines = str(err).splitlines()
+        for line in lines:
+            _out.print(f"[red]error[/red]: {escape(line)}", markup=True, soft_wrap=True)
+        _out.print(f"{len(lines)} configuration error{'s' if len(lines) != 1 else ''}; "
+                   f"inputs not checked", soft_wrap=True)
+        raise typer.Exit(ConfigError.exit_code) from None
+    if not inputs:
+        _out.print(f"configuration {config}: 0 errors", markup=False, soft_wrap=True)
+        raise typer.Exit(0)
     from metaniche.io import validate_inputs
 
-    cfg = load_config(config, um_per_unit=um_per_unit, format=input_format)
     problems = validate_inputs(inputs, cfg)
     errors = [p for p in problems if p.severity == "error"]
     for problem in problems:
@@ -76,9 +127,16 @@ def run(
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
     input_format: FormatOption = None,
 ) -> None:
-    """Analyse every sample and write the run directory and report."""
+    """Analyse every sample and write the run directory and report.
+
+    The output directory, the scheduler address and the whole configuration are checked
+    before any sample is read (exit 2 on a problem).
+    """
     from metaniche.pipeline import run as run_pipeline
 
+    _check_out_dir(out)
+    if scheduler is not None:
+        _check_scheduler(scheduler)
     cfg = load_config(config, format=input_format)
     with _progress(quiet) as notify:
         result = run_pipeline(inputs, out, cfg, clinical=clinical, workers=workers, force=force,
@@ -114,6 +172,37 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A finished run director
     from metaniche.report import render_report
 
     _out.print(f"report: {render_report(run_dir)}")
+
+
+#: A Dask scheduler address: optional protocol, host (name, IPv4 or [IPv6]) and port.
+_SCHEDULER_ADDRESS = re.compile(
+    r"^(?:(?:tcp|tls|ucx|ws|wss)://)?(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+    r":(?P<port>[0-9]{1,5})$")
+
+
+def _check_scheduler(address: str) -> None:
+    """Reject a malformed ``--scheduler`` address before any work (usage error, exit 2)."""
+    match = _SCHEDULER_ADDRESS.match(address)
+    if match is None or not 0 < int(match["port"]) < 65536:
+        raise typer.BadParameter(f"{address!r} is not a Dask scheduler address; give "
+                                 f"protocol://host:port, e.g. tcp://10.0.0.5:8786.",
+                                 param_hint="--scheduler")
+
+
+def _check_out_dir(out: Path) -> None:
+    """``--out`` must be a directory, or creatable: not a file, under a writable folder."""
+    if out.exists() and not out.is_dir():
+        raise typer.BadParameter(f"{out} is a file, not a directory; give a new or existing "
+                                 f"run directory.", param_hint="--out")
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise typer.BadParameter(f"{out} cannot be created because {existing} is a file; "
+                                 f"choose another run directory.", param_hint="--out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise typer.BadParameter(f"{existing} is not writable; choose a run directory you "
+                                 f"can write to.", param_hint="--out")
 
 
 @contextlib.contextmanager
@@ -213,24 +302,28 @@ def _summarise(result, quiet: bool) -> None:
     raise typer.Exit(1 if failed else 0)
 
 
-def main() -> None:
-    """Console-script entry point: run the app, print user errors as one line, no traceback."""
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app; user and usage errors as short messages.
+
+    A :class:`~metaniche.errors.MetanicheError` prints ``error: <message>`` (one line per
+    problem) and exits with its code (2); a usage error prints the usage and one line naming
+    the problem and exits 2; never a traceback for either.
+    """
     try:
         # Without standalone mode click returns the exit code of typer.Exit instead of raising.
-        code = app(standalone_mode=False)
+        code = app(args=argv, prog_name="metaniche", standalone_mode=False)
     except MetanicheError as err:
-        _err.print(f"error: {err}", markup=False, soft_wrap=True)
+        for line in str(err).splitlines() or [type(err).__name__]:
+            _err.print(f"error: {line}", markup=False, soft_wrap=True)
         sys.exit(err.exit_code)
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         _err.print("aborted")
         sys.exit(130)
-    except Exception as err:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        raise
+    except typer.TyperException as err:
+        # click's usage errors (typer vendors click): unknown command or option, missing or
+        # bad argument. ``show`` prints the usage, a help hint and "Error: <one line>".
+        err.show()  # type: ignore[attr-defined]
+        sys.exit(err.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

@@ -1,14 +1,28 @@
 """Run configuration: one TOML file, every key optional with a documented default.
 
-The model is a tree of frozen dataclasses. :func:`load_config` reads a TOML file (stdlib
-``tomllib``), rejects unknown keys by name, checks every value against its declared type and
-constraints, and returns a :class:`Config`. Defaults are the values documented below and in
-DESIGN.md; ``Config()`` is the all-defaults configuration.
+The model is a tree of frozen dataclasses that validate themselves. Every numeric or choice
+field declares its rule beside it (``field(default=..., metadata={"check": Positive()})``,
+see :class:`Interval`, :func:`Positive`, :func:`NonNegative`, :func:`Integer`,
+:class:`OneOf`, :class:`Each`, :class:`NonEmpty`); cross-field rules are ``_cross_checks``
+methods. ``__post_init__`` checks both, so a direct construction
+(``CompartmentParams(border_um=-5)``), :func:`dataclasses.replace`, a notebook call and the
+TOML loader all hit the same check and raise :class:`~metaniche.errors.ConfigError` (also a
+``ValueError``) naming the key, the value and the allowed range.
+
+:func:`load_config` reads a TOML file (stdlib ``tomllib``), rejects unknown keys by name,
+coerces TOML values to the declared types and collects every bad value of the file into one
+error, one line each. Defaults are the values documented below and in DESIGN.md;
+``Config()`` is the all-defaults configuration, and the analysis functions take their keyword
+defaults from these classes (e.g. ``ligand_receptor(max_permutations=
+LigrecParams.max_permutations)``), so a notebook call and the pipeline agree.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import numbers
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -30,6 +44,7 @@ __all__ = [
     "LigrecParams",
     "NeighbourhoodParams",
     "PhenotypeParams",
+    "RelationsParams",
     "UnitParams",
     "ZonationParams",
     "load_config",
@@ -49,8 +64,257 @@ DEFAULT_IMMUNE_PATTERN = (
 )
 
 
+#: Contact graphs of ``[relations] graph`` (mirrors ``analyses.relations.GRAPH_KINDS``; a test
+#: keeps the two equal, since config must not import the analyses).
+RELATION_GRAPHS: tuple[str, ...] = ("radius", "knn", "delaunay")
+#: Analyses of ``[cohort] analyses`` (mirrors ``cohort.run.ANALYSES``; a test keeps them equal).
+COHORT_ANALYSES: tuple[str, ...] = ("response", "survival", "treatment", "prediction")
+
+
+# --- declarative constraints ------------------------------------------------------------------
+#
+# Every Params field that has a rule declares it beside the field, as
+# ``field(default=..., metadata={"check": Positive()})``. ``__post_init__`` of every Params class
+# (:class:`_Validated`) checks the type and the constraint of every field, then the class's
+# cross-field rules (method ``_cross_checks``), so a direct construction
+# (``RelationsParams(graph="bogus")``), the TOML loader and a notebook call hit the same check.
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it: 10 not 10.0, lists in brackets, strings quoted."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return repr(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+class Constraint:
+    """A rule on one field's value: :meth:`ok` decides, :attr:`allowed` says what is allowed."""
+
+    #: What the value must be, completing "`key` must be …", e.g. "a positive number".
+    allowed: str = ""
+
+    def ok(self, value: Any) -> bool:  # pragma: no cover - every subclass overrides it
+        """Return whether ``value`` satisfies the rule."""
+        raise NotImplementedError
+
+    def got(self, value: Any) -> str:
+        """The offending part of ``value``, as shown after "got"."""
+        return _show(value)
+
+
 @dataclass(frozen=True)
-class ColumnNames:
+class Interval(Constraint):
+    """A finite number in ``[lo, hi]`` (either end optional or open); integers only if asked.
+
+    ``note`` documents a special value, e.g. ``"0 = automatic"``.
+    """
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    integer: bool = False
+    note: str = ""
+
+    def ok(self, value: Any) -> bool:
+        """Return whether ``value`` is a (whole) finite number inside the interval."""
+        if not (_is_integer(value) if self.integer else _is_number(value)):
+            return False
+        if not math.isfinite(value):
+            return False
+        if self.lo is not None and not (value > self.lo if self.lo_open else value >= self.lo):
+            return False
+        return self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
+
+    @property
+    def allowed(self) -> str:  # type: ignore[override]
+        """E.g. "a positive number", "an integer >= 2", "a number in (0, 1)"."""
+        kind = "integer" if self.integer else "number"
+        if self.lo is not None and self.hi is not None:
+            text = (f"a{'n' if self.integer else ''} {kind} in {'(' if self.lo_open else '['}"
+                    f"{_show(self.lo)}, {_show(self.hi)}{')' if self.hi_open else ']'}")
+        elif self.lo == 0 and self.hi is None:
+            text = f"a positive {kind}" if self.lo_open else (
+                "a non-negative integer" if self.integer else "zero or a positive number")
+        elif self.lo == 1 and self.integer and not self.lo_open:
+            text = "a positive integer"
+        elif self.lo is not None:
+            text = (f"a{'n' if self.integer else ''} {kind} "
+                    f"{'>' if self.lo_open else '>='} {_show(self.lo)}")
+        elif self.hi is not None:
+            text = (f"a{'n' if self.integer else ''} {kind} "
+                    f"{'<' if self.hi_open else '<='} {_show(self.hi)}")
+        else:
+            text = f"a finite {kind}"
+        return f"{text} ({self.note})" if self.note else text
+
+
+def Positive(note: str = "") -> Interval:
+    """A finite number > 0."""
+    return Interval(0, None, lo_open=True, note=note)
+
+
+def NonNegative(note: str = "") -> Interval:
+    """A finite number >= 0."""
+    return Interval(0, None, note=note)
+
+
+def Integer(minimum: int, note: str = "") -> Interval:
+    """An integer >= ``minimum``."""
+    return Interval(minimum, None, integer=True, note=note)
+
+
+@dataclass(frozen=True)
+class OneOf(Constraint):
+    """One of a fixed set of strings."""
+
+    choices: tuple[str, ...]
+
+    def ok(self, value: Any) -> bool:
+        """Return whether ``value`` is one of the choices."""
+        return isinstance(value, str) and value in self.choices
+
+    @property
+    def allowed(self) -> str:  # type: ignore[override]
+        """"one of a, b, c"."""
+        return "one of " + ", ".join(self.choices)
+
+
+@dataclass(frozen=True)
+class Each(Constraint):
+    """A non-empty list whose every item satisfies ``item``; "got" shows the bad items."""
+
+    item: Constraint
+    #: Plural of the items in messages, e.g. "positive numbers"; default from ``item``.
+    items: str = ""
+
+    def ok(self, value: Any) -> bool:
+        """Return whether ``value`` is a non-empty list of good items."""
+        return isinstance(value, tuple | list) and len(value) > 0 and all(
+            self.item.ok(v) for v in value)
+
+    @property
+    def allowed(self) -> str:  # type: ignore[override]
+        """E.g. "a non-empty list of: a positive number"."""
+        if isinstance(self.item, OneOf):
+            return "a non-empty list of " + ", ".join(self.item.choices)
+        if self.items:
+            return f"a non-empty list of {self.items}"
+        return f"a non-empty list, each {self.item.allowed}"
+
+    def got(self, value: Any) -> str:
+        """The bad items (prefixed "unknown" for a list of choices), or the empty list."""
+        if not isinstance(value, tuple | list) or not value:
+            return _show(value)
+        bad = [v for v in value if not self.item.ok(v)]
+        shown = ", ".join(_show(v) for v in bad)
+        return f"unknown {shown}" if isinstance(self.item, OneOf) else shown
+
+
+@dataclass(frozen=True)
+class NonEmpty(Constraint):
+    """A non-empty list (of labels)."""
+
+    allowed: str = "a non-empty list of labels"
+
+    def ok(self, value: Any) -> bool:
+        """Return whether ``value`` has at least one item."""
+        return len(value) > 0
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad value: the field (``key``), what is allowed and what was given."""
+
+    key: str
+    allowed: str
+    got: str
+
+    def render(self, owner: str) -> str:
+        """"`<owner> key` must be <allowed>; got <got>." (``owner``: section or class)."""
+        return f"`{owner}{self.key}` must be {self.allowed}; got {self.got}."
+
+
+def _type_allowed(hint: Any, value: Any) -> str | None:
+    """What a field of type ``hint`` must hold, when ``value`` is of the wrong kind; else None.
+
+    The one type rule of the model, used on direct construction and after TOML coercion.
+    Lists are accepted where tuples are declared (notebook convenience).
+    """
+    if hint is float:
+        return None if _is_number(value) else "a number"
+    if hint is int:
+        return None if _is_integer(value) else "an integer"
+    if hint is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if hint is str:
+        return None if isinstance(value, str) else "a string"
+    if get_origin(hint) is tuple:
+        (item_type, _) = get_args(hint)
+        good = _is_number if item_type is float else (lambda v: isinstance(v, str))
+        if isinstance(value, tuple | list) and all(good(v) for v in value):
+            return None
+        return "a list of numbers" if item_type is float else "a list of strings"
+    if dataclasses.is_dataclass(hint):
+        return None if isinstance(value, hint) else f"a {hint.__name__}"
+    if get_origin(hint) is dict:
+        return None if isinstance(value, dict) else "a table"
+    return None
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+class _Validated:
+    """Mixin of every Params class: check every field, then the cross-field rules, on build.
+
+    Raises :class:`~metaniche.errors.ConfigError` listing every bad value, one per line; its
+    ``problems`` attribute holds the :class:`Problem` objects so that :func:`load_config` can
+    name them with their TOML section.
+    """
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            owner = f"{type(self).__name__}."
+            raise ConfigError("\n".join(p.render(owner) for p in problems), problems=problems)
+
+    def problems(self) -> list[Problem]:
+        """Every bad value of this object (nested sections are checked when they are built)."""
+        hints = _hints(type(self))
+        found = []
+        for spec in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, spec.name)
+            kind = _type_allowed(hints[spec.name], value)
+            check = spec.metadata.get("check")
+            if kind is not None:
+                found.append(Problem(spec.name, kind, _show(value)))
+            elif check is not None and not check.ok(value):
+                found.append(Problem(spec.name, check.allowed, check.got(value)))
+        if not found:
+            found.extend(self._cross_checks())
+        return found
+
+    def _cross_checks(self) -> list[Problem]:
+        """Rules between fields; checked only when every field is valid on its own."""
+        return []
+
+@dataclass(frozen=True)
+class ColumnNames(_Validated):
     """Input column names (section ``[columns]``)."""
 
     sample: str = "sample"
@@ -61,7 +325,7 @@ class ColumnNames:
 
 
 @dataclass(frozen=True)
-class CellTypeRoles:
+class CellTypeRoles(_Validated):
     """Roles of cell-type labels (section ``[cell_types]``).
 
     ``tumor`` and ``immune`` list exact labels. When a list is empty the defaults apply:
@@ -101,7 +365,7 @@ class CellTypeRoles:
 
 
 @dataclass(frozen=True)
-class CompartmentParams:
+class CompartmentParams(_Validated):
     """Tumour-region detection and compartment parameters (section ``[compartments]``).
 
     Attributes
@@ -134,20 +398,22 @@ class CompartmentParams:
         QuPath exports, in input coordinate units) that override detection. Default none.
     """
 
-    border_um: float = 100.0
-    grid_um: float = 5.0
-    smoothing_um: float = 20.0
-    tumor_fraction: float = 0.0
-    immune_weight: float = 0.25
-    min_lesion_area_um2: float = 20_000.0
-    min_hole_area_um2: float = 20_000.0
-    tissue_radius_um: float = 0.0
-    tissue_closing_um: float = 30.0
+    border_um: float = field(default=100.0, metadata={"check": Positive()})
+    grid_um: float = field(default=5.0, metadata={"check": Positive()})
+    smoothing_um: float = field(default=20.0, metadata={"check": Positive()})
+    tumor_fraction: float = field(
+        default=0.0, metadata={"check": Interval(0, 1, hi_open=True, note="0 = automatic")})
+    immune_weight: float = field(default=0.25, metadata={"check": NonNegative()})
+    min_lesion_area_um2: float = field(default=20_000.0, metadata={"check": Positive()})
+    min_hole_area_um2: float = field(default=20_000.0, metadata={"check": NonNegative()})
+    tissue_radius_um: float = field(
+        default=0.0, metadata={"check": NonNegative(note="0 = automatic")})
+    tissue_closing_um: float = field(default=30.0, metadata={"check": Positive()})
     annotations: str = ""
 
 
 @dataclass(frozen=True)
-class PhenotypeParams:
+class PhenotypeParams(_Validated):
     """Immune phenotype rules (section ``[phenotype]``); see :mod:`metaniche.analyses.composition`.
 
     Attributes
@@ -162,12 +428,12 @@ class PhenotypeParams:
     """
 
     effector_types: tuple[str, ...] = ()
-    desert_max_per_mm2: float = 50.0
-    inflamed_min_core_border_ratio: float = 0.3
+    desert_max_per_mm2: float = field(default=50.0, metadata={"check": NonNegative()})
+    inflamed_min_core_border_ratio: float = field(default=0.3, metadata={"check": NonNegative()})
 
 
 @dataclass(frozen=True)
-class GradientParams:
+class GradientParams(_Validated):
     """Distance-to-border gradient profiles (section ``[gradients]``).
 
     See :mod:`metaniche.analyses.border`.
@@ -191,17 +457,35 @@ class GradientParams:
         labels containing ``CD8`` (any case).
     """
 
-    bin_um: float = 10.0
-    min_um: float = -500.0
-    max_um: float = 500.0
-    window_um: float = 300.0
+    bin_um: float = field(default=10.0, metadata={"check": Positive()})
+    min_um: float = field(default=-500.0, metadata={"check": Interval()})
+    max_um: float = field(default=500.0, metadata={"check": Interval()})
+    window_um: float = field(default=300.0, metadata={"check": Positive()})
     markers: bool = True
     marker_columns: tuple[str, ...] = ()
     infiltration_types: tuple[str, ...] = ()
 
+    def _cross_checks(self) -> list[Problem]:
+        """``max_um > min_um``; ``max_um - min_um`` a whole number of bins (the rule of
+        :func:`metaniche.analyses.border.bin_edges_um`); some bin centre within the window."""
+        span = self.max_um - self.min_um
+        if span <= 0:
+            return [Problem("max_um", f"greater than min_um = {_show(self.min_um)}",
+                            _show(self.max_um))]
+        n_bins = round(span / self.bin_um)
+        if abs(n_bins * self.bin_um - span) > 1e-6 * self.bin_um:
+            return [Problem("bin_um", f"a divisor of max_um - min_um = {_show(span)} (a whole "
+                            f"number of bins)", _show(self.bin_um))]
+        nearest = min(abs(self.min_um + self.bin_um * (i + 0.5)) for i in range(n_bins))
+        if nearest > self.window_um + 1e-9:
+            return [Problem("window_um", f"at least {_show(nearest)}, the distance of the "
+                            f"nearest bin centre (trend statistics use the bins with "
+                            f"|centre| <= window_um)", _show(self.window_um))]
+        return []
+
 
 @dataclass(frozen=True)
-class ZonationParams:
+class ZonationParams(_Validated):
     """Liver zonation along the portal-central axis (section ``[zonation]``).
 
     See :mod:`metaniche.analyses.zonation`.
@@ -219,14 +503,16 @@ class ZonationParams:
         µm. Default 0: the border half-width ``[compartments] border_um``.
     """
 
-    portal_types: tuple[str, ...] = ("Portal_vein",)
-    central_types: tuple[str, ...] = ("Central_vein",)
-    n_bins: int = 10
-    beyond_um: float = 0.0
+    portal_types: tuple[str, ...] = field(default=("Portal_vein",), metadata={"check": NonEmpty()})
+    central_types: tuple[str, ...] = field(
+        default=("Central_vein",), metadata={"check": NonEmpty()})
+    n_bins: int = field(default=10, metadata={"check": Integer(1)})
+    beyond_um: float = field(
+        default=0.0, metadata={"check": NonNegative(note="0 = the border half-width")})
 
 
 @dataclass(frozen=True)
-class RelationsParams:
+class RelationsParams(_Validated):
     """Cell–cell relation parameters (section ``[relations]``); see ``analyses/relations``.
 
     Attributes
@@ -264,24 +550,32 @@ class RelationsParams:
         ``definition`` column. Default 20,000.
     """
 
-    contact_radius_um: float = 30.0
-    graph: str = "radius"
-    k: int = 10
-    n_permutations: int = 0
-    seed: int = 0
-    count_within_um: tuple[float, ...] = (10.0, 25.0, 50.0)
-    ripley_max_um: float = 100.0
-    ripley_step_um: float = 10.0
-    ripley_simulations: int = 0
-    cooccurrence_max_um: float = 100.0
-    cooccurrence_bins: int = 10
-    max_types: int = 30
-    border_alpha_um: float = 40.0
-    border_max_edges: int = 20_000
+    contact_radius_um: float = field(default=30.0, metadata={"check": Positive()})
+    graph: str = field(default="radius", metadata={"check": OneOf(RELATION_GRAPHS)})
+    k: int = field(default=10, metadata={"check": Integer(1)})
+    n_permutations: int = field(default=0, metadata={"check": Integer(0, note="0 = analytic only")})
+    seed: int = field(default=0, metadata={"check": Integer(0)})
+    count_within_um: tuple[float, ...] = field(
+        default=(10.0, 25.0, 50.0), metadata={"check": Each(Positive(), "positive numbers")})
+    ripley_max_um: float = field(default=100.0, metadata={"check": Positive()})
+    ripley_step_um: float = field(default=10.0, metadata={"check": Positive()})
+    ripley_simulations: int = field(default=0, metadata={"check": Integer(0, note="0 = none")})
+    cooccurrence_max_um: float = field(default=100.0, metadata={"check": Positive()})
+    cooccurrence_bins: int = field(default=10, metadata={"check": Integer(1)})
+    max_types: int = field(default=30, metadata={"check": Integer(1)})
+    border_alpha_um: float = field(default=40.0, metadata={"check": Positive()})
+    border_max_edges: int = field(default=20_000, metadata={"check": Integer(1)})
+
+    def _cross_checks(self) -> list[Problem]:
+        """The Ripley grid ``step, 2·step, …, max`` holds at least one radius."""
+        if self.ripley_max_um < self.ripley_step_um:
+            return [Problem("ripley_max_um", f"at least ripley_step_um = "
+                            f"{_show(self.ripley_step_um)}", _show(self.ripley_max_um))]
+        return []
 
 
 @dataclass(frozen=True)
-class ClinicalColumns:
+class ClinicalColumns(_Validated):
     """Outcome column names of the clinical table (section ``[clinical]``).
 
     Attributes
@@ -317,7 +611,7 @@ class ClinicalColumns:
 
 
 @dataclass(frozen=True)
-class CohortParams:
+class CohortParams(_Validated):
     """Cohort outcome analyses (section ``[cohort]``); see :mod:`metaniche.cohort`.
 
     Attributes
@@ -355,23 +649,25 @@ class CohortParams:
         Root seed of the fold splits and bootstrap. Default 0.
     """
 
-    analyses: tuple[str, ...] = ("response", "survival", "treatment", "prediction")
-    min_group: int = 3
-    min_events: int = 5
-    min_non_missing: float = 0.8
-    min_variance: float = 0.0
-    max_levels: int = 10
-    n_folds: int = 5
-    n_inner_folds: int = 3
-    n_repeats: int = 5
-    l1_ratio: float = 0.0
-    n_bootstrap: int = 1000
-    confidence: float = 0.95
-    seed: int = 0
+    analyses: tuple[str, ...] = field(
+        default=COHORT_ANALYSES, metadata={"check": Each(OneOf(COHORT_ANALYSES))})
+    min_group: int = field(default=3, metadata={"check": Integer(1)})
+    min_events: int = field(default=5, metadata={"check": Integer(1)})
+    min_non_missing: float = field(default=0.8, metadata={"check": Interval(0, 1)})
+    min_variance: float = field(default=0.0, metadata={"check": NonNegative()})
+    max_levels: int = field(default=10, metadata={"check": Integer(1)})
+    n_folds: int = field(default=5, metadata={"check": Integer(2)})
+    n_inner_folds: int = field(default=3, metadata={"check": Integer(2)})
+    n_repeats: int = field(default=5, metadata={"check": Integer(1)})
+    l1_ratio: float = field(default=0.0, metadata={"check": Interval(0, 1)})
+    n_bootstrap: int = field(default=1000, metadata={"check": Integer(1)})
+    confidence: float = field(
+        default=0.95, metadata={"check": Interval(0, 1, lo_open=True, hi_open=True)})
+    seed: int = field(default=0, metadata={"check": Integer(0)})
 
 
 @dataclass(frozen=True)
-class NeighbourhoodParams:
+class NeighbourhoodParams(_Validated):
     """Cellular neighbourhoods (section ``[neighbourhoods]``).
 
     See :mod:`metaniche.analyses.communities.neighbourhoods`.
@@ -389,14 +685,14 @@ class NeighbourhoodParams:
         Seed of the subsample and of mini-batch k-means. Default 0.
     """
 
-    k: int = 10
-    n_neighbourhoods: int = 0
-    n_training: int = 5000
-    seed: int = 0
+    k: int = field(default=10, metadata={"check": Integer(1)})
+    n_neighbourhoods: int = field(default=0, metadata={"check": Integer(0, note="0 = automatic")})
+    n_training: int = field(default=5000, metadata={"check": Integer(1)})
+    seed: int = field(default=0, metadata={"check": Integer(0)})
 
 
 @dataclass(frozen=True)
-class AggregateParams:
+class AggregateParams(_Validated):
     """B/T-cell aggregates and tertiary lymphoid structures (section ``[aggregates]``).
 
     See :mod:`metaniche.analyses.communities.aggregates`.
@@ -436,27 +732,28 @@ class AggregateParams:
         :func:`~metaniche.analyses.communities.aggregates.marker_positive`).
     """
 
-    radius_um: float = 30.0
-    min_neighbours: int = 4
-    min_cells: int = 10
+    radius_um: float = field(default=30.0, metadata={"check": Positive()})
+    min_neighbours: int = field(default=4, metadata={"check": Integer(1)})
+    min_cells: int = field(default=10, metadata={"check": Integer(1)})
     b_types: tuple[str, ...] = ()
     t_types: tuple[str, ...] = ()
-    tls_min_cells: int = 50
-    tls_min_b_fraction: float = 0.3
+    tls_min_cells: int = field(default=50, metadata={"check": Integer(1)})
+    tls_min_b_fraction: float = field(default=0.3, metadata={"check": Interval(0, 1)})
     fdc_types: tuple[str, ...] = ("CCL19_fibroblast", "FDC")
     fdc_markers: tuple[str, ...] = ("CD21", "CD35", "CD23")
     gc_types: tuple[str, ...] = ("GC_B", "Germinal_center_B")
     gc_markers: tuple[str, ...] = ("BCL6", "AICDA")
     plasma_types: tuple[str, ...] = ("Plasma", "Plasma_cell")
     plasma_markers: tuple[str, ...] = ("CD138", "IgG")
-    min_fdc_cells: int = 2
-    min_fdc_fraction: float = 0.02
-    min_gc_cells: int = 5
-    marker_threshold: float = 0.0
+    min_fdc_cells: int = field(default=2, metadata={"check": Integer(0)})
+    min_fdc_fraction: float = field(default=0.02, metadata={"check": Interval(0, 1)})
+    min_gc_cells: int = field(default=5, metadata={"check": Integer(0)})
+    marker_threshold: float = field(
+        default=0.0, metadata={"check": NonNegative(note="0 = automatic")})
 
 
 @dataclass(frozen=True)
-class UnitParams:
+class UnitParams(_Validated):
     """One user-defined multicellular unit (TOML table ``[units.<name>]``).
 
     Attributes
@@ -474,10 +771,10 @@ class UnitParams:
         A unit must contain at least one cell of every listed type. Default true.
     """
 
-    types: tuple[str, ...] = ()
-    radius_um: float = 20.0
-    min_cells: int = 6
-    min_neighbours: int = 1
+    types: tuple[str, ...] = field(default=(), metadata={"check": NonEmpty()})
+    radius_um: float = field(default=20.0, metadata={"check": Positive()})
+    min_cells: int = field(default=6, metadata={"check": Integer(1)})
+    min_neighbours: int = field(default=1, metadata={"check": Integer(1)})
     require_all: bool = True
 
 
@@ -489,7 +786,7 @@ DEFAULT_UNITS: dict[str, UnitParams] = {
 
 
 @dataclass(frozen=True)
-class LigrecParams:
+class LigrecParams(_Validated):
     """Spatial ligand–receptor co-localisation (section ``[ligrec]``).
 
     See :mod:`metaniche.analyses.communities.ligrec`.
@@ -522,17 +819,19 @@ class LigrecParams:
     """
 
     pairs: str = ""
-    radius_um: float = 30.0
-    n_permutations: int = 999
-    min_edges: int = 10
-    seed: int = 0
-    max_permutations: int = 9_999
-    min_exceedances: int = 10
-    normal_min_edges: int = 5_000
+    radius_um: float = field(default=30.0, metadata={"check": Positive()})
+    n_permutations: int = field(default=999, metadata={"check": Integer(0, note="0 = off")})
+    min_edges: int = field(default=10, metadata={"check": Integer(1)})
+    seed: int = field(default=0, metadata={"check": Integer(0)})
+    max_permutations: int = field(
+        default=9_999, metadata={"check": Integer(0, note="0 = no refinement")})
+    min_exceedances: int = field(default=10, metadata={"check": Integer(1)})
+    normal_min_edges: int = field(
+        default=5_000, metadata={"check": Integer(0, note="0 = Monte Carlo for every row")})
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(_Validated):
     """The whole run configuration.
 
     Attributes
@@ -554,9 +853,9 @@ class Config:
         :func:`metaniche.phenotype.parse_panel`; empty (default) means no gating.
     """
 
-    um_per_unit: float = 1.0
-    min_cells: int = 20
-    format: str = "auto"
+    um_per_unit: float = field(default=1.0, metadata={"check": Positive()})
+    min_cells: int = field(default=20, metadata={"check": Integer(1)})
+    format: str = field(default="auto", metadata={"check": OneOf(INPUT_FORMATS)})
     phenotype_map: str = ""
     gating: dict[str, Any] = field(default_factory=dict)
     columns: ColumnNames = field(default_factory=ColumnNames)
@@ -573,30 +872,30 @@ class Config:
     units: dict[str, UnitParams] = field(default_factory=lambda: dict(DEFAULT_UNITS))
     ligrec: LigrecParams = field(default_factory=LigrecParams)
 
+    def _cross_checks(self) -> list[Problem]:
+        """The gating panel is valid: :func:`metaniche.phenotype.parse_panel` raises its own
+        :class:`~metaniche.errors.ConfigError` naming the rule (the loader checks ``[gating]``
+        first, with the file name)."""
+        if self.gating:
+            from metaniche.phenotype import parse_panel
+
+            parse_panel(self.gating, "Config.gating")
+        return []
+
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as plain data (for run.json and the report)."""
         return dataclasses.asdict(self)
 
 
-_POSITIVE = {
-    "um_per_unit", "border_um", "grid_um", "smoothing_um", "min_lesion_area_um2",
-    "tissue_closing_um", "min_cells", "min_exceedances",
-    "min_group", "min_events", "max_levels", "n_folds", "n_inner_folds", "n_repeats",
-    "n_bootstrap",
-    "bin_um", "window_um", "n_bins",
-    "k", "n_training", "radius_um", "min_neighbours", "tls_min_cells", "min_edges",
-    "border_alpha_um", "border_max_edges",
-}
-_NON_NEGATIVE = {"min_hole_area_um2", "tissue_radius_um", "immune_weight",
-                 "desert_max_per_mm2", "inflamed_min_core_border_ratio", "min_variance",
-                 "beyond_um", "max_permutations", "normal_min_edges"}
-_FRACTION = {"tumor_fraction"}
-_UNIT_INTERVAL = {"tls_min_b_fraction", "min_fdc_fraction", "min_non_missing", "l1_ratio",
-                  "confidence"}
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
     """Read a TOML configuration file and return a validated :class:`Config`.
+
+    Every value is checked (type, the constraint declared beside its field, the cross-field
+    rules of its section) and every problem is collected before one :class:`ConfigError` is
+    raised, listing them one per line as ``<file>: `[section] key` must be <allowed>; got
+    <value>.``
 
     Parameters
     ----------
@@ -620,96 +919,117 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
         except FileNotFoundError:
             raise ConfigError(f"{source}: config file not found; check the --config path."
                               ) from None
+        except IsADirectoryError:
+            raise ConfigError(f"{source}: is a folder, not a TOML file; check the --config "
+                              f"path.") from None
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"{source}: not valid TOML ({err}); fix the syntax.") from None
     data.update({k: v for k, v in overrides.items() if v is not None})
-    return _build(Config, data, source, section="")
+    lines: list[str] = []
+    config = _build(Config, data, source, "", lines)
+    if lines or config is None:
+        raise ConfigError("\n".join(lines), problems=tuple(lines))
+    return config
 
 
-def _build(cls: type, data: dict[str, Any], source: str, section: str) -> Any:
+def _owner(section: str) -> str:
+    """How a key of ``section`` is named in messages: ``[relations] k`` or ``um_per_unit``."""
+    return f"[{section}] " if section else ""
+
+
+def _build(cls: type, data: Any, source: str, section: str, lines: list[str]) -> Any:
+    """Build ``cls`` from a TOML table, appending every problem to ``lines``.
+
+    Bad values are left out (their defaults stand in) so that the remaining values and the
+    other sections are still checked; returns None when the object cannot be built at all.
+    """
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: [{section}] must be a table of keys; got {data!r}.")
-    hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+        lines.append(f"{source}: [{section}] must be a table of keys; got {_show(data)}.")
+        return None
+    hints = _hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         where = f"{section}.{key}" if section else key
         if key not in names:
-            known = ", ".join(sorted(names))
-            raise ConfigError(f"{source}: unknown key '{where}'; known keys here: {known}.")
-        kwargs[key] = _coerce(hints[key], value, source, where)
-    return cls(**kwargs)
+            lines.append(f"{source}: unknown key '{where}'; known keys here: "
+                         f"{', '.join(sorted(names))}.")
+            continue
+        before = len(lines)
+        coerced = _coerce(hints[key], value, source, section, key, lines)
+        if len(lines) == before and coerced is not None:
+            kwargs[key] = coerced
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        problems = getattr(err, "problems", ())
+        if problems and all(isinstance(p, Problem) for p in problems):
+            lines.extend(f"{source}: {p.render(_owner(section))}" for p in problems)
+        else:
+            lines.append(f"{source}: {err}")
+        return None
 
 
-def _units(value: Any, source: str) -> dict[str, UnitParams]:
+def _units(value: Any, source: str, lines: list[str]) -> dict[str, UnitParams] | None:
     """``[units.<name>]`` tables → named :class:`UnitParams` (replacing the examples)."""
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
-        raise ConfigError(f"{source}: [units] must hold one table per unit, e.g. "
-                          f"[units.angiogenic_unit] types = [\"Macrophage\", \"Endothelial\"]; "
-                          f"got {value!r}.")
+        lines.append(f"{source}: [units] must hold one table per unit, e.g. "
+                     f"[units.angiogenic_unit] types = [\"Macrophage\", \"Endothelial\"]; "
+                     f"got {value!r}.")
+        return None
     units = {}
     for name, table in value.items():
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", str(name)):
-            raise ConfigError(f"{source}: unit name '{name}' must be letters, digits and "
-                              f"underscores, starting with a letter.")
-        unit = _build(UnitParams, table, source, f"units.{name}")
-        if not unit.types:
-            raise ConfigError(f"{source}: 'units.{name}.types' is required: list the cell "
-                              f"types of the unit, e.g. types = [\"Macrophage\", "
-                              f"\"Endothelial\"].")
-        units[str(name)] = unit
+            lines.append(f"{source}: unit name '{name}' must be letters, digits and "
+                         f"underscores, starting with a letter.")
+            continue
+        unit = _build(UnitParams, table, source, f"units.{name}", lines)
+        if unit is not None:
+            units[str(name)] = unit
     return units
 
 
-def _coerce(hint: Any, value: Any, source: str, where: str) -> Any:
+def _coerce(hint: Any, value: Any, source: str, section: str, key: str,
+            lines: list[str]) -> Any:
+    """A TOML value → the field's type (int → float, scalar → one-item list, list → tuple).
+
+    Appends a line to ``lines`` (and returns None) when the value is of the wrong kind;
+    constraints are checked afterwards, when the object is built.
+    """
+    where = f"{section}.{key}" if section else key
     if where == "gating":
         from metaniche.phenotype import parse_panel
 
-        parse_panel(value, source)  # raises ConfigError naming the bad key
+        try:
+            parse_panel(value, source)
+        except ConfigError as err:
+            lines.append(str(err))
+            return None
         return value
-    if where == "format" and value not in INPUT_FORMATS:
-        raise ConfigError(f"{source}: 'format' must be one of {', '.join(INPUT_FORMATS)}; "
-                          f"got {value!r}.")
     if where == "units":
-        return _units(value, source)
+        return _units(value, source, lines)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, source, where, lines)
     if get_origin(hint) is dict:
         if not isinstance(value, dict) or not all(
                 isinstance(v, list) and all(isinstance(x, str) for x in v)
                 for v in value.values()):
-            raise ConfigError(f"{source}: [{where}] must be a table of lists of labels, e.g. "
-                              f"T = [\"CD8_T\", \"CD4_T\"]; got {value!r}.")
+            lines.append(f"{source}: [{where}] must be a table of lists of labels, e.g. "
+                         f"T = [\"CD8_T\", \"CD4_T\"]; got {value!r}.")
+            return None
         return {str(k): tuple(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, source, where)
     if get_origin(hint) is tuple:
         (item_type, _) = get_args(hint)
         if isinstance(value, str | int | float) and not isinstance(value, bool):
             value = [value]
         if item_type is float and isinstance(value, list):
-            value = [float(v) if isinstance(v, int) and not isinstance(v, bool) else v
-                     for v in value]
-        if not isinstance(value, list) or not all(isinstance(v, item_type) for v in value):
-            kind = "numbers" if item_type is float else "strings"
-            raise ConfigError(f"{source}: '{where}' must be a list of {kind}; got {value!r}.")
-        return tuple(value)
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{source}: '{where}' must be a number; got {value!r}.")
+            value = [float(v) if _is_integer(v) else v for v in value]
+        if isinstance(value, list):
+            value = tuple(value)
+    elif hint is float and _is_integer(value):
         value = float(value)
-    elif hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{source}: '{where}' must be an integer; got {value!r}.")
-    elif hint is bool and not isinstance(value, bool):
-        raise ConfigError(f"{source}: '{where}' must be true or false; got {value!r}.")
-    elif hint is str and not isinstance(value, str):
-        raise ConfigError(f"{source}: '{where}' must be a string; got {value!r}.")
-    name = where.rsplit(".", 1)[-1]
-    if name in _POSITIVE and not value > 0:
-        raise ConfigError(f"{source}: '{where}' must be a positive number; got {value!r}.")
-    if name in _NON_NEGATIVE and not value >= 0:
-        raise ConfigError(f"{source}: '{where}' must be zero or positive; got {value!r}.")
-    if name in _UNIT_INTERVAL and not 0 <= value <= 1:
-        raise ConfigError(f"{source}: '{where}' must lie in [0, 1]; got {value!r}.")
-    if name in _FRACTION and not 0 <= value < 1:
-        raise ConfigError(f"{source}: '{where}' must lie in [0, 1) (0 = automatic); got {value!r}.")
+    kind = _type_allowed(hint, value)
+    if kind is not None:
+        lines.append(f"{source}: {Problem(key, kind, _show(value)).render(_owner(section))}")
+        return None
     return value

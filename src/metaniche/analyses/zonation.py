@@ -43,6 +43,8 @@ import pandas as pd
 from scipy import ndimage, stats
 from scipy.spatial import cKDTree
 
+from metaniche.config import ZonationParams
+
 __all__ = [
     "PERICENTRAL_MIN_ETA",
     "PERIPORTAL_MAX_ETA",
@@ -214,7 +216,7 @@ def zonation(x_um: np.ndarray, y_um: np.ndarray, type_codes: np.ndarray,
              cell_types: Sequence[str], signed_distance_um: np.ndarray,
              is_portal: np.ndarray, is_central: np.ndarray, grid, tissue: np.ndarray,
              pixel_signed_distance_um: np.ndarray, beyond_um: float,
-             n_bins: int = 10) -> ZonationResult:
+             n_bins: int = ZonationParams.n_bins) -> ZonationResult:
     """Zonation coordinate of host cells, density per eta bin and portal/central enrichment.
 
     Parameters

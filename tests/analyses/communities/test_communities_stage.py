@@ -38,12 +38,12 @@ n_permutations = 0
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("[units.angio]\nradius_um = 10\n", "units.angio.types"),
+    ("[units.angio]\nradius_um = 10\n", r"`\[units\.angio\] types`"),
     ("[units.angio]\ntypes = ['A']\nwidth = 3\n", "unknown key 'units.angio.width'"),
     ("[units]\nangio = 3\n", r"\[units\] must hold one table per unit"),
-    ("[units.angio]\ntypes = ['A']\nradius_um = -1\n", "units.angio.radius_um"),
+    ("[units.angio]\ntypes = ['A']\nradius_um = -1\n", r"`\[units\.angio\] radius_um`"),
     ("[aggregates]\ntls_min_b_fraction = 1.5\n", "tls_min_b_fraction"),
-    ("[neighbourhoods]\nk = 0\n", "neighbourhoods.k"),
+    ("[neighbourhoods]\nk = 0\n", r"`\[neighbourhoods\] k`"),
 ])
 def test_bad_sections_name_the_key(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):

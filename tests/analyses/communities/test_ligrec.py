@@ -74,7 +74,8 @@ def test_planted_pair_significant_and_unplanted_not():
     lr = [("VEGFA", "KDR", "VEGFA", "KDR"), ("CXCL12", "CXCR4", "CXCL12", "CXCR4")]
     table = ligand_receptor(pairs.i, pairs.j, expression, lr, codes,
                             ["Macrophage", "Endothelial", "Hepatocyte"], compartment,
-                            n_permutations=999, seed=0, max_permutations=19_999)
+                            n_permutations=999, seed=0, max_permutations=19_999,
+                            normal_min_edges=0)
     planted = table.query("ligand == 'VEGFA' and sender_type == 'Macrophage' and "
                           "receiver_type == 'Endothelial' and compartment == 'all'")
     # refined from the 1/1000 floor of 999 permutations: no exceedance in 19,999
@@ -368,7 +369,7 @@ def test_normal_rows_match_monte_carlo_on_null_tissue():
         normal = ligand_receptor(pairs.i, pairs.j, expression, PAIR, codes, ["M", "E", "H"],
                                  None, normal_min_edges=2500, **common)
         monte_carlo = ligand_receptor(pairs.i, pairs.j, expression, PAIR, codes,
-                                      ["M", "E", "H"], None, **common)
+                                      ["M", "E", "H"], None, normal_min_edges=0, **common)
         large = normal["n_edges"].to_numpy() >= 2500
         assert large.any() and (~large).any()
         assert (normal.loc[large, "n_permutations"] == 0).all()

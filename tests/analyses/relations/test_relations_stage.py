@@ -81,9 +81,8 @@ def test_stage_registered_and_runs_in_pipeline():
 
 def test_bad_graph_is_a_config_error(context):
     from dataclasses import replace
-    bad = replace(context, config=Config(relations=RelationsParams(graph="voronoi")))
-    with pytest.raises(ConfigError, match=r"relations\.graph"):
-        relations.run(bad)
+    with pytest.raises(ConfigError, match=r"RelationsParams\.graph"):
+        relations.run(replace(context, config=Config(relations=RelationsParams(graph="voronoi"))))
 
 
 def test_border_cell_ratio_feature_reproduces_spiat_r_bc(data_dir):

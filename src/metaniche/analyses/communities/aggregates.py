@@ -51,6 +51,8 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from metaniche.config import AggregateParams
+
 __all__ = [
     "GRADES",
     "Clusters",
@@ -208,7 +210,8 @@ def _attached_label(pairs: NeighbourPairs, core: np.ndarray, label: np.ndarray,
     return np.where(top >= min_neighbours, best, 0).astype(np.int64)
 
 
-def marker_positive(values: np.ndarray, threshold: float = 0.0) -> np.ndarray:
+def marker_positive(values: np.ndarray,
+                    threshold: float = AggregateParams.marker_threshold) -> np.ndarray:
     """Per-cell marker positivity.
 
     ``threshold > 0`` is an absolute intensity (positive when ``value > threshold``). With 0
@@ -230,8 +233,10 @@ def marker_positive(values: np.ndarray, threshold: float = 0.0) -> np.ndarray:
     return values > np.exp(median + 3.0 * 1.4826 * mad)
 
 
-def grade_tls(n_cells: np.ndarray, n_fdc: np.ndarray, n_gc: np.ndarray, min_fdc_cells: int = 2,
-              min_fdc_fraction: float = 0.02, min_gc_cells: int = 5) -> np.ndarray:
+def grade_tls(n_cells: np.ndarray, n_fdc: np.ndarray, n_gc: np.ndarray,
+              min_fdc_cells: int = AggregateParams.min_fdc_cells,
+              min_fdc_fraction: float = AggregateParams.min_fdc_fraction,
+              min_gc_cells: int = AggregateParams.min_gc_cells) -> np.ndarray:
     """Maturity grade of each TLS from its counts of cells, FDC/CCL19+ stroma and GC/plasma cells.
 
     ``secondary_follicle`` when ``n_gc >= min_gc_cells``; else ``primary_follicle`` when

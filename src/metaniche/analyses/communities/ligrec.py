@@ -98,6 +98,7 @@ import pandas as pd
 from scipy import sparse
 from scipy.stats import norm
 
+from metaniche.config import LigrecParams
 from metaniche.errors import ConfigError, InputError
 
 __all__ = ["benjamini_hochberg", "ligand_receptor", "load_pairs", "match_pairs"]
@@ -165,9 +166,11 @@ def ligand_receptor(pair_i: np.ndarray, pair_j: np.ndarray,
                     expression: Mapping[str, np.ndarray],
                     lr_pairs: Sequence[tuple[str, str, str, str]], type_codes: np.ndarray,
                     cell_types: Sequence[str], compartment: np.ndarray | None = None,
-                    n_permutations: int = 999, seed: int = 0,
-                    min_edges: int = 10, max_permutations: int = 99_999,
-                    min_exceedances: int = 10, normal_min_edges: int = 0) -> pd.DataFrame:
+                    n_permutations: int = LigrecParams.n_permutations,
+                    seed: int = LigrecParams.seed, min_edges: int = LigrecParams.min_edges,
+                    max_permutations: int = LigrecParams.max_permutations,
+                    min_exceedances: int = LigrecParams.min_exceedances,
+                    normal_min_edges: int = LigrecParams.normal_min_edges) -> pd.DataFrame:
     """Spatial ligand–receptor co-localisation scores with a positions-fixed permutation null.
 
     Parameters
@@ -193,13 +196,15 @@ def ligand_receptor(pair_i: np.ndarray, pair_j: np.ndarray,
         reported (nor refined). Default 10.
     max_permutations
         Most permutations a row receives under sequential refinement (module docstring).
-        Default 99,999; 0 or <= ``n_permutations`` disables refinement.
+        Default 9,999 (``[ligrec] max_permutations``); 0 or <= ``n_permutations`` disables
+        refinement.
     min_exceedances
         ``h``: a row with fewer exceedances after a stage continues to the next. Default 10.
     normal_min_edges
         Rows with at least this many neighbouring pairs take ``p = p_normal`` from the exact
         permutation moments instead of Monte Carlo (``n_permutations`` = 0 in the table);
-        0 (default) keeps Monte Carlo for every row. See the module docstring.
+        Default 5,000 (``[ligrec] normal_min_edges``); 0 keeps Monte Carlo for every row. See
+        the module docstring.
 
     Returns
     -------

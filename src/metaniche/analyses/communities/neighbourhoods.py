@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from metaniche.config import NeighbourhoodParams
+
 __all__ = [
     "NeighbourhoodModel",
     "assign_neighbourhoods",
@@ -63,7 +65,7 @@ class NeighbourhoodModel:
 
 
 def neighbourhood_composition(tree: cKDTree, type_codes: np.ndarray, n_types: int,
-                              k: int = 10) -> np.ndarray:
+                              k: int = NeighbourhoodParams.k) -> np.ndarray:
     """Cell-type composition of each cell's window of its ``k`` nearest cells (itself included).
 
     Parameters
@@ -108,7 +110,7 @@ def neighbourhood_composition(tree: cKDTree, type_codes: np.ndarray, n_types: in
 
 
 def training_windows(compositions: np.ndarray, cell_types: Sequence[str], n_max: int,
-                     seed: int = 0) -> pd.DataFrame:
+                     seed: int = NeighbourhoodParams.seed) -> pd.DataFrame:
     """A seeded random subsample of window compositions as a long table for cohort fitting.
 
     Parameters
@@ -161,7 +163,9 @@ def windows_matrix(training: pd.DataFrame,
     return matrix, types
 
 
-def fit_neighbourhoods(training: pd.DataFrame, n_neighbourhoods: int = 0, seed: int = 0,
+def fit_neighbourhoods(training: pd.DataFrame,
+                       n_neighbourhoods: int = NeighbourhoodParams.n_neighbourhoods,
+                       seed: int = NeighbourhoodParams.seed,
                        candidates: Sequence[int] = tuple(range(4, 13)),
                        n_silhouette: int = 2500) -> NeighbourhoodModel:
     """Fit cellular neighbourhoods on pooled training windows of the whole cohort.

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 from scipy.spatial import Delaunay, cKDTree
 
+from metaniche.config import RelationsParams
+
 __all__ = ["GRAPH_KINDS", "PairChunks", "delaunay_edges", "iter_pairs_within", "knn_edges",
            "neighbour_graph", "radius_edges"]
 
@@ -64,8 +66,10 @@ def delaunay_edges(coordinates: np.ndarray) -> np.ndarray:
     return _canonical(pairs)
 
 
-def neighbour_graph(coordinates: np.ndarray, tree: cKDTree, kind: str = "radius",
-                    radius_um: float = 30.0, k: int = 10) -> np.ndarray:
+def neighbour_graph(coordinates: np.ndarray, tree: cKDTree,
+                    kind: str = RelationsParams.graph,
+                    radius_um: float = RelationsParams.contact_radius_um,
+                    k: int = RelationsParams.k) -> np.ndarray:
     """Undirected contact graph of the given ``kind`` (see :data:`GRAPH_KINDS`)."""
     if kind == "radius":
         return radius_edges(tree, radius_um)

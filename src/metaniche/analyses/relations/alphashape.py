@@ -54,6 +54,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import Delaunay
 
 from metaniche.analyses.relations._ahull import spiat_polygons
+from metaniche.config import RelationsParams
 
 __all__ = ["BorderCells", "alpha_shape_edges", "border_cells", "spiat_border_cells"]
 
@@ -121,7 +122,8 @@ def alpha_shape_edges(xy: np.ndarray, alpha: float) -> np.ndarray:
     return np.column_stack([p[keep], q[keep]]).astype(np.int64)
 
 
-def border_cells(xy: np.ndarray, alpha: float = 40.0, min_cluster_cells: int = 5) -> BorderCells:
+def border_cells(xy: np.ndarray, alpha: float = RelationsParams.border_alpha_um,
+                 min_cluster_cells: int = 5) -> BorderCells:
     """Cells on the α-shape boundary of a point set, their clusters and R_BC (SPIAT).
 
     Parameters
@@ -156,7 +158,8 @@ def border_cells(xy: np.ndarray, alpha: float = 40.0, min_cluster_cells: int = 5
     return _per_cell(xy, clusters)
 
 
-def spiat_border_cells(xy: np.ndarray, alpha: float = 40.0, n_to_exclude: int = 0) -> BorderCells:
+def spiat_border_cells(xy: np.ndarray, alpha: float = RelationsParams.border_alpha_um,
+                       n_to_exclude: int = 0) -> BorderCells:
     """SPIAT's bordering cells (``identify_bordering_cells``) and R_BC (``R_BC``).
 
     Re-implements alphahull 2.5's ``ahull`` arcs and SPIAT's ``fix_ahull`` / ``get_polygon``

@@ -43,6 +43,7 @@ import pandas as pd
 from scipy import stats
 
 from metaniche.analyses.relations._permute import permutation_exceedances
+from metaniche.config import RelationsParams
 
 __all__ = ["EnrichmentResult", "combine_z_stouffer", "contact_counts", "enrichment_table",
            "join_count_moments", "neighbourhood_enrichment", "stouffer_z"]
@@ -192,8 +193,9 @@ class _LabelProbability:
 
 
 def neighbourhood_enrichment(edges: np.ndarray, type_codes: np.ndarray, n_types: int,
-                             strata: np.ndarray | None = None, n_permutations: int = 0,
-                             seed: int = 0) -> EnrichmentResult:
+                             strata: np.ndarray | None = None,
+                             n_permutations: int = RelationsParams.n_permutations,
+                             seed: int = RelationsParams.seed) -> EnrichmentResult:
     """Observed contacts, exact null moments, z, p and optional Monte Carlo p-values.
 
     Parameters
