@@ -96,9 +96,10 @@ def test_a_new_format_is_one_registry_entry(tmp_path: Path,
     assert sample.ok, sample.error
     np.testing.assert_allclose(sample.cells["x"], frame["Ctr X"])
     assert sample.cells["cell_type"].tolist() == frame["Class"].tolist()
-    # --format names it like any built-in reader; a missing label column is reported
+    # detected by its signature like any built-in reader; a missing label column is reported
+    # (--format toy also needs the name in _contract.READER_NAMES, which the config checks)
     frame.drop(columns="Class").to_csv(path, index=False)
-    (bad,) = read_samples([path], Config(min_cells=1), format="toy")
+    (bad,) = read_samples([path], Config(min_cells=1))
     assert bad.error is not None and "no column 'Class'" in bad.error
 
 
