@@ -12,7 +12,7 @@ from scipy import stats
 from metaniche.cohort import analyse_cohort
 from metaniche.cohort.matrix import feature_matrix, join_clinical, responder_labels
 from metaniche.cohort.response import auc_delong, mann_whitney_table, mixed_model_table
-from metaniche.cohort.survival import cox_table, kaplan_meier, logrank
+from metaniche.cohort.survival import cox_table, kaplan_meier, kaplan_meier_table, logrank
 from metaniche.cohort.treatment import feature_region, treatment_table
 from metaniche.config import ClinicalColumns, CohortParams, Config, load_config
 from metaniche.errors import ConfigError, InputError
@@ -51,26 +51,66 @@ def test_mann_whitney_table_values_and_min_group_boundary():
     assert np.isfinite(mann_whitney_table(values[["a"]], label, min_group=3)["p"]).all()
 
 
-def test_kaplan_meier_and_logrank_match_lifelines():
-    from lifelines import KaplanMeierFitter
-    from lifelines.statistics import logrank_test
+def _product_limit(time: np.ndarray, event: np.ndarray, z: float) -> dict[str, list]:
+    """Kaplan–Meier with Greenwood log(-log) bands, one distinct time at a time (brute force)."""
+    rows: dict[str, list] = {"time": [0.0], "survival": [1.0], "ci_low": [1.0],
+                             "ci_high": [1.0], "n_at_risk": [len(time)]}
+    s, v = 1.0, 0.0
+    for t in sorted(set(time)):
+        n = int((time >= t).sum())
+        d = float(event[time == t].sum())
+        s *= 1 - d / n
+        v += d / (n * (n - d)) if n > d else 0.0
+        if 0 < s < 1:
+            spread = z * np.sqrt(v) / np.log(s)
+            low = np.exp(-np.exp(np.log(-np.log(s)) - spread))
+            high = np.exp(-np.exp(np.log(-np.log(s)) + spread))
+        else:
+            low = high = s
+        for key, value in zip(rows, (t, s, low, high, n), strict=True):
+            rows[key].append(value)
+    return rows
 
+
+def _logrank_brute_force(time, event, group):
+    observed_minus_expected, variance = 0.0, 0.0
+    for t in sorted(set(time[event == 1])):
+        at_risk = time >= t
+        n, n1 = at_risk.sum(), (at_risk & group).sum()
+        d, d1 = event[time == t].sum(), event[(time == t) & group].sum()
+        observed_minus_expected += d1 - d * n1 / n
+        if n > 1:
+            variance += d * (n1 / n) * (1 - n1 / n) * (n - d) / (n - 1)
+    return observed_minus_expected ** 2 / variance
+
+
+@pytest.mark.parametrize("confidence", [0.95, 0.8])
+def test_kaplan_meier_and_logrank_equal_the_product_limit_by_brute_force(confidence):
     rng = np.random.default_rng(1)
     time = np.round(rng.exponential(10, 60)) + 1  # ties
     event = (rng.random(60) < 0.7).astype(float)
+    event[np.argmax(time)] = 1  # the curve reaches 0
     group = rng.random(60) < 0.5
-    curve = kaplan_meier(time, event)
-    fit = KaplanMeierFitter().fit(time, event)
-    band = fit.confidence_interval_survival_function_
-    np.testing.assert_allclose(curve["time"], fit.survival_function_.index)
-    np.testing.assert_allclose(curve["survival"], fit.survival_function_.iloc[:, 0])
-    np.testing.assert_allclose(curve["ci_low"], band.iloc[:, 0])
-    np.testing.assert_allclose(curve["ci_high"], band.iloc[:, 1])
-    np.testing.assert_array_equal(curve["n_at_risk"], fit.event_table["at_risk"])
+    curve = kaplan_meier(time, event, confidence)
+    expected = _product_limit(time, event, stats.norm.ppf(0.5 + confidence / 2))
+    for key, values in expected.items():
+        np.testing.assert_allclose(curve[key], values, rtol=1e-10, atol=1e-12, err_msg=key)
     statistic, p = logrank(time, event, group)
-    reference = logrank_test(time[group], time[~group], event[group], event[~group])
-    assert statistic == pytest.approx(reference.test_statistic)
-    assert p == pytest.approx(reference.p_value)
+    assert statistic == pytest.approx(_logrank_brute_force(time, event, group), rel=1e-10)
+    assert p == pytest.approx(stats.chi2.sf(statistic, 1), rel=1e-10)
+    assert np.isnan(logrank(time, np.zeros(60), group)).all()  # no event: no test
+
+
+def test_kaplan_meier_table_median_ratio_when_a_curve_touches_one_half():
+    # high group (values 7-12): 6 deaths at 1, …, 6 -> S(3) = 0.5 exactly (lifelines:
+    # 0.5 + 1 ulp), median 3; low group (values 0-6, the median 6 goes low): 7 deaths at
+    # 2, 4, …, 14 -> S(8) = 3/7, median 8; ratio 3/8.
+    values = pd.DataFrame({"f": np.r_[np.arange(7.0, 13), np.arange(0.0, 7)]})
+    time = pd.Series(np.r_[np.arange(1.0, 7), np.arange(2.0, 15, 2)])
+    tests, curves = kaplan_meier_table(values, time, pd.Series(np.ones(13)))
+    assert tests.loc[0, "threshold"] == 6
+    assert tests.loc[0, "effect"] == pytest.approx(3 / 8)
+    assert set(curves["group"]) == {"low", "high"}
 
 
 def test_cox_recovers_planted_hazard_ratio_per_sd():
