@@ -499,6 +499,11 @@ def kaplan_meier_table(values: pd.DataFrame, time: pd.Series,
     curves : pandas.DataFrame
         ``feature``, ``group`` (``low``/``high``), ``threshold``, ``time``, ``survival``,
         ``ci_low``, ``ci_high``, ``n_at_risk``.
+
+    Notes
+    -----
+    Two lifelines Kaplan–Meier fits and one lifelines log-rank test per feature: about
+    40 ms per feature, whatever the number of units (lifelines' pandas bookkeeping).
     """
     t_all = time.reindex(values.index).to_numpy(np.float64)
     e_all = event.reindex(values.index).to_numpy(np.float64)
