@@ -10,9 +10,14 @@ import pytest
 from scipy import stats
 
 from metaniche.cohort import analyse_cohort
-from metaniche.cohort.matrix import feature_matrix, join_clinical, responder_labels
+from metaniche.cohort.matrix import (
+    ContrastUnavailable,
+    feature_matrix,
+    join_clinical,
+    response_contrast,
+)
 from metaniche.cohort.response import auc_delong, mann_whitney_table, mixed_model_table
-from metaniche.cohort.survival import cox_table, kaplan_meier, logrank
+from metaniche.cohort.survival import cox_table, kaplan_meier, kaplan_meier_table, logrank
 from metaniche.cohort.treatment import feature_region, treatment_table
 from metaniche.config import ClinicalColumns, CohortParams, Config, load_config
 from metaniche.errors import ConfigError, InputError
@@ -51,26 +56,66 @@ def test_mann_whitney_table_values_and_min_group_boundary():
     assert np.isfinite(mann_whitney_table(values[["a"]], label, min_group=3)["p"]).all()
 
 
-def test_kaplan_meier_and_logrank_match_lifelines():
-    from lifelines import KaplanMeierFitter
-    from lifelines.statistics import logrank_test
+def _product_limit(time: np.ndarray, event: np.ndarray, z: float) -> dict[str, list]:
+    """Kaplan–Meier with Greenwood log(-log) bands, one distinct time at a time (brute force)."""
+    rows: dict[str, list] = {"time": [0.0], "survival": [1.0], "ci_low": [1.0],
+                             "ci_high": [1.0], "n_at_risk": [len(time)]}
+    s, v = 1.0, 0.0
+    for t in sorted(set(time)):
+        n = int((time >= t).sum())
+        d = float(event[time == t].sum())
+        s *= 1 - d / n
+        v += d / (n * (n - d)) if n > d else 0.0
+        if 0 < s < 1:
+            spread = z * np.sqrt(v) / np.log(s)
+            low = np.exp(-np.exp(np.log(-np.log(s)) - spread))
+            high = np.exp(-np.exp(np.log(-np.log(s)) + spread))
+        else:
+            low = high = s
+        for key, value in zip(rows, (t, s, low, high, n), strict=True):
+            rows[key].append(value)
+    return rows
 
+
+def _logrank_brute_force(time, event, group):
+    observed_minus_expected, variance = 0.0, 0.0
+    for t in sorted(set(time[event == 1])):
+        at_risk = time >= t
+        n, n1 = at_risk.sum(), (at_risk & group).sum()
+        d, d1 = event[time == t].sum(), event[(time == t) & group].sum()
+        observed_minus_expected += d1 - d * n1 / n
+        if n > 1:
+            variance += d * (n1 / n) * (1 - n1 / n) * (n - d) / (n - 1)
+    return observed_minus_expected ** 2 / variance
+
+
+@pytest.mark.parametrize("confidence", [0.95, 0.8])
+def test_kaplan_meier_and_logrank_equal_the_product_limit_by_brute_force(confidence):
     rng = np.random.default_rng(1)
     time = np.round(rng.exponential(10, 60)) + 1  # ties
     event = (rng.random(60) < 0.7).astype(float)
+    event[np.argmax(time)] = 1  # the curve reaches 0
     group = rng.random(60) < 0.5
-    curve = kaplan_meier(time, event)
-    fit = KaplanMeierFitter().fit(time, event)
-    band = fit.confidence_interval_survival_function_
-    np.testing.assert_allclose(curve["time"], fit.survival_function_.index)
-    np.testing.assert_allclose(curve["survival"], fit.survival_function_.iloc[:, 0])
-    np.testing.assert_allclose(curve["ci_low"], band.iloc[:, 0])
-    np.testing.assert_allclose(curve["ci_high"], band.iloc[:, 1])
-    np.testing.assert_array_equal(curve["n_at_risk"], fit.event_table["at_risk"])
+    curve = kaplan_meier(time, event, confidence)
+    expected = _product_limit(time, event, stats.norm.ppf(0.5 + confidence / 2))
+    for key, values in expected.items():
+        np.testing.assert_allclose(curve[key], values, rtol=1e-10, atol=1e-12, err_msg=key)
     statistic, p = logrank(time, event, group)
-    reference = logrank_test(time[group], time[~group], event[group], event[~group])
-    assert statistic == pytest.approx(reference.test_statistic)
-    assert p == pytest.approx(reference.p_value)
+    assert statistic == pytest.approx(_logrank_brute_force(time, event, group), rel=1e-10)
+    assert p == pytest.approx(stats.chi2.sf(statistic, 1), rel=1e-10)
+    assert np.isnan(logrank(time, np.zeros(60), group)).all()  # no event: no test
+
+
+def test_kaplan_meier_table_median_ratio_when_a_curve_touches_one_half():
+    # high group (values 7-12): 6 deaths at 1, …, 6 -> S(3) = 0.5 exactly (lifelines:
+    # 0.5 + 1 ulp), median 3; low group (values 0-6, the median 6 goes low): 7 deaths at
+    # 2, 4, …, 14 -> S(8) = 3/7, median 8; ratio 3/8.
+    values = pd.DataFrame({"f": np.r_[np.arange(7.0, 13), np.arange(0.0, 7)]})
+    time = pd.Series(np.r_[np.arange(1.0, 7), np.arange(2.0, 15, 2)])
+    tests, curves = kaplan_meier_table(values, time, pd.Series(np.ones(13)))
+    assert tests.loc[0, "threshold"] == 6
+    assert tests.loc[0, "effect"] == pytest.approx(3 / 8)
+    assert set(curves["group"]) == {"low", "high"}
 
 
 def test_cox_recovers_planted_hazard_ratio_per_sd():
@@ -116,6 +161,13 @@ def test_mixed_model_recovers_planted_group_difference():
     sd = x.std()
     assert table["ci_low"] < 1.0 / sd < table["ci_high"]
     assert table["n_patients"] == 30
+    narrow = mixed_model_table(pd.DataFrame({"x": x}, index=index),
+                               pd.Series(responder, index=index),
+                               pd.Series(patients.astype(str), index=index),
+                               confidence=0.9).iloc[0]
+    se = narrow["effect"] / narrow["statistic"]
+    assert narrow["ci_high"] - narrow["effect"] == pytest.approx(stats.norm.ppf(0.95) * se)
+    assert narrow["effect"] == table["effect"]
 
 
 def test_feature_matrix_filters_and_indicators():
@@ -137,16 +189,83 @@ def test_feature_matrix_filters_and_indicators():
     assert matrix.values["phenotype.inflamed"].tolist() == [1.0, 0, 1, 0, 0]
 
 
-def test_responder_labels():
+def test_response_contrast_levels_and_direction():
     columns = ClinicalColumns()
-    assert responder_labels(pd.Series(["Responders", "Non-Responders"]), columns).tolist() == [
-        1.0, 0.0]
-    assert responder_labels(pd.Series([0, 1, 1]), columns).tolist() == [0.0, 1.0, 1.0]
+    contrast = response_contrast(pd.Series(["Responders", "Non-Responders"]), columns)
+    assert contrast.labels.tolist() == [1.0, 0.0]
+    assert contrast.name == "Responders vs Non-Responders"
+    assert response_contrast(pd.Series([0, 1, 1]), columns).labels.tolist() == [0.0, 1.0, 1.0]
+    # Two labels, neither a responder label: the sorted second against the first.
+    other = response_contrast(pd.Series(["mixed", "compartmentalized", None, "mixed"]),
+                              columns)
+    assert other.name == "mixed vs compartmentalized"
+    assert other.labels.tolist()[:2] == [1.0, 0.0] and np.isnan(other.labels.iloc[2])
+    picked = response_contrast(pd.Series(["good", "bad", None]),
+                               replace(columns, responder_values=("Good",)))
+    assert picked.labels.tolist()[:2] == [1.0, 0.0] and np.isnan(picked.labels.iloc[2])
+    several = response_contrast(pd.Series(["CR", "PR", "SD", "PD"]),
+                                replace(columns, responder_values=("cr", "pr")))
+    assert several.name == "CR/PR vs PD/SD"
+    assert several.labels.tolist() == [1.0, 1.0, 0.0, 0.0]
+    with pytest.raises(ContrastUnavailable, match="3 labels"):
+        response_contrast(pd.Series(["a", "b", "c"]), columns)
+    with pytest.raises(ContrastUnavailable, match="1 labels"):
+        response_contrast(pd.Series(["a", "a"]), columns)
+    with pytest.raises(ContrastUnavailable, match="no reference"):
+        response_contrast(pd.Series(["CR", "PR"]), replace(columns, responder_values=("CR", "PR")))
     with pytest.raises(InputError, match="responder_values"):
-        responder_labels(pd.Series(["good", "bad"]), columns)
-    picked = responder_labels(pd.Series(["good", "bad", None]),
-                              replace(columns, responder_values=("Good",)))
-    assert picked.tolist()[:2] == [1.0, 0.0] and np.isnan(picked.iloc[2])
+        response_contrast(pd.Series(["a", "b"]), replace(columns, responder_values=("yes",)))
+
+
+def _two_level_cohort(labels: list[str], shift: float, n: int = 200, seed: int = 8):
+    """Features with ``shift`` SDs higher values where the label is ``labels[0]``."""
+    rng = np.random.default_rng(seed)
+    group = np.arange(n) % len(labels)
+    features = pd.DataFrame({"sample": [f"S{i}" for i in range(n)],
+                             "planted": rng.normal(size=n) + shift * (group == 0),
+                             "noise": rng.normal(size=n)})
+    clinical = pd.DataFrame({"sample": features["sample"],
+                             "response": np.array(labels, dtype=object)[group]})
+    return features, clinical
+
+
+@pytest.mark.parametrize(("labels", "level"), [(["mixed", "compartmentalized"], "mixed"),
+                                               (["compartmentalized", "mixed"], "mixed"),
+                                               (["sham", "arm_a"], "sham"),
+                                               (["primary", "metastasis"], "primary")])
+def test_any_two_level_condition_is_a_contrast_with_a_named_direction(labels, level):
+    features, clinical = _two_level_cohort(labels, shift=1.5)
+    config = Config(cohort=CohortParams(analyses=("response",)))
+    table = analyse_cohort(features, clinical, config).association.set_index("feature")
+    reference = sorted(labels)[0]
+    assert (table["contrast"] == f"{level} vs {reference}").all()
+    # AUC = P(a value of the compared level exceeds one of the reference).
+    planted, noise = table.loc["planted"], table.loc["noise"]
+    is_level = clinical["response"].to_numpy() == level
+    x = features["planted"].to_numpy()
+    expected = stats.mannwhitneyu(x[is_level], x[~is_level]).statistic / (100 * 100)
+    assert planted["effect"] == pytest.approx(expected)
+    # Shift 1.5 SD: AUC = Phi(1.5 / sqrt 2) = 0.86 when the compared level carries it.
+    if level == labels[0]:
+        assert planted["effect"] > 0.75 and planted["p"] < 1e-6
+    else:
+        assert planted["effect"] < 0.25 and planted["p"] < 1e-6
+    assert noise["p"] > 0.001
+
+
+def test_more_than_two_levels_skips_response_with_a_reason():
+    features, clinical = _two_level_cohort(["a", "b", "c"], shift=1.0)
+    clinical["os_time"] = np.linspace(1, 30, 200)
+    clinical["os_event"] = 1
+    config = Config(cohort=CohortParams(analyses=("response", "survival", "prediction")))
+    result = analyse_cohort(features, clinical, config)
+    assert "3 labels" in result.skipped["response"]
+    assert "responder_values" in result.skipped["response"]
+    assert result.skipped["prediction"] == result.skipped["response"]
+    assert set(result.association["outcome"]) == {"os"}
+    # with only the response analysis there is nothing left: one error naming the reason
+    with pytest.raises(InputError, match="3 labels"):
+        analyse_cohort(features, clinical, Config(cohort=CohortParams(analyses=("response",))))
 
 
 def test_join_errors_name_the_ids():
@@ -205,3 +324,49 @@ def test_cohort_config_section(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="unknown"):
         analyse_cohort(*_cohort(10), Config(cohort=CohortParams(analyses=("magic",))))
+
+
+def test_configured_confidence_sets_every_interval_to_the_closed_form():
+    rng = np.random.default_rng(9)
+    n = 80
+    features = pd.DataFrame({"sample": [f"S{i}" for i in range(n)],
+                             "x": rng.normal(size=n), "y": rng.normal(size=n)})
+    time = rng.exponential(10, n) + 0.1
+    clinical = pd.DataFrame({"sample": features["sample"],
+                             "response": np.where(features["x"] + rng.normal(size=n) > 0,
+                                                  "responder", "non"),
+                             "os_time": time, "os_event": (rng.random(n) < 0.7).astype(int)})
+    results = {}
+    for level in (0.95, 0.9):
+        config = Config(cohort=CohortParams(analyses=("response", "survival"),
+                                            confidence=level))
+        results[level] = analyse_cohort(features, clinical, config)
+    z90 = stats.norm.ppf(0.95)
+    table = results[0.9].association.set_index(["test", "feature"])
+    wide = results[0.95].association.set_index(["test", "feature"])
+    # Mann–Whitney AUC: auc ± z se with DeLong's se by brute force.
+    is_responder = clinical["response"].to_numpy() == "responder"
+    x = features["x"].to_numpy()
+    psi = _psi(x[is_responder], x[~is_responder])
+    se = np.sqrt(psi.mean(axis=1).var(ddof=1) / is_responder.sum()
+                 + psi.mean(axis=0).var(ddof=1) / (~is_responder).sum())
+    row = table.loc[("mann_whitney", "x")]
+    assert row["ci_low"] == pytest.approx(psi.mean() - z90 * se, rel=1e-10)
+    assert row["ci_high"] == pytest.approx(min(1.0, psi.mean() + z90 * se), rel=1e-10)
+    # Cox: exp(log HR ± z se), se = log HR / Wald z.
+    for feature in ("x", "y"):
+        cox = table.loc[("cox", feature)]
+        log_hr = np.log(cox["effect"])
+        se = log_hr / cox["statistic"]
+        assert np.log(cox["ci_high"]) - log_hr == pytest.approx(z90 * abs(se), rel=1e-8)
+        assert log_hr - np.log(cox["ci_low"]) == pytest.approx(z90 * abs(se), rel=1e-8)
+        assert wide.loc[("cox", feature), "ci_low"] < cox["ci_low"]
+        assert cox["ci_high"] < wide.loc[("cox", feature), "ci_high"]
+    # Kaplan–Meier bands: log(-log S) ± z sqrt(V) / log S, so the spread scales with z.
+    curves = {level: result.km_curves for level, result in results.items()}
+    inside = (curves[0.9]["survival"] > 0) & (curves[0.9]["survival"] < 1)
+    spread = {level: np.log(-np.log(c.loc[inside, "ci_low"])) - np.log(-np.log(c.loc[inside,
+                                                                                   "survival"]))
+              for level, c in curves.items()}
+    np.testing.assert_allclose(spread[0.9], spread[0.95] * z90 / stats.norm.ppf(0.975),
+                               rtol=1e-8)

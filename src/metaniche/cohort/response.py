@@ -57,12 +57,16 @@ def mann_whitney_table(values: pd.DataFrame, responder: pd.Series, min_group: in
                        confidence: float = 0.95) -> pd.DataFrame:
     """Per feature: two-sided Mann–Whitney U of responders vs non-responders.
 
+    "Responder" is the compared level of any two-group contrast and "non-responder" its
+    reference (see :func:`metaniche.cohort.matrix.response_contrast`).
+
     Parameters
     ----------
     values
         Units (patients or samples) × features; NaN is missing.
     responder
-        1.0 responder, 0.0 non-responder, NaN unknown; same index as ``values``.
+        1.0 responder (compared level), 0.0 non-responder (reference), NaN unknown; same
+        index as ``values``.
     min_group
         Features with fewer finite values than this in either group get NaN statistics.
     confidence

@@ -10,10 +10,11 @@ import pandas as pd
 from metaniche.cohort._qvalues import add_q_values
 from metaniche.cohort.matrix import (
     CohortData,
+    ContrastUnavailable,
     feature_matrix,
     join_clinical,
     patient_means,
-    responder_labels,
+    response_contrast,
 )
 from metaniche.cohort.prediction import nested_cv_prediction
 from metaniche.cohort.response import mann_whitney_table, mixed_model_table
@@ -104,13 +105,23 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
         ``scipy.stats.false_discovery_control``), ``effect_name``, ``region`` (compartment
         parsed from the feature name), ``unit``, ``n``, then test-specific columns
         (``cliffs_delta``, ``fold_change``, ``ph_p``, ``n_events``, ``threshold``, …).
-        Rows are sorted by outcome, test and p.
+        Rows are sorted by outcome, test and p. Response rows (and
+        ``treatment_x_response`` rows) carry ``contrast`` = ``"<level> vs <reference>"``
+        (:func:`metaniche.cohort.matrix.response_contrast`: the ``[clinical]
+        responder_values`` labels against the rest, else a recognised responder label
+        against the other, else the sorted second label against the first); their effects
+        are for ``level`` relative to ``reference`` (the columns named ``*_responder`` /
+        ``*_non_responder`` hold ``level`` / ``reference``). ``prediction["contrast"]``
+        names the predicted level the same way. A response column that is not two groups
+        (one label, or more than two without ``responder_values``) skips the response and
+        prediction analyses with the reason in ``skipped``.
 
     Raises
     ------
     InputError
-        Unmatched sample or patient ids, unusable outcome columns, or no analysis possible
-        (the reasons of every skipped analysis are named).
+        Unmatched sample or patient ids, unusable outcome columns, ``responder_values`` that
+        match no label, or no analysis possible (the reasons of every skipped analysis are
+        named).
     ConfigError
         ``[cohort] analyses`` names an unknown analysis.
     """
@@ -146,20 +157,28 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
     prediction: dict = {}
 
     responder = None
+    contrast = None
+    no_response = f"the clinical table has no '{columns.response}' column."
     if columns.response in info.columns:
-        labels = responder_labels(info[columns.response], columns)
-        responder = _per_unit(labels, info["patient"], several, columns.response)
+        try:
+            contrast = response_contrast(info[columns.response], columns)
+        except ContrastUnavailable as err:
+            no_response = str(err)
+        else:
+            labels = contrast.labels
+            responder = _per_unit(labels, info["patient"], several, columns.response)
     wanted = params.analyses
     if "response" in wanted:
-        if responder is None:
-            skipped["response"] = f"the clinical table has no '{columns.response}' column."
+        if contrast is None:
+            skipped["response"] = no_response
         else:
             part = mann_whitney_table(table, responder, params.min_group, params.confidence)
-            parts.append(part.assign(outcome="response", unit=unit))
+            parts.append(part.assign(outcome="response", unit=unit, contrast=contrast.name))
             if several:
                 mixed = mixed_model_table(images, labels, info["patient"], params.min_group,
                                           params.confidence)
-                parts.append(mixed.assign(outcome="response", unit="image"))
+                parts.append(mixed.assign(outcome="response", unit="image",
+                                          contrast=contrast.name))
     if "survival" in wanted:
         reason = _survival_reason(info, columns, params.min_events, several)
         if reason:
@@ -192,12 +211,17 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
                     per_patient = (responder if several else
                                    pd.Series(responder.to_numpy(),
                                              index=info["patient"].to_numpy()))
+                elif columns.response in info.columns:
+                    warnings.append(f"treatment x response not tested: {no_response}")
                 part = treatment_table(before, after, per_patient, min_pairs,
                                        params.min_group, params.confidence)
+                if contrast is not None:
+                    interaction = part["outcome"] == "treatment_x_response"
+                    part["contrast"] = np.where(interaction, contrast.name, None)
                 parts.append(part.assign(unit="patient"))
     if "prediction" in wanted:
-        if responder is None:
-            skipped["prediction"] = f"the clinical table has no '{columns.response}' column."
+        if contrast is None:
+            skipped["prediction"] = no_response
         elif (smallest := int(min((responder == 1).sum(), (responder == 0).sum()))) < max(
                 params.min_group, 2):
             # Cross-validated AUC on a handful of units is noise; say so instead.
@@ -207,6 +231,7 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
             try:
                 prediction = nested_cv_prediction(table, responder, params)
                 prediction["unit"] = unit
+                prediction["contrast"] = contrast.name
             except ValueError as err:
                 skipped["prediction"] = str(err)
     if not parts and not prediction:

@@ -2,6 +2,10 @@
 
 A handful per run, so matplotlib's quality is affordable here: feature heatmap across samples,
 volcano plots of the associations, Kaplan–Meier curves and ROC curves of the prediction.
+
+Drawn with matplotlib's object-oriented API only: each figure is a
+:class:`matplotlib.figure.Figure` attached to its own Agg canvas (:func:`new_figure`), so
+nothing here reads or changes pyplot's global state or the process-wide backend.
 """
 
 from __future__ import annotations
@@ -9,18 +13,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from metaniche._atomic import atomic_path
 from metaniche.report.colours import mpl_text
 
-__all__ = ["feature_heatmap", "kaplan_meier", "roc_curves", "save_figure", "select_features",
-           "volcano", "zscore"]
+__all__ = ["feature_heatmap", "kaplan_meier", "new_figure", "roc_curves", "save_figure",
+           "select_features", "volcano", "zscore"]
+
+
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """A figure of ``figsize`` inches on its own Agg canvas (no pyplot, no global backend)."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def save_figure(fig: Figure, report_dir: Path, stem: str, svg: bool = True) -> list[str]:
@@ -29,6 +38,7 @@ def save_figure(fig: Figure, report_dir: Path, stem: str, svg: bool = True) -> l
     for fmt in ("png", "svg") if svg else ("png",):
         relative = f"figures/{stem}.{fmt}"
         with atomic_path(report_dir / relative, suffix=f".{fmt}") as tmp:
+            # The canvas switches to the SVG renderer for fmt == "svg" by itself.
             fig.savefig(tmp, format=fmt, dpi=110)
         paths.append(relative)
     return paths
@@ -89,7 +99,7 @@ def feature_heatmap(features: pd.DataFrame, association: pd.DataFrame | None,
     samples = features["sample"].astype(str).to_numpy()[rows] if "sample" in features else rows
     n_rows = len(rows)
     height = float(np.clip(1.5 + 0.16 * n_rows, 3.5, 14.0))
-    fig = Figure(figsize=(max(6.0, 1.8 + 0.2 * len(names)), height + 2.6))
+    fig = new_figure((max(6.0, 1.8 + 0.2 * len(names)), height + 2.6))
     ax = fig.add_subplot()
     image = ax.imshow(np.ma.masked_invalid(matrix), aspect="auto", cmap="RdBu_r", vmin=-3,
                       vmax=3, interpolation="nearest")
@@ -113,7 +123,7 @@ def volcano(association: pd.DataFrame, report_dir: Path, q_level: float = 0.05,
     groups = list(table.groupby(["outcome", "test"], sort=True))[:max_panels]
     ncols = min(3, len(groups))
     nrows = -(-len(groups) // ncols)
-    fig = Figure(figsize=(4.2 * ncols, 3.6 * nrows))
+    fig = new_figure((4.2 * ncols, 3.6 * nrows))
     for k, ((outcome, test), part) in enumerate(groups):
         ax = fig.add_subplot(nrows, ncols, k + 1)
         logp = -np.log10(np.clip(part["p"].to_numpy(np.float64), 1e-300, 1.0))
@@ -146,7 +156,7 @@ def kaplan_meier(curves: pd.DataFrame, association: pd.DataFrame | None, report_
     features = features[:max_panels]
     ncols = min(2, len(features))
     nrows = -(-len(features) // ncols)
-    fig = Figure(figsize=(4.6 * ncols, 3.5 * nrows))
+    fig = new_figure((4.6 * ncols, 3.5 * nrows))
     colours = {"low": "#2874a6", "high": "#c0392b"}
     for k, feature in enumerate(features):
         ax = fig.add_subplot(nrows, ncols, k + 1)
@@ -190,7 +200,7 @@ def roc_curves(prediction: dict[str, Any], report_dir: Path) -> list[str] | None
     rows = pd.DataFrame(prediction.get("predictions") or [])
     if rows.empty or "responder" not in rows or rows["responder"].nunique() < 2:
         return None
-    fig = Figure(figsize=(4.4, 4.2))
+    fig = new_figure((4.4, 4.2))
     ax = fig.add_subplot()
     for name, colour in (("spatial", "#c0392b"), ("baseline", "#2874a6")):
         summary = prediction.get(name)

@@ -98,6 +98,7 @@ import pandas as pd
 from scipy import sparse
 from scipy.stats import norm
 
+from metaniche._multitest import benjamini_hochberg
 from metaniche.config import LigrecParams
 from metaniche.errors import ConfigError, InputError
 
@@ -146,20 +147,6 @@ def match_pairs(pairs: pd.DataFrame, columns: Sequence[str]) -> list[tuple[str, 
             seen.add(key)
             found.append((ligand, receptor, lookup[key[0]], lookup[key[1]]))
     return found
-
-
-def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
-    """Benjamini–Hochberg q-values (NaN p-values stay NaN and are not counted)."""
-    p = np.asarray(p, dtype=np.float64)
-    q = np.full(p.shape, np.nan)
-    finite = np.flatnonzero(np.isfinite(p))
-    if len(finite) == 0:
-        return q
-    order = finite[np.argsort(p[finite], kind="stable")]
-    m = len(order)
-    ranked = p[order] * m / np.arange(1, m + 1)
-    q[order] = np.minimum(1.0, np.minimum.accumulate(ranked[::-1])[::-1])
-    return q
 
 
 def ligand_receptor(pair_i: np.ndarray, pair_j: np.ndarray,

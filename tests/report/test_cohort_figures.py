@@ -1,0 +1,42 @@
+"""Cohort figures are drawn without pyplot or the global backend, and written as PNG/SVG."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+def test_cohort_figures_use_no_pyplot_and_leave_the_backend_alone(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        import matplotlib
+        import numpy as np
+        import pandas as pd
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.image import imread
+        from metaniche.report import cohort_figures as cf
+
+        # The raw rcParams entry: matplotlib.get_backend() would itself import pyplot.
+        backend = dict.__getitem__(matplotlib.rcParams, "backend")
+        out = Path({str(tmp_path)!r})
+        (out / "figures").mkdir()
+        rng = np.random.default_rng(0)
+        assoc = pd.DataFrame({{"feature": ["a", "b", "c"], "outcome": "response",
+                              "test": "mann_whitney", "effect": [0.2, 0.5, 0.9],
+                              "p": [0.5, 0.01, 0.001], "q": [0.5, 0.02, 0.003],
+                              "effect_name": "auc"}})
+        paths = cf.volcano(assoc, out)
+        assert paths == ["figures/cohort.volcano.png", "figures/cohort.volcano.svg"], paths
+        height, width = imread(out / paths[0]).shape[:2]
+        assert (width, height) == (462, 396), (width, height)  # 4.2 x 3.6 in at 110 dpi
+        assert (out / paths[1]).read_text().lstrip().startswith("<?xml")
+        assert isinstance(cf.new_figure((2.0, 2.0)).canvas, FigureCanvasAgg)
+        assert "matplotlib.pyplot" not in sys.modules
+        assert dict.__getitem__(matplotlib.rcParams, "backend") == backend
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=False)
+    assert result.stdout.strip() == "ok", result.stderr
