@@ -294,11 +294,16 @@ def test_response_with_other_than_two_labels_warns_with_labels(tmp_path: Path) -
         assert part in message, (part, message)
 
 
-def test_two_labels_without_a_responder_warns(tmp_path: Path) -> None:
+def test_two_labels_are_a_contrast_and_three_labels_warn(tmp_path: Path) -> None:
+    # any two-level condition is a contrast (cohort.matrix → io.clinical.response_contrast)
     path = write_clinical(tmp_path, sample=list("abcd"),
                           response=["mixed", "compartmentalized"] * 2)
+    assert validate_clinical(path, Config()) == []
+    path = write_clinical(tmp_path, sample=list("abcdef"),
+                          response=["mixed", "compartmentalized", "cold"] * 2)
     (problem,) = validate_clinical(path, Config())
-    assert problem.severity == "warning" and "cannot tell which" in problem.message
+    assert problem.severity == "warning" and "3 labels" in problem.message
+    assert "'mixed' (2)" in problem.message
     named = Config(clinical=ClinicalColumns(responder_values=("mixed",)))
     assert validate_clinical(path, named) == []
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from metaniche.config import Config
+from metaniche.config import ClinicalColumns, Config
 from metaniche.errors import InputError
 from metaniche.io._tables import (
     file_format,
@@ -18,7 +19,13 @@ from metaniche.io._tables import (
     read_text_table,
 )
 
-__all__ = ["read_clinical"]
+__all__ = ["DEFAULT_RESPONDER_LABELS", "ContrastUnavailable", "ResponseContrast", "read_clinical",
+           "response_contrast"]
+
+#: Labels compared against the other label of a two-label response column when
+#: ``[clinical] responder_values`` is empty (see :func:`response_contrast`).
+DEFAULT_RESPONDER_LABELS = frozenset({"responder", "responders", "yes", "true", "1", "r", "cr",
+                                      "pr", "crpr", "cr/pr"})
 
 
 def read_clinical(path: str | Path, config: Config) -> pd.DataFrame:
@@ -103,3 +110,103 @@ def read_clinical(path: str | Path, config: Config) -> pd.DataFrame:
                          "column 'sample'; rename or drop one of them.")
     out.insert(0, "sample", text.to_numpy(dtype=object))
     return out.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class ResponseContrast:
+    """A two-group contrast read from the response column.
+
+    Attributes
+    ----------
+    labels : pandas.Series
+        1.0 for units in ``level``, 0.0 for units in ``reference``, NaN where the label is
+        missing; index of the response column. Every response statistic (AUC, mixed-model
+        difference, prediction) is for ``level`` relative to ``reference``.
+    level : str
+        The compared label(s) (several joined by ``/``), in their spelling in the table.
+    reference : str
+        The reference label(s).
+    """
+
+    labels: pd.Series
+    level: str
+    reference: str
+
+    @property
+    def name(self) -> str:
+        """``"<level> vs <reference>"``, the ``contrast`` column of the association table."""
+        return f"{self.level} vs {self.reference}"
+
+
+class ContrastUnavailable(InputError):
+    """The response column cannot be read as two groups (the response analyses are skipped)."""
+
+
+def response_contrast(response: pd.Series, columns: ClinicalColumns) -> ResponseContrast:
+    """Read the response column as a two-group contrast: which level is compared to which.
+
+    Any two-level condition is accepted, not only responder / non-responder (treatment arm vs
+    sham, primary vs metastasis, mixed vs compartmentalized). Labels are compared
+    case-insensitively after stripping spaces. The compared level is chosen by the first rule
+    that applies:
+
+    1. ``[clinical] responder_values`` given: those labels (every one present) against all
+       other non-missing labels;
+    2. exactly two labels, one of them in :data:`DEFAULT_RESPONDER_LABELS` (``responder``,
+       ``yes``, ``true``, ``1``, ``CR``, …; so a 0/1 or boolean column compares 1/true): that
+       label against the other;
+    3. exactly two other labels: the second in sorted (lower-case) order against the first,
+       e.g. ``mixed vs compartmentalized``, ``sham vs arm_a``.
+
+    Parameters
+    ----------
+    response
+        The response column (strings, booleans or numbers; NaN is missing).
+    columns
+        ``response`` (its name, for messages) and ``responder_values``.
+
+    Returns
+    -------
+    ResponseContrast
+
+    Raises
+    ------
+    ContrastUnavailable
+        No ``responder_values`` and not exactly two labels; or the ``responder_values``
+        cover every label present (no reference group). The cohort step records the message
+        as the reason the response analyses were skipped.
+    InputError
+        ``responder_values`` given but none of them occurs in the column (a config typo).
+    """
+    present = response.notna()
+    original = response.astype(str).str.strip().where(present)
+    if pd.api.types.is_numeric_dtype(response) and not pd.api.types.is_bool_dtype(response):
+        original = response.map(lambda v: f"{v:g}", na_action="ignore")
+    text = original.str.lower()
+    spelling = dict(zip(text.dropna(), original.dropna(), strict=True))
+    levels = sorted(text.dropna().unique())
+    name = columns.response
+    if columns.responder_values:
+        wanted = {str(v).strip().lower() for v in columns.responder_values}
+        if not wanted & set(levels):
+            raise InputError(f"clinical column '{name}' holds none of the responder values "
+                             f"{list(columns.responder_values)} (found {levels[:6]}); fix "
+                             "[clinical] responder_values.")
+        if set(levels) <= wanted:
+            raise ContrastUnavailable(
+                f"every label of clinical column '{name}' ({levels[:6]}) is one of "
+                f"[clinical] responder_values {list(columns.responder_values)}; no reference "
+                "group to compare with.")
+    elif len(levels) != 2:
+        raise ContrastUnavailable(
+            f"clinical column '{name}' has {len(levels)} labels ({levels[:6]}), not two; "
+            "set [clinical] responder_values to the labels to compare with all others, or "
+            "recode the column to two groups.")
+    elif len(known := set(levels) & DEFAULT_RESPONDER_LABELS) == 1:
+        wanted = known
+    else:
+        wanted = {levels[1]}
+    level = "/".join(spelling[v] for v in levels if v in wanted)
+    reference = "/".join(spelling[v] for v in levels if v not in wanted)
+    labels = text.isin(wanted).astype(np.float64).where(present)
+    return ResponseContrast(labels, level, reference)

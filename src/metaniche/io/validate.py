@@ -4,8 +4,8 @@ Cell tables are checked by reading them (:func:`~metaniche.io.read_samples`); a 
 table by :func:`validate_clinical`: it is read (:func:`~metaniche.io.read_clinical`: empty or
 repeated sample/patient ids are errors) and its outcome columns checked:
 
-- response (``[clinical] response``): labels that cannot be split into responders and
-  non-responders (the rule of :func:`metaniche.cohort.matrix.responder_labels`: exactly two
+- response (``[clinical] response``): labels that cannot be read as a two-group contrast
+  (the rule of :func:`metaniche.io.clinical.response_contrast`: exactly two
   labels unless ``responder_values`` is set) give a warning listing the labels present with
   their counts (the response analyses cannot run);
 - survival time (``os_time``): a non-empty value that is not a non-negative number is an
@@ -27,7 +27,7 @@ from metaniche.config import Config
 from metaniche.errors import InputError
 from metaniche.io._tables import file_format, find_column, format_rows
 from metaniche.io.cells import read_samples
-from metaniche.io.clinical import read_clinical
+from metaniche.io.clinical import read_clinical, response_contrast
 
 __all__ = ["Problem", "validate_clinical", "validate_inputs"]
 
@@ -115,10 +115,8 @@ def validate_clinical(path: str | Path, config: Config) -> list[Problem]:
 
     response = find_column(frame.columns, names.response)
     if response is not None:
-        from metaniche.cohort.matrix import responder_labels  # the one responder rule
-
         try:
-            responder_labels(frame[response].rename(names.response), names)
+            response_contrast(frame[response].rename(names.response), names)
         except InputError as err:
             counts = frame[response].dropna().astype(str).str.strip().value_counts()
             present = ", ".join(f"'{label}' ({n})" for label, n in counts.head(8).items())
