@@ -106,8 +106,9 @@ def run(context: SampleContext) -> StageOutput:
         references.append(("all_immune", context.is_immune))
     mixing = mixing_table(coords, context.is_tumor, references, params.contact_radius_um)
     for row in mixing.itertuples(index=False):
-        features[_name("mixing_score", row.reference)] = row.mixing_score
-        features[_name("normalised_mixing_score", row.reference)] = row.normalised_mixing_score
+        features[_name("mixing_score", row.reference)] = float(row.mixing_score)
+        features[_name("normalised_mixing_score", row.reference)] = float(
+            row.normalised_mixing_score)
 
     entropy = neighbourhood_entropy(edges, codes, n_types)
     for t in featured:
@@ -118,7 +119,7 @@ def run(context: SampleContext) -> StageOutput:
     window = Window(context.compartments.tissue, grid.x0, grid.y0, grid.pixel_um)
     clark = clark_evans_table(coords, codes, types, nearest, window)
     for t in featured:
-        features[_name("clark_evans", types[t])] = clark["index"].iat[t]
+        features[_name("clark_evans", types[t])] = float(clark["index"].iat[t])
 
     ripley = ripley_cross(coords, codes, n_types, radii, window)
     ripley_long = ripley_table(ripley, types)
@@ -153,6 +154,6 @@ def _border_cells(context: SampleContext, alpha_um: float, max_edges: int = 20_0
     sample_tables.border_cells_table`)."""
     table, cluster = border_cells_table(context.coordinates, context.labels,
                                         context.tumor_types, alpha_um, max_edges)
-    features = {_name("border_cell_ratio", row.cell_type): row.border_cell_ratio
+    features = {_name("border_cell_ratio", row.cell_type): float(row.border_cell_ratio)
                 for row in table.itertuples(index=False)}
     return table, cluster, features
