@@ -205,10 +205,10 @@ def compartment_codes(signed_distance_um: np.ndarray, border_um: float,
     calls this function. int8 so that whole rasters stay small.
     """
     sd = np.asarray(signed_distance_um)
-    codes = np.full(sd.shape, CODE["border"], dtype=np.int8)
-    codes[sd < -border_um] = CODE["core"]
-    codes[sd > border_um] = CODE["adjacent"]
-    codes[np.isnan(sd)] = CODE["core"] if tumor_present else CODE["adjacent"]
+    codes = np.full(sd.shape, CODE[BORDER], dtype=np.int8)
+    codes[sd < -border_um] = CODE[CORE]
+    codes[sd > border_um] = CODE[ADJACENT]
+    codes[np.isnan(sd)] = CODE[CORE] if tumor_present else CODE[ADJACENT]
     return codes
 
 

@@ -25,6 +25,7 @@ from metaniche.analyses.compartments import BORDER
 from metaniche.report.colours import COMPARTMENT_COLOURS, mpl_text, type_colours
 from metaniche.report.paint import paint_cells
 from metaniche.report.zoom import save_zoom_map
+from metaniche.tables import AGGREGATES
 
 if TYPE_CHECKING:
     from metaniche.analyses.compartments import CompartmentResult
@@ -95,7 +96,7 @@ def save_tissue_map(analysis: SampleAnalysis, title: str, path: str | Path,
         ax.annotate(str(lesion.lesion_id), (lesion.centroid_x, lesion.centroid_y), zorder=5,
                     ha="center", va="center", fontsize=9, weight="bold", color="white",
                     bbox={"boxstyle": "circle", "fc": "black", "alpha": 0.7})
-    kinds = _draw_aggregates(ax, cells, analysis.tables.get("aggregates"))
+    kinds = _draw_aggregates(ax, cells, analysis.tables.get(AGGREGATES))
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[3], extent[2])
     ax.set_aspect("equal")
