@@ -92,9 +92,9 @@ class SampleContext:
         """KD-tree of all cells, built once per sample and shared by every analysis."""
         return cKDTree(self.coordinates)
 
-    @property
+    @cached_property
     def labels(self) -> np.ndarray:
-        """Per-cell label (string array)."""
+        """Per-cell label (object array of str), built once per sample."""
         return np.asarray(self.cell_types, dtype=object)[self.type_codes]
 
     def marker_columns(self) -> list[str]:

@@ -17,7 +17,7 @@ On a small simulated sample (2,500 cells, one lesion, TLS planted), for each ent
   columns shifted by that constant);
 - one-type and tiny samples: no crash, and the documented NA (see ``test_one_type_sample``);
 - every feature it emits belongs to a family registered in the stage's ``FEATURES`` (the data
-  dictionary).
+  dictionary), and every table it emits is named in :data:`metaniche.tables.SAMPLE_TABLES`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from metaniche.context import StageOutput
 from metaniche.pipeline import build_context
 from metaniche.simulate import simulate_sample
 from metaniche.stages import SAMPLE_STAGES
+from metaniche.tables import SAMPLE_TABLES
 
 CONFIG = Config()
 STAGES = {name: (run, families) for name, run, families in SAMPLE_STAGES}
@@ -201,6 +202,11 @@ def test_every_feature_is_in_the_dictionary(stage, baseline):
     assert emitted, stage
     unregistered = {name for name in emitted if name.split(".")[0] not in families}
     assert not unregistered
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_every_table_is_registered(stage, baseline):
+    assert set(baseline[stage].tables) <= set(SAMPLE_TABLES)
 
 
 @pytest.fixture(scope="module")

@@ -101,7 +101,7 @@ def run(context: SampleContext) -> StageOutput:
             for b in featured:
                 features[_name(family, types[a], types[b])] = float(z[null][a, b])
 
-    references = [(t, context.labels == t) for t in context.immune_types]
+    references = [(t, codes == types.index(t)) for t in context.immune_types]
     if context.immune_types:
         references.append(("all_immune", context.is_immune))
     mixing = mixing_table(coords, context.is_tumor, references, params.contact_radius_um)
