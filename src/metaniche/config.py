@@ -329,8 +329,11 @@ class CellTypeRoles(_Validated):
     """Roles of cell-type labels (section ``[cell_types]``).
 
     ``tumor`` and ``immune`` list exact labels. When a list is empty the defaults apply:
-    tumour labels match ``^tumou?r`` (any case); immune labels match a pattern of common
-    lineage names (CD8/CD4/T/B/NK/macrophage/neutrophil/DC/...). ``lineage`` (TOML table
+    tumour labels match ``^tumou?r`` (any case); immune labels are the non-tumour labels whose
+    start matches :data:`DEFAULT_IMMUNE_PATTERN` (any case): CD8/CD4/CD3, ``T cell``/``T_``/
+    ``Tc_``/``Th…``/Treg, ``B cell``/``B``/``BC<n>``, plasma, NK, macrophage/``mac``/``MC<n>``/
+    CD68/CD163, monocyte/CD14, neutrophil, DC/dendritic, mast, ``lymph…``, immune, myeloid,
+    FOXP3, PD1 — a bare ``T`` is *not* matched. ``lineage`` (TOML table
     ``[cell_types.lineage]``, e.g. ``T = ["TC_CD4", "TC_CD8"]``, ``B = ["BC1"]``,
     ``myeloid = ["MC1"]``, ``NK = [...]``) names the immune lineage of exact labels; its
     labels are immune too (immune = ``immune`` ∪ lineage labels; the default pattern applies

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from metaniche import roles
 from metaniche.analyses.compartments import CompartmentResult
 from metaniche.config import Config
 
@@ -64,6 +65,10 @@ class SampleContext:
         Labels with those roles (config ``[cell_types]``).
     compartments
         Output of :func:`metaniche.analyses.compartments.assign_compartments`.
+
+    Role masks (``is_tumor``, ``is_immune``, ``is_effector``, ``is_infiltration``, ``is_b``,
+    ``is_t``) and the role label lists behind them are cached properties resolved once per
+    sample by the rules of :mod:`metaniche.roles`.
     """
 
     name: str
@@ -87,9 +92,9 @@ class SampleContext:
         """KD-tree of all cells, built once per sample and shared by every analysis."""
         return cKDTree(self.coordinates)
 
-    @property
+    @cached_property
     def labels(self) -> np.ndarray:
-        """Per-cell label (string array)."""
+        """Per-cell label (object array of str), built once per sample."""
         return np.asarray(self.cell_types, dtype=object)[self.type_codes]
 
     def marker_columns(self) -> list[str]:
@@ -98,3 +103,52 @@ class SampleContext:
         return [c for c in self.cells.columns
                 if c not in reserved and pd.api.types.is_numeric_dtype(self.cells[c])
                 and not pd.api.types.is_bool_dtype(self.cells[c])]
+
+    def _mask(self, selected: list[str]) -> np.ndarray:
+        return roles.mask_of(self.type_codes, self.cell_types, selected)
+
+    @cached_property
+    def is_tumor(self) -> np.ndarray:
+        """Per cell: label in ``tumor_types``."""
+        return self._mask(self.tumor_types)
+
+    @cached_property
+    def is_immune(self) -> np.ndarray:
+        """Per cell: label in ``immune_types``."""
+        return self._mask(self.immune_types)
+
+    @cached_property
+    def effector_types(self) -> list[str]:
+        """Effector labels of the immune phenotype (:func:`metaniche.roles.effector_types`)."""
+        return roles.effector_types(self.cell_types, self.config)
+
+    @cached_property
+    def is_effector(self) -> np.ndarray:
+        """Per cell: label in ``effector_types``."""
+        return self._mask(self.effector_types)
+
+    @cached_property
+    def infiltration_types(self) -> list[str]:
+        """Labels whose infiltration depth is measured (:func:`metaniche.roles.
+        infiltration_types`)."""
+        return roles.infiltration_types(self.cell_types, self.config)
+
+    @cached_property
+    def is_infiltration(self) -> np.ndarray:
+        """Per cell: label in ``infiltration_types``."""
+        return self._mask(self.infiltration_types)
+
+    @cached_property
+    def b_and_t_types(self) -> tuple[list[str], list[str]]:
+        """B and T labels (:func:`metaniche.roles.b_and_t_types`)."""
+        return roles.b_and_t_types(self.cell_types, self.config)
+
+    @cached_property
+    def is_b(self) -> np.ndarray:
+        """Per cell: a B label."""
+        return self._mask(self.b_and_t_types[0])
+
+    @cached_property
+    def is_t(self) -> np.ndarray:
+        """Per cell: a T label."""
+        return self._mask(self.b_and_t_types[1])

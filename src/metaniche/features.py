@@ -9,13 +9,15 @@ them from :data:`metaniche.stages.SAMPLE_STAGES` into ``features_dictionary.csv`
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 
 import pandas as pd
 
+from metaniche.analyses.compartments import BORDER, CORE, WHOLE
 from metaniche.analyses.composition import ImmunePhenotype
 
-__all__ = ["FEATURE_FAMILIES", "composition_features", "feature_name"]
+__all__ = ["FEATURE_FAMILIES", "composition_features", "feature_name", "feature_namer"]
 
 #: Feature family → (unit, description); used for the data dictionary and the report.
 FEATURE_FAMILIES: dict[str, tuple[str, str]] = {
@@ -31,11 +33,28 @@ FEATURE_FAMILIES: dict[str, tuple[str, str]] = {
 }
 
 
-def feature_name(family: str, *parts: str) -> str:
-    """Join a registered family and its qualifiers: ``feature_name("density", "core", "CD8_T")``."""
-    if family not in FEATURE_FAMILIES:
+def feature_name(family: str, *parts: object,
+                 families: Mapping[str, tuple[str, str]] = FEATURE_FAMILIES) -> str:
+    """The one builder of feature names: ``<family>.<part>.<part>…``.
+
+    ``feature_name("density", "core", "CD8_T")`` → ``"density.core.CD8_T"``. Parts are
+    formatted with ``str`` (as an f-string would). ``family`` must be registered in
+    ``families`` (a stage's ``FEATURES``; default the composition families), so that every
+    emitted name is in the data dictionary.
+
+    Raises
+    ------
+    KeyError
+        When ``family`` is not in ``families`` (a programming error, not a user input).
+    """
+    if family not in families:
         raise KeyError(f"unregistered feature family {family!r}")
-    return ".".join([family, *parts])
+    return ".".join([family, *(str(part) for part in parts)])
+
+
+def feature_namer(families: Mapping[str, tuple[str, str]]) -> Callable[..., str]:
+    """:func:`feature_name` bound to one stage's registry: ``name = feature_namer(FEATURES)``."""
+    return partial(feature_name, families=families)
 
 
 def composition_features(composition: pd.DataFrame, phenotype: ImmunePhenotype,
@@ -46,12 +65,12 @@ def composition_features(composition: pd.DataFrame, phenotype: ImmunePhenotype,
     """
     whole = composition[composition["lesion_id"].isna()]
     features: dict[str, object] = {
-        feature_name("n_cells"): int(whole.loc[whole["compartment"] == "all", "n_cells"].sum()),
+        feature_name("n_cells"): int(whole.loc[whole["compartment"] == WHOLE, "n_cells"].sum()),
         feature_name("n_lesions"): int(n_lesions),
     }
     areas = whole.groupby("compartment", sort=False)["area_mm2"].first()
     for compartment, area in areas.items():
-        features[feature_name("area_mm2", str(compartment))] = float(area)
+        features[feature_name("area_mm2", compartment)] = float(area)
     for row in whole.itertuples(index=False):
         features[feature_name("density", row.compartment, row.cell_type)] = row.density_per_mm2
         features[feature_name("proportion", row.compartment, row.cell_type)] = row.proportion
@@ -59,10 +78,10 @@ def composition_features(composition: pd.DataFrame, phenotype: ImmunePhenotype,
     immune_counts = immune.groupby("compartment", sort=False)["n_cells"].sum()
     for compartment, count in immune_counts.items():
         area = areas.get(compartment, math.nan)
-        features[feature_name("immune_density", str(compartment))] = (
+        features[feature_name("immune_density", compartment)] = (
             count / area if area > 0 else math.nan)
-    features[feature_name("effector_density", "core")] = phenotype.core_density_per_mm2
-    features[feature_name("effector_density", "border")] = phenotype.border_density_per_mm2
+    features[feature_name("effector_density", CORE)] = phenotype.core_density_per_mm2
+    features[feature_name("effector_density", BORDER)] = phenotype.border_density_per_mm2
     features[feature_name("effector_core_border_ratio")] = phenotype.core_border_ratio
     features[feature_name("phenotype")] = phenotype.phenotype
     return features

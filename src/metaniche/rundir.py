@@ -38,6 +38,7 @@ import pandas as pd
 
 from metaniche._atomic import write_json, write_parquet, write_text
 from metaniche.errors import InputError
+from metaniche.tables import CN_WINDOWS, PRIVATE_TABLES
 
 if TYPE_CHECKING:
     from metaniche.config import Config
@@ -47,13 +48,6 @@ __all__ = ["CN_WINDOWS", "LAYOUT_VERSION", "PRIVATE_TABLES", "DoneMarker", "Mani
 
 #: Version of the ``.samples/`` cache layout; a cache written by another layout is recomputed.
 LAYOUT_VERSION = 2
-#: The communities stage's per-cell window composition counts (uint16 or uint32, one column per
-#: cell type of the sample; :func:`metaniche.stages.communities.window_counts`), read by the
-#: run-level neighbourhood step.
-CN_WINDOWS = "cn_windows"
-#: Per-sample tables kept in the sample's cache only (read by run-level steps, never gathered
-#: into ``tables/``).
-PRIVATE_TABLES = frozenset({CN_WINDOWS})
 
 #: Sample status values.
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"

@@ -44,6 +44,7 @@ import shapely
 from scipy.spatial import cKDTree
 
 from metaniche._atomic import write_json, write_parquet, write_text
+from metaniche.analyses.compartments import ADJACENT, BORDER, CORE, compartment_of
 
 __all__ = [
     "CELL_TYPES",
@@ -310,7 +311,7 @@ def simulate_sample(
         "cell_id": cell_id.to_numpy(),
         "lesion_id": lesion_index + 1,
         "signed_distance_um": signed,
-        "compartment": _compartment(signed, BORDER_UM),
+        "compartment": compartment_of(signed, BORDER_UM),
         "tls_id": tls_id,
     })
     tls["n_cells"] = np.bincount(tls_id, minlength=len(tls) + 1)[1:].astype(np.int64)
@@ -352,9 +353,9 @@ def analytic_compartment_areas(
     eroded = shapely.buffer(union, -border_um, quad_segs=64)
     tissue = sample.tissue
     areas = {
-        "core": shapely.intersection(tissue, eroded).area,
-        "border": shapely.intersection(tissue, shapely.difference(dilated, eroded)).area,
-        "adjacent": shapely.difference(tissue, dilated).area,
+        CORE: shapely.intersection(tissue, eroded).area,
+        BORDER: shapely.intersection(tissue, shapely.difference(dilated, eroded)).area,
+        ADJACENT: shapely.difference(tissue, dilated).area,
         "tumor": shapely.intersection(tissue, union).area,
         "tissue": tissue.area,
     }
@@ -680,11 +681,6 @@ def _shapely_distance(
     return per_lesion.min(0), per_lesion.argmin(0)
 
 
-def _compartment(signed: np.ndarray, border_um: float) -> np.ndarray:
-    labels = np.array(["core", "border", "adjacent"], dtype=object)
-    return labels[np.where(signed < -border_um, 0, np.where(signed > border_um, 2, 1))]
-
-
 # --------------------------------------------------------------------------------------------
 # TLS and landmarks
 # --------------------------------------------------------------------------------------------
@@ -954,9 +950,9 @@ def _cell_table(
 
 def _core_cd8_density(sample: SimulatedSample) -> float:
     """True CD8_T density of the core (cells/mm² of analytic core area; 0 when no core)."""
-    core = sample.truth["compartment"].to_numpy() == "core"
+    core = sample.truth["compartment"].to_numpy() == CORE
     n_cd8 = int(np.sum(core & (sample.cells["cell_type"].to_numpy() == "CD8_T")))
-    area = analytic_compartment_areas(sample)["core"]
+    area = analytic_compartment_areas(sample)[CORE]
     return n_cd8 / area if area > 0 else 0.0
 
 

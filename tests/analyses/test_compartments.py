@@ -9,7 +9,13 @@ import shapely
 from _tissue import lattice
 
 from metaniche.analyses.compartments import (
+    ADJACENT,
+    BORDER,
+    CODE,
+    COMPARTMENTS,
+    CORE,
     assign_compartments,
+    compartment_codes,
     compartment_of,
     isodata_threshold,
 )
@@ -151,3 +157,19 @@ def test_phenoptr_tumour_region_agrees_with_inform(data_dir, capsys):
         print(f"\nphenoptr: tumour region agrees with inForm tissue_category for "
               f"{agreement:.1%} of {len(cells):,} cells")
     assert agreement >= 0.90
+
+
+def test_nan_distance_follows_the_one_documented_rule():
+    """NaN = boundary undetermined: core when tumour is present (all tumour), else adjacent;
+    the codes index COMPARTMENTS and the names, the cells' and the aggregates' rule agree."""
+    sd = np.array([np.nan, -150.0, 50.0, 150.0])
+    for present, first in ((True, CORE), (False, ADJACENT)):
+        codes = compartment_codes(sd, 100.0, tumor_present=present)
+        assert codes.tolist() == [CODE[first], CODE[CORE], CODE[BORDER], CODE[ADJACENT]]
+        assert compartment_of(sd, 100.0, present).tolist() == [COMPARTMENTS[c] for c in codes]
+    x, y = lattice(600.0)
+    no_tumour = assign_compartments(x, y, np.zeros(len(x), bool))
+    assert set(no_tumour.compartment) == {ADJACENT}
+    assert np.isnan(no_tumour.signed_distance_um).all()
+    all_tumour = assign_compartments(x, y, np.ones(len(x), bool))
+    assert set(all_tumour.compartment) == {CORE}

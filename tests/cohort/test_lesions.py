@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metaniche.analyses.border import lesion_metrics, lesion_perimeters_um
+from metaniche.analyses.lesion_metrics import lesion_metrics, lesion_perimeters_um
 from metaniche.cohort.lesions import (
     LESION_EXCLUSION_COLUMNS,
     lesion_exclusion_table,

@@ -59,9 +59,15 @@ from metaniche.analyses._raster import Grid, disc_dilate, disc_erode
 from metaniche.config import CompartmentParams
 
 __all__ = [
+    "ADJACENT",
+    "BORDER",
+    "CODE",
     "COMPARTMENTS",
+    "CORE",
+    "WHOLE",
     "CompartmentResult",
     "assign_compartments",
+    "compartment_codes",
     "compartment_of",
     "isodata_threshold",
     "tissue_mask",
@@ -69,8 +75,13 @@ __all__ = [
     "tumor_mask_from_polygons",
 ]
 
-#: Compartment names in their order from inside the tumour outwards.
+#: Compartment names in their order from inside the tumour outwards (the one spelling).
 COMPARTMENTS: tuple[str, ...] = ("core", "border", "adjacent")
+CORE, BORDER, ADJACENT = COMPARTMENTS
+#: Compartment name → integer code (index into :data:`COMPARTMENTS`).
+CODE: dict[str, int] = {name: code for code, name in enumerate(COMPARTMENTS)}
+#: The pseudo-compartment of whole-sample rows in compartment tables.
+WHOLE = "all"
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
@@ -172,38 +183,40 @@ def assign_compartments(
     elif not (tissue & ~tumor).any():
         sd_cells[:] = np.nan
     compartment = compartment_of(sd_cells, params.border_um, tumor_present=bool(tumor.any()))
-    pixel_codes = _compartment_codes(pixel_sd, params.border_um, tumor_present=bool(tumor.any()))
+    pixel_codes = compartment_codes(pixel_sd, params.border_um, tumor_present=bool(tumor.any()))
     areas = _compartment_areas(pixel_codes, tissue, nearest_lesion, grid)
     lesions = _lesion_table(lesion_labels, grid)
     return CompartmentResult(sd_cells, compartment, lesion_cells, areas, lesions, grid,
                              tissue, tumor, lesion_labels, pixel_sd, nearest_lesion)
 
 
-def compartment_of(signed_distance_um: np.ndarray, border_um: float,
-                   tumor_present: bool = True) -> np.ndarray:
-    """Map signed distances (µm) to compartments: core d < −w, border |d| ≤ w, adjacent d > w.
+def compartment_codes(signed_distance_um: np.ndarray, border_um: float,
+                      tumor_present: bool = True) -> np.ndarray:
+    """The compartment rule, as integer codes indexing :data:`COMPARTMENTS`.
 
-    NaN distances map to ``adjacent`` when there is no tumour and to ``core`` otherwise
-    (a sample that is all tumour).
+    ``core`` (0) for d < −w, ``border`` (1) for |d| ≤ w, ``adjacent`` (2) for d > w, with d the
+    signed distance to the tumour boundary in µm (negative inside tumour) and w the border
+    half-width ``border_um``.
+
+    A NaN distance means the boundary is undetermined: the sample has no tumour (every cell is
+    then ``adjacent``, i.e. non-tumour tissue) or no non-tumour tissue (``tumor_present``: every
+    cell is ``core``). This is what :func:`assign_compartments` gives the cells of such a
+    sample; every copy of the rule (cells, pixels, aggregates, the simulator's ground truth)
+    calls this function. int8 so that whole rasters stay small.
     """
     sd = np.asarray(signed_distance_um)
-    out = np.full(sd.shape, "border", dtype=object)
-    out[sd < -border_um] = "core"
-    out[sd > border_um] = "adjacent"
-    out[np.isnan(sd)] = "core" if tumor_present else "adjacent"
-    return out
-
-
-def _compartment_codes(signed_distance_um: np.ndarray, border_um: float,
-                       tumor_present: bool) -> np.ndarray:
-    """Integer compartment codes (index into :data:`COMPARTMENTS`), same rules as
-    :func:`compartment_of`; int8 so that whole rasters stay small."""
-    sd = np.asarray(signed_distance_um)
-    codes = np.ones(sd.shape, dtype=np.int8)
-    codes[sd < -border_um] = 0
-    codes[sd > border_um] = 2
-    codes[np.isnan(sd)] = 0 if tumor_present else 2
+    codes = np.full(sd.shape, CODE[BORDER], dtype=np.int8)
+    codes[sd < -border_um] = CODE[CORE]
+    codes[sd > border_um] = CODE[ADJACENT]
+    codes[np.isnan(sd)] = CODE[CORE] if tumor_present else CODE[ADJACENT]
     return codes
+
+
+def compartment_of(signed_distance_um: np.ndarray, border_um: float,
+                   tumor_present: bool = True) -> np.ndarray:
+    """Compartment names (object array) by the rule of :func:`compartment_codes`."""
+    return np.asarray(COMPARTMENTS, dtype=object)[compartment_codes(signed_distance_um,
+                                                                    border_um, tumor_present)]
 
 
 def tissue_mask(x_um: np.ndarray, y_um: np.ndarray, grid: Grid, radius_um: float,
@@ -387,7 +400,7 @@ def _compartment_areas(pixel_codes: np.ndarray, tissue: np.ndarray,
         "area_mm2": counts[1:].ravel(),
     })
     totals = counts.sum(axis=0)
-    whole = pd.DataFrame({"lesion_id": 0, "compartment": [*COMPARTMENTS, "all"],
+    whole = pd.DataFrame({"lesion_id": 0, "compartment": [*COMPARTMENTS, WHOLE],
                           "area_mm2": [*totals, totals.sum()]})
     return pd.concat([per_lesion, whole], ignore_index=True)
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from metaniche.analyses.compartments import COMPARTMENTS
+from metaniche.analyses.compartments import BORDER, COMPARTMENTS, CORE, WHOLE
 from metaniche.config import PhenotypeParams
 
 __all__ = ["ImmunePhenotype", "composition_table", "immune_phenotype"]
@@ -76,7 +76,7 @@ def composition_table(cell_type: np.ndarray, compartment: np.ndarray, lesion_id:
     per_lesion = _counts(cells, ["lesion_id", "compartment", "cell_type"])
     per_lesion = per_lesion[per_lesion["lesion_id"] > 0]
     whole = _counts(cells, ["compartment", "cell_type"]).assign(lesion_id=0)
-    everything = _counts(cells.assign(compartment="all"), ["compartment", "cell_type"])
+    everything = _counts(cells.assign(compartment=WHOLE), ["compartment", "cell_type"])
     parts = [per_lesion, whole, everything.assign(lesion_id=0)]
     table = pd.concat([part for part in parts if not part.empty], ignore_index=True)
     table = table.merge(areas, on=["lesion_id", "compartment"], how="left")
@@ -134,8 +134,8 @@ def immune_phenotype(composition: pd.DataFrame, effector_types: Sequence[str],
                         & composition["cell_type"].isin(list(effector_types))]
     by_compartment = whole.groupby("compartment").agg(n=("n_cells", "sum"),
                                                       area=("area_mm2", "first"))
-    core = _density(by_compartment, "core")
-    border = _density(by_compartment, "border")
+    core = _density(by_compartment, CORE)
+    border = _density(by_compartment, BORDER)
     ratio = core / border if border > 0 else (np.inf if core > 0 else np.nan)
     if np.isnan(core) or np.isnan(border):
         label = "undetermined"

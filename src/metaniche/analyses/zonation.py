@@ -44,6 +44,7 @@ from scipy import ndimage, stats
 from scipy.spatial import cKDTree
 
 from metaniche.config import ZonationParams
+from metaniche.tables import ZONATION_BEYOND_BORDER, ZONATION_OUTSIDE
 
 __all__ = [
     "PERICENTRAL_MIN_ETA",
@@ -267,8 +268,8 @@ def zonation(x_um: np.ndarray, y_um: np.ndarray, type_codes: np.ndarray,
         px_host = tissue & (field > 0)
         px_beyond = tissue & (field > beyond_um)
         beyond = sd > beyond_um
-    cell_subsets = {"outside": host, "beyond_border": beyond & host}
-    pixel_subsets = {"outside": px_host, "beyond_border": px_beyond}
+    cell_subsets = {ZONATION_OUTSIDE: host, ZONATION_BEYOND_BORDER: beyond & host}
+    pixel_subsets = {ZONATION_OUTSIDE: px_host, ZONATION_BEYOND_BORDER: px_beyond}
     profiles = zonation_profiles(eta, type_codes, cell_types, cell_subsets, eta_px,
                                  pixel_subsets, grid.pixel_area_mm2, n_bins)
     enrichment = zonation_enrichment(eta, type_codes, cell_types, cell_subsets, eta_px,

@@ -2,10 +2,11 @@
 
 The review's observation for liver metastases is that CD8 T cells reach the core of small
 lesions but are held at the edge of large ones. Each sample's ``lesion_metrics`` table (one
-row per lesion × infiltration type, :func:`metaniche.analyses.border.lesion_metrics`) gives a
-lesion's size and its exclusion; this module pools those rows over the samples, attaches the
-patient of each sample, and tests the association with
-:func:`metaniche.analyses.border.lesion_size_exclusion` (Spearman across lesions, and a linear
+row per lesion × infiltration type,
+:func:`metaniche.analyses.lesion_metrics.lesion_metrics`) gives a lesion's size and its
+exclusion; this module pools those rows over the samples, attaches the patient of each
+sample, and tests the association with
+:func:`metaniche.cohort.lesion_size.lesion_size_exclusion` (Spearman across lesions, and a linear
 mixed model with a patient random intercept when a patient has several lesions).
 
 Exclusion measures (outcomes), per lesion and infiltration type:
@@ -38,8 +39,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from metaniche.analyses.border import lesion_size_exclusion
 from metaniche.cohort._qvalues import add_q_values
+from metaniche.cohort.lesion_size import lesion_size_exclusion
 from metaniche.config import ClinicalColumns
 from metaniche.errors import InputError
 
@@ -65,7 +66,7 @@ def pool_lesions(lesion_metrics: pd.DataFrame, clinical: pd.DataFrame | None = N
     ----------
     lesion_metrics
         The gathered ``tables/lesion_metrics.parquet`` (``sample`` first, then the columns of
-        :func:`metaniche.analyses.border.lesion_metrics`).
+        :func:`metaniche.analyses.lesion_metrics.lesion_metrics`).
     clinical
         Clinical table; when it has ``sample`` and the patient column, each sample gets its
         patient. Samples without a clinical row, or any sample when there is no such table,
@@ -132,7 +133,7 @@ def lesion_exclusion_table(lesion_metrics: pd.DataFrame, clinical: pd.DataFrame 
         ``outcome ~ log10(size) + (1 | patient)``, effect = slope per tenfold size with 95 %
         CI and p from a t reference with n_patients - 2 df; NaN with a ``note`` unless >= 3
         patients and some patient has several lesions), from
-        :func:`metaniche.analyses.border.lesion_size_exclusion`; lesions with a non-finite
+        :func:`metaniche.cohort.lesion_size.lesion_size_exclusion`; lesions with a non-finite
         outcome or non-positive size are left out of that row's fit (``n_lesions``
         counts the rest). ``q``: Benjamini–Hochberg over the finite p of each test. Empty
         (with these columns) when there are no lesion rows.

@@ -7,11 +7,13 @@ from collections.abc import Sequence
 from matplotlib import colormaps
 from matplotlib.colors import to_hex
 
+from metaniche.analyses.compartments import ADJACENT, BORDER, CORE, WHOLE
+
 __all__ = ["BACKGROUND_COLOUR", "COMPARTMENT_COLOURS", "TUMOUR_COLOUR", "categorical", "mpl_text",
            "type_colours"]
 
-COMPARTMENT_COLOURS = {"core": "#c0392b", "border": "#f39c12", "adjacent": "#7f8c8d",
-                       "all": "#34495e"}
+COMPARTMENT_COLOURS = {CORE: "#c0392b", BORDER: "#f39c12", ADJACENT: "#7f8c8d",
+                       WHOLE: "#34495e"}
 #: Tumour cells are drawn in a light neutral so immune cells stand out on the map.
 TUMOUR_COLOUR = "#e3b8b8"
 #: Abundant host cells (hepatocytes, …) recede into the background.

@@ -12,74 +12,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Polygon
 
+from metaniche import roles
 from metaniche._atomic import atomic_path
+from metaniche.analyses.compartments import BORDER
 from metaniche.report.colours import COMPARTMENT_COLOURS, mpl_text, type_colours
+from metaniche.report.paint import paint_cells
 from metaniche.report.zoom import save_zoom_map
+from metaniche.tables import AGGREGATES
 
 if TYPE_CHECKING:
     from metaniche.analyses.compartments import CompartmentResult
     from metaniche.config import Config
     from metaniche.sample import SampleAnalysis
 
-__all__ = ["COMPARTMENT_COLOURS", "paint_cells", "save_tissue_map"]
+__all__ = ["COMPARTMENT_COLOURS", "save_tissue_map"]
 
 _MAP_WIDTH_PX = 1100
 _BAND_COLOUR = "#f5b041"
 _AGGREGATE_COLOURS = ("#000000", "#8e44ad", "#16a085", "#2c3e50")
-
-
-def paint_cells(x: np.ndarray, y: np.ndarray, codes: np.ndarray, colours: np.ndarray,
-                extent: tuple[float, float, float, float], width_px: int,
-                dot_radius_px: int) -> np.ndarray:
-    """Paint cells as square dots into an RGBA raster (row 0 = smallest y).
-
-    Parameters
-    ----------
-    x, y
-        Cell centroids (µm), shape (n,).
-    codes
-        Integer type code per cell, indexing ``colours``.
-    colours
-        RGB in [0, 1] per type code, shape (n_types, 3).
-    extent
-        ``(x0, x1, y0, y1)`` in µm covered by the raster.
-    width_px
-        Raster width; the height keeps square pixels.
-    dot_radius_px
-        Half-size of each dot (0 = one pixel per cell).
-
-    Returns
-    -------
-    numpy.ndarray
-        uint8, shape (height, width, 4); alpha 0 where no cell was painted. Cells are painted
-        in ascending order of their type's abundance, so rare types are on top. O(n · dot²).
-    """
-    x0, x1, y0, y1 = extent
-    pixel = max((x1 - x0) / width_px, 1e-9)
-    height_px = max(1, int(np.ceil((y1 - y0) / pixel)))
-    image = np.zeros((height_px, width_px, 4), dtype=np.uint8)
-    if len(x) == 0:
-        return image
-    counts = np.bincount(codes, minlength=len(colours))
-    rank = np.argsort(np.argsort(-counts, kind="stable"), kind="stable")
-    order = np.argsort(rank[codes], kind="stable")
-    col = np.clip(((x[order] - x0) / pixel).astype(np.intp), 0, width_px - 1)
-    row = np.clip(((y[order] - y0) / pixel).astype(np.intp), 0, height_px - 1)
-    rgba = np.concatenate([np.asarray(colours) * 255, np.full((len(colours), 1), 255)], axis=1)
-    rgba = rgba.astype(np.uint8)[codes[order]]
-    for dr in range(-dot_radius_px, dot_radius_px + 1):
-        for dc in range(-dot_radius_px, dot_radius_px + 1):
-            image[np.clip(row + dr, 0, height_px - 1), np.clip(col + dc, 0, width_px - 1)] = rgba
-    return image
 
 
 def save_tissue_map(analysis: SampleAnalysis, title: str, path: str | Path,
@@ -112,15 +69,8 @@ def save_tissue_map(analysis: SampleAnalysis, title: str, path: str | Path,
     codes, labels = pd.factorize(cells["cell_type"].astype(str), sort=True)
     labels = [str(t) for t in labels]
     sd = cells["signed_distance_um"].to_numpy(np.float64)
-    tumour_types: tuple[str, ...] = ()
-    if config is not None:
-        tumour_types = tuple(t for t, yes in zip(labels, config.cell_types.is_tumor(labels),
-                                                 strict=True) if yes)
-    elif np.isfinite(sd).any():
-        inside = np.bincount(codes, weights=(sd < 0).astype(float), minlength=len(labels))
-        total = np.bincount(codes, minlength=len(labels))
-        tumour_types = tuple(t for t, a, b in zip(labels, inside, total, strict=True)
-                             if b and a / b > 0.8)
+    tumour_types = tuple(roles.tumour_types(labels, config) if config is not None
+                         else roles.tumour_types_by_position(codes, labels, sd))
     counts = np.bincount(codes, minlength=len(labels))
     common = tuple(t for t, n in zip(labels, counts, strict=True)
                    if t not in tumour_types and n > 0.3 * len(x))
@@ -135,6 +85,7 @@ def save_tissue_map(analysis: SampleAnalysis, title: str, path: str | Path,
     map_w = 7.5
     map_h = float(np.clip(map_w * height_um / max(width_um, 1e-9), 2.5, 11.0))
     fig = Figure(figsize=(map_w + 2.6, map_h + 0.8), dpi=120)
+    FigureCanvasAgg(fig)   # object-oriented Agg drawing: no pyplot, no global backend
     ax = fig.add_axes((0.08, 0.07, map_w / (map_w + 2.6) - 0.08, 0.85))
     ax.set_facecolor("white")
     width = config.compartments.border_um if config is not None else _border_width(cells)
@@ -145,7 +96,7 @@ def save_tissue_map(analysis: SampleAnalysis, title: str, path: str | Path,
         ax.annotate(str(lesion.lesion_id), (lesion.centroid_x, lesion.centroid_y), zorder=5,
                     ha="center", va="center", fontsize=9, weight="bold", color="white",
                     bbox={"boxstyle": "circle", "fc": "black", "alpha": 0.7})
-    kinds = _draw_aggregates(ax, cells, analysis.tables.get("aggregates"))
+    kinds = _draw_aggregates(ax, cells, analysis.tables.get(AGGREGATES))
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[3], extent[2])
     ax.set_aspect("equal")
@@ -174,7 +125,7 @@ def _extent(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
 
 
 def _border_width(cells: pd.DataFrame) -> float:
-    border = cells["compartment"].to_numpy() == "border"
+    border = cells["compartment"].to_numpy() == BORDER
     sd = np.abs(cells["signed_distance_um"].to_numpy(np.float64)[border])
     sd = sd[np.isfinite(sd)]
     return float(sd.max()) if sd.size else 0.0

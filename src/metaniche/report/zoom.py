@@ -20,6 +20,7 @@ from matplotlib.colors import to_hex, to_rgb
 from matplotlib.image import imsave
 
 from metaniche._atomic import atomic_path, write_json
+from metaniche.report.paint import paint_cells
 
 if TYPE_CHECKING:
     from metaniche.analyses.compartments import CompartmentResult
@@ -71,7 +72,7 @@ def zoom_raster(x: np.ndarray, y: np.ndarray, codes: np.ndarray, colours: np.nda
     x, y
         Cell centroids (µm), shape (n,).
     codes, colours
-        Type code per cell and RGB in [0, 1] per code (as :func:`~metaniche.report.figures.
+        Type code per cell and RGB in [0, 1] per code (as :func:`~metaniche.report.paint.
         paint_cells`).
     extent
         ``(x0, x1, y0, y1)`` in µm covered by the raster; pixels are square, the longer side
@@ -90,8 +91,6 @@ def zoom_raster(x: np.ndarray, y: np.ndarray, codes: np.ndarray, colours: np.nda
         pixel each side, drawn over the cells) and the band edges are smooth.
         Cells are dots of radius min(0.3 × mean spacing, 5 µm), at most 6 pixels. O(W·H + n·r²).
     """
-    from metaniche.report.figures import paint_cells
-
     x0, x1, y0, y1 = extent
     longest = max(x1 - x0, y1 - y0, 1e-9)
     size_px = max(1, min(size_px, int(np.ceil(longest / _MIN_PIXEL_UM))))

@@ -3,7 +3,11 @@
 Each entry is ``(name, stage, feature_families)``: ``stage(context) -> StageOutput`` adapts a
 :class:`~metaniche.context.SampleContext` to the pure functions of ``metaniche.analyses`` and
 ``feature_families`` maps each feature family the stage emits to ``(unit, description)`` — the
-one registry of feature names, used for the data dictionary. Add a stage by adding one line.
+one registry of feature names, used for the data dictionary. Feature names are built with
+:func:`metaniche.features.feature_namer` bound to the stage's registry; table names come from
+:mod:`metaniche.tables`; cell roles from the context's masks (:mod:`metaniche.roles`). Every
+stage passes the common checks of ``tests/stages/test_stage_common.py``. Add a stage by adding
+one line.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
-"""Stage: distance-to-border gradients, gradient statistics, lesion metrics and zonation.
+"""Stage ``border``: distance-to-border gradients, gradient statistics, lesion metrics and
+zonation (the stage name is kept for ``run.json`` timings and progress).
 
 Tables: ``gradients`` (type × signed-distance bin, per lesion and whole sample),
 ``gradient_markers`` (mean marker per bin), ``gradient_stats`` (trend, peak, borderline index),
 ``lesion_metrics`` (per lesion × infiltration type), ``zonation`` (type × eta bin per subset)
 and ``zonation_enrichment``. Per-cell column ``zonation_eta``. Methods in
-:mod:`metaniche.analyses.border` and :mod:`metaniche.analyses.zonation`.
+:mod:`metaniche.analyses.gradients`, :mod:`metaniche.analyses.lesion_metrics` and
+:mod:`metaniche.analyses.zonation`.
 """
 
 from __future__ import annotations
@@ -14,20 +16,24 @@ import math
 import numpy as np
 import pandas as pd
 
-from metaniche.analyses.border import (
+from metaniche import tables as T
+from metaniche.analyses.gradients import (
     band_areas_mm2,
     bin_edges_um,
     gradient_profiles,
     gradient_statistics,
+    marker_profiles,
+)
+from metaniche.analyses.lesion_metrics import (
     infiltration_depth_um,
     lesion_metrics,
     lesion_perimeters_um,
-    marker_profiles,
 )
 from metaniche.analyses.zonation import zonation
 from metaniche.context import SampleContext, StageOutput
+from metaniche.features import feature_namer
 
-__all__ = ["FEATURES", "infiltration_types", "run"]
+__all__ = ["FEATURES", "run"]
 
 FEATURES: dict[str, tuple[str, str]] = {
     "gradient_slope": ("log ratio per 100 µm", "slope of log density per 100 µm farther from "
@@ -45,12 +51,7 @@ FEATURES: dict[str, tuple[str, str]] = {
 }
 
 
-def infiltration_types(context: SampleContext) -> list[str]:
-    """Configured infiltration labels present in the sample, default labels containing CD8."""
-    configured = context.config.gradients.infiltration_types
-    if configured:
-        return [t for t in configured if t in context.cell_types]
-    return [t for t in context.cell_types if "cd8" in t.lower()]
+_name = feature_namer(FEATURES)
 
 
 def run(context: SampleContext) -> StageOutput:
@@ -69,19 +70,19 @@ def run(context: SampleContext) -> StageOutput:
     gradients = gradient_profiles(sd, context.type_codes, context.cell_types, result.lesion_id,
                                   areas, edges)
     stats_table = gradient_statistics(gradients, border_um, params.window_um)
-    tables = {"gradients": gradients, "gradient_stats": stats_table}
+    tables = {T.GRADIENTS: gradients, T.GRADIENT_STATS: stats_table}
     if params.markers:
         columns = list(params.marker_columns) or context.marker_columns()
         columns = [c for c in columns if c in context.cells.columns]
-        tables["gradient_markers"] = marker_profiles(
+        tables[T.GRADIENT_MARKERS] = marker_profiles(
             sd, context.cells[columns].reset_index(drop=True), result.lesion_id, n_lesions,
             edges)
 
-    effectors = infiltration_types(context)
+    effectors = context.infiltration_types
     perimeters = lesion_perimeters_um(result.lesion_labels, result.tissue, result.grid.pixel_um,
                                       n_lesions)
     labels = context.labels
-    tables["lesion_metrics"] = lesion_metrics(result.lesions, perimeters, result.areas, sd,
+    tables[T.LESION_METRICS] = lesion_metrics(result.lesions, perimeters, result.areas, sd,
                                               result.compartment, result.lesion_id, labels,
                                               effectors)
 
@@ -92,8 +93,8 @@ def run(context: SampleContext) -> StageOutput:
                     result.pixel_signed_distance_um, zparams.beyond_um or border_um,
                     zparams.n_bins)
     if not zone.profiles.empty:
-        tables["zonation"] = zone.profiles
-        tables["zonation_enrichment"] = zone.enrichment
+        tables[T.ZONATION] = zone.profiles
+        tables[T.ZONATION_ENRICHMENT] = zone.enrichment
 
     features = _features(stats_table, zone.enrichment, sd, labels, effectors)
     return StageOutput(tables=tables, features=features,
@@ -106,19 +107,19 @@ def _features(stats_table: pd.DataFrame, enrichment: pd.DataFrame, sd: np.ndarra
     if not stats_table.empty:
         whole = stats_table[stats_table["lesion_id"].isna()]
         for row in whole.itertuples(index=False):
-            features[f"gradient_slope.{row.cell_type}"] = row.slope_per_100um
-            features[f"gradient_p.{row.cell_type}"] = row.p
-            features[f"borderline_index.{row.cell_type}"] = row.borderline_index
-            features[f"peak_um.{row.cell_type}"] = row.peak_um
-            features[f"peak_density.{row.cell_type}"] = row.peak_density_per_mm2
+            features[_name("gradient_slope", row.cell_type)] = row.slope_per_100um
+            features[_name("gradient_p", row.cell_type)] = row.p
+            features[_name("borderline_index", row.cell_type)] = row.borderline_index
+            features[_name("peak_um", row.cell_type)] = row.peak_um
+            features[_name("peak_density", row.cell_type)] = row.peak_density_per_mm2
     for cell_type in effectors:
         depth = infiltration_depth_um(sd, labels == cell_type, np.zeros(len(sd), np.int64), 0)
-        features[f"infiltration_depth_um.{cell_type}"] = float(depth[0])
+        features[_name("infiltration_depth_um", cell_type)] = float(depth[0])
     if not enrichment.empty:
-        beyond = enrichment[enrichment["subset"] == "beyond_border"]
+        beyond = enrichment[enrichment["subset"] == T.ZONATION_BEYOND_BORDER]
         for row in beyond.itertuples(index=False):
-            features[f"zonation_portal_fraction.{row.cell_type}"] = row.portal_fraction
-            features[f"zonation_log2_ratio.{row.cell_type}"] = (
+            features[_name("zonation_portal_fraction", row.cell_type)] = row.portal_fraction
+            features[_name("zonation_log2_ratio", row.cell_type)] = (
                 row.log2_ratio if np.isfinite(row.log2_ratio) or math.isnan(row.log2_ratio)
                 else math.nan)
     return features

@@ -12,16 +12,18 @@ the first declared). Ids are unique within a sample across kinds.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 
+from metaniche import tables as T
 from metaniche.analyses.communities import (
+    GRADES,
     aggregate_tables,
+    classify_lymphoid,
     density_clusters,
-    grade_tls,
+    keep_clusters,
     ligand_receptor,
     load_pairs,
     marker_positive,
@@ -30,12 +32,13 @@ from metaniche.analyses.communities import (
     neighbourhood_composition,
     training_windows,
 )
+from metaniche.analyses.compartments import COMPARTMENTS, WHOLE
 from metaniche.config import AggregateParams, Config
 from metaniche.context import SampleContext, StageOutput
-from metaniche.rundir import CN_WINDOWS
+from metaniche.features import feature_namer
 
-__all__ = ["FEATURES", "b_and_t_types", "cohort_neighbourhoods", "run",
-           "window_counts", "window_fractions"]
+__all__ = ["FEATURES", "cohort_neighbourhoods", "run", "window_counts",
+           "window_fractions"]
 
 #: Feature family → (unit, description).
 FEATURES: dict[str, tuple[str, str]] = {
@@ -53,18 +56,7 @@ FEATURES: dict[str, tuple[str, str]] = {
 #: Rows per block when converting window fractions to counts and back.
 _CHUNK = 262_144
 
-_B_PATTERN = r"^(b|b[_ ]?cells?|bc\d+|cd20.*)$"
-_T_PATTERN = r"^(cd8|cd4|cd3|t[_ ]|tc_|treg|th\d*$|t$|t[_ ]?cells?)"
-
-
-def b_and_t_types(cell_types: list[str], config: Config) -> tuple[list[str], list[str]]:
-    """B and T labels: ``[aggregates] b_types/t_types``, else lineage B/T, else the patterns."""
-    params, lineage = config.aggregates, config.cell_types.lineage
-    b = list(params.b_types) or list(lineage.get("B", ())) or [
-        t for t in cell_types if re.match(_B_PATTERN, t, re.IGNORECASE)]
-    t_labels = list(params.t_types) or list(lineage.get("T", ())) or [
-        t for t in cell_types if re.match(_T_PATTERN, t, re.IGNORECASE)]
-    return [t for t in cell_types if t in b], [t for t in cell_types if t in t_labels]
+_name = feature_namer(FEATURES)
 
 
 def run(context: SampleContext) -> StageOutput:
@@ -89,13 +81,13 @@ def run(context: SampleContext) -> StageOutput:
     composition = pd.concat([lymphoid_comp, units_comp], ignore_index=True)
     features = _aggregate_features(context, aggregates)
 
-    tables = {"cn_training": training, CN_WINDOWS: windows, "aggregates": aggregates,
-              "aggregate_composition": composition}
+    tables = {T.CN_TRAINING: training, T.CN_WINDOWS: windows, T.AGGREGATES: aggregates,
+              T.AGGREGATE_COMPOSITION: composition}
     if ligrec_on:
         lr = _ligrec(context, pairs)
-        tables["ligrec"] = lr
-        whole = lr[lr["compartment"] == "all"]
-        features["ligrec.n_significant"] = int((whole["q"] <= 0.05).sum())
+        tables[T.LIGREC] = lr
+        whole = lr[lr["compartment"] == WHOLE]
+        features[_name("ligrec", "n_significant")] = int((whole["q"] <= 0.05).sum())
     return StageOutput(tables=tables, features=features,
                        cell_columns={"aggregate_id": aggregate_id, "unit_id": unit_id})
 
@@ -103,39 +95,20 @@ def run(context: SampleContext) -> StageOutput:
 def _lymphoid(context: SampleContext, pairs) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """B/T density clusters, TLS classification and maturity grade."""
     params: AggregateParams = context.config.aggregates
-    labels = context.labels
-    b_types, t_types = b_and_t_types(context.cell_types, context.config)
-    is_b = np.isin(labels, b_types)
-    selected = is_b | np.isin(labels, t_types)
-    clusters = density_clusters(pairs, selected, params.radius_um, params.min_neighbours,
-                                params.min_cells)
+    is_b = context.is_b
+    clusters = density_clusters(pairs, is_b | context.is_t, params.radius_um,
+                                params.min_neighbours, params.min_cells)
     summary, composition = _summaries(context, clusters)
-    n = clusters.n_clusters
-    label = clusters.label
-    n_b = np.bincount(label[clusters.member & is_b], minlength=n + 1)[1:]
-    n_bt = summary["n_members"].to_numpy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        b_fraction = n_b / n_bt
-    is_tls = (n_bt >= params.tls_min_cells) & (b_fraction >= params.tls_min_b_fraction)
     fdc = _evidence(context, params.fdc_types, params.fdc_markers, params.marker_threshold)
     gc = _evidence(context, params.gc_types, (), params.marker_threshold)
     gc |= is_b & _evidence(context, (), params.gc_markers, params.marker_threshold)
     gc |= _evidence(context, params.plasma_types, params.plasma_markers,
                     params.marker_threshold)
-    n_fdc = np.bincount(label[fdc], minlength=n + 1)[1:]
-    n_gc = np.bincount(label[gc], minlength=n + 1)[1:]
-    grade = grade_tls(summary["n_cells"].to_numpy(), n_fdc, n_gc, params.min_fdc_cells,
-                      params.min_fdc_fraction, params.min_gc_cells)
-    summary.insert(1, "kind", np.where(is_tls, "tls", "lymphoid_cluster"))
-    summary["b_fraction"] = b_fraction
-    summary["n_fdc"] = n_fdc.astype(np.int64)
-    summary["n_gc"] = n_gc.astype(np.int64)
-    summary["grade"] = np.where(is_tls, grade, None)
-    summary = summary.rename(columns={"cluster": "aggregate_id"})
-    composition = composition.rename(columns={"cluster": "aggregate_id"})
-    composition.insert(1, "kind", summary["kind"].to_numpy()[composition["aggregate_id"] - 1]
-                       if len(summary) else [])
-    return summary, composition, label
+    summary, composition = classify_lymphoid(
+        clusters, summary, composition, is_b, fdc, gc, params.tls_min_cells,
+        params.tls_min_b_fraction, params.min_fdc_cells, params.min_fdc_fraction,
+        params.min_gc_cells)
+    return summary, composition, clusters.label
 
 
 def _units(context: SampleContext, pairs, first_id: int
@@ -153,19 +126,11 @@ def _units(context: SampleContext, pairs, first_id: int
                                     unit.min_cells, attach=False)
         if clusters.n_clusters == 0:
             continue
-        keep = np.ones(clusters.n_clusters + 1, dtype=bool)
-        if unit.require_all:
-            for label in unit.types:
-                has = np.bincount(clusters.label[labels == label],
-                                  minlength=clusters.n_clusters + 1) > 0
-                keep &= has
-        keep[0] = False
-        renumber = np.zeros(clusters.n_clusters + 1, dtype=np.int64)
-        renumber[keep] = np.arange(1, int(keep.sum()) + 1)
-        label = renumber[clusters.label]
-        if not keep.any():
+        required = [labels == t for t in unit.types] if unit.require_all else []
+        kept = keep_clusters(clusters, required)
+        if kept.n_clusters == 0:
             continue
-        kept = type(clusters)(label, label > 0, int(keep.sum()))
+        label = kept.label
         summary, composition = _summaries(context, kept)
         offset = next_id - 1
         summary["cluster"] += offset
@@ -187,7 +152,8 @@ def _summaries(context: SampleContext, clusters) -> tuple[pd.DataFrame, pd.DataF
     result = context.compartments
     return aggregate_tables(clusters, context.x_um, context.y_um, context.type_codes,
                             context.cell_types, np.asarray(result.signed_distance_um, float),
-                            np.asarray(result.lesion_id), context.config.compartments.border_um)
+                            np.asarray(result.lesion_id), context.config.compartments.border_um,
+                            tumor_present=bool(result.tumor.any()))
 
 
 def _evidence(context: SampleContext, types, markers, threshold: float) -> np.ndarray:
@@ -204,24 +170,26 @@ def _evidence(context: SampleContext, types, markers, threshold: float) -> np.nd
 def _aggregate_features(context: SampleContext, aggregates: pd.DataFrame) -> dict[str, object]:
     areas = context.compartments.areas
     whole = areas[areas["lesion_id"] == 0].set_index("compartment")["area_mm2"]
-    tissue = float(whole.get("all", np.nan))
+    tissue = float(whole.get(WHOLE, np.nan))
     kinds = aggregates["kind"].to_numpy() if len(aggregates) else np.array([], dtype=object)
     tls = aggregates[kinds == "tls"] if len(aggregates) else aggregates
     features: dict[str, object] = {}
-    for compartment in ("all", "core", "border", "adjacent"):
-        part = tls if compartment == "all" else tls[tls["compartment"] == compartment]
-        suffix = "" if compartment == "all" else f".{compartment}"
+    for compartment in (WHOLE, *COMPARTMENTS):
+        part = tls if compartment == WHOLE else tls[tls["compartment"] == compartment]
+        suffix = () if compartment == WHOLE else (compartment,)
         area = float(whole.get(compartment, np.nan))
-        features[f"tls.count{suffix}"] = len(part)
-        features[f"tls.density_per_mm2{suffix}"] = len(part) / area if area > 0 else np.nan
-        mature = part["grade"].isin(["primary_follicle", "secondary_follicle"]).sum() if len(
-            part) else 0
-        features[f"tls.fraction_mature{suffix}"] = mature / len(part) if len(part) else np.nan
-    features["lymphoid_cluster.count"] = int((kinds == "lymphoid_cluster").sum())
+        features[_name("tls", "count", *suffix)] = len(part)
+        features[_name("tls", "density_per_mm2", *suffix)] = (len(part) / area if area > 0
+                                                              else np.nan)
+        mature = part["grade"].isin(GRADES[1:]).sum() if len(part) else 0
+        features[_name("tls", "fraction_mature", *suffix)] = (mature / len(part) if len(part)
+                                                              else np.nan)
+    features[_name("lymphoid_cluster", "count")] = int((kinds == "lymphoid_cluster").sum())
     for name in context.config.units:
         count = int((kinds == name).sum())
-        features[f"unit.{name}.count"] = count
-        features[f"unit.{name}.density_per_mm2"] = count / tissue if tissue > 0 else np.nan
+        features[_name("unit", name, "count")] = count
+        features[_name("unit", name, "density_per_mm2")] = (count / tissue if tissue > 0
+                                                           else np.nan)
     return features
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from metaniche.analyses.compartments import CompartmentResult
+from metaniche import tables as T
+from metaniche.analyses.compartments import WHOLE, CompartmentResult
 from metaniche.analyses.composition import composition_table, immune_phenotype
 from metaniche.context import SampleContext, StageOutput
 from metaniche.features import FEATURE_FAMILIES, composition_features
@@ -22,13 +23,11 @@ def run(context: SampleContext) -> StageOutput:
     composition = composition_table(labels, result.compartment, result.lesion_id,
                                     result.areas, cell_types=context.cell_types)
     config = context.config
-    effectors = list(config.phenotype.effector_types) or [
-        t for t in context.cell_types if "cd8" in t.lower()]
-    phenotype = immune_phenotype(composition, effectors, config.phenotype)
+    phenotype = immune_phenotype(composition, context.effector_types, config.phenotype)
     features = composition_features(composition, phenotype, context.immune_types,
                                     n_lesions=len(result.lesions))
-    tables = {"compartments": compartment_counts(result), "composition": composition,
-              "lesions": result.lesions}
+    tables = {T.COMPARTMENTS: compartment_counts(result), T.COMPOSITION: composition,
+              T.LESIONS: result.lesions}
     return StageOutput(tables=tables, features=features)
 
 
@@ -38,7 +37,7 @@ def compartment_counts(result: CompartmentResult) -> pd.DataFrame:
     counts = pd.concat([
         cells.value_counts(["lesion_id", "compartment"]).rename("n_cells").reset_index(),
         cells.value_counts("compartment").rename("n_cells").reset_index().assign(lesion_id=0),
-        pd.DataFrame({"lesion_id": [0], "compartment": ["all"], "n_cells": [len(cells)]}),
+        pd.DataFrame({"lesion_id": [0], "compartment": [WHOLE], "n_cells": [len(cells)]}),
     ])
     table = result.areas.merge(counts, on=["lesion_id", "compartment"], how="left")
     table["n_cells"] = table["n_cells"].fillna(0).astype(np.int64)

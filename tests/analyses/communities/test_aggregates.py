@@ -11,8 +11,13 @@ from scipy.spatial import cKDTree
 from sklearn.cluster import DBSCAN
 
 from metaniche.analyses.communities import (
+    GRADES,
+    Clusters,
+    aggregate_tables,
+    classify_lymphoid,
     density_clusters,
     grade_tls,
+    keep_clusters,
     marker_positive,
     neighbour_pairs,
 )
@@ -169,3 +174,55 @@ def test_real_b_cell_aggregates_detected(data_dir, stem, um_per_unit):
     assert (listed["area_mm2"] > 0).all()
     b_rich = listed[listed["b_fraction"] >= 0.3]
     assert len(b_rich) > 0
+
+
+def _two_clusters():
+    """Cluster 1: 60 members (24 B, 36 T) + 10 attached FDCs; cluster 2: 30 T members."""
+    label = np.repeat([1, 1, 2, 0], [60, 10, 30, 5])
+    member = np.repeat([True, False, True, False], [60, 10, 30, 5])
+    is_b = np.zeros(label.size, bool)
+    is_b[:24] = True
+    is_fdc = np.zeros(label.size, bool)
+    is_fdc[60:70] = True
+    return Clusters(label, member, 2), is_b, is_fdc
+
+
+def test_classify_lymphoid_applies_the_tls_rule_and_grades_by_hand_counts():
+    clusters, is_b, is_fdc = _two_clusters()
+    n = clusters.label.size
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(0, 500, (2, n))
+    summary, composition = aggregate_tables(clusters, x, y, np.zeros(n, int), ["T"],
+                                            np.full(n, np.nan), np.zeros(n, int), 100.0,
+                                            tumor_present=False)
+    assert set(summary["compartment"]) == {"adjacent"}   # NaN distance, no tumour
+    no_gc = np.zeros(n, bool)
+    summary, composition = classify_lymphoid(clusters, summary, composition, is_b, is_fdc,
+                                             no_gc, tls_min_cells=50, tls_min_b_fraction=0.3,
+                                             min_fdc_cells=5, min_fdc_fraction=0.1,
+                                             min_gc_cells=3)
+    one, two = summary.itertuples(index=False)
+    # cluster 1: 60 B+T members, B fraction 24/60 = 0.4 → TLS; 10 FDC >= max(5, 0.1·70)
+    assert (one.aggregate_id, one.kind, one.b_fraction, one.n_fdc) == (1, "tls", 0.4, 10)
+    assert one.grade == GRADES[1]
+    # cluster 2: 30 members < 50 → not a TLS, no grade
+    assert (two.kind, two.b_fraction, two.grade) == ("lymphoid_cluster", 0.0, None)
+    assert set(composition["kind"]) == {"tls", "lymphoid_cluster"}
+    gc = np.zeros(n, bool)
+    gc[:3] = True
+    graded, _ = classify_lymphoid(clusters, *aggregate_tables(
+        clusters, x, y, np.zeros(n, int), ["T"], np.full(n, np.nan), np.zeros(n, int), 100.0),
+        is_b, is_fdc, gc, 50, 0.3, 5, 0.1, 3)
+    assert graded["grade"].iloc[0] == GRADES[2]
+
+
+def test_keep_clusters_drops_clusters_missing_a_required_type_and_renumbers():
+    label = np.array([1, 1, 2, 2, 3, 3, 0])
+    clusters = Clusters(label, label > 0, 3)
+    has_a = np.array([1, 0, 0, 0, 1, 0, 0], bool)
+    has_b = np.array([0, 1, 1, 0, 1, 0, 0], bool)
+    kept = keep_clusters(clusters, [has_a, has_b])
+    assert kept.n_clusters == 2
+    assert kept.label.tolist() == [1, 1, 0, 0, 2, 2, 0]
+    assert kept.member.tolist() == (kept.label > 0).tolist()
+    assert keep_clusters(clusters).label.tolist() == label.tolist()

@@ -18,7 +18,7 @@ from metaniche.analyses.relations import (
     nearest_type_distances,
 )
 from metaniche.analyses.relations._grid import _grid_width, nearest_by_type_grid
-from metaniche.stages.relations import _average_minimum_distance
+from metaniche.analyses.relations.sample_tables import mean_nearest_distance
 
 
 def _tree_reference(xy, codes, n_types):
@@ -130,7 +130,7 @@ def test_average_minimum_distance_brute_force_and_stage_shortcut():
     np.fill_diagonal(full, np.inf)
     amd = average_minimum_distance(cKDTree(xy))
     assert amd == pytest.approx(full.min(axis=1).mean(), rel=1e-12)
-    assert _average_minimum_distance(nearest_type_distances(xy, codes, 3)) == amd
+    assert mean_nearest_distance(nearest_type_distances(xy, codes, 3)) == amd
 
 
 def _brute_counts(xy, codes, n_types, radius):

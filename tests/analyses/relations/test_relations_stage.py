@@ -11,6 +11,7 @@ from metaniche.analyses.relations import (
     average_minimum_distance,
     mixing_score,
     nearest_type_distances,
+    sample_tables,
 )
 from metaniche.config import Config, RelationsParams
 from metaniche.errors import ConfigError
@@ -104,7 +105,7 @@ def test_degenerate_alpha_hull_gives_nan_ratio_not_a_failed_sample(context, monk
     def degenerate(*args, **kwargs):
         raise ValueError("an α-shape edge has only a half-plane in its complement")
 
-    monkeypatch.setattr(relations, "spiat_border_cells", degenerate)
+    monkeypatch.setattr(sample_tables, "spiat_border_cells", degenerate)
     table, cluster, features = relations._border_cells(context, 40.0)
     assert np.isnan(features["border_cell_ratio.Tumor"])
     assert "half-plane" in table.loc[0, "note"] and not cluster.any()

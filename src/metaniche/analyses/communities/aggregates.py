@@ -51,6 +51,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from metaniche.analyses.compartments import compartment_of
 from metaniche.config import AggregateParams
 
 __all__ = [
@@ -58,8 +59,10 @@ __all__ = [
     "Clusters",
     "NeighbourPairs",
     "aggregate_tables",
+    "classify_lymphoid",
     "density_clusters",
     "grade_tls",
+    "keep_clusters",
     "marker_positive",
     "neighbour_pairs",
 ]
@@ -252,7 +255,8 @@ def grade_tls(n_cells: np.ndarray, n_fdc: np.ndarray, n_gc: np.ndarray,
 def aggregate_tables(clusters: Clusters, x_um: np.ndarray, y_um: np.ndarray,
                      type_codes: np.ndarray, cell_types: Sequence[str],
                      signed_distance_um: np.ndarray, lesion_id: np.ndarray,
-                     border_um: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     border_um: float, tumor_present: bool = True,
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One row per cluster and its long composition table.
 
     Returns
@@ -262,7 +266,9 @@ def aggregate_tables(clusters: Clusters, x_um: np.ndarray, y_um: np.ndarray,
         hull of its cells, 0 for fewer than 3 non-collinear cells), ``centroid_x``,
         ``centroid_y`` (µm, mean of its cells), ``signed_distance_um`` (median over its cells;
         negative inside tumour, NaN without tumour), ``compartment`` (``core`` d < -w,
-        ``border`` |d| <= w, ``adjacent`` d > w; ``none`` for NaN), ``lesion_id`` (most
+        ``border`` |d| <= w, ``adjacent`` d > w; a NaN distance, i.e. a sample without tumour
+        boundary, gives ``adjacent``, or ``core`` when ``tumor_present``: the rule of
+        :func:`metaniche.analyses.compartments.compartment_codes`), ``lesion_id`` (most
         common among its cells; NA when 0).
     composition
         ``cluster``, ``cell_type``, ``n_cells``, ``fraction`` (of the cluster's cells).
@@ -296,7 +302,7 @@ def aggregate_tables(clusters: Clusters, x_um: np.ndarray, y_um: np.ndarray,
         "area_mm2": np.asarray(area, dtype=np.float64),
         "centroid_x": cx, "centroid_y": cy,
         "signed_distance_um": distance,
-        "compartment": _compartment(distance, border_um),
+        "compartment": compartment_of(distance, border_um, tumor_present),
         "lesion_id": pd.array(np.where(common > 0, common, 0), dtype="Int64"),
     })
     summary["lesion_id"] = summary["lesion_id"].mask(summary["lesion_id"] == 0)
@@ -313,7 +319,75 @@ def aggregate_tables(clusters: Clusters, x_um: np.ndarray, y_um: np.ndarray,
     return summary, composition
 
 
-def _compartment(distance: np.ndarray, border_um: float) -> np.ndarray:
-    labels = np.array(["core", "border", "adjacent", "none"], dtype=object)
-    code = np.where(distance < -border_um, 0, np.where(distance > border_um, 2, 1))
-    return labels[np.where(np.isnan(distance), 3, code)]
+def classify_lymphoid(clusters: Clusters, summary: pd.DataFrame, composition: pd.DataFrame,
+                      is_b: np.ndarray, is_fdc: np.ndarray, is_gc: np.ndarray,
+                      tls_min_cells: int, tls_min_b_fraction: float, min_fdc_cells: int,
+                      min_fdc_fraction: float, min_gc_cells: int,
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """TLS rule and maturity grade of B/T density clusters (module docstring).
+
+    Parameters
+    ----------
+    clusters
+        B/T density clusters (:func:`density_clusters` of the B or T cells).
+    summary, composition
+        Their tables from :func:`aggregate_tables`.
+    is_b
+        Per cell: a B cell.
+    is_fdc, is_gc
+        Per cell: follicular-stroma evidence and germinal-centre / plasma evidence.
+    tls_min_cells, tls_min_b_fraction
+        A cluster is a TLS when it has at least ``tls_min_cells`` B + T member cells and a B
+        fraction of them of at least ``tls_min_b_fraction``.
+    min_fdc_cells, min_fdc_fraction, min_gc_cells
+        Grade thresholds of :func:`grade_tls`.
+
+    Returns
+    -------
+    summary
+        ``aggregate_id``, ``kind`` (``tls`` or ``lymphoid_cluster``), the columns of
+        :func:`aggregate_tables`, ``b_fraction`` (B over B + T members; NaN for none),
+        ``n_fdc``, ``n_gc`` (evidence cells among all cells of the cluster) and ``grade``
+        (:data:`GRADES`, None when not a TLS).
+    composition
+        ``aggregate_id``, ``kind`` and the columns of :func:`aggregate_tables`.
+    """
+    n = clusters.n_clusters
+    label = clusters.label
+    n_b = np.bincount(label[clusters.member & is_b], minlength=n + 1)[1:]
+    n_bt = summary["n_members"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        b_fraction = n_b / n_bt
+    is_tls = (n_bt >= tls_min_cells) & (b_fraction >= tls_min_b_fraction)
+    n_fdc = np.bincount(label[is_fdc], minlength=n + 1)[1:]
+    n_gc = np.bincount(label[is_gc], minlength=n + 1)[1:]
+    grade = grade_tls(summary["n_cells"].to_numpy(), n_fdc, n_gc, min_fdc_cells,
+                      min_fdc_fraction, min_gc_cells)
+    summary = summary.copy()
+    summary.insert(1, "kind", np.where(is_tls, "tls", "lymphoid_cluster"))
+    summary["b_fraction"] = b_fraction
+    summary["n_fdc"] = n_fdc.astype(np.int64)
+    summary["n_gc"] = n_gc.astype(np.int64)
+    summary["grade"] = np.where(is_tls, grade, None)
+    summary = summary.rename(columns={"cluster": "aggregate_id"})
+    composition = composition.rename(columns={"cluster": "aggregate_id"})
+    composition.insert(1, "kind", summary["kind"].to_numpy()[composition["aggregate_id"] - 1]
+                       if len(summary) else [])
+    return summary, composition
+
+
+def keep_clusters(clusters: Clusters, required: Sequence[np.ndarray] = ()) -> Clusters:
+    """The clusters holding at least one cell of every ``required`` mask, renumbered 1…k.
+
+    Cluster order is kept; cells of a dropped cluster get label 0 and ``member`` False.
+    With no ``required`` mask every cluster is kept (labels unchanged).
+    """
+    n = clusters.n_clusters
+    keep = np.ones(n + 1, dtype=bool)
+    for mask in required:
+        keep &= np.bincount(clusters.label[np.asarray(mask, bool)], minlength=n + 1) > 0
+    keep[0] = False
+    renumber = np.zeros(n + 1, dtype=np.int64)
+    renumber[keep] = np.arange(1, int(keep.sum()) + 1)
+    label = renumber[clusters.label]
+    return Clusters(label, label > 0, int(keep.sum()))

@@ -27,6 +27,7 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial import cKDTree
 
+from metaniche.analyses.compartments import WHOLE
 from metaniche.analyses.relations._graph import PairChunks
 
 __all__ = [
@@ -158,7 +159,7 @@ def distance_summary(nearest: np.ndarray, type_codes: np.ndarray, cell_types: Se
         source cells with a defined distance.
     """
     n_types = len(cell_types)
-    group_sets: list[tuple[str, np.ndarray]] = [("all", np.ones(len(type_codes), dtype=bool))]
+    group_sets: list[tuple[str, np.ndarray]] = [(WHOLE, np.ones(len(type_codes), dtype=bool))]
     if groups is not None:
         groups = np.asarray(groups)
         group_sets += [(str(g), groups == g) for g in pd.unique(groups)]

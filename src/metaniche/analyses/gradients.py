@@ -1,4 +1,4 @@
-"""Distance-to-border biology: gradient profiles, gradient statistics and lesion metrics.
+"""Distance-to-border gradients: density profiles along the signed distance and trend tests.
 
 Every cell has a signed distance d (µm) to the nearest tumour boundary, negative inside tumour
 (:mod:`metaniche.analyses.compartments`). This module measures how cell types and markers are
@@ -38,7 +38,8 @@ highest density in the window (bins with less than a quarter of the window's med
 are skipped). The **borderline index** is the density of the border band ``[-w_b, w_b)``
 (``w_b`` = compartments' ``border_um``) over the mean of the core ``[-window, -w_b)`` and
 adjacent ``[w_b, window)`` densities (either alone when the other has no area); > 1 means the
-type piles up at the border, as the "immune borderline" of liver metastases [2]_.
+type piles up at the border, as the "immune borderline" of liver metastases [2]_
+(:func:`metaniche.analyses.lesion_metrics.borderline_index`).
 
 References
 ----------
@@ -47,8 +48,6 @@ References
 .. [2] Halama N. et al. (2011) Localization and density of immune cells in the invasive
    margin of human colorectal cancer liver metastases are prognostic for response to
    chemotherapy. Cancer Res 71:5670–5677.
-.. [3] Lorensen W.E., Cline H.E. (1987) Marching cubes: a high resolution 3D surface
-   construction algorithm. SIGGRAPH 21:163–169 (marching squares, 2-D case).
 """
 
 from __future__ import annotations
@@ -58,11 +57,11 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import contourpy
 import numpy as np
 import pandas as pd
-from scipy import ndimage, stats
+from scipy import stats
 
+from metaniche.analyses.lesion_metrics import borderline_index
 from metaniche.errors import ConfigError
 
 __all__ = [
@@ -70,13 +69,8 @@ __all__ = [
     "TrendResult",
     "band_areas_mm2",
     "bin_edges_um",
-    "borderline_index",
     "gradient_profiles",
     "gradient_statistics",
-    "infiltration_depth_um",
-    "lesion_metrics",
-    "lesion_perimeters_um",
-    "lesion_size_exclusion",
     "marker_profiles",
     "pool_gradients",
     "trend_test",
@@ -442,33 +436,6 @@ def trend_test(centre_um: np.ndarray, counts: np.ndarray, area_mm2: np.ndarray,
                        dispersion, alpha)
 
 
-def borderline_index(start_um: np.ndarray, end_um: np.ndarray, counts: np.ndarray,
-                     area_mm2: np.ndarray, border_um: float, window_um: float) -> float:
-    """Border-band density over the mean of the nearby core and adjacent densities.
-
-    Border band: bins inside ``[-border_um, border_um)``; core: inside ``[-window_um,
-    -border_um)``; adjacent: inside ``[border_um, window_um)`` (bins lying wholly in a band).
-    When one reference band has no area the other alone is the denominator. 0/0 gives NaN and
-    x/0 gives inf.
-    """
-    start, end = np.asarray(start_um), np.asarray(end_um)
-
-    def density(lo: float, hi: float) -> float:
-        inside = (start >= lo) & (end <= hi)
-        area = float(np.sum(area_mm2[inside]))
-        return float(np.sum(counts[inside])) / area if area > 0 else math.nan
-
-    border = density(-border_um, border_um)
-    references = [d for d in (density(-window_um, -border_um), density(border_um, window_um))
-                  if np.isfinite(d)]
-    if not references or not np.isfinite(border):
-        return math.nan
-    reference = float(np.mean(references))
-    if reference == 0:
-        return math.inf if border > 0 else math.nan
-    return border / reference
-
-
 def gradient_statistics(profiles: pd.DataFrame, border_um: float,
                         window_um: float) -> pd.DataFrame:
     """Trend, peak and borderline index per lesion × type from a ``gradients`` table.
@@ -512,264 +479,3 @@ def gradient_statistics(profiles: pd.DataFrame, border_um: float,
     if not table.empty:
         table["lesion_id"] = pd.array(table["lesion_id"], dtype="Int64")
     return table
-
-
-def infiltration_depth_um(signed_distance_um: np.ndarray, is_type: np.ndarray,
-                          lesion_id: np.ndarray, n_lesions: int) -> np.ndarray:
-    """Median signed distance (µm, ≤ 0) of a type's cells inside tumour, per lesion and total.
-
-    Only cells with d < 0 count (a cell exactly on the edge is outside). More negative = deeper
-    infiltration. Returns shape ``(n_lesions + 1,)``: index 0 whole sample, L lesion L; NaN
-    where no such cell is inside.
-    """
-    d = np.asarray(signed_distance_um, dtype=np.float64)
-    inside = np.asarray(is_type, bool) & (d < 0)
-    lesion = np.asarray(lesion_id, dtype=np.int64)
-    out = np.full(n_lesions + 1, math.nan)
-    if inside.any():
-        out[0] = float(np.median(d[inside]))
-        order = np.argsort(lesion[inside], kind="stable")
-        values, ids = d[inside][order], lesion[inside][order]
-        bounds = np.searchsorted(ids, np.arange(n_lesions + 2))
-        for lesion_number in range(1, n_lesions + 1):
-            chunk = values[bounds[lesion_number]:bounds[lesion_number + 1]]
-            if chunk.size:
-                out[lesion_number] = float(np.median(chunk))
-    return out
-
-
-def lesion_perimeters_um(lesion_labels: np.ndarray, tissue: np.ndarray, pixel_um: float,
-                         n_lesions: int) -> np.ndarray:
-    """Outline length (µm) of every lesion by marching squares on its smoothed mask.
-
-    Each lesion's mask, with enclosed non-tissue holes (necrosis, which is not a tumour
-    boundary) filled, is smoothed by a Gaussian of sigma 1 pixel and contoured at 0.5 with
-    marching squares [3]_ (contourpy); the perimeter is the summed polyline length. Smoothing
-    removes the staircase that makes a raw pixel outline ~4/π too long on oblique edges; it
-    shortens an outline by about sigma²/(2 R) per unit length (≈0.2 % at R = 60 px) and rounds
-    corners. Stroma holes (tissue) keep their outline. Returns shape ``(n_lesions,)``.
-    """
-    out = np.zeros(n_lesions)
-    if n_lesions == 0:
-        return out
-    slices = ndimage.find_objects(lesion_labels, max_label=n_lesions)
-    pad = 4
-    for index, box in enumerate(slices):
-        if box is None:
-            continue
-        rows = slice(max(box[0].start - pad, 0), box[0].stop + pad)
-        cols = slice(max(box[1].start - pad, 0), box[1].stop + pad)
-        mask = lesion_labels[rows, cols] == index + 1
-        mask = mask | (ndimage.binary_fill_holes(mask) & ~tissue[rows, cols])
-        padded = np.pad(mask.astype(np.float64), pad)
-        smooth = ndimage.gaussian_filter(padded, 1.0)
-        lines = contourpy.contour_generator(z=smooth).lines(0.5)
-        length = sum(float(np.sum(np.hypot(*np.diff(line, axis=0).T))) for line in lines)
-        out[index] = length * pixel_um
-    return out
-
-
-def lesion_metrics(lesions: pd.DataFrame, perimeters_um: np.ndarray,
-                   compartment_areas: pd.DataFrame, signed_distance_um: np.ndarray,
-                   compartment: np.ndarray, lesion_id: np.ndarray, labels: np.ndarray,
-                   infiltration_types: Sequence[str]) -> pd.DataFrame:
-    """One row per lesion × infiltration type: geometry, compartment densities, depth.
-
-    Parameters
-    ----------
-    lesions
-        ``lesion_id, area_mm2`` per lesion (CompartmentResult.lesions).
-    perimeters_um
-        From :func:`lesion_perimeters_um`, ordered by lesion id.
-    compartment_areas
-        ``lesion_id, compartment, area_mm2`` (CompartmentResult.areas).
-    signed_distance_um, compartment, lesion_id, labels
-        Per-cell values.
-    infiltration_types
-        Labels to report (e.g. CD8 T cells).
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``lesion_id``, ``cell_type``, ``area_mm2``, ``equivalent_diameter_um`` (2·sqrt(A/π)),
-        ``perimeter_um``, ``n_inside`` (cells of the type with d < 0 in the lesion),
-        ``density_core_per_mm2``, ``density_border_per_mm2``, ``density_adjacent_per_mm2``
-        (cells of the lesion's compartment, outside cells assigned to their nearest lesion, over
-        its area), ``core_border_ratio`` (core over border density; NaN for 0/0, inf for x/0),
-        ``infiltration_depth_um`` (median signed distance inside, see
-        :func:`infiltration_depth_um`).
-    """
-    n_lesions = len(lesions)
-    areas = compartment_areas.pivot_table(index="lesion_id", columns="compartment",
-                                          values="area_mm2", aggfunc="sum")
-    lesion = np.asarray(lesion_id, dtype=np.int64)
-    names = ("core", "border", "adjacent")
-    # One labelled pass: compartment code per cell, then one bincount per type.
-    code = np.full(lesion.size, -1, dtype=np.int64)
-    for index, name in enumerate(names):
-        code[np.asarray(compartment) == name] = index
-    ids = lesions["lesion_id"].to_numpy(np.int64) if n_lesions else np.zeros(0, np.int64)
-    n_slots = int(max(lesion.max(initial=0), ids.max(initial=0))) + 1
-    counted = (code >= 0) & (lesion >= 0)
-    sd = np.asarray(signed_distance_um)
-    rows = []
-    for cell_type in infiltration_types:
-        is_type = np.asarray(labels) == cell_type
-        depth = infiltration_depth_um(signed_distance_um, is_type, lesion, n_lesions)
-        inside = is_type & (sd < 0)
-        n_inside = np.bincount(lesion[inside], minlength=n_lesions + 1)
-        chosen = is_type & counted
-        by_compartment = np.bincount(lesion[chosen] * len(names) + code[chosen],
-                                     minlength=n_slots * len(names)).reshape(n_slots, len(names))
-        for row in lesions.itertuples(index=False):
-            lid = int(row.lesion_id)
-            densities = {}
-            for index, name in enumerate(names):
-                area = float(areas.at[lid, name]) if (lid in areas.index
-                                                      and name in areas.columns) else 0.0
-                count = int(by_compartment[lid, index]) if 0 <= lid < n_slots else 0
-                densities[name] = count / area if area > 0 else math.nan
-            core, border = densities["core"], densities["border"]
-            if np.isfinite(core) and np.isfinite(border):
-                ratio = core / border if border > 0 else (math.inf if core > 0 else math.nan)
-            else:
-                ratio = math.nan
-            rows.append({
-                "lesion_id": lid, "cell_type": cell_type, "area_mm2": float(row.area_mm2),
-                "equivalent_diameter_um": 2e3 * math.sqrt(float(row.area_mm2) / math.pi),
-                "perimeter_um": float(perimeters_um[lid - 1]),
-                "n_inside": int(n_inside[lid]) if lid <= n_lesions else 0,
-                "density_core_per_mm2": core, "density_border_per_mm2": border,
-                "density_adjacent_per_mm2": densities["adjacent"],
-                "core_border_ratio": ratio, "infiltration_depth_um": float(depth[lid]),
-            })
-    columns = ["lesion_id", "cell_type", "area_mm2", "equivalent_diameter_um", "perimeter_um",
-               "n_inside", "density_core_per_mm2", "density_border_per_mm2",
-               "density_adjacent_per_mm2", "core_border_ratio", "infiltration_depth_um"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def _gls_slope_se(data: pd.DataFrame, patient_variance: float, scale: float) -> float:
-    """SE of the ``log_size`` slope of a random-intercept model given its variances.
-
-    ``cov = (Σ_g X_g' V_g⁻¹ X_g)⁻¹`` with ``V_g = scale·I + patient_variance·11'`` (the usual
-    fixed-effect covariance given the variance components); NaN when singular.
-    """
-    information = np.zeros((2, 2))
-    for _, group in data.groupby("patient", sort=False):
-        design = np.column_stack([np.ones(len(group)), group["log_size"].to_numpy(np.float64)])
-        covariance = scale * np.eye(len(group)) + max(patient_variance, 0.0)
-        information += design.T @ np.linalg.solve(covariance, design)
-    try:
-        return float(np.sqrt(np.linalg.inv(information)[1, 1]))
-    except np.linalg.LinAlgError:
-        return math.nan
-
-
-def lesion_size_exclusion(lesions: pd.DataFrame, size_column: str = "area_mm2",
-                          exclusion_column: str = "infiltration_depth_um",
-                          patient_column: str = "patient") -> pd.DataFrame:
-    """Association of lesion size with immune exclusion across lesions (cohort level).
-
-    Parameters
-    ----------
-    lesions
-        One row per lesion (e.g. ``lesion_metrics`` of many samples joined with the clinical
-        ``patient``), with ``size_column``, ``exclusion_column`` and ``patient_column``.
-    size_column
-        Lesion size (default area, mm²); modelled as log10(size).
-    exclusion_column
-        Exclusion measure, e.g. ``infiltration_depth_um`` (signed: closer to 0 = more
-        excluded) or ``core_border_ratio``. Non-finite rows are dropped.
-    patient_column
-        Patient id; a missing column treats every lesion as its own patient.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Rows for ``test`` ``spearman`` (statistic = effect = rho, two-sided p from
-        :func:`scipy.stats.spearmanr`) and ``mixedlm`` (statsmodels MixedLM of exclusion on
-        log10(size) with a patient random intercept, REML; effect = slope per tenfold size,
-        statistic = slope / SE, 95 % CI and two-sided p from a t distribution with
-        ``n_patients - 2`` degrees of freedom; fitted only when at least three patients and
-        one patient with several lesions, else NaN with a ``note``). Columns: ``feature``,
-        ``outcome``, ``test``, ``statistic``, ``effect``, ``ci_low``, ``ci_high``, ``p``,
-        ``n_lesions``, ``n_patients``, ``note``.
-
-    Notes
-    -----
-    The t reference with ``n_patients - 2`` df is a conservative small-sample choice instead of
-    the normal Wald p of statsmodels, which is liberal with few patients and when the
-    exclusion's noise depends on size (small lesions hold few cells): on simulated uniform
-    infiltration (6 patients × 4 lesions, relative depth as outcome) the normal Wald test
-    rejected 16 % of null cohorts at 0.05, the t reference 4.5–5.3 %. Kenward–Roger degrees of
-    freedom [4]_ would be the exact-er alternative (not available in statsmodels).
-
-    References
-    ----------
-    .. [4] Kenward M.G., Roger J.H. (1997) Small sample inference for fixed effects from
-       restricted maximum likelihood. Biometrics 53:983–997.
-    """
-    import statsmodels.formula.api as smf
-
-    data = pd.DataFrame({
-        "size": pd.to_numeric(lesions[size_column], errors="coerce"),
-        "exclusion": pd.to_numeric(lesions[exclusion_column], errors="coerce"),
-        "patient": (lesions[patient_column].astype(str) if patient_column in lesions
-                    else pd.Series(np.arange(len(lesions)).astype(str), index=lesions.index)),
-    })
-    data = data[np.isfinite(data["size"]) & np.isfinite(data["exclusion"]) & (data["size"] > 0)]
-    data = data.assign(log_size=np.log10(data["size"]))
-    n, n_patients = len(data), int(data["patient"].nunique())
-    base = {"feature": f"log10_{size_column}", "outcome": exclusion_column,
-            "n_lesions": n, "n_patients": n_patients}
-    rows = []
-    if n >= 3:
-        rho, p = stats.spearmanr(data["log_size"], data["exclusion"])
-        rows.append(base | {"test": "spearman", "statistic": float(rho), "effect": float(rho),
-                            "ci_low": math.nan, "ci_high": math.nan, "p": float(p), "note": ""})
-    else:
-        rows.append(base | {"test": "spearman", "statistic": math.nan, "effect": math.nan,
-                            "ci_low": math.nan, "ci_high": math.nan, "p": math.nan,
-                            "note": "fewer than 3 lesions"})
-    repeated = n_patients >= 3 and int(data["patient"].value_counts().max()) >= 2
-    note, result, fixed_note = "", None, ""
-    if repeated and n >= 4:
-        model = smf.mixedlm("exclusion ~ log_size", data, groups=data["patient"])
-        # Gradient optimisers fail (singular Hessian, NaN SE) when the patient variance is at
-        # its boundary 0; derivative-free Powell then finds the same REML optimum.
-        for method in (None, "powell"):
-            fixed_note = ""
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                try:
-                    fit = model.fit(reml=True, **({"method": method} if method else {}))
-                    result = (float(fit.params["log_size"]), float(fit.bse["log_size"]))
-                    if np.isfinite(result[0]) and not np.isfinite(result[1]):
-                        # Variance at the boundary: the full Hessian is singular, but the
-                        # GLS covariance of the fixed effects given the fitted variances is not.
-                        result = (result[0], _gls_slope_se(data, float(fit.cov_re.iloc[0, 0]),
-                                                           float(fit.scale)))
-                        fixed_note = "; SE by GLS at the fitted variances"
-                except (ValueError, np.linalg.LinAlgError) as err:
-                    note = f"mixed model failed: {err}"
-            if result is not None and np.isfinite(result[0]) and np.isfinite(result[1]):
-                break
-    else:
-        note = "needs >= 3 patients and a patient with several lesions"
-    if result is not None and np.isfinite(result[0]) and np.isfinite(result[1]):
-        slope, se = result
-        df = n_patients - 2
-        t_stat = slope / se if se > 0 else math.nan
-        p = float(2 * stats.t.sf(abs(t_stat), df)) if se > 0 else math.nan
-        half = float(stats.t.ppf(0.975, df)) * se
-        rows.append(base | {"test": "mixedlm", "statistic": t_stat, "effect": slope,
-                            "ci_low": slope - half, "ci_high": slope + half, "p": p,
-                            "note": f"t reference, {df} df{fixed_note}"})
-    else:
-        rows.append(base | {"test": "mixedlm", "statistic": math.nan, "effect": math.nan,
-                            "ci_low": math.nan, "ci_high": math.nan, "p": math.nan,
-                            "note": note or "mixed model did not converge"})
-    columns = ["feature", "outcome", "test", "statistic", "effect", "ci_low", "ci_high", "p",
-               "n_lesions", "n_patients", "note"]
-    return pd.DataFrame(rows, columns=columns)

@@ -1,4 +1,4 @@
-"""Gradient profiles, band areas, trend statistics and lesion metrics against ground truth."""
+"""Gradient profiles, band areas, trend statistics and the border stage against ground truth."""
 
 from __future__ import annotations
 
@@ -11,19 +11,15 @@ import shapely
 from _tissue import lattice
 from scipy import ndimage
 
-from metaniche.analyses.border import (
-    _gls_slope_se,
+from metaniche.analyses.compartments import assign_compartments
+from metaniche.analyses.gradients import (
     band_areas_mm2,
     bin_edges_um,
-    borderline_index,
     gradient_profiles,
     gradient_statistics,
-    lesion_perimeters_um,
-    lesion_size_exclusion,
     pool_gradients,
     trend_test,
 )
-from metaniche.analyses.compartments import assign_compartments
 from metaniche.config import CellTypeRoles, CompartmentParams, Config
 from metaniche.errors import ConfigError
 from metaniche.sample import analyse_sample, build_context
@@ -166,69 +162,6 @@ def test_trend_test_switches_to_negative_binomial_when_overdispersed():
     assert result.model == "negative_binomial"
     assert result.alpha == pytest.approx(0.2, abs=0.15)
     assert result.ci_low < -0.5 < result.ci_high
-
-
-def test_borderline_index_closed_form():
-    start = np.arange(-300.0, 300.0, 50.0)
-    end = start + 50
-    area = np.full(start.size, 0.1)
-    density = np.where((start >= -100) & (end <= 100), 30.0, np.where(start < 0, 10.0, 20.0))
-    counts = density * area
-    assert borderline_index(start, end, counts, area, 100.0, 300.0) == pytest.approx(30 / 15)
-    no_host = area.copy()
-    no_host[start >= 100] = 0
-    assert borderline_index(start, end, counts, no_host, 100.0, 300.0) == pytest.approx(3.0)
-
-
-def test_perimeter_of_a_disc_and_a_square():
-    pixel = 5.0
-    yy, xx = np.mgrid[0:200, 0:200]
-    disc = (np.hypot(xx + 0.5 - 100, yy + 0.5 - 100) * pixel < 300).astype(np.int32)
-    square = np.zeros((200, 200), np.int32)
-    square[50:130, 60:140] = 2  # 400 µm sides
-    labels = disc.copy()
-    tissue = np.ones_like(disc, bool)
-    assert lesion_perimeters_um(labels, tissue, pixel, 1)[0] == pytest.approx(
-        2 * np.pi * 300, rel=0.01)
-    # Smoothing rounds the four corners: about (4 - pi) * sigma * 2 shorter, ~1 %.
-    assert lesion_perimeters_um(np.where(square > 0, 1, 0), tissue, pixel, 1)[0] == (
-        pytest.approx(1600, rel=0.02))
-    # A cell-free (non-tissue) hole is necrosis, not an outline; a tissue hole is.
-    holed = disc.copy()
-    holed[np.hypot(xx + 0.5 - 100, yy + 0.5 - 100) * pixel < 100] = 0
-    gap = ~((np.hypot(xx + 0.5 - 100, yy + 0.5 - 100) * pixel) < 100)
-    assert lesion_perimeters_um(holed, gap, pixel, 1)[0] == pytest.approx(2 * np.pi * 300,
-                                                                          rel=0.01)
-    assert lesion_perimeters_um(holed, tissue, pixel, 1)[0] == pytest.approx(
-        2 * np.pi * 400, rel=0.015)
-
-
-def test_lesion_size_exclusion_recovers_a_planted_slope_with_patient_effects():
-    rng = np.random.default_rng(5)
-    patients = np.repeat([f"P{i}" for i in range(30)], 4)
-    size = 10 ** rng.uniform(-2, 1, patients.size)
-    patient_effect = dict(zip(np.unique(patients), rng.normal(0, 20, 30), strict=True))
-    depth = -100 + 30 * np.log10(size) + np.array([patient_effect[p] for p in patients]) + (
-        rng.normal(0, 5, patients.size))
-    table = pd.DataFrame({"patient": patients, "area_mm2": size, "infiltration_depth_um": depth})
-    result = lesion_size_exclusion(table).set_index("test")
-    assert result.loc["mixedlm", "ci_low"] < 30 < result.loc["mixedlm", "ci_high"]
-    assert result.loc["mixedlm", "p"] < 1e-6
-    assert result.loc["spearman", "effect"] > 0.5
-    single = lesion_size_exclusion(table.drop_duplicates("patient"))
-    assert np.isnan(single.set_index("test").loc["mixedlm", "effect"])
-    two = lesion_size_exclusion(table[table["patient"].isin(["P0", "P1"])])
-    assert "needs >= 3 patients" in two.set_index("test").loc["mixedlm", "note"]
-
-
-def test_gls_slope_se_is_the_ols_se_without_patient_variance_and_grows_with_it():
-    rng = np.random.default_rng(2)
-    data = pd.DataFrame({"patient": np.repeat(["a", "b", "c"], 5),
-                         "log_size": rng.uniform(-2, 1, 15)})
-    x = data["log_size"].to_numpy()
-    closed_form = np.sqrt(0.3 / np.sum((x - x.mean()) ** 2))  # OLS: sqrt(s² / Sxx)
-    assert _gls_slope_se(data, 0.0, 0.3) == pytest.approx(closed_form, rel=1e-12)
-    assert _gls_slope_se(data, 0.5, 0.3) > 0
 
 
 # ---------------------------------------------------------------- simulator planted truth
