@@ -347,7 +347,7 @@ def test_gradient_range_rules(params, message):
 
 
 def test_gradient_rules_agree_with_the_bin_edges():
-    from metaniche.analyses.border import bin_edges_um
+    from metaniche.analyses.gradients import bin_edges_um
 
     for lo, hi, width in [(-500.0, 500.0, 10.0), (-20.0, 20.0, 10.0), (-0.3, 0.6, 0.1),
                           (-20.0, 25.0, 10.0), (0.0, 1.0, 0.3)]:

@@ -439,7 +439,7 @@ class PhenotypeParams(_Validated):
 class GradientParams(_Validated):
     """Distance-to-border gradient profiles (section ``[gradients]``).
 
-    See :mod:`metaniche.analyses.border`.
+    See :mod:`metaniche.analyses.gradients`.
 
     Attributes
     ----------
@@ -470,7 +470,7 @@ class GradientParams(_Validated):
 
     def _cross_checks(self) -> list[Problem]:
         """``max_um > min_um``; ``max_um - min_um`` a whole number of bins (the rule of
-        :func:`metaniche.analyses.border.bin_edges_um`); some bin centre within the window."""
+        :func:`metaniche.analyses.gradients.bin_edges_um`); some bin centre within the window."""
         span = self.max_um - self.min_um
         if span <= 0:
             return [Problem("max_um", f"greater than min_um = {_show(self.min_um)}",
