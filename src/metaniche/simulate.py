@@ -648,7 +648,8 @@ def _segments(
             owner.append(np.full(len(coords), index))
             previous.append(offset + np.roll(np.arange(len(coords)), 1))
             offset += len(coords)
-    return tuple(np.concatenate(parts) for parts in (starts, ends, owner, previous))
+    return (np.concatenate(starts), np.concatenate(ends), np.concatenate(owner),
+            np.concatenate(previous))
 
 
 def _candidate_distance(

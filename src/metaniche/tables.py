@@ -27,6 +27,9 @@ __all__ = [
     "LIGREC",
     "MIXING",
     "NEIGHBOURHOODS",
+    "NEIGHBOURHOOD_ABUNDANCE",
+    "NEIGHBOURHOOD_COMPOSITION",
+    "NEIGHBOURHOOD_SELECTION",
     "PRIVATE_TABLES",
     "RIPLEY",
     "SAMPLE_TABLES",
@@ -71,6 +74,11 @@ CN_WINDOWS = "cn_windows"
 PRIVATE_TABLES = frozenset({CN_WINDOWS})
 # run-level step (written by the cohort neighbourhood step from ``cn_training``)
 NEIGHBOURHOODS = "neighbourhoods"
+#: Parts of the ``neighbourhoods`` table (its column ``table``): CN fractions per sample and
+#: compartment, the cell-type composition of each CN, and the model-selection curve.
+NEIGHBOURHOOD_ABUNDANCE = "abundance"
+NEIGHBOURHOOD_COMPOSITION = "composition"
+NEIGHBOURHOOD_SELECTION = "selection"
 
 #: Every table a per-sample stage may emit, in stage order.
 SAMPLE_TABLES: tuple[str, ...] = (

@@ -164,6 +164,57 @@ def test_trend_test_switches_to_negative_binomial_when_overdispersed():
     assert result.ci_low < -0.5 < result.ci_high
 
 
+def _poisson_irls(y: np.ndarray, design: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Poisson GLM means by plain iteratively reweighted least squares (no statsmodels)."""
+    beta = np.zeros(design.shape[1])
+    beta[0] = np.log(y.sum() / np.exp(offset).sum())
+    for _ in range(100):
+        mu = np.exp(offset + design @ beta)
+        z = design @ beta + (y - mu) / mu
+        weighted = design * mu[:, None]
+        step = np.linalg.solve(design.T @ weighted, weighted.T @ z)
+        if np.max(np.abs(step - beta)) < 1e-12:
+            beta = step
+            break
+        beta = step
+    return np.exp(offset + design @ beta)
+
+
+def test_trend_test_dispersion_is_pearson_chi2_over_residual_df():
+    rng = np.random.default_rng(3)
+    centre = np.arange(-95.0, 100.0, 10.0)
+    area = rng.uniform(0.1, 0.3, centre.size)
+    counts = rng.poisson(300 * area * np.exp(-0.4 * np.abs(centre) / 100))
+    result = trend_test(centre, counts, area)
+    design = np.column_stack([np.ones_like(centre), np.abs(centre) / 100,
+                              (centre > 0).astype(float)])
+    mu = _poisson_irls(counts.astype(float), design, np.log(area))
+    expected = np.sum((counts - mu) ** 2 / mu) / (centre.size - design.shape[1])
+    assert result.model == "poisson"
+    assert result.dispersion == pytest.approx(expected, rel=1e-8)
+
+
+def test_trend_test_interval_follows_the_confidence_level():
+    rng = np.random.default_rng(5)
+    centre = np.arange(-195.0, 200.0, 10.0)
+    area = np.full(centre.size, 0.2)
+    counts = rng.poisson(800 * area * np.exp(-0.6 * np.abs(centre) / 100))
+    at_95 = trend_test(centre, counts, area)
+    at_90 = trend_test(centre, counts, area, confidence=0.9)
+    # Closed form: slope ± z·se with z = Φ⁻¹(0.975) = 1.959964 and Φ⁻¹(0.95) = 1.644854.
+    se = (at_95.ci_high - at_95.ci_low) / (2 * 1.959963984540054)
+    assert se > 0
+    assert at_90.slope_per_100um == at_95.slope_per_100um
+    assert at_90.p == at_95.p
+    assert at_90.ci_low == pytest.approx(at_95.slope_per_100um - 1.6448536269514722 * se,
+                                         rel=1e-12)
+    assert at_90.ci_high == pytest.approx(at_95.slope_per_100um + 1.6448536269514722 * se,
+                                          rel=1e-12)
+    assert at_95.ci_low == trend_test(centre, counts, area, confidence=0.95).ci_low
+    with pytest.raises(ValueError, match="`confidence` must be between 0 and 1"):
+        trend_test(centre, counts, area, confidence=1.0)
+
+
 # ---------------------------------------------------------------- simulator planted truth
 
 

@@ -351,7 +351,8 @@ class TrendResult:
     slope_per_100um
         Log density ratio per 100 µm farther from the edge (negative = rising toward it).
     ci_low, ci_high
-        95 % Wald confidence interval of the slope.
+        Wald confidence interval of the slope at the ``confidence`` level of
+        :func:`trend_test` (default 95 %).
     p
         Two-sided Wald p-value of slope = 0.
     outside_log_ratio
@@ -359,7 +360,7 @@ class TrendResult:
     model
         ``"poisson"``, ``"negative_binomial"`` or ``"quasi_poisson"`` (``""`` when not fitted).
     dispersion
-        Pearson chi² / residual df of the Poisson fit.
+        Pearson chi² / residual df of the Poisson fit (residual df at least 1).
     alpha
         NB2 overdispersion parameter (0 for Poisson).
     """
@@ -379,7 +380,7 @@ _NO_TREND = TrendResult(math.nan, math.nan, math.nan, math.nan, math.nan, "", ma
 
 
 def trend_test(centre_um: np.ndarray, counts: np.ndarray, area_mm2: np.ndarray,
-               min_cells: int = _MIN_CELLS_FOR_TREND) -> TrendResult:
+               min_cells: int = _MIN_CELLS_FOR_TREND, confidence: float = 0.95) -> TrendResult:
     """Poisson / NB2 regression of bin counts on distance from the edge with log-area offset.
 
     ``log E[n_k] = log(area_k) + b0 + b_out·[c_k > 0] + b1·|c_k| / 100`` for bins of centre
@@ -387,11 +388,18 @@ def trend_test(centre_um: np.ndarray, counts: np.ndarray, area_mm2: np.ndarray,
     NB2 (variance ``mu + alpha mu²``) replaces Poisson when the Pearson dispersion exceeds
     :data:`OVERDISPERSION_THRESHOLD`, with alpha = Σ((y − mu)² − y) / Σ mu² from the Poisson fit
     (Cameron & Trivedi 1990). Fewer than ``min_cells`` cells or fewer than 3 bins: NaN result.
+
+    The dispersion is statsmodels' Pearson chi² over the residual degrees of freedom (at least
+    1) of the Poisson fit. The slope interval is the Wald interval
+    ``slope ± z · se`` with ``z = Φ⁻¹(0.5 + confidence / 2)`` (1.96 at the default
+    ``confidence = 0.95``); the p-value is the two-sided Wald p of slope = 0.
     """
     # The GLM module alone: statsmodels.api imports every model (seconds on first use).
     from statsmodels.genmod import families
     from statsmodels.genmod.generalized_linear_model import GLM
 
+    if not 0 < confidence < 1:
+        raise ValueError(f"`confidence` must be between 0 and 1 (exclusive); got {confidence}.")
     centre = np.asarray(centre_um, dtype=np.float64)
     y = np.asarray(counts, dtype=np.float64)
     area = np.asarray(area_mm2, dtype=np.float64)
@@ -410,9 +418,8 @@ def trend_test(centre_um: np.ndarray, counts: np.ndarray, area_mm2: np.ndarray,
         warnings.simplefilter("ignore")
         try:
             fit = GLM(y, design, family=families.Poisson(), offset=offset).fit()
-            df = max(len(y) - design.shape[1], 1)
             mu = fit.mu
-            dispersion = float(np.sum((y - mu) ** 2 / mu) / df)
+            dispersion = float(fit.pearson_chi2 / max(fit.df_resid, 1))
             model, alpha = "poisson", 0.0
             if dispersion > OVERDISPERSION_THRESHOLD:
                 alpha = float(np.sum((y - mu) ** 2 - y) / np.sum(mu**2))
@@ -431,14 +438,17 @@ def trend_test(centre_um: np.ndarray, counts: np.ndarray, area_mm2: np.ndarray,
     if not (np.isfinite(slope) and np.isfinite(se)):
         return _NO_TREND
     p = float(2 * stats.norm.sf(abs(slope / se))) if se > 0 else math.nan
-    return TrendResult(slope, slope - 1.959963984540054 * se, slope + 1.959963984540054 * se,
-                       p, float(fit.params[2]) if two_sided else math.nan, model,
+    half = float(stats.norm.ppf(0.5 + confidence / 2)) * se
+    return TrendResult(slope, slope - half, slope + half, p,
+                       float(fit.params[2]) if two_sided else math.nan, model,
                        dispersion, alpha)
 
 
 def gradient_statistics(profiles: pd.DataFrame, border_um: float,
-                        window_um: float) -> pd.DataFrame:
+                        window_um: float, confidence: float = 0.95) -> pd.DataFrame:
     """Trend, peak and borderline index per lesion × type from a ``gradients`` table.
+
+    ``confidence`` is the level of the slope intervals (:func:`trend_test`), default 0.95.
 
     Returns
     -------
@@ -458,7 +468,7 @@ def gradient_statistics(profiles: pd.DataFrame, border_um: float,
         counts = group["n_cells"].to_numpy()
         area = group["area_mm2"].to_numpy()
         mid = 0.5 * (start + end)
-        trend = trend_test(mid, counts, area)
+        trend = trend_test(mid, counts, area, confidence=confidence)
         usable = area >= 0.25 * np.median(area[area > 0]) if (area > 0).any() else area > 0
         if usable.any() and counts[usable].sum() > 0:
             density = counts[usable] / area[usable]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import contourpy
 import numpy as np
@@ -110,7 +111,10 @@ def lesion_perimeters_um(lesion_labels: np.ndarray, tissue: np.ndarray, pixel_um
         mask = mask | (ndimage.binary_fill_holes(mask) & ~tissue[rows, cols])
         padded = np.pad(mask.astype(np.float64), pad)
         smooth = ndimage.gaussian_filter(padded, 1.0)
-        lines = contourpy.contour_generator(z=smooth).lines(0.5)
+        generator = contourpy.contour_generator(z=smooth, line_type=contourpy.LineType.Separate)
+        # LineType.Separate returns one (n, 2) array per line; contourpy's return annotation
+        # is the union over every line type.
+        lines = cast("list[np.ndarray]", generator.lines(0.5))
         length = sum(float(np.sum(np.hypot(*np.diff(line, axis=0).T))) for line in lines)
         out[index] = length * pixel_um
     return out

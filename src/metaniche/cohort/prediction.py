@@ -98,13 +98,15 @@ def nested_cv_prediction(values: pd.DataFrame, responder: pd.Series,
                 chosen[name].append(model.c)
     rng = np.random.default_rng(streams[-1])
     boot = rng.integers(0, len(y), size=(params.n_bootstrap, len(y)))
-    result = {"unit_count": len(y), "n_responders": int(y.sum()), "n_folds": n_folds,
+    result: dict[str, object] = {
+              "unit_count": len(y), "n_responders": int(y.sum()), "n_folds": n_folds,
               "n_repeats": params.n_repeats, "seed": params.seed,
               "model": (f"logistic regression, elastic net l1_ratio={params.l1_ratio}, C by "
                         f"{params.n_inner_folds}-fold inner CV (AUC) over {len(C_GRID)} values "
                         "from 1e-3 to 1e1; median imputation and standardisation per fold")}
-    boot_auc = {}
-    mean_score = {}
+    boot_auc: dict[str, np.ndarray] = {}
+    mean_score: dict[str, np.ndarray] = {}
+    auc: dict[str, float] = {}
     for name, columns in feature_sets.items():
         if not columns:
             result[name] = None
@@ -112,14 +114,15 @@ def nested_cv_prediction(values: pd.DataFrame, responder: pd.Series,
         mean_score[name] = scores[name].mean(axis=0)
         boot_auc[name] = _bootstrap_auc(mean_score[name], y, boot)
         low, high = _percentiles(boot_auc[name], params.confidence)
+        auc[name] = _auc(mean_score[name], y)
         result[name] = {
-            "auc": _auc(mean_score[name], y), "ci_low": low, "ci_high": high,
+            "auc": auc[name], "ci_low": low, "ci_high": high,
             "auc_per_repeat": [_auc(row, y) for row in scores[name]],
             "n_features": len(columns), "features": columns, "chosen_c": chosen[name]}
-    if result["baseline"] is not None:
+    if "baseline" in auc:
         diff = boot_auc["spatial"] - boot_auc["baseline"]
         low, high = _percentiles(diff, params.confidence)
-        result["difference"] = {"auc": result["spatial"]["auc"] - result["baseline"]["auc"],
+        result["difference"] = {"auc": auc["spatial"] - auc["baseline"],
                                 "ci_low": low, "ci_high": high}
     else:
         result["difference"] = None

@@ -187,7 +187,7 @@ def cox_univariate(x: np.ndarray, time: np.ndarray, event: np.ndarray,
     O(iterations × (n log n + n × covariates × largest tie)).
     Matches lifelines ``CoxPHFitter`` (Efron ties, no penalty; it normalises the covariate
     internally, the coefficient here is on the scale of ``x``) in coef, se, LR p and
-    rank-time PH p to a relative 1e-6 (``tests/cohort/test_cohort_cox.py``, with ties,
+    rank-time PH p to a relative 1e-6 (``tests/cohort/test_survival_cox.py``, with ties,
     censoring and missing values); kept because it fits all features at once, where one
     ``CoxPHFitter`` per feature takes ~0.06 s.
 

@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from metaniche.analyses.compartments import COMPARTMENTS, WHOLE
 from metaniche.cohort.response import mann_whitney_table
 
 __all__ = ["REGIONS", "feature_region", "paired_changes", "treatment_table"]
 
 #: Compartment qualifiers recognised in feature names, for region-stratified reporting.
-REGIONS = ("core", "border", "adjacent", "all")
+REGIONS: tuple[str, ...] = (*COMPARTMENTS, WHOLE)
 
 
 def feature_region(name: str) -> str:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,9 @@ from metaniche.io._tables import (
     list_columns,
     reason,
 )
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 __all__ = ["INSTALL_HINT", "is_spatialdata_store", "map_spatialdata"]
 
@@ -132,7 +136,7 @@ def _element_names(sdata) -> str:
     return ", ".join(names) or "none"
 
 
-def _pick_table(tables: dict) -> tuple[str, object]:
+def _pick_table(tables: dict[str, AnnData]) -> tuple[str, AnnData]:
     for name, table in tables.items():
         attrs = table.uns.get("spatialdata_attrs", {}) or {}
         if attrs.get("region") is not None and attrs.get("instance_key"):

@@ -144,13 +144,12 @@ def map_halo(path: Path, raw: RawTable, config: Config,
     x_col = [c for c in frame.columns if str(c).endswith("centroid_x")][-1]
     y_col = [c for c in frame.columns if str(c).endswith("centroid_y")][-1]
     dyes = _halo_dye_names(frame)
-    calls = [c for c in frame.columns
-             if re.fullmatch(r"(.+) Positive( Classification)?", str(c))]
+    calls = {c: match[1] for c in frame.columns
+             if (match := re.fullmatch(r"(.+) Positive( Classification)?", str(c)))}
     label = find_column(frame.columns, "Phenotype")
     if label is None and calls:
         names, flags = [], []
-        for column in calls:
-            base = re.fullmatch(r"(.+) Positive( Classification)?", str(column))[1]
+        for column, base in calls.items():
             name = dyes.get(base, base)
             if name.upper() == "DAPI":
                 continue
@@ -177,7 +176,8 @@ def map_halo(path: Path, raw: RawTable, config: Config,
         else:
             sample = None
     cell_id = find_column(frame.columns, "Object Id")
-    sources = {x_col: (found["x min"], found["x max"]), y_col: (found["y min"], found["y max"])}
+    sources: dict[str, tuple[str, ...]] = {x_col: (found["x min"], found["x max"]),
+                                           y_col: (found["y min"], found["y max"])}
     return MappedTable(raw, ColumnNames(sample=sample or ABSENT, cell_id=cell_id or ABSENT,
                                         x=x_col, y=y_col, cell_type=label), sources)
 

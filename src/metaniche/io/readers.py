@@ -145,7 +145,7 @@ def _header_line(path: Path, gz: bool) -> str:
     """Return the first line of a text file ('' when it cannot be read)."""
     try:
         opener = gzip.open if gz else open
-        with opener(path, "rb") as handle:  # type: ignore[operator]
+        with opener(path, "rb") as handle:
             line = handle.readline(_MAX_HEADER)
         return line.decode("utf-8-sig", errors="replace")
     except (OSError, EOFError, ValueError):
@@ -227,6 +227,7 @@ def read_mapped(path: Path, config: Config) -> tuple[MappedTable, str]:
         One sentence naming the file, the format it was read as, the problem and the fix.
     """
     fmt = config.format
+    kind: str | None
     if path.is_dir():
         kind, gz = "zarr", False
     else:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from metaniche import tables as T
 from metaniche.report import cohort_figures, svg
 from metaniche.report.rundata import RunData
 from metaniche.report.sections import Section, Table, int_label, save_svg
@@ -111,10 +112,10 @@ def prediction_section(run: RunData, report_dir: Path) -> Section | None:
 
 def neighbourhood_section(run: RunData, report_dir: Path) -> Section | None:
     """Cell-type composition of each cellular neighbourhood (cohort fit)."""
-    table = run.table("neighbourhoods")
+    table = run.table(T.NEIGHBOURHOODS)
     if table is None or "table" not in table.columns:
         return None
-    rows = table[table["table"] == "composition"]
+    rows = table[table["table"] == T.NEIGHBOURHOOD_COMPOSITION]
     if rows.empty:
         return None
     wide = rows.pivot_table(index="neighbourhood", columns="cell_type", values="fraction",

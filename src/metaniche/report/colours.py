@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from matplotlib import colormaps
+from matplotlib import color_sequences
 from matplotlib.colors import to_hex
 
 from metaniche.analyses.compartments import ADJACENT, BORDER, CORE, WHOLE
@@ -22,9 +22,9 @@ BACKGROUND_COLOUR = "#c9d3da"
 
 def categorical(n: int) -> list[str]:
     """``n`` distinguishable colours (tab10, then tab20's light shades, then repeating)."""
-    base = [to_hex(c) for c in colormaps["tab10"].colors]
-    light = [to_hex(c) for c in colormaps["tab20"].colors[1::2]]
-    extra = [to_hex(c) for c in colormaps["Dark2"].colors]
+    base = [to_hex(c) for c in color_sequences["tab10"]]
+    light = [to_hex(c) for c in color_sequences["tab20"][1::2]]
+    extra = [to_hex(c) for c in color_sequences["Dark2"]]
     palette = base + light + extra
     return [palette[i % len(palette)] for i in range(n)]
 

@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from metaniche import tables as T
+from metaniche.analyses.compartments import COMPARTMENTS, WHOLE
+from metaniche.config import CompartmentParams
 from metaniche.report import svg
 from metaniche.report.colours import COMPARTMENT_COLOURS, categorical
 from metaniche.report.rundata import RunData
 from metaniche.report.sections import Section, Table, int_label, preferred, save_svg
 
 __all__ = ["SAMPLE_SECTIONS", "sample_sections"]
-
-_COMPARTMENTS = ("core", "border", "adjacent")
-
 
 def _whole_sample(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows covering the whole sample (null lesion_id) when the table has lesion rows."""
@@ -59,14 +59,14 @@ def _grids(rows: pd.DataFrame, index: str, columns: str, values: list[str],
 
 def density_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
     """Density (cells/mm²) of every cell type per compartment: grouped bars and a table."""
-    rows = run.sample_rows("composition", sample)
+    rows = run.sample_rows(T.COMPOSITION, sample)
     if rows is None or rows.empty:
         return None
     rows = _whole_sample(rows)
     grids = _grids(rows, "cell_type", "compartment", ["density_per_mm2", "n_cells"])
     wide, counts = grids["density_per_mm2"], grids["n_cells"]
-    groups = [c for c in _COMPARTMENTS if c in wide.columns]
-    if not groups and "all" not in wide.columns:
+    groups = [c for c in COMPARTMENTS if c in wide.columns]
+    if not groups and WHOLE not in wide.columns:
         return None
     types = [str(t) for t in wide.index]
     chart = svg.grouped_hbars(types, groups, wide[groups].to_numpy(np.float64),
@@ -74,10 +74,10 @@ def density_section(run: RunData, sample: str, stem: str, report_dir: Path) -> S
                               colours=[COMPARTMENT_COLOURS[g] for g in groups],
                               unit="cells/mm²")
     markup, path = save_svg(chart, report_dir, f"{stem}.density")
-    shown = groups + (["all"] if "all" in wide.columns else [])
+    shown = groups + ([WHOLE] if WHOLE in wide.columns else [])
     table = Table(["cell type"] + [f"{c} (cells/mm²)" for c in shown] + ["n cells (all)"],
                   [[t] + [svg.fmt(wide.loc[t, c]) for c in shown]
-                   + [svg.fmt(counts.loc[t, "all"]) if "all" in counts.columns else "–"]
+                   + [svg.fmt(counts.loc[t, WHOLE]) if WHOLE in counts.columns else "–"]
                    for t in wide.index])
     areas = rows.drop_duplicates("compartment").set_index("compartment")["area_mm2"]
     area_text = ", ".join(f"{c} {areas[c]:.3g} mm²" for c in shown if c in areas.index)
@@ -111,13 +111,12 @@ def merge_bins(part: pd.DataFrame, start: str, end: str,
 
 def gradient_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
     """Density of each cell type against signed distance to the tumour boundary."""
-    rows = run.sample_rows("gradients", sample)
-    if rows is None or rows.empty:
+    all_rows = run.sample_rows(T.GRADIENTS, sample)
+    if all_rows is None or all_rows.empty:
         return None
-    rows = _whole_sample(rows)
+    rows = _whole_sample(all_rows)
     if rows.empty:
-        rows = run.sample_rows("gradients", sample)
-        rows = rows[rows["lesion_id"] == rows["lesion_id"].min()]
+        rows = all_rows[all_rows["lesion_id"] == all_rows["lesion_id"].min()]
     panels = []
     for cell_type, part in rows.groupby("cell_type", sort=True):
         centre, density = merge_bins(part.sort_values("bin_start_um"), "bin_start_um",
@@ -126,7 +125,8 @@ def gradient_section(run: RunData, sample: str, stem: str, report_dir: Path) -> 
             panels.append((str(cell_type), centre, density))
     if not panels:
         return None
-    width = float(run.config.get("compartments", {}).get("border_um", 100.0))
+    width = float(run.config.get("compartments", {}).get("border_um",
+                                                         CompartmentParams.border_um))
     chart = svg.small_multiples(panels, title="Distance-to-border gradients",
                                 xlabel="signed distance to the tumour boundary (µm, negative "
                                        "inside tumour)", ylabel="cells/mm²",
@@ -143,7 +143,7 @@ def gradient_section(run: RunData, sample: str, stem: str, report_dir: Path) -> 
 
 def enrichment_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
     """Neighbourhood-enrichment z-scores as a type × type heatmap."""
-    rows = run.sample_rows("enrichment", sample)
+    rows = run.sample_rows(T.ENRICHMENT, sample)
     if rows is None or rows.empty:
         return None
     null_note = ""
@@ -189,11 +189,11 @@ def _tips(rows: list, columns: list, joiner: str,
 
 def distance_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
     """Median nearest-neighbour distance from each source type to each target type."""
-    rows = run.sample_rows("distances", sample)
+    rows = run.sample_rows(T.DISTANCES, sample)
     if rows is None or rows.empty:
         return None
-    if "compartment" in rows.columns and (rows["compartment"] == "all").any():
-        rows = rows[rows["compartment"] == "all"]
+    if "compartment" in rows.columns and (rows["compartment"] == WHOLE).any():
+        rows = rows[rows["compartment"] == WHOLE]
     rows = _whole_sample(rows)
     grids = _grids(rows, "source_type", "target_type", ["median_um", "mean_um", "n_source"])
     median = grids["median_um"]
@@ -213,15 +213,15 @@ def distance_section(run: RunData, sample: str, stem: str, report_dir: Path) -> 
 def neighbourhood_section(run: RunData, sample: str, stem: str,
                           report_dir: Path) -> Section | None:
     """Fraction of the sample's cells in each cellular neighbourhood, per compartment."""
-    rows = run.sample_rows("neighbourhoods", sample)
+    rows = run.sample_rows(T.NEIGHBOURHOODS, sample)
     if rows is None or rows.empty:
         return None
     if "table" in rows.columns:
-        rows = rows[rows["table"] == "abundance"]
+        rows = rows[rows["table"] == T.NEIGHBOURHOOD_ABUNDANCE]
     if rows.empty or "fraction" not in rows.columns:
         return None
     wide = _pivot(rows, "compartment", "neighbourhood", "fraction").fillna(0.0)
-    order = [c for c in ("all", *_COMPARTMENTS) if c in wide.index]
+    order = [c for c in (WHOLE, *COMPARTMENTS) if c in wide.index]
     order += [c for c in wide.index if c not in order]
     wide = wide.reindex(order)
     names = [f"CN{int_label(c)}" for c in wide.columns]
@@ -236,12 +236,12 @@ def neighbourhood_section(run: RunData, sample: str, stem: str,
 
 def zonation_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
     """Density of each cell type along the portal→central lobule axis."""
-    rows = run.sample_rows("zonation", sample)
+    rows = run.sample_rows(T.ZONATION, sample)
     if rows is None or rows.empty:
         return None
     subset = ""
     if "subset" in rows.columns:
-        subset = preferred(rows["subset"], "outside") or ""
+        subset = preferred(rows["subset"], T.ZONATION_OUTSIDE) or ""
         rows = rows[rows["subset"] == subset] if subset else rows
     panels = []
     for cell_type, part in rows.groupby("cell_type", sort=True):
@@ -263,7 +263,7 @@ def zonation_section(run: RunData, sample: str, stem: str, report_dir: Path) -> 
 
 def aggregate_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
     """Table of the sample's multicellular aggregates (TLS, lymphoid clusters, units)."""
-    rows = run.sample_rows("aggregates", sample)
+    rows = run.sample_rows(T.AGGREGATES, sample)
     if rows is None or rows.empty:
         return None
     wanted = [c for c in ("aggregate_id", "kind", "n_cells", "area_mm2", "signed_distance_um",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from markupsafe import Markup
@@ -59,7 +60,7 @@ def save_svg(svg: str, report_dir: Path, stem: str) -> tuple[Markup, str]:
     return Markup(svg), relative
 
 
-def int_label(value: object) -> str:
+def int_label(value: Any) -> str:
     """``str(int(value))`` for numeric ids (``3.0`` → ``3``), else ``str(value)``."""
     try:
         return str(int(value))

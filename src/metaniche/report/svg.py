@@ -166,11 +166,11 @@ def small_multiples(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], *, tit
         top = float(np.nanmax(y)) if np.isfinite(y).any() else 0.0
         top = top if top > 0 else 1.0
 
-        def px(v: np.ndarray | float, ox: float = ox) -> np.ndarray | float:
-            return ox + (np.asarray(v) - x0) / (x1 - x0) * pw
+        def px(v: np.ndarray | float, ox: float = ox) -> np.ndarray:
+            return np.asarray(ox + (np.asarray(v) - x0) / (x1 - x0) * pw)
 
-        def py(v: np.ndarray | float, oy: float = oy, top: float = top) -> np.ndarray | float:
-            return oy + ph - np.asarray(v) / top * ph
+        def py(v: np.ndarray | float, oy: float = oy, top: float = top) -> np.ndarray:
+            return np.asarray(oy + ph - np.asarray(v) / top * ph)
 
         out.append(f'<text x="{ox:.0f}" y="{oy - 4:.0f}" font-weight="600">'
                    f'{esc(_short(str(label), 30))}</text>')

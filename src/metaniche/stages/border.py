@@ -69,7 +69,8 @@ def run(context: SampleContext) -> StageOutput:
     sd = result.signed_distance_um
     gradients = gradient_profiles(sd, context.type_codes, context.cell_types, result.lesion_id,
                                   areas, edges)
-    stats_table = gradient_statistics(gradients, border_um, params.window_um)
+    stats_table = gradient_statistics(gradients, border_um, params.window_um,
+                                      context.config.cohort.confidence)
     tables = {T.GRADIENTS: gradients, T.GRADIENT_STATS: stats_table}
     if params.markers:
         columns = list(params.marker_columns) or context.marker_columns()

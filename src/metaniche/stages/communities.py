@@ -295,16 +295,16 @@ def cohort_neighbourhoods(training: pd.DataFrame,
         labels[name] = assign_neighbourhoods(model, window_fractions(counts),
                                              [str(t) for t in counts.columns])
         tables = neighbourhood_tables(labels[name], np.asarray(compartment).astype(str), model)
-        abundance = tables["abundance"].assign(table="abundance")
+        abundance = tables[T.NEIGHBOURHOOD_ABUNDANCE].assign(table=T.NEIGHBOURHOOD_ABUNDANCE)
         parts.append(abundance.assign(sample=name))
-        whole = abundance[abundance["compartment"] == "all"]
+        whole = abundance[abundance["compartment"] == WHOLE]
         features[name] = {f"cn_fraction.CN{cn}": float(f)
                           for cn, f in zip(whole["neighbourhood"], whole["fraction"],
                                            strict=True)}
-    parts.append(neighbourhood_tables(np.zeros(0, dtype=np.int32), np.zeros(0, dtype=object),
-                                      model)["composition"].assign(table="composition",
-                                                                   sample=None))
-    parts.append(model.selection.assign(table="selection", sample=None))
+    composition = neighbourhood_tables(np.zeros(0, dtype=np.int32), np.zeros(0, dtype=object),
+                                       model)[T.NEIGHBOURHOOD_COMPOSITION]
+    parts.append(composition.assign(table=T.NEIGHBOURHOOD_COMPOSITION, sample=None))
+    parts.append(model.selection.assign(table=T.NEIGHBOURHOOD_SELECTION, sample=None))
     columns = ["sample", "table", "compartment", "neighbourhood", "cell_type", "n_cells",
                "fraction", "n_neighbourhoods", "silhouette"]
     result = pd.concat(parts, ignore_index=True).reindex(columns=columns)

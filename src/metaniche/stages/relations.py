@@ -154,6 +154,7 @@ def _border_cells(context: SampleContext, alpha_um: float, max_edges: int = 20_0
     sample_tables.border_cells_table`)."""
     table, cluster = border_cells_table(context.coordinates, context.labels,
                                         context.tumor_types, alpha_um, max_edges)
-    features = {_name("border_cell_ratio", row.cell_type): float(row.border_cell_ratio)
-                for row in table.itertuples(index=False)}
+    features: dict[str, object] = {
+        _name("border_cell_ratio", row.cell_type): float(row.border_cell_ratio)
+        for row in table.itertuples(index=False)}
     return table, cluster, features

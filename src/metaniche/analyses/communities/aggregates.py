@@ -368,7 +368,7 @@ def classify_lymphoid(clusters: Clusters, summary: pd.DataFrame, composition: pd
     summary["b_fraction"] = b_fraction
     summary["n_fdc"] = n_fdc.astype(np.int64)
     summary["n_gc"] = n_gc.astype(np.int64)
-    summary["grade"] = np.where(is_tls, grade, None)
+    summary["grade"] = np.where(is_tls, grade, np.array(None, dtype=object))
     summary = summary.rename(columns={"cluster": "aggregate_id"})
     composition = composition.rename(columns={"cluster": "aggregate_id"})
     composition.insert(1, "kind", summary["kind"].to_numpy()[composition["aggregate_id"] - 1]

@@ -99,6 +99,7 @@ from scipy import sparse
 from scipy.stats import norm
 
 from metaniche._multitest import benjamini_hochberg
+from metaniche.analyses.compartments import WHOLE
 from metaniche.config import LigrecParams
 from metaniche.errors import ConfigError, InputError
 
@@ -247,7 +248,7 @@ def ligand_receptor(pair_i: np.ndarray, pair_j: np.ndarray,
     ligand = np.stack([np.asarray(expression[p[2]], dtype=np.float64) for p in lr_pairs])
     receptor = np.stack([np.asarray(expression[p[3]], dtype=np.float64) for p in lr_pairs])
     labels = np.asarray(cell_types, dtype=object)
-    comp_labels = np.asarray(["all", *comp_names], dtype=object)
+    comp_labels = np.asarray([WHOLE, *comp_names], dtype=object)
     n_comp = len(comp_names)
     typed_seed, any_seed = np.random.SeedSequence(seed).spawn(2)
     expressed = (ligand.max(axis=1) > 0) & (receptor.max(axis=1) > 0)

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from metaniche import tables as T
+from metaniche.analyses.compartments import WHOLE
 from metaniche.config import NeighbourhoodParams
 
 __all__ = [
@@ -264,7 +266,7 @@ def neighbourhood_tables(labels: np.ndarray, compartment: np.ndarray,
     neighbourhood, cell_type, fraction}`` (the centre: mean window composition).
     """
     n_cn = model.n_neighbourhoods
-    groups = [("all", np.ones(len(labels), dtype=bool))]
+    groups = [(WHOLE, np.ones(len(labels), dtype=bool))]
     groups += [(c, compartment == c) for c in sorted(np.unique(compartment.astype(str)))]
     parts = []
     for name, mask in groups:
@@ -280,4 +282,4 @@ def neighbourhood_tables(labels: np.ndarray, compartment: np.ndarray,
         "cell_type": np.tile(np.asarray(model.cell_types, dtype=object), n_cn),
         "fraction": model.centres.ravel(),
     })
-    return {"abundance": abundance, "composition": composition}
+    return {T.NEIGHBOURHOOD_ABUNDANCE: abundance, T.NEIGHBOURHOOD_COMPOSITION: composition}

@@ -186,7 +186,7 @@ def fix_arc_order(arcs: np.ndarray) -> np.ndarray:
                 continue
             later = slice(i + 1, n)
             touching = (ends[later, _END1] == open_end) | (ends[later, _END2] == open_end)
-            for j in i + 1 + np.flatnonzero(touching):
+            for j in (i + 1 + np.flatnonzero(touching)).tolist():
                 start_j, end_j = ends[j, _END1], ends[j, _END2]
                 ends[[i + 1, j]] = ends[[j, i + 1]]
                 if end_j == open_end:
@@ -293,12 +293,14 @@ def _edge_arcs(edges: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]
     return arcs, ends
 
 
-def _cut_intersecting_arcs(arcs: np.ndarray, ends: np.ndarray, points: list):
+def _cut_intersecting_arcs(
+    arc_table: np.ndarray, end_table: np.ndarray, points: list
+) -> tuple[np.ndarray, np.ndarray]:
     """``ahull``'s double loop over arc pairs (watch, j) whose circles cross twice, in R's
     order; cut points are appended to ``points``. Only crossing pairs are visited (the circle
     of an arc never changes, so pairs are found once with a k-d tree)."""
-    arcs = [row.copy() for row in arcs]
-    ends = [list(map(int, row)) for row in ends]
+    arcs: list[np.ndarray] = [row.copy() for row in arc_table]
+    ends: list[list[int]] = [list(map(int, row)) for row in end_table]
     if not arcs:
         return np.zeros((0, 6)), np.zeros((0, 2), np.int64)
     circle_of = list(range(len(arcs)))
@@ -462,7 +464,7 @@ def _chain(ends: np.ndarray) -> list[int]:
     while len(order) < m:
         while used[first_free]:
             first_free += 1
-        current = first_free
+        current: int | None = first_free
         while current is not None:
             used[current] = True
             order.append(current)

@@ -172,7 +172,10 @@ def _chunk_kernel(i_idx: np.ndarray, j_idx: np.ndarray, dist: np.ndarray, x: np.
             sums[key] += 1.0
 
 
-def _covariance_args(grid: CovarianceGrid | None) -> tuple:
+def _covariance_args(
+    grid: CovarianceGrid | None,
+) -> tuple[bool, np.ndarray, float, float, float, float]:
+    """The kernels' ``weighted, cov, centre_row, centre_col, cov_pixel, area`` arguments."""
     if grid is None:
         return False, np.zeros((2, 2)), 0.0, 0.0, 1.0, 1.0
     cov, centre_row, centre_col, cov_pixel, area = grid

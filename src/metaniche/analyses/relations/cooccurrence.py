@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from scipy.spatial import cKDTree
 
@@ -35,7 +36,7 @@ __all__ = ["co_occurrence", "co_occurrence_table"]
 
 
 def co_occurrence(coordinates: np.ndarray, type_codes: np.ndarray, n_types: int,
-                  interval: Sequence[float], tree: cKDTree | None = None,
+                  interval: npt.ArrayLike, tree: cKDTree | None = None,
                   cumulative: bool = True, chunk_size: int = 50_000,
                   pairs: PairChunks | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Co-occurrence ratio (K, K, len(interval) − 1) and the pair counts behind it.
@@ -65,13 +66,13 @@ def co_occurrence(coordinates: np.ndarray, type_codes: np.ndarray, n_types: int,
     (ratio, counts)
         Both (K, K, R) with R = len(interval) − 1.
     """
-    interval = np.sort(np.asarray(interval, dtype=np.float64))
-    if len(interval) < 2:
-        raise ValueError(f"`interval` needs at least 2 values; got {len(interval)}.")
+    edges = np.sort(np.asarray(interval, dtype=np.float64))
+    if len(edges) < 2:
+        raise ValueError(f"`interval` needs at least 2 values; got {len(edges)}.")
     codes = np.asarray(type_codes, dtype=np.int64)
-    thresholds = interval[1:]
+    thresholds = edges[1:]
     n_r = len(thresholds)
-    lower = -np.inf if cumulative else float(interval[0])
+    lower = -np.inf if cumulative else float(edges[0])
     if pairs is not None:
         flat = bin_pair_chunks(pairs, np.zeros((len(codes), 2)), codes, n_types, thresholds,
                                lower)
@@ -91,21 +92,21 @@ def co_occurrence(coordinates: np.ndarray, type_codes: np.ndarray, n_types: int,
     return ratio, counts
 
 
-def co_occurrence_table(ratio: np.ndarray, interval: Sequence[float], cell_types: Sequence[str],
+def co_occurrence_table(ratio: np.ndarray, interval: npt.ArrayLike, cell_types: Sequence[str],
                         cumulative: bool = True) -> pd.DataFrame:
     """Long table ``type_a, type_b, bin_start_um, bin_end_um, ratio``.
 
     For cumulative (squidpy) counts ``bin_start_um`` is 0: the ratio covers all pairs with
     ``0 ≤ d ≤ bin_end_um``.
     """
-    interval = np.sort(np.asarray(interval, dtype=np.float64))
+    edges = np.sort(np.asarray(interval, dtype=np.float64))
     n_types, _, n_r = ratio.shape
     a, b, r = np.meshgrid(np.arange(n_types), np.arange(n_types), np.arange(n_r),
                           indexing="ij")
     labels = np.asarray(cell_types, dtype=object)
-    start = np.zeros(n_r) if cumulative else interval[:-1]
+    start = np.zeros(n_r) if cumulative else edges[:-1]
     return pd.DataFrame({
         "type_a": labels[a.ravel()], "type_b": labels[b.ravel()],
-        "bin_start_um": start[r.ravel()], "bin_end_um": interval[1:][r.ravel()],
+        "bin_start_um": start[r.ravel()], "bin_end_um": edges[1:][r.ravel()],
         "ratio": ratio.ravel(),
     })

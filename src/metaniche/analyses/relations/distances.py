@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from scipy import stats
 from scipy.spatial import cKDTree
@@ -235,7 +236,7 @@ def count_within(from_coordinates: np.ndarray, to_coordinates: np.ndarray,
 
 
 def count_within_by_type(tree: cKDTree, type_codes: np.ndarray, cell_types: Sequence[str],
-                         radii: Sequence[float], pairs: PairChunks | None = None,
+                         radii: npt.ArrayLike, pairs: PairChunks | None = None,
                          ) -> pd.DataFrame:
     """:func:`count_within` for every ordered type pair and radius in one pass over pairs.
 
@@ -277,14 +278,14 @@ def count_within_by_type(tree: cKDTree, type_codes: np.ndarray, cell_types: Sequ
 
     codes = np.asarray(type_codes, dtype=np.int64)
     k = len(cell_types)
-    radii = np.sort(np.asarray(radii, dtype=np.float64))
+    radii_um = np.sort(np.asarray(radii, dtype=np.float64))
     if pairs is not None:
-        totals, with_any = _counts_from_pairs(pairs, codes, k, radii)
+        totals, with_any = _counts_from_pairs(pairs, codes, k, radii_um)
     else:
-        totals, with_any = counts_within_by_type_grid(tree.data, codes, k, radii)
+        totals, with_any = counts_within_by_type_grid(tree.data, codes, k, radii_um)
     n_by_type = np.bincount(codes, minlength=k)
     rows = []
-    for r_index, radius in enumerate(radii):
+    for r_index, radius in enumerate(radii_um):
         for source in range(k):
             if n_by_type[source] == 0:
                 continue

@@ -5,7 +5,7 @@ them in a separate environment, e.g.::
 
     python -m venv .venv-spatialdata
     .venv-spatialdata/bin/pip install -e '.[spatialdata]' pytest hypothesis
-    .venv-spatialdata/bin/pytest tests/io/test_io_spatialdata.py
+    .venv-spatialdata/bin/pytest tests/io/test_spatialdata.py
 
 Ground truth is the geometry the test writes: circle centres, polygon centroids (closed
 form for rectangles) and a known scale transformation.

@@ -181,7 +181,7 @@ def test_named_format_and_explicit_columns_win(data_dir: Path) -> None:
     assert "read as a HALO object-data export" in error and "'XMin'" in error
 
 
-# SpatialData stores: tests/io/test_io_spatialdata.py
+# SpatialData stores: tests/io/test_spatialdata.py
 
 
 # --- malformed exports: one sentence naming the expected format and what is missing ----
