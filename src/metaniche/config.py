@@ -20,7 +20,6 @@ LigrecParams.max_permutations)``), so a notebook call and the pipeline agree.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import numbers
 import re
@@ -267,16 +266,22 @@ def _type_allowed(hint: Any, value: Any) -> str | None:
         if isinstance(value, tuple | list) and all(good(v) for v in value):
             return None
         return "a list of numbers" if item_type is float else "a list of strings"
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return None if isinstance(value, hint) else f"a {hint.__name__}"
     if get_origin(hint) is dict:
         return None if isinstance(value, dict) else "a table"
     return None
 
 
-@functools.cache
+_HINTS: dict[str, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    return get_type_hints(cls)
+    """The resolved type hints of a Params class, computed once per class."""
+    key = f"{cls.__module__}.{cls.__qualname__}"
+    if key not in _HINTS:
+        _HINTS[key] = get_type_hints(cls)
+    return _HINTS[key]
 
 
 class _Validated:
@@ -1011,7 +1016,7 @@ def _coerce(hint: Any, value: Any, source: str, section: str, key: str,
         return value
     if where == "units":
         return _units(value, source, lines)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, source, where, lines)
     if get_origin(hint) is dict:
         if not isinstance(value, dict) or not all(

@@ -393,13 +393,13 @@ def _compartment_areas(pixel_codes: np.ndarray, tissue: np.ndarray,
     n_lesions = int(nearest_lesion.max())
     counts = np.bincount(lesion * n_compartments + pixel_codes[tissue],
                          minlength=(n_lesions + 1) * n_compartments)
-    counts = counts.reshape(n_lesions + 1, n_compartments) * grid.pixel_area_mm2
+    areas = counts.reshape(n_lesions + 1, n_compartments) * grid.pixel_area_mm2
     per_lesion = pd.DataFrame({
         "lesion_id": np.repeat(np.arange(1, n_lesions + 1), n_compartments),
         "compartment": np.tile(COMPARTMENTS, n_lesions),
-        "area_mm2": counts[1:].ravel(),
+        "area_mm2": areas[1:].ravel(),
     })
-    totals = counts.sum(axis=0)
+    totals = areas.sum(axis=0)
     whole = pd.DataFrame({"lesion_id": 0, "compartment": [*COMPARTMENTS, WHOLE],
                           "area_mm2": [*totals, totals.sum()]})
     return pd.concat([per_lesion, whole], ignore_index=True)

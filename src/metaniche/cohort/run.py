@@ -217,12 +217,13 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
                                        params.min_group, params.confidence)
                 if contrast is not None:
                     interaction = part["outcome"] == "treatment_x_response"
-                    part["contrast"] = np.where(interaction, contrast.name, None)
+                    part["contrast"] = pd.Series(contrast.name, index=part.index).where(interaction)
                 parts.append(part.assign(unit="patient"))
     if "prediction" in wanted:
         if contrast is None:
             skipped["prediction"] = no_response
-        elif (smallest := int(min((responder == 1).sum(), (responder == 0).sum()))) < max(
+        elif (smallest := int(min((np.asarray(responder) == 1).sum(),
+                                    (np.asarray(responder) == 0).sum()))) < max(
                 params.min_group, 2):
             # Cross-validated AUC on a handful of units is noise; say so instead.
             skipped["prediction"] = (f"the smaller response group has {smallest} units, fewer "

@@ -210,9 +210,9 @@ def _reason(err: BaseException) -> str:
     return text
 
 
-def _open_bytes(path: Path, gz: bool) -> io.BufferedIOBase:
+def _open_bytes(path: Path, gz: bool) -> gzip.GzipFile | io.BufferedReader:
     if gz:
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        return gzip.open(path, "rb")
     return open(path, "rb")
 
 
@@ -334,7 +334,7 @@ def _other_delimiter(names: list[str], sep: str) -> str:
     """`` (the header suggests '|')`` when another separator is frequent in the header."""
     header = sep.join(names)
     counts = {c: header.count(c) for c in ("|", ";", "\t", ",", ":") if c != sep}
-    best = max(counts, key=counts.get)
+    best = max(counts, key=counts.__getitem__)
     if counts[best] < 2:
         return ""
     return f" (the header holds {counts[best]} × {_sep_name(best)})"
