@@ -134,7 +134,8 @@ def _run_locked(inputs: Sequence[str | Path], rundir: RunDir, config: Config,
         return _run_level(inputs, rundir, config, clinical, clinical_table, records, chash,
                           started, notify)
     except OSError as err:
-        where = err.filename or rundir.root
+        # os.replace(temporary, target) names the target second.
+        where = err.filename2 or err.filename or rundir.root
         raise OutputError(f"{where}: cannot write the run's outputs ({err.strerror or err}); "
                           f"make {rundir.root} writable (or give another --out) and rerun: "
                           f"the analysed samples are reused.") from None
