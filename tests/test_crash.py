@@ -7,11 +7,14 @@ rerun is compared with an uninterrupted run of the same cohort, table by table.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -201,3 +204,89 @@ def test_a_second_run_on_the_same_directory_is_refused(cohort, reference, tmp_pa
     assert done.returncode == 0, done.stderr
     assert "did not finish" in done.stderr and "999999999" in done.stderr
     assert not (out / ".lock").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def dask_cluster(n_workers: int, crash: str | None = None, nanny: bool = False):
+    """A Dask scheduler and workers in subprocesses; yields (address, scheduler, workers)."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(SRC),
+           "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"}
+    if crash:
+        env[CRASH_ENV] = crash
+    dask = [sys.executable, "-m", "dask"]
+    quiet = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler = subprocess.Popen([*dask, "scheduler", "--host", "127.0.0.1", "--port",
+                                  str(port), "--no-dashboard"], **quiet)
+    processes = [scheduler]
+    try:
+        time.sleep(2)
+        workers = [subprocess.Popen([*dask, "worker", address, "--nthreads", "1",
+                                     "--nanny" if nanny else "--no-nanny", "--no-dashboard",
+                                     "--host", "127.0.0.1"], **quiet)
+                   for _ in range(n_workers)]
+        processes += workers
+        time.sleep(3)
+        yield address, scheduler, workers
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+@pytest.mark.slow
+def test_dask_scheduler_lost_mid_run_still_writes_run_json_and_a_rerun_resumes(
+        cohort, reference, tmp_path):
+    out = tmp_path / "run"
+    with dask_cluster(1) as (address, scheduler, _):
+        env = {**os.environ, "PYTHONPATH": str(SRC)}
+        env.pop(CRASH_ENV, None)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "metaniche", "run", str(cohort / "cells"), "--out", str(out),
+             "--config", str(cohort / "config.toml"), "--clinical", str(cohort / "clinical.csv"),
+             "--quiet", "--scheduler", address], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=env)
+        deadline = time.monotonic() + 300
+        while not (out / ".samples" / "S01" / "done.json").exists():
+            assert process.poll() is None and time.monotonic() < deadline, "no sample finished"
+            time.sleep(0.05)
+        scheduler.kill()
+        _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    manifest = json.loads((out / "run.json").read_text())
+    lost = [name for name, rec in manifest["samples"].items() if rec["status"] == "failed"]
+    assert lost, "the scheduler died before the run finished"
+    for name in lost:
+        error = manifest["samples"][name]["error"]
+        assert "connection to the Dask scheduler" in error and "rerun to resume" in error
+        assert f"failed: {' '.join(error.split())}" in " ".join(stderr.split())
+    # The rerun resumes: the sample the workers finished is not recomputed.
+    result = rerun(cohort, out)
+    assert result.samples["S01"].status == "skipped"
+    assert_same_as(reference, out)
+
+
+@pytest.mark.slow
+def test_dask_sample_that_kills_every_worker_fails_alone(cohort, reference, tmp_path):
+    out = tmp_path / "run"
+    with dask_cluster(2, crash="analysed:S02", nanny=True) as (address, _, _):
+        done = run_cli(cohort, out, "--scheduler", address)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    manifest = json.loads((out / "run.json").read_text())
+    assert {n: r["status"] for n, r in manifest["samples"].items()} == {
+        "S01": "ok", "S02": "failed", "S03": "ok"}
+    assert "Dask workers running it died repeatedly" in manifest["samples"]["S02"]["error"]
+    result = rerun(cohort, out)
+    assert {n: r.status for n, r in result.samples.items()} == {
+        "S01": "skipped", "S02": "ok", "S03": "skipped"}
+    assert_same_as(reference, out)

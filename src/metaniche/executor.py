@@ -10,6 +10,8 @@ whichever executor runs them, because every task is a pure function of its input
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import multiprocessing
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
@@ -182,8 +184,28 @@ def _drain(queue, on_event: Callable[[Any], None]) -> None:
         on_event(event)
 
 
+#: Loggers of distributed that print tracebacks of a lost connection the run reports itself.
+_DASK_LOGGERS = ("distributed", "distributed.client", "distributed.comm", "distributed.core",
+                 "distributed.utils", "distributed.batched")
+
+
+@contextlib.contextmanager
+def _quiet_dask_logs() -> Iterator[None]:
+    """Silence distributed's own error logs while the client runs (the run records and prints
+    a lost worker or scheduler itself, in one line per sample, without a traceback)."""
+    loggers = [logging.getLogger(name) for name in _DASK_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def _dask_map(task, items: list, scheduler: str, on_start, on_lost) -> Iterator[Any]:
-    from distributed import Client
+    from distributed import Client, KilledWorker
     from distributed import as_completed as dask_completed
 
     try:
@@ -191,27 +213,38 @@ def _dask_map(task, items: list, scheduler: str, on_start, on_lost) -> Iterator[
     except (OSError, TimeoutError) as err:
         raise MetanicheError(f"cannot reach the Dask scheduler at {scheduler} ({err}); start "
                              "it with 'dask scheduler' or check the address.") from None
-    from distributed import KilledWorker
-
     unfinished: dict[Any, Any] = {}
-    try:
-        with client:
-            # pure=False: identical inputs must still run (a rerun after --force, for example).
-            for item in items:
-                if on_start:
-                    on_start(item)
-                unfinished[client.submit(task, item, None, pure=False)] = item
+    lost: str | None = None
+    with _quiet_dask_logs(), client:
+        # pure=False: identical inputs must still run (a rerun after --force, for example).
+        for item in items:
+            if on_start:
+                on_start(item)
+            unfinished[client.submit(task, item, None, pure=False)] = item
+        try:
             for future in dask_completed(list(unfinished), loop=client.loop):
                 item = unfinished.pop(future)
                 try:
                     result = future.result()
                 except KilledWorker as err:
                     result = _lost(item, f"the Dask workers running it died repeatedly "
-                                         f"({err}); check their memory and logs.", on_lost)
+                                         f"({_first_line(err)}); check their memory and logs.",
+                                   on_lost)
+                except (OSError, TimeoutError, CancelledError) as err:
+                    unfinished[future] = item
+                    lost = f"{type(err).__name__}: {_first_line(err)}"
+                    break
                 yield result
-    except (OSError, TimeoutError, CancelledError) as err:
+        except (OSError, TimeoutError, CancelledError) as err:
+            lost = f"{type(err).__name__}: {_first_line(err)}"
+    if lost is not None:
         # The scheduler (or the connection to it) is gone: what finished stays recorded.
         reason = (f"the connection to the Dask scheduler at {scheduler} was lost before it "
-                  f"finished ({type(err).__name__}: {err}); rerun to resume.")
+                  f"finished ({lost}); rerun to resume.")
         for item in list(unfinished.values()):
             yield _lost(item, reason, on_lost)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
