@@ -2,9 +2,12 @@
 
 Every executor maps a task function over items and yields results as they finish; the task
 itself never raises for a bad sample (it returns a failure record), so an exception reaching
-the executor means infrastructure trouble (a lost worker). Dask reschedules tasks of a lost
-worker on another one (up to ``allowed-failures`` times, 3 by default); a sample that fails
-deterministically is recorded once by the task and never retried. Results are identical
+the executor means infrastructure trouble (a lost worker). A task whose local worker process
+dies is retried in a fresh pool (:data:`MAX_ATTEMPTS` attempts); Dask reschedules tasks of a
+lost worker on another one (up to ``allowed-failures`` times, 3 by default); a task still lost
+after that, or cut off by a lost scheduler, becomes the caller's failure record
+(``on_lost``), so the run goes on and records it. A sample that fails deterministically is
+recorded once by the task and never retried. Results are identical
 whichever executor runs them, because every task is a pure function of its inputs and seeds.
 """
 
@@ -145,11 +148,16 @@ def _pool_round(task, items: list, workers: int, context, queues, on_start, on_e
     finished: set[int] = set()
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending = {}
+        broken = False
         for index, item in enumerate(items):
+            try:
+                future = pool.submit(_tracked, task, index, starts, item, emit)
+            except BrokenProcessPool:   # a worker died already: the rest wait for a new pool
+                broken = True
+                break
+            pending[future] = index
             if on_start:
                 on_start(item)
-            pending[pool.submit(_tracked, task, index, starts, item, emit)] = index
-        broken = False
         while pending:
             # Once the pool is broken, every pending future resolves at once: collect them all.
             done, _ = (wait(pending) if broken else
