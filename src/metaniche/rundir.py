@@ -762,15 +762,15 @@ class RunDir:
             if check and target.is_file():
                 with contextlib.suppress(OSError):
                     if os.path.samefile(target, source):
-                        files[key] = marker.files[inside]
+                        files[key] = marker.files.get(inside) or _digest(target)
                         continue
                 if _matches_digest(target, record.get(key)):
                     files[key] = record[key]
                     continue
             _link_or_copy(source, target)
             written.append(target)
-            files[key] = (marker.files[inside] if os.path.samefile(target, source)
-                          else _digest(target))
+            files[key] = ((os.path.samefile(target, source) and marker.files.get(inside))
+                          or _digest(target))
         if written or record != files:
             write_json(self.published_path(file_name),
                        {"generation": marker.generation, "files": files})
