@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -14,9 +15,11 @@ from metaniche.errors import InputError
 from metaniche.rundir import (
     CN_WINDOWS,
     LAYOUT_VERSION,
+    MAX_STEM,
     DoneMarker,
     Manifest,
     RunDir,
+    RunDirLocked,
     SampleRecord,
     config_hash,
     safe_name,
@@ -37,6 +40,23 @@ def test_safe_name_is_stable_and_documented():
         assert safe_name(name) == f"{cleaned}-{digest}"
 
 
+def test_safe_name_bounds_long_names_and_keeps_them_distinct(tmp_path):
+    long = ["a" * 300, "a" * 300 + "b", "x/" * 200, "a" * MAX_STEM, "a" * (MAX_STEM + 1)]
+    stems = [safe_name(n) for n in long]
+    assert len(set(stems)) == len(stems)
+    assert all(len(s) <= MAX_STEM + 7 for s in stems)
+    assert stems[3] == "a" * MAX_STEM  # at the limit: unchanged
+    digest = hashlib.sha1(long[0].encode()).hexdigest()[:6]
+    assert stems[0] == "a" * MAX_STEM + "-" + digest
+    # Every file of the layout can be created with the longest stem.
+    run = RunDir(tmp_path)
+    for stem in stems:
+        for path in (run.page_path(stem), run.cells_path(stem),
+                     run.map_path(stem).with_name(run.map_path(stem).name + ".zoom.json")):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("x")
+
+
 def test_safe_names_are_distinct_plain_and_never_escape(tmp_path):
     stems = [safe_name(n) for n in HOSTILE]
     assert len(set(stems)) == len(stems)
@@ -45,9 +65,11 @@ def test_safe_names_are_distinct_plain_and_never_escape(tmp_path):
     for stem in stems:
         assert "/" not in stem and "\\" not in stem and not stem.startswith(".")
         for path in (run.cells_path(stem), run.page_path(stem), run.map_path(stem),
-                     run.sample_dir(stem), run.done_path(stem), run.sample_features_path(stem),
-                     run.sample_table_path(stem, "composition"),
-                     run.sample_table_path(stem, CN_WINDOWS)):
+                     run.sample_dir(stem), run.done_path(stem),
+                     run.sample_features_path(stem, "gen-1"),
+                     run.sample_table_path(stem, "composition", "gen-1"),
+                     run.sample_table_path(stem, CN_WINDOWS, "gen-1"),
+                     run.generation_map_path(stem, "gen-1")):
             assert root in path.resolve().parents
             # The stem is one whole path component (plus its extension).
             parts = path.resolve().relative_to(root).parts
@@ -67,8 +89,13 @@ def test_every_path_is_under_the_run_directory(tmp_path):
     assert run.cells_path("S1") == tmp_path / "cells" / "S1.parquet"
     assert run.table_path("x") == tmp_path / "tables" / "x.parquet"
     assert run.map_path("S1") == tmp_path / "report" / "figures" / "S1.map.png"
-    assert run.sample_table_path("S1", "x") == tmp_path / ".samples" / "S1" / "tables" / "x.parquet"
-    assert run.sample_table_path("S1", CN_WINDOWS).parent == tmp_path / ".samples" / "S1"
+    generation = tmp_path / ".samples" / "S1" / "gen-2"
+    assert run.sample_table_path("S1", "x", "gen-2") == generation / "tables" / "x.parquet"
+    assert run.sample_table_path("S1", CN_WINDOWS, "gen-2").parent == generation
+    with pytest.raises(LookupError, match="no finished analysis"):
+        run.sample_table_path("S1", "x")  # no current generation yet
+    with pytest.raises(ValueError, match="generation"):
+        run.generation_dir("S1", "../x")
 
 
 @pytest.mark.parametrize("stem", ["../x", "a/b", ".hidden", "..", "", "x/../../y"])
@@ -152,11 +179,22 @@ def test_sample_cache_round_trip_and_skip_decision(tmp_path):
     cells = pd.DataFrame({"cell_id": ["a", "b"], "x": [0.0, 1.0]})
     tables = {"composition": pd.DataFrame({"n": [1, 2]}),
               CN_WINDOWS: pd.DataFrame({"A": np.array([1, 2], np.uint16)})}
-    run.write_sample("S1", cells, tables, {"n_cells": 2, "phenotype": "desert"})
-    assert run.is_current("S1", "abc", "cfg") is None  # no done marker yet
-    run.write_done("S1", DoneMarker("abc", "cfg", 1.5, {"writing": 0.2}))
+    generation = run.write_sample("S1", cells, tables, {"n_cells": 2, "phenotype": "desert"})
+    # Nothing is visible before the switch.
+    assert run.is_current("S1", "abc", "cfg") is None
+    assert not run.cells_path("S1").exists()
+    assert run.sample_table_names("S1") == [] and run.read_sample_table("S1", "composition") is None
+    run.write_done("S1", DoneMarker("abc", "cfg", 1.5, {"writing": 0.2}, generation=generation))
     marker = run.is_current("S1", "abc", "cfg")
     assert marker is not None and marker.seconds == 1.5 and marker.stages == {"writing": 0.2}
+    assert set(marker.files) == {"cells.parquet", "features.json", "tables/composition.parquet",
+                                 f"{CN_WINDOWS}.parquet"}
+    # The recorded checksums are those of the files, computed independently.
+    features = run.sample_features_path("S1")
+    assert marker.files["features.json"] == {
+        "bytes": features.stat().st_size,
+        "sha256": hashlib.sha256(features.read_bytes()).hexdigest()}
+    pd.testing.assert_frame_equal(run.read_cells("S1"), cells)
     assert run.is_current("S1", "abc", "other") is None
     assert run.is_current("S1", "", "cfg") is None
     assert run.sample_table_names("S1") == ["composition"]  # private tables are not gathered
@@ -166,19 +204,96 @@ def test_sample_cache_round_trip_and_skip_decision(tmp_path):
     done = json.loads(run.done_path("S1").read_text())
     run.done_path("S1").write_text(json.dumps(done | {"layout": LAYOUT_VERSION - 1}))
     assert run.is_current("S1", "abc", "cfg") is None
-    # Rewriting a sample removes its done marker and stale tables first.
-    run.write_done("S1", DoneMarker("abc", "cfg", 1.5))
-    run.write_sample("S1", cells, {"other": pd.DataFrame({"n": [3]})}, {})
-    assert run.read_done("S1") is None
+    run.done_path("S1").write_text(json.dumps(done))
+    # A new generation replaces the old one only at the switch; the old one is then removed.
+    second = run.write_sample("S1", cells, {"other": pd.DataFrame({"n": [3]})}, {})
+    assert second != generation
+    assert run.sample_table_names("S1") == ["composition"]
+    run.write_done("S1", DoneMarker("abc", "cfg", 1.0, generation=second))
     assert run.sample_table_names("S1") == ["other"]
     assert run.read_sample_table("S1", CN_WINDOWS) is None
+    assert sorted(p.name for p in run.sample_dir("S1").iterdir()) == [
+        "done.json", second, "published.json"]
+
+
+def _write(run: RunDir, name: str, cells: pd.DataFrame, tables=None, features=None) -> None:
+    generation = run.write_sample(name, cells, tables or {}, features or {})
+    run.write_done(name, DoneMarker("abc", "cfg", 1.0, generation=generation))
+
+
+def test_damaged_cache_is_recomputed_and_damaged_cells_file_restored(tmp_path):
+    run = RunDir(tmp_path)
+    cells = pd.DataFrame({"cell_id": ["a", "b", "c"], "x": [0.0, 1.0, 2.0]})
+    _write(run, "S1", cells, {"composition": pd.DataFrame({"n": [1, 2]})}, {"n": 3})
+    assert run.check_sample("S1", "abc", "cfg").warnings == []
+    # A truncated published cells file is restored from the generation, with a warning.
+    path = run.cells_path("S1")
+    data = path.read_bytes()
+    path.unlink()                       # a new inode: the generation's copy is intact
+    path.write_bytes(data[: len(data) // 2])
+    check = run.check_sample("S1", "abc", "cfg")
+    assert check.marker is not None
+    assert len(check.warnings) == 1 and "cells/S1.parquet" in check.warnings[0]
+    pd.testing.assert_frame_equal(run.read_cells("S1"), cells)
+    assert run.check_sample("S1", "abc", "cfg").warnings == []
+    # A missing one too.
+    path.unlink()
+    assert "restored" in run.check_sample("S1", "abc", "cfg").warnings[0]
+    assert path.is_file()
+    # A damaged cached table makes the sample be recomputed (no marker), naming the file.
+    table = run.sample_table_path("S1", "composition")
+    table.write_bytes(table.read_bytes()[:-10])
+    check = run.check_sample("S1", "abc", "cfg")
+    assert check.marker is None
+    assert "composition.parquet" in check.warnings[0] and "recomputed" in check.warnings[0]
+    # A truncated cells file sharing the generation's inode (truncated in place) likewise.
+    _write(run, "S2", cells)
+    with open(run.cells_path("S2"), "r+b") as handle:
+        handle.truncate(10)
+    check = run.check_sample("S2", "abc", "cfg")
+    assert check.marker is None and "cells.parquet" in check.warnings[0]
+
+
+def test_clean_stale_removes_temporary_files_and_unfinished_generations(tmp_path):
+    run = RunDir(tmp_path)
+    _write(run, "S1", pd.DataFrame({"x": [0.0]}))
+    current = run.read_done("S1").generation
+    leftover = run.write_sample("S1", pd.DataFrame({"x": [1.0]}), {}, {})  # never switched
+    orphan = run.write_sample("S2", pd.DataFrame({"x": [1.0]}), {}, {})    # no done marker
+    temporary = tmp_path / "tables" / ".composition.parquet.abc123.parquet.tmp"
+    temporary.parent.mkdir()
+    temporary.write_bytes(b"")
+    keep = tmp_path / "tables" / "composition.parquet"
+    keep.write_bytes(b"x")
+    removed = set(run.clean_stale())
+    assert removed == {temporary, run.sample_dir("S1") / leftover, run.sample_dir("S2") / orphan}
+    assert keep.is_file() and (run.sample_dir("S1") / current).is_dir()
+    assert run.is_current("S1", "abc", "cfg") is not None
+
+
+def test_lock_refuses_a_second_holder_and_is_released(tmp_path):
+    import multiprocessing
+
+    run = RunDir(tmp_path)
+    with run.lock():
+        assert run.lock_path.read_text().strip() == str(os.getpid())
+        # flock locks belong to the open file: a second open in this process conflicts too.
+        with pytest.raises(RunDirLocked, match=f"pid {os.getpid()}"), run.lock():
+            pass
+    assert not run.lock_path.exists()
+    # A lock file left by a dead process is taken over.
+    process = multiprocessing.get_context("spawn").Process(target=os.getpid)
+    process.start()
+    process.join()
+    run.lock_path.write_text(f"{process.pid}\n")
+    with run.lock():
+        assert run.lock_path.read_text().strip() == str(os.getpid())
 
 
 def test_gather_puts_sample_first_and_keeps_output_order(tmp_path):
     run = RunDir(tmp_path)
     for name, n in (("S2", 2), ("S1", 1)):
-        run.write_sample(name, pd.DataFrame({"x": [0.0]}),
-                         {"t": pd.DataFrame({"v": np.arange(n)})}, {})
+        _write(run, name, pd.DataFrame({"x": [0.0]}), {"t": pd.DataFrame({"v": np.arange(n)})})
     assert run.gather_tables({"S2": "S2", "S1": "S1"}) == ["t"]
     table = run.read_table("t")
     assert list(table.columns) == ["sample", "v"]
@@ -188,7 +303,7 @@ def test_gather_puts_sample_first_and_keeps_output_order(tmp_path):
 
 def test_set_cell_column_rewrites_only_on_change(tmp_path):
     run = RunDir(tmp_path)
-    run.write_sample("S1", pd.DataFrame({"x": [0.0, 1.0, 2.0]}), {}, {})
+    _write(run, "S1", pd.DataFrame({"x": [0.0, 1.0, 2.0]}))
     labels = np.array([1, 2, 3], dtype=np.int32)
     assert run.set_cell_column("S1", "neighbourhood", labels)
     mtime = run.cells_path("S1").stat().st_mtime_ns
@@ -197,3 +312,7 @@ def test_set_cell_column_rewrites_only_on_change(tmp_path):
     assert run.set_cell_column("S1", "neighbourhood", labels[::-1].copy())
     np.testing.assert_array_equal(run.read_cells("S1")["neighbourhood"], labels[::-1])
     assert list(run.read_cells("S1").columns) == ["x", "neighbourhood"]
+    # The rewritten cells file is recorded: the skip decision keeps it, without a warning.
+    check = run.check_sample("S1", "abc", "cfg")
+    assert check.marker is not None and check.warnings == []
+    assert "neighbourhood" in run.read_cells("S1").columns

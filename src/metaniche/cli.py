@@ -1,8 +1,10 @@
 """Command line: parses arguments and calls the library; errors are printed, not raised.
 
 Exit codes (:data:`EXIT_CODES`): 0 everything succeeded; 1 a sample or a run-level step
-failed (``validate``: an input has an error); 2 a usage error (unknown command or option,
-missing argument, bad ``--out`` or ``--scheduler``) or a configuration error. A usage error
+failed, or a run-level output could not be written (``validate``: an input has an error);
+2 a usage error (unknown command or option, missing argument, bad ``--out`` or
+``--scheduler``, an ``--out`` another run is using) or a configuration error. ``run`` prints
+every failed sample and step on stderr, one line each, at the end. A usage error
 prints the usage and one line naming the problem, never a traceback.
 """
 
@@ -291,15 +293,23 @@ def _log_line(event: ProgressEvent) -> None:
 
 
 def _summarise(result, quiet: bool) -> None:
+    """Print every failed sample and run-level step (one line each, on stderr, even when
+    quiet) and the summary line; exit 1 when anything failed, else 0."""
     from metaniche.rundir import RunDir
 
     failed = result.failed
+    for name in failed:
+        # A sample's error names its file and the sample.
+        _err.print(f"failed: {result.samples[name].error}", markup=False, soft_wrap=True)
+    for key in result.failed_steps:
+        error = (result.manifest.steps.get(key) or {}).get("error") or "no error recorded"
+        _err.print(f"failed: run-level step '{key}': {error}", markup=False, soft_wrap=True)
     if not quiet:
-        for name in failed:
-            _err.print(f"failed: {result.samples[name].error}", markup=False, soft_wrap=True)
-        _out.print(f"{len(result.samples) - len(failed)} of {len(result.samples)} samples done; "
-                   f"report: {RunDir(result.out_dir).index_path}")
-    raise typer.Exit(1 if failed else 0)
+        steps = f"; {len(result.failed_steps)} run-level steps failed" if (
+            result.failed_steps) else ""
+        _out.print(f"{len(result.samples) - len(failed)} of {len(result.samples)} samples "
+                   f"done{steps}; report: {RunDir(result.out_dir).index_path}")
+    raise typer.Exit(1 if failed or result.failed_steps else 0)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,32 +2,47 @@
 
 Every executor maps a task function over items and yields results as they finish; the task
 itself never raises for a bad sample (it returns a failure record), so an exception reaching
-the executor means infrastructure trouble (a lost worker). Dask reschedules tasks of a lost
-worker on another one (up to ``allowed-failures`` times, 3 by default); a sample that fails
-deterministically is recorded once by the task and never retried. Results are identical
+the executor means infrastructure trouble (a lost worker). A task whose local worker process
+dies is retried in a fresh pool (:data:`MAX_ATTEMPTS` attempts); Dask reschedules tasks of a
+lost worker on another one (up to ``allowed-failures`` times, 3 by default); a task still lost
+after that, or cut off by a lost scheduler, becomes the caller's failure record
+(``on_lost``), so the run goes on and records it. A sample that fails deterministically is
+recorded once by the task and never retried. Results are identical
 whichever executor runs them, because every task is a pure function of its inputs and seeds.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import multiprocessing
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from queue import Empty
 from typing import Any, TypeVar
 
 from metaniche.errors import MetanicheError
 
-__all__ = ["map_tasks"]
+__all__ = ["MAX_ATTEMPTS", "WorkerLost", "map_tasks"]
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
+#: Attempts of a task whose worker process dies (the last one alone in a fresh pool).
+MAX_ATTEMPTS = 2
+
+
+class WorkerLost(Exception):
+    """A task's worker process or the scheduler was lost; ``str(err)`` says how."""
+
+
 def map_tasks(task: Callable[[Item, Callable[[Any], None] | None], Result],
               items: list[Item], workers: int = 1, scheduler: str | None = None,
               on_start: Callable[[Item], None] | None = None,
-              on_event: Callable[[Any], None] | None = None) -> Iterator[Result]:
+              on_event: Callable[[Any], None] | None = None,
+              on_lost: Callable[[Item, str], Result] | None = None) -> Iterator[Result]:
     """Yield ``task(item, emit)`` for every item, in completion order.
 
     Parameters
@@ -43,23 +58,45 @@ def map_tasks(task: Callable[[Item, Callable[[Any], None] | None], Result],
         Address of a running Dask distributed scheduler (``tcp://host:port``).
     on_start
         Called with an item when its task is handed out (in-process runs call it just before
-        running the task).
+        running the task; a retried task is handed out again).
     on_event
         Receives the events a task emits, always in this process and thread: in-process
         tasks call it directly; local worker processes put events on a
         ``multiprocessing.Manager`` queue that is drained here while waiting, and completely
         before a task's result is yielded. Dask tasks get ``emit=None`` (no live events; the
         record should carry what the caller needs).
+    on_lost
+        ``on_lost(item, reason)`` builds the result of a task that could not finish because
+        its worker was lost, so the caller can record it and go on; without it, the
+        executor raises :class:`WorkerLost`.
+
+    Notes
+    -----
+    Worker loss. A local worker process that dies (killed, out of memory) breaks the whole
+    process pool: every task still queued is resubmitted to a fresh pool, and every task that
+    had been handed out and not finished is retried once more, alone in a one-process pool,
+    after the others (so a task that kills its worker cannot take an innocent one with it); if
+    it dies again it is lost (:data:`MAX_ATTEMPTS` attempts in all). On a Dask cluster the
+    scheduler reschedules the tasks of a lost worker on another one (up to its
+    ``allowed-failures``, 3 by default) and then gives up on the task (``KilledWorker``): that
+    task is lost. When the connection to the scheduler is lost, every unfinished task is
+    lost. Results already yielded stay valid in every case.
     """
     if scheduler:
-        yield from _dask_map(task, items, scheduler, on_start)
+        yield from _dask_map(task, items, scheduler, on_start, on_lost)
     elif workers <= 1 or len(items) <= 1:
         for item in items:
             if on_start:
                 on_start(item)
             yield task(item, on_event)
     else:
-        yield from _process_map(task, items, workers, on_start, on_event)
+        yield from _process_map(task, items, workers, on_start, on_event, on_lost)
+
+
+def _lost(item: Any, reason: str, on_lost: Callable[[Any, str], Any] | None) -> Any:
+    if on_lost is None:
+        raise WorkerLost(reason)
+    return on_lost(item, reason)
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -70,36 +107,80 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
-def _process_map(task, items: list, workers: int, on_start,
-                 on_event) -> Iterator[Any]:
+def _process_map(task, items: list, workers: int, on_start, on_event,
+                 on_lost) -> Iterator[Any]:
+    """Run ``items`` on local processes; retry the tasks of a broken pool (see map_tasks)."""
     context = _context()
-    if on_event is None:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = []
-            for item in items:
-                if on_start:
-                    on_start(item)
-                futures.append(pool.submit(task, item, None))
-            for future in as_completed(futures):
-                yield future.result()
-        return
+    with context.Manager() as manager:
+        queues = (manager.Queue(), manager.Queue())   # events, task starts
+        suspects: list[Any] = []
+        todo = list(items)
+        while todo:
+            # A pool per round: a dead worker breaks its pool for good.
+            todo, handed_out = yield from _pool_round(task, todo, workers, context, queues,
+                                                      on_start, on_event)
+            suspects.extend(handed_out)
+        for item in suspects:
+            _, again = yield from _pool_round(task, [item], 1, context, queues, on_start,
+                                              on_event)
+            if again:
+                yield _lost(item, f"its worker process died twice while running it (killed, "
+                                  f"or out of memory); {MAX_ATTEMPTS} attempts made.", on_lost)
+
+
+def _tracked(task, index: int, started, item, emit) -> Any:
+    """Run in a worker: say that task ``index`` started (before it can die), then run it."""
+    started.put(index)
+    return task(item, emit)
+
+
+def _pool_round(task, items: list, workers: int, context, queues, on_start, on_event):
+    """Run ``items`` in one fresh pool, yielding results as they finish.
+
+    Returns ``(not_started, started)`` when a worker died and broke the pool: the items whose
+    task never started, and those whose task started without finishing (one of them killed
+    the worker); two empty lists otherwise.
+    """
     from metaniche.progress import QueueEmitter
 
-    with context.Manager() as manager, ProcessPoolExecutor(max_workers=workers,
-                                                          mp_context=context) as pool:
-        queue = manager.Queue()
-        emit = QueueEmitter(queue)
-        pending = set()
-        for item in items:
+    events, starts = queues
+    emit = QueueEmitter(events) if on_event is not None else None
+    finished: set[int] = set()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending = {}
+        broken = False
+        for index, item in enumerate(items):
+            try:
+                future = pool.submit(_tracked, task, index, starts, item, emit)
+            except BrokenProcessPool:   # a worker died already: the rest wait for a new pool
+                broken = True
+                break
+            pending[future] = index
             if on_start:
                 on_start(item)
-            pending.add(pool.submit(task, item, emit))
         while pending:
-            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            # A task's put() returned before it did, so its events are all queued by now.
-            _drain(queue, on_event)
+            # Once the pool is broken, every pending future resolves at once: collect them all.
+            done, _ = (wait(pending) if broken else
+                       wait(pending, timeout=0.2, return_when=FIRST_COMPLETED))
+            if on_event is not None:
+                # A task's put() returned before it did, so its events are all queued by now.
+                _drain(events, on_event)
             for future in done:
-                yield future.result()
+                index = pending.pop(future)
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    continue
+                finished.add(index)
+                yield result
+    if not broken:
+        _drain(starts, lambda index: None)
+        return [], []
+    started: set[int] = set()
+    _drain(starts, started.add)
+    return ([item for i, item in enumerate(items) if i not in started],
+            [item for i, item in enumerate(items) if i in started and i not in finished])
 
 
 def _drain(queue, on_event: Callable[[Any], None]) -> None:
@@ -111,8 +192,28 @@ def _drain(queue, on_event: Callable[[Any], None]) -> None:
         on_event(event)
 
 
-def _dask_map(task, items: list, scheduler: str, on_start) -> Iterator[Any]:
-    from distributed import Client
+#: Loggers of distributed that print tracebacks of a lost connection the run reports itself.
+_DASK_LOGGERS = ("distributed", "distributed.client", "distributed.comm", "distributed.core",
+                 "distributed.utils", "distributed.batched")
+
+
+@contextlib.contextmanager
+def _quiet_dask_logs() -> Iterator[None]:
+    """Silence distributed's own error logs while the client runs (the run records and prints
+    a lost worker or scheduler itself, in one line per sample, without a traceback)."""
+    loggers = [logging.getLogger(name) for name in _DASK_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _dask_map(task, items: list, scheduler: str, on_start, on_lost) -> Iterator[Any]:
+    from distributed import Client, KilledWorker
     from distributed import as_completed as dask_completed
 
     try:
@@ -120,14 +221,38 @@ def _dask_map(task, items: list, scheduler: str, on_start) -> Iterator[Any]:
     except (OSError, TimeoutError) as err:
         raise MetanicheError(f"cannot reach the Dask scheduler at {scheduler} ({err}); start "
                              "it with 'dask scheduler' or check the address.") from None
-    with client:
+    unfinished: dict[Any, Any] = {}
+    lost: str | None = None
+    with _quiet_dask_logs(), client:
         # pure=False: identical inputs must still run (a rerun after --force, for example).
-        futures = []
         for item in items:
             if on_start:
                 on_start(item)
-            futures.append(client.submit(task, item, None, pure=False))
-        for future in dask_completed(futures, loop=client.loop):
-            yield future.result()
+            unfinished[client.submit(task, item, None, pure=False)] = item
+        try:
+            for future in dask_completed(list(unfinished), loop=client.loop):
+                item = unfinished.pop(future)
+                try:
+                    result = future.result()
+                except KilledWorker as err:
+                    result = _lost(item, f"the Dask workers running it died repeatedly "
+                                         f"({_first_line(err)}); check their memory and logs.",
+                                   on_lost)
+                except (OSError, TimeoutError, CancelledError) as err:
+                    unfinished[future] = item
+                    lost = f"{type(err).__name__}: {_first_line(err)}"
+                    break
+                yield result
+        except (OSError, TimeoutError, CancelledError) as err:
+            lost = f"{type(err).__name__}: {_first_line(err)}"
+    if lost is not None:
+        # The scheduler (or the connection to it) is gone: what finished stays recorded.
+        reason = (f"the connection to the Dask scheduler at {scheduler} was lost before it "
+                  f"finished ({lost}); rerun to resume.")
+        for item in list(unfinished.values()):
+            yield _lost(item, reason, on_lost)
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

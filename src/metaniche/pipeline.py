@@ -6,6 +6,14 @@ skipped), gathers the per-sample tables, runs the registered run-level steps
 (:data:`metaniche.cohort.steps.RUN_STEPS`), writes the features once, renders the report from
 the in-memory manifest and writes run.json once. Every file of the run directory is written
 through :class:`metaniche.rundir.RunDir`, atomically.
+
+Crash safety: the run holds the directory's lock (:meth:`metaniche.rundir.RunDir.lock`; a
+second run on it is refused, naming the pid of the first) and starts by removing what an
+interrupted run left (:meth:`~metaniche.rundir.RunDir.clean_stale`). Each sample's outputs
+become visible in one atomic step and are verified before being reused (see
+:mod:`metaniche.rundir`), so a run killed at any point and then rerun gives the same run
+directory as an uninterrupted run. A sample whose worker process is lost is retried, then
+recorded as failed (:func:`metaniche.executor.map_tasks`); run.json is written either way.
 """
 
 from __future__ import annotations
@@ -22,14 +30,14 @@ import pandas as pd
 from metaniche import __version__
 from metaniche.cohort.steps import RUN_STEPS, RunState, RunStep, feature_dictionary, run_step
 from metaniche.config import Config
-from metaniche.errors import InputError
+from metaniche.errors import InputError, MetanicheError
 from metaniche.executor import map_tasks
 from metaniche.io import read_clinical, read_samples
 from metaniche.progress import ProgressCallback, ProgressEvent, StageClock
-from metaniche.rundir import FAILED, SKIPPED, Manifest, RunDir, SampleRecord, config_hash
-from metaniche.sample import SampleTask, sample_task
+from metaniche.rundir import FAILED, SKIPPED, Manifest, RunDir, SampleRecord, config_hash, safe_name
+from metaniche.sample import SampleTask, crash_point, sample_task
 
-__all__ = ["RunResult", "run"]
+__all__ = ["OutputError", "RunResult", "run"]
 
 
 @dataclass
@@ -87,12 +95,29 @@ def run(inputs: Sequence[str | Path], out_dir: str | Path, config: Config | None
     Raises
     ------
     MetanicheError
-        When nothing can be run at all (no readable input, bad clinical table).
+        When nothing can be run at all (no readable input, bad clinical table), or another
+        run holds the directory (:class:`~metaniche.rundir.RunDirLocked`, exit code 2).
+    OutputError
+        When a run-level output cannot be written (exit code 1; the file is named).
     """
     config = config or Config()
     rundir = RunDir(out_dir)
-    rundir.root.mkdir(parents=True, exist_ok=True)
-    notify = progress or (lambda event: None)
+    with rundir.lock():
+        rundir.clean_stale()
+        return _run_locked(inputs, rundir, config, clinical, workers, force,
+                           progress or (lambda event: None), scheduler)
+
+
+class OutputError(MetanicheError):
+    """A run-level output could not be written (exit code 1): the samples' outputs stay."""
+
+    exit_code = 1
+
+
+def _run_locked(inputs: Sequence[str | Path], rundir: RunDir, config: Config,
+                clinical: str | Path | None, workers: int, force: bool,
+                notify: ProgressCallback, scheduler: str | None) -> RunResult:
+    """:func:`run`, holding the directory's lock."""
     started = time.perf_counter()
     samples = read_samples(inputs, config)
     if not samples:
@@ -105,11 +130,29 @@ def run(inputs: Sequence[str | Path], out_dir: str | Path, config: Config | None
     records = _run_samples(tasks, workers, scheduler, notify)
     # Completion order depends on the executor; the manifest keeps input order.
     records = {s.name: records[s.name] for s in samples if s.name in records}
+    try:
+        return _run_level(inputs, rundir, config, clinical, clinical_table, records, chash,
+                          started, notify)
+    except OSError as err:
+        # os.replace(temporary, target) names the target second.
+        where = err.filename2 or err.filename or rundir.root
+        raise OutputError(f"{where}: cannot write the run's outputs ({err.strerror or err}); "
+                          f"make {rundir.root} writable (or give another --out) and rerun: "
+                          f"the analysed samples are reused.") from None
+
+
+def _run_level(inputs: Sequence[str | Path], rundir: RunDir, config: Config,
+               clinical: str | Path | None, clinical_table: pd.DataFrame | None,
+               records: dict[str, SampleRecord], chash: str, started: float,
+               notify: ProgressCallback) -> RunResult:
+    """Gather, the run-level steps, the features, the report and run.json."""
     state = RunState(rundir, config, {n: r for n, r in records.items() if r.succeeded},
                      clinical_table)
     clock = StageClock(None, notify)
+    crash_point("gather", "run")
     with clock.stage("gather"):
         rundir.gather_tables({name: rec.stem for name, rec in state.samples.items()})
+        crash_point("gathered", "run")
         state.features = _sample_features(rundir, state.samples)
     if clinical_table is not None:
         rundir.write_clinical(clinical_table)
@@ -127,11 +170,13 @@ def run(inputs: Sequence[str | Path], out_dir: str | Path, config: Config | None
         seconds=round(time.perf_counter() - started, 3))
     from metaniche.report import render_report
 
+    crash_point("report", "run")
     with clock.stage("report"):
         render_report(rundir.root, manifest)
     # The report's own time is known only after rendering it: run.json is written once, now.
     manifest.stages = dict(clock.seconds)
     manifest.seconds = round(time.perf_counter() - started, 3)
+    crash_point("manifest", "run")
     rundir.write_manifest(manifest)
     return RunResult(rundir.root, records, manifest)
 
@@ -150,7 +195,7 @@ def _run_samples(tasks: list[SampleTask], workers: int, scheduler: str | None,
     for record in map_tasks(sample_task, tasks, workers, scheduler,
                             on_start=lambda task: notify(ProgressEvent(task.sample.name, None,
                                                                        "started")),
-                            on_event=on_event):
+                            on_event=on_event, on_lost=_lost_record):
         if record.status != SKIPPED:
             # Stage events a worker could not send live (Dask) are replayed from the record.
             for k, (stage_name, seconds) in enumerate(record.stages.items()):
@@ -162,6 +207,17 @@ def _run_samples(tasks: list[SampleTask], workers: int, scheduler: str | None,
         notify(ProgressEvent(record.sample, None, record.status, record.seconds, record.error))
         records[record.sample] = record
     return records
+
+
+def _lost_record(task: SampleTask, reason: str) -> SampleRecord:
+    """The failure record of a sample whose worker (or scheduler) was lost."""
+    sample = task.sample
+    return SampleRecord(sample=sample.name, file_name=safe_name(sample.name),
+                        source=str(sample.source), warnings=list(sample.warnings),
+                        input_sha256=sample.checksum, config_sha256=task.config_sha256,
+                        status=FAILED, seconds=0.0,
+                        error=f"{sample.source}: sample '{sample.name}' was not analysed: "
+                              f"{reason}")
 
 
 def _sample_features(rundir: RunDir, samples: dict[str, SampleRecord]) -> pd.DataFrame:

@@ -13,22 +13,44 @@ Layout (DESIGN.md "Outputs")::
       prediction.json                   cross-validated prediction (when it ran)
       cohort/<name>.parquet             other run-level tables (lesion size vs exclusion)
       report/index.html, report/<file>.html, report/figures/<file>.map.png, …
+      .lock                             held (fcntl.flock) by the run using the directory
       .samples/<file>/                  per-sample cache of the last analysis of the sample:
-          done.json                     DoneMarker (what the outputs were computed from)
-          features.json                 the sample's features
-          tables/<name>.parquet         the sample's long tables (gathered into tables/)
-          <name>.parquet                sample-private tables (PRIVATE_TABLES; not gathered)
+          done.json                     DoneMarker: what the outputs were computed from, the
+                                        current generation and the checksum of its every file
+          published.json                checksums of the sample's files published from it
+          gen-<n>/                      one generation of the sample's outputs:
+              features.json             the sample's features
+              cells.parquet             its cells file (published as cells/<file>.parquet)
+              map/<file>.map.png, …     its tissue map (published to report/figures/)
+              tables/<name>.parquet     its long tables (gathered into tables/)
+              <name>.parquet            sample-private tables (PRIVATE_TABLES; not gathered)
 
 ``<file>`` is :func:`safe_name` of the sample name (recorded as ``SampleRecord.file_name``):
 never a path separator, never hidden, so every file stays inside ``OUT``. Every write is
 atomic (:mod:`metaniche._atomic`). Nothing else in metaniche builds a path of this layout.
+
+Crash safety: a sample's outputs become visible in one atomic step. Its task writes a new
+generation directory (:meth:`RunDir.write_sample`), then :meth:`RunDir.write_done` records the
+checksums (size and SHA-256) of every file in it and atomically replaces ``done.json`` (the
+switch), then publishes the cells file and tissue map (hard links, or copies, renamed into
+place) and removes the other generations. A kill at any moment leaves either the previous
+complete generation or the new one current. The skip decision (:meth:`RunDir.check_sample`)
+verifies every file of the current generation against its checksum and restores a missing or
+differing published file from it; a damaged generation is recomputed. Only one run uses a
+directory at a time (:meth:`RunDir.lock`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
+import logging
+import os
 import re
+import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,17 +59,22 @@ import numpy as np
 import pandas as pd
 
 from metaniche._atomic import write_json, write_parquet, write_text
-from metaniche.errors import InputError
+from metaniche.errors import InputError, MetanicheError
 from metaniche.tables import CN_WINDOWS, PRIVATE_TABLES
 
 if TYPE_CHECKING:
     from metaniche.config import Config
 
-__all__ = ["CN_WINDOWS", "LAYOUT_VERSION", "PRIVATE_TABLES", "DoneMarker", "Manifest", "RunDir",
-           "SampleRecord", "config_hash", "safe_name"]
+__all__ = ["CN_WINDOWS", "LAYOUT_VERSION", "MAX_STEM", "PRIVATE_TABLES", "CacheCheck", "DoneMarker",
+           "Manifest", "RunDir", "RunDirLocked", "SampleRecord", "config_hash", "safe_name"]
+
+_log = logging.getLogger("metaniche")
 
 #: Version of the ``.samples/`` cache layout; a cache written by another layout is recomputed.
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
+#: Longest stem :func:`safe_name` keeps of a name before its hash suffix (file names must stay
+#: under the usual 255-byte limit with their longest extension, ``.map.zoom.json``).
+MAX_STEM = 100
 
 #: Sample status values.
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
@@ -59,11 +86,13 @@ _SAFE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 def safe_name(sample: str) -> str:
     """A file-system-safe, non-hidden file stem for a sample name (never leaves its directory).
 
-    Characters outside ``[A-Za-z0-9_.-]`` become ``_`` and leading/trailing dots and
-    underscores are stripped; when anything changed, the first 6 hex digits of the name's SHA-1
-    are appended so distinct names stay distinct. Stable across versions and platforms.
+    Characters outside ``[A-Za-z0-9_.-]`` become ``_``, leading/trailing dots and underscores
+    are stripped and the result is cut to its first :data:`MAX_STEM` characters; when anything
+    changed, the first 6 hex digits of the name's SHA-1 are appended so distinct names stay
+    distinct. At most ``MAX_STEM + 7`` characters; stable across versions and platforms.
     """
     cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", sample).strip("._") or "sample"
+    cleaned = cleaned[:MAX_STEM]
     if cleaned != sample:
         cleaned += "-" + hashlib.sha1(sample.encode()).hexdigest()[:6]
     return cleaned
@@ -248,18 +277,95 @@ class Manifest:
 
 @dataclass
 class DoneMarker:
-    """``.samples/<file>/done.json``: what a sample's cached outputs were computed from."""
+    """``.samples/<file>/done.json``: what a sample's cached outputs were computed from.
+
+    Attributes
+    ----------
+    input_sha256, config_sha256
+        Checksums of the sample's cells and of the configuration.
+    seconds, stages
+        Wall time of the analysis (s) and of each of its stages.
+    layout
+        :data:`LAYOUT_VERSION` of the cache.
+    generation
+        Name of the current generation directory (``gen-<n>``).
+    files
+        Path inside the generation (``/``-separated) → ``{"bytes", "sha256"}`` of every file
+        it holds (filled in by :meth:`RunDir.write_done`).
+    """
 
     input_sha256: str
     config_sha256: str
     seconds: float
     stages: dict[str, float] = field(default_factory=dict)
     layout: int = LAYOUT_VERSION
+    generation: str = ""
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def matches(self, input_sha256: str | None, config_sha256: str) -> bool:
         """True when the cache was made from these cells and this configuration."""
         return (bool(input_sha256) and self.layout == LAYOUT_VERSION
                 and self.input_sha256 == input_sha256 and self.config_sha256 == config_sha256)
+
+
+@dataclass
+class CacheCheck:
+    """Outcome of :meth:`RunDir.check_sample`.
+
+    Attributes
+    ----------
+    marker
+        The done marker when the cached outputs are current and intact (skip the sample);
+        None when the sample must be computed.
+    warnings
+        What was found wrong and done about it: a damaged generation (then ``marker`` is None
+        and the sample is recomputed) or a published file restored from the generation.
+    """
+
+    marker: DoneMarker | None
+    warnings: list[str] = field(default_factory=list)
+
+
+class RunDirLocked(MetanicheError):
+    """Another live process is running on the same run directory (exit code 2)."""
+
+
+#: Names of the generation directories.
+_GENERATION = re.compile(r"^gen-([0-9]+)$")
+#: Files of a generation that every finished analysis has.
+_REQUIRED_FILES = ("cells.parquet", "features.json")
+
+
+def _digest(path: Path) -> dict[str, Any]:
+    """``{"bytes", "sha256"}`` of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def _matches_digest(path: Path, expected: Any) -> bool:
+    """True when ``path`` is a file of the recorded size and SHA-256 (size first: cheap)."""
+    if not isinstance(expected, dict) or not path.is_file():
+        return False
+    try:
+        return (path.stat().st_size == expected.get("bytes")
+                and _digest(path)["sha256"] == expected.get("sha256"))
+    except OSError:
+        return False
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Atomically make ``target`` a hard link to ``source`` (a copy where links fail)."""
+    from metaniche._atomic import atomic_path
+
+    with atomic_path(target) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
 
 
 class RunDir:
@@ -356,16 +462,130 @@ class RunDir:
         """``.samples/<file>/done.json``."""
         return self.sample_dir(file_name) / "done.json"
 
-    def sample_features_path(self, file_name: str) -> Path:
-        """``.samples/<file>/features.json``."""
-        return self.sample_dir(file_name) / "features.json"
+    def published_path(self, file_name: str) -> Path:
+        """``.samples/<file>/published.json``."""
+        return self.sample_dir(file_name) / "published.json"
 
-    def sample_table_path(self, file_name: str, name: str) -> Path:
-        """``.samples/<file>/tables/<name>.parquet``, or ``.samples/<file>/<name>.parquet`` for
-        a :data:`PRIVATE_TABLES` name."""
+    def generation_dir(self, file_name: str, generation: str | None = None) -> Path:
+        """``.samples/<file>/<generation>/``; the current generation when None.
+
+        Raises
+        ------
+        LookupError
+            When ``generation`` is None and the sample has no finished analysis.
+        """
+        if generation is None:
+            marker = self.read_done(file_name)
+            if marker is None:
+                raise LookupError(f"sample file {file_name!r} has no finished analysis in "
+                                  f"{self.root}")
+            generation = marker.generation
+        if not _GENERATION.match(generation):
+            raise ValueError(f"generation {generation!r} is not a generation directory name.")
+        return self.sample_dir(file_name) / generation
+
+    def sample_features_path(self, file_name: str, generation: str | None = None) -> Path:
+        """``.samples/<file>/<generation>/features.json`` (current generation when None)."""
+        return self.generation_dir(file_name, generation) / "features.json"
+
+    def sample_table_path(self, file_name: str, name: str,
+                          generation: str | None = None) -> Path:
+        """``.samples/<file>/<generation>/tables/<name>.parquet``, or
+        ``.samples/<file>/<generation>/<name>.parquet`` for a :data:`PRIVATE_TABLES` name
+        (current generation when None)."""
         stem = f"{_checked(name, 'table name')}.parquet"
-        folder = self.sample_dir(file_name)
+        folder = self.generation_dir(file_name, generation)
         return folder / stem if name in PRIVATE_TABLES else folder / "tables" / stem
+
+    def generation_map_path(self, file_name: str, generation: str) -> Path:
+        """Where a generation holds the tissue map (:meth:`map_path` once published)."""
+        return (self.generation_dir(file_name, generation) / "map"
+                / self.map_path(file_name).name)
+
+    @property
+    def lock_path(self) -> Path:
+        """``.lock``."""
+        return self.root / ".lock"
+
+    # --- the run's lock and housekeeping ----------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold ``.lock`` (``fcntl.flock``, exclusive) while the block runs.
+
+        The lock file holds the pid of its holder. The operating system releases the lock when
+        the holding process dies, however it dies; a lock file left by a dead run is taken
+        over with a logged warning.
+
+        Raises
+        ------
+        RunDirLocked
+            When another live process holds the lock (its pid is named).
+        MetanicheError
+            When the lock file cannot be created (the directory is not writable).
+        """
+        import fcntl
+
+        path = self.lock_path
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            while True:
+                handle = open(path, "a+", encoding="utf-8")  # held until the run ends
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as err:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "unknown"
+                    handle.close()
+                    if err.errno in (errno.EAGAIN, errno.EACCES):
+                        raise RunDirLocked(
+                            f"{self.root} is in use by another metaniche run (pid {holder}); "
+                            f"wait for it to finish or give another --out.") from None
+                    raise
+                # The file may have been removed by its last holder since we opened it.
+                with contextlib.suppress(FileNotFoundError):
+                    if os.path.samestat(os.fstat(handle.fileno()), os.stat(path)):
+                        break
+                handle.close()
+        except OSError as err:
+            raise MetanicheError(f"{path}: cannot create the run's lock file "
+                                 f"({err.strerror or err}); give a run directory you can "
+                                 f"write to.") from None
+        handle.seek(0)
+        previous = handle.read().strip()
+        if previous:
+            _log.warning("%s: a previous run (pid %s) on this directory did not finish; "
+                         "taking over its lock and resuming.", self.root, previous)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+            handle.close()
+
+    def clean_stale(self) -> list[Path]:
+        """Remove what an interrupted run left behind; return the paths removed.
+
+        The atomic writer's temporary files (``.<name>.<random>[.ext].tmp``) anywhere in the run
+        directory, and every sample generation that is not the current one. Call only while
+        holding :meth:`lock`.
+        """
+        removed = [path for path in self.root.rglob(".*.tmp") if path.is_file()]
+        for path in removed:
+            path.unlink(missing_ok=True)
+        cache = self.root / ".samples"
+        for folder in sorted(cache.iterdir()) if cache.is_dir() else []:
+            if not (folder.is_dir() and _is_safe(folder.name)):
+                continue
+            marker = self.read_done(folder.name)
+            for entry in folder.iterdir():
+                if _GENERATION.match(entry.name) and (marker is None
+                                                      or entry.name != marker.generation):
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed.append(entry)
+        return removed
 
     # --- manifest ---------------------------------------------------------------------------
     def write_manifest(self, manifest: Manifest) -> None:
@@ -400,51 +620,170 @@ class RunDir:
         path = self.done_path(file_name)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
+            files = data.get("files") or {}
+            if not isinstance(files, dict):
+                return None
             return DoneMarker(str(data["input_sha256"]), str(data["config_sha256"]),
                               float(data["seconds"]), dict(data.get("stages") or {}),
-                              int(data.get("layout", 1)))
-        except (OSError, ValueError, KeyError, TypeError):
+                              int(data.get("layout", 1)), str(data.get("generation") or ""),
+                              dict(files))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
+
+    def _published(self, file_name: str, generation: str) -> dict[Path, str]:
+        """Published path → its source inside ``generation`` (the cells file, the map files)."""
+        folder = self.generation_dir(file_name, generation)
+        pairs = {self.cells_path(file_name): "cells.parquet"}
+        figures = self.map_path(file_name).parent
+        for source in sorted((folder / "map").glob("*")):
+            if source.is_file():
+                pairs[figures / source.name] = f"map/{source.name}"
+        return pairs
+
+    def check_sample(self, file_name: str, input_sha256: str | None,
+                     config_sha256: str) -> CacheCheck:
+        """The skip decision for one sample: are its cached outputs current and intact?
+
+        Current: the done marker was made from these cells and this configuration. Intact:
+        every file of the current generation has its recorded size and SHA-256, and the
+        generation holds the cells file and features. A published file (``cells/<file>.parquet``,
+        the tissue map) that is missing or differs from what was published is restored from
+        the generation (a warning says so); a damaged generation makes the sample be
+        recomputed (a warning names the damaged file).
+        """
+        marker = self.read_done(file_name)
+        if marker is None or not marker.matches(input_sha256, config_sha256):
+            return CacheCheck(None)
+        cache = self.sample_dir(file_name)
+        try:
+            folder = self.generation_dir(file_name, marker.generation)
+        except ValueError:
+            return CacheCheck(None, [f"{self.done_path(file_name)} names no generation; "
+                                     "the sample is recomputed."])
+        missing = [name for name in _REQUIRED_FILES if name not in marker.files]
+        damaged = missing or [name for name, expected in marker.files.items()
+                              if not _matches_digest(folder / name, expected)]
+        if damaged:
+            where = ", ".join(str(cache / marker.generation / name) for name in damaged)
+            return CacheCheck(None, [f"cached outputs of this sample are missing or damaged "
+                                     f"({where}); the sample is recomputed."])
+        restored = self._publish(file_name, marker, check=True)
+        return CacheCheck(marker, [f"{path} was missing or did not match the sample's finished "
+                                   f"analysis; restored from {cache / marker.generation}."
+                                   for path in restored])
 
     def is_current(self, file_name: str, input_sha256: str | None,
                    config_sha256: str) -> DoneMarker | None:
-        """The done marker when the sample's cached outputs (and cells file) were made from
-        these cells and this configuration; None when it must be (re)computed."""
-        if not self.cells_path(file_name).is_file():
-            return None
-        marker = self.read_done(file_name)
-        return marker if marker is not None and marker.matches(input_sha256,
-                                                                config_sha256) else None
+        """The done marker when :meth:`check_sample` finds the outputs current and intact."""
+        return self.check_sample(file_name, input_sha256, config_sha256).marker
 
     def write_sample(self, file_name: str, cells: pd.DataFrame, tables: dict[str, pd.DataFrame],
-                     features: dict[str, Any]) -> None:
-        """Write one sample's cells file, cached tables and features (replacing old ones).
+                     features: dict[str, Any]) -> str:
+        """Write one sample's cells file, cached tables and features into a new generation.
 
-        The done marker is written separately (:meth:`write_done`), last.
+        Nothing becomes visible (the current generation, ``cells/``) until :meth:`write_done`
+        switches to it; the tissue map may be added at :meth:`generation_map_path` before.
+        Returns the new generation's name.
         """
-        done = self.done_path(file_name)
-        if done.is_file():
-            done.unlink()
-        write_parquet(self.cells_path(file_name), cells)
         folder = self.sample_dir(file_name)
-        for stale in [*folder.glob("*.parquet"), *folder.glob("tables/*.parquet")]:
-            stale.unlink()
+        folder.mkdir(parents=True, exist_ok=True)
+        current = self.read_done(file_name)
+        keep = current.generation if current is not None else None
+        numbers = [int(m.group(1)) for m in map(_GENERATION.match, os.listdir(folder)) if m]
+        for entry in folder.iterdir():   # generations a killed task left unfinished
+            if _GENERATION.match(entry.name) and entry.name != keep:
+                shutil.rmtree(entry, ignore_errors=True)
+        number = max(numbers, default=0) + 1
+        while True:
+            generation = f"gen-{number}"
+            try:
+                (folder / generation).mkdir()
+                break
+            except FileExistsError:
+                number += 1
+        write_parquet(self.generation_dir(file_name, generation) / "cells.parquet", cells)
         for name, table in tables.items():
-            write_parquet(self.sample_table_path(file_name, name), table)
-        write_json(self.sample_features_path(file_name), features)
+            write_parquet(self.sample_table_path(file_name, name, generation), table)
+        write_json(self.sample_features_path(file_name, generation), features)
+        return generation
 
     def write_done(self, file_name: str, marker: DoneMarker) -> None:
-        """Write the sample's done marker (its outputs are complete)."""
+        """Switch the sample to ``marker.generation``: its outputs are complete.
+
+        Records the checksum of every file of the generation in the marker, replaces
+        ``done.json`` atomically (the switch), publishes the cells file and tissue map, then
+        removes every other generation and any file of an older cache layout.
+        """
+        folder = self.generation_dir(file_name, marker.generation)
+        if not folder.is_dir():
+            raise LookupError(f"generation {marker.generation!r} of sample file {file_name!r} "
+                              f"was not written; write it with write_sample() first.")
+        marker.files = {path.relative_to(folder).as_posix(): _digest(path)
+                        for path in sorted(folder.rglob("*")) if path.is_file()}
         write_json(self.done_path(file_name), asdict(marker))
+        self._publish(file_name, marker, check=False)
+        keep = {marker.generation, "done.json", "published.json"}
+        for entry in self.sample_dir(file_name).iterdir():
+            if entry.name not in keep and not entry.name.endswith(".tmp"):
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+
+    def _read_published(self, file_name: str) -> dict[str, Any]:
+        try:
+            data = json.loads(self.published_path(file_name).read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _publish(self, file_name: str, marker: DoneMarker, check: bool) -> list[Path]:
+        """Publish the generation's cells file and map files; return the paths (re)written.
+
+        With ``check``, a published file is left alone when it is the generation's file (a
+        hard link) or matches the checksum ``published.json`` recorded for this generation
+        (e.g. the cells file after :meth:`set_cell_column`).
+        """
+        folder = self.generation_dir(file_name, marker.generation)
+        recorded = self._read_published(file_name)
+        record = (recorded.get("files") or {}) if recorded.get("generation") == (
+            marker.generation) else {}
+        written: list[Path] = []
+        files: dict[str, Any] = {}
+        for target, inside in self._published(file_name, marker.generation).items():
+            key = target.relative_to(self.root).as_posix()
+            source = folder / inside
+            if check and target.is_file():
+                with contextlib.suppress(OSError):
+                    if os.path.samefile(target, source):
+                        files[key] = marker.files.get(inside) or _digest(target)
+                        continue
+                if _matches_digest(target, record.get(key)):
+                    files[key] = record[key]
+                    continue
+            _link_or_copy(source, target)
+            written.append(target)
+            files[key] = ((os.path.samefile(target, source) and marker.files.get(inside))
+                          or _digest(target))
+        if written or record != files:
+            write_json(self.published_path(file_name),
+                       {"generation": marker.generation, "files": files})
+        return written if check else []
 
     def sample_table_names(self, file_name: str) -> list[str]:
         """Names of the gathered (non-private) tables cached for a sample."""
-        folder = self.sample_dir(file_name) / "tables"
+        try:
+            folder = self.generation_dir(file_name) / "tables"
+        except LookupError:
+            return []
         return sorted(path.stem for path in folder.glob("*.parquet"))
 
     def read_sample_table(self, file_name: str, name: str) -> pd.DataFrame | None:
         """A cached table of one sample (None when absent)."""
-        path = self.sample_table_path(file_name, name)
+        try:
+            path = self.sample_table_path(file_name, name)
+        except LookupError:
+            return None
         return pd.read_parquet(path) if path.is_file() else None
 
     def read_sample_features(self, file_name: str) -> dict[str, Any]:
@@ -459,7 +798,8 @@ class RunDir:
         """Set one column of a sample's cells file (appended when new).
 
         The file is rewritten only when the column differs from what it holds (so a rerun
-        with unchanged results rewrites nothing). Returns True when the file was rewritten.
+        with unchanged results rewrites nothing). Returns True when the file was rewritten; its
+        new checksum is then recorded in ``published.json`` (so the skip decision keeps it).
         """
         import pyarrow.parquet as pq
 
@@ -470,6 +810,11 @@ class RunDir:
                 return False
         cells = pd.read_parquet(path)
         write_parquet(path, cells.assign(**{column: values}))
+        recorded = self._read_published(file_name)
+        if recorded.get("generation"):
+            files = dict(recorded.get("files") or {})
+            files[path.relative_to(self.root).as_posix()] = _digest(path)
+            write_json(self.published_path(file_name), {**recorded, "files": files})
         return True
 
     # --- run-level outputs ------------------------------------------------------------------

@@ -10,6 +10,7 @@ returns a :class:`~metaniche.rundir.SampleRecord`; it never raises for a bad sam
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from collections.abc import Sequence
@@ -26,11 +27,20 @@ from metaniche.errors import MetanicheError
 from metaniche.io import SampleInput
 from metaniche.io.annotations import find_annotation, read_geojson_polygons
 from metaniche.progress import ProgressCallback, StageClock
-from metaniche.rundir import FAILED, OK, SKIPPED, DoneMarker, RunDir, SampleRecord, safe_name
+from metaniche.rundir import (
+    FAILED,
+    OK,
+    SKIPPED,
+    CacheCheck,
+    DoneMarker,
+    RunDir,
+    SampleRecord,
+    safe_name,
+)
 from metaniche.stages import SAMPLE_STAGES
 
-__all__ = ["CELL_COLUMNS", "SampleAnalysis", "SampleTask", "analyse_sample", "build_context",
-           "sample_task"]
+__all__ = ["CELL_COLUMNS", "CRASH_ENV", "SampleAnalysis", "SampleTask", "analyse_sample",
+           "build_context", "crash_point", "sample_task"]
 
 #: First columns of every ``cells/<file>.parquet``, then the stages' cell columns, then the
 #: input's own extra columns (markers, metadata).
@@ -139,13 +149,16 @@ class SampleTask:
 def sample_task(task: SampleTask, emit: ProgressCallback | None = None) -> SampleRecord:
     """Analyse one sample and write its outputs; never raises (errors are recorded).
 
-    The sample is ``skipped`` (outputs reused, stage times of the run that made them) when its
-    done marker matches its cells' checksum and the configuration hash and its cells file
-    exists, unless ``task.force``. Otherwise its cells file, cached tables and features are
-    written through :class:`~metaniche.rundir.RunDir`, then its tissue map, then its done
-    marker. The record's ``stages`` maps each stage run (see
-    :func:`metaniche.progress.sample_stage_names`) to its wall time; ``emit`` receives the
-    stage events as they happen.
+    The sample is ``skipped`` (outputs reused, stage times of the run that made them) when
+    :meth:`metaniche.rundir.RunDir.check_sample` finds its cached outputs made from these cells
+    and this configuration and intact (every file matching its recorded checksum), unless
+    ``task.force``; damaged outputs are recomputed and a published file that was damaged is
+    restored, each with a warning on the record. Otherwise its cells file, cached tables,
+    features and tissue map are written into a new generation of its cache, which becomes
+    current in one atomic step (:meth:`~metaniche.rundir.RunDir.write_done`), so a kill at any
+    moment leaves the previous outputs or the new ones. The record's ``stages`` maps each stage
+    run (see :func:`metaniche.progress.sample_stage_names`) to its wall time; ``emit``
+    receives the stage events as they happen.
     """
     sample, config = task.sample, task.config
     run = RunDir(task.out_dir)
@@ -157,24 +170,41 @@ def sample_task(task: SampleTask, emit: ProgressCallback | None = None) -> Sampl
     if sample.error is not None or sample.cells is None:
         record.status, record.error, record.seconds = FAILED, sample.error, 0.0
         return record
-    previous = None if task.force else run.is_current(name, sample.checksum,
-                                                      task.config_sha256)
-    if previous is not None:
-        record.status, record.seconds, record.stages = SKIPPED, previous.seconds, previous.stages
-        return record
+    if not task.force:
+        try:
+            check = run.check_sample(name, sample.checksum, task.config_sha256)
+        except OSError as err:
+            check = CacheCheck(None, [f"cached outputs of this sample could not be checked "
+                                      f"({err}); the sample is recomputed."])
+        record.warnings.extend(check.warnings)
+        if check.marker is not None:
+            previous = check.marker
+            record.status, record.seconds = SKIPPED, previous.seconds
+            record.stages = previous.stages
+            return record
+    crash_point("sample", sample.name)
     clock = StageClock(sample.name, emit)
     record.status = OK
     try:
         annotation = _annotation_for(sample.name, name, config)
         analysis = analyse_sample(sample.cells, config, annotation, name=sample.name,
                                   clock=clock)
+        crash_point("analysed", sample.name)
         with clock.stage("writing"):
-            run.write_sample(name, _with_markers(analysis.cells, sample), analysis.tables,
-                             analysis.features)
+            generation = run.write_sample(name, _with_markers(analysis.cells, sample),
+                                          analysis.tables, analysis.features)
+        crash_point("written", sample.name)
         from metaniche.report.figures import save_tissue_map
 
         with clock.stage("tissue_map"):
-            save_tissue_map(analysis, sample.name, run.map_path(name), config)
+            save_tissue_map(analysis, sample.name, run.generation_map_path(name, generation),
+                            config)
+        crash_point("mapped", sample.name)
+        record.stages = dict(clock.seconds)
+        record.seconds = round(time.perf_counter() - started, 3)
+        run.write_done(name, DoneMarker(sample.checksum, task.config_sha256, record.seconds,
+                                        record.stages, generation=generation))
+        crash_point("done", sample.name)
     except MetanicheError as err:
         record.status, record.error = FAILED, str(err)
     except Exception as err:
@@ -185,11 +215,38 @@ def sample_task(task: SampleTask, emit: ProgressCallback | None = None) -> Sampl
     record.seconds = round(time.perf_counter() - started, 3)
     if record.status == FAILED:
         return record
-    run.write_done(name, DoneMarker(sample.checksum, task.config_sha256, record.seconds,
-                                    record.stages))
     phenotype = analysis.features.get("phenotype")
     record.phenotype = None if phenotype is None else str(phenotype)
     return record
+
+
+#: Environment variable of the crash tests: ``<point>:<sample>[:<marker file>]`` makes the
+#: process running that sample's task exit at once (``os._exit(70)``) when it reaches
+#: ``<point>`` (see :func:`crash_point`), as a kill would. With a marker file, only while the
+#: file does not exist (it is created just before exiting), so the next attempt goes through.
+CRASH_ENV = "METANICHE_TEST_CRASH"
+
+
+def crash_point(point: str, sample: str) -> None:
+    """Die here when :data:`CRASH_ENV` names this point and sample (crash tests only).
+
+    Points of a sample's task: ``sample`` (before analysing it), ``analysed``, ``written``
+    (its new generation written), ``mapped`` (tissue map drawn), ``done`` (switched to it);
+    of the run (sample ``run``): ``gather``, ``gathered``, ``report``, ``manifest``.
+    """
+    spec = os.environ.get(CRASH_ENV)
+    if not spec:
+        return
+    where, _, rest = spec.partition(":")
+    target, _, marker = rest.partition(":")
+    if where != point or target != sample:
+        return
+    if marker:
+        if os.path.exists(marker):
+            return
+        with open(marker, "w", encoding="utf-8"):
+            pass
+    os._exit(70)
 
 
 def _with_markers(cells_out: pd.DataFrame, sample: SampleInput) -> pd.DataFrame:

@@ -73,7 +73,9 @@ def stage_lines(stderr: str) -> dict[tuple[str, str], float]:
 @pytest.mark.parametrize("workers", [1, 2])
 def test_plain_log_has_a_line_per_sample_and_stage(runs, workers):
     out, done = runs[workers]
-    assert done.exit_code == 0, done.stderr
+    # Every sample succeeds; the cohort step fails (one response label), so the exit code is 1.
+    assert done.exit_code == 1, done.stderr
+    assert "failed: run-level step 'cohort'" in done.stderr
     lines = stage_lines(done.stderr)
     manifest = json.loads((out / "run.json").read_text())
     expected_stages = sample_stage_names()
@@ -107,9 +109,12 @@ def test_quiet_prints_nothing_and_keeps_stage_times(runs, cohort):
     out, _ = runs[2]
     before = json.loads((out / "run.json").read_text())
     done = metaniche_run(cohort, out, "--workers", "2", "--quiet")
-    assert done.exit_code == 0, done.stderr
+    # --quiet silences progress, never failures: the failed cohort step is the only output.
+    assert done.exit_code == 1, done.stderr
     assert done.stdout == ""
     assert not stage_lines(done.stderr)
+    assert [line for line in done.stderr.splitlines() if line.strip()] == [
+        line for line in done.stderr.splitlines() if line.startswith("failed: run-level step")]
     manifest = json.loads((out / "run.json").read_text())
     for sample, record in manifest["samples"].items():
         # Unchanged samples are skipped and keep the stage times of the run that made them.
