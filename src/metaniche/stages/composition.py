@@ -1,4 +1,10 @@
-"""Stage: immune composition per compartment, lesion geometry and immune phenotype."""
+"""Stage: immune composition per compartment, lesion geometry and immune phenotype.
+
+Besides the composition families (:data:`metaniche.features.FEATURE_FAMILIES`) it emits the
+reason of an undetermined phenotype, the compartment scales used (:func:`metaniche.analyses.
+compartments.resolve_scales`) and, when the cells carry the export's tissue category, the
+agreement of the tumour region with it.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,20 @@ from metaniche import tables as T
 from metaniche.analyses.compartments import WHOLE, CompartmentResult
 from metaniche.analyses.composition import composition_table, immune_phenotype
 from metaniche.context import SampleContext, StageOutput
-from metaniche.features import FEATURE_FAMILIES, composition_features
+from metaniche.features import FEATURE_FAMILIES, composition_features, feature_namer
 
 __all__ = ["FEATURES", "run"]
 
-FEATURES = FEATURE_FAMILIES
+FEATURES: dict[str, tuple[str, str]] = {
+    **FEATURE_FAMILIES,
+    "phenotype_reason": ("text", "why the phenotype is undetermined (empty when determined)"),
+    "scale": ("µm / µm²", "compartment scales used: median_nn_um (cell spacing), "
+              "scale_factor, grid_um, smoothing_um, tissue_closing_um, tissue_radius_um (µm), "
+              "min_lesion_area_um2, min_hole_area_um2 (µm²)"),
+    "region_agreement": ("kappa", "Cohen's kappa between inside/outside tumour and the "
+                         "export's tissue category (when the cells carry one)"),
+}
+_name = feature_namer(FEATURES)
 
 
 def run(context: SampleContext) -> StageOutput:
@@ -26,9 +41,16 @@ def run(context: SampleContext) -> StageOutput:
     phenotype = immune_phenotype(composition, context.effector_types, config.phenotype)
     features = composition_features(composition, phenotype, context.immune_types,
                                     n_lesions=len(result.lesions))
+    features[_name("phenotype_reason")] = phenotype.reason
+    for scale, value in result.scales.items():
+        features[_name("scale", scale)] = float(value)
+    if result.region_agreement_kappa is not None:
+        features[_name("region_agreement", "kappa")] = result.region_agreement_kappa
+    warnings = ([f"immune phenotype undetermined: {phenotype.reason}."]
+                if phenotype.reason else [])
     tables = {T.COMPARTMENTS: compartment_counts(result), T.COMPOSITION: composition,
               T.LESIONS: result.lesions}
-    return StageOutput(tables=tables, features=features)
+    return StageOutput(tables=tables, features=features, warnings=warnings)
 
 
 def compartment_counts(result: CompartmentResult) -> pd.DataFrame:
