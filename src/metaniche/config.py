@@ -425,7 +425,7 @@ class CompartmentParams(_Validated):
     so a dense mIF field gets proportionally finer scales and tissue at 3,000 cells/mm² or
     sparser keeps the reference values. The rule, its reasoning and the reference values
     live in :mod:`metaniche.analyses.compartments` (``REFERENCE_SCALES``); the values used
-    are recorded per sample as ``scale.*`` features.
+    are columns of the ``compartments`` table.
     """
 
     border_um: float = field(default=100.0, metadata={"check": Positive()})

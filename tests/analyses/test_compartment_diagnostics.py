@@ -59,6 +59,14 @@ def disc_sample(seed: int = 0, tumour_label: str = "Tumor", side: float = 1500.0
     return cell_table(x, y, labels), inside
 
 
+def phenotype_reason(analysis) -> str:
+    """The reason of an undetermined phenotype, from the sample's warnings ("" if none)."""
+    prefix = "immune phenotype undetermined: "
+    found = [w[len(prefix):] for w in analysis.compartments.warnings if w.startswith(prefix)]
+    assert len(found) <= 1
+    return found[0] if found else ""
+
+
 # --- automatic scales -------------------------------------------------------------------------
 
 def test_reference_spacing_keeps_reference_scales_and_dense_tissue_scales_down():
@@ -115,7 +123,9 @@ def test_phenoptr_defaults_agree_with_inform_tissue_category(data_dir, capsys):
     inside = analysis.compartments.signed_distance_um < 0
     with capsys.disabled():
         print(f"\nphenoptr, defaults: kappa {kappa:.3f} against inForm tissue_category "
-              f"(scale factor {analysis.features['scale.scale_factor']:.2f})")
+              f"(scale factor {analysis.compartments.scales['scale_factor']:.2f})")
+    table = analysis.tables["compartments"]
+    assert (table["smoothing_um"] == analysis.compartments.scales["smoothing_um"]).all()
     assert kappa == pytest.approx(_kappa_by_hand(inside, truth))
     # 0.57 with the former fixed scales; the spacing rule gives 0.74 (hand-tuned: 0.83).
     assert kappa >= 0.70
@@ -144,13 +154,13 @@ def test_region_from_tissue_category_follows_the_category_not_the_labels():
     assert np.mean(detected == inside) > 0.98
     assert result.region_agreement_kappa == pytest.approx(_kappa_by_hand(detected, inside))
     assert result.region_agreement_kappa > 0.95
-    with pytest.raises(InputError, match="region = 'tissue_category'.*no 'tissue_category'"):
+    with pytest.raises(InputError, match=r"region = 'tissue_category'.*no 'tissue_category'"):
         sample_compartments(cells.drop(columns=TISSUE_CATEGORY), cells["x"], cells["y"],
                             np.zeros(len(cells), bool), np.zeros(len(cells), bool), config)
 
 
 def test_poor_agreement_with_the_tissue_category_is_warned():
-    cells, inside = disc_sample()
+    cells, _ = disc_sample()
     rng = np.random.default_rng(9)
     cells[TISSUE_CATEGORY] = np.where(rng.random(len(cells)) < 0.5, "Tumor", "Stroma")
     analysis = analyse_sample(cells, Config())
@@ -170,9 +180,7 @@ def test_configured_tumour_label_matching_no_cell_is_named_with_the_labels_prese
     assert first.startswith("no cell matched the tumour labels ['Tumor']")
     assert f"CK+ ({counts['CK+']:,})" in first and "set [cell_types] tumor" in first
     assert analysis.features["phenotype"] == "undetermined"
-    assert "no tumour region" in analysis.features["phenotype_reason"]
-    assert any(w.startswith("immune phenotype undetermined") for w in
-               analysis.compartments.warnings)
+    assert "no tumour region" in phenotype_reason(analysis)
 
 
 def test_default_pattern_matching_no_cell_names_the_pattern_and_the_category_option():
@@ -189,19 +197,19 @@ def test_all_tumour_and_no_effector_cells_carry_reasons():
     analysis = analyse_sample(cells, Config())
     assert any("covers all of the tissue" in w for w in analysis.compartments.warnings)
     assert analysis.features["phenotype"] == "undetermined"
-    reason = analysis.features["phenotype_reason"]
+    reason = phenotype_reason(analysis)
     assert "no border tissue" in reason and "effector" in reason
 
     cells, _ = disc_sample()
     cells["cell_type"] = cells["cell_type"].replace("CD8_T", "Stroma")   # no immune cells
     analysis = analyse_sample(cells, Config())
     assert analysis.features["phenotype"] == "undetermined"
-    reason = analysis.features["phenotype_reason"]
+    reason = phenotype_reason(analysis)
     assert reason.startswith("no cell matched an effector label")
     assert "set [phenotype] effector_types" in reason
     determined = analyse_sample(disc_sample()[0], Config())
     assert determined.features["phenotype"] != "undetermined"
-    assert determined.features["phenotype_reason"] == ""
+    assert phenotype_reason(determined) == ""
 
 
 def test_annotation_outside_the_tissue_is_warned():
@@ -210,7 +218,7 @@ def test_annotation_outside_the_tissue_is_warned():
     analysis = analyse_sample(cells, Config(), annotation=far_away)
     assert any("annotation" in w and "contains no tissue" in w
                for w in analysis.compartments.warnings)
-    assert "no tumour region" in analysis.features["phenotype_reason"]
+    assert "no tumour region" in phenotype_reason(analysis)
 
 
 def test_a_border_holding_most_cells_is_warned_with_the_brute_force_count():

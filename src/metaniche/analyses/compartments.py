@@ -6,19 +6,21 @@ with border half-width w (default 100 µm; Immunoscore's invasive margin uses 50
 
 Method
 ------
-All masks live on one raster of pixel size ``grid_um`` (default 5 µm):
+All masks live on one raster of pixel size ``grid_um`` (automatic: 5 µm at the reference cell
+spacing, see *Scales* below):
 
 1. **Tissue mask**: union of discs of radius ``tissue_radius_um`` around every cell (default
    half the median nearest-neighbour distance), closed by a disc of ``tissue_closing_um``
-   (default 30 µm) to fill the gaps between cells. Compartment areas are measured on this mask,
-   never on the bounding box.
+   (automatic: 30 µm at the reference spacing) to fill the gaps between cells. Compartment
+   areas are measured on this mask, never on the bounding box.
 2. **Tumour mask**: per-pixel counts of tumour (T), immune (I) and other (O) cells are smoothed
-   with a Gaussian of sigma ``smoothing_um`` (default 20 µm); a tissue pixel is tumour where
-   ``T / (T + O + immune_weight·I) > tumor_fraction`` (defaults 0.25 and 0.5). Down-weighting
-   immune cells keeps a lesion whole under dense infiltrate; smoothing makes scattered single
-   tumour cells outside a lesion fall far below the threshold. Connected tumour regions below
-   ``min_lesion_area_um2`` are dropped, and holes of non-tumour tissue below
-   ``min_hole_area_um2`` are filled; larger holes (stroma islands) stay non-tumour. The
+   with a Gaussian of sigma ``smoothing_um`` (automatic: 20 µm at the reference spacing); a
+   tissue pixel is tumour where ``T / (T + O + immune_weight·I) > tumor_fraction``
+   (``immune_weight`` 0.25; ``tumor_fraction`` by default the isodata threshold below).
+   Down-weighting immune cells keeps a lesion whole under dense infiltrate; smoothing makes
+   scattered single tumour cells outside a lesion fall far below the threshold. Connected
+   tumour regions below ``min_lesion_area_um2`` are dropped, and holes of non-tumour tissue
+   below ``min_hole_area_um2`` are filled; larger holes (stroma islands) stay non-tumour. The
    outline is regularised by re-thresholding the mask smoothed with the same sigma. This
    density-ratio approach follows the tumour/stroma segmentation idea of inForm's tissue
    categories and of SPIAT's tumour-structure analysis [2]_ without requiring an alpha hull.
@@ -31,7 +33,47 @@ All masks live on one raster of pixel size ``grid_um`` (default 5 µm):
    Per-cell values are bilinear interpolations of this field, so the quantisation error is
    below ``grid_um / 2``.
 
-A user annotation (GeoJSON polygons, e.g. exported from QuPath) replaces step 2.
+A user annotation (GeoJSON polygons, e.g. exported from QuPath) replaces step 2. With
+``[compartments] region = "tissue_category"`` the export's own tissue segmentation (inForm
+``Tissue Category``, HALO/QuPath classification, column ``tissue_category``) replaces the cell
+labels in step 2: cells of a tumour category (``tumor_categories``) play the tumour cells and
+no cell is down-weighted. Whenever the cells carry a tissue category, the agreement between
+inside/outside tumour and that category is reported as Cohen's kappa
+(:func:`region_agreement`; feature ``region_agreement.kappa``), and warned below 0.4.
+
+Scales
+------
+The four scales of step 1–2 (``grid_um``, ``smoothing_um``, ``tissue_closing_um``, and the
+areas ``min_lesion_area_um2``, ``min_hole_area_um2``) default to 0 = automatic
+(:func:`resolve_scales`). With s the sample's median nearest-neighbour distance,
+
+    f = clip(s / 13 µm, 0.1, 1);  length = reference · f;  area = reference · f²,
+
+with the references of :data:`REFERENCE_SCALES` (5, 20, 30 µm; 20,000 µm²). Reasoning: the
+smoothing must average a fixed number of cells to estimate a local tumour fraction (a
+Gaussian of sigma σ averages about 4πσ²ρ cells at density ρ ∝ 1/s²), so σ ∝ s; the pixel
+must resolve σ (σ/4), the closing must bridge the gaps between cells (∝ s), and the smallest
+lesion or hole worth keeping is a fixed number of kernel areas (∝ σ²). The references were
+set on tissue of 3,000 cells/mm² (jittered lattice, s ≈ 13.1–13.3 µm), where f = 1 and the
+scales are exactly the former fixed defaults, so such tissue (the simulator's cohorts, a
+whole liver slide) gives the same results as before. Sparser tissue keeps the references
+(f is capped at 1: coarser scales would blur lesion outlines measured against a 100 µm
+border); a dense field scales down. On the phenoptr Vectra field (s = 6.6 µm, f = 0.51,
+only the tumour label set) inside/outside agrees with inForm's tissue category at kappa
+0.74, against 0.57 with the fixed scales (hand-tuned scales: 0.83). f ≥ 0.1 guards against
+coordinates in the wrong unit, and an automatic pixel is at least
+``sqrt(bounding-box area / MAX_PIXELS)``. A scale the user sets is used as given. The scales
+used are recorded per sample (:attr:`CompartmentResult.scales`; columns of the
+``compartments`` table).
+
+Warnings
+--------
+A result that is NA or doubtful carries its reason and fix in
+:attr:`CompartmentResult.warnings` (copied into the sample's record, ``run.json``): no cell
+matched the tumour labels (with the labels present and their counts), no tumour region
+survives the size filter, the tumour covers all tissue, an annotation contains no tissue,
+the border band holds more than half of the cells, poor agreement with the export's tissue
+category.
 
 Complexity: O(n_cells + n_pixels · log) time, O(n_pixels) memory; a 1M-cell sample at
 3,000 cells/mm² (≈330 mm², 13M pixels at 5 µm) runs in seconds.
@@ -42,6 +84,8 @@ References
    classification of colon cancer. Lancet 391:2128–2139.
 .. [2] Feng Y. et al. (2023) Spatial analysis with SPIAT and spaSim to characterize and
    simulate tissue microenvironments. Nat Commun 14:2697.
+.. [5] Landis J.R., Koch G.G. (1977) The measurement of observer agreement for categorical
+   data. Biometrics 33:159–174.
 """
 
 from __future__ import annotations
@@ -592,7 +636,7 @@ def region_agreement(inside: np.ndarray, category_tumour: np.ndarray) -> float:
     and p_e the share expected by chance from their marginals (via
     :func:`sklearn.metrics.cohen_kappa_score`). 1 is perfect agreement, 0 chance level.
     NaN when either call puts every cell in one class (kappa undefined) or there are no
-    cells. Landis & Koch call 0.41–0.60 moderate and 0.61–0.80 substantial agreement.
+    cells. Landis & Koch [5]_ call 0.41–0.60 moderate and 0.61–0.80 substantial agreement.
 
     References
     ----------

@@ -1,9 +1,11 @@
 """Stage: immune composition per compartment, lesion geometry and immune phenotype.
 
-Besides the composition families (:data:`metaniche.features.FEATURE_FAMILIES`) it emits the
-reason of an undetermined phenotype, the compartment scales used (:func:`metaniche.analyses.
-compartments.resolve_scales`) and, when the cells carry the export's tissue category, the
-agreement of the tumour region with it.
+Besides the composition families (:data:`metaniche.features.FEATURE_FAMILIES`) it emits, when
+the cells carry the export's tissue category, the agreement of the tumour region with it
+(``region_agreement.kappa``). The reason of an undetermined phenotype becomes a sample warning
+and the compartment scales used (:func:`metaniche.analyses.compartments.resolve_scales`)
+columns of the ``compartments`` table: they describe the run, so they stay out of the
+feature table and the cohort's tests.
 """
 
 from __future__ import annotations
@@ -21,10 +23,6 @@ __all__ = ["FEATURES", "run"]
 
 FEATURES: dict[str, tuple[str, str]] = {
     **FEATURE_FAMILIES,
-    "phenotype_reason": ("text", "why the phenotype is undetermined (empty when determined)"),
-    "scale": ("µm / µm²", "compartment scales used: median_nn_um (cell spacing), "
-              "scale_factor, grid_um, smoothing_um, tissue_closing_um, tissue_radius_um (µm), "
-              "min_lesion_area_um2, min_hole_area_um2 (µm²)"),
     "region_agreement": ("kappa", "Cohen's kappa between inside/outside tumour and the "
                          "export's tissue category (when the cells carry one)"),
 }
@@ -41,9 +39,6 @@ def run(context: SampleContext) -> StageOutput:
     phenotype = immune_phenotype(composition, context.effector_types, config.phenotype)
     features = composition_features(composition, phenotype, context.immune_types,
                                     n_lesions=len(result.lesions))
-    features[_name("phenotype_reason")] = phenotype.reason
-    for scale, value in result.scales.items():
-        features[_name("scale", scale)] = float(value)
     if result.region_agreement_kappa is not None:
         features[_name("region_agreement", "kappa")] = result.region_agreement_kappa
     warnings = ([f"immune phenotype undetermined: {phenotype.reason}."]
@@ -54,7 +49,14 @@ def run(context: SampleContext) -> StageOutput:
 
 
 def compartment_counts(result: CompartmentResult) -> pd.DataFrame:
-    """Areas per lesion × compartment with their cell counts (whole sample: null lesion)."""
+    """Areas per lesion × compartment with their cell counts (whole sample: null lesion).
+
+    Then one column per compartment scale used for the sample (``median_nn_um``,
+    ``scale_factor``, ``grid_um``, ``smoothing_um``, ``tissue_closing_um``,
+    ``min_lesion_area_um2``, ``min_hole_area_um2``, ``tissue_radius_um``; µm, µm²), the same
+    on every row, so that the automatic scales are visible (see
+    :func:`metaniche.analyses.compartments.resolve_scales`).
+    """
     cells = pd.DataFrame({"lesion_id": result.lesion_id, "compartment": result.compartment})
     counts = pd.concat([
         cells.value_counts(["lesion_id", "compartment"]).rename("n_cells").reset_index(),
@@ -64,4 +66,5 @@ def compartment_counts(result: CompartmentResult) -> pd.DataFrame:
     table = result.areas.merge(counts, on=["lesion_id", "compartment"], how="left")
     table["n_cells"] = table["n_cells"].fillna(0).astype(np.int64)
     table["lesion_id"] = table["lesion_id"].astype("Int64").mask(table["lesion_id"] == 0)
-    return table[["lesion_id", "compartment", "n_cells", "area_mm2"]]
+    table = table[["lesion_id", "compartment", "n_cells", "area_mm2"]]
+    return table.assign(**{name: float(value) for name, value in result.scales.items()})
