@@ -168,6 +168,11 @@ def test_poor_agreement_with_the_tissue_category_is_warned():
     assert abs(kappa) < 0.1
     assert any("Cohen's kappa" in w for w in analysis.compartments.warnings)
     assert np.isnan(region_agreement(np.ones(5, bool), np.array([1, 0, 1, 0, 1], bool)))
+    cells[TISSUE_CATEGORY] = "Stroma"                 # one class: kappa undefined, said so
+    analysis = analyse_sample(cells, Config())
+    assert np.isnan(analysis.features["region_agreement.kappa"])
+    assert any("region_agreement.kappa is undefined (NaN): every cell's tissue category is a "
+               "non-tumour category" in w for w in analysis.compartments.warnings)
 
 
 # --- NA always with a reason ------------------------------------------------------------------

@@ -621,7 +621,17 @@ def sample_compartments(cells: pd.DataFrame, x_um: np.ndarray, y_um: np.ndarray,
         known = category.notna().to_numpy()
         kappa = region_agreement(_inside_tumour(result)[known], in_category[known])
         result.region_agreement_kappa = kappa
-        if np.isfinite(kappa) and kappa < KAPPA_WARNING:
+        if not np.isfinite(kappa):
+            inside = _inside_tumour(result)[known]
+            one_class = ("the tumour region holds every cell" if inside.all() else
+                         "no cell is inside the tumour region" if not inside.any() else
+                         "every cell's tissue category is "
+                         + ("a tumour category" if in_category[known].all() else
+                            "a non-tumour category"))
+            result.warnings.append(
+                f"region_agreement.kappa is undefined (NaN): {one_class}, so agreement with "
+                "the export's tissue category cannot be measured.")
+        elif kappa < KAPPA_WARNING:
             result.warnings.append(
                 f"the tumour region agrees poorly with the export's tissue category "
                 f"(Cohen's kappa {kappa:.2f} < {KAPPA_WARNING}); check [cell_types] tumor, or "
@@ -653,10 +663,12 @@ def region_agreement(inside: np.ndarray, category_tumour: np.ndarray) -> float:
 
 
 def _tissue_category(cells: pd.DataFrame) -> pd.Series | None:
-    """The cells' tissue category as strings (NaN kept), or None without the column."""
+    """The cells' tissue category as strings (NaN kept); None without the column or a value."""
     if TISSUE_CATEGORY not in cells.columns:
         return None
     column = cells[TISSUE_CATEGORY]
+    if not column.notna().any():
+        return None
     return column.astype("string").str.strip().astype(object).where(column.notna())
 
 
