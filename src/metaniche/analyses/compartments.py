@@ -121,6 +121,7 @@ __all__ = [
     "compartment_of",
     "isodata_threshold",
     "median_nn_distance",
+    "no_tumour_cells_message",
     "region_agreement",
     "resolve_scales",
     "sample_compartments",
@@ -614,7 +615,7 @@ def sample_compartments(cells: pd.DataFrame, x_um: np.ndarray, y_um: np.ndarray,
                 f"no cell has a tissue category in {list(params.tumor_categories)}; categories "
                 f"present: {_counted(category)}; set [compartments] tumor_categories.")
     elif annotation is None and not np.asarray(is_tumor).any():
-        notes.append(_no_tumour_cells_message(cells, config))
+        notes.append(no_tumour_cells_message(cells, config))
     result = assign_compartments(x_um, y_um, region_tumor, region_immune, params, annotation)
     result.warnings[:0] = notes
     if in_category is not None:
@@ -632,10 +633,14 @@ def sample_compartments(cells: pd.DataFrame, x_um: np.ndarray, y_um: np.ndarray,
                 f"region_agreement.kappa is undefined (NaN): {one_class}, so agreement with "
                 "the export's tissue category cannot be measured.")
         elif kappa < KAPPA_WARNING:
+            fix = ("the category is patchier than the smoothing: set [compartments] "
+                   "smoothing_um and min_lesion_area_um2 smaller"
+                   if params.region == "tissue_category" and annotation is None else
+                   "check [cell_types] tumor, or set [compartments] region = "
+                   "'tissue_category' to use the export's region")
             result.warnings.append(
                 f"the tumour region agrees poorly with the export's tissue category "
-                f"(Cohen's kappa {kappa:.2f} < {KAPPA_WARNING}); check [cell_types] tumor, or "
-                "set [compartments] region = 'tissue_category' to use the export's region.")
+                f"(Cohen's kappa {kappa:.2f} < {KAPPA_WARNING}); {fix}.")
     return result
 
 
@@ -681,13 +686,18 @@ def _inside_tumour(result: CompartmentResult) -> np.ndarray:
 def _counted(values: pd.Series, limit: int = 12) -> str:
     """``"CK+ (2,257), CD8+ (412), …"``: the most frequent values with their counts."""
     counts = values.dropna().astype(str).value_counts()
+    if counts.empty:
+        return "none"
     shown = ", ".join(f"{name} ({count:,})" for name, count in counts.head(limit).items())
-    return shown + (f", … ({len(counts) - limit} more)" if len(counts) > limit else "") \
-        if shown else "none"
+    return shown + (f", … ({len(counts) - limit} more)" if len(counts) > limit else "")
 
 
-def _no_tumour_cells_message(cells: pd.DataFrame, config: Config) -> str:
-    """Why no cell is a tumour cell, the labels present and the key to set."""
+def no_tumour_cells_message(cells: pd.DataFrame, config: Config) -> str:
+    """Why no cell is a tumour cell: the labels looked for, those present and the key to set.
+
+    The sentence of the sample warning when no cell matches the tumour labels (for
+    ``validate`` too); call it only when no cell does.
+    """
     present = _counted(cells["cell_type"]) if "cell_type" in cells.columns else "none"
     if config.cell_types.tumor:
         looked_for = f"the tumour labels {list(config.cell_types.tumor)}"
