@@ -63,6 +63,9 @@ DEFAULT_IMMUNE_PATTERN = (
 )
 
 
+#: Sources of the tumour region, ``[compartments] region``: detected from the tumour cells, or
+#: the export's own tissue segmentation (column ``tissue_category``).
+TUMOR_REGION_SOURCES: tuple[str, ...] = ("cells", "tissue_category")
 #: Contact graphs of ``[relations] graph`` (mirrors ``analyses.relations.GRAPH_KINDS``; a test
 #: keeps the two equal, since config must not import the analyses).
 RELATION_GRAPHS: tuple[str, ...] = ("radius", "knn", "delaunay")
@@ -380,11 +383,14 @@ class CompartmentParams(_Validated):
     ----------
     border_um
         Half-width w of the invasive border band, µm: border is ``|d| <= w``. Default 100
-        (Immunoscore's invasive margin uses 500).
+        (Immunoscore's invasive margin uses 500). A sample whose border holds most of its
+        cells gets a warning.
     grid_um
-        Raster pixel size used for the tissue and tumour masks, µm. Default 5.
+        Raster pixel size used for the tissue and tumour masks, µm. Default 0 = automatic:
+        5 µm scaled by the cell spacing (see below).
     smoothing_um
-        Gaussian kernel sigma for the local cell-type densities, µm. Default 20.
+        Gaussian kernel sigma for the local cell-type densities, µm. Default 0 = automatic:
+        20 µm scaled by the cell spacing.
     tumor_fraction
         A pixel is tumour when the weighted local tumour fraction exceeds this. Default 0:
         chosen per sample by the isodata method, clipped to [0.2, 0.6].
@@ -392,31 +398,60 @@ class CompartmentParams(_Validated):
         Weight of immune cells in the denominator of the tumour fraction, so that immune
         infiltrate inside a lesion does not carve it up. Default 0.25.
     min_lesion_area_um2
-        Tumour regions smaller than this are dropped, µm². Default 20,000 (≈160 µm across).
+        Tumour regions smaller than this are dropped, µm². Default 0 = automatic: 20,000
+        (≈160 µm across) scaled by the square of the cell-spacing factor.
     min_hole_area_um2
         Non-tumour holes inside a lesion smaller than this are filled, µm²; larger holes
-        (necrosis, stroma) stay non-tumour. Default 20,000.
+        (necrosis, stroma) stay non-tumour. Default 0 = automatic: 20,000 scaled like
+        ``min_lesion_area_um2`` (to fill no hole, set a tiny value such as 1e-6).
     tissue_radius_um
         Tissue mask = union of discs of this radius around cells, then closed with
         ``tissue_closing_um``. Default 0, meaning half the median nearest-neighbour distance.
     tissue_closing_um
-        Radius of the morphological closing that fills gaps in the tissue mask, µm. Default 30.
+        Radius of the morphological closing that fills gaps in the tissue mask, µm. Default
+        0 = automatic: 30 µm scaled by the cell spacing.
+    region
+        Where the tumour region comes from: ``"cells"`` (default; detected from the tumour
+        cells) or ``"tissue_category"`` (the export's own tissue segmentation, column
+        ``tissue_category``: inForm ``Tissue Category``, HALO/QuPath classification). An
+        annotation (``annotations``) overrides both.
+    tumor_categories
+        Tissue categories (any case) that mean tumour, for ``region = "tissue_category"`` and
+        for the agreement reported whenever the cells carry a category. Default
+        ``("Tumor", "Tumour")``.
     annotations
         Path to a GeoJSON file or a folder of ``<sample>.geojson`` tumour annotations (as
         QuPath exports, in input coordinate units) that override detection. Default none.
+
+    Notes
+    -----
+    Automatic scales: with s the sample's median nearest-neighbour distance, each scale left
+    at 0 is its reference value times ``f = clip(s / 13 µm, 0.1, 1)`` (areas times ``f²``),
+    so a dense mIF field gets proportionally finer scales and tissue at 3,000 cells/mm² or
+    sparser keeps the reference values. The rule, its reasoning and the reference values
+    live in :mod:`metaniche.analyses.compartments` (``REFERENCE_SCALES``); the values used
+    are columns of the ``compartments`` table.
     """
 
     border_um: float = field(default=100.0, metadata={"check": Positive()})
-    grid_um: float = field(default=5.0, metadata={"check": Positive()})
-    smoothing_um: float = field(default=20.0, metadata={"check": Positive()})
+    grid_um: float = field(default=0.0, metadata={"check": NonNegative(note="0 = automatic")})
+    smoothing_um: float = field(
+        default=0.0, metadata={"check": NonNegative(note="0 = automatic")})
     tumor_fraction: float = field(
         default=0.0, metadata={"check": Interval(0, 1, hi_open=True, note="0 = automatic")})
     immune_weight: float = field(default=0.25, metadata={"check": NonNegative()})
-    min_lesion_area_um2: float = field(default=20_000.0, metadata={"check": Positive()})
-    min_hole_area_um2: float = field(default=20_000.0, metadata={"check": NonNegative()})
+    min_lesion_area_um2: float = field(
+        default=0.0, metadata={"check": NonNegative(note="0 = automatic")})
+    min_hole_area_um2: float = field(
+        default=0.0, metadata={"check": NonNegative(note="0 = automatic")})
     tissue_radius_um: float = field(
         default=0.0, metadata={"check": NonNegative(note="0 = automatic")})
-    tissue_closing_um: float = field(default=30.0, metadata={"check": Positive()})
+    tissue_closing_um: float = field(
+        default=0.0, metadata={"check": NonNegative(note="0 = automatic")})
+    region: str = field(default="cells",
+                        metadata={"check": OneOf(TUMOR_REGION_SOURCES)})
+    tumor_categories: tuple[str, ...] = field(default=("Tumor", "Tumour"),
+                                              metadata={"check": NonEmpty()})
     annotations: str = ""
 
 

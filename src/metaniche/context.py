@@ -36,11 +36,15 @@ class StageOutput:
         Named per-sample features (names registered in the stage's feature registry).
     cell_columns
         Per-cell arrays (length n_cells) added to ``cells/<sample>.parquet``.
+    warnings
+        Sentences for the sample's warnings (run.json, report): why a result is NA or
+        doubtful, and the fix.
     """
 
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     features: dict[str, Any] = field(default_factory=dict)
     cell_columns: dict[str, np.ndarray] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metaniche.analyses.compartments import CompartmentResult, assign_compartments
+from metaniche.analyses.compartments import CompartmentResult, sample_compartments
 from metaniche.config import Config
 from metaniche.context import SampleContext
 from metaniche.errors import MetanicheError
@@ -73,8 +73,7 @@ def build_context(name: str, cells: pd.DataFrame, config: Config,
     y = cells["y"].to_numpy(np.float64)
     is_tumor = np.isin(codes, [types.index(t) for t in tumor_types])
     is_immune = np.isin(codes, [types.index(t) for t in immune_types])
-    result = assign_compartments(x, y, is_tumor, is_immune, config.compartments,
-                                 annotation=annotation)
+    result = sample_compartments(cells, x, y, is_tumor, is_immune, config, annotation)
     return SampleContext(name, cells, config, x, y, types, codes.astype(np.int32),
                          tumor_types, immune_types, result)
 
@@ -116,6 +115,7 @@ def analyse_sample(cells: pd.DataFrame, config: Config,
             raise RuntimeError(f"stage {stage_name} re-emits tables {sorted(clash)}")
         tables.update(output.tables)
         features.update(output.features)
+        result.warnings.extend(output.warnings)
         for column, values in output.cell_columns.items():
             out[column] = values
     return SampleAnalysis(out, tables, features, result, dict(clock.seconds))
@@ -215,6 +215,7 @@ def sample_task(task: SampleTask, emit: ProgressCallback | None = None) -> Sampl
     record.seconds = round(time.perf_counter() - started, 3)
     if record.status == FAILED:
         return record
+    record.warnings.extend(analysis.compartments.warnings)
     phenotype = analysis.features.get("phenotype")
     record.phenotype = None if phenotype is None else str(phenotype)
     return record

@@ -145,8 +145,9 @@ def test_phenoptr_tumour_region_agrees_with_inform(data_dir, capsys):
     cells = pd.read_csv(data_dir / "cells" / "phenoptr_akoya_sample.cells.csv.gz")
     is_tumor = (cells["cell_type"] == "CK+").to_numpy()
     is_immune = cells["cell_type"].isin(["CD8+", "CD68+", "FoxP3+"]).to_numpy()
-    # Cells here are 6.6 µm apart (3x liver density) in small nests: one cell spacing of
-    # smoothing and lesions of >= ~10 cells, as in examples/phenoptr_akoya_sample.toml.
+    # Cells here are 6.6 µm apart (3x liver density) in small nests: hand-tuned scales of one
+    # cell spacing of smoothing and lesions of >= ~10 cells (the automatic scales' agreement
+    # is tested in test_compartment_diagnostics.py).
     params = CompartmentParams(smoothing_um=7.5, grid_um=2.5, min_lesion_area_um2=1000,
                                min_hole_area_um2=1000)
     result = assign_compartments(cells["x"].to_numpy(), cells["y"].to_numpy(), is_tumor,

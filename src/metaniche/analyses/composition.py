@@ -12,7 +12,9 @@ effector-cell densities in the core and border compartments as in Kather et al. 
 * ``desert``   : core and border effector densities both < ``desert_max_per_mm2`` (50);
 * ``excluded`` : otherwise, when core / border density < ``inflamed_min_core_border_ratio`` (0.3);
 * ``inflamed`` : otherwise;
-* ``undetermined`` : the sample has no tumour, or no border tissue to compare with.
+* ``undetermined`` : no effector label is present, or the sample has no core or no border
+  tissue to compare (no tumour, all tumour, or a border band wider than every lesion); the
+  reason is :attr:`ImmunePhenotype.reason`.
 
 References
 ----------
@@ -107,13 +109,17 @@ def _counts(cells: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class ImmunePhenotype:
-    """Per-sample immune phenotype and the densities (cells/mm²) it was decided from."""
+    """Per-sample immune phenotype and the densities (cells/mm²) it was decided from.
+
+    ``reason`` says why the phenotype is ``undetermined`` (empty otherwise).
+    """
 
     phenotype: str
     effector_types: tuple[str, ...]
     core_density_per_mm2: float
     border_density_per_mm2: float
     core_border_ratio: float
+    reason: str = ""
 
 
 def immune_phenotype(composition: pd.DataFrame, effector_types: Sequence[str],
@@ -137,15 +143,42 @@ def immune_phenotype(composition: pd.DataFrame, effector_types: Sequence[str],
     core = _density(by_compartment, CORE)
     border = _density(by_compartment, BORDER)
     ratio = core / border if border > 0 else (np.inf if core > 0 else np.nan)
+    reason = ""
     if np.isnan(core) or np.isnan(border):
         label = "undetermined"
+        reason = _undetermined_reason(composition, effector_types)
     elif core < params.desert_max_per_mm2 and border < params.desert_max_per_mm2:
         label = "desert"
     elif ratio < params.inflamed_min_core_border_ratio:
         label = "excluded"
     else:
         label = "inflamed"
-    return ImmunePhenotype(label, tuple(effector_types), core, border, float(ratio))
+    return ImmunePhenotype(label, tuple(effector_types), core, border, float(ratio), reason)
+
+
+def _undetermined_reason(composition: pd.DataFrame, effector_types: Sequence[str]) -> str:
+    """Why core or border effector density is undefined, naming the fix."""
+    whole = composition[composition["lesion_id"].isna()]
+    totals = whole[whole["compartment"] == WHOLE].set_index("cell_type")["n_cells"]
+    present = ", ".join(f"{label} ({count:,})" for label, count
+                        in totals[totals > 0].sort_values(ascending=False).head(12).items())
+    reasons = []
+    areas = whole.groupby("compartment")["area_mm2"].first()
+    has_core, has_border = areas.get(CORE, 0) > 0, areas.get(BORDER, 0) > 0
+    if not has_core and not has_border:
+        reasons.append("no tumour region (see the tumour warning)")
+    elif not has_core:
+        reasons.append("no core tissue: every tumour pixel lies within border_um of the "
+                       "boundary; set [compartments] border_um smaller")
+    elif not has_border:
+        reasons.append("no border tissue: the tumour region covers the tissue (see the "
+                       "tumour warning)")
+    if not any(totals.get(label, 0) > 0 for label in effector_types):
+        looked_for = (f"the effector labels {list(effector_types)}" if effector_types
+                      else "an effector label (default: labels containing 'CD8')")
+        reasons.append(f"no cell matched {looked_for}; labels present: {present or 'none'}; "
+                       "set [phenotype] effector_types")
+    return "; and ".join(reasons)
 
 
 def _density(by_compartment: pd.DataFrame, name: str) -> float:
