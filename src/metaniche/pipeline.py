@@ -20,7 +20,14 @@ from typing import Any
 import pandas as pd
 
 from metaniche import __version__
-from metaniche.cohort.steps import RUN_STEPS, RunState, RunStep, feature_dictionary, run_step
+from metaniche.cohort.steps import (
+    RUN_STEPS,
+    RunState,
+    RunStep,
+    feature_dictionary,
+    run_step,
+    with_patients,
+)
 from metaniche.config import Config
 from metaniche.errors import InputError
 from metaniche.executor import map_tasks
@@ -110,7 +117,8 @@ def run(inputs: Sequence[str | Path], out_dir: str | Path, config: Config | None
     clock = StageClock(None, notify)
     with clock.stage("gather"):
         rundir.gather_tables({name: rec.stem for name, rec in state.samples.items()})
-        state.features = _sample_features(rundir, state.samples)
+        state.features = with_patients(_sample_features(rundir, state.samples),
+                                       {s.name: s.patient for s in samples})
     if clinical_table is not None:
         rundir.write_clinical(clinical_table)
     steps: dict[str, dict[str, Any] | None] = {}
