@@ -57,7 +57,7 @@ def test_validate_checks_the_clinical_table(simulated, tmp_path):
     assert good.returncode == 0, good.stdout + good.stderr
     bad = tmp_path / "clinical.csv"
     table = pd.read_csv(simulated / "clinical.csv")
-    table.assign(os_time=["soon"] + table["os_time"].iloc[1:].astype(str).tolist()).to_csv(
+    table.assign(os_time=["soon", *table["os_time"].iloc[1:].astype(str).tolist()]).to_csv(
         bad, index=False)
     done = metaniche("validate", str(simulated / "cells"), "--clinical", str(bad))
     assert done.returncode == 1

@@ -3,7 +3,8 @@ data: exit 0, a cohort result, and the lesion-size step grouping lesions by the 
 
 Each command is read from the README (``metaniche run …`` lines of its ``sh`` block), with
 ``../shared/data`` replaced by the data directory and ``runs/<name>`` by a temporary folder.
-Several minutes each on a busy machine, hence ``slow``.
+Several minutes to half an hour each on a busy machine, hence ``slow``, and run only when
+selected with ``-m slow`` (``pytest -m slow tests/cohort/test_examples_realdata.py``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ def _documented_commands() -> dict[str, list[str]]:
     ("melanoma", "melanoma_responders_spicyR", "response"),
     ("nsclc", "vectra_nsclc_lung_mxfda", "os"),
 ])
-def test_documented_example_runs_end_to_end(data_dir, tmp_path, name, dataset, outcome):
+def test_documented_example_runs_end_to_end(request, data_dir, tmp_path, name, dataset,
+                                            outcome):
+    if "slow" not in (request.config.getoption("-m") or ""):
+        pytest.skip("runs a whole real cohort (minutes); select it with -m slow")
     args = _documented_commands()[name]
     out = tmp_path / name
     args = [str(data_dir) + a[len("../shared/data"):] if a.startswith("../shared/data")
