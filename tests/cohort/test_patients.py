@@ -132,3 +132,14 @@ def test_run_carries_patients_into_features_cohort_and_lesions(cohort_by_patient
     rank = association[association["test"] == "mann_whitney"]
     assert len(rank) and (rank["n"] == 3).all()  # three patients, not six images
     assert (rank["contrast"] == "responder vs non-responder").all()
+
+
+def test_join_by_sample_prefers_the_clinical_patients_and_warns_on_disagreement():
+    features = _features(["A", "A", "B", None])
+    clinical = pd.DataFrame({"sample": ["S0", "S1", "S2", "S3"],
+                             "patient_id": ["A", "C", np.nan, np.nan]})
+    values = feature_matrix(features, CohortParams()).values
+    data = join_clinical(values, clinical, COLUMNS, feature_patients(features))
+    assert data.clinical["patient"].tolist() == ["A", "C", "B", "S3"]
+    assert len(data.warnings) == 1 and "'S1': 'C' in the clinical table, 'A' in the cells" \
+        in data.warnings[0]
