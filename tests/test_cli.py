@@ -51,6 +51,23 @@ def test_validate_prints_every_problem_and_exits_nonzero(tmp_path):
     assert "Traceback" not in done.stdout + done.stderr
 
 
+def test_validate_checks_the_clinical_table(simulated, tmp_path):
+    good = metaniche("validate", str(simulated / "cells"), "--clinical",
+                     str(simulated / "clinical.csv"))
+    assert good.returncode == 0, good.stdout + good.stderr
+    bad = tmp_path / "clinical.csv"
+    table = pd.read_csv(simulated / "clinical.csv")
+    table.assign(os_time=["soon", *table["os_time"].iloc[1:].astype(str).tolist()]).to_csv(
+        bad, index=False)
+    done = metaniche("validate", str(simulated / "cells"), "--clinical", str(bad))
+    assert done.returncode == 1
+    text = " ".join(done.stdout.split())
+    assert "clinical.csv" in text and "os_time" in text and "'soon'" in text
+    assert "1 errors" in text and "Traceback" not in done.stdout + done.stderr
+    alone = metaniche("validate", "--clinical", str(bad))
+    assert alone.returncode == 1 and "os_time" in " ".join(alone.stdout.split())
+
+
 def test_unknown_config_key_is_one_clear_error(simulated, tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text("[compartments]\nborder_width = 50\n")
@@ -127,7 +144,7 @@ def test_version_prints_the_package_version(capsys):
     (["validate", "--nope", "x"], "No such option: --nope"),
     (["run", "x", "--out", "o", "--workers", "zero"], "Invalid value for '--workers'"),
     (["run", "x", "--out", "o", "--workers", "0"], "--workers"),
-    (["validate"], "give cell-table files or folders, or --config"),
+    (["validate"], "give cell-table files or folders, --clinical, or --config"),
 ])
 def test_usage_errors_are_one_line_plus_usage(capsys, args, message):
     code, out, err = call(*args, capsys=capsys)

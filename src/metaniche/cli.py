@@ -83,15 +83,19 @@ def validate(
     config: ConfigOption = None,
     um_per_unit: Annotated[float | None, typer.Option(help="µm per coordinate unit.")] = None,
     input_format: FormatOption = None,
+    clinical: Annotated[Path | None, typer.Option(
+        help="Clinical table (CSV/Parquet) to check as well, as `run --clinical` reads it.")]
+    = None,
 ) -> None:
-    """Check the configuration, then the inputs; print every problem, one per line.
+    """Check the configuration, then the inputs and the clinical table; print every problem,
+    one per line.
 
     Exit 2 when the configuration has a bad value (before any cell is read), 1 when an
-    input has an error, 0 otherwise.
+    input or the clinical table has an error, 0 otherwise.
     """
-    if not inputs and config is None:
-        raise typer.BadParameter("give cell-table files or folders, or --config to check a "
-                                 "configuration file alone.", param_hint="INPUTS")
+    if not inputs and config is None and clinical is None:
+        raise typer.BadParameter("give cell-table files or folders, --clinical, or --config to "
+                                 "check a configuration file alone.", param_hint="INPUTS")
     try:
         cfg = load_config(config, um_per_unit=um_per_unit, format=input_format)
     except ConfigError as err:
@@ -101,12 +105,16 @@ def validate(
         _out.print(f"{len(lines)} configuration error{'s' if len(lines) != 1 else ''}; "
                    f"inputs not checked", soft_wrap=True)
         raise typer.Exit(ConfigError.exit_code) from None
-    if not inputs:
+    if not inputs and clinical is None:
         _out.print(f"configuration {config}: 0 errors", markup=False, soft_wrap=True)
         raise typer.Exit(0)
-    from metaniche.io import validate_inputs
+    from metaniche.io import validate_clinical, validate_inputs
 
-    problems = validate_inputs(inputs, cfg)
+    if inputs:
+        problems = validate_inputs(inputs, cfg, clinical=clinical)
+    else:
+        assert clinical is not None  # neither inputs nor clinical exited above
+        problems = validate_clinical(clinical, cfg)
     errors = [p for p in problems if p.severity == "error"]
     for problem in problems:
         style = "red" if problem.severity == "error" else "yellow"

@@ -323,13 +323,23 @@ class _Validated:
 
 @dataclass(frozen=True)
 class ColumnNames(_Validated):
-    """Input column names (section ``[columns]``)."""
+    """Input column names (section ``[columns]``).
+
+    Each is matched exactly, else case-insensitively when unique. ``sample`` and ``cell_id``
+    are optional (absent: the file stem, and row numbers); ``x``, ``y`` and ``cell_type`` are
+    required. ``patient`` (default ``patient``, used when present, like ``sample``) names the
+    patient id of each cell: every row of a sample must carry the same id (or none); it
+    becomes the ``patient`` column of ``features.parquet``, through which a clinical table
+    with one row per patient (``[clinical] patient``) is joined, and it groups the images of
+    one patient in the cohort analyses (e.g. ``patient = "patient_id"``).
+    """
 
     sample: str = "sample"
     cell_id: str = "cell_id"
     x: str = "x"
     y: str = "y"
     cell_type: str = "cell_type"
+    patient: str = "patient"
 
 
 @dataclass(frozen=True)

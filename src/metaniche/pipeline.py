@@ -28,7 +28,14 @@ from typing import Any
 import pandas as pd
 
 from metaniche import __version__
-from metaniche.cohort.steps import RUN_STEPS, RunState, RunStep, feature_dictionary, run_step
+from metaniche.cohort.steps import (
+    RUN_STEPS,
+    RunState,
+    RunStep,
+    feature_dictionary,
+    run_step,
+    with_patients,
+)
 from metaniche.config import Config
 from metaniche.errors import InputError, MetanicheError
 from metaniche.executor import map_tasks
@@ -131,8 +138,8 @@ def _run_locked(inputs: Sequence[str | Path], rundir: RunDir, config: Config,
     # Completion order depends on the executor; the manifest keeps input order.
     records = {s.name: records[s.name] for s in samples if s.name in records}
     try:
-        return _run_level(inputs, rundir, config, clinical, clinical_table, records, chash,
-                          started, notify)
+        return _run_level(inputs, rundir, config, clinical, clinical_table, records,
+                          {s.name: s.patient for s in samples}, chash, started, notify)
     except OSError as err:
         # os.replace(temporary, target) names the target second.
         where = err.filename2 or err.filename or rundir.root
@@ -143,9 +150,13 @@ def _run_locked(inputs: Sequence[str | Path], rundir: RunDir, config: Config,
 
 def _run_level(inputs: Sequence[str | Path], rundir: RunDir, config: Config,
                clinical: str | Path | None, clinical_table: pd.DataFrame | None,
-               records: dict[str, SampleRecord], chash: str, started: float,
-               notify: ProgressCallback) -> RunResult:
-    """Gather, the run-level steps, the features, the report and run.json."""
+               records: dict[str, SampleRecord], patients: dict[str, str | None],
+               chash: str, started: float, notify: ProgressCallback) -> RunResult:
+    """Gather, the run-level steps, the features, the report and run.json.
+
+    ``patients`` maps each sample to the patient its cell table names (None when it names
+    none); :func:`metaniche.cohort.steps.with_patients` reconciles it with the clinical table.
+    """
     state = RunState(rundir, config, {n: r for n, r in records.items() if r.succeeded},
                      clinical_table)
     clock = StageClock(None, notify)
@@ -153,7 +164,8 @@ def _run_level(inputs: Sequence[str | Path], rundir: RunDir, config: Config,
     with clock.stage("gather"):
         rundir.gather_tables({name: rec.stem for name, rec in state.samples.items()})
         crash_point("gathered", "run")
-        state.features = _sample_features(rundir, state.samples)
+        state.features = with_patients(_sample_features(rundir, state.samples),
+                                       patients)
     if clinical_table is not None:
         rundir.write_clinical(clinical_table)
     steps: dict[str, dict[str, Any] | None] = {}

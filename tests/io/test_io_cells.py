@@ -444,3 +444,49 @@ def test_permission_denied_message(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(tables, "_read_header", deny)
     s = only(read_samples([write(grid_frame(), tmp_path / "locked.csv")], CFG))
     assert_message(s.error, "locked.csv", "permission denied", "check")
+
+
+def _two_patients(tmp_path: Path, patient_of: dict[str, list[object]],
+                  column: str = "patient") -> Path:
+    frames = []
+    for sample, ids in patient_of.items():
+        frame = grid_frame(len(ids), sample=sample, seed=len(frames))
+        frame[column] = ids
+        frames.append(frame)
+    path = tmp_path / "cells.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    return path
+
+
+def test_patient_column_gives_each_sample_its_patient(tmp_path: Path) -> None:
+    path = _two_patients(tmp_path, {"A": ["007"] * 30, "B": ["P2"] * 30, "C": ["007"] * 30})
+    samples = {s.name: s for s in read_samples([path], Config())}
+    assert {n: s.patient for n, s in samples.items()} == {"A": "007", "B": "P2", "C": "007"}
+    assert all(s.ok and not s.warnings for s in samples.values())
+    # the column stays among the cells' other columns, unchanged
+    assert samples["A"].cells["patient"].tolist() == ["007"] * 30
+
+
+def test_patient_column_named_in_config_and_absent(tmp_path: Path) -> None:
+    path = _two_patients(tmp_path, {"A": [3] * 30, "B": [4] * 30}, column="patient_id")
+    assert [s.patient for s in read_samples([path], Config())] == [None, None]
+    config = Config(columns=ColumnNames(sample="sample", patient="patient_id"))
+    assert [s.patient for s in read_samples([path], config)] == ["3", "4"]
+
+
+def test_sample_with_two_patients_fails_alone(tmp_path: Path) -> None:
+    path = _two_patients(tmp_path, {"A": ["P1"] * 15 + ["P9"] * 15, "B": ["P2"] * 30})
+    a, b = read_samples([path], Config())
+    assert b.ok and b.patient == "P2"
+    assert not a.ok and a.patient is None
+    assert "column 'patient' (the patient id) holds 2 different ids ('P1', 'P9')" in a.error
+    assert "sample 'A'" in a.error and "[columns] sample" in a.error
+
+
+def test_partly_or_wholly_empty_patient_ids_warn(tmp_path: Path) -> None:
+    path = _two_patients(tmp_path, {"A": ["P1"] * 28 + [None, None], "B": [None] * 30})
+    a, b = read_samples([path], Config())
+    assert a.ok and a.patient == "P1"
+    assert any("is empty at rows 30, 31" in w and "'P1'" in w for w in a.warnings), a.warnings
+    assert b.ok and b.patient is None
+    assert any("empty in every row" in w for w in b.warnings), b.warnings

@@ -41,6 +41,7 @@ import pandas as pd
 
 from metaniche.cohort._qvalues import add_q_values
 from metaniche.cohort.lesion_size import lesion_size_exclusion
+from metaniche.cohort.matrix import sample_patients
 from metaniche.config import ClinicalColumns
 from metaniche.errors import InputError
 
@@ -59,7 +60,8 @@ _REQUIRED = ("sample", "lesion_id", "cell_type", "area_mm2", "equivalent_diamete
 
 
 def pool_lesions(lesion_metrics: pd.DataFrame, clinical: pd.DataFrame | None = None,
-                 columns: ClinicalColumns | None = None) -> pd.DataFrame:
+                 columns: ClinicalColumns | None = None,
+                 patients: pd.Series | None = None) -> pd.DataFrame:
     """Lesion rows of all samples with their patient and the relative infiltration depth.
 
     Parameters
@@ -68,17 +70,21 @@ def pool_lesions(lesion_metrics: pd.DataFrame, clinical: pd.DataFrame | None = N
         The gathered ``tables/lesion_metrics.parquet`` (``sample`` first, then the columns of
         :func:`metaniche.analyses.lesion_metrics.lesion_metrics`).
     clinical
-        Clinical table; when it has ``sample`` and the patient column, each sample gets its
-        patient. Samples without a clinical row, or any sample when there is no such table,
-        are their own patient.
+        Clinical table or None.
     columns
         Clinical column names (default :class:`metaniche.config.ClinicalColumns`).
+    patients
+        Patient id per sample from the cell table's ``[columns] patient`` (index ``sample``;
+        the ``patient`` column of the features), or None.
 
     Returns
     -------
     pandas.DataFrame
-        The input rows plus ``patient`` (str) and ``relative_infiltration_depth`` (see the
-        module docstring; NaN without cells inside or without area).
+        The input rows plus ``patient`` (str; by
+        :func:`metaniche.cohort.matrix.sample_patients`: the clinical table's patient of the
+        sample when it has one row per sample, else the cell table's, else the sample itself)
+        and ``relative_infiltration_depth`` (see the module docstring; NaN without cells
+        inside or without area).
 
     Raises
     ------
@@ -92,14 +98,9 @@ def pool_lesions(lesion_metrics: pd.DataFrame, clinical: pd.DataFrame | None = N
                          "samples with this version (the border stage writes them).")
     table = lesion_metrics.copy()
     table["sample"] = table["sample"].astype(str)
-    patient = table["sample"].copy()
-    if (clinical is not None and "sample" in clinical.columns
-            and columns.patient in clinical.columns):
-        known = clinical.dropna(subset=[columns.patient]).drop_duplicates("sample")
-        mapping = pd.Series(known[columns.patient].astype(str).to_numpy(),
-                            index=known["sample"].astype(str).to_numpy())
-        patient = table["sample"].map(mapping).fillna(table["sample"])
-    table["patient"] = patient.astype(str)
+    names = pd.Index(pd.unique(table["sample"]))
+    of_sample, _ = sample_patients(names, clinical, columns, patients)
+    table["patient"] = table["sample"].map(of_sample).astype(str)
     radius = pd.to_numeric(table["equivalent_diameter_um"], errors="coerce") / 2.0
     depth = pd.to_numeric(table["infiltration_depth_um"], errors="coerce")
     table["relative_infiltration_depth"] = np.where(radius > 0, -depth / radius.where(
@@ -109,13 +110,14 @@ def pool_lesions(lesion_metrics: pd.DataFrame, clinical: pd.DataFrame | None = N
 
 def lesion_exclusion_table(lesion_metrics: pd.DataFrame, clinical: pd.DataFrame | None = None,
                            columns: ClinicalColumns | None = None,
+                           patients: pd.Series | None = None,
                            size_column: str = "area_mm2",
                            outcomes: tuple[str, ...] = EXCLUSION_OUTCOMES) -> pd.DataFrame:
     """Association of lesion size with every exclusion measure, per infiltration type.
 
     Parameters
     ----------
-    lesion_metrics, clinical, columns
+    lesion_metrics, clinical, columns, patients
         As in :func:`pool_lesions`. The infiltration types are the ``cell_type`` values of
         the table, i.e. ``[gradients] infiltration_types`` (default: labels containing CD8).
     size_column
@@ -144,7 +146,7 @@ def lesion_exclusion_table(lesion_metrics: pd.DataFrame, clinical: pd.DataFrame 
     ``core_border_ratio`` means larger lesions exclude the type more. Lesions of one patient
     are not independent; the Spearman p treats them as if they were, the mixed model does not.
     """
-    pooled = pool_lesions(lesion_metrics, clinical, columns)
+    pooled = pool_lesions(lesion_metrics, clinical, columns, patients)
     parts = []
     for cell_type, group in pooled.groupby("cell_type", sort=True):
         for outcome in outcomes:

@@ -9,6 +9,9 @@ so they cannot leak outcome information into cross-validation.
 :func:`join_clinical` joins the clinical table by ``sample`` (or by ``patient`` when the clinical
 table has one row per patient) and :func:`patient_means` aggregates several images of a
 patient to their mean, the independent unit for rank tests, Cox models and prediction.
+:func:`sample_patients` is the one rule for the patient of each sample: the clinical table's
+patient column when it has one row per sample, else the cell table's ``[columns] patient``
+(column :data:`PATIENT` of the features), else the sample itself.
 :func:`response_contrast` reads the response column as two groups (any two-level condition).
 """
 
@@ -27,9 +30,13 @@ from metaniche.io.clinical import (
     response_contrast,
 )
 
-__all__ = ["CohortData", "ContrastUnavailable", "FeatureMatrix", "ResponseContrast",
-           "feature_matrix", "join_clinical", "patient_means", "response_contrast"]
+__all__ = ["PATIENT", "CohortData", "ContrastUnavailable", "FeatureMatrix", "ResponseContrast",
+           "feature_matrix", "feature_patients", "join_clinical", "patient_means",
+           "response_contrast", "sample_patients"]
 
+#: Column of ``features.parquet`` holding each sample's patient id (from the cell table's
+#: ``[columns] patient``); not a feature.
+PATIENT = "patient"
 
 
 @dataclass
@@ -82,7 +89,7 @@ def feature_matrix(features: pd.DataFrame, params: CohortParams,
         (string columns with at most this many distinct values become indicators
         ``<name>.<level>``, 1.0 where equal, NaN where the string is missing).
     exclude
-        Columns that are not features (e.g. ``patient``).
+        Columns that are not features besides ``sample`` and :data:`PATIENT`.
 
     Returns
     -------
@@ -106,7 +113,7 @@ def feature_matrix(features: pd.DataFrame, params: CohortParams,
     columns: dict[str, np.ndarray] = {}
     dropped: list[tuple[str, str]] = []
     for name in features.columns:
-        if name == "sample" or name in exclude:
+        if name in ("sample", PATIENT) or name in exclude:
             continue
         column = features[name]
         if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
@@ -194,21 +201,30 @@ def join_clinical(values: pd.DataFrame, clinical: pd.DataFrame, columns: Clinica
             warnings.append(f"{len(extra)} clinical rows have no features and were ignored "
                             f"({_examples(extra)}).")
         table = table.loc[samples]
+        of_sample, notes = sample_patients(samples, table.reset_index(), columns, patients)
+        warnings.extend(notes)
         if columns.patient in table.columns and columns.patient != "patient":
+            table = table.drop(columns=["patient"], errors="ignore")
             table = table.rename(columns={columns.patient: "patient"})
-        if "patient" not in table.columns or table["patient"].isna().all():
-            table["patient"] = (patients.reindex(samples).to_numpy() if patients is not None
-                                else samples.to_numpy())
+        table["patient"] = of_sample.to_numpy()
     else:
         key = columns.patient
         if key not in clinical.columns:
             raise InputError(f"clinical table has neither a 'sample' nor a '{key}' column "
                              f"(columns: {', '.join(map(str, clinical.columns[:12]))}); add "
                              "one or set [clinical] sample/patient in the config.")
-        if patients is None:
+        known = None if patients is None else patients.reindex(samples)
+        if known is None or known.isna().all():
             raise InputError(f"clinical table is keyed by '{key}' but the features carry no "
-                             "patient id; add a patient column to the features or give the "
-                             "clinical table a 'sample' column.")
+                             "patient id; set [columns] patient to the cell table's patient "
+                             f"column (e.g. patient = \"{key}\") so that each sample gets "
+                             "its patient, or give the clinical table a 'sample' column.")
+        if known.isna().any():
+            lost = samples[known.isna().to_numpy()]
+            raise InputError(f"{len(lost)} of {len(samples)} samples have no patient id "
+                             f"({_examples(lost)}), so the clinical table keyed by '{key}' "
+                             "cannot be joined to them; fill in the [columns] patient column "
+                             "of their cells.")
         table = clinical.copy()
         table[key] = table[key].astype(str)
         if table[key].duplicated().any():
@@ -216,7 +232,7 @@ def join_clinical(values: pd.DataFrame, clinical: pd.DataFrame, columns: Clinica
             raise InputError(f"clinical table has more than one row for patient '{first}'; "
                              "keep one row per patient or add a 'sample' column.")
         table = table.set_index(key)
-        of_sample = patients.reindex(samples).astype(str)
+        of_sample = known.astype(str)
         unknown = of_sample[~of_sample.isin(table.index)]
         if len(unknown):
             raise InputError(
@@ -227,6 +243,80 @@ def join_clinical(values: pd.DataFrame, clinical: pd.DataFrame, columns: Clinica
     table.index.name = "sample"
     table["patient"] = table["patient"].astype(str)
     return CohortData(values.loc[samples], table, warnings)
+
+
+def feature_patients(features: pd.DataFrame) -> pd.Series | None:
+    """Patient id per sample (index ``sample``) from the :data:`PATIENT` column of the
+    features, None when there is no such column; missing ids stay missing."""
+    if PATIENT not in features.columns or "sample" not in features.columns:
+        return None
+    ids = [None if pd.isna(v) else str(v) for v in features[PATIENT]]
+    return pd.Series(ids, index=pd.Index(features["sample"].astype(str).to_numpy(),
+                                         name="sample"), dtype=object, name=PATIENT)
+
+
+def sample_patients(samples: pd.Index, clinical: pd.DataFrame | None,
+                    columns: ClinicalColumns,
+                    patients: pd.Series | None = None) -> tuple[pd.Series, list[str]]:
+    """The patient of each sample, and warnings where the sources disagree.
+
+    Parameters
+    ----------
+    samples
+        Sample ids.
+    clinical
+        Clinical table or None. When it has a ``sample`` column and the patient column
+        (``columns.patient``), its non-missing ids win; a per-patient table (no ``sample``
+        column) maps nothing by itself.
+    columns
+        Clinical column names.
+    patients
+        Patient id per sample from the cell table (index ``sample``, e.g.
+        :func:`feature_patients`); used where the clinical table gives none.
+
+    Returns
+    -------
+    (pandas.Series, list of str)
+        Patient id (str) per sample, index ``samples``; a sample with no id from either
+        source is its own patient. One warning naming the samples whose clinical and
+        cell-table ids differ (the clinical id is used).
+    """
+    samples = pd.Index(samples).astype(str)
+    result = samples.to_numpy(dtype=object).copy()
+    cells = np.full(len(samples), None, dtype=object)
+    if patients is not None:
+        known = patients.reindex(samples).to_numpy(dtype=object)
+        has = ~pd.isna(known)
+        cells[has] = [str(v) for v in known[has]]
+    result[cells != None] = cells[cells != None]  # noqa: E711 (elementwise)
+    warnings: list[str] = []
+    if (clinical is not None and "sample" in clinical.columns
+            and columns.patient in clinical.columns):
+        rows = clinical.dropna(subset=[columns.patient]).drop_duplicates("sample")
+        mapping = dict(zip(rows["sample"].astype(str), _as_id(rows[columns.patient]),
+                           strict=True))
+        chosen = np.array([mapping.get(s) for s in samples], dtype=object)
+        has = chosen != None  # noqa: E711 (elementwise)
+        differ = has & (cells != None) & (chosen != cells)  # noqa: E711
+        if differ.any():
+            shown = ", ".join(f"'{s}': '{c}' in the clinical table, '{p}' in the cells"
+                              for s, c, p in list(zip(samples[differ], chosen[differ],
+                                                      cells[differ], strict=True))[:3])
+            more = ", …" if differ.sum() > 3 else ""
+            warnings.append(f"the clinical table and the cell table's [columns] patient give "
+                            f"different patients for {int(differ.sum())} samples ({shown}"
+                            f"{more}); the clinical table's ids are used.")
+        result[has] = chosen[has]
+    return pd.Series(result, index=samples, dtype=object).astype(str), warnings
+
+
+def _as_id(values: pd.Series) -> np.ndarray:
+    """Ids as text, integral floats (``3.0`` from a column with gaps) without the ``.0``."""
+    if pd.api.types.is_float_dtype(values.dtype):
+        finite = values.to_numpy()
+        if np.all(np.isfinite(finite)) and np.all(finite == np.round(finite)):
+            values = values.astype("Int64")
+    return values.astype(str).to_numpy(dtype=object)
 
 
 def patient_means(values: pd.DataFrame, patient: pd.Series) -> pd.DataFrame:

@@ -9,9 +9,11 @@ import pandas as pd
 
 from metaniche.cohort._qvalues import add_q_values
 from metaniche.cohort.matrix import (
+    PATIENT,
     CohortData,
     ContrastUnavailable,
     feature_matrix,
+    feature_patients,
     join_clinical,
     patient_means,
     response_contrast,
@@ -75,17 +77,19 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
 
     Pure: no I/O. Steps: the outcome-free feature filters of
     :func:`metaniche.cohort.matrix.feature_matrix`; the clinical join (by sample, or by
-    patient when the clinical table has no ``sample`` column and the features carry the
-    ``[clinical] patient`` column); when a time-point column exists, response, survival and
-    prediction use the ``pre`` samples only; when a patient has several images, features
-    are averaged per patient for the rank tests, Cox models and prediction, and a mixed model
-    with a patient random intercept is fitted on the images as well.
+    patient when the clinical table has no ``sample`` column: through the features'
+    ``patient`` column, the cell table's ``[columns] patient``); the patient of each sample
+    by :func:`metaniche.cohort.matrix.sample_patients`; when a time-point column exists,
+    response, survival and prediction use the ``pre`` samples only; when a patient has
+    several images, features are averaged per patient for the rank tests, Cox models and
+    prediction, and a mixed model with a patient random intercept is fitted on the images as
+    well.
 
     Parameters
     ----------
     features
-        One row per sample: ``sample``, the named features (numeric; string columns with few
-        levels become indicators), optionally the patient column.
+        One row per sample: ``sample``, optionally ``patient`` (not a feature), the named
+        features (numeric; string columns with few levels become indicators).
     clinical
         Clinical table (:func:`metaniche.io.read_clinical`): ``sample`` or the patient column,
         and any of the response, survival, time-point and covariate columns named in
@@ -133,12 +137,13 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
     if not 0 < params.confidence < 1:
         raise ConfigError(f"[cohort] confidence must lie strictly between 0 and 1; got "
                           f"{params.confidence}.")
-    patients = None
+    patients = feature_patients(features)
     exclude: tuple[str, ...] = ()
-    if columns.patient in features.columns:
+    if columns.patient in features.columns and columns.patient != PATIENT:
+        # a features table that names its patient column like the clinical table
         exclude = (columns.patient,)
-        patients = pd.Series(features[columns.patient].astype(str).to_numpy(),
-                             index=features["sample"].astype(str).to_numpy())
+        if patients is None:
+            patients = feature_patients(features.rename(columns={columns.patient: PATIENT}))
     matrix = feature_matrix(features, params, exclude=exclude)
     if matrix.values.shape[1] == 0:
         raise InputError("no usable numeric feature in the features table (all dropped as "

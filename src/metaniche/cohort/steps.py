@@ -22,12 +22,20 @@ from typing import Any
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from metaniche.cohort.matrix import PATIENT, feature_patients
 from metaniche.config import Config
 from metaniche.errors import MetanicheError
 from metaniche.rundir import CN_WINDOWS, FAILED, OK, SKIPPED, RunDir, SampleRecord
 
 __all__ = ["RUN_STEPS", "RunState", "RunStep", "StepResult", "feature_dictionary",
-           "lesion_step", "neighbourhood_step", "outcome_step", "run_step"]
+           "lesion_step", "neighbourhood_step", "outcome_step", "run_step", "with_patients"]
+
+#: Data-dictionary row of the ``patient`` column of the features (not a feature).
+_PATIENT_ENTRY = ("input", "", "patient id of the sample, from the cell table's [columns] "
+                               "patient (every row of a sample carries the same id); empty "
+                               "when the cell table has none. Not a feature: the clinical "
+                               "table is joined through it when keyed by patient, and it "
+                               "groups a patient's images in the cohort analyses")
 
 
 @dataclass
@@ -119,20 +127,39 @@ def lesion_step(state: RunState) -> StepResult:
     """Lesion size vs exclusion over the run's lesions.
 
     :func:`metaniche.cohort.lesions.lesion_exclusion_table` over ``tables/lesion_metrics``
-    goes to ``cohort/lesion_size_exclusion.parquet`` (patients from the clinical table when
-    given, else each sample is its own patient); skipped (and a stale table removed) when the
-    run has no lesion metrics.
+    goes to ``cohort/lesion_size_exclusion.parquet``, with the patient of each sample from
+    :func:`metaniche.cohort.matrix.sample_patients` (the clinical table's per-sample patient
+    column, else the ``patient`` column of the features, i.e. the cell table's ``[columns]
+    patient``, else the sample itself); the record gives ``n_patients``, ``n_samples`` and
+    ``patients_from`` (``clinical``, ``cells`` or ``samples``, with a ``note`` for the last).
+    Skipped (and a stale table removed) when the run has no lesion metrics.
     """
-    from metaniche.cohort.lesions import lesion_exclusion_table
+    from metaniche.cohort.lesions import lesion_exclusion_table, pool_lesions
 
     run = state.run
     lesions = run.read_table("lesion_metrics")
     if lesions is None:
         run.remove_cohort_table("lesion_size_exclusion")
         return StepResult({"status": SKIPPED, "reason": "no tables/lesion_metrics.parquet"})
-    table = lesion_exclusion_table(lesions, state.clinical, state.config.clinical)
+    columns = state.config.clinical
+    patients = feature_patients(state.features) if not state.features.empty else None
+    table = lesion_exclusion_table(lesions, state.clinical, columns, patients)
     run.write_cohort_table("lesion_size_exclusion", table)
-    return StepResult({"status": OK, "rows": len(table)})
+    pooled = pool_lesions(lesions, state.clinical, columns, patients)
+    record: dict[str, Any] = {"status": OK, "rows": len(table),
+                              "n_samples": int(pooled["sample"].nunique()),
+                              "n_patients": int(pooled["patient"].nunique())}
+    clinical = state.clinical
+    if (clinical is not None and "sample" in clinical.columns
+            and columns.patient in clinical.columns):
+        record["patients_from"] = "clinical"
+    elif patients is not None and patients.notna().any():
+        record["patients_from"] = "cells"
+    else:
+        record["patients_from"] = "samples"
+        record["note"] = ("no patient ids (set [columns] patient, or give the clinical table "
+                          "sample and patient columns): each sample is its own patient.")
+    return StepResult(record)
 
 
 def outcome_step(state: RunState) -> StepResult:
@@ -201,7 +228,8 @@ def feature_dictionary(features: pd.DataFrame) -> pd.DataFrame:
 
     Families come from the per-sample stages (:data:`metaniche.stages.SAMPLE_STAGES`, analysis =
     stage name) and the run-level steps (:data:`RUN_STEPS`, analysis = step name); a feature's
-    family is its name up to the first dot.
+    family is its name up to the first dot. The ``patient`` column (:func:`with_patients`)
+    is described as an input column, not a feature.
     """
     from metaniche.stages import SAMPLE_STAGES
 
@@ -212,9 +240,21 @@ def feature_dictionary(features: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for column in features.columns.drop("sample", errors="ignore"):
         family = column.split(".", 1)[0]
-        stage, unit, text = owner.get(family, ("", "", ""))
+        stage, unit, text = (_PATIENT_ENTRY if column == PATIENT
+                             else owner.get(family, ("", "", "")))
         rows.append({"name": column, "analysis": stage, "unit": unit, "description": text})
     return pd.DataFrame(rows, columns=["name", "analysis", "unit", "description"])
+
+
+def with_patients(features: pd.DataFrame, patients: dict[str, str | None]) -> pd.DataFrame:
+    """``features`` with a ``patient`` column after ``sample`` (the sample's patient id from
+    ``patients``, None when unknown); unchanged when no sample has a patient id."""
+    if features.empty or not any(v is not None for v in patients.values()):
+        return features
+    out = features.drop(columns=[PATIENT], errors="ignore")
+    ids = out["sample"].map(lambda name: patients.get(str(name)))
+    out.insert(1, PATIENT, ids.astype(object).to_numpy())
+    return out
 
 
 def _single_threaded() -> threadpool_limits:

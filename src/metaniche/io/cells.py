@@ -30,6 +30,10 @@ Checks beyond the column contract, each reported as one sentence naming file, co
   When at most 1 % of its cells lie more than that distance from the sample's median, the
   message names the most extreme row (an outlier to fix); otherwise it suggests
   ``um_per_unit`` from the cell spacing (coordinates in the wrong unit).
+- **Patient id**: the ``[columns] patient`` column (default ``patient``, used when present;
+  kept unchanged among the other columns) must hold one id per sample, which becomes
+  ``SampleInput.patient``; a sample whose rows carry several ids fails, and one whose rows
+  carry none, or only some, gets a warning.
 - **Text in a marker column**: a column other than the contract columns, not categorical,
   whose non-empty values are numbers in most rows (more than half) but text in some is kept
   unchanged, so it is not numeric and no analysis uses it as a marker; each sample with text
@@ -113,6 +117,9 @@ class SampleInput:
     file_error
         ``True`` when the error concerns the file rather than one sample in it (unknown
         extension, unreadable, empty, missing column, rows without a sample id).
+    patient
+        The sample's patient id: the one value of the ``[columns] patient`` column over its
+        rows (as text, like the sample id); ``None`` when the column is absent or empty.
     """
 
     name: str
@@ -122,6 +129,7 @@ class SampleInput:
     warnings: list[str] = field(default_factory=list)
     checksum: str = ""
     file_error: bool = False
+    patient: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -211,7 +219,9 @@ def _read_file(path: Path, config: Config) -> list[SampleInput]:
     stem = file_stem(path)
     try:
         mapped, fmt = read_mapped(path, config)
-        samples = _standardise(path, stem, mapped.raw, with_columns(config, mapped.columns),
+        # the patient column is the user's for every format (exports name none)
+        columns = dataclasses.replace(mapped.columns, patient=config.columns.patient)
+        samples = _standardise(path, stem, mapped.raw, with_columns(config, columns),
                                fmt=fmt, sources=mapped.sources)
         if config.gating:
             samples = [_gate(s, config) for s in samples]
@@ -349,6 +359,9 @@ def _standardise(path: Path, stem: str, raw: RawTable, config: Config, fmt: str 
         found[key] = hit
     sample_col = find_column(columns, cols.sample)
     id_col = find_column(columns, cols.cell_id)
+    patient_col = find_column(columns, cols.patient)
+    if patient_col in (sample_col, found["x"], found["y"], found["cell_type"]):
+        patient_col = None
     n = len(frame)
     rows = np.arange(n) + raw.row_base
     results: list[SampleInput] = []
@@ -372,6 +385,7 @@ def _standardise(path: Path, stem: str, raw: RawTable, config: Config, fmt: str 
     ys = _coordinate(frame[found["y"]])
     bad_x, bad_y = ~np.isfinite(xs), ~np.isfinite(ys)
     label_text, label_missing = _as_text(frame[found["cell_type"]])
+    patients = _as_text(frame[patient_col]) if patient_col is not None else None
     if id_col is not None:
         id_text, id_missing = _as_text(frame[id_col], blank_is_missing=False)
         dup = pd.DataFrame({"s": codes, "id": id_text}).duplicated(keep=False).to_numpy()
@@ -397,7 +411,8 @@ def _standardise(path: Path, stem: str, raw: RawTable, config: Config, fmt: str 
             f"{path}: column(s) {', '.join(clash)} were dropped because the config maps "
             "other columns to these standard names; rename them in the file to keep them.")
         rest = [c for c in rest if c not in STANDARD_COLUMNS]
-    text_cells = {c: m for c in rest if (m := _text_in_numbers(frame[c])) is not None}
+    text_cells = {c: m for c in rest
+                  if c != patient_col and (m := _text_in_numbers(frame[c])) is not None}
     if rest:
         others = frame[rest]
         others.columns = rest
@@ -423,13 +438,19 @@ def _standardise(path: Path, stem: str, raw: RawTable, config: Config, fmt: str 
         if error is None:
             error = _extent_error(where, idx, rows, frame, found, sources or {},
                                   core["x"].to_numpy(), core["y"].to_numpy(), config.um_per_unit)
+        sample_warnings = list(file_warnings)
+        patient = None
+        if error is None and patients is not None:
+            assert patient_col is not None
+            patient, error, warning = _sample_patient(where, idx, rows, patient_col, *patients)
+            if warning:
+                sample_warnings.append(warning)
         if error is not None:
             results.append(SampleInput(name, path, None, error, list(file_warnings)))
             continue
         cells = out.take(idx).reset_index(drop=True)
         digest = hashlib.sha256(header)
         digest.update(np.ascontiguousarray(row_hashes[idx]).tobytes())
-        sample_warnings = list(file_warnings)
         for column, mask in text_cells.items():
             hit = idx[mask[idx]]
             if hit.size:
@@ -443,8 +464,36 @@ def _standardise(path: Path, stem: str, raw: RawTable, config: Config, fmt: str 
         if spacing:
             sample_warnings.append(spacing)
         results.append(SampleInput(name, path, cells, None, sample_warnings,
-                                   digest.hexdigest()))
+                                   digest.hexdigest(), patient=patient))
     return results
+
+
+def _sample_patient(where: str, idx: np.ndarray, rows: np.ndarray, column: str,
+                    text: np.ndarray, missing: np.ndarray,
+                    ) -> tuple[str | None, str | None, str | None]:
+    """``(patient, error, warning)`` of one sample from its rows of the patient column.
+
+    One distinct id: that id (rows without one get a warning). Several: an error naming
+    them. None at all: no patient, with a warning.
+    """
+    empty = missing[idx]
+    ids = pd.unique(text[idx][~empty])
+    if len(ids) > 1:
+        shown = ", ".join(repr(str(v)) for v in ids[:3]) + (", …" if len(ids) > 3 else "")
+        return None, (f"{where}: column '{column}' (the patient id) holds {len(ids)} different "
+                      f"ids ({shown}); a sample is one patient's tissue, so all its rows must "
+                      "carry the same patient id: fix the ids, or set [columns] sample to a "
+                      "column that separates the patients' images."), None
+    if len(ids) == 0:
+        return None, None, (f"{where}: column '{column}' (the patient id) is empty in every "
+                            "row, so the sample has no patient id; fill it in to join a "
+                            "clinical table keyed by patient.")
+    warning = None
+    if empty.any():
+        warning = (f"{where}: column '{column}' (the patient id) is empty at "
+                   f"{format_rows(rows[idx[empty]])}; taken as the sample's patient "
+                   f"'{ids[0]}'.")
+    return str(ids[0]), None, warning
 
 
 def _row_hashes(out: pd.DataFrame) -> np.ndarray:

@@ -256,8 +256,8 @@ def read_mapped(path: Path, config: Config) -> tuple[MappedTable, str]:
     if kind == "h5ad":
         return _read_h5ad(path, chosen, config), fmt
     cols = config.columns
-    text_cols = (cols.sample, cols.cell_id, cols.cell_type) if chosen.mapper is None \
-        else chosen.text_columns
+    text_cols = ((cols.sample, cols.cell_id, cols.cell_type, cols.patient)
+                 if chosen.mapper is None else chosen.text_columns)
     if kind == "text":
         raw = read_text_table(path, gz, text_cols, what="cell table", label=chosen.described)
     else:
