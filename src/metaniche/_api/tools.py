@@ -45,12 +45,14 @@ from metaniche.analyses.compartments import COMPARTMENTS
 from metaniche.analyses.composition import immune_phenotype as _phenotype_rule
 from metaniche.analyses.relations import (
     Window,
-    co_occurrence as _co_occurrence,
     co_occurrence_table,
     nearest_type_distances,
     neighbour_graph,
     ripley_cross,
     ripley_table,
+)
+from metaniche.analyses.relations import (
+    co_occurrence as _co_occurrence,
 )
 from metaniche.analyses.relations.sample_tables import (
     distances_table,
