@@ -1,0 +1,14 @@
+"""Plots of the ``metaniche.tl`` results, returning matplotlib Axes (``mn.pl.tissue(adata)``);
+see :mod:`metaniche._api.plots`."""
+
+from metaniche._api.plots import (
+    co_occurrence,
+    composition,
+    gradients,
+    nhood_enrichment,
+    ripley,
+    tissue,
+)
+
+__all__ = ["co_occurrence", "composition", "gradients", "nhood_enrichment", "ripley",
+           "tissue"]
