@@ -74,7 +74,9 @@ def _squidpy(data: Any, key: str, tool: str, sample: str | None) -> dict:
     return result[_sample(list(result), sample)]
 
 
-def _border_um(data: Any) -> float:
+def _border_um(data: Any, given: float | None = None) -> float:
+    if given is not None:
+        return float(given)
     used = _uns(data).get(UNS_KEY, {}).get("config", {}).get("compartments", {})
     return float(used.get("border_um", CompartmentParams.border_um))
 
@@ -95,7 +97,8 @@ def _colours(n: int) -> np.ndarray:
 
 def tissue(data: Any, cluster_key: str = "cell_type", *, library_key: str | None = None,
            sample: str | None = None, compartments: bool = True, size: float | None = None,
-           legend: bool = True, spatial_key: str = "spatial", ax: Any = None) -> Any:
+           legend: bool = True, border_um: float | None = None, spatial_key: str = "spatial",
+           ax: Any = None) -> Any:
     """Cells coloured by type, with the tumour edge and the border band drawn over them.
 
     The lesion outlines (signed distance 0, solid) and the border band limits (±``border_um``,
@@ -105,7 +108,9 @@ def tissue(data: Any, cluster_key: str = "cell_type", *, library_key: str | None
     Parameters
     ----------
     data
-        AnnData (``obsm[spatial_key]``, µm) or contract DataFrame (``x``, ``y``).
+        AnnData (``obsm[spatial_key]``) or contract DataFrame (``x``, ``y``); coordinates are
+        scaled by the ``um_per_unit`` the tools recorded (``uns["metaniche"]["config"]``, else
+        1) so the axes are in µm.
     cluster_key
         Column of the cell-type labels.
     library_key, sample
@@ -116,6 +121,9 @@ def tissue(data: Any, cluster_key: str = "cell_type", *, library_key: str | None
         Marker size (points²); default scales with the number of cells.
     legend
         Add a legend of the cell types.
+    border_um
+        Half-width of the border band drawn (µm); default the one the last tool used
+        (``uns["metaniche"]["config"]["compartments"]``).
     spatial_key
         ``obsm`` key of the coordinates (AnnData).
     ax
@@ -141,7 +149,7 @@ def tissue(data: Any, cluster_key: str = "cell_type", *, library_key: str | None
     if library_key is not None:
         names = obs[library_key].astype(str).to_numpy()
         keep = names == _sample(list(dict.fromkeys(names)), sample)
-    xy = xy[keep]
+    xy = xy[keep] * float(_uns(data).get(UNS_KEY, {}).get("config", {}).get("um_per_unit", 1.0))
     categories = _categories(obs, cluster_key)
     codes = pd.Categorical(obs[cluster_key].astype(str).to_numpy()[keep],
                            categories=categories).codes
@@ -150,7 +158,8 @@ def tissue(data: Any, cluster_key: str = "cell_type", *, library_key: str | None
     size = size if size is not None else float(np.clip(2e4 / max(len(xy), 1), 0.5, 20.0))
     ax.scatter(xy[:, 0], xy[:, 1], c=colours[codes], s=size, linewidths=0, rasterized=True)
     if compartments and "signed_distance_um" in obs.columns:
-        _edges(ax, xy, obs["signed_distance_um"].to_numpy(np.float64)[keep], _border_um(data))
+        _edges(ax, xy, obs["signed_distance_um"].to_numpy(np.float64)[keep],
+               _border_um(data, border_um))
     if legend:
         from matplotlib.lines import Line2D
 
@@ -372,7 +381,8 @@ def ripley(data: Any, *, pairs: Sequence[tuple[str, str]] | None = None,
 
 
 def gradients(data: Any, *, cell_types: Sequence[str] | None = None,
-              sample: str | None = None, ax: Any = None) -> Any:
+              sample: str | None = None, border_um: float | None = None,
+              ax: Any = None) -> Any:
     """Density of cell types against signed distance to the tumour edge (whole sample).
 
     The border band (±``border_um``) is shaded and the edge (0) drawn; negative distances are
@@ -386,6 +396,8 @@ def gradients(data: Any, *, cell_types: Sequence[str] | None = None,
         Types to draw (default: every type with cells).
     sample
         Sample to draw (needed when the object holds several).
+    border_um
+        Half-width of the shaded border band (µm); default the one the last tool used.
     ax
         Axes to draw on (default: a new figure).
 
@@ -402,7 +414,7 @@ def gradients(data: Any, *, cell_types: Sequence[str] | None = None,
     whole = table[table["lesion_id"].isna()]
     present = whole.groupby("cell_type", sort=True)["n_cells"].sum()
     types = list(cell_types) if cell_types is not None else list(present[present > 0].index)
-    border = _border_um(data)
+    border = _border_um(data, border_um)
     ax = _axes(ax)
     ax.axvspan(-border, border, color=COMPARTMENT_COLOURS["border"], alpha=0.15,
                label="border band")

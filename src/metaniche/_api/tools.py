@@ -89,6 +89,7 @@ _COMPARTMENT_FIELDS = ("border_um", "grid_um", "smoothing_um", "tumor_fraction",
 
 def _finish(target: Target, copy: bool, config: Config, *sections: str) -> Any:
     used = target.results.setdefault("config", {})
+    used["um_per_unit"] = config.um_per_unit
     for section in ("compartments", *sections):
         used[section] = dataclasses.asdict(getattr(config, section))
     return target.obj if copy else None
