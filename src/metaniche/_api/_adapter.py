@@ -32,8 +32,18 @@ from metaniche.context import SampleContext
 from metaniche.errors import InputError
 from metaniche.sample import CELL_COLUMNS, build_context
 
-__all__ = ["OUTPUT_COLUMNS", "Part", "Target", "configured", "contexts", "resolve",
-           "store_cells", "store_table"]
+__all__ = [
+    "OUTPUT_COLUMNS",
+    "Part",
+    "Target",
+    "configured",
+    "contexts",
+    "h5ad_safe",
+    "resolve",
+    "storable",
+    "store_cells",
+    "store_table",
+]
 
 #: Per-cell columns metaniche writes (``cells/<file>.parquet`` outputs and the tools' ``obs``
 #: columns); never read back as markers. ``tests/tl`` checks it against
@@ -314,6 +324,21 @@ def _plain(value: Any) -> Any:
 
 
 # --- writing results back ----------------------------------------------------------------
+def storable(value: Any) -> Any:
+    """Configuration data as ``.h5ad`` can store it in ``uns``: tuples and lists become
+    arrays (strings or numbers), ``None`` becomes ``""``, dicts are converted recursively."""
+    if isinstance(value, dict):
+        return {str(k): storable(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        items = [storable(v) for v in value]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+            return np.asarray(items, dtype=np.float64)
+        return np.asarray([str(v) for v in items], dtype=object)
+    if value is None:
+        return ""
+    return value
+
+
 def store_cells(target: Target, column: str, values: Sequence[Any],
                 categories: Sequence[str] | None = None, zero_is_na: bool = False) -> None:
     """Write one per-cell column (one array per sample, in ``target.parts`` order; every row
@@ -332,15 +357,28 @@ def store_cells(target: Target, column: str, values: Sequence[Any],
         target.obs[column] = out
 
 
+def h5ad_safe(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with every text column holding missing values made categorical (same values;
+    ``.h5ad`` cannot store text columns with missing values otherwise)."""
+    for column in table.columns:
+        values = table[column]
+        if values.dtype == object and values.isna().any():
+            present = values.dropna()
+            if len(present) == 0 or all(isinstance(v, str) for v in present):
+                table[column] = pd.Categorical(values)
+    return table
+
+
 def store_table(target: Target, name: str, tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """``uns["metaniche"][name]``: the samples' tables with ``sample`` first (as the run's
-    ``tables/<name>.parquet``); empty parts are dropped unless all are empty."""
+    ``tables/<name>.parquet``); empty parts are dropped unless all are empty. Text columns
+    with missing values are categorical (:func:`h5ad_safe`)."""
     parts = []
     for part, table in zip(target.parts, tables, strict=True):
         table = table.copy()
         table.insert(0, "sample", part.name)
         parts.append(table)
     kept = [p for p in parts if not p.empty] or parts[:1]
-    result = pd.concat(kept, ignore_index=True)
+    result = h5ad_safe(pd.concat(kept, ignore_index=True))
     target.results[name] = result
     return result

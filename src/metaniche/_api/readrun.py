@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metaniche._api._adapter import OUTPUT_COLUMNS, UNS_KEY
+from metaniche._api._adapter import OUTPUT_COLUMNS, UNS_KEY, h5ad_safe, storable
 from metaniche.analyses.compartments import COMPARTMENTS
 from metaniche.errors import InputError
 from metaniche.rundir import RunDir
@@ -88,7 +88,8 @@ def read_run(out: str | Path, as_spatialdata: bool = False) -> Any:
         border, adjacent; ``lesion_id`` Int64, …) and the input's non-numeric metadata;
         ``obsm["spatial"]``: x, y (µm); ``X``: the input's numeric marker columns
         (``var_names`` the marker names; no variables when there are none).
-        ``uns["metaniche"]``: every table of ``tables/`` by name (``sample`` first),
+        ``uns["metaniche"]``: every table of ``tables/`` by name (``sample`` first; text
+        columns with missing values categorical, so the object can be written to ``.h5ad``),
         ``features`` (with units in ``uns["metaniche"]["feature_units"]``) and ``config``
         (the run's configuration as plain data).
 
@@ -139,12 +140,12 @@ def read_run(out: str | Path, as_spatialdata: bool = False) -> Any:
     for table in _TABLES:
         frame = run.read_table(table)
         if frame is not None:
-            results[table] = frame
+            results[table] = h5ad_safe(frame)
     features = read_features(out) if run.read_features() is not None else None
     if features is not None:
         results["feature_units"] = dict(features.attrs["units"])
         features.attrs = {}
-        results["features"] = features
-    results["config"] = manifest.config
+        results["features"] = h5ad_safe(features)
+    results["config"] = storable(manifest.config)
     adata.uns[UNS_KEY] = results
     return adata

@@ -37,7 +37,9 @@ from metaniche._api._adapter import (
     Target,
     configured,
     contexts,
+    h5ad_safe,
     resolve,
+    storable,
     store_cells,
     store_table,
 )
@@ -91,7 +93,7 @@ def _finish(target: Target, copy: bool, config: Config, *sections: str) -> Any:
     used = target.results.setdefault("config", {})
     used["um_per_unit"] = config.um_per_unit
     for section in ("compartments", *sections):
-        used[section] = dataclasses.asdict(getattr(config, section))
+        used[section] = storable(dataclasses.asdict(getattr(config, section)))
     return target.obj if copy else None
 
 
@@ -802,7 +804,7 @@ spatial_key
     pooled = pooled[["sample", *[c for c in pooled.columns if c != "sample"]]]
     labels, table, _ = communities_stage.cohort_neighbourhoods(pooled, iter(windows), config)
     store_cells(target, "neighbourhood", [labels[part.name] for part in target.parts])
-    target.results[T.NEIGHBOURHOODS] = table
+    target.results[T.NEIGHBOURHOODS] = h5ad_safe(table)
     return _finish(target, copy, config, "neighbourhoods")
 
 
@@ -849,12 +851,13 @@ def analyse(data: Any, cluster_key: str = "cell_type", *, library_key: str | Non
     for column in analyses[0].cells.columns:
         if column in skip:
             continue
+        if column == "lesion_id":
+            store_cells(target, column, [a.cells[column].fillna(0).to_numpy(np.int64)
+                                         for a in analyses], zero_is_na=True)
+            continue
         values = [a.cells[column].to_numpy() for a in analyses]
         if column == "compartment":
             store_cells(target, column, values, categories=COMPARTMENTS)
-        elif column == "lesion_id":
-            store_cells(target, column, [np.nan_to_num(np.asarray(v, dtype=float)).astype(
-                np.int64) for v in values], zero_is_na=True)
         else:
             store_cells(target, column, values)
     names = [n for n in T.SAMPLE_TABLES if n not in T.PRIVATE_TABLES
@@ -863,6 +866,6 @@ def analyse(data: Any, cluster_key: str = "cell_type", *, library_key: str | Non
         store_table(target, name, [a.tables.get(name, pd.DataFrame()) for a in analyses])
     features = pd.DataFrame([{"sample": part.name, **a.features}
                              for part, a in zip(target.parts, analyses, strict=True)])
-    target.results["features"] = features
-    target.results["config"] = config.to_dict()
+    target.results["features"] = h5ad_safe(features.copy())
+    target.results["config"] = storable(config.to_dict())
     return (target.obj, features) if copy else features
