@@ -2,6 +2,7 @@
 see :mod:`metaniche._api.plots`."""
 
 from metaniche._api.plots import (
+    aggregates,
     co_occurrence,
     composition,
     gradients,
@@ -10,5 +11,5 @@ from metaniche._api.plots import (
     tissue,
 )
 
-__all__ = ["co_occurrence", "composition", "gradients", "nhood_enrichment", "ripley",
-           "tissue"]
+__all__ = ["aggregates", "co_occurrence", "composition", "gradients", "nhood_enrichment",
+           "ripley", "tissue"]

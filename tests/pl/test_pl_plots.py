@@ -96,3 +96,16 @@ def test_new_figure_when_no_axes_and_clear_errors(adata):
         mn.pl.composition(bare)
     with pytest.raises(InputError, match=r"mn\.tl\.nhood_enrichment"):
         mn.pl.nhood_enrichment(bare)
+
+
+def test_aggregates_colours_the_member_cells():
+    cells = simulate_sample("tls", n_cells=2500, seed=3, phenotype="excluded", n_lesions=1,
+                            with_tls=True).cells
+    mn.tl.aggregates(cells)
+    ax = mn.pl.aggregates(cells, ax=_ax())
+    table = cells.attrs["metaniche"]["aggregates"]
+    assert len(table) >= 1
+    drawn = sum(len(c.get_offsets()) for c in ax.collections[1:])
+    assert drawn == int(((cells["aggregate_id"] > 0) | (cells["unit_id"] > 0)).sum())
+    assert len(ax.texts) == len(table)
+    assert "µm" in ax.get_xlabel()

@@ -296,3 +296,21 @@ def test_bad_input_is_one_clear_sentence():
     with pytest.raises(InputError, match="no column"):
         mn.tl.compartments(cells.drop(columns="x"))
     assert dataclasses.is_dataclass(Config())
+
+
+def test_spatialdata_table_is_used_through_table_key():
+    """A SpatialData object (spatialdata is not installed here: a stand-in of the same name
+    and module holding ``tables``) is analysed through its table; results go into it."""
+    cells = simulate_sample("sd", n_cells=2000, seed=6, phenotype="inflamed", n_lesions=1).cells
+    table = _adata(cells)
+    fake = type("SpatialData", (), {"__module__": "spatialdata._core.spatialdata"})()
+    fake.tables = {"cells": table}
+    mn.tl.compartments(fake, "cell_type", table_key="cells")
+    alone = cells.copy()
+    mn.tl.compartments(alone)
+    np.testing.assert_array_equal(table.obs["signed_distance_um"].to_numpy(),
+                                  alone["signed_distance_um"].to_numpy())
+    with pytest.raises(InputError, match="needs `table_key`"):
+        mn.tl.compartments(fake)
+    with pytest.raises(InputError, match="not a table"):
+        mn.tl.compartments(fake, table_key="other")

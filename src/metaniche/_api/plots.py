@@ -19,8 +19,8 @@ from metaniche.analyses.compartments import COMPARTMENTS
 from metaniche.config import CompartmentParams
 from metaniche.errors import InputError
 
-__all__ = ["co_occurrence", "composition", "gradients", "nhood_enrichment", "ripley",
-           "tissue"]
+__all__ = ["aggregates", "co_occurrence", "composition", "gradients", "nhood_enrichment",
+           "ripley", "tissue"]
 
 #: Compartment colours (core, border, adjacent) used for bars and bands.
 COMPARTMENT_COLOURS = {"core": "#b2182b", "border": "#ef8a62", "adjacent": "#67a9cf"}
@@ -428,4 +428,75 @@ def gradients(data: Any, *, cell_types: Sequence[str] | None = None,
     ax.set_xlabel("signed distance to tumour edge (µm; < 0 inside)")
     ax.set_ylabel("density (cells/mm²)")
     ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return ax
+
+
+#: Colours of aggregate kinds (other kinds: custom units).
+_KIND_COLOURS = {"tls": "#1b7837", "lymphoid_cluster": "#762a83"}
+
+
+def aggregates(data: Any, *, library_key: str | None = None, sample: str | None = None,
+               spatial_key: str = "spatial", ax: Any = None) -> Any:
+    """Lymphoid aggregates, TLS and custom units over the tissue (cells in grey).
+
+    Member cells of each aggregate are coloured by its kind (``tls``, ``lymphoid_cluster``
+    or a unit name) and every aggregate is labelled with its id and, for a TLS, its grade at
+    its centroid.
+
+    Parameters
+    ----------
+    data
+        The object :func:`metaniche.tl.aggregates` wrote into.
+    library_key, sample
+        Sample column and the sample to draw (needed when the object holds several).
+    spatial_key
+        ``obsm`` key of the coordinates (AnnData).
+    ax
+        Axes to draw on (default: a new figure).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> mn.tl.aggregates(adata, "cell_type")                    # doctest: +SKIP
+    >>> ax = mn.pl.aggregates(adata)                             # doctest: +SKIP
+    """
+    table = _table(data, "aggregates", "aggregates", sample)
+    obs = _obs(data)
+    if "aggregate_id" not in obs.columns:
+        raise InputError("no obs['aggregate_id']; run mn.tl.aggregates on this object first.")
+    if isinstance(data, pd.DataFrame):
+        xy = data[["x", "y"]].to_numpy(np.float64)
+    else:
+        xy = np.asarray(data.obsm[spatial_key], dtype=np.float64)[:, :2]
+    keep = np.ones(len(obs), dtype=bool)
+    if library_key is not None:
+        names = obs[library_key].astype(str).to_numpy()
+        keep = names == _sample(list(dict.fromkeys(names)), sample)
+    scale = float(_uns(data).get(UNS_KEY, {}).get("config", {}).get("um_per_unit", 1.0))
+    xy = xy[keep] * scale
+    ids = np.zeros(int(keep.sum()), dtype=np.int64)
+    for column in ("aggregate_id", "unit_id"):
+        if column in obs.columns:
+            values = obs[column].to_numpy()[keep].astype(np.int64)
+            ids = np.where(ids == 0, values, ids)
+    ax = _axes(ax, (6.0, 5.5))
+    ax.scatter(xy[:, 0], xy[:, 1], c="0.85", s=1.0, linewidths=0, rasterized=True)
+    kind_by_id = pd.Series(table["kind"].astype(str).to_numpy(),
+                           index=table["aggregate_id"].astype(np.int64).to_numpy())
+    cell_kind = kind_by_id.reindex(ids).to_numpy()          # NaN for cells in no aggregate
+    for kind in kind_by_id.unique():
+        cells = cell_kind == kind
+        ax.scatter(xy[cells, 0], xy[cells, 1], s=3.0, linewidths=0,
+                   color=_KIND_COLOURS.get(kind), label=kind)
+    for row in table.itertuples(index=False):
+        text = str(row.aggregate_id) if row.kind != "tls" else f"{row.aggregate_id} {row.grade}"
+        ax.annotate(text, (row.centroid_x, row.centroid_y), fontsize="x-small")
+    if len(kind_by_id):
+        ax.legend(frameon=False, fontsize="small", markerscale=3)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (µm)")
+    ax.set_ylabel("y (µm)")
     return ax
