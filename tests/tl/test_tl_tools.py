@@ -267,6 +267,13 @@ def test_each_sample_is_analysed_on_its_own():
                                       alone["signed_distance_um"].to_numpy())
     table = both.attrs["metaniche"]["compartments"]
     assert list(table["sample"].unique()) == list(both["sample"].unique())
+    # a frame carrying results still concatenates, slices and copies
+    mn.tl.co_occurrence(both, library_key="sample")
+    assert len(pd.concat([both, both.copy()])) == 2 * len(both)
+    assert both[both["sample"] == "a"].attrs["metaniche"] is both.attrs["metaniche"]
+    copied = mn.tl.nearest_distances(both, library_key="sample", copy=True)
+    assert "nn_dist_um" in copied.attrs["metaniche"]
+    assert "nn_dist_um" not in both.attrs["metaniche"]
     with pytest.raises(InputError, match="library_key='sample'"):
         mn.tl.compartments(pd.concat([one, two], ignore_index=True))
 

@@ -56,6 +56,27 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
 UNS_KEY = "metaniche"
 
 
+class Results(dict):
+    """A dict of results held in :attr:`pandas.DataFrame.attrs`.
+
+    pandas compares ``attrs`` when concatenating and deep-copies them when it propagates
+    them; a plain dict of tables or arrays breaks the comparison (ambiguous truth value) and
+    copies every table on every operation. A ``Results`` compares by identity and is shared,
+    not copied, so frames carrying results still concatenate and slice as usual.
+    """
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __ne__(self, other: object) -> bool:
+        return self is not other
+
+    def __deepcopy__(self, memo: dict) -> Results:
+        return self
+
+
 @dataclass
 class Part:
     """One sample of the input: its name, its rows in the object and its cell table."""
@@ -93,7 +114,13 @@ class Target:
     @property
     def results(self) -> dict:
         """``uns["metaniche"]`` (created when missing)."""
+        if self.is_frame:
+            return self.uns.setdefault(UNS_KEY, Results())
         return self.uns.setdefault(UNS_KEY, {})
+
+    def put(self, key: str, value: Any) -> None:
+        """``uns[key] = value`` (a :class:`Results` in a frame's ``attrs``)."""
+        self.uns[key] = Results(value) if self.is_frame and isinstance(value, dict) else value
 
     def categories(self) -> list[str]:
         """Cell-type order of squidpy layouts: ``obs[cluster_key].cat.categories`` when
@@ -139,7 +166,11 @@ def resolve(data: Any, cluster_key: str, library_key: str | None, config: Config
         frame = _frame_of_anndata(obj, cluster_key, library_key, spatial_key)
         is_frame = False
     elif isinstance(data, pd.DataFrame):
-        obj = data.copy() if copy else data
+        obj = data
+        if copy:     # a copy shares the Results of data's attrs: give it its own
+            obj = data.copy()
+            obj.attrs = {k: Results(v) if isinstance(v, Results) else v
+                         for k, v in data.attrs.items()}
         frame = _frame_of_frame(obj, cluster_key, library_key)
         is_frame = True
     else:

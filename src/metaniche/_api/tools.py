@@ -14,7 +14,8 @@ Results go where squidpy puts them: per-cell columns in ``obs``, per-cell matric
 ``obsm``, squidpy layouts under ``uns[f"{cluster_key}_…"]`` and metaniche's long tables (the
 run's ``tables/<name>.parquet``, ``sample`` first) in ``uns["metaniche"][<name>]``; the
 configuration sections used go to ``uns["metaniche"]["config"]``. For a DataFrame input,
-per-cell columns are added to the frame and the rest goes to ``frame.attrs``. With
+per-cell columns are added to the frame and the rest goes to ``frame.attrs`` (dicts that
+compare by identity, so the frame still concatenates and copies as usual). With
 ``copy=True`` a modified copy is returned, else ``None``.
 
 Each tool builds the same per-sample context as ``metaniche run``
@@ -402,7 +403,7 @@ spatial_key
         ``obs``, one column per category of ``obs[cluster_key]`` (µm); and
         ``uns["metaniche"]["distances"]`` (summary per source × target type and compartment:
         mean, median, quartiles, min, max, µm). For a DataFrame input the matrix goes to
-        ``attrs["nn_dist_um"]``.
+        ``attrs["metaniche"]["nn_dist_um"]``.
 
     Examples
     --------
@@ -422,7 +423,7 @@ spatial_key
                                       np.asarray(context.compartments.compartment).astype(str)))
     frame = pd.DataFrame(matrix, index=target.obs.index, columns=categories)
     if target.is_frame:
-        target.uns["nn_dist_um"] = frame
+        target.results["nn_dist_um"] = frame
     else:
         target.obj.obsm["nn_dist_um"] = frame
     store_table(target, T.DISTANCES, tables)
@@ -496,7 +497,7 @@ spatial_key
             square["p_permutation"] = _square(whole, "p_permutation", categories)
         squares[part.name] = square
     key = f"{cluster_key}_nhood_enrichment"
-    target.uns[key] = next(iter(squares.values())) if len(squares) == 1 else squares
+    target.put(key, next(iter(squares.values())) if len(squares) == 1 else squares)
     store_table(target, T.ENRICHMENT, tables)
     return _finish(target, copy, config, "relations")
 
@@ -550,7 +551,7 @@ spatial_key
         results[part.name] = {"occ": occ, "interval": interval.copy()}
         tables.append(co_occurrence_table(ratio, interval, context.cell_types))
     key = f"{cluster_key}_co_occurrence"
-    target.uns[key] = next(iter(results.values())) if len(results) == 1 else results
+    target.put(key, next(iter(results.values())) if len(results) == 1 else results)
     store_table(target, T.COOCCURRENCE, tables)
     return _finish(target, copy, config, "relations")
 
