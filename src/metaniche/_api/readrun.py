@@ -1,0 +1,151 @@
+"""A run directory back in a notebook: :func:`read_run` (AnnData) and :func:`read_features`.
+
+Reads only through :class:`metaniche.rundir.RunDir` (the one owner of the layout).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from metaniche._api._adapter import OUTPUT_COLUMNS, UNS_KEY, h5ad_safe, storable
+from metaniche.analyses.compartments import COMPARTMENTS
+from metaniche.errors import InputError
+from metaniche.rundir import RunDir
+from metaniche.tables import SAMPLE_TABLES
+
+__all__ = ["read_features", "read_run"]
+
+#: Tables of a run directory read into ``uns["metaniche"]`` (per-sample tables, then the
+#: run-level neighbourhood table).
+_TABLES = (*SAMPLE_TABLES, "neighbourhoods")
+
+
+def read_features(out: str | Path) -> pd.DataFrame:
+    """The run's feature table, one row per sample, with the data dictionary's units.
+
+    Parameters
+    ----------
+    out
+        Run directory (``metaniche run --out``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``features.parquet`` (``sample`` first). ``.attrs["units"]`` maps each feature to its
+        unit and ``.attrs["descriptions"]`` to its description (``features_dictionary.csv``).
+
+    Raises
+    ------
+    InputError
+        When ``out`` is not a finished run (no run.json or no features).
+
+    Examples
+    --------
+    >>> import metaniche as mn
+    >>> features = mn.read_features("OUT")                       # doctest: +SKIP
+    >>> features.attrs["units"]["density.core.CD8_T"]             # doctest: +SKIP
+    'cells/mm²'
+    """
+    run = RunDir(out)
+    run.read_manifest()
+    features = run.read_features()
+    if features is None:
+        raise InputError(f"{run.root}: no features.parquet; the run has no analysed sample "
+                         "(see run.json for the errors).")
+    units, descriptions = {}, {}
+    if run.dictionary_path.is_file():
+        dictionary = pd.read_csv(run.dictionary_path)
+        if {"name", "unit"} <= set(dictionary.columns):
+            units = dict(zip(dictionary["name"].astype(str), dictionary["unit"], strict=True))
+        if {"name", "description"} <= set(dictionary.columns):
+            descriptions = dict(zip(dictionary["name"].astype(str), dictionary["description"],
+                                    strict=True))
+    features.attrs["units"] = units
+    features.attrs["descriptions"] = descriptions
+    return features
+
+
+def read_run(out: str | Path, as_spatialdata: bool = False) -> Any:
+    """One AnnData of every analysed sample's cells, with the run's tables and features.
+
+    Parameters
+    ----------
+    out
+        Run directory (``metaniche run --out``).
+    as_spatialdata
+        Return a SpatialData object (needs the ``spatialdata`` extra; not available yet).
+
+    Returns
+    -------
+    anndata.AnnData
+        One row per cell of every sample that succeeded, in run.json order; ``obs_names``
+        ``<sample>:<cell_id>``. ``obs``: ``sample``, ``cell_id``, ``cell_type``
+        (categorical), every per-cell output column (``compartment`` categorical core,
+        border, adjacent; ``lesion_id`` Int64, …) and the input's non-numeric metadata;
+        ``obsm["spatial"]``: x, y (µm); ``X``: the input's numeric marker columns
+        (``var_names`` the marker names; no variables when there are none).
+        ``uns["metaniche"]``: every table of ``tables/`` by name (``sample`` first; text
+        columns with missing values categorical, so the object can be written to ``.h5ad``),
+        ``features`` (with units in ``uns["metaniche"]["feature_units"]``) and ``config``
+        (the run's configuration as plain data).
+
+    Raises
+    ------
+    InputError
+        When ``out`` is not a run directory or holds no analysed sample.
+
+    Examples
+    --------
+    >>> import metaniche as mn
+    >>> adata = mn.read_run("OUT")                               # doctest: +SKIP
+    >>> mn.tl.nhood_enrichment(adata, "cell_type", library_key="sample")  # doctest: +SKIP
+    """
+    if as_spatialdata:
+        raise InputError("read_run(as_spatialdata=True) is not available yet: install the "
+                         "spatialdata extra and build it from read_run(OUT) with "
+                         "spatialdata.SpatialData(tables={'table': adata}).")
+    import anndata
+
+    run = RunDir(out)
+    manifest = run.read_manifest()
+    done = [(name, rec) for name, rec in manifest.samples.items() if rec.succeeded]
+    if not done:
+        raise InputError(f"{run.root}: no sample of this run was analysed (see run.json for "
+                         "the errors).")
+    frames = []
+    for name, rec in done:
+        cells = run.read_cells(rec.stem)
+        cells.insert(0, "sample", name)
+        frames.append(cells)
+    cells = pd.concat(frames, ignore_index=True)
+    markers = [c for c in cells.columns if c not in OUTPUT_COLUMNS
+               and pd.api.types.is_numeric_dtype(cells[c])
+               and not pd.api.types.is_bool_dtype(cells[c])]
+    obs = cells.drop(columns=[*markers, "x", "y"])
+    obs["cell_id"] = obs["cell_id"].astype(str)
+    obs.index = (obs["sample"].astype(str) + ":" + obs["cell_id"]).to_numpy()
+    obs["sample"] = pd.Categorical(obs["sample"], categories=[n for n, _ in done])
+    obs["cell_type"] = pd.Categorical(obs["cell_type"].astype(str))
+    if "compartment" in obs.columns:
+        obs["compartment"] = pd.Categorical(obs["compartment"], categories=list(COMPARTMENTS))
+    matrix = (cells[markers].to_numpy(np.float64) if markers
+              else np.zeros((len(cells), 0), dtype=np.float64))
+    adata = anndata.AnnData(X=matrix, obs=obs, var=pd.DataFrame(index=markers))
+    adata.obsm["spatial"] = cells[["x", "y"]].to_numpy(np.float64)
+    results: dict[str, Any] = {}
+    for table in _TABLES:
+        frame = run.read_table(table)
+        if frame is not None:
+            results[table] = h5ad_safe(frame)
+    features = read_features(out) if run.read_features() is not None else None
+    if features is not None:
+        results["feature_units"] = dict(features.attrs["units"])
+        features.attrs = {}
+        results["features"] = h5ad_safe(features)
+    results["config"] = storable(manifest.config)
+    adata.uns[UNS_KEY] = results
+    return adata
