@@ -65,7 +65,7 @@ class Results(dict):
     not copied, so frames carrying results still concatenate and slice as usual.
     """
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
     def __eq__(self, other: object) -> bool:
         return self is other
@@ -334,7 +334,7 @@ def configured(**sections: Sequence[str]) -> Callable:
                 values = {n: _plain(given[n]) for n in names if n in given}
                 if values:
                     changes[section] = dataclasses.replace(getattr(config, section), **values)
-            roles = {r: tuple(given[r]) for r in ("tumor", "immune")
+            roles: dict[str, Any] = {r: tuple(given[r]) for r in ("tumor", "immune")
                      if given.get(r) is not None}
             if roles:
                 changes["cell_types"] = dataclasses.replace(config.cell_types, **roles)

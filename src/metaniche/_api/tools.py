@@ -160,6 +160,7 @@ min_hole_area_um2, tissue_radius_um, tissue_closing_um
     >>> mn.tl.compartments(adata, "cell_type", border_um=50)      # doctest: +SKIP
     >>> adata.obs["compartment"].value_counts()                   # doctest: +SKIP
     """
+    assert config is not None  # @configured fills it in
     target = resolve(data, cluster_key, library_key, config, table_key, spatial_key, copy)
     sd, comp, lesion, areas, lesions = [], [], [], [], []
     for _, context in contexts(target, config):
@@ -206,6 +207,7 @@ def composition(data: Any, cluster_key: str = "cell_type", *, library_key: str |
     >>> table[table["lesion_id"].isna()].pivot(index="cell_type", columns="compartment",
     ...                                        values="density_per_mm2")  # doctest: +SKIP
     """
+    assert config is not None  # @configured fills it in
     target = resolve(data, cluster_key, library_key, config, table_key, spatial_key)
     parts = [composition_stage.run(context).tables[T.COMPOSITION]
              for _, context in contexts(target, config)]
@@ -251,6 +253,7 @@ def immune_phenotype(data: Any, cluster_key: str = "cell_type", *,
     >>> mn.tl.immune_phenotype(adata, "cell_type")[["sample", "phenotype", "reason"]]
     ... # doctest: +SKIP
     """
+    assert config is not None  # @configured fills it in
     target = resolve(data, cluster_key, library_key, config, table_key, spatial_key)
     rows = []
     for _, context in contexts(target, config):
@@ -324,6 +327,7 @@ spatial_key
     >>> mn.tl.gradients(adata, "cell_type")                      # doctest: +SKIP
     >>> adata.uns["metaniche"]["gradient_stats"].head()          # doctest: +SKIP
     """
+    assert config is not None  # @configured fills it in
     target = resolve(data, cluster_key, library_key, config, table_key, spatial_key, copy)
     outputs = [border_stage.run(context) for _, context in contexts(target, config)]
     for name in (T.GRADIENTS, T.GRADIENT_STATS, T.GRADIENT_MARKERS, T.LESION_METRICS):
@@ -368,6 +372,7 @@ spatial_key
     --------
     >>> mn.tl.zonation(adata, "cell_type", portal_types=["Portal_vein"])  # doctest: +SKIP
     """
+    assert config is not None  # @configured fills it in
     target = resolve(data, cluster_key, library_key, config, table_key, spatial_key, copy)
     outputs = [border_stage.run(context) for _, context in contexts(target, config)]
     store_cells(target, "zonation_eta", [o.cell_columns["zonation_eta"] for o in outputs])
@@ -410,6 +415,7 @@ spatial_key
     >>> mn.tl.nearest_distances(adata, "cell_type")              # doctest: +SKIP
     >>> adata.obsm["nn_dist_um"]["CD8_T"].median()                # doctest: +SKIP
     """
+    assert config is not None  # @configured fills it in
     target = resolve(data, cluster_key, library_key, config, table_key, spatial_key, copy)
     categories = target.categories()
     matrix = np.full((target.n_obs, len(categories)), np.nan)
@@ -417,7 +423,7 @@ spatial_key
     for part, context in contexts(target, config):
         nearest = nearest_type_distances(context.coordinates, context.type_codes,
                                          len(context.cell_types))
-        columns = [categories.index(t) for t in context.cell_types]
+        columns = np.array([categories.index(t) for t in context.cell_types], dtype=np.intp)
         matrix[np.ix_(part.rows, columns)] = nearest
         tables.append(distances_table(nearest, context.type_codes, context.cell_types,
                                       np.asarray(context.compartments.compartment).astype(str)))
@@ -477,6 +483,7 @@ spatial_key
     >>> mn.tl.nhood_enrichment(adata, "cell_type")               # doctest: +SKIP
     >>> adata.uns["cell_type_nhood_enrichment"]["zscore"].shape   # doctest: +SKIP
     """
+    assert config is not None  # @configured fills it in
     target = resolve(data, cluster_key, library_key, config, table_key, spatial_key, copy)
     params = config.relations
     categories = target.categories()
@@ -537,6 +544,7 @@ spatial_key
     --------
     >>> mn.tl.co_occurrence(adata, "cell_type", cooccurrence_max_um=200)  # doctest: +SKIP
     """
+    assert config is not None  # @configured fills it in
     target = resolve(data, cluster_key, library_key, config, table_key, spatial_key, copy)
     params = config.relations
     interval = np.linspace(0.0, params.cooccurrence_max_um, params.cooccurrence_bins + 1)
@@ -546,7 +554,7 @@ spatial_key
         ratio, _ = _co_occurrence(context.coordinates, context.type_codes,
                                   len(context.cell_types), interval)
         occ = np.zeros((len(categories), len(categories), len(interval) - 1))
-        index = [categories.index(t) for t in context.cell_types]
+        index = np.array([categories.index(t) for t in context.cell_types], dtype=np.intp)
         occ[np.ix_(index, index)] = ratio
         results[part.name] = {"occ": occ, "interval": interval.copy()}
         tables.append(co_occurrence_table(ratio, interval, context.cell_types))
@@ -591,6 +599,7 @@ spatial_key
     --------
     >>> mn.tl.ripley(adata, "cell_type", ripley_max_um=200)      # doctest: +SKIP
     """
+    assert config is not None  # @configured fills it in
     target = resolve(data, cluster_key, library_key, config, table_key, spatial_key, copy)
     params = config.relations
     radii = np.arange(params.ripley_step_um, params.ripley_max_um + 1e-9, params.ripley_step_um)
@@ -639,6 +648,7 @@ spatial_key
     --------
     >>> mn.tl.mixing_score(adata, "cell_type", tumor=["Tumor"])  # doctest: +SKIP
     """
+    assert config is not None  # @configured fills it in
     target = resolve(data, cluster_key, library_key, config, table_key, spatial_key, copy)
     tables = []
     for _, context in contexts(target, config):
@@ -699,6 +709,7 @@ spatial_key
     >>> mn.tl.aggregates(adata, "cell_type")                     # doctest: +SKIP
     >>> adata.uns["metaniche"]["aggregates"].query("kind == 'tls'")  # doctest: +SKIP
     """
+    assert config is not None  # @configured fills it in
     target = resolve(data, cluster_key, library_key, config, table_key, spatial_key, copy)
     quiet = dataclasses.replace(config, ligrec=dataclasses.replace(config.ligrec,
                                                                     n_permutations=0))
@@ -745,6 +756,7 @@ spatial_key
     --------
     >>> mn.tl.ligrec(adata, "cell_type", n_permutations=199)     # doctest: +SKIP
     """
+    assert config is not None  # @configured fills it in
     target = resolve(data, cluster_key, library_key, config, table_key, spatial_key, copy)
     if config.ligrec.n_permutations == 0:
         from metaniche.errors import ConfigError
@@ -792,6 +804,7 @@ spatial_key
     --------
     >>> mn.tl.neighbourhoods(adata, "cell_type", library_key="sample")  # doctest: +SKIP
     """
+    assert config is not None  # @configured fills it in
     target = resolve(data, cluster_key, library_key, config, table_key, spatial_key, copy)
     quiet = dataclasses.replace(config, ligrec=dataclasses.replace(config.ligrec,
                                                                     n_permutations=0))
