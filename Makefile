@@ -4,7 +4,7 @@ VENV ?= .venv
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= demo-output
 
-.PHONY: demo demo-real test test-browser browser bench lint clean
+.PHONY: demo demo-real test test-slow test-browser browser bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo-real: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
+
+# The documented real-data examples end to end (skipped by `make test`; tens of minutes).
+test-slow: $(STAMP)
+	$(VENV)/bin/python -m pytest -m slow
 
 # Headless Chromium for the report checks (tests/report/test_report_browser.py skips without it).
 browser:
