@@ -179,3 +179,15 @@ def test_degenerate_samples_carry_their_reason(ran, corpus):
         assert reasons, f"{name}: undetermined with no reason in its warnings: {warnings}"
     for name in ("GOOD1", "GOOD2"):
         assert features.loc[name, "phenotype"] != "undetermined"
+
+
+def test_a_rerun_that_skips_keeps_the_reasons(ran, corpus):
+    _, _, first = ran
+    code, text = _invoke("run", str(corpus / "cells"), "--out", str(corpus / "out"),
+                         "--config", str(corpus / "config.toml"), "--quiet")
+    assert code == 1 and "Traceback" not in text
+    again = json.loads((corpus / "out" / "run.json").read_text())["samples"]
+    for name in ("GOOD1", "GOOD2", *DEGENERATE):
+        assert again[name]["status"] == "skipped", again[name]
+        assert again[name]["warnings"] == first["samples"][name]["warnings"], name
+        assert again[name]["phenotype"] == first["samples"][name]["phenotype"], name
