@@ -44,7 +44,7 @@ __all__ = [
 COMPARTMENTS = "compartments"
 COMPOSITION = "composition"
 LESIONS = "lesions"
-# stage "border": gradients, lesion metrics, zonation
+# stages "gradients" (gradients, lesion metrics) and "zonation"
 GRADIENTS = "gradients"
 GRADIENT_STATS = "gradient_stats"
 GRADIENT_MARKERS = "gradient_markers"

@@ -76,9 +76,10 @@ from metaniche.config import (
 )
 from metaniche.context import SampleContext
 from metaniche.sample import analyse_sample
-from metaniche.stages import border as border_stage
 from metaniche.stages import communities as communities_stage
 from metaniche.stages import composition as composition_stage
+from metaniche.stages import gradients as gradients_stage
+from metaniche.stages import zonation as zonation_stage
 
 __all__ = ["aggregates", "analyse", "co_occurrence", "compartments", "composition",
            "gradients", "immune_phenotype", "ligrec", "mixing_score", "nearest_distances",
@@ -329,7 +330,7 @@ spatial_key
     """
     assert config is not None  # @configured fills it in
     target = resolve(data, cluster_key, library_key, config, table_key, spatial_key, copy)
-    outputs = [border_stage.run(context) for _, context in contexts(target, config)]
+    outputs = [gradients_stage.run(context) for _, context in contexts(target, config)]
     for name in (T.GRADIENTS, T.GRADIENT_STATS, T.GRADIENT_MARKERS, T.LESION_METRICS):
         if any(name in o.tables for o in outputs):
             store_table(target, name, [o.tables.get(name, pd.DataFrame()) for o in outputs])
@@ -374,7 +375,7 @@ spatial_key
     """
     assert config is not None  # @configured fills it in
     target = resolve(data, cluster_key, library_key, config, table_key, spatial_key, copy)
-    outputs = [border_stage.run(context) for _, context in contexts(target, config)]
+    outputs = [zonation_stage.run(context) for _, context in contexts(target, config)]
     store_cells(target, "zonation_eta", [o.cell_columns["zonation_eta"] for o in outputs])
     for name in (T.ZONATION, T.ZONATION_ENRICHMENT):
         if any(name in o.tables for o in outputs):
