@@ -63,6 +63,7 @@ from metaniche.analyses.relations.sample_tables import (
     mixing_table,
     ripley_envelopes,
 )
+from metaniche.cohort.neighbourhoods import cohort_neighbourhoods
 from metaniche.config import (
     AggregateParams,
     CompartmentParams,
@@ -784,7 +785,7 @@ def neighbourhoods(data: Any, cluster_key: str = "cell_type", *,
     Each cell's window is the type composition of its ``k`` nearest cells (itself included);
     one model is fitted on ``n_training`` seeded windows per sample pooled over the samples
     (``n_neighbourhoods`` clusters, 0 = chosen by silhouette) and labels every cell
-    (:func:`metaniche.stages.communities.cohort_neighbourhoods`, the run-level step).
+    (:func:`metaniche.cohort.neighbourhoods.cohort_neighbourhoods`, the run-level step).
 
     Parameters
     ----------
@@ -817,7 +818,7 @@ spatial_key
                         np.asarray(context.compartments.compartment).astype(str)))
     pooled = pd.concat(training, ignore_index=True)
     pooled = pooled[["sample", *[c for c in pooled.columns if c != "sample"]]]
-    labels, table, _ = communities_stage.cohort_neighbourhoods(pooled, iter(windows), config)
+    labels, table, _ = cohort_neighbourhoods(pooled, iter(windows), config)
     store_cells(target, "neighbourhood", [labels[part.name] for part in target.parts])
     target.results[T.NEIGHBOURHOODS] = h5ad_safe(table)
     return _finish(target, copy, config, "neighbourhoods")
