@@ -8,7 +8,9 @@ with the reason when neither has squidpy. Ground truth is the peer tool itself:
 - the radius-30 µm graph: identical edge sets (both count a pair at exactly 30 µm, ``<=``);
 - neighbourhood enrichment: identical contact counts; our exact z against squidpy's
   1,000-permutation z, Pearson ≥ 0.99 (the permutation z is noisy, the exact one is not);
-- co-occurrence ratio (10 cumulative bins to 100 µm): equal to 1e-6.
+- co-occurrence ratio (10 cumulative bins to 100 µm): equal to 1e-6;
+- squidpy's plots (``sq.pl.nhood_enrichment``, ``sq.pl.co_occurrence``) draw the results of
+  ``mn.tl.nhood_enrichment`` / ``mn.tl.co_occurrence`` read back from .h5ad.
 """
 
 from __future__ import annotations
@@ -97,3 +99,46 @@ def test_co_occurrence_matches_to_1e6(peer):
     ratio, _ = co_occurrence(xy, codes, k, squidpy["interval"])
     assert ratio.shape == squidpy["occ"].shape
     np.testing.assert_allclose(ratio, squidpy["occ"], rtol=0, atol=1e-6)
+
+
+SQ_PLOT = """
+import sys
+import anndata as ad
+import matplotlib
+matplotlib.use("Agg")
+import squidpy as sq
+adata = ad.read_h5ad(sys.argv[1])
+sq.pl.nhood_enrichment(adata, cluster_key="cell_type", save=None)
+matplotlib.pyplot.savefig(sys.argv[2] + "_nhood.png")
+first = adata.obs["cell_type"].cat.categories[0]
+sq.pl.co_occurrence(adata, cluster_key="cell_type", clusters=[first])
+matplotlib.pyplot.savefig(sys.argv[2] + "_occ.png")
+print("ok")
+"""
+
+
+def test_squidpy_plots_accept_our_notebook_results(tmp_path):
+    """``mn.tl.nhood_enrichment`` / ``mn.tl.co_occurrence`` results, written to .h5ad in this
+    interpreter, are drawn by ``sq.pl.nhood_enrichment`` / ``sq.pl.co_occurrence`` in squidpy's."""
+    import anndata as ad
+    import pandas as pd
+
+    import metaniche as mn
+    from metaniche.simulate import simulate_sample
+
+    python = _squidpy_python()
+    cells = simulate_sample("s", n_cells=N_CELLS, seed=3).cells
+    adata = ad.AnnData(obs=pd.DataFrame(
+        {"cell_type": pd.Categorical(cells["cell_type"])},
+        index=[str(i) for i in range(len(cells))]))
+    adata.obsm["spatial"] = cells[["x", "y"]].to_numpy()
+    mn.tl.nhood_enrichment(adata, "cell_type")
+    mn.tl.co_occurrence(adata, "cell_type")
+    adata.write_h5ad(tmp_path / "ours.h5ad")
+    script = tmp_path / "plot.py"
+    script.write_text(SQ_PLOT)
+    done = subprocess.run([python, str(script), str(tmp_path / "ours.h5ad"),
+                           str(tmp_path / "fig")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for suffix in ("_nhood.png", "_occ.png"):
+        assert (tmp_path / f"fig{suffix}").stat().st_size > 10_000
