@@ -415,7 +415,7 @@ def analytic_compartment_areas(
 
 def simulate_cohort(
     n_samples: int = 6, n_cells: int = 20_000, seed: int = 0, os_log_hr: float = 0.8,
-    response_rates: tuple[float, float] = (0.85, 0.15),
+    response_rates: tuple[float, float] = (0.85, 0.15), states: bool = False,
 ) -> tuple[list[SimulatedSample], pd.DataFrame]:
     """Simulate a cohort of samples and a clinical table linked to a planted spatial feature.
 
@@ -434,6 +434,8 @@ def simulate_cohort(
     response_rates : (float, float), default (0.85, 0.15)
         Planted response effect: P(responder) of inflamed samples and of the others
         (excluded, desert). (0.5, 0.5) makes response independent of the tissue.
+    states : bool, default False
+        Plant cell states in every sample (``simulate_sample(states=True)``).
 
     Returns
     -------
@@ -466,7 +468,8 @@ def simulate_cohort(
     width = max(2, len(str(n_samples)))
     samples = [
         simulate_sample(f"S{i + 1:0{width}d}", n_cells=n_cells, seed=children[i],
-                        phenotype=str(phenotypes[i]), with_tls=bool(with_tls[i]))
+                        phenotype=str(phenotypes[i]), with_tls=bool(with_tls[i]),
+                        states=states)
         for i in range(n_samples)
     ]
     return samples, _clinical_table(rng, samples, width, os_log_hr, response_rates)
