@@ -120,3 +120,15 @@ def test_state_columns_and_tables_in_a_run(tmp_path):
                     & (table["compartment"] == "border") & (table["cell_type"] == "Macrophage")
                     & (table["state"] == "PDL1_pos")].iloc[0]
         assert features.loc[s.name, name] == pytest.approx(row["density_per_mm2"])
+
+
+def test_labels_matching_nothing_are_warned(sample):
+    config = Config(states=StatesParams(
+        rules={"x": StateRule(marker="PDL1", cell_types=("Macrophages",))},
+        ratios=(("CD8", "Tregs"),)))
+    out = stage.run(build_context("s", sample.cells, config))
+    assert len(out.warnings) == 2
+    assert out.warnings[0].startswith("state 'x' is limited to cell types ['Macrophages']")
+    assert "ratio ['CD8', 'Tregs']" in out.warnings[1]
+    assert math.isnan(out.features["ratio.core.CD8.Tregs"])
+    assert out.tables[T.STATES].empty

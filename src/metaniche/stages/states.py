@@ -73,6 +73,14 @@ def run(context: SampleContext) -> StageOutput:
             features[_name("state_gradient_slope", row.cell_type, row.state)] = (
                 float(row.slope_per_100um))
             features[_name("state_gradient_p", row.cell_type, row.state)] = float(row.p)
+    present = set(context.cell_types)
+    warnings = [f"state '{name}' is limited to cell types {list(rule.cell_types)}, none of which "
+                f"is a label of this sample (labels: {', '.join(context.cell_types[:12])}); "
+                f"check [states.{name}] cell_types." for name, rule in params.rules.items()
+                if rule.cell_types and not present.intersection(rule.cell_types)]
+    warnings += [f"neither label of the ratio [{a!r}, {b!r}] is a label of this sample, so its "
+                 f"features are NaN; check [states] ratios." for a, b in params.ratios
+                 if a not in present and b not in present]
     pairs = (list(params.ratios) if params.ratios
              else default_ratio_pairs(context.cell_types, context.effector_types))
     ratios = density_ratios(labels, result.compartment, result.areas, pairs,
@@ -80,4 +88,5 @@ def run(context: SampleContext) -> StageOutput:
     for row in ratios.itertuples(index=False):
         features[_name("ratio", row.compartment, row.numerator, row.denominator)] = (
             float(row.ratio))
-    return StageOutput(tables=tables, features=features, cell_columns=cell_columns)
+    return StageOutput(tables=tables, features=features, cell_columns=cell_columns,
+                       warnings=warnings)
