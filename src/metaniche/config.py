@@ -936,7 +936,8 @@ class StateRule(_Validated):
     column
         A column already holding the call (e.g. inForm's ``Phenotype PDL1``): boolean, 0/1, or
         text whose ``positive`` values (default: values ending in ``+``, such as ``PDL1+``)
-        mean positive.
+        mean positive. A ``[gating]`` rule's matches are such a column (``gate.<rule>``),
+        so a gated subset can be a state of a broader lineage.
     positive
         For ``column``: the values meaning positive (compared after stripping spaces).
     all_of
