@@ -4,7 +4,7 @@ VENV ?= .venv
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= demo-output
 
-.PHONY: demo demo-real test test-slow test-browser browser bench lint clean
+.PHONY: demo demo-real test test-slow test-browser browser bench lint docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -40,8 +40,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy src
 
+# API reference from the docstrings (docs/api.rst); any Sphinx warning fails the build.
+docs: $(STAMP)
+	$(VENV)/bin/sphinx-build -q -W --keep-going -b html docs docs/_build/html
+
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) demo-real-output .pytest_cache
+	rm -rf $(VENV) $(DEMO_OUT) demo-real-output .pytest_cache docs/_build
 
 # Peer tools for side-by-side benchmarks (shared/PEERS.md): one venv each, metaniche NOT
 # installed in them; they read the tissue file written by the main venv.

@@ -52,6 +52,13 @@ PAIRS: tuple[tuple[str, str, str, str], ...] = (
     ("nearest distance to each type", "nearest_distance", "scimap", "spatial_distance"),
     ("count within 30 µm", "count_within", "scimap", "spatial_count"),
     ("kNN composition k=10", "knn_composition", "scimap", "spatial_count_knn"),
+    # The notebook API (mn.tl on an AnnData) beside the squidpy call computing the same thing.
+    ("mn.tl.nhood_enrichment (ours exact)", "tl_nhood_enrichment_exact", "squidpy",
+     "graph_nhood_enrichment"),
+    ("mn.tl.nhood_enrichment (both 1000 perms)", "tl_nhood_enrichment_perm1000", "squidpy",
+     "graph_nhood_enrichment"),
+    ("mn.tl.co_occurrence", "tl_co_occurrence", "squidpy", "co_occurrence"),
+    ("mn.tl.ripley (ours all pairs, squidpy per type)", "tl_ripley", "squidpy", "ripley"),
 )
 
 

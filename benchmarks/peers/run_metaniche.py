@@ -13,6 +13,12 @@ Steps and the peer calls they stand beside (see ``bench_peers.py``):
   pair, KD-tree included (scimap ``spatial_count`` radius 30).
 - ``knn_composition``: type fractions of each cell's 10 nearest cells, KD-tree included
   (scimap ``spatial_count`` knn 10).
+- ``tl_nhood_enrichment_exact`` / ``tl_nhood_enrichment_perm1000``, ``tl_co_occurrence``,
+  ``tl_ripley``: the notebook API on an AnnData (``mn.tl.*``, one call each, graph and
+  sample context built inside the clock) beside squidpy's ``graph_nhood_enrichment``,
+  ``co_occurrence`` and ``ripley`` on the same AnnData layout. ``mn.tl.ripley`` computes the
+  cross-type L of every type pair (translation edge correction on the tissue mask) where
+  squidpy's is one univariate L per type; both on 100 µm.
 """
 
 from __future__ import annotations
@@ -77,10 +83,40 @@ def knn_composition(tissue: Tissue):
     return lambda: neighbourhood_composition(cKDTree(xy), tissue["type_code"], k, k=KNN)
 
 
+def _anndata(tissue: Tissue):
+    import anndata as ad
+    import pandas as pd
+
+    names = list(tissue["type_names"])
+    obs = pd.DataFrame({"cell_type": pd.Categorical.from_codes(tissue["type_code"],
+                                                               categories=names)},
+                       index=[str(i) for i in range(len(tissue["x_um"]))])
+    adata = ad.AnnData(obs=obs)
+    adata.obsm["spatial"] = _xy(tissue)
+    return adata
+
+
+def _tl(name: str, **kwargs):
+    def setup(tissue: Tissue):
+        import metaniche as mn
+
+        adata = _anndata(tissue)
+        tool = getattr(mn.tl, name)
+        return lambda: tool(adata, "cell_type", **kwargs)
+    return setup
+
+
 STEPS = {"radius_graph": radius_graph, "enrichment_exact": _enrichment(0),
          "enrichment_perm1000": _enrichment(1000), "co_occurrence": cooccurrence,
          "nearest_distance": nearest_distance, "count_within": count_within,
-         "knn_composition": knn_composition}
+         "knn_composition": knn_composition,
+         "tl_nhood_enrichment_exact": _tl("nhood_enrichment", graph="radius",
+                                          contact_radius_um=RADIUS_UM, n_permutations=0),
+         "tl_nhood_enrichment_perm1000": _tl("nhood_enrichment", graph="radius",
+                                             contact_radius_um=RADIUS_UM, n_permutations=1000),
+         "tl_co_occurrence": _tl("co_occurrence", cooccurrence_max_um=100.0,
+                                 cooccurrence_bins=10),
+         "tl_ripley": _tl("ripley", ripley_max_um=100.0)}
 
 if __name__ == "__main__":
     sys.exit(run_step("metaniche", version("metaniche"), STEPS))

@@ -1,8 +1,11 @@
 """Time one squidpy step on the shared tissue file (``.venv-squidpy`` only); one JSON line.
 
 Steps: ``spatial_neighbors`` (generic coordinates, radius 30 µm), ``nhood_enrichment``
-(1,000 permutations, squidpy's default; the 30 µm graph is built before the clock) and
-``co_occurrence`` (10 bins to 100 µm, the interval metaniche uses by default).
+(1,000 permutations, squidpy's default; the 30 µm graph is built before the clock),
+``graph_nhood_enrichment`` (the same with the graph built inside the clock, as one
+``mn.tl.nhood_enrichment`` call does), ``co_occurrence`` (10 bins to 100 µm, the interval
+metaniche uses by default) and ``ripley`` (L function, 50 steps to 100 µm, 100 simulations,
+squidpy's defaults but the distance).
 """
 
 from __future__ import annotations
@@ -52,8 +55,25 @@ def co_occurrence(tissue: Tissue):
                                        show_progress_bar=False)
 
 
+def graph_nhood_enrichment(tissue: Tissue):
+    adata = to_anndata(tissue)
+
+    def call() -> None:
+        sq.gr.spatial_neighbors(adata, coord_type="generic", radius=RADIUS_UM, delaunay=False)
+        sq.gr.nhood_enrichment(adata, cluster_key=KEY, n_perms=N_PERMS, seed=0,
+                               show_progress_bar=False)
+    return call
+
+
+def ripley(tissue: Tissue):
+    adata = to_anndata(tissue)
+    return lambda: sq.gr.ripley(adata, cluster_key=KEY, mode="L", max_dist=100.0, n_steps=50,
+                                n_simulations=100, seed=0)
+
+
 STEPS = {"spatial_neighbors": spatial_neighbors, "nhood_enrichment": nhood_enrichment,
-         "co_occurrence": co_occurrence}
+         "graph_nhood_enrichment": graph_nhood_enrichment, "co_occurrence": co_occurrence,
+         "ripley": ripley}
 
 if __name__ == "__main__":
     sys.exit(run_step("squidpy", sq.__version__, STEPS))

@@ -224,6 +224,7 @@ def _dask_map(task, items: list, scheduler: str, on_start, on_lost) -> Iterator[
     unfinished: dict[Any, Any] = {}
     lost: str | None = None
     with _quiet_dask_logs(), client:
+        _check_worker_versions(client, scheduler)
         # pure=False: identical inputs must still run (a rerun after --force, for example).
         for item in items:
             if on_start:
@@ -251,6 +252,36 @@ def _dask_map(task, items: list, scheduler: str, on_start, on_lost) -> Iterator[
                   f"finished ({lost}); rerun to resume.")
         for item in list(unfinished.values()):
             yield _lost(item, reason, on_lost)
+
+
+def _installed_version() -> str:
+    """The metaniche version importable in this process (run on each Dask worker)."""
+    from metaniche import __version__
+
+    return __version__
+
+
+def _check_worker_versions(client: Any, scheduler: str) -> None:
+    """Refuse a cluster whose workers run another metaniche version than this client.
+
+    Tables and features from mixed versions would be silently inconsistent, so the run stops
+    before any sample is submitted, naming the first mismatching workers. Workers that join
+    after this check are not checked. A worker without metaniche installed fails the same way.
+    """
+    from metaniche import __version__
+
+    try:
+        found = client.run(_installed_version)
+    except Exception as err:  # a worker without metaniche raises ModuleNotFoundError here
+        raise MetanicheError(f"the Dask workers at {scheduler} cannot import metaniche "
+                             f"({_first_line(err)}); install metaniche {__version__} in the "
+                             "workers' environment.") from None
+    other = {worker: version for worker, version in found.items() if version != __version__}
+    if other:
+        shown = ", ".join(f"{w} has {v}" for w, v in list(other.items())[:3])
+        raise MetanicheError(f"the Dask workers at {scheduler} run another metaniche version "
+                             f"than this client ({__version__}): {shown}; install "
+                             f"metaniche {__version__} on every worker.")
 
 
 def _first_line(err: BaseException) -> str:

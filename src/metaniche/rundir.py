@@ -292,6 +292,12 @@ class DoneMarker:
     files
         Path inside the generation (``/``-separated) → ``{"bytes", "sha256"}`` of every file
         it holds (filled in by :meth:`RunDir.write_done`).
+    warnings
+        The analysis's own warnings (the reasons of its NA values, e.g. no tumour found), so
+        that a rerun that skips the sample still records them; the reader's warnings are
+        found again when the input is read.
+    phenotype
+        The sample's immune phenotype call, for the same reason.
     """
 
     input_sha256: str
@@ -301,6 +307,8 @@ class DoneMarker:
     layout: int = LAYOUT_VERSION
     generation: str = ""
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    phenotype: str | None = None
 
     def matches(self, input_sha256: str | None, config_sha256: str) -> bool:
         """True when the cache was made from these cells and this configuration."""
@@ -623,10 +631,13 @@ class RunDir:
             files = data.get("files") or {}
             if not isinstance(files, dict):
                 return None
+            warnings = data.get("warnings") or []
+            phenotype = data.get("phenotype")
             return DoneMarker(str(data["input_sha256"]), str(data["config_sha256"]),
                               float(data["seconds"]), dict(data.get("stages") or {}),
                               int(data.get("layout", 1)), str(data.get("generation") or ""),
-                              dict(files))
+                              dict(files), [str(w) for w in warnings],
+                              None if phenotype is None else str(phenotype))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 

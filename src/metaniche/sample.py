@@ -181,6 +181,8 @@ def sample_task(task: SampleTask, emit: ProgressCallback | None = None) -> Sampl
             previous = check.marker
             record.status, record.seconds = SKIPPED, previous.seconds
             record.stages = previous.stages
+            record.warnings.extend(previous.warnings)
+            record.phenotype = previous.phenotype
             return record
     crash_point("sample", sample.name)
     clock = StageClock(sample.name, emit)
@@ -202,8 +204,13 @@ def sample_task(task: SampleTask, emit: ProgressCallback | None = None) -> Sampl
         crash_point("mapped", sample.name)
         record.stages = dict(clock.seconds)
         record.seconds = round(time.perf_counter() - started, 3)
+        phenotype = analysis.features.get("phenotype")
+        record.phenotype = None if phenotype is None else str(phenotype)
+        record.warnings.extend(analysis.compartments.warnings)
         run.write_done(name, DoneMarker(sample.checksum, task.config_sha256, record.seconds,
-                                        record.stages, generation=generation))
+                                        record.stages, generation=generation,
+                                        warnings=list(analysis.compartments.warnings),
+                                        phenotype=record.phenotype))
         crash_point("done", sample.name)
     except MetanicheError as err:
         record.status, record.error = FAILED, str(err)
@@ -213,11 +220,6 @@ def sample_task(task: SampleTask, emit: ProgressCallback | None = None) -> Sampl
         record.traceback = traceback.format_exc()
     record.stages = dict(clock.seconds)
     record.seconds = round(time.perf_counter() - started, 3)
-    if record.status == FAILED:
-        return record
-    record.warnings.extend(analysis.compartments.warnings)
-    phenotype = analysis.features.get("phenotype")
-    record.phenotype = None if phenotype is None else str(phenotype)
     return record
 
 

@@ -48,7 +48,7 @@ __all__ = [
 COMPARTMENTS = "compartments"
 COMPOSITION = "composition"
 LESIONS = "lesions"
-# stage "border": gradients, lesion metrics, zonation
+# stages "gradients" (gradients, lesion metrics) and "zonation"
 GRADIENTS = "gradients"
 GRADIENT_STATS = "gradient_stats"
 GRADIENT_MARKERS = "gradient_markers"
@@ -70,7 +70,7 @@ AGGREGATES = "aggregates"
 AGGREGATE_COMPOSITION = "aggregate_composition"
 LIGREC = "ligrec"
 #: The communities stage's per-cell window composition counts (uint16 or uint32, one column per
-#: cell type of the sample; :func:`metaniche.stages.communities.window_counts`), kept in the
+#: cell type of the sample; :func:`metaniche.analyses.communities.window_counts`), kept in the
 #: sample's cache and read by the run-level neighbourhood step.
 CN_WINDOWS = "cn_windows"
 #: Per-sample tables kept in the sample's cache only (read by run-level steps, never gathered

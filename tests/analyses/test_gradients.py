@@ -29,7 +29,7 @@ from metaniche.simulate import (
     _type_probabilities,
     simulate_sample,
 )
-from metaniche.stages import border as border_stage
+from metaniche.stages import gradients as gradients_stage
 
 CONFIG = Config(cell_types=CellTypeRoles(tumor=("Tumor",), immune=IMMUNE_TYPES))
 
@@ -226,13 +226,13 @@ def planted():
                                       "excluded"]):
         sample = simulate_sample(f"S{seed}", n_cells=20_000, seed=seed, phenotype=phenotype,
                                  n_lesions=2, with_tls=False, necrosis=False)
-        out[(phenotype, seed)] = (sample, border_stage.run(
+        out[(phenotype, seed)] = (sample, gradients_stage.run(
             build_context(sample.name, sample.cells, CONFIG)))
     for seed in (10, 11):
         sample = simulate_sample(f"C{seed}", n_cells=20_000, seed=seed, phenotype="inflamed",
                                  n_lesions=2, with_tls=False, necrosis=False,
                                  gpnmb_gradient=False)
-        out[("control", seed)] = (sample, border_stage.run(
+        out[("control", seed)] = (sample, gradients_stage.run(
             build_context(sample.name, sample.cells, CONFIG)))
     return out
 

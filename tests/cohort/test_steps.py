@@ -15,6 +15,7 @@ from metaniche.analyses.communities import (
     assign_neighbourhoods,
     fit_neighbourhoods,
     neighbourhood_composition,
+    window_fractions,
 )
 from metaniche.cohort.steps import RUN_STEPS, RunState, RunStep, StepResult, run_step
 from metaniche.config import Config, LigrecParams, NeighbourhoodParams
@@ -136,7 +137,7 @@ def test_cached_windows_give_the_labels_of_freshly_computed_windows(inputs, tmp_
         assert list(cached.columns) == list(types)
         assert cached.dtypes.eq(np.uint16).all()
         assert (cached.sum(axis=1) == CONFIG.neighbourhoods.k).all()
-        np.testing.assert_array_equal(communities.window_fractions(cached), fresh)
+        np.testing.assert_array_equal(window_fractions(cached), fresh)
         np.testing.assert_array_equal(assign_neighbourhoods(model, fresh, list(types)),
                                       cells["neighbourhood"].to_numpy())
 

@@ -248,7 +248,7 @@ def nhood_enrichment(data: Any, cluster_key: str = "cell_type", *, sample: str |
     sample
         Sample to draw (needed when the object holds several).
     vmax
-        Colour limit (symmetric); default the largest finite |z|.
+        Colour limit (symmetric); default the largest finite absolute z-score.
     ax
         Axes to draw on (default: a new figure).
 

@@ -63,6 +63,7 @@ from metaniche.analyses.relations.sample_tables import (
     mixing_table,
     ripley_envelopes,
 )
+from metaniche.cohort.neighbourhoods import cohort_neighbourhoods
 from metaniche.config import (
     AggregateParams,
     CompartmentParams,
@@ -79,10 +80,11 @@ from metaniche.config import (
 from metaniche.context import SampleContext
 from metaniche.errors import InputError
 from metaniche.sample import analyse_sample
-from metaniche.stages import border as border_stage
 from metaniche.stages import communities as communities_stage
 from metaniche.stages import composition as composition_stage
+from metaniche.stages import gradients as gradients_stage
 from metaniche.stages import states as states_stage
+from metaniche.stages import zonation as zonation_stage
 
 __all__ = ["aggregates", "analyse", "co_occurrence", "compartments", "composition",
            "gradients", "immune_phenotype", "ligrec", "mixing_score", "nearest_distances",
@@ -333,7 +335,7 @@ spatial_key
     """
     assert config is not None  # @configured fills it in
     target = resolve(data, cluster_key, library_key, config, table_key, spatial_key, copy)
-    outputs = [border_stage.run(context) for _, context in contexts(target, config)]
+    outputs = [gradients_stage.run(context) for _, context in contexts(target, config)]
     for name in (T.GRADIENTS, T.GRADIENT_STATS, T.GRADIENT_MARKERS, T.LESION_METRICS):
         if any(name in o.tables for o in outputs):
             store_table(target, name, [o.tables.get(name, pd.DataFrame()) for o in outputs])
@@ -378,7 +380,7 @@ spatial_key
     """
     assert config is not None  # @configured fills it in
     target = resolve(data, cluster_key, library_key, config, table_key, spatial_key, copy)
-    outputs = [border_stage.run(context) for _, context in contexts(target, config)]
+    outputs = [zonation_stage.run(context) for _, context in contexts(target, config)]
     store_cells(target, "zonation_eta", [o.cell_columns["zonation_eta"] for o in outputs])
     for name in (T.ZONATION, T.ZONATION_ENRICHMENT):
         if any(name in o.tables for o in outputs):
@@ -787,7 +789,7 @@ def neighbourhoods(data: Any, cluster_key: str = "cell_type", *,
     Each cell's window is the type composition of its ``k`` nearest cells (itself included);
     one model is fitted on ``n_training`` seeded windows per sample pooled over the samples
     (``n_neighbourhoods`` clusters, 0 = chosen by silhouette) and labels every cell
-    (:func:`metaniche.stages.communities.cohort_neighbourhoods`, the run-level step).
+    (:func:`metaniche.cohort.neighbourhoods.cohort_neighbourhoods`, the run-level step).
 
     Parameters
     ----------
@@ -820,7 +822,7 @@ spatial_key
                         np.asarray(context.compartments.compartment).astype(str)))
     pooled = pd.concat(training, ignore_index=True)
     pooled = pooled[["sample", *[c for c in pooled.columns if c != "sample"]]]
-    labels, table, _ = communities_stage.cohort_neighbourhoods(pooled, iter(windows), config)
+    labels, table, _ = cohort_neighbourhoods(pooled, iter(windows), config)
     store_cells(target, "neighbourhood", [labels[part.name] for part in target.parts])
     target.results[T.NEIGHBOURHOODS] = h5ad_safe(table)
     return _finish(target, copy, config, "neighbourhoods")

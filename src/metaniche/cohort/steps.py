@@ -93,12 +93,12 @@ def neighbourhood_step(state: RunState) -> StepResult:
     """Cohort cellular neighbourhoods from the windows the communities stage saved.
 
     Fits on ``tables/cn_training``, labels every cell from its sample's cached ``cn_windows``
-    counts (:func:`metaniche.stages.communities.cohort_neighbourhoods`; no tree rebuilt),
+    counts (:func:`metaniche.cohort.neighbourhoods.cohort_neighbourhoods`; no tree rebuilt),
     sets column ``neighbourhood`` of every ``cells/<file>.parquet`` (rewritten only when its
     labels change), writes ``tables/neighbourhoods`` and returns the ``cn_fraction.*``
     features.
     """
-    from metaniche.stages.communities import cohort_neighbourhoods
+    from metaniche.cohort.neighbourhoods import cohort_neighbourhoods
 
     run = state.run
     training = run.read_table("cn_training")

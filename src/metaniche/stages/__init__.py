@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from metaniche.context import SampleContext, StageOutput
-from metaniche.stages import border, composition
 from metaniche.stages import communities as communities_stage
+from metaniche.stages import composition, gradients, zonation
 from metaniche.stages import relations as relations_stage
 from metaniche.stages import states as states_stage
 
@@ -26,7 +26,8 @@ Stage = Callable[[SampleContext], StageOutput]
 
 SAMPLE_STAGES: list[tuple[str, Stage, dict[str, tuple[str, str]]]] = [
     ("composition", composition.run, composition.FEATURES),
-    ("border", border.run, border.FEATURES),
+    ("gradients", gradients.run, gradients.FEATURES),
+    ("zonation", zonation.run, zonation.FEATURES),
     ("relations", relations_stage.run, relations_stage.FEATURES),
     ("communities", communities_stage.run, communities_stage.FEATURES),
     ("states", states_stage.run, states_stage.FEATURES),

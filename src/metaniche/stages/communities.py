@@ -12,8 +12,6 @@ the first declared). Ids are unique within a sample across kinds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
 import pandas as pd
 
@@ -31,14 +29,14 @@ from metaniche.analyses.communities import (
     neighbour_pairs,
     neighbourhood_composition,
     training_windows,
+    window_counts,
 )
 from metaniche.analyses.compartments import COMPARTMENTS, WHOLE
-from metaniche.config import AggregateParams, Config
+from metaniche.config import AggregateParams
 from metaniche.context import SampleContext, StageOutput
 from metaniche.features import feature_namer
 
-__all__ = ["FEATURES", "cohort_neighbourhoods", "run", "window_counts",
-           "window_fractions"]
+__all__ = ["FEATURES", "run"]
 
 #: Feature family → (unit, description).
 FEATURES: dict[str, tuple[str, str]] = {
@@ -52,9 +50,6 @@ FEATURES: dict[str, tuple[str, str]] = {
     "ligrec": ("count", "ligand–receptor sender/receiver type pairs with q <= 0.05 (all "
                         "compartments pooled)"),
 }
-
-#: Rows per block when converting window fractions to counts and back.
-_CHUNK = 262_144
 
 _name = feature_namer(FEATURES)
 
@@ -206,106 +201,3 @@ def _ligrec(context: SampleContext, pairs) -> pd.DataFrame:
                            params.n_permutations, params.seed, params.min_edges,
                            params.max_permutations, params.min_exceedances,
                            params.normal_min_edges)
-
-
-def window_counts(compositions: np.ndarray, cell_types: list[str], k: int) -> pd.DataFrame:
-    """Per-cell window composition as integer counts, the compact form the cohort step reads.
-
-    Parameters
-    ----------
-    compositions
-        (n_cells, n_types) fractions of :func:`~metaniche.analyses.communities.
-        neighbourhood_composition` (each ``count / k_eff``, float32).
-    cell_types
-        Column labels (the sample's sorted types).
-    k
-        Configured window size; the effective size is ``min(k, n_cells)``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One column per cell type, one row per cell (input order): number of cells of that type
-        in the cell's window, uint16 (uint32 when ``k`` > 65,535). Exact:
-        :func:`window_fractions` gives back ``compositions`` bit for bit.
-    """
-    k_eff = min(int(k), compositions.shape[0])
-    dtype = np.uint16 if k_eff <= np.iinfo(np.uint16).max else np.uint32
-    counts = np.empty(compositions.shape, dtype=dtype)
-    for start in range(0, compositions.shape[0], _CHUNK):    # bounded float64 temporaries
-        block = compositions[start:start + _CHUNK] * np.float64(k_eff)
-        counts[start:start + _CHUNK] = np.rint(block)
-    return pd.DataFrame(counts, columns=[str(t) for t in cell_types])
-
-
-def window_fractions(counts: pd.DataFrame) -> np.ndarray:
-    """(n_cells, n_types) float32 window fractions from :func:`window_counts` (same values as
-    :func:`~metaniche.analyses.communities.neighbourhood_composition`: count / k_eff computed in
-    float64, then rounded to float32)."""
-    values = counts.to_numpy()
-    out = np.empty(values.shape, dtype=np.float32)
-    if values.shape[0] == 0:
-        return out
-    k_eff = int(values[0].sum())
-    for start in range(0, values.shape[0], _CHUNK):          # bounded float64 temporaries
-        out[start:start + _CHUNK] = values[start:start + _CHUNK] / np.float64(k_eff)
-    return out
-
-
-def cohort_neighbourhoods(training: pd.DataFrame,
-                          windows: Iterable[tuple[str, pd.DataFrame, np.ndarray]],
-                          config: Config) -> tuple[dict[str, np.ndarray], pd.DataFrame,
-                                                   dict[str, dict[str, float]]]:
-    """The cohort step of the cellular neighbourhoods (no I/O).
-
-    Fits one model on the pooled ``cn_training`` windows of every sample and labels every
-    cell of every sample with its CN from the window counts the stage saved
-    (:func:`window_counts`; no KD-tree is rebuilt, no window recomputed).
-
-    Parameters
-    ----------
-    training
-        ``tables/cn_training`` (every sample's training windows, ``sample`` first).
-    windows
-        ``(sample, counts, compartment)`` per sample: its :func:`window_counts` table and the
-        per-cell compartment labels (same cell order), consumed one at a time.
-    config
-        Run configuration (``[neighbourhoods]``).
-
-    Returns
-    -------
-    labels
-        Sample → per-cell CN (1…), int32.
-    table
-        ``tables/neighbourhoods``: ``sample, table`` (``abundance``, ``composition`` or
-        ``selection``), ``compartment, neighbourhood, cell_type, n_cells, fraction,
-        n_neighbourhoods, silhouette`` (columns a row kind does not use are null).
-    features
-        Sample → ``cn_fraction.CN<i>`` (fraction of the sample's cells in CN i).
-    """
-    from metaniche.analyses.communities import (
-        assign_neighbourhoods,
-        fit_neighbourhoods,
-        neighbourhood_tables,
-    )
-
-    params = config.neighbourhoods
-    model = fit_neighbourhoods(training, params.n_neighbourhoods, params.seed)
-    labels, parts, features = {}, [], {}
-    for name, counts, compartment in windows:
-        labels[name] = assign_neighbourhoods(model, window_fractions(counts),
-                                             [str(t) for t in counts.columns])
-        tables = neighbourhood_tables(labels[name], np.asarray(compartment).astype(str), model)
-        abundance = tables[T.NEIGHBOURHOOD_ABUNDANCE].assign(table=T.NEIGHBOURHOOD_ABUNDANCE)
-        parts.append(abundance.assign(sample=name))
-        whole = abundance[abundance["compartment"] == WHOLE]
-        features[name] = {f"cn_fraction.CN{cn}": float(f)
-                          for cn, f in zip(whole["neighbourhood"], whole["fraction"],
-                                           strict=True)}
-    composition = neighbourhood_tables(np.zeros(0, dtype=np.int32), np.zeros(0, dtype=object),
-                                       model)[T.NEIGHBOURHOOD_COMPOSITION]
-    parts.append(composition.assign(table=T.NEIGHBOURHOOD_COMPOSITION, sample=None))
-    parts.append(model.selection.assign(table=T.NEIGHBOURHOOD_SELECTION, sample=None))
-    columns = ["sample", "table", "compartment", "neighbourhood", "cell_type", "n_cells",
-               "fraction", "n_neighbourhoods", "silhouette"]
-    result = pd.concat(parts, ignore_index=True).reindex(columns=columns)
-    return labels, result, features

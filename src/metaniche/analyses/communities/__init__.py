@@ -26,6 +26,8 @@ from metaniche.analyses.communities.neighbourhoods import (
     neighbourhood_composition,
     neighbourhood_tables,
     training_windows,
+    window_counts,
+    window_fractions,
     windows_matrix,
 )
 
@@ -50,5 +52,7 @@ __all__ = [
     "neighbourhood_composition",
     "neighbourhood_tables",
     "training_windows",
+    "window_counts",
+    "window_fractions",
     "windows_matrix",
 ]

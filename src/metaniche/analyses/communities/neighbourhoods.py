@@ -283,3 +283,46 @@ def neighbourhood_tables(labels: np.ndarray, compartment: np.ndarray,
         "fraction": model.centres.ravel(),
     })
     return {T.NEIGHBOURHOOD_ABUNDANCE: abundance, T.NEIGHBOURHOOD_COMPOSITION: composition}
+
+
+def window_counts(compositions: np.ndarray, cell_types: list[str], k: int) -> pd.DataFrame:
+    """Per-cell window composition as integer counts, the compact form the cohort step reads.
+
+    Parameters
+    ----------
+    compositions
+        (n_cells, n_types) fractions of :func:`neighbourhood_composition` (each
+        ``count / k_eff``, float32).
+    cell_types
+        Column labels (the sample's sorted types).
+    k
+        Configured window size; the effective size is ``min(k, n_cells)``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One column per cell type, one row per cell (input order): number of cells of that type
+        in the cell's window, uint16 (uint32 when ``k`` > 65,535). Exact:
+        :func:`window_fractions` gives back ``compositions`` bit for bit.
+    """
+    k_eff = min(int(k), compositions.shape[0])
+    dtype = np.uint16 if k_eff <= np.iinfo(np.uint16).max else np.uint32
+    counts = np.empty(compositions.shape, dtype=dtype)
+    for start in range(0, compositions.shape[0], _CHUNK):    # bounded float64 temporaries
+        block = compositions[start:start + _CHUNK] * np.float64(k_eff)
+        counts[start:start + _CHUNK] = np.rint(block)
+    return pd.DataFrame(counts, columns=[str(t) for t in cell_types])
+
+
+def window_fractions(counts: pd.DataFrame) -> np.ndarray:
+    """(n_cells, n_types) float32 window fractions from :func:`window_counts` (same values as
+    :func:`~metaniche.analyses.communities.neighbourhood_composition`: count / k_eff computed in
+    float64, then rounded to float32)."""
+    values = counts.to_numpy()
+    out = np.empty(values.shape, dtype=np.float32)
+    if values.shape[0] == 0:
+        return out
+    k_eff = int(values[0].sum())
+    for start in range(0, values.shape[0], _CHUNK):          # bounded float64 temporaries
+        out[start:start + _CHUNK] = values[start:start + _CHUNK] / np.float64(k_eff)
+    return out

@@ -1,17 +1,14 @@
-"""Stage ``border``: distance-to-border gradients, gradient statistics, lesion metrics and
-zonation (the stage name is kept for ``run.json`` timings and progress).
+"""Stage ``gradients``: distance-to-border gradients, gradient statistics and lesion metrics.
 
 Tables: ``gradients`` (type × signed-distance bin, per lesion and whole sample),
-``gradient_markers`` (mean marker per bin), ``gradient_stats`` (trend, peak, borderline index),
-``lesion_metrics`` (per lesion × infiltration type), ``zonation`` (type × eta bin per subset)
-and ``zonation_enrichment``. Per-cell column ``zonation_eta``. Methods in
-:mod:`metaniche.analyses.gradients`, :mod:`metaniche.analyses.lesion_metrics` and
-:mod:`metaniche.analyses.zonation`.
+``gradient_markers`` (mean marker per bin), ``gradient_stats`` (trend, peak, borderline index)
+and ``lesion_metrics`` (per lesion × infiltration type). Methods in
+:mod:`metaniche.analyses.gradients` and :mod:`metaniche.analyses.lesion_metrics`. (Until
+0.x this stage also ran zonation under the name ``border``; zonation is now its own stage,
+:mod:`metaniche.stages.zonation`.)
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pandas as pd
@@ -29,7 +26,6 @@ from metaniche.analyses.lesion_metrics import (
     lesion_metrics,
     lesion_perimeters_um,
 )
-from metaniche.analyses.zonation import zonation
 from metaniche.context import SampleContext, StageOutput
 from metaniche.features import feature_namer
 
@@ -44,10 +40,6 @@ FEATURES: dict[str, tuple[str, str]] = {
     "peak_density": ("cells/mm²", "density at the gradient peak"),
     "infiltration_depth_um": ("µm", "median signed distance of a type's cells inside tumour "
                               "(more negative = deeper)"),
-    "zonation_portal_fraction": ("fraction", "periportal over periportal + pericentral density "
-                                 "beyond the border band (0.5 = no zonation)"),
-    "zonation_log2_ratio": ("log2 ratio", "log2 periportal / pericentral density beyond the "
-                            "border band"),
 }
 
 
@@ -55,7 +47,7 @@ _name = feature_namer(FEATURES)
 
 
 def run(context: SampleContext) -> StageOutput:
-    """Gradient profiles and statistics, lesion metrics and zonation of one sample."""
+    """Gradient profiles and statistics and lesion metrics of one sample."""
     params = context.config.gradients
     result = context.compartments
     border_um = context.config.compartments.border_um
@@ -86,24 +78,12 @@ def run(context: SampleContext) -> StageOutput:
     tables[T.LESION_METRICS] = lesion_metrics(result.lesions, perimeters, result.areas, sd,
                                               result.compartment, result.lesion_id, labels,
                                               effectors)
-
-    zparams = context.config.zonation
-    zone = zonation(context.x_um, context.y_um, context.type_codes, context.cell_types, sd,
-                    np.isin(labels, list(zparams.portal_types)),
-                    np.isin(labels, list(zparams.central_types)), result.grid, result.tissue,
-                    result.pixel_signed_distance_um, zparams.beyond_um or border_um,
-                    zparams.n_bins)
-    if not zone.profiles.empty:
-        tables[T.ZONATION] = zone.profiles
-        tables[T.ZONATION_ENRICHMENT] = zone.enrichment
-
-    features = _features(stats_table, zone.enrichment, sd, labels, effectors)
-    return StageOutput(tables=tables, features=features,
-                       cell_columns={"zonation_eta": zone.eta})
+    features = _features(stats_table, sd, labels, effectors)
+    return StageOutput(tables=tables, features=features)
 
 
-def _features(stats_table: pd.DataFrame, enrichment: pd.DataFrame, sd: np.ndarray,
-              labels: np.ndarray, effectors: list[str]) -> dict[str, object]:
+def _features(stats_table: pd.DataFrame, sd: np.ndarray, labels: np.ndarray,
+              effectors: list[str]) -> dict[str, object]:
     features: dict[str, object] = {}
     if not stats_table.empty:
         whole = stats_table[stats_table["lesion_id"].isna()]
@@ -116,11 +96,4 @@ def _features(stats_table: pd.DataFrame, enrichment: pd.DataFrame, sd: np.ndarra
     for cell_type in effectors:
         depth = infiltration_depth_um(sd, labels == cell_type, np.zeros(len(sd), np.int64), 0)
         features[_name("infiltration_depth_um", cell_type)] = float(depth[0])
-    if not enrichment.empty:
-        beyond = enrichment[enrichment["subset"] == T.ZONATION_BEYOND_BORDER]
-        for row in beyond.itertuples(index=False):
-            features[_name("zonation_portal_fraction", row.cell_type)] = row.portal_fraction
-            features[_name("zonation_log2_ratio", row.cell_type)] = (
-                row.log2_ratio if np.isfinite(row.log2_ratio) or math.isnan(row.log2_ratio)
-                else math.nan)
     return features
