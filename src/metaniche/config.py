@@ -44,6 +44,8 @@ __all__ = [
     "NeighbourhoodParams",
     "PhenotypeParams",
     "RelationsParams",
+    "StateRule",
+    "StatesParams",
     "UnitParams",
     "ZonationParams",
     "load_config",
@@ -69,6 +71,14 @@ TUMOR_REGION_SOURCES: tuple[str, ...] = ("cells", "tissue_category")
 #: Contact graphs of ``[relations] graph`` (mirrors ``analyses.relations.GRAPH_KINDS``; a test
 #: keeps the two equal, since config must not import the analyses).
 RELATION_GRAPHS: tuple[str, ...] = ("radius", "knn", "delaunay")
+#: Automatic threshold methods of a marker state, ``[states.<name>] threshold`` (mirrors
+#: ``phenotype.METHODS``; a test keeps the two equal).
+STATE_THRESHOLD_METHODS: tuple[str, ...] = ("otsu", "gmm", "valley")
+#: Default regulatory T labels of the default density ratio (``[states] ratios``): labels whose
+#: start matches this, any case (``Treg``, ``FOXP3…``, ``FoxP3+``).
+DEFAULT_REGULATORY_PATTERN = r"^(treg|foxp3)"
+#: Names of states, units and other user-named things that become parts of feature names.
+_NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_]*"
 #: Analyses of ``[cohort] analyses`` (mirrors ``cohort.run.ANALYSES``; a test keeps them equal).
 COHORT_ANALYSES: tuple[str, ...] = ("response", "survival", "treatment", "prediction")
 
@@ -265,6 +275,12 @@ def _type_allowed(hint: Any, value: Any) -> str | None:
         return None if isinstance(value, str) else "a string"
     if get_origin(hint) is tuple:
         (item_type, _) = get_args(hint)
+        if get_origin(item_type) is tuple:  # tuple of label pairs
+            if isinstance(value, tuple | list) and all(
+                    isinstance(v, tuple | list) and len(v) == 2
+                    and all(isinstance(x, str) for x in v) for v in value):
+                return None
+            return "a list of [label, label] pairs"
         good = _is_number if item_type is float else (lambda v: isinstance(v, str))
         if isinstance(value, tuple | list) and all(good(v) for v in value):
             return None
@@ -884,6 +900,133 @@ class LigrecParams(_Validated):
 
 
 @dataclass(frozen=True)
+class _ThresholdSpec(Constraint):
+    """A finite number (column units) or the name of an automatic method."""
+
+    allowed: str = ("a number (in the column's units) or one of "
+                    + ", ".join(STATE_THRESHOLD_METHODS))
+
+    def ok(self, value: Any) -> bool:
+        """Return whether ``value`` is a finite number or a method name."""
+        if _is_number(value):
+            return math.isfinite(value)
+        return isinstance(value, str) and value in STATE_THRESHOLD_METHODS
+
+
+@dataclass(frozen=True)
+class StateRule(_Validated):
+    """One named cell state (TOML table ``[states.<name>]``); see :mod:`metaniche.analyses.states`.
+
+    A state is carried beside the lineage label: a cell keeps its ``cell_type`` and may carry
+    any number of states. Exactly one source is given: ``marker``, ``column`` or ``all_of``.
+
+    Attributes
+    ----------
+    marker
+        Marker whose intensity decides the state: a column name, or a marker name found as the
+        gating panel finds it (:func:`metaniche.phenotype.resolve_marker`: ``PDL1`` finds
+        inForm's ``Entire Cell PDL1 (Opal 520) Mean``). A cell is positive when its value is
+        ``> threshold``.
+    threshold
+        For ``marker``: a number in the column's units, or ``"otsu"`` (default), ``"gmm"`` or
+        ``"valley"``: chosen per sample over all its cells by
+        :func:`metaniche.phenotype.auto_threshold` (as ``[gating]`` does).
+    transform
+        Transform before an automatic threshold: ``"log1p"`` (default) or ``"none"``.
+    column
+        A column already holding the call (e.g. inForm's ``Phenotype PDL1``): boolean, 0/1, or
+        text whose ``positive`` values (default: values ending in ``+``, such as ``PDL1+``)
+        mean positive. A ``[gating]`` rule's matches are such a column (``gate.<rule>``),
+        so a gated subset can be a state of a broader lineage.
+    positive
+        For ``column``: the values meaning positive (compared after stripping spaces).
+    all_of
+        A combination: positive when every named state is positive (e.g.
+        ``["GZMB_pos", "PD1_pos"]``); the named states must be marker or column states.
+    cell_types
+        Lineages that can carry the state (rows of the state tables); default every type.
+        Other cells never carry it.
+    """
+
+    marker: str = ""
+    threshold: float | str = field(default="otsu", metadata={"check": _ThresholdSpec()})
+    transform: str = field(default="log1p", metadata={"check": OneOf(("log1p", "none"))})
+    column: str = ""
+    positive: tuple[str, ...] = ()
+    all_of: tuple[str, ...] = ()
+    cell_types: tuple[str, ...] = ()
+
+    def _cross_checks(self) -> list[Problem]:
+        """Exactly one of ``marker``, ``column``, ``all_of``; ``positive`` needs ``column``."""
+        given = [name for name in ("marker", "column", "all_of") if getattr(self, name)]
+        if len(given) != 1:
+            return [Problem("marker", "the state's one source: give exactly one of marker, "
+                            "column, all_of", " and ".join(given) or "none of them")]
+        if self.positive and not self.column:
+            return [Problem("positive", "given only with `column`", _show(self.positive))]
+        return []
+
+
+@dataclass(frozen=True)
+class StatesParams(_Validated):
+    """Cell states and density ratios (section ``[states]``); see :mod:`metaniche.analyses.states`.
+
+    Each table ``[states.<name>]`` declares one state (:class:`StateRule`); ``<name>`` is
+    letters, digits and underscores (it becomes part of feature names), and ``ratios`` /
+    ``pseudocount`` are settings, not states. Example::
+
+        [states]
+        ratios = [["CD8_T", "Treg"]]
+        [states.PDL1_pos]
+        marker = "PDL1"
+        threshold = "otsu"
+        cell_types = ["Macrophage", "Tumor"]
+        [states.PDL1_call]
+        column = "Phenotype PDL1"
+        positive = "PDL1+"
+
+    Attributes
+    ----------
+    rules
+        State name → :class:`StateRule`. Default none.
+    ratios
+        ``[A, B]`` label pairs whose density ratio ``ratio.<compartment>.<A>.<B>`` is reported
+        per compartment. Default empty: every effector label (``[phenotype] effector_types``,
+        default labels containing CD8) over every regulatory label
+        (:data:`DEFAULT_REGULATORY_PATTERN`: ``Treg``, ``FOXP3…``) present in the sample.
+    pseudocount
+        Cells added to both counts of a ratio, ``(n_A + c) / (n_B + c)`` (the two densities
+        share the compartment's area), so a compartment without B cells gives a finite ratio;
+        NaN when neither type has a cell there. Default 0.5 (the Haldane–Anscombe correction).
+    """
+
+    rules: dict[str, StateRule] = field(default_factory=dict)
+    ratios: tuple[tuple[str, str], ...] = ()
+    pseudocount: float = field(default=0.5, metadata={"check": Positive()})
+
+    def _cross_checks(self) -> list[Problem]:
+        """Names are feature-name parts; ``all_of`` names marker/column states; pairs differ."""
+        found = []
+        for name, rule in self.rules.items():
+            if not re.fullmatch(_NAME_PATTERN, name) or name in ("ratios", "pseudocount"):
+                found.append(Problem(f"{name}", "a state name of letters, digits and "
+                                     "underscores, starting with a letter (not ratios or "
+                                     "pseudocount)", repr(name)))
+            for part in rule.all_of:
+                other = self.rules.get(part)
+                if other is None or other.all_of:
+                    known = sorted(n for n, r in self.rules.items() if not r.all_of)
+                    found.append(Problem(f"{name}.all_of", "a list of marker or column states "
+                                         f"({', '.join(known) or 'none declared'})",
+                                         repr(part)))
+        for pair in self.ratios:
+            if pair[0] == pair[1]:
+                found.append(Problem("ratios", "a list of pairs of two different labels",
+                                     _show(list(pair))))
+        return found
+
+
+@dataclass(frozen=True)
 class Config(_Validated):
     """The whole run configuration.
 
@@ -924,6 +1067,7 @@ class Config(_Validated):
     aggregates: AggregateParams = field(default_factory=AggregateParams)
     units: dict[str, UnitParams] = field(default_factory=lambda: dict(DEFAULT_UNITS))
     ligrec: LigrecParams = field(default_factory=LigrecParams)
+    states: StatesParams = field(default_factory=StatesParams)
 
     def _cross_checks(self) -> list[Problem]:
         """The gating panel is valid: :func:`metaniche.phenotype.parse_panel` raises its own
@@ -1042,6 +1186,58 @@ def _units(value: Any, source: str, lines: list[str]) -> dict[str, UnitParams] |
     return units
 
 
+def _states(value: Any, source: str, lines: list[str]) -> StatesParams | None:
+    """``[states]``: settings (``ratios``, ``pseudocount``) and one table per state."""
+    if not isinstance(value, dict):
+        lines.append(f"{source}: [states] must hold one table per state, e.g. "
+                     f"[states.PDL1_pos] marker = \"PDL1\"; got {value!r}.")
+        return None
+    before = len(lines)
+    settings = {k: v for k, v in value.items() if k in ("ratios", "pseudocount")}
+    rules: dict[str, StateRule] = {}
+    for name, table in value.items():
+        if name in settings:
+            continue
+        if not isinstance(table, dict):
+            lines.append(f"{source}: unknown key 'states.{name}'; a state is a table "
+                         f"[states.{name}] with marker = \"…\" (or column, or all_of), and the "
+                         f"settings here are pseudocount, ratios.")
+            continue
+        if not re.fullmatch(_NAME_PATTERN, str(name)):
+            lines.append(f"{source}: state name '{name}' must be letters, digits and "
+                         f"underscores, starting with a letter.")
+            continue
+        if "threshold" in table and "marker" not in table:
+            lines.append(f"{source}: `[states.{name}] threshold` applies to marker states "
+                         f"only; remove it or give marker = \"…\".")
+            continue
+        if isinstance(table.get("threshold"), int) and not isinstance(table["threshold"], bool):
+            table = {**table, "threshold": float(table["threshold"])}
+        rule = _build(StateRule, table, source, f"states.{name}", lines)
+        if rule is not None:
+            rules[str(name)] = rule
+    if "ratios" in settings:
+        pairs = settings["ratios"]
+        if not (isinstance(pairs, list) and all(
+                isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
+                for p in pairs)):
+            lines.append(f"{source}: `[states] ratios` must be a list of [numerator, "
+                         f"denominator] label pairs, e.g. [[\"CD8_T\", \"Treg\"]]; got "
+                         f"{_show(pairs)}.")
+            return None
+        settings["ratios"] = tuple(tuple(p) for p in pairs)
+    if "pseudocount" in settings and _is_integer(settings["pseudocount"]):
+        settings["pseudocount"] = float(settings["pseudocount"])
+    if len(lines) > before:  # still check the settings, with the states that built alone
+        rules = {name: rule for name, rule in rules.items() if not rule.all_of}
+    try:
+        params = StatesParams(rules=rules, **settings)
+        return params if len(lines) == before else None
+    except ConfigError as err:
+        lines.extend(f"{source}: {p.render(_owner('states'))}" for p in err.problems)
+        return None
+
+
 def _coerce(hint: Any, value: Any, source: str, section: str, key: str,
             lines: list[str]) -> Any:
     """A TOML value → the field's type (int → float, scalar → one-item list, list → tuple).
@@ -1061,6 +1257,8 @@ def _coerce(hint: Any, value: Any, source: str, section: str, key: str,
         return value
     if where == "units":
         return _units(value, source, lines)
+    if where == "states":
+        return _states(value, source, lines)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, source, where, lines)
     if get_origin(hint) is dict:

@@ -53,8 +53,10 @@ __all__ = [
     "MARKERS",
     "PHENOTYPES",
     "SIZE_EXCLUSION_UM2",
+    "STATE_MARKERS",
     "SimulatedSample",
     "analytic_compartment_areas",
+    "planted_state_probabilities",
     "simulate_cohort",
     "simulate_sample",
     "write_cohort",
@@ -78,6 +80,14 @@ MARKERS: tuple[str, ...] = (
     "ALB", "CCR7", "CXCL13",
 )
 """Marker intensity columns of the simulated cell table, in order."""
+
+STATE_MARKERS: dict[str, str] = {"PDL1_pos": "PDL1", "GZMB_pos": "GZMB", "PD1_pos": "PD1"}
+"""With ``states=True``: planted state → its marker column (see
+:func:`planted_state_probabilities`)."""
+
+STATE_THRESHOLD = float(np.sqrt(5.0 * 0.5))
+"""A fixed threshold that separates the planted state markers (geometric mean of the positive
+and negative levels, 4.6 noise sd from each on the log scale)."""
 
 PHENOTYPES: tuple[str, ...] = ("inflamed", "excluded", "desert")
 """Immune phenotypes that can be planted."""
@@ -184,6 +194,7 @@ def simulate_sample(
     tls_radius_um: tuple[float, float] = (60.0, 100.0),
     tls_maturity: bool = False,
     cd8_size_exclusion: bool = False,
+    states: bool = False,
 ) -> SimulatedSample:
     """Simulate one liver-metastasis sample with known ground truth.
 
@@ -238,6 +249,14 @@ def simulate_sample(
         of the phenotype's inside profile; outside tumour the phenotype's profile is kept. Small
         lesions are then infiltrated to the core and large ones excluded. No extra random
         draws, so the default (False) output is unchanged.
+    states : bool, default False
+        Plant cell states with exact truth: marker columns ``PDL1``, ``GZMB`` and ``PD1`` (after
+        the other markers), log-normal with mean 5 in positive cells and 0.5 elsewhere (noise
+        sd 0.25 on the log scale, so :data:`STATE_THRESHOLD` separates them), positives drawn
+        with :func:`planted_state_probabilities` (PD-L1+ macrophages concentrated at the
+        border, GZMB+ CD8 T in the core of inflamed samples, PD-1+ CD8 T independently); the
+        truth gains one boolean column per state of :data:`STATE_MARKERS`. Extra draws happen
+        only when True.
 
     Returns
     -------
@@ -314,11 +333,43 @@ def simulate_sample(
         "compartment": compartment_of(signed, BORDER_UM),
         "tls_id": tls_id,
     })
+    if states:
+        labels = np.asarray(CELL_TYPES, dtype=object)[codes]
+        for state, probability in planted_state_probabilities(labels, signed,
+                                                              phenotype).items():
+            carries = rng.random(len(labels)) < probability
+            level = np.where(carries, 5.0, 0.5)
+            cells[STATE_MARKERS[state]] = level * np.exp(
+                rng.standard_normal(len(labels)) * 0.25 - 0.25**2 / 2)
+            truth[state] = carries
     tls["n_cells"] = np.bincount(tls_id, minlength=len(tls) + 1)[1:].astype(np.int64)
     tls = tls[["tls_id", "centroid_x", "centroid_y", "n_cells", "radius_um"]]
     if grades is not None:
         tls = tls.assign(grade=np.array(_TLS_GRADES, dtype=object)[grades])
     return SimulatedSample(name, cells, truth, lesions, tissue, phenotype, tls, landmarks)
+
+
+def planted_state_probabilities(cell_type: np.ndarray, signed_distance_um: np.ndarray,
+                                phenotype: str) -> dict[str, np.ndarray]:
+    """Per-cell probability of every planted state (``simulate_sample(states=True)``).
+
+    - ``PDL1_pos``: Macrophage ``0.1 + 0.6 exp(-|d| / 80 µm)`` (concentrated at the border),
+      Tumor 0.2, other types 0;
+    - ``GZMB_pos``: CD8_T 0.6 in the core (d < -100 µm) of an inflamed sample, else 0.2;
+      other types 0;
+    - ``PD1_pos``: CD8_T 0.3 everywhere (independent of GZMB), other types 0.
+    """
+    labels = np.asarray(cell_type).astype(str)
+    d = np.asarray(signed_distance_um, dtype=np.float64)
+    macrophage, tumour, cd8 = labels == "Macrophage", labels == "Tumor", labels == "CD8_T"
+    core = d < -BORDER_UM
+    gzmb = np.where(core & (phenotype == "inflamed"), 0.6, 0.2)
+    return {
+        "PDL1_pos": np.where(macrophage, 0.1 + 0.6 * np.exp(-np.abs(d) / 80.0),
+                             np.where(tumour, 0.2, 0.0)),
+        "GZMB_pos": np.where(cd8, gzmb, 0.0),
+        "PD1_pos": np.where(cd8, 0.3, 0.0),
+    }
 
 
 def analytic_compartment_areas(
@@ -364,7 +415,7 @@ def analytic_compartment_areas(
 
 def simulate_cohort(
     n_samples: int = 6, n_cells: int = 20_000, seed: int = 0, os_log_hr: float = 0.8,
-    response_rates: tuple[float, float] = (0.85, 0.15),
+    response_rates: tuple[float, float] = (0.85, 0.15), states: bool = False,
 ) -> tuple[list[SimulatedSample], pd.DataFrame]:
     """Simulate a cohort of samples and a clinical table linked to a planted spatial feature.
 
@@ -383,6 +434,8 @@ def simulate_cohort(
     response_rates : (float, float), default (0.85, 0.15)
         Planted response effect: P(responder) of inflamed samples and of the others
         (excluded, desert). (0.5, 0.5) makes response independent of the tissue.
+    states : bool, default False
+        Plant cell states in every sample (``simulate_sample(states=True)``).
 
     Returns
     -------
@@ -415,7 +468,8 @@ def simulate_cohort(
     width = max(2, len(str(n_samples)))
     samples = [
         simulate_sample(f"S{i + 1:0{width}d}", n_cells=n_cells, seed=children[i],
-                        phenotype=str(phenotypes[i]), with_tls=bool(with_tls[i]))
+                        phenotype=str(phenotypes[i]), with_tls=bool(with_tls[i]),
+                        states=states)
         for i in range(n_samples)
     ]
     return samples, _clinical_table(rng, samples, width, os_log_hr, response_rates)

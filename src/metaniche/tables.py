@@ -33,6 +33,10 @@ __all__ = [
     "PRIVATE_TABLES",
     "RIPLEY",
     "SAMPLE_TABLES",
+    "STATES",
+    "STATE_GRADIENTS",
+    "STATE_GRADIENT_STATS",
+    "STATE_THRESHOLDS",
     "ZONATION",
     "ZONATION_BEYOND_BORDER",
     "ZONATION_ENRICHMENT",
@@ -72,6 +76,11 @@ CN_WINDOWS = "cn_windows"
 #: Per-sample tables kept in the sample's cache only (read by run-level steps, never gathered
 #: into ``tables/``).
 PRIVATE_TABLES = frozenset({CN_WINDOWS})
+# stage "states"
+STATES = "states"
+STATE_GRADIENTS = "state_gradients"
+STATE_GRADIENT_STATS = "state_gradient_stats"
+STATE_THRESHOLDS = "state_thresholds"
 # run-level step (written by the cohort neighbourhood step from ``cn_training``)
 NEIGHBOURHOODS = "neighbourhoods"
 #: Parts of the ``neighbourhoods`` table (its column ``table``): CN fractions per sample and
@@ -86,6 +95,7 @@ SAMPLE_TABLES: tuple[str, ...] = (
     GRADIENTS, GRADIENT_STATS, GRADIENT_MARKERS, LESION_METRICS, ZONATION, ZONATION_ENRICHMENT,
     DISTANCES, COUNT_WITHIN, MIXING, CLARK_EVANS, ENRICHMENT, RIPLEY, COOCCURRENCE, BORDER_CELLS,
     CN_TRAINING, CN_WINDOWS, AGGREGATES, AGGREGATE_COMPOSITION, LIGREC,
+    STATES, STATE_GRADIENTS, STATE_GRADIENT_STATS, STATE_THRESHOLDS,
 )
 
 #: Zonation subsets (column ``subset`` of ``zonation`` / ``zonation_enrichment``): all host

@@ -15,9 +15,10 @@ from metaniche._api.tools import (
     neighbourhoods,
     nhood_enrichment,
     ripley,
+    states,
     zonation,
 )
 
 __all__ = ["aggregates", "analyse", "co_occurrence", "compartments", "composition",
            "gradients", "immune_phenotype", "ligrec", "mixing_score", "nearest_distances",
-           "neighbourhoods", "nhood_enrichment", "ripley", "zonation"]
+           "neighbourhoods", "nhood_enrichment", "ripley", "states", "zonation"]

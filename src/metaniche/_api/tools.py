@@ -27,7 +27,7 @@ configuration.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -73,18 +73,22 @@ from metaniche.config import (
     NeighbourhoodParams,
     PhenotypeParams,
     RelationsParams,
+    StateRule,
+    StatesParams,
     ZonationParams,
 )
 from metaniche.context import SampleContext
+from metaniche.errors import InputError
 from metaniche.sample import analyse_sample
 from metaniche.stages import communities as communities_stage
 from metaniche.stages import composition as composition_stage
 from metaniche.stages import gradients as gradients_stage
+from metaniche.stages import states as states_stage
 from metaniche.stages import zonation as zonation_stage
 
 __all__ = ["aggregates", "analyse", "co_occurrence", "compartments", "composition",
            "gradients", "immune_phenotype", "ligrec", "mixing_score", "nearest_distances",
-           "neighbourhoods", "nhood_enrichment", "ripley", "zonation"]
+           "neighbourhoods", "nhood_enrichment", "ripley", "states", "zonation"]
 
 _C, _R = CompartmentParams, RelationsParams
 _COMPARTMENT_FIELDS = ("border_um", "grid_um", "smoothing_um", "tumor_fraction",
@@ -824,6 +828,108 @@ spatial_key
     return _finish(target, copy, config, "neighbourhoods")
 
 
+# --- cell states ----------------------------------------------------------------------------
+def _state_rules(rules: Mapping[str, Any] | None) -> dict[str, StateRule] | None:
+    """``{name: StateRule or dict of its fields}`` → validated rules (None: keep the config's)."""
+    if rules is None:
+        return None
+    if not isinstance(rules, Mapping):
+        raise InputError(f"`rules` must map state names to StateRule objects or dicts such as "
+                         f"{{\"PDL1_pos\": {{\"marker\": \"PDL1\"}}}}; got "
+                         f"{type(rules).__name__}.")
+    out = {}
+    for name, rule in rules.items():
+        if isinstance(rule, StateRule):
+            out[str(name)] = rule
+        elif isinstance(rule, Mapping):
+            fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                      for k, v in rule.items()}
+            for key in ("positive", "all_of", "cell_types"):
+                if isinstance(fields.get(key), str):
+                    fields[key] = (fields[key],)
+            try:
+                out[str(name)] = StateRule(**fields)
+            except TypeError:
+                known = ", ".join(f.name for f in dataclasses.fields(StateRule))
+                raise InputError(f"state '{name}' has an unknown field among "
+                                 f"{sorted(fields)}; known fields: {known}.") from None
+        else:
+            raise InputError(f"state '{name}' must be a StateRule or a dict of its fields; got "
+                             f"{type(rule).__name__}.")
+    return out
+
+
+@configured(compartments=("border_um",), states=("ratios", "pseudocount"),
+            gradients=("bin_um", "min_um", "max_um", "window_um"))
+def states(data: Any, cluster_key: str = "cell_type", *, library_key: str | None = None,
+           tumor: Sequence[str] | None = None, immune: Sequence[str] | None = None,
+           rules: Mapping[str, Any] | None = None,
+           ratios: Sequence[Sequence[str]] = StatesParams.ratios,
+           pseudocount: float = StatesParams.pseudocount,
+           border_um: float = _C.border_um, bin_um: float = GradientParams.bin_um,
+           min_um: float = GradientParams.min_um, max_um: float = GradientParams.max_um,
+           window_um: float = GradientParams.window_um, config: Config | None = None,
+           copy: bool = False, table_key: str | None = None,
+           spatial_key: str = "spatial") -> Any:
+    """Cell states beside the lineage: fractions and densities per compartment, along the
+    border, and density ratios.
+
+    Each state (``rules``, as the ``[states.<name>]`` tables of the config:
+    :class:`metaniche.config.StateRule`) is a marker above a threshold (a number or
+    ``"otsu"``/``"gmm"``/``"valley"`` per sample), a column holding calls, or a combination
+    ``all_of``; a cell keeps its ``cluster_key`` label and carries any number of states
+    (:mod:`metaniche.analyses.states`).
+
+    Parameters
+    ----------
+    data, cluster_key, library_key, tumor, immune, border_um, config, copy, table_key, \
+spatial_key
+        As in :func:`compartments`.
+    rules
+        State name → :class:`~metaniche.config.StateRule` or a dict of its fields, e.g.
+        ``{"PDL1_pos": {"marker": "PDL1", "threshold": "otsu", "cell_types": ["Macrophage"]}}``;
+        default: those of ``config`` (none).
+    ratios, pseudocount
+        :class:`metaniche.config.StatesParams`: ``[A, B]`` label pairs of the density ratios
+        (default: CD8 effectors over Treg / FOXP3 labels) and the pseudocount (cells, 0.5).
+    bin_um, min_um, max_um, window_um
+        :class:`metaniche.config.GradientParams`: the signed-distance bands and trend window.
+
+    Returns
+    -------
+    AnnData or DataFrame or None
+        The copy when ``copy=True``. Writes ``obs["state.<name>"]`` (bool) and
+        ``uns["metaniche"]`` tables ``states``, ``state_gradients``, ``state_gradient_stats``,
+        ``state_thresholds`` and ``state_features`` (one row per sample: the ratio and state
+        features of the run's ``features.parquet``).
+
+    Examples
+    --------
+    >>> mn.tl.states(adata, "cell_type", rules={"PDL1_pos": {"marker": "PDL1"}})  # doctest: +SKIP
+    >>> adata.uns["metaniche"]["states"].head()                  # doctest: +SKIP
+    """
+    assert config is not None  # @configured fills it in
+    chosen = _state_rules(rules)
+    params = config.states
+    if chosen is not None:
+        params = dataclasses.replace(params, rules=chosen)
+    pairs = tuple((str(a), str(b)) for a, b in params.ratios)
+    params = dataclasses.replace(params, ratios=pairs)
+    config = dataclasses.replace(config, states=params)
+    target = resolve(data, cluster_key, library_key, config, table_key, spatial_key, copy)
+    parts = list(contexts(target, config))
+    outputs = [states_stage.run(context) for _, context in parts]
+    for name in outputs[0].cell_columns:
+        store_cells(target, name, [o.cell_columns[name] for o in outputs])
+    for name in (T.STATES, T.STATE_GRADIENTS, T.STATE_GRADIENT_STATS, T.STATE_THRESHOLDS):
+        if any(name in o.tables for o in outputs):
+            store_table(target, name, [o.tables.get(name, pd.DataFrame()) for o in outputs])
+    features = pd.DataFrame([{"sample": part.name, **o.features}
+                             for (part, _), o in zip(parts, outputs, strict=True)])
+    target.results["state_features"] = h5ad_safe(features)
+    return _finish(target, copy, config, "states", "gradients")
+
+
 # --- everything -----------------------------------------------------------------------------
 def analyse(data: Any, cluster_key: str = "cell_type", *, library_key: str | None = None,
             config: Config | None = None, copy: bool = False, table_key: str | None = None,
@@ -857,8 +963,6 @@ def analyse(data: Any, cluster_key: str = "cell_type", *, library_key: str | Non
     """
     config = config or Config()
     if not isinstance(config, Config):
-        from metaniche.errors import InputError
-
         raise InputError(f"`config` must be a metaniche.config.Config; got "
                          f"{type(config).__name__}.")
     target = resolve(data, cluster_key, library_key, config, table_key, spatial_key, copy)

@@ -18,6 +18,7 @@ from metaniche.context import SampleContext, StageOutput
 from metaniche.stages import communities as communities_stage
 from metaniche.stages import composition, gradients, zonation
 from metaniche.stages import relations as relations_stage
+from metaniche.stages import states as states_stage
 
 __all__ = ["SAMPLE_STAGES", "Stage", "feature_families"]
 
@@ -29,6 +30,7 @@ SAMPLE_STAGES: list[tuple[str, Stage, dict[str, tuple[str, str]]]] = [
     ("zonation", zonation.run, zonation.FEATURES),
     ("relations", relations_stage.run, relations_stage.FEATURES),
     ("communities", communities_stage.run, communities_stage.FEATURES),
+    ("states", states_stage.run, states_stage.FEATURES),
 ]
 
 

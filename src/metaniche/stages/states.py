@@ -1,0 +1,92 @@
+"""Stage ``states``: cell states per compartment and band, and density ratios.
+
+Tables ``states`` (lesion × compartment × cell type × state), ``state_gradients`` (state
+fraction per signed-distance band, whole sample), ``state_gradient_stats`` (band trend) and
+``state_thresholds`` (the threshold used per state); per-cell columns ``state.<name>``.
+Features ``state_fraction.<compartment>.<cell_type>.<state>``,
+``state_density.<compartment>.<cell_type>.<state>``, ``state_gradient_slope.<cell_type>.
+<state>``, ``state_gradient_p.<cell_type>.<state>`` and ``ratio.<compartment>.<A>.<B>``.
+Methods in :mod:`metaniche.analyses.states`; no ``[states]`` rules gives the ratios only.
+"""
+
+from __future__ import annotations
+
+from metaniche import tables as T
+from metaniche.analyses.gradients import bin_edges_um
+from metaniche.analyses.states import (
+    call_states,
+    default_ratio_pairs,
+    density_ratios,
+    state_gradient_statistics,
+    state_gradients,
+    state_table,
+)
+from metaniche.context import SampleContext, StageOutput
+from metaniche.features import feature_namer
+
+__all__ = ["FEATURES", "run"]
+
+FEATURES: dict[str, tuple[str, str]] = {
+    "state_fraction": ("fraction", "share of a compartment's cells of a type that carry a "
+                       "state ([states])"),
+    "state_density": ("cells/mm²", "cells of a type carrying a state per mm² of a "
+                      "compartment's tissue area"),
+    "state_gradient_slope": ("log odds per 100 µm", "slope of the state's log odds per 100 µm "
+                             "farther from the tumour edge (negative = more frequent toward "
+                             "the edge), binomial / quasi-binomial GLM within the window"),
+    "state_gradient_p": ("p-value", "two-sided Wald p of the state gradient slope"),
+    "ratio": ("ratio", "density ratio of two types in a compartment, (n_A + c) / (n_B + c) "
+              "with pseudocount c = [states] pseudocount cells (default 0.5); NaN when "
+              "neither type has a cell there"),
+}
+_name = feature_namer(FEATURES)
+
+
+def run(context: SampleContext) -> StageOutput:
+    """States, their band profiles and trends, and density ratios of one sample."""
+    config = context.config
+    params = config.states
+    result = context.compartments
+    labels = context.labels
+    features: dict[str, object] = {}
+    tables = {}
+    cell_columns = {}
+    if params.rules:
+        calls = call_states(context.cells, labels, params.rules, context.name)
+        table = state_table(calls, context.type_codes, context.cell_types, result.compartment,
+                            result.lesion_id, result.areas)
+        gparams = config.gradients
+        edges = bin_edges_um(gparams.min_um, gparams.max_um, gparams.bin_um)
+        profiles = state_gradients(calls, context.type_codes, context.cell_types,
+                                   result.signed_distance_um, edges)
+        trends = state_gradient_statistics(profiles, gparams.window_um, config.cohort.confidence)
+        tables = {T.STATES: table, T.STATE_GRADIENTS: profiles, T.STATE_GRADIENT_STATS: trends,
+                  T.STATE_THRESHOLDS: calls.thresholds}
+        cell_columns = calls.columns()
+        whole = table[table["lesion_id"].isna()]
+        for row in whole.itertuples(index=False):
+            features[_name("state_fraction", row.compartment, row.cell_type, row.state)] = (
+                float(row.fraction))
+            features[_name("state_density", row.compartment, row.cell_type, row.state)] = (
+                float(row.density_per_mm2))
+        for row in trends.itertuples(index=False):
+            features[_name("state_gradient_slope", row.cell_type, row.state)] = (
+                float(row.slope_per_100um))
+            features[_name("state_gradient_p", row.cell_type, row.state)] = float(row.p)
+    present = set(context.cell_types)
+    warnings = [f"state '{name}' is limited to cell types {list(rule.cell_types)}, none of which "
+                f"is a label of this sample (labels: {', '.join(context.cell_types[:12])}); "
+                f"check [states.{name}] cell_types." for name, rule in params.rules.items()
+                if rule.cell_types and not present.intersection(rule.cell_types)]
+    warnings += [f"neither label of the ratio [{a!r}, {b!r}] is a label of this sample, so its "
+                 f"features are NaN; check [states] ratios." for a, b in params.ratios
+                 if a not in present and b not in present]
+    pairs = (list(params.ratios) if params.ratios
+             else default_ratio_pairs(context.cell_types, context.effector_types))
+    ratios = density_ratios(labels, result.compartment, result.areas, pairs,
+                            params.pseudocount)
+    for row in ratios.itertuples(index=False):
+        features[_name("ratio", row.compartment, row.numerator, row.denominator)] = (
+            float(row.ratio))
+    return StageOutput(tables=tables, features=features, cell_columns=cell_columns,
+                       warnings=warnings)
