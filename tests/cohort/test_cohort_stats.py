@@ -176,16 +176,19 @@ def test_feature_matrix_filters_and_indicators():
         "density.core.CD8_T": [1.0, 2, 3, 4, 5],
         "effector_density.core": [1.0, 2, 3, 4, 5],  # exact copy
         "constant": [7.0] * 5,
-        "ratio": [1.0, np.inf, 2, 3, 4],  # 4/5 finite = min_non_missing 0.8 -> kept
-        "sparse": [1.0, np.nan, np.nan, 2, 3],  # 3/5 < 0.8 -> dropped
+        "ratio": [1.0, np.inf, 2, 3, 4],  # inf is missing
+        "sparse": [1.0, np.nan, np.nan, 2, 3],  # kept: each test uses the finite samples
+        "empty": [np.nan] * 5,  # no finite value -> dropped
         "phenotype": ["inflamed", "desert", "inflamed", "excluded", "desert"],
     })
     matrix = feature_matrix(features, CohortParams())
-    assert list(matrix.values.columns) == ["density.core.CD8_T", "ratio", "phenotype.desert",
-                                           "phenotype.excluded", "phenotype.inflamed"]
+    assert list(matrix.values.columns) == ["density.core.CD8_T", "ratio", "sparse",
+                                           "phenotype.desert", "phenotype.excluded",
+                                           "phenotype.inflamed"]
+    assert np.isnan(matrix.values["ratio"].iloc[1])
     reasons = dict(zip(matrix.dropped["feature"], matrix.dropped["reason"], strict=True))
     assert reasons == {"effector_density.core": "duplicate of density.core.CD8_T",
-                       "constant": "constant", "sparse": "missing"}
+                       "constant": "constant", "empty": "missing"}
     assert matrix.values["phenotype.inflamed"].tolist() == [1.0, 0, 1, 0, 0]
 
 

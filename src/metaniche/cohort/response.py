@@ -15,11 +15,11 @@ References
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 from scipy import special, stats
+
+from metaniche.cohort.mixed import mixed_model_groups
 
 __all__ = ["auc_delong", "mann_whitney_table", "mixed_model_table"]
 
@@ -156,11 +156,11 @@ def mixed_model_table(values: pd.DataFrame, responder: pd.Series, patient: pd.Se
                       min_group: int = 3, confidence: float = 0.95) -> pd.DataFrame:
     """Per feature: linear mixed model ``z ~ responder + (1 | patient)`` over images.
 
-    The feature is standardised over the images (z-score, ddof = 0) and fitted with
-    statsmodels ``MixedLM`` (REML, a random intercept per patient), as spicyR models a spatial
-    metric with a subject random effect. The responder coefficient is the difference in
-    feature SDs between responders and non-responders, adjusted for the correlation of a
-    patient's images; p is its Wald test.
+    The two-group case of :func:`metaniche.cohort.mixed.mixed_model_groups` (see there: the
+    feature z-scored over its finite images, statsmodels ``MixedLM``, REML, a random
+    intercept per patient, Wald test), as spicyR models a spatial metric with a subject
+    random effect. The responder coefficient is the difference in feature SDs between
+    responders and non-responders, adjusted for the correlation of a patient's images.
 
     Parameters
     ----------
@@ -180,38 +180,7 @@ def mixed_model_table(values: pd.DataFrame, responder: pd.Series, patient: pd.Se
         (coefficient, SD units), ``ci_low``, ``ci_high``, ``effect_name`` =
         ``difference_sd``, ``n`` (images), ``n_patients``, ``converged``, ``p``. Features
         whose fit fails get NaN.
-
-    Notes
-    -----
-    One REML fit per feature: O(features × iterations × images).
     """
-    import statsmodels.formula.api as smf
-
-    label = responder.reindex(values.index).to_numpy()
-    groups = patient.reindex(values.index).astype(str).to_numpy()
-    z_crit = stats.norm.ppf(0.5 + confidence / 2)
-    rows = []
-    for name in values.columns:
-        x = values[name].to_numpy(np.float64)
-        keep = np.isfinite(x) & np.isfinite(label)
-        row = {"feature": name, "test": "mixed_model", "effect_name": "difference_sd",
-               "n": int(keep.sum()), "n_patients": len(np.unique(groups[keep]))}
-        per_group = pd.Series(label[keep]).groupby(groups[keep]).first()
-        sd = x[keep].std()
-        if min((per_group == 1).sum(), (per_group == 0).sum()) >= min_group and sd > 0:
-            data = pd.DataFrame({"z": (x[keep] - x[keep].mean()) / sd,
-                                 "responder": label[keep], "patient": groups[keep]})
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    fit = smf.mixedlm("z ~ responder", data, groups=data["patient"]).fit(
-                        reml=True)
-                coef = float(fit.params["responder"])
-                se = float(fit.bse["responder"])
-                row |= {"statistic": coef / se, "effect": coef, "ci_low": coef - z_crit * se,
-                        "ci_high": coef + z_crit * se, "converged": bool(fit.converged),
-                        "p": float(fit.pvalues["responder"])}
-            except (np.linalg.LinAlgError, ValueError):
-                row["converged"] = False
-        rows.append(row)
-    return pd.DataFrame(rows)
+    code = responder.map({1.0: "1", 0.0: "0"})
+    table = mixed_model_groups(values, code, ("0", "1"), patient, min_group, confidence)
+    return table.drop(columns=["contrast"])
