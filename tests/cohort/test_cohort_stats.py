@@ -166,7 +166,10 @@ def test_mixed_model_recovers_planted_group_difference():
                                pd.Series(patients.astype(str), index=index),
                                confidence=0.9).iloc[0]
     se = narrow["effect"] / narrow["statistic"]
-    assert narrow["ci_high"] - narrow["effect"] == pytest.approx(stats.norm.ppf(0.95) * se)
+    # Wald t on the between-patient degrees of freedom: 30 patients - 2 fixed effects
+    assert narrow["df"] == 28
+    assert narrow["ci_high"] - narrow["effect"] == pytest.approx(stats.t.ppf(0.95, 28) * se)
+    assert narrow["p"] == pytest.approx(2 * stats.t.sf(abs(narrow["statistic"]), 28))
     assert narrow["effect"] == table["effect"]
 
 

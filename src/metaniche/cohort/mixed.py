@@ -4,7 +4,9 @@ References
 ----------
 1. Laird NM, Ware JH. Random-effects models for longitudinal data. Biometrics.
    1982;38:963-74.
-2. Canete NP, et al. spicyR: spatial analysis of in situ cytometry data in R. Bioinformatics.
+2. Pinheiro JC, Bates DM. Mixed-Effects Models in S and S-PLUS. Springer; 2000, §2.4.2
+   (denominator degrees of freedom of between-group terms, as nlme's ``lme``).
+3. Canete NP, et al. spicyR: spatial analysis of in situ cytometry data in R. Bioinformatics.
    2022;38:3099-105 (mixed model with a subject random intercept).
 """
 
@@ -28,10 +30,14 @@ def mixed_model_groups(values: pd.DataFrame, labels: pd.Series, levels: tuple[st
     (z-score, ddof = 0) and fitted with statsmodels ``MixedLM`` (REML, a random intercept per
     patient, treatment coding against ``levels[0]``), as spicyR models a spatial metric with
     a subject random effect. Each coefficient is the difference in feature SDs between a
-    group and the reference, adjusted for the correlation of a patient's images; p is its
-    two-sided Wald z test. With three or more groups an omnibus row tests all coefficients
-    at once (Wald χ² = b'V⁻¹b on ``len(levels) - 1`` degrees of freedom, V the REML
-    covariance of the fixed effects).
+    group and the reference, adjusted for the correlation of a patient's images; its test
+    is the two-sided Wald t = b / se on the between-patient degrees of freedom
+    df = patients − k (k = ``len(levels)`` fixed effects: intercept and k − 1 group
+    contrasts), as nlme's ``lme`` gives a factor that is constant within patients (a normal
+    reference would be liberal with few patients; the group must be constant within a
+    patient). With three or more groups an omnibus row tests all coefficients at once:
+    F = b'V⁻¹b / (k − 1) on (k − 1, patients − k) degrees of freedom, V the REML covariance
+    of the fixed effects.
 
     Parameters
     ----------
@@ -44,19 +50,21 @@ def mixed_model_groups(values: pd.DataFrame, labels: pd.Series, levels: tuple[st
     patient
         Patient id per image.
     min_group
-        Fewest patients with a finite value per group for a fit; else the rows are NaN.
+        Fewest patients with a finite value per group for a fit (at least 1, and more
+        patients than groups); else the rows are NaN.
     confidence
-        Level of the Wald intervals.
+        Level of the Wald intervals (b ± t_{df} se).
 
     Returns
     -------
     pandas.DataFrame
         Per feature and non-reference level: ``feature``, ``test`` = ``mixed_model``,
-        ``contrast`` = ``"<level> vs <reference>"``, ``statistic`` (Wald z), ``effect``
-        (coefficient, SD units), ``ci_low``, ``ci_high``, ``effect_name`` =
+        ``contrast`` = ``"<level> vs <reference>"``, ``statistic`` (Wald t), ``df``,
+        ``effect`` (coefficient, SD units), ``ci_low``, ``ci_high``, ``effect_name`` =
         ``difference_sd``, ``n`` (images), ``n_patients``, ``converged``, ``p``; with three
         or more levels also a row ``test`` = ``mixed_model_omnibus``, ``contrast`` = the
-        levels joined by `` / ``, ``statistic`` = Wald χ², ``df``, ``p`` (no effect).
+        levels joined by `` / ``, ``statistic`` = F, ``df`` (numerator k − 1; the
+        denominator is ``n_patients`` − k), ``p`` (no effect).
         Rows of a feature whose fit fails or lacks patients hold NaN.
 
     Notes
@@ -71,7 +79,6 @@ def mixed_model_groups(values: pd.DataFrame, labels: pd.Series, levels: tuple[st
     for j, level in enumerate(levels):
         code[known & (label == level)] = j
     groups = patient.reindex(values.index).astype(str).to_numpy()
-    z_crit = stats.norm.ppf(0.5 + confidence / 2)
     k = len(levels)
     everyone = " / ".join(levels)
     rows: list[dict] = []
@@ -87,7 +94,9 @@ def mixed_model_groups(values: pd.DataFrame, labels: pd.Series, levels: tuple[st
         per_patient = pd.Series(code[keep]).groupby(groups[keep]).first()
         counts = np.bincount(per_patient.to_numpy(np.int64), minlength=k)
         sd = x[keep].std()
-        if counts.min() >= min_group and sd > 0:
+        n_patients = base["n_patients"]
+        df = n_patients - k
+        if counts.min() >= max(min_group, 1) and df > 0 and sd > 0:
             z = (x[keep] - x[keep].mean()) / sd
             exog = np.column_stack([np.ones(keep.sum())]
                                    + [(code[keep] == j).astype(np.float64) for j in range(1, k)])
@@ -98,16 +107,17 @@ def mixed_model_groups(values: pd.DataFrame, labels: pd.Series, levels: tuple[st
                 coef = np.asarray(fit.fe_params, np.float64)[1:]
                 cov = np.asarray(fit.cov_params(), np.float64)[1:k, 1:k]
                 se = np.sqrt(np.diag(cov))
+                t_crit = stats.t.ppf(0.5 + confidence / 2, df)
                 for j, row in enumerate(level_rows):
-                    row |= {"statistic": coef[j] / se[j], "effect": coef[j],
-                            "ci_low": coef[j] - z_crit * se[j],
-                            "ci_high": coef[j] + z_crit * se[j],
+                    row |= {"statistic": coef[j] / se[j], "df": df, "effect": coef[j],
+                            "ci_low": coef[j] - t_crit * se[j],
+                            "ci_high": coef[j] + t_crit * se[j],
                             "converged": bool(fit.converged),
-                            "p": float(2 * stats.norm.sf(abs(coef[j] / se[j])))}
+                            "p": float(2 * stats.t.sf(abs(coef[j] / se[j]), df))}
                 if omnibus is not None:
-                    chi2 = float(coef @ np.linalg.solve(cov, coef))
-                    omnibus |= {"statistic": chi2, "converged": bool(fit.converged),
-                                "p": float(stats.chi2.sf(chi2, k - 1))}
+                    f_stat = float(coef @ np.linalg.solve(cov, coef)) / (k - 1)
+                    omnibus |= {"statistic": f_stat, "converged": bool(fit.converged),
+                                "p": float(stats.f.sf(f_stat, k - 1, df))}
             except (np.linalg.LinAlgError, ValueError):
                 for row in level_rows:
                     row["converged"] = False

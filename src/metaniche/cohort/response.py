@@ -158,9 +158,10 @@ def mixed_model_table(values: pd.DataFrame, responder: pd.Series, patient: pd.Se
 
     The two-group case of :func:`metaniche.cohort.mixed.mixed_model_groups` (see there: the
     feature z-scored over its finite images, statsmodels ``MixedLM``, REML, a random
-    intercept per patient, Wald test), as spicyR models a spatial metric with a subject
-    random effect. The responder coefficient is the difference in feature SDs between
-    responders and non-responders, adjusted for the correlation of a patient's images.
+    intercept per patient, Wald t on patients − 2 degrees of freedom), as spicyR models a
+    spatial metric with a subject random effect. The responder coefficient is the
+    difference in feature SDs between responders and non-responders, adjusted for the
+    correlation of a patient's images.
 
     Parameters
     ----------
@@ -176,7 +177,7 @@ def mixed_model_table(values: pd.DataFrame, responder: pd.Series, patient: pd.Se
     Returns
     -------
     pandas.DataFrame
-        ``feature``, ``test`` = ``mixed_model``, ``statistic`` (Wald z), ``effect``
+        ``feature``, ``test`` = ``mixed_model``, ``statistic`` (Wald t), ``df``, ``effect``
         (coefficient, SD units), ``ci_low``, ``ci_high``, ``effect_name`` =
         ``difference_sd``, ``n`` (images), ``n_patients``, ``converged``, ``p``. Features
         whose fit fails get NaN.
