@@ -683,8 +683,10 @@ class CohortParams(_Validated):
         Which analyses to run when their columns exist: any of ``response``, ``survival``,
         ``treatment``, ``prediction``. Default all four.
     min_group
-        Fewest samples (patients) per response group, and fewest pairs per group for the
-        treatment interaction, for a test to be run. Default 3.
+        Fewest units with a finite value of the feature per compared group (response or
+        ``[clinical] condition``; patients for the mixed models), and fewest pairs per group
+        for the treatment interaction, for a test to be run; a test short of it has NaN
+        statistics and does not count towards the q-values. Default 3.
     min_events
         Fewest events for the survival analysis. Default 5.
     min_non_missing

@@ -249,3 +249,18 @@ def test_toml_keys(tmp_path):
     config = load_config(path)
     assert config.clinical.condition == "arm" and config.clinical.condition_reference == "sham"
     assert config.cohort.primary_features == ("tls.*",)
+
+
+def test_more_than_two_response_labels_compare_every_group_as_a_condition():
+    rng = np.random.default_rng(9)
+    features, clinical = _arm_cohort(rng, per_arm=10, n_null=3, shift=2.0)
+    clinical = clinical.rename(columns={"arm": "response"})
+    only_response = Config(cohort=CohortParams(analyses=("response",)))
+    with pytest.raises(InputError, match='condition = "response"'):
+        analyse_cohort(features, clinical, only_response)
+    config = Config(clinical=ClinicalColumns(condition="response"),
+                    cohort=CohortParams(analyses=("response",)))
+    result = analyse_cohort(features, clinical, config)
+    assert "3 labels" in result.skipped["response"]
+    kw = result.association[result.association["test"] == "kruskal_wallis"]
+    assert kw.set_index("feature").loc["planted", "q"] < 0.01

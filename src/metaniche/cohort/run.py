@@ -79,17 +79,22 @@ class CohortResult:
 
 def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
                    config: Config) -> CohortResult:
-    """Associate per-sample spatial features with response, survival and treatment.
+    """Associate per-sample spatial features with response, condition, survival, treatment.
 
     Pure: no I/O. Steps: the outcome-free feature filters of
     :func:`metaniche.cohort.matrix.feature_matrix`; the clinical join (by sample, or by
     patient when the clinical table has no ``sample`` column: through the features'
     ``patient`` column, the cell table's ``[columns] patient``); the patient of each sample
     by :func:`metaniche.cohort.matrix.sample_patients`; when a time-point column exists,
-    response, survival and prediction use the ``pre`` samples only; when a patient has
-    several images, features are averaged per patient for the rank tests, Cox models and
-    prediction, and a mixed model with a patient random intercept is fitted on the images as
-    well.
+    response, condition, survival and prediction use the ``pre`` samples only; when a
+    patient has several images, features are averaged per patient (over the images where
+    the feature is finite) for the rank tests, Cox models and prediction, and a mixed model
+    with a patient random intercept is fitted on the images as well. Response and
+    ``[clinical] condition`` groups go through the one group comparison,
+    :func:`metaniche.cohort.groups.compare_groups` (the response as its two-group case);
+    the condition analysis runs whenever ``[clinical] condition`` names a column. Each test
+    uses the units where the feature is finite (``n``); the prediction model leaves out
+    features finite in fewer than ``[cohort] min_non_missing`` of the units.
 
     Parameters
     ----------
@@ -107,15 +112,22 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
     Returns
     -------
     CohortResult
-        ``association`` columns: ``feature``, ``outcome`` (``response``, ``os``,
-        ``treatment``, ``treatment_x_response``), ``test`` (``mann_whitney``,
-        ``mixed_model``, ``cox``, ``logrank``, ``wilcoxon_signed_rank``,
-        ``change_mann_whitney``), ``statistic``, ``effect``, ``ci_low``, ``ci_high``, ``p``,
-        ``q`` (Benjamini–Hochberg over the features within each outcome × test, via
-        ``scipy.stats.false_discovery_control``), ``effect_name``, ``region`` (compartment
-        parsed from the feature name), ``unit``, ``n``, then test-specific columns
-        (``cliffs_delta``, ``fold_change``, ``ph_p``, ``n_events``, ``threshold``, …).
-        Rows are sorted by outcome, test and p. Response rows (and
+        ``association`` columns: ``feature``, ``outcome`` (``response``, ``condition``,
+        ``os``, ``treatment``, ``treatment_x_response``), ``test`` (``mann_whitney``,
+        ``kruskal_wallis``, ``mixed_model``, ``mixed_model_omnibus``, ``cox``, ``logrank``,
+        ``wilcoxon_signed_rank``, ``change_mann_whitney``), ``statistic``, ``effect``,
+        ``ci_low``, ``ci_high``, ``p``, ``q`` (Benjamini–Hochberg over the features within
+        each outcome × test × family, via ``scipy.stats.false_discovery_control``),
+        ``family`` (``primary`` for the features matching ``[cohort] primary_features``,
+        else ``exploratory``; :func:`metaniche.cohort.families.feature_families`),
+        ``effect_name``, ``region`` (compartment parsed from the feature name), ``unit``
+        (``sample``, ``patient`` means, or ``image+patient random effect`` for the mixed
+        models), ``n`` (units or images tested), then test-specific columns
+        (``contrast``, ``cliffs_delta``, ``fold_change``, ``group_n``, ``df``, ``ph_p``,
+        ``n_events``, ``threshold``, …). Rows are sorted by family (primary first), outcome,
+        test and p. Condition rows carry ``contrast``: ``"<later> vs <earlier>"`` for a
+        pair of groups (reference first, then sorted), the groups joined by `` / `` for the
+        omnibus tests. Response rows (and
         ``treatment_x_response`` rows) carry ``contrast`` = ``"<level> vs <reference>"``
         (:func:`metaniche.cohort.matrix.response_contrast`: the ``[clinical]
         responder_values`` labels against the rest, else a recognised responder label
@@ -124,13 +136,16 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
         ``*_non_responder`` hold ``level`` / ``reference``). ``prediction["contrast"]``
         names the predicted level the same way. A response column that is not two groups
         (one label, or more than two without ``responder_values``) skips the response and
-        prediction analyses with the reason in ``skipped``.
+        prediction analyses with the reason in ``skipped`` (a condition column with one
+        label skips ``condition``).
 
     Raises
     ------
     InputError
         Unmatched sample or patient ids, unusable outcome columns, ``responder_values`` that
-        match no label, or no analysis possible (the reasons of every skipped analysis are
+        match no label, a ``[clinical] condition`` column that is absent or differs between
+        a patient's images, a ``condition_reference`` that is not one of its labels, or no
+        analysis possible (the reasons of every skipped analysis are
         named).
     ConfigError
         ``[cohort] analyses`` names an unknown analysis.

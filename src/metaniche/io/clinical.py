@@ -225,8 +225,9 @@ def response_contrast(response: pd.Series, columns: ClinicalColumns) -> Response
     elif len(levels) != 2:
         raise ContrastUnavailable(
             f"clinical column '{name}' has {len(levels)} labels ({levels[:6]}), not two; "
-            "set [clinical] responder_values to the labels to compare with all others, or "
-            "recode the column to two groups.")
+            "set [clinical] responder_values to the labels to compare with all others, "
+            f"set [clinical] condition = \"{name}\" to compare every group, or recode the "
+            "column to two groups.")
     elif len(known := set(levels) & DEFAULT_RESPONDER_LABELS) == 1:
         wanted = known
     else:
