@@ -264,3 +264,30 @@ def test_more_than_two_response_labels_compare_every_group_as_a_condition():
     assert "3 labels" in result.skipped["response"]
     kw = result.association[result.association["test"] == "kruskal_wallis"]
     assert kw.set_index("feature").loc["planted", "q"] < 0.01
+
+
+def test_feature_missing_in_some_samples_is_tested_where_present():
+    rng = np.random.default_rng(10)
+    n = 30
+    group = np.repeat([0, 1], n // 2)
+    gappy = rng.normal(0, 1, n) + 2.0 * group
+    gappy[::5] = np.nan  # 24 of 30 finite (below min_non_missing = 0.8 would have dropped it)
+    gappy[1::5] = np.nan  # now 18 of 30
+    rare = np.full(n, np.nan)
+    rare[[0, 1, 20, 21, 22]] = rng.normal(0, 1, 5)  # 2 in group 0: fewer than min_group
+    features = pd.DataFrame({"sample": [f"s{i}" for i in range(n)], "gappy": gappy,
+                             "rare": rare, "dense": rng.normal(0, 1, n) + group})
+    clinical = pd.DataFrame({"sample": features["sample"], "response": group})
+    config = Config(cohort=CohortParams(analyses=("response", "prediction"), n_repeats=1,
+                                        n_bootstrap=20, n_folds=3))
+    result = analyse_cohort(features, clinical, config)
+    table = result.association.set_index("feature")
+    assert table.loc["gappy", "n"] == 18
+    finite = np.isfinite(gappy)
+    expected = stats.mannwhitneyu(gappy[finite & (group == 1)], gappy[finite & (group == 0)])
+    assert table.loc["gappy", "p"] == pytest.approx(expected.pvalue)
+    assert table.loc["rare", "n"] == 5 and np.isnan(table.loc["rare", "p"])
+    assert np.isnan(table.loc["rare", "q"])  # an untested feature does not dilute the others
+    assert result.dropped_features.empty
+    assert result.prediction["n_sparse_features"] == 2  # gappy and rare left out of the model
+    assert result.prediction["spatial"]["n_features"] == 1

@@ -50,7 +50,9 @@ class CohortResult:
         One row per feature × outcome × test (see :func:`analyse_cohort`).
     prediction : dict
         Nested cross-validation result (see
-        :func:`metaniche.cohort.prediction.nested_cv_prediction`); empty when not run.
+        :func:`metaniche.cohort.prediction.nested_cv_prediction`) plus
+        ``n_sparse_features``, the features left out for being finite in fewer than
+        ``[cohort] min_non_missing`` of the units; empty when not run.
     km_curves : pandas.DataFrame
         Kaplan–Meier curves of the median splits (see
         :func:`metaniche.cohort.survival.kaplan_meier_table`).
