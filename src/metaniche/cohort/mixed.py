@@ -65,7 +65,8 @@ def mixed_model_groups(values: pd.DataFrame, labels: pd.Series, levels: tuple[st
         or more levels also a row ``test`` = ``mixed_model_omnibus``, ``contrast`` = the
         levels joined by `` / ``, ``statistic`` = F, ``df`` (numerator k − 1; the
         denominator is ``n_patients`` − k), ``p`` (no effect).
-        Rows of a feature whose fit fails or lacks patients hold NaN.
+        Rows of a feature whose fit fails (or gives no positive variance of its
+        coefficients; ``converged`` False) or lacks patients hold NaN.
 
     Notes
     -----
@@ -106,6 +107,8 @@ def mixed_model_groups(values: pd.DataFrame, labels: pd.Series, levels: tuple[st
                     fit = sm.MixedLM(z, exog, groups=groups[keep]).fit(reml=True)
                 coef = np.asarray(fit.fe_params, np.float64)[1:]
                 cov = np.asarray(fit.cov_params(), np.float64)[1:k, 1:k]
+                if not (np.all(np.isfinite(coef)) and np.all(np.diag(cov) > 0)):
+                    raise ValueError("degenerate fit")  # no usable standard error
                 se = np.sqrt(np.diag(cov))
                 t_crit = stats.t.ppf(0.5 + confidence / 2, df)
                 for j, row in enumerate(level_rows):
