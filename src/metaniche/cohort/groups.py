@@ -134,7 +134,9 @@ def compare_groups(units: pd.DataFrame, groups: Groups, unit: str,
           ``"<later> vs <earlier>"`` in ``groups.levels`` order), two-sided Mann–Whitney U
           on the units where the feature is finite, effect = AUC (P(later > earlier), ties ½)
           with DeLong's interval, ``cliffs_delta`` = rank-biserial correlation 2·AUC − 1
-          with the interval mapped from the AUC's (closed form, no bootstrap); columns
+          with the interval mapped from the AUC's (closed form, no bootstrap), and the
+          Hodges–Lehmann shift in the feature's units with its rank interval
+          (``hl_shift``, ``hl_low``, ``hl_high``); columns
           ``*_responder`` / ``*_non_responder`` hold the later / earlier group
           (:func:`metaniche.cohort.response.mann_whitney_table`);
         - ``kruskal_wallis`` (three or more groups): one per feature
