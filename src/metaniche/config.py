@@ -665,6 +665,14 @@ class ClinicalColumns(_Validated):
         column exists.
     covariates
         Extra numeric columns adjusted for in the Cox models (e.g. age, stage). Default none.
+    condition
+        Column of an unpaired grouping with two or more groups (treatment arm vs sham,
+        primary vs metastasis, …), compared feature by feature (outcome ``condition``, see
+        :func:`metaniche.cohort.groups.compare_groups`). Default empty: no such analysis.
+        Labels are compared case-insensitively after stripping spaces.
+    condition_reference
+        The reference label of ``condition``: effects are for each other group relative to
+        it. Default empty: the first label in sorted (lower-case) order.
     """
 
     sample: str = "sample"
@@ -677,6 +685,8 @@ class ClinicalColumns(_Validated):
     pre: str = "pre"
     post: str = "post"
     covariates: tuple[str, ...] = ()
+    condition: str = ""
+    condition_reference: str = ""
 
 
 @dataclass(frozen=True)
@@ -689,13 +699,17 @@ class CohortParams(_Validated):
         Which analyses to run when their columns exist: any of ``response``, ``survival``,
         ``treatment``, ``prediction``. Default all four.
     min_group
-        Fewest samples (patients) per response group, and fewest pairs per group for the
-        treatment interaction, for a test to be run. Default 3.
+        Fewest units with a finite value of the feature per compared group (response or
+        ``[clinical] condition``; patients for the mixed models), and fewest pairs per group
+        for the treatment interaction, for a test to be run; a test short of it has NaN
+        statistics and does not count towards the q-values. Default 3.
     min_events
         Fewest events for the survival analysis. Default 5.
     min_non_missing
-        Features finite in fewer than this fraction of the analysed units are dropped.
-        Default 0.8.
+        Features finite in fewer than this fraction of the analysed units are left out of the
+        multivariable prediction model (which imputes the rest). The per-feature tests use
+        every feature, each on the units where it is finite (``n`` in the association table),
+        and need ``min_group`` finite units per group. Default 0.8.
     min_variance
         Features whose variance is at most this are dropped (0 drops constants). Default 0.
     max_levels
@@ -716,6 +730,16 @@ class CohortParams(_Validated):
         Confidence level of every interval. Default 0.95.
     seed
         Root seed of the fold splits and bootstrap. Default 0.
+    primary_features
+        Case-insensitive glob patterns (``fnmatch``: ``*`` matches any text, dots included)
+        of the primary features, the literature's biomarkers tested as their own
+        Benjamini–Hochberg family and reported first; every other feature is exploratory,
+        with its own FDR (column ``family`` of the association table). Default: effector
+        density in core and border (``effector_density.core``, ``effector_density.border``),
+        immune phenotype (``phenotype.*``), infiltration depth (``infiltration_depth_um.*``),
+        CD8–tumour nearest distance (``nn_dist_um.*cd8*.tumo*``: mean distance from a CD8
+        cell to its nearest tumour cell) and TLS count, overall and per compartment
+        (``tls.count*``). An empty list makes every feature exploratory.
     """
 
     analyses: tuple[str, ...] = field(
@@ -733,6 +757,9 @@ class CohortParams(_Validated):
     confidence: float = field(
         default=0.95, metadata={"check": Interval(0, 1, lo_open=True, hi_open=True)})
     seed: int = field(default=0, metadata={"check": Integer(0)})
+    primary_features: tuple[str, ...] = (
+        "effector_density.core", "effector_density.border", "phenotype.*",
+        "infiltration_depth_um.*", "nn_dist_um.*cd8*.tumo*", "tls.count*")
 
 
 @dataclass(frozen=True)

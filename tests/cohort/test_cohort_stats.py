@@ -166,7 +166,10 @@ def test_mixed_model_recovers_planted_group_difference():
                                pd.Series(patients.astype(str), index=index),
                                confidence=0.9).iloc[0]
     se = narrow["effect"] / narrow["statistic"]
-    assert narrow["ci_high"] - narrow["effect"] == pytest.approx(stats.norm.ppf(0.95) * se)
+    # Wald t on the between-patient degrees of freedom: 30 patients - 2 fixed effects
+    assert narrow["df"] == 28
+    assert narrow["ci_high"] - narrow["effect"] == pytest.approx(stats.t.ppf(0.95, 28) * se)
+    assert narrow["p"] == pytest.approx(2 * stats.t.sf(abs(narrow["statistic"]), 28))
     assert narrow["effect"] == table["effect"]
 
 
@@ -176,16 +179,19 @@ def test_feature_matrix_filters_and_indicators():
         "density.core.CD8_T": [1.0, 2, 3, 4, 5],
         "effector_density.core": [1.0, 2, 3, 4, 5],  # exact copy
         "constant": [7.0] * 5,
-        "ratio": [1.0, np.inf, 2, 3, 4],  # 4/5 finite = min_non_missing 0.8 -> kept
-        "sparse": [1.0, np.nan, np.nan, 2, 3],  # 3/5 < 0.8 -> dropped
+        "ratio": [1.0, np.inf, 2, 3, 4],  # inf is missing
+        "sparse": [1.0, np.nan, np.nan, 2, 3],  # kept: each test uses the finite samples
+        "empty": [np.nan] * 5,  # no finite value -> dropped
         "phenotype": ["inflamed", "desert", "inflamed", "excluded", "desert"],
     })
     matrix = feature_matrix(features, CohortParams())
-    assert list(matrix.values.columns) == ["density.core.CD8_T", "ratio", "phenotype.desert",
-                                           "phenotype.excluded", "phenotype.inflamed"]
+    assert list(matrix.values.columns) == ["density.core.CD8_T", "ratio", "sparse",
+                                           "phenotype.desert", "phenotype.excluded",
+                                           "phenotype.inflamed"]
+    assert np.isnan(matrix.values["ratio"].iloc[1])
     reasons = dict(zip(matrix.dropped["feature"], matrix.dropped["reason"], strict=True))
     assert reasons == {"effector_density.core": "duplicate of density.core.CD8_T",
-                       "constant": "constant", "sparse": "missing"}
+                       "constant": "constant", "empty": "missing"}
     assert matrix.values["phenotype.inflamed"].tolist() == [1.0, 0, 1, 0, 0]
 
 

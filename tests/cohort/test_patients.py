@@ -130,7 +130,8 @@ def test_run_carries_patients_into_features_cohort_and_lesions(cohort_by_patient
     association = pd.read_parquet(out / "association.parquet")
     assert not association.empty
     rank = association[association["test"] == "mann_whitney"]
-    assert len(rank) and (rank["n"] == 3).all()  # three patients, not six images
+    # three patients, not six images (fewer where a feature is missing in a patient)
+    assert len(rank) and (rank["n"] <= 3).all() and rank["n"].max() == 3
     assert (rank["contrast"] == "responder vs non-responder").all()
 
 

@@ -2,9 +2,11 @@
 
 :func:`feature_matrix` turns ``features.parquet`` (one row per sample) into a float matrix:
 non-finite values become missing, low-cardinality string features (``phenotype``) become 0/1
-indicators, and features that are mostly missing, (near-)constant or exact copies of an
-earlier column are dropped with a recorded reason. None of these filters looks at an outcome,
-so they cannot leak outcome information into cross-validation.
+indicators, and features that are missing everywhere, (near-)constant or exact copies of an
+earlier column are dropped with a recorded reason. A feature missing in some samples is kept:
+each test uses the samples that have it (and says how many), and the prediction model leaves
+out features finite in fewer than ``[cohort] min_non_missing`` of the units. None of these
+filters looks at an outcome, so they cannot leak outcome information into cross-validation.
 
 :func:`join_clinical` joins the clinical table by ``sample`` (or by ``patient`` when the clinical
 table has one row per patient) and :func:`patient_means` aggregates several images of a
@@ -48,8 +50,8 @@ class FeatureMatrix:
     values : pandas.DataFrame
         Index ``sample`` (str); one float column per kept feature, NaN where missing.
     dropped : pandas.DataFrame
-        ``feature``, ``reason`` (``non-numeric``, ``missing``, ``constant``,
-        ``duplicate of <feature>``).
+        ``feature``, ``reason`` (``non-numeric``, ``missing`` (no finite value),
+        ``constant``, ``duplicate of <feature>``).
     """
 
     values: pd.DataFrame
@@ -84,8 +86,8 @@ def feature_matrix(features: pd.DataFrame, params: CohortParams,
     features
         One row per sample: a ``sample`` column and the named features.
     params
-        ``min_non_missing`` (fraction of samples that must be finite), ``min_variance``
-        (variance must exceed it; population variance, ddof = 0) and ``max_levels``
+        ``min_variance`` (variance of the finite values must exceed it; population
+        variance, ddof = 0) and ``max_levels``
         (string columns with at most this many distinct values become indicators
         ``<name>.<level>``, 1.0 where equal, NaN where the string is missing).
     exclude
@@ -134,7 +136,7 @@ def feature_matrix(features: pd.DataFrame, params: CohortParams,
     n = len(features)
     for name, values in columns.items():
         finite = np.isfinite(values)
-        if n == 0 or finite.mean() < params.min_non_missing:
+        if n == 0 or not finite.any():
             dropped.append((name, "missing"))
             continue
         if not np.var(values[finite]) > params.min_variance:

@@ -11,17 +11,20 @@ References
    1993;114:494-509.
 4. Canete NP, et al. spicyR: spatial analysis of in situ cytometry data in R. Bioinformatics.
    2022;38:3099-105 (mixed model with a subject random intercept).
+5. Hodges JL, Lehmann EL. Estimates of location based on rank tests. Ann Math Stat.
+   1963;34:598-611; interval by inverting the Mann–Whitney test: Bauer DF. Constructing
+   confidence sets using rank statistics. J Am Stat Assoc. 1972;67:687-90.
 """
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-__all__ = ["auc_delong", "mann_whitney_table", "mixed_model_table"]
+from metaniche.cohort.mixed import mixed_model_groups
+
+__all__ = ["auc_delong", "hodges_lehmann", "mann_whitney_table", "mixed_model_table"]
 
 
 def auc_delong(positive: np.ndarray, negative: np.ndarray,
@@ -53,6 +56,30 @@ def auc_delong(positive: np.ndarray, negative: np.ndarray,
     return auc, float(max(0.0, auc - half)), float(min(1.0, auc + half))
 
 
+def hodges_lehmann(positive: np.ndarray, negative: np.ndarray,
+                   confidence: float = 0.95) -> tuple[float, float, float]:
+    """Hodges–Lehmann shift of ``positive`` over ``negative`` with its rank interval.
+
+    The shift is the median of the m·n differences ``positive[i] - negative[j]`` (in the
+    feature's units). The interval is [D_(C), D_(mn+1-C)] over the sorted differences with
+    C = floor(mn/2 − z·sqrt(mn(m+n+1)/12)) + 1 (1-based): the shifts d for which the
+    two-sided Mann–Whitney test of ``positive - d`` against ``negative`` (normal
+    approximation without continuity or tie correction) does not reject at level
+    1 − ``confidence``. NaN bounds when C < 1 (too few values for the level).
+    O(mn log mn).
+    """
+    diffs = np.sort(np.subtract.outer(positive, negative).ravel())
+    mn = diffs.size
+    if mn == 0:
+        return float("nan"), float("nan"), float("nan")
+    m, n = len(positive), len(negative)
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    c = int(np.floor(mn / 2 - z * np.sqrt(mn * (m + n + 1) / 12))) + 1
+    if c < 1:
+        return float(np.median(diffs)), float("nan"), float("nan")
+    return float(np.median(diffs)), float(diffs[c - 1]), float(diffs[mn - c])
+
+
 def mann_whitney_table(values: pd.DataFrame, responder: pd.Series, min_group: int = 3,
                        confidence: float = 0.95) -> pd.DataFrame:
     """Per feature: two-sided Mann–Whitney U of responders vs non-responders.
@@ -81,14 +108,17 @@ def mann_whitney_table(values: pd.DataFrame, responder: pd.Series, min_group: in
         (DeLong, :func:`auc_delong`), ``cliffs_delta`` (2·AUC − 1, with
         ``cliffs_low``/``cliffs_high`` from the AUC interval), ``mean_responder``,
         ``mean_non_responder``, ``fold_change`` (mean responders / mean non-responders; NaN
-        when that mean is 0), ``p`` (as scipy's ``mannwhitneyu`` with ``method='auto'``:
-        exact when a group has at most 8 values and there are no ties, else the normal
-        approximation with tie and continuity correction).
+        when that mean is 0), ``hl_shift`` with ``hl_low`` / ``hl_high`` (Hodges–Lehmann
+        shift of responders over non-responders in the feature's units and its rank
+        interval, :func:`hodges_lehmann`), ``p`` (as scipy's ``mannwhitneyu`` with
+        ``method='auto'``: exact when a group has at most 8 values and there are no ties,
+        else the normal approximation with tie and continuity correction).
 
     Notes
     -----
-    Vectorised over features (midranks of each column over its finite values); only the
-    exact small-sample p-values call scipy per feature. O(n log n × features).
+    Vectorised over features (midranks of each column over its finite values); the exact
+    small-sample p-values and the Hodges–Lehmann shifts are computed per tested feature.
+    O(n_responder · n_non_responder · log × features).
     """
     label = responder.reindex(values.index).to_numpy(np.float64)
     x = values.to_numpy(np.float64)
@@ -127,6 +157,10 @@ def mann_whitney_table(values: pd.DataFrame, responder: pd.Series, min_group: in
         p[j] = stats.mannwhitneyu(x[pos[:, j], j], x[neg[:, j], j],
                                   alternative="two-sided", method="exact").pvalue
 
+    shift = np.full((3, x.shape[1]), np.nan)
+    for j in np.flatnonzero(tested):
+        shift[:, j] = hodges_lehmann(x[pos[:, j], j], x[neg[:, j], j], confidence)
+
     def kept(array: np.ndarray) -> np.ndarray:
         return np.where(tested, array, np.nan)
     return pd.DataFrame({
@@ -136,8 +170,8 @@ def mann_whitney_table(values: pd.DataFrame, responder: pd.Series, min_group: in
         "ci_high": kept(high), "cliffs_delta": kept(2 * auc - 1),
         "cliffs_low": kept(2 * low - 1), "cliffs_high": kept(2 * high - 1),
         "mean_responder": kept(mean_pos), "mean_non_responder": kept(mean_neg),
-        "fold_change": kept(fold_change),
-        "p": kept(p)})
+        "fold_change": kept(fold_change), "hl_shift": shift[0], "hl_low": shift[1],
+        "hl_high": shift[2], "p": kept(p)})
 
 
 def _midranks(x: np.ndarray) -> np.ndarray:
@@ -156,11 +190,12 @@ def mixed_model_table(values: pd.DataFrame, responder: pd.Series, patient: pd.Se
                       min_group: int = 3, confidence: float = 0.95) -> pd.DataFrame:
     """Per feature: linear mixed model ``z ~ responder + (1 | patient)`` over images.
 
-    The feature is standardised over the images (z-score, ddof = 0) and fitted with
-    statsmodels ``MixedLM`` (REML, a random intercept per patient), as spicyR models a spatial
-    metric with a subject random effect. The responder coefficient is the difference in
-    feature SDs between responders and non-responders, adjusted for the correlation of a
-    patient's images; p is its Wald test.
+    The two-group case of :func:`metaniche.cohort.mixed.mixed_model_groups` (see there: the
+    feature z-scored over its finite images, statsmodels ``MixedLM``, REML, a random
+    intercept per patient, Wald t on patients − 2 degrees of freedom), as spicyR models a
+    spatial metric with a subject random effect. The responder coefficient is the
+    difference in feature SDs between responders and non-responders, adjusted for the
+    correlation of a patient's images.
 
     Parameters
     ----------
@@ -176,42 +211,11 @@ def mixed_model_table(values: pd.DataFrame, responder: pd.Series, patient: pd.Se
     Returns
     -------
     pandas.DataFrame
-        ``feature``, ``test`` = ``mixed_model``, ``statistic`` (Wald z), ``effect``
+        ``feature``, ``test`` = ``mixed_model``, ``statistic`` (Wald t), ``df``, ``effect``
         (coefficient, SD units), ``ci_low``, ``ci_high``, ``effect_name`` =
         ``difference_sd``, ``n`` (images), ``n_patients``, ``converged``, ``p``. Features
         whose fit fails get NaN.
-
-    Notes
-    -----
-    One REML fit per feature: O(features × iterations × images).
     """
-    import statsmodels.formula.api as smf
-
-    label = responder.reindex(values.index).to_numpy()
-    groups = patient.reindex(values.index).astype(str).to_numpy()
-    z_crit = stats.norm.ppf(0.5 + confidence / 2)
-    rows = []
-    for name in values.columns:
-        x = values[name].to_numpy(np.float64)
-        keep = np.isfinite(x) & np.isfinite(label)
-        row = {"feature": name, "test": "mixed_model", "effect_name": "difference_sd",
-               "n": int(keep.sum()), "n_patients": len(np.unique(groups[keep]))}
-        per_group = pd.Series(label[keep]).groupby(groups[keep]).first()
-        sd = x[keep].std()
-        if min((per_group == 1).sum(), (per_group == 0).sum()) >= min_group and sd > 0:
-            data = pd.DataFrame({"z": (x[keep] - x[keep].mean()) / sd,
-                                 "responder": label[keep], "patient": groups[keep]})
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    fit = smf.mixedlm("z ~ responder", data, groups=data["patient"]).fit(
-                        reml=True)
-                coef = float(fit.params["responder"])
-                se = float(fit.bse["responder"])
-                row |= {"statistic": coef / se, "effect": coef, "ci_low": coef - z_crit * se,
-                        "ci_high": coef + z_crit * se, "converged": bool(fit.converged),
-                        "p": float(fit.pvalues["responder"])}
-            except (np.linalg.LinAlgError, ValueError):
-                row["converged"] = False
-        rows.append(row)
-    return pd.DataFrame(rows)
+    code = responder.map({1.0: "1", 0.0: "0"})
+    table = mixed_model_groups(values, code, ("0", "1"), patient, min_group, confidence)
+    return table.drop(columns=["contrast"])

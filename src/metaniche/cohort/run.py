@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 
 from metaniche.cohort._qvalues import add_q_values
+from metaniche.cohort.families import FAMILIES, feature_families
+from metaniche.cohort.groups import compare_groups
 from metaniche.cohort.matrix import (
     PATIENT,
     CohortData,
@@ -19,11 +21,11 @@ from metaniche.cohort.matrix import (
     response_contrast,
 )
 from metaniche.cohort.prediction import nested_cv_prediction
-from metaniche.cohort.response import mann_whitney_table, mixed_model_table
 from metaniche.cohort.survival import cox_table, kaplan_meier_table
 from metaniche.cohort.treatment import feature_region, paired_changes, treatment_table
 from metaniche.config import Config
 from metaniche.errors import ConfigError, InputError
+from metaniche.io.clinical import Groups, condition_groups
 
 __all__ = ["ANALYSES", "ASSOCIATION_COLUMNS", "CohortResult", "analyse_cohort"]
 
@@ -31,7 +33,11 @@ __all__ = ["ANALYSES", "ASSOCIATION_COLUMNS", "CohortResult", "analyse_cohort"]
 ANALYSES = ("response", "survival", "treatment", "prediction")
 #: Leading columns of the association table (DESIGN.md), then the analysis-specific ones.
 ASSOCIATION_COLUMNS = ["feature", "outcome", "test", "statistic", "effect", "ci_low", "ci_high",
-                       "p", "q", "effect_name", "region", "unit", "n"]
+                       "p", "q", "family", "effect_name", "region", "unit", "n"]
+#: Outcome of the rows comparing the groups of ``[clinical] condition``.
+CONDITION = "condition"
+#: Every ``outcome`` of the association table, in report order.
+OUTCOMES = ("response", CONDITION, "os", "treatment", "treatment_x_response")
 
 
 @dataclass
@@ -44,7 +50,9 @@ class CohortResult:
         One row per feature × outcome × test (see :func:`analyse_cohort`).
     prediction : dict
         Nested cross-validation result (see
-        :func:`metaniche.cohort.prediction.nested_cv_prediction`); empty when not run.
+        :func:`metaniche.cohort.prediction.nested_cv_prediction`) plus
+        ``n_sparse_features``, the features left out for being finite in fewer than
+        ``[cohort] min_non_missing`` of the units; empty when not run.
     km_curves : pandas.DataFrame
         Kaplan–Meier curves of the median splits (see
         :func:`metaniche.cohort.survival.kaplan_meier_table`).
@@ -73,17 +81,22 @@ class CohortResult:
 
 def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
                    config: Config) -> CohortResult:
-    """Associate per-sample spatial features with response, survival and treatment.
+    """Associate per-sample spatial features with response, condition, survival, treatment.
 
     Pure: no I/O. Steps: the outcome-free feature filters of
     :func:`metaniche.cohort.matrix.feature_matrix`; the clinical join (by sample, or by
     patient when the clinical table has no ``sample`` column: through the features'
     ``patient`` column, the cell table's ``[columns] patient``); the patient of each sample
     by :func:`metaniche.cohort.matrix.sample_patients`; when a time-point column exists,
-    response, survival and prediction use the ``pre`` samples only; when a patient has
-    several images, features are averaged per patient for the rank tests, Cox models and
-    prediction, and a mixed model with a patient random intercept is fitted on the images as
-    well.
+    response, condition, survival and prediction use the ``pre`` samples only; when a
+    patient has several images, features are averaged per patient (over the images where
+    the feature is finite) for the rank tests, Cox models and prediction, and a mixed model
+    with a patient random intercept is fitted on the images as well. Response and
+    ``[clinical] condition`` groups go through the one group comparison,
+    :func:`metaniche.cohort.groups.compare_groups` (the response as its two-group case);
+    the condition analysis runs whenever ``[clinical] condition`` names a column. Each test
+    uses the units where the feature is finite (``n``); the prediction model leaves out
+    features finite in fewer than ``[cohort] min_non_missing`` of the units.
 
     Parameters
     ----------
@@ -101,15 +114,22 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
     Returns
     -------
     CohortResult
-        ``association`` columns: ``feature``, ``outcome`` (``response``, ``os``,
-        ``treatment``, ``treatment_x_response``), ``test`` (``mann_whitney``,
-        ``mixed_model``, ``cox``, ``logrank``, ``wilcoxon_signed_rank``,
-        ``change_mann_whitney``), ``statistic``, ``effect``, ``ci_low``, ``ci_high``, ``p``,
-        ``q`` (Benjamini–Hochberg over the features within each outcome × test, via
-        ``scipy.stats.false_discovery_control``), ``effect_name``, ``region`` (compartment
-        parsed from the feature name), ``unit``, ``n``, then test-specific columns
-        (``cliffs_delta``, ``fold_change``, ``ph_p``, ``n_events``, ``threshold``, …).
-        Rows are sorted by outcome, test and p. Response rows (and
+        ``association`` columns: ``feature``, ``outcome`` (``response``, ``condition``,
+        ``os``, ``treatment``, ``treatment_x_response``), ``test`` (``mann_whitney``,
+        ``kruskal_wallis``, ``mixed_model``, ``mixed_model_omnibus``, ``cox``, ``logrank``,
+        ``wilcoxon_signed_rank``, ``change_mann_whitney``), ``statistic``, ``effect``,
+        ``ci_low``, ``ci_high``, ``p``, ``q`` (Benjamini–Hochberg over the features within
+        each outcome × test × family, via ``scipy.stats.false_discovery_control``),
+        ``family`` (``primary`` for the features matching ``[cohort] primary_features``,
+        else ``exploratory``; :func:`metaniche.cohort.families.feature_families`),
+        ``effect_name``, ``region`` (compartment parsed from the feature name), ``unit``
+        (``sample``, ``patient`` means, or ``image+patient random effect`` for the mixed
+        models), ``n`` (units or images tested), then test-specific columns
+        (``contrast``, ``cliffs_delta``, ``fold_change``, ``group_n``, ``df``, ``ph_p``,
+        ``n_events``, ``threshold``, …). Rows are sorted by family (primary first), outcome,
+        test and p. Condition rows carry ``contrast``: ``"<later> vs <earlier>"`` for a
+        pair of groups (reference first, then sorted), the groups joined by `` / `` for the
+        omnibus tests. Response rows (and
         ``treatment_x_response`` rows) carry ``contrast`` = ``"<level> vs <reference>"``
         (:func:`metaniche.cohort.matrix.response_contrast`: the ``[clinical]
         responder_values`` labels against the rest, else a recognised responder label
@@ -118,13 +138,16 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
         ``*_non_responder`` hold ``level`` / ``reference``). ``prediction["contrast"]``
         names the predicted level the same way. A response column that is not two groups
         (one label, or more than two without ``responder_values``) skips the response and
-        prediction analyses with the reason in ``skipped``.
+        prediction analyses with the reason in ``skipped`` (a condition column with one
+        label skips ``condition``).
 
     Raises
     ------
     InputError
         Unmatched sample or patient ids, unusable outcome columns, ``responder_values`` that
-        match no label, or no analysis possible (the reasons of every skipped analysis are
+        match no label, a ``[clinical] condition`` column that is absent or differs between
+        a patient's images, a ``condition_reference`` that is not one of its labels, or no
+        analysis possible (the reasons of every skipped analysis are
         named).
     ConfigError
         ``[cohort] analyses`` names an unknown analysis.
@@ -177,13 +200,20 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
         if contrast is None:
             skipped["response"] = no_response
         else:
-            part = mann_whitney_table(table, responder, params.min_group, params.confidence)
-            parts.append(part.assign(outcome="response", unit=unit, contrast=contrast.name))
-            if several:
-                mixed = mixed_model_table(images, labels, info["patient"], params.min_group,
-                                          params.confidence)
-                parts.append(mixed.assign(outcome="response", unit="image",
-                                          contrast=contrast.name))
+            parts.append(_compare(table, images, contrast.groups(), info["patient"], several,
+                                  unit, columns.response, params).assign(outcome="response"))
+    if columns.condition:
+        if columns.condition not in info.columns:
+            raise InputError(f"[clinical] condition names '{columns.condition}', which is not "
+                             "a column of the clinical table; add it or fix the name.")
+        try:
+            groups = condition_groups(info[columns.condition], columns.condition,
+                                      columns.condition_reference)
+        except ContrastUnavailable as err:
+            skipped[CONDITION] = str(err)
+        else:
+            parts.append(_compare(table, images, groups, info["patient"], several, unit,
+                                  columns.condition, params).assign(outcome=CONDITION))
     if "survival" in wanted:
         reason = _survival_reason(info, columns, params.min_events, several)
         if reason:
@@ -235,7 +265,9 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
                                      f"than [cohort] min_group = {params.min_group}.")
         else:
             try:
-                prediction = nested_cv_prediction(table, responder, params)
+                finite = table.notna().mean() >= params.min_non_missing
+                prediction = nested_cv_prediction(table.loc[:, finite], responder, params)
+                prediction["n_sparse_features"] = int((~finite).sum())
                 prediction["unit"] = unit
                 prediction["contrast"] = contrast.name
             except ValueError as err:
@@ -245,9 +277,20 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
         raise InputError(f"no cohort analysis could run ({reasons or 'none requested'}); "
                          "add the outcome columns to the clinical table or set [clinical] "
                          "column names.")
-    association = _finish(parts)
+    association = _finish(parts, params.primary_features)
     return CohortResult(association, prediction, curves, table, matrix.dropped, skipped,
                         warnings, unit)
+
+
+def _compare(table: pd.DataFrame, images: pd.DataFrame, groups: Groups, patient: pd.Series,
+             several: bool, unit: str, column: str, params) -> pd.DataFrame:
+    """:func:`compare_groups` on the analysed units (and images, when a patient has several)."""
+    per_unit = Groups(_per_unit(groups.labels, patient, several, column), groups.levels)
+    if not several:
+        return compare_groups(table, per_unit, unit, min_group=params.min_group,
+                              confidence=params.confidence)
+    return compare_groups(table, per_unit, unit, images, groups, patient, params.min_group,
+                          params.confidence)
 
 
 def _baseline_samples(data: CohortData, timepoint: str, pre: str,
@@ -320,17 +363,20 @@ def _covariates(info: pd.DataFrame, names: tuple[str, ...], several: bool) -> pd
     return table
 
 
-def _finish(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate the per-test tables, add q-values and region, order rows and columns."""
+def _finish(parts: list[pd.DataFrame], primary: tuple[str, ...]) -> pd.DataFrame:
+    """Concatenate the per-test tables, add family, q-values and region, order rows/columns."""
     table = pd.concat([p for p in parts if not p.empty], ignore_index=True)
     for name in ("statistic", "effect", "ci_low", "ci_high", "p"):
         if name not in table.columns:
             table[name] = np.nan
-    add_q_values(table, ["outcome", "test"])
+    table["family"] = feature_families(table["feature"], primary)
+    add_q_values(table, ["outcome", "test", "family"])
     table["region"] = table["feature"].map(feature_region)
     rest = [c for c in table.columns if c not in ASSOCIATION_COLUMNS]
     table = table[ASSOCIATION_COLUMNS + rest]
-    order = {"response": 0, "os": 1, "treatment": 2, "treatment_x_response": 3}
-    table = table.sort_values(["outcome", "test", "p"], key=lambda s: s.map(order)
-                              if s.name == "outcome" else s, na_position="last")
+    ranks = {"family": {name: i for i, name in enumerate(FAMILIES)},
+             "outcome": {name: i for i, name in enumerate(OUTCOMES)}}
+    table = table.sort_values(["family", "outcome", "test", "p"],
+                              key=lambda s: s.map(ranks[s.name]) if s.name in ranks else s,
+                              na_position="last", kind="stable")
     return table.reset_index(drop=True)

@@ -19,8 +19,8 @@ from metaniche.io._tables import (
     read_text_table,
 )
 
-__all__ = ["DEFAULT_RESPONDER_LABELS", "ContrastUnavailable", "ResponseContrast", "read_clinical",
-           "response_contrast"]
+__all__ = ["DEFAULT_RESPONDER_LABELS", "ContrastUnavailable", "Groups", "ResponseContrast",
+           "condition_groups", "read_clinical", "response_contrast"]
 
 #: Labels compared against the other label of a two-label response column when
 #: ``[clinical] responder_values`` is empty (see :func:`response_contrast`).
@@ -137,6 +137,34 @@ class ResponseContrast:
         """``"<level> vs <reference>"``, the ``contrast`` column of the association table."""
         return f"{self.level} vs {self.reference}"
 
+    def groups(self) -> Groups:
+        """The contrast as two :class:`Groups`: ``reference`` first, then ``level``."""
+        names = self.labels.map({1.0: self.level, 0.0: self.reference})
+        return Groups(names.astype(object).where(self.labels.notna()),
+                      (self.reference, self.level))
+
+
+@dataclass(frozen=True)
+class Groups:
+    """An unpaired grouping of the units: the one input of every group comparison.
+
+    Attributes
+    ----------
+    labels : pandas.Series
+        The group of each unit (one of ``levels``), NaN where unknown.
+    levels : tuple of str
+        The groups, reference first; every effect compares a later level with an earlier
+        one (``"<later> vs <earlier>"``), so with two groups ``levels[1] vs levels[0]``.
+    """
+
+    labels: pd.Series
+    levels: tuple[str, ...]
+
+    @property
+    def reference(self) -> str:
+        """The reference group (``levels[0]``)."""
+        return self.levels[0]
+
 
 class ContrastUnavailable(InputError):
     """The response column cannot be read as two groups (the response analyses are skipped)."""
@@ -179,10 +207,7 @@ def response_contrast(response: pd.Series, columns: ClinicalColumns) -> Response
         ``responder_values`` given but none of them occurs in the column (a config typo).
     """
     present = response.notna()
-    original = response.astype(str).str.strip().where(present)
-    if pd.api.types.is_numeric_dtype(response) and not pd.api.types.is_bool_dtype(response):
-        original = response.map(lambda v: f"{v:g}", na_action="ignore")
-    text = original.str.lower()
+    original, text = _label_text(response)
     spelling = dict(zip(text.dropna(), original.dropna(), strict=True))
     levels = sorted(text.dropna().unique())
     name = columns.response
@@ -200,8 +225,9 @@ def response_contrast(response: pd.Series, columns: ClinicalColumns) -> Response
     elif len(levels) != 2:
         raise ContrastUnavailable(
             f"clinical column '{name}' has {len(levels)} labels ({levels[:6]}), not two; "
-            "set [clinical] responder_values to the labels to compare with all others, or "
-            "recode the column to two groups.")
+            "set [clinical] responder_values to the labels to compare with all others, "
+            f"set [clinical] condition = \"{name}\" to compare every group, or recode the "
+            "column to two groups.")
     elif len(known := set(levels) & DEFAULT_RESPONDER_LABELS) == 1:
         wanted = known
     else:
@@ -210,3 +236,61 @@ def response_contrast(response: pd.Series, columns: ClinicalColumns) -> Response
     reference = "/".join(spelling[v] for v in levels if v not in wanted)
     labels = text.isin(wanted).astype(np.float64).where(present)
     return ResponseContrast(labels, level, reference)
+
+
+def condition_groups(column: pd.Series, name: str, reference: str = "") -> Groups:
+    """Read a condition column (``[clinical] condition``) as two or more unpaired groups.
+
+    Labels are compared case-insensitively after stripping spaces (numbers as ``%g``), each
+    kept in its first spelling in the table; missing values stay missing. The reference is
+    ``reference`` when given, else the first label in sorted (lower-case) order; the other
+    groups follow in sorted order. The same reading as :func:`response_contrast`, without
+    the responder rules.
+
+    Parameters
+    ----------
+    column
+        The condition column.
+    name
+        Its name, for messages.
+    reference
+        ``[clinical] condition_reference``; empty for the sorted-first label.
+
+    Returns
+    -------
+    Groups
+
+    Raises
+    ------
+    ContrastUnavailable
+        Fewer than two labels (nothing to compare).
+    InputError
+        ``reference`` given but not a label of the column.
+    """
+    original, text = _label_text(column)
+    spelling: dict[str, str] = {}
+    for low, orig in zip(text.dropna(), original.dropna(), strict=True):
+        spelling.setdefault(low, orig)
+    levels = sorted(spelling)
+    if len(levels) < 2:
+        raise ContrastUnavailable(f"clinical column '{name}' has {len(levels)} labels "
+                                  f"({levels}); a condition needs at least two groups.")
+    if reference:
+        wanted = reference.strip().lower()
+        if wanted not in spelling:
+            raise InputError(f"clinical column '{name}' has no label '{reference}' (found "
+                             f"{[spelling[v] for v in levels][:6]}); fix [clinical] "
+                             "condition_reference.")
+        levels.remove(wanted)
+        levels.insert(0, wanted)
+    labels = text.map(spelling, na_action="ignore").astype(object).where(text.notna())
+    return Groups(labels, tuple(spelling[v] for v in levels))
+
+
+def _label_text(column: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Labels as stripped text (numbers as ``%g``) and lower-cased; NaN stays missing."""
+    present = column.notna()
+    original = column.astype(str).str.strip().where(present)
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        original = column.map(lambda v: f"{v:g}", na_action="ignore")
+    return original, original.str.lower()
