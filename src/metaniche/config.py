@@ -649,6 +649,9 @@ class ClinicalColumns(_Validated):
         column exists.
     covariates
         Extra numeric columns adjusted for in the Cox models (e.g. age, stage). Default none.
+    time_unit
+        Unit of the ``os_time`` values, shown on the time axis of the survival figures.
+        Default ``months``.
     """
 
     sample: str = "sample"
@@ -661,6 +664,7 @@ class ClinicalColumns(_Validated):
     pre: str = "pre"
     post: str = "post"
     covariates: tuple[str, ...] = ()
+    time_unit: str = "months"
 
 
 @dataclass(frozen=True)

@@ -63,9 +63,38 @@ def test_mixing_feature_is_keren_score(context, output):
     assert output.features["mixing_score.CD8_T"] == pytest.approx(direct.score, nan_ok=True)
 
 
-def test_enrichment_features_symmetric_and_registered(context, output):
-    z_ab = output.features["enrichment_z.Macrophage.Endothelial"]
-    assert z_ab == pytest.approx(output.features["enrichment_z.Endothelial.Macrophage"])
+def _pair_features(features, family):
+    """``(a, b)`` of every feature ``<family>.<a>.<b>`` (type names hold no dots here)."""
+    return [tuple(name.split(".")[1:]) for name in features if name.split(".")[0] == family]
+
+
+def test_symmetric_pair_features_emitted_once_in_canonical_order(context, output):
+    tables = output.tables
+    for family in relations.SYMMETRIC_FAMILIES:
+        pairs = _pair_features(output.features, family)
+        assert pairs, family
+        unordered = [frozenset(p) for p in pairs]
+        assert len(unordered) == len(set(unordered)), f"{family}: A.B and B.A both emitted"
+        assert all(a <= b for a, b in pairs), family
+    # the value kept is the statistic of the pair, which is symmetric (either order)
+    enrichment = tables["enrichment"]
+    whole = enrichment[enrichment["null"] == "sample"].set_index(["type_a", "type_b"])["z"]
+    z_ab = output.features["enrichment_z.Endothelial.Macrophage"]
+    assert z_ab == pytest.approx(whole[("Endothelial", "Macrophage")])
+    assert z_ab == pytest.approx(whole[("Macrophage", "Endothelial")])
+    ripley = tables["ripley"].groupby(["type_a", "type_b"])["l_minus_r_um"].mean()
+    for a, b in _pair_features(output.features, "ripley_l_mean"):
+        assert output.features[f"ripley_l_mean.{a}.{b}"] == pytest.approx(ripley[(b, a)])
+    # every unordered pair of the featured types is there exactly once (self-pairs included)
+    n_featured = len({t for p in _pair_features(output.features, "enrichment_z") for t in p})
+    assert len(_pair_features(output.features, "enrichment_z")) == (
+        n_featured * (n_featured + 1) // 2)
+    # the directed nearest distance keeps both orders
+    nn = _pair_features(output.features, "nn_dist_um")
+    assert ("CD8_T", "Tumor") in nn and ("Tumor", "CD8_T") in nn
+
+
+def test_enrichment_features_registered(context, output):
     families = set(feature_families())
     for name in output.features:
         assert name.split(".")[0] in families, name

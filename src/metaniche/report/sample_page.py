@@ -16,11 +16,12 @@ from metaniche import tables as T
 from metaniche.analyses.compartments import COMPARTMENTS, WHOLE
 from metaniche.config import CompartmentParams
 from metaniche.report import svg
+from metaniche.report.bands import MAX_DISPLAY_BINS, MIN_BAND_AREA_MM2, merge_bins
 from metaniche.report.colours import COMPARTMENT_COLOURS, categorical
 from metaniche.report.rundata import RunData
 from metaniche.report.sections import Section, Table, int_label, preferred, save_svg
 
-__all__ = ["SAMPLE_SECTIONS", "sample_sections"]
+__all__ = ["SAMPLE_SECTIONS", "merge_bins", "sample_sections"]
 
 def _whole_sample(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows covering the whole sample (null lesion_id) when the table has lesion rows."""
@@ -82,31 +83,10 @@ def density_section(run: RunData, sample: str, stem: str, report_dir: Path) -> S
     areas = rows.drop_duplicates("compartment").set_index("compartment")["area_mm2"]
     area_text = ", ".join(f"{c} {areas[c]:.3g} mm²" for c in shown if c in areas.index)
     return Section("density", "Density by compartment", svg=markup, files=[path], table=table,
-                   caption="Cells per mm² of each compartment's tissue area (core: signed "
+                   caption="Cells per mm² of each compartment's tissue area, log scale with "
+                           "every decade labelled (core: signed "
                            "distance d < −w, border: |d| ≤ w, adjacent: d > w). Areas: "
                            f"{area_text}.")
-
-
-#: Gradient profiles are drawn with at most this many distance bins (adjacent bins merged).
-MAX_DISPLAY_BINS = 40
-
-
-def merge_bins(part: pd.DataFrame, start: str, end: str,
-               max_bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """Merge runs of adjacent bins so at most ``max_bins`` remain: density = Σ cells / Σ area.
-
-    Returns the merged bins' centres and densities (cells/mm²; NaN where the area is 0).
-    """
-    factor = max(1, -(-len(part) // max_bins))
-    group = np.arange(len(part)) // factor
-    n = np.bincount(group, weights=part["n_cells"].to_numpy(np.float64))
-    area = np.bincount(group, weights=np.nan_to_num(part["area_mm2"].to_numpy(np.float64)))
-    first = part[start].to_numpy(np.float64)[::factor]
-    last = part[end].to_numpy(np.float64)[np.minimum(np.arange(len(n)) * factor + factor - 1,
-                                                     len(part) - 1)]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        density = np.where(area > 0, n / area, np.nan)
-    return (first + last) / 2, density
 
 
 def gradient_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
@@ -137,8 +117,10 @@ def gradient_section(run: RunData, sample: str, stem: str, report_dir: Path) -> 
                            "cell type against the signed distance to the tumour boundary; "
                            f"the shaded band is the border (±{width:g} µm), the dashed line "
                            "the boundary. Each panel has its own y scale; bins are merged to "
-                           f"at most {MAX_DISPLAY_BINS} for display (full resolution: "
-                           "tables/gradients.parquet).")
+                           f"at most {MAX_DISPLAY_BINS} for display and bins whose band area "
+                           f"is below {MIN_BAND_AREA_MM2:g} mm² are masked (not drawn: one "
+                           "cell in a sliver of tissue would read as thousands per mm²; full "
+                           "resolution: tables/gradients.parquet).")
 
 
 def enrichment_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
