@@ -149,3 +149,34 @@ def test_scattered_tumour_cells_use_the_geometric_border_above_the_edge_limit(co
     assert spiat_table.loc[0, "definition"] == "spiat" and table.loc[0, "definition"] == "geometric"
     assert features["border_cell_ratio.Tumor"] == border_cells(tumour, alpha=40.0).ratio
     assert "α-shape edges > 0" in table.loc[0, "note"]
+
+
+def test_no_symmetric_pair_twice_in_association_or_multiple_testing():
+    # features of a small cohort through the relations stage, then the cohort association:
+    # every symmetric pair is tested once, so Benjamini–Hochberg counts it once.
+    from scipy.stats import false_discovery_control
+
+    from metaniche.cohort.run import analyse_cohort
+    from metaniche.config import CohortParams
+
+    rows = []
+    for i in range(6):
+        sample = simulate_sample(f"s{i}", n_cells=2000, seed=20 + i)
+        context = build_context(f"s{i}", sample.cells, Config())
+        rows.append({"sample": f"s{i}", **relations.run(context).features})
+    features = pd.DataFrame(rows)
+    clinical = pd.DataFrame({"sample": features["sample"],
+                             "response": ["responder", "non-responder"] * 3})
+    result = analyse_cohort(features, clinical,
+                            Config(cohort=CohortParams(analyses=("response",))))
+    table = result.association
+    for (_, _), part in table.groupby(["outcome", "test"]):
+        names = part["feature"].astype(str)
+        assert names.is_unique
+        symmetric = names[names.str.split(".").str[0].isin(relations.SYMMETRIC_FAMILIES)]
+        assert len(symmetric) > 0
+        keys = [(n.split(".")[0], frozenset(n.split(".")[1:])) for n in symmetric]
+        assert len(keys) == len(set(keys)), "A.B and B.A both tested"
+        tested = part[np.isfinite(part["p"].to_numpy(np.float64))]
+        # q is BH over exactly these tests: m counts each unordered pair once
+        np.testing.assert_allclose(tested["q"], false_discovery_control(tested["p"]))

@@ -123,7 +123,10 @@ def feature_heatmap(features: pd.DataFrame, association: pd.DataFrame | None,
 #: their range; effects beyond are drawn at the limit as open triangles (clipped and marked).
 VOLCANO_MARGIN = 0.08
 #: Effects on a ratio scale (hazard ratio, median-time ratio, fold change) are drawn as log2.
-RATIO_EFFECTS = ("hazard_ratio", "hr", "median_time_ratio", "fold_change", "odds_ratio")
+RATIO_EFFECTS = ("hazard_ratio", "hr", "hr_per_sd", "median_time_ratio", "fold_change",
+                 "odds_ratio")
+#: Effects with a natural bounded range: drawn on it, never clipped.
+BOUNDED_EFFECTS = {"auc": (0.0, 1.0), "cliffs_delta": (-1.0, 1.0)}
 
 
 def robust_limits(values: np.ndarray, margin: float = VOLCANO_MARGIN) -> tuple[float, float]:
@@ -146,8 +149,9 @@ def volcano(association: pd.DataFrame, report_dir: Path, q_level: float = 0.05,
     """Effect against −log10 p, one panel per outcome × test, q ≤ ``q_level`` highlighted.
 
     Ratio effects (:data:`RATIO_EFFECTS`) are drawn as log2; undefined effects (NaN) are not
-    drawn; x limits are :func:`robust_limits` and effects beyond them sit on the limit as
-    open triangles (counted in the title). The five smallest p are labelled, offset
+    drawn; bounded effects (:data:`BOUNDED_EFFECTS`) use their natural range, others
+    :func:`robust_limits`, and effects beyond them sit on the limit as open triangles (counted
+    in the title). The five smallest p are labelled, offset
     alternately so labels do not stack.
     """
     table = association.dropna(subset=["p", "effect"])
@@ -170,7 +174,8 @@ def volcano(association: pd.DataFrame, report_dir: Path, q_level: float = 0.05,
         part, effect = part[keep], effect[keep]
         if part.empty:
             continue
-        low, high = robust_limits(effect)
+        bounded = BOUNDED_EFFECTS.get(effect_name.lower())
+        low, high = bounded if bounded is not None else robust_limits(effect)
         clipped = np.clip(effect, low, high)
         outside = clipped != effect
         logp = -np.log10(np.clip(part["p"].to_numpy(np.float64), 1e-300, 1.0))
@@ -184,11 +189,14 @@ def volcano(association: pd.DataFrame, report_dir: Path, q_level: float = 0.05,
                        edgecolors=colour[outside], linewidths=0.8)
         ax.set_xlim(low - 0.02 * (high - low), high + 0.02 * (high - low))
         order = np.argsort(part["p"].to_numpy(np.float64), kind="stable")[:5]
+        middle = (low + high) / 2
         for rank, i in enumerate(order):
+            right = clipped[i] > middle   # labels point inwards, stacked downwards
             ax.annotate(mpl_text(part["feature"].iloc[i]), (clipped[i], logp[i]), fontsize=6,
-                        xytext=(4, 8 - 7 * rank), textcoords="offset points",
+                        xytext=(-6 if right else 6, -4 - 9 * rank), textcoords="offset points",
+                        ha="right" if right else "left", va="top",
                         arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "#666"})
-        ax.axvline(0.0 if ratio or effect_name != "auc" else 0.5, color="#ccc", lw=0.6,
+        ax.axvline(0.5 if effect_name.lower() == "auc" else 0.0, color="#ccc", lw=0.6,
                    zorder=0)
         label = f"log2 {effect_name}" if ratio else effect_name
         ax.set_xlabel(mpl_text(label), fontsize=8)
@@ -208,7 +216,8 @@ def km_group_labels(feature: str, threshold: float, values: pd.Series | None,
     values, so ``low`` is "= a" and ``high`` is "= b"; any other feature at the cohort median
     ``threshold`` (``low`` ≤ median < ``high``).
     """
-    levels = np.unique(values.dropna().to_numpy(np.float64)) if values is not None else []
+    levels = (np.unique(pd.to_numeric(values, errors="coerce").dropna().to_numpy(np.float64))
+              if values is not None else np.array([]))
     if len(levels) == 2:
         a, b = (svg_fmt(v) for v in levels)
         return ({"low": f"= {a}", "high": f"= {b}"},
@@ -222,6 +231,20 @@ def km_group_labels(feature: str, threshold: float, values: pd.Series | None,
 def svg_fmt(value: float) -> str:
     """A number in at most 3 significant digits (:func:`metaniche.report.svg.fmt`)."""
     return fmt(float(value))
+
+
+def _feature_values(features: pd.DataFrame | None, feature: str) -> pd.Series | None:
+    """A feature's per-sample values; an indicator ``<name>.<level>`` of a string feature
+    (as the cohort analysis makes them) is rebuilt as 0/1."""
+    if features is None:
+        return None
+    if feature in features.columns:
+        return features[feature]
+    base, _, level = feature.rpartition(".")
+    if base in features.columns and not pd.api.types.is_numeric_dtype(features[base]):
+        column = features[base]
+        return (column.astype(str) == level).astype(float).where(column.notna())
+    return None
 
 
 def _at_risk(rows: pd.DataFrame, times: np.ndarray) -> list[int]:
@@ -270,8 +293,7 @@ def kaplan_meier(curves: pd.DataFrame, association: pd.DataFrame | None, report_
         ax = fig.add_subplot(nrows, ncols, k + 1)
         part = curves[curves["feature"].astype(str) == feature]
         threshold = float(part["threshold"].iloc[0]) if "threshold" in part else np.nan
-        values = (features[feature] if features is not None and feature in features.columns
-                  else None)
+        values = _feature_values(features, feature)
         labels, split = km_group_labels(feature, threshold, values)
         splits.append(split)
         groups = [g for g in ("low", "high") if g in set(part["group"].astype(str))]

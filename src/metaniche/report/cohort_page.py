@@ -41,7 +41,8 @@ def feature_section(run: RunData, report_dir: Path) -> Section | None:
 
 #: Units of the association effects, by ``effect_name``.
 EFFECT_UNITS = {"auc": "AUC (P(responder > non-responder))", "hazard_ratio": "hazard ratio per SD",
-                "hr": "hazard ratio per SD", "median_time_ratio": "median survival high / low",
+                "hr": "hazard ratio per SD", "hr_per_sd": "hazard ratio per SD",
+                "median_time_ratio": "median survival high / low",
                 "fold_change": "ratio of group means", "cliffs_delta": "Cliff's delta"}
 
 

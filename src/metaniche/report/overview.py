@@ -31,10 +31,15 @@ OVERLAY_BINS = 25
 
 
 def _phenotype_params(run: RunData) -> PhenotypeParams:
+    """The run's ``[phenotype]`` parameters as recorded in run.json (defaults when absent)."""
     recorded = run.config.get("phenotype") or {}
-    known = {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()
-             if k in PhenotypeParams.__dataclass_fields__}
-    return PhenotypeParams(**known)
+    defaults = PhenotypeParams()
+    return PhenotypeParams(
+        effector_types=tuple(recorded.get("effector_types") or ()),
+        desert_max_per_mm2=float(recorded.get("desert_max_per_mm2",
+                                               defaults.desert_max_per_mm2)),
+        inflamed_min_core_border_ratio=float(recorded.get(
+            "inflamed_min_core_border_ratio", defaults.inflamed_min_core_border_ratio)))
 
 
 def effector_labels(run: RunData, labels: list[str]) -> list[str]:
@@ -134,7 +139,7 @@ def _undetermined_reason(warnings: list[str]) -> str:
 
 def _call_tables(run: RunData, density: pd.DataFrame | None, groups: pd.Series | None,
                  params: PhenotypeParams) -> tuple[Table, Table]:
-    calls = []
+    calls: list[dict[str, Any]] = []
     for name, record in run.samples.items():
         if density is not None and name in density.index:
             core, border, adjacent = (float(density.loc[name, c])
@@ -153,9 +158,9 @@ def _call_tables(run: RunData, density: pd.DataFrame | None, groups: pd.Series |
     head = ["sample"] + (["outcome group"] if groups is not None else []) + [
         "call", "effector core (cells/mm²)", "effector border (cells/mm²)",
         "effector adjacent (cells/mm²)", "rule applied"]
-    rows = [[c["sample"]] + ([str(c["group"])] if groups is not None else [])
-            + [c["call"], svg.fmt(c["core"]), svg.fmt(c["border"]), svg.fmt(c["adjacent"]),
-               c["why"]] for c in calls]
+    rows = [[str(c["sample"])] + ([str(c["group"])] if groups is not None else [])
+            + [str(c["call"]), svg.fmt(float(c["core"])), svg.fmt(float(c["border"])),
+               svg.fmt(float(c["adjacent"])), str(c["why"])] for c in calls]
     order = ["inflamed", "excluded", "desert", "undetermined"]
     present = order + sorted(set(frame["call"]) - set(order))
     if groups is not None:
@@ -267,7 +272,8 @@ def overview_section(run: RunData, report_dir: Path) -> Section:
                         + ("outcome group" if groups is not None else "cohort")
                         + " as Σ cells / Σ band area over its samples in "
                         f"{profiles['bin_um']:g} µm bins; shaded: 95 % bootstrap interval "
-                        "over samples (per-sample curves: each sample page). Bins whose band area is "
+                        "over samples (per-sample curves: each sample page). Bins whose band "
+                        "area is "
                         f"below {MIN_BAND_AREA_MM2:g} mm² are masked (not drawn). Log "
                         "scale; shaded vertical band: the border compartment."))
     return Section("overview", "Overview: the answer", subsections=parts,

@@ -79,7 +79,7 @@ def density_section(run: RunData, sample: str, stem: str, report_dir: Path) -> S
     table = Table(["cell type"] + [f"{c} (cells/mm²)" for c in shown] + ["n cells (all)"],
                   [[t] + [svg.fmt(wide.loc[t, c]) for c in shown]
                    + [svg.fmt(counts.loc[t, WHOLE]) if WHOLE in counts.columns else "–"]
-                   for t in wide.index])
+                   for t in wide.index], sortable=True)
     areas = rows.drop_duplicates("compartment").set_index("compartment")["area_mm2"]
     area_text = ", ".join(f"{c} {areas[c]:.3g} mm²" for c in shown if c in areas.index)
     return Section("density", "Density by compartment", svg=markup, files=[path], table=table,
