@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -57,8 +58,11 @@ def test_error_recorder_catches_a_broken_page(demo_report):
 
 
 def test_screenshot_is_not_blank(demo_report, tmp_path):
+    # Written for review: to $METANICHE_SCREENSHOTS when set (e.g. a CI artefact directory).
+    folder = Path(os.environ.get("METANICHE_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
     for page in (demo_report / "index.html", next(demo_report.glob("S*.html"))):
-        target = tmp_path / f"{page.stem}.png"
+        target = folder / f"{page.stem}.png"
         screenshot(page, target, height=1600)
         pixels = imread(target)[..., :3]
         # A blank page is one colour; figures and text give many distinct grey levels.

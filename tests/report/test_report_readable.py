@@ -179,3 +179,27 @@ def test_overview_is_the_first_section_and_tables_are_sortable(make_run):
     assert '<table class="sortable">' in index
     # core 80 / border 160 cells/mm² = 0.5 ≥ 0.3 (not desert): the rule with the values
     assert "not desert; core / border = 0.5 ≥ 0.3 → inflamed" in index
+
+
+def test_undetermined_call_shows_the_reason_from_the_warnings(make_run):
+    reason = ("no core tissue: every tumour pixel lies within border_um of the boundary; set "
+              "[compartments] border_um smaller")
+    samples = {"S1": {"sample": "S1", "file_name": "S1", "status": "ok", "error": None,
+                      "seconds": 1.0, "phenotype": "undetermined",
+                      "warnings": ["tumour covers 3 % of the tissue.",
+                                   f"immune phenotype undetermined: {reason}."]}}
+    index = render_report(make_run(samples=samples)).read_text()
+    assert f"undetermined: {reason}" in index
+    assert "undetermined: immune phenotype" not in index
+
+
+def test_heatmap_selection_skips_near_constant_columns():
+    rng = np.random.default_rng(3)
+    n = 12
+    spike = np.zeros(n)
+    spike[0] = 100.0          # one outlier: the largest variance and CV, but near-constant
+    features = pd.DataFrame({"spike": spike, "spread": rng.normal(10.0, 3.0, n),
+                             "narrow": rng.normal(10.0, 0.1, n)})
+    chosen = cf.select_features(features, None)
+    assert "spike" not in chosen
+    assert chosen == ["spread", "narrow"]   # larger IQR / median first

@@ -54,13 +54,21 @@ def zscore(values: pd.DataFrame) -> pd.DataFrame:
     return (values - values.mean()) / values.std(ddof=1)
 
 
+#: Heatmap selection: a column whose most common value covers more than this share of the
+#: samples is near-constant (one outlier would dominate its z-scores) and is not shown.
+MAX_MODE_SHARE = 0.75
+
+
 def select_features(features: pd.DataFrame, association: pd.DataFrame | None,
-                    max_features: int = 40, max_missing: float = 0.2) -> list[str]:
+                    max_features: int = 40, max_missing: float = 0.2,
+                    max_mode_share: float = MAX_MODE_SHARE) -> list[str]:
     """Informative numeric feature columns for the heatmap.
 
-    Columns with more than ``max_missing`` missing values or zero variance are dropped; when an
-    association table exists the features with the smallest p come first, otherwise those with
-    the largest coefficient of variation |sd / mean|.
+    Columns with more than ``max_missing`` missing values, zero variance, or one value shared
+    by more than ``max_mode_share`` of the non-missing samples (near-constant) are dropped;
+    when an association table exists the features with the smallest p come first, otherwise
+    those with the largest robust spread, the interquartile range over the median absolute
+    value (a scale-free spread that one outlier cannot inflate).
     """
     numeric = features.select_dtypes(include=[np.number])
     numeric = numeric.loc[:, numeric.isna().mean() <= max_missing]
@@ -68,14 +76,21 @@ def select_features(features: pd.DataFrame, association: pd.DataFrame | None,
     numeric = numeric.loc[:, sd > 0]
     if numeric.shape[1] == 0:
         return []
+    mode_share = numeric.apply(
+        lambda c: c.value_counts(normalize=True, dropna=True).iloc[0] if c.notna().any()
+        else 1.0)
+    numeric = numeric.loc[:, mode_share <= max_mode_share]
+    if numeric.shape[1] == 0:
+        return []
     if association is not None and not association.empty and "p" in association.columns:
         best = association.groupby("feature")["p"].min().sort_values()
         ranked = [f for f in best.index if f in numeric.columns]
         rest = [f for f in numeric.columns if f not in set(ranked)]
         return (ranked + rest)[:max_features]
-    mean = numeric.mean().abs().replace(0, np.nan)
-    cv = (numeric.std(ddof=1) / mean).fillna(0.0).sort_values(ascending=False)
-    return list(cv.index[:max_features])
+    q75, q25 = numeric.quantile(0.75), numeric.quantile(0.25)
+    scale = numeric.abs().median().replace(0, np.nan)
+    spread = ((q75 - q25) / scale).fillna(0.0).sort_values(ascending=False, kind="stable")
+    return list(spread.index[:max_features])
 
 
 def _leaf_order(matrix: np.ndarray) -> np.ndarray:
@@ -87,34 +102,40 @@ def _leaf_order(matrix: np.ndarray) -> np.ndarray:
 
 
 def feature_heatmap(features: pd.DataFrame, association: pd.DataFrame | None,
-                    report_dir: Path) -> tuple[list[str], int] | None:
-    """Samples × selected features, z-scored, rows and columns ordered by clustering.
+                    report_dir: Path, units: dict[str, str] | None = None,
+                    ) -> tuple[list[str], int] | None:
+    """Selected features (rows, labelled horizontally with their unit) × samples (columns),
+    z-scored per feature, both ordered by clustering.
 
     Returns the written paths and the number of features shown, or None when nothing varies.
     """
     chosen = select_features(features.drop(columns=["sample"], errors="ignore"), association)
     if not chosen or len(features) < 2:
         return None
+    units = units or {}
     z = zscore(features[chosen].astype(np.float64))
     filled = z.fillna(0.0).to_numpy()
-    rows = _leaf_order(filled)
-    cols = _leaf_order(filled.T)
-    matrix = z.to_numpy()[np.ix_(rows, cols)]
+    rows = _leaf_order(filled)            # samples
+    cols = _leaf_order(filled.T)          # features
+    matrix = z.to_numpy()[np.ix_(rows, cols)].T
     names = [chosen[j] for j in cols]
+    labels = [f"{n} ({units[n]})" if units.get(n) else n for n in names]
     samples = features["sample"].astype(str).to_numpy()[rows] if "sample" in features else rows
-    n_rows = len(rows)
-    height = float(np.clip(1.5 + 0.16 * n_rows, 3.5, 14.0))
-    fig = new_figure((max(6.0, 1.8 + 0.2 * len(names)), height + 2.6))
+    n_samples = len(rows)
+    label_in = min(4.5, 0.3 + 0.055 * max(len(t) for t in labels))
+    width = float(np.clip(label_in + 1.6 + 0.22 * n_samples, 7.0, 16.0))
+    fig = new_figure((width, 1.6 + 0.2 * len(names)))
     ax = fig.add_subplot()
     image = ax.imshow(np.ma.masked_invalid(matrix), aspect="auto", cmap="RdBu_r", vmin=-3,
                       vmax=3, interpolation="nearest")
-    ax.set_xticks(range(len(names)), [mpl_text(n) for n in names], rotation=90, fontsize=7)
-    if n_rows <= 60:
-        ax.set_yticks(range(n_rows), [mpl_text(s) for s in samples], fontsize=7)
+    ax.set_yticks(range(len(names)), [mpl_text(t) for t in labels], fontsize=7)
+    if n_samples <= 60:
+        ax.set_xticks(range(n_samples), [mpl_text(s) for s in samples], fontsize=7,
+                      rotation=45, ha="right")
     else:
-        ax.set_yticks([])
-        ax.set_ylabel(f"{n_rows} samples (clustered)")
-    fig.colorbar(image, ax=ax, shrink=0.6, label="z-score (clipped at ±3)")
+        ax.set_xticks([])
+        ax.set_xlabel(f"{n_samples} samples (clustered)")
+    fig.colorbar(image, ax=ax, shrink=0.6, label="z-score across samples (clipped at ±3)")
     fig.tight_layout()
     return save_figure(fig, report_dir, "cohort.features", svg=False), len(names)
 

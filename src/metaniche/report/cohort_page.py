@@ -26,15 +26,18 @@ def feature_section(run: RunData, report_dir: Path) -> Section | None:
     features = run.features
     if features is None or len(features) < 2:
         return None
-    drawn = cohort_figures.feature_heatmap(features, run.association, report_dir)
+    drawn = cohort_figures.feature_heatmap(features, run.association, report_dir,
+                                           units=_feature_units(run))
     if drawn is None:
         return None
     paths, n_features = drawn
     how = ("smallest association p first" if run.association is not None
-           else "largest coefficient of variation")
+           else "largest interquartile range over median")
     return Section("features", "Features across samples", image=paths[0], files=paths,
                    caption=f"{len(features)} samples × {n_features} features ({how}; features "
-                           "with > 20 % missing or constant dropped), each z-scored across "
+                           "with > 20 % missing, constant, or one value in more than "
+                           f"{cohort_figures.MAX_MODE_SHARE:.0%} of samples dropped; unit in "
+                           "brackets), each z-scored across "
                            "samples (colour clipped at ±3); rows and columns ordered by "
                            "average-linkage clustering. All features: features.csv.")
 

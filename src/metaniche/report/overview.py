@@ -131,9 +131,15 @@ def sample_call_explanation(run: RunData, sample: str) -> str:
     return call_explanation(record.phenotype, core, border, _phenotype_params(run), reason)
 
 
+#: Prefix of the composition stage's warning that carries the reason of an undetermined call.
+_UNDETERMINED = "immune phenotype undetermined:"
+
+
 def _undetermined_reason(warnings: list[str]) -> str:
-    hits = [w for w in warnings if "phenotype" in w.lower() or "undetermined" in w.lower()
-            or "effector" in w.lower()]
+    """The reason of an undetermined call among a sample's warnings (run.json): the
+    composition stage's phenotype warning, else every warning."""
+    hits = [w.strip()[len(_UNDETERMINED):].strip().rstrip(".") for w in warnings
+            if w.strip().lower().startswith(_UNDETERMINED)]
     return "; ".join(hits or warnings)
 
 

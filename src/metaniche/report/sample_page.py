@@ -23,6 +23,10 @@ from metaniche.report.sections import Section, Table, int_label, preferred, save
 
 __all__ = ["SAMPLE_SECTIONS", "merge_bins", "sample_sections"]
 
+#: Cell size (px) of the sample-page heatmaps: 15 types give a ≈ 400 px square, readable.
+SAMPLE_CELL_PX = 26.0
+
+
 def _whole_sample(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows covering the whole sample (null lesion_id) when the table has lesion rows."""
     if "lesion_id" in rows.columns:
@@ -144,7 +148,8 @@ def enrichment_section(run: RunData, sample: str, stem: str, report_dir: Path) -
     limit = float(np.clip(finite.max() if finite.size else 3.0, 3.0, 20.0))
     chart = svg.heatmap(z.to_numpy(np.float64), [str(t) for t in types],
                         [str(t) for t in types], title="Neighbourhood enrichment (z)",
-                        cmap="RdBu_r", vmin=-limit, vmax=limit, unit="z", tooltips=tips)
+                        cmap="RdBu_r", vmin=-limit, vmax=limit, unit="z", tooltips=tips,
+                        cell_px=SAMPLE_CELL_PX)
     markup, path = save_svg(chart, report_dir, f"{stem}.enrichment")
     return Section("enrichment", "Neighbourhood enrichment", svg=markup, files=[path],
                    caption="z = (observed − expected) / sd of the number of contacts between "
@@ -184,7 +189,8 @@ def distance_section(run: RunData, sample: str, stem: str, report_dir: Path) -> 
     tips = _tips(list(median.index), list(median.columns), "→", grids)
     chart = svg.heatmap(median.to_numpy(np.float64), [str(t) for t in median.index],
                         [str(t) for t in median.columns], title="Nearest-neighbour distance",
-                        cmap="viridis_r", unit="median µm", tooltips=tips)
+                        cmap="viridis_r", unit="median µm", tooltips=tips,
+                        cell_px=SAMPLE_CELL_PX)
     markup, path = save_svg(chart, report_dir, f"{stem}.distances")
     return Section("distances", "Distances between cell types", svg=markup, files=[path],
                    caption="Median distance (µm) from each cell of the source type (row) to "
