@@ -113,9 +113,10 @@ def association_section(run: RunData, report_dir: Path) -> Section | None:
     volcano_section = Section(
         "volcano", "Volcano plot", image=paths[0] if paths else None, files=paths,
         caption="Effect against −log10 p of every test, one panel per outcome × test; red: "
-                "q ≤ 0.05; ratio effects on a log2 axis; undefined effects not drawn; x axis "
-                "limited to the 1st–99th percentile of the effects (widened 8 %), effects "
-                "beyond drawn on the limit as open triangles; five smallest p labelled.")
+                "q ≤ 0.05; ratio effects on a log2 axis; undefined effects not drawn; AUC "
+                "and Cliff's delta on their natural range, other effects on the 1st–99th "
+                "percentile of the effects (widened 8 %), effects beyond drawn on the limit "
+                "as open triangles (counted in the panel title); five smallest p labelled.")
     return Section("associations", "Associations with outcome",
                    subsections=[passed_section, volcano_section],
                    caption=f"{len(table)} feature × outcome tests computed, {n_sig} with "
