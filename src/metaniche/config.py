@@ -673,6 +673,9 @@ class ClinicalColumns(_Validated):
     condition_reference
         The reference label of ``condition``: effects are for each other group relative to
         it. Default empty: the first label in sorted (lower-case) order.
+    time_unit
+        Unit of the ``os_time`` values, shown on the time axis of the survival figures.
+        Default ``months``.
     """
 
     sample: str = "sample"
@@ -687,6 +690,7 @@ class ClinicalColumns(_Validated):
     covariates: tuple[str, ...] = ()
     condition: str = ""
     condition_reference: str = ""
+    time_unit: str = "months"
 
 
 @dataclass(frozen=True)

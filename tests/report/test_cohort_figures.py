@@ -30,7 +30,7 @@ def test_cohort_figures_use_no_pyplot_and_leave_the_backend_alone(tmp_path):
         paths = cf.volcano(assoc, out)
         assert paths == ["figures/cohort.volcano.png", "figures/cohort.volcano.svg"], paths
         height, width = imread(out / paths[0]).shape[:2]
-        assert (width, height) == (462, 396), (width, height)  # 4.2 x 3.6 in at 110 dpi
+        assert (width, height) == (506, 429), (width, height)  # 4.6 x 3.9 in at 110 dpi
         assert (out / paths[1]).read_text().lstrip().startswith("<?xml")
         assert isinstance(cf.new_figure((2.0, 2.0)).canvas, FigureCanvasAgg)
         assert "matplotlib.pyplot" not in sys.modules

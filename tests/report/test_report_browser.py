@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -57,8 +58,11 @@ def test_error_recorder_catches_a_broken_page(demo_report):
 
 
 def test_screenshot_is_not_blank(demo_report, tmp_path):
+    # Written for review: to $METANICHE_SCREENSHOTS when set (e.g. a CI artefact directory).
+    folder = Path(os.environ.get("METANICHE_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
     for page in (demo_report / "index.html", next(demo_report.glob("S*.html"))):
-        target = tmp_path / f"{page.stem}.png"
+        target = folder / f"{page.stem}.png"
         screenshot(page, target, height=1600)
         pixels = imread(target)[..., :3]
         # A blank page is one colour; figures and text give many distinct grey levels.
@@ -135,3 +139,54 @@ def test_zoom_view_zooms_about_the_pointer_and_pans(demo_report):
     dx, dy, panned = _transform(probe["panned"])
     assert (dx - zx, dy - zy, panned) == pytest.approx((50, 30, scale), abs=0.01)
     assert "µm" in probe["readout"]
+
+
+def test_cohort_page_opens_with_the_overview(demo_report):
+    result = check_page(demo_report / "index.html")
+    assert result.errors == [], result.errors
+    sections = re.findall(r'<section id="([^"]+)"', result.dom)
+    assert sections[0] == "overview", sections
+    assert sections.index("status") > sections.index("overview")
+
+
+#: Clicks a header of the first sortable table twice and reports the column after each click.
+SORT_PROBE = """
+window.addEventListener('load', function () {
+  var table = document.querySelector('table.sortable');
+  if (!table) { document.body.dataset.probe = JSON.stringify({error: 'no sortable table'});
+                return; }
+  var headers = Array.prototype.map.call(table.tHead.rows[0].cells,
+                                         function (th) { return th.textContent; });
+  var column = headers.findIndex(function (h) { return h.indexOf('core') === 0; });
+  function values() {
+    return Array.prototype.map.call(table.tBodies[0].rows,
+                                    function (row) { return row.cells[column].textContent; });
+  }
+  var before = values();
+  table.tHead.rows[0].cells[column].click();
+  var ascending = values();
+  table.tHead.rows[0].cells[column].click();
+  document.body.dataset.probe = JSON.stringify({headers: headers, before: before,
+                                                ascending: ascending, descending: values()});
+});
+"""
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", "")) if text not in ("", "–") else math.inf
+
+
+def test_a_table_sorts_on_header_click(demo_report):
+    page = next(demo_report.glob("S*.html"))
+    result = check_page(page, probe=SORT_PROBE)
+    assert result.errors == [], result.errors
+    assert result.probe is not None, "the sort probe never finished"
+    probe = json.loads(result.probe)
+    assert "error" not in probe, probe
+    before, ascending, descending = probe["before"], probe["ascending"], probe["descending"]
+    assert len(before) >= 3 and sorted(before) == sorted(ascending) == sorted(descending)
+    numbers = [_number(v) for v in ascending]
+    assert numbers == sorted(numbers)                  # numeric, not text, order
+    finite = [_number(v) for v in descending if v not in ("", "–")]
+    assert finite == sorted(finite, reverse=True)
+    assert ascending != before or numbers == sorted(_number(v) for v in before)

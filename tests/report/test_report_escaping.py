@@ -50,20 +50,23 @@ def test_labels_and_names_are_escaped(hostile_run):
     sample_page = next(p for p in pages if p.name != "index.html")
     assert ".." not in sample_page.name and os.sep not in sample_page.stem
     texts = {p: p.read_text(encoding="utf-8") for p in [*pages, *report.rglob("*.svg")]}
-    # The only script is the zoom view's own, verbatim: no user text ever reaches JavaScript.
-    zoom_js = _ENV.get_template("_zoom.js.html").render()
+    # The only scripts are the zoom view's and the table sorter's own, verbatim: no user text
+    # ever reaches JavaScript.
+    known = {_ENV.get_template("_zoom.js.html").render(),
+             _ENV.get_template("_sort.js.html").render()}
     for path, text in texts.items():
         assert SCRIPT not in text, path
         scripts = re.findall(r"<script\b[^>]*>(.*?)</script>", text, re.S | re.I)
         assert text.lower().count("<script") == len(scripts), path
-        assert all(body == zoom_js for body in scripts), path
+        assert all(body in known for body in scripts), path
     page = texts[sample_page]
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "../../etc/x" in page  # shown literally as text, never used as a path
     assert "$x^2$ &amp; co" in page
     assert (report / "figures" / f"{sample_page.stem}.map.png").is_file()
     assert (report / "figures" / f"{sample_page.stem}.map.zoom.png").is_file()
-    assert len(re.findall(r"<script\b", page)) == 1  # the zoom view is there, escaped
+    # the zoom view and the table sorter, both verbatim (checked above)
+    assert len(re.findall(r"<script\b", page)) == 2
     assert 'alt="zoomable tissue map of ../../etc/x"' in page
     assert f'href="{sample_page.name}"' in texts[report / "index.html"]
 

@@ -143,9 +143,13 @@ def test_density_bars_are_proportional_to_density(make_run, tmp_path):
     section = density_section(run, "S1", "S1", tmp_path)
     bars = _titles(str(section.svg))
     # CD8_T (index 1) in border (rank 2): 2 * 10 * 2 = 40; the largest bar is Tumor adjacent 90.
+    # Log axis from the decade below the smallest density (10) to the decade above the
+    # largest (100): a bar's length is log10(v / 10) / log10(100 / 10) of the axis.
     width = float(bars["CD8_T, border: 40 cells/mm²"].get("width"))
     full = float(bars["Tumor, adjacent: 90 cells/mm²"].get("width"))
-    assert width / full == pytest.approx(40 / 90, rel=1e-3)
+    assert width / full == pytest.approx(np.log10(40 / 10) / np.log10(90 / 10), rel=1e-3)
+    ticks = {t.text for t in ET.fromstring(str(section.svg)).iter(f"{SVG}text")}
+    assert {"10", "20", "50", "100"} <= ticks  # under two decades: 1-2-5 ticks labelled
     table_row = next(r for r in section.table.rows if r[0] == "CD8_T")
     assert table_row[1:5] == ["20", "40", "60", "80"]
 

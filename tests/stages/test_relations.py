@@ -63,9 +63,38 @@ def test_mixing_feature_is_keren_score(context, output):
     assert output.features["mixing_score.CD8_T"] == pytest.approx(direct.score, nan_ok=True)
 
 
-def test_enrichment_features_symmetric_and_registered(context, output):
-    z_ab = output.features["enrichment_z.Macrophage.Endothelial"]
-    assert z_ab == pytest.approx(output.features["enrichment_z.Endothelial.Macrophage"])
+def _pair_features(features, family):
+    """``(a, b)`` of every feature ``<family>.<a>.<b>`` (type names hold no dots here)."""
+    return [tuple(name.split(".")[1:]) for name in features if name.split(".")[0] == family]
+
+
+def test_symmetric_pair_features_emitted_once_in_canonical_order(context, output):
+    tables = output.tables
+    for family in relations.SYMMETRIC_FAMILIES:
+        pairs = _pair_features(output.features, family)
+        assert pairs, family
+        unordered = [frozenset(p) for p in pairs]
+        assert len(unordered) == len(set(unordered)), f"{family}: A.B and B.A both emitted"
+        assert all(a <= b for a, b in pairs), family
+    # the value kept is the statistic of the pair, which is symmetric (either order)
+    enrichment = tables["enrichment"]
+    whole = enrichment[enrichment["null"] == "sample"].set_index(["type_a", "type_b"])["z"]
+    z_ab = output.features["enrichment_z.Endothelial.Macrophage"]
+    assert z_ab == pytest.approx(whole[("Endothelial", "Macrophage")])
+    assert z_ab == pytest.approx(whole[("Macrophage", "Endothelial")])
+    ripley = tables["ripley"].groupby(["type_a", "type_b"])["l_minus_r_um"].mean()
+    for a, b in _pair_features(output.features, "ripley_l_mean"):
+        assert output.features[f"ripley_l_mean.{a}.{b}"] == pytest.approx(ripley[(b, a)])
+    # every unordered pair of the featured types is there exactly once (self-pairs included)
+    n_featured = len({t for p in _pair_features(output.features, "enrichment_z") for t in p})
+    assert len(_pair_features(output.features, "enrichment_z")) == (
+        n_featured * (n_featured + 1) // 2)
+    # the directed nearest distance keeps both orders
+    nn = _pair_features(output.features, "nn_dist_um")
+    assert ("CD8_T", "Tumor") in nn and ("Tumor", "CD8_T") in nn
+
+
+def test_enrichment_features_registered(context, output):
     families = set(feature_families())
     for name in output.features:
         assert name.split(".")[0] in families, name
@@ -120,3 +149,34 @@ def test_scattered_tumour_cells_use_the_geometric_border_above_the_edge_limit(co
     assert spiat_table.loc[0, "definition"] == "spiat" and table.loc[0, "definition"] == "geometric"
     assert features["border_cell_ratio.Tumor"] == border_cells(tumour, alpha=40.0).ratio
     assert "α-shape edges > 0" in table.loc[0, "note"]
+
+
+def test_no_symmetric_pair_twice_in_association_or_multiple_testing():
+    # features of a small cohort through the relations stage, then the cohort association:
+    # every symmetric pair is tested once, so Benjamini–Hochberg counts it once.
+    from scipy.stats import false_discovery_control
+
+    from metaniche.cohort.run import analyse_cohort
+    from metaniche.config import CohortParams
+
+    rows = []
+    for i in range(6):
+        sample = simulate_sample(f"s{i}", n_cells=2000, seed=20 + i)
+        context = build_context(f"s{i}", sample.cells, Config())
+        rows.append({"sample": f"s{i}", **relations.run(context).features})
+    features = pd.DataFrame(rows)
+    clinical = pd.DataFrame({"sample": features["sample"],
+                             "response": ["responder", "non-responder"] * 3})
+    result = analyse_cohort(features, clinical,
+                            Config(cohort=CohortParams(analyses=("response",))))
+    table = result.association
+    for (_, _), part in table.groupby(["outcome", "test"]):
+        names = part["feature"].astype(str)
+        assert names.is_unique
+        symmetric = names[names.str.split(".").str[0].isin(relations.SYMMETRIC_FAMILIES)]
+        assert len(symmetric) > 0
+        keys = [(n.split(".")[0], frozenset(n.split(".")[1:])) for n in symmetric]
+        assert len(keys) == len(set(keys)), "A.B and B.A both tested"
+        tested = part[np.isfinite(part["p"].to_numpy(np.float64))]
+        # q is BH over exactly these tests: m counts each unordered pair once
+        np.testing.assert_allclose(tested["q"], false_discovery_control(tested["p"]))

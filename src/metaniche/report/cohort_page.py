@@ -9,14 +9,11 @@ import pandas as pd
 
 from metaniche import tables as T
 from metaniche.report import cohort_figures, svg
+from metaniche.report.overview import overview_section
 from metaniche.report.rundata import RunData
 from metaniche.report.sections import Section, Table, int_label, save_svg
 
 __all__ = ["cohort_sections"]
-
-_ASSOCIATION_COLUMNS = ["feature", "outcome", "test", "statistic", "effect", "ci_low", "ci_high",
-                        "p", "q"]
-
 
 def _cell(value: object) -> str:
     if isinstance(value, float | np.floating | int | np.integer) and not isinstance(value, bool):
@@ -29,21 +26,47 @@ def feature_section(run: RunData, report_dir: Path) -> Section | None:
     features = run.features
     if features is None or len(features) < 2:
         return None
-    drawn = cohort_figures.feature_heatmap(features, run.association, report_dir)
+    drawn = cohort_figures.feature_heatmap(features, run.association, report_dir,
+                                           units=_feature_units(run))
     if drawn is None:
         return None
     paths, n_features = drawn
     how = ("smallest association p first" if run.association is not None
-           else "largest coefficient of variation")
+           else "largest interquartile range over median")
     return Section("features", "Features across samples", image=paths[0], files=paths,
                    caption=f"{len(features)} samples × {n_features} features ({how}; features "
-                           "with > 20 % missing or constant dropped), each z-scored across "
+                           "with > 20 % missing, constant, or one value in more than "
+                           f"{cohort_figures.MAX_MODE_SHARE:.0%} of samples dropped; unit in "
+                           "brackets), each z-scored across "
                            "samples (colour clipped at ±3); rows and columns ordered by "
                            "average-linkage clustering. All features: features.csv.")
 
 
+#: Units of the association effects, by ``effect_name``.
+EFFECT_UNITS = {"auc": "AUC (P(responder > non-responder))", "hazard_ratio": "hazard ratio per SD",
+                "hr": "hazard ratio per SD", "hr_per_sd": "hazard ratio per SD",
+                "median_time_ratio": "median survival high / low",
+                "fold_change": "ratio of group means", "cliffs_delta": "Cliff's delta"}
+
+
+def _feature_units(run: RunData) -> dict[str, str]:
+    """Feature name (or family) → unit from features_dictionary.csv (empty when absent)."""
+    path = run.dir.dictionary_path
+    if not path.is_file():
+        return {}
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError):
+        return {}
+    if not {"name", "unit"} <= set(table.columns):
+        return {}
+    return dict(zip(table["name"].astype(str), table["unit"].fillna("").astype(str),
+                    strict=True))
+
+
 def association_section(run: RunData, report_dir: Path) -> Section | None:
-    """Volcano plot and the table of the strongest associations."""
+    """The associations that passed the FDR (units, effects, CIs, unit of analysis), then the
+    volcano plot."""
     table = run.association
     if table is None or table.empty:
         return None
@@ -55,31 +78,72 @@ def association_section(run: RunData, report_dir: Path) -> Section | None:
                                "computed (too few samples per group); see the reasons under "
                                "Run status.")
     paths = cohort_figures.volcano(table, report_dir) or []
-    shown = [c for c in _ASSOCIATION_COLUMNS if c in table.columns]
-    top = table.sort_values([c for c in ("q", "p") if c in table.columns]).head(30)
-    rows = [[_cell(v) for v in row] for row in top[shown].itertuples(index=False)]
-    n_sig = int((table["q"] <= 0.05).sum()) if "q" in table.columns else 0
-    return Section("associations", "Associations with outcome", image=paths[0] if paths else None,
-                   files=paths, table=Table(shown, rows),
-                   caption=f"{len(table)} feature × outcome tests computed, {n_sig} with q ≤ 0.05 "
-                           "(Benjamini–Hochberg). Volcano: effect against −log10 p, red q ≤ "
-                           "0.05, five smallest p labelled. Table: the 30 smallest q; the full "
-                           "table is association.parquet.")
+    q = pd.to_numeric(table["q"], errors="coerce") if "q" in table.columns else None
+    passed = table[q <= 0.05] if q is not None else table.iloc[:0]
+    units = _feature_units(run)
+    unit_of_analysis = (sorted(set(table["unit"].astype(str))) if "unit" in table.columns
+                        else [str((run.manifest.steps.get("cohort") or {}).get("unit", "?"))])
+    head = ["feature", "feature unit", "outcome", "test", "effect", "effect (unit)", "ci_low",
+            "ci_high", "p", "q", "n", "unit of analysis"]
+    shown = passed.sort_values([c for c in ("q", "p") if c in passed.columns]).head(200)
+    rows = []
+    for row in shown.to_dict("records"):
+        feature = str(row["feature"])
+        unit = units.get(feature) or units.get(feature.split(".")[0], "")
+        effect_name = str(row.get("effect_name") or "effect")
+        rows.append([feature, unit, str(row.get("outcome", "")), str(row.get("test", "")),
+                     _cell(row.get("effect")), EFFECT_UNITS.get(effect_name, effect_name),
+                     _cell(row.get("ci_low")), _cell(row.get("ci_high")), _cell(row.get("p")),
+                     _cell(row.get("q")), _cell(row.get("n")), str(row.get("unit", "")
+                                                                   or unit_of_analysis[0])])
+    n_sig = len(passed)
+    table_caption = (f"{n_sig} of {len(table)} feature × outcome tests computed pass q ≤ 0.05 "
+                     "(Benjamini–Hochberg over all tests; symmetric pair statistics such as "
+                     "enrichment_z.A.B are tested once per unordered pair). Unit of analysis: "
+                     f"{', '.join(unit_of_analysis)}. Click a header to sort."
+                     + (" Showing the 200 smallest q." if n_sig > 200 else "")
+                     + " Full table: association.parquet.")
+    passed_section = Section("associations-passed", "Passed the false-discovery rate",
+                             table=Table(head, rows, sortable=True) if rows else None,
+                             caption=table_caption if rows else
+                             f"None of the {len(table)} tests computed passes q ≤ 0.05 "
+                             "(Benjamini–Hochberg). Unit of analysis: "
+                             f"{', '.join(unit_of_analysis)}. Full table: "
+                             "association.parquet; the volcano below shows all.")
+    volcano_section = Section(
+        "volcano", "Volcano plot", image=paths[0] if paths else None, files=paths,
+        caption="Effect against −log10 p of every test, one panel per outcome × test; red: "
+                "q ≤ 0.05; ratio effects on a log2 axis; undefined effects not drawn; AUC "
+                "and Cliff's delta on their natural range, other effects on the 1st–99th "
+                "percentile of the effects (widened 8 %), effects beyond drawn on the limit "
+                "as open triangles (counted in the panel title); five smallest p labelled.")
+    return Section("associations", "Associations with outcome",
+                   subsections=[passed_section, volcano_section],
+                   caption=f"{len(table)} feature × outcome tests computed, {n_sig} with "
+                           "q ≤ 0.05.")
 
 
 def survival_section(run: RunData, report_dir: Path) -> Section | None:
-    """Kaplan–Meier curves of median splits."""
+    """Kaplan–Meier curves with numbers at risk, the log-rank p and the split stated."""
     curves = run.table("km_curves")
     if curves is None or curves.empty:
         return None
-    drawn = cohort_figures.kaplan_meier(curves, run.association, report_dir)
+    time_unit = str((run.config.get("clinical") or {}).get("time_unit", "") or "")
+    unit = str((run.manifest.steps.get("cohort") or {}).get("unit", "sample"))
+    unit_name = "patients" if unit == "patient" else "samples"
+    drawn = cohort_figures.kaplan_meier(curves, run.association, report_dir,
+                                        features=run.features, time_unit=time_unit,
+                                        unit_name=unit_name)
     if drawn is None:
         return None
-    paths, features = drawn
+    paths, features, splits = drawn
+    how = "; ".join(f"{f}: {s}" for f, s in zip(features, splits, strict=True))
     return Section("survival", "Kaplan–Meier curves", image=paths[0], files=paths,
-                   caption=f"Overall survival of samples above (high) and at or below (low) "
-                           f"the cohort median of {len(features)} features with the smallest "
-                           "log-rank p; shaded: pointwise confidence intervals.")
+                   caption=f"Overall survival of the {unit_name} in two groups of each of the "
+                           f"{len(features)} features with the smallest log-rank p ({how}); "
+                           "shaded: pointwise confidence intervals; numbers at risk under "
+                           "each panel at the labelled times; time in "
+                           f"{time_unit or 'the unit of the clinical table'}.")
 
 
 def prediction_section(run: RunData, report_dir: Path) -> Section | None:
@@ -155,8 +219,13 @@ def lesion_exclusion_section(run: RunData, report_dir: Path) -> Section | None:
                            "cohort/lesion_size_exclusion.parquet.")
 
 
-COHORT_SECTIONS = [feature_section, association_section, survival_section, prediction_section,
-                   neighbourhood_section, lesion_exclusion_section]
+def _overview(run: RunData, report_dir: Path) -> Section:
+    return overview_section(run, report_dir)
+
+
+#: Cohort sections in page order: the answer first, then associations, volcano and the rest.
+COHORT_SECTIONS = [_overview, association_section, survival_section, prediction_section,
+                   feature_section, neighbourhood_section, lesion_exclusion_section]
 
 
 def cohort_sections(run: RunData, report_dir: Path) -> list[Section]:

@@ -22,9 +22,11 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from metaniche import tables as T
 from metaniche._atomic import write_text
 from metaniche.report.cohort_page import cohort_sections
 from metaniche.report.methods import flatten_parameters, methods_paragraphs
+from metaniche.report.overview import sample_call_explanation
 from metaniche.report.rundata import RunData
 from metaniche.report.sample_page import sample_sections
 from metaniche.report.zoom import read_zoom_info
@@ -89,7 +91,10 @@ def render_report(run_dir: str | Path, manifest: Manifest | None = None) -> Path
         stage_rows=stage_rows,
         run_stages=_stage_seconds(run.manifest.stages),
         sections=sections,
-        methods=methods_paragraphs(run.config, version),
+        methods=methods_paragraphs(run.config, version, {
+            name: run.table(name) for name in (T.GRADIENTS, T.ENRICHMENT, T.NEIGHBOURHOODS,
+                                               T.AGGREGATES, T.ZONATION, T.COMPARTMENTS)}
+            | {"association": run.association}),
         parameters=flatten_parameters(run.config),
     )
     target = run.dir.index_path
@@ -137,6 +142,7 @@ def _summary(run: RunData, record: SampleRecord) -> dict[str, Any]:
         "warnings": list(record.warnings),
         "seconds": record.seconds,
         "phenotype": record.phenotype,
+        "phenotype_why": sample_call_explanation(run, record.sample),
         "n_cells": _n_cells(run, record.sample),
         "map": figure.relative_to(run.dir.report_dir).as_posix() if figure.is_file() else None,
         "zoom": read_zoom_info(figure) if figure.is_file() else None,

@@ -16,11 +16,16 @@ from metaniche import tables as T
 from metaniche.analyses.compartments import COMPARTMENTS, WHOLE
 from metaniche.config import CompartmentParams
 from metaniche.report import svg
+from metaniche.report.bands import MAX_DISPLAY_BINS, MIN_BAND_AREA_MM2, merge_bins
 from metaniche.report.colours import COMPARTMENT_COLOURS, categorical
 from metaniche.report.rundata import RunData
 from metaniche.report.sections import Section, Table, int_label, preferred, save_svg
 
-__all__ = ["SAMPLE_SECTIONS", "sample_sections"]
+__all__ = ["SAMPLE_SECTIONS", "merge_bins", "sample_sections"]
+
+#: Cell size (px) of the sample-page heatmaps: 15 types give a ≈ 400 px square, readable.
+SAMPLE_CELL_PX = 26.0
+
 
 def _whole_sample(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows covering the whole sample (null lesion_id) when the table has lesion rows."""
@@ -78,35 +83,14 @@ def density_section(run: RunData, sample: str, stem: str, report_dir: Path) -> S
     table = Table(["cell type"] + [f"{c} (cells/mm²)" for c in shown] + ["n cells (all)"],
                   [[t] + [svg.fmt(wide.loc[t, c]) for c in shown]
                    + [svg.fmt(counts.loc[t, WHOLE]) if WHOLE in counts.columns else "–"]
-                   for t in wide.index])
+                   for t in wide.index], sortable=True)
     areas = rows.drop_duplicates("compartment").set_index("compartment")["area_mm2"]
     area_text = ", ".join(f"{c} {areas[c]:.3g} mm²" for c in shown if c in areas.index)
     return Section("density", "Density by compartment", svg=markup, files=[path], table=table,
-                   caption="Cells per mm² of each compartment's tissue area (core: signed "
+                   caption="Cells per mm² of each compartment's tissue area, log scale with "
+                           "every decade labelled (core: signed "
                            "distance d < −w, border: |d| ≤ w, adjacent: d > w). Areas: "
                            f"{area_text}.")
-
-
-#: Gradient profiles are drawn with at most this many distance bins (adjacent bins merged).
-MAX_DISPLAY_BINS = 40
-
-
-def merge_bins(part: pd.DataFrame, start: str, end: str,
-               max_bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """Merge runs of adjacent bins so at most ``max_bins`` remain: density = Σ cells / Σ area.
-
-    Returns the merged bins' centres and densities (cells/mm²; NaN where the area is 0).
-    """
-    factor = max(1, -(-len(part) // max_bins))
-    group = np.arange(len(part)) // factor
-    n = np.bincount(group, weights=part["n_cells"].to_numpy(np.float64))
-    area = np.bincount(group, weights=np.nan_to_num(part["area_mm2"].to_numpy(np.float64)))
-    first = part[start].to_numpy(np.float64)[::factor]
-    last = part[end].to_numpy(np.float64)[np.minimum(np.arange(len(n)) * factor + factor - 1,
-                                                     len(part) - 1)]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        density = np.where(area > 0, n / area, np.nan)
-    return (first + last) / 2, density
 
 
 def gradient_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
@@ -137,8 +121,10 @@ def gradient_section(run: RunData, sample: str, stem: str, report_dir: Path) -> 
                            "cell type against the signed distance to the tumour boundary; "
                            f"the shaded band is the border (±{width:g} µm), the dashed line "
                            "the boundary. Each panel has its own y scale; bins are merged to "
-                           f"at most {MAX_DISPLAY_BINS} for display (full resolution: "
-                           "tables/gradients.parquet).")
+                           f"at most {MAX_DISPLAY_BINS} for display and bins whose band area "
+                           f"is below {MIN_BAND_AREA_MM2:g} mm² are masked (not drawn: one "
+                           "cell in a sliver of tissue would read as thousands per mm²; full "
+                           "resolution: tables/gradients.parquet).")
 
 
 def enrichment_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
@@ -162,7 +148,8 @@ def enrichment_section(run: RunData, sample: str, stem: str, report_dir: Path) -
     limit = float(np.clip(finite.max() if finite.size else 3.0, 3.0, 20.0))
     chart = svg.heatmap(z.to_numpy(np.float64), [str(t) for t in types],
                         [str(t) for t in types], title="Neighbourhood enrichment (z)",
-                        cmap="RdBu_r", vmin=-limit, vmax=limit, unit="z", tooltips=tips)
+                        cmap="RdBu_r", vmin=-limit, vmax=limit, unit="z", tooltips=tips,
+                        cell_px=SAMPLE_CELL_PX)
     markup, path = save_svg(chart, report_dir, f"{stem}.enrichment")
     return Section("enrichment", "Neighbourhood enrichment", svg=markup, files=[path],
                    caption="z = (observed − expected) / sd of the number of contacts between "
@@ -202,7 +189,8 @@ def distance_section(run: RunData, sample: str, stem: str, report_dir: Path) -> 
     tips = _tips(list(median.index), list(median.columns), "→", grids)
     chart = svg.heatmap(median.to_numpy(np.float64), [str(t) for t in median.index],
                         [str(t) for t in median.columns], title="Nearest-neighbour distance",
-                        cmap="viridis_r", unit="median µm", tooltips=tips)
+                        cmap="viridis_r", unit="median µm", tooltips=tips,
+                        cell_px=SAMPLE_CELL_PX)
     markup, path = save_svg(chart, report_dir, f"{stem}.distances")
     return Section("distances", "Distances between cell types", svg=markup, files=[path],
                    caption="Median distance (µm) from each cell of the source type (row) to "

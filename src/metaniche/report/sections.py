@@ -16,10 +16,15 @@ __all__ = ["Section", "Table", "int_label", "preferred", "save_svg"]
 
 @dataclass
 class Table:
-    """A small HTML table: header labels and rows of already formatted cells."""
+    """A small HTML table: header labels and rows of already formatted cells.
+
+    ``sortable`` tables sort on a header click (the inline script of ``_sort.js.html``;
+    numbers compare as numbers, '–' last).
+    """
 
     columns: list[str]
     rows: list[list[str]]
+    sortable: bool = False
 
 
 @dataclass
@@ -42,6 +47,8 @@ class Section:
         Relative paths of the figure files for download (PNG / SVG).
     table
         Optional table shown under the chart.
+    subsections
+        Sections rendered inside this one (as ``h3``), in order.
     """
 
     key: str
@@ -51,6 +58,7 @@ class Section:
     image: str | None = None
     files: list[str] = field(default_factory=list)
     table: Table | None = None
+    subsections: list[Section] = field(default_factory=list)
 
 
 def save_svg(svg: str, report_dir: Path, stem: str) -> tuple[Markup, str]:

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib import colormaps
 
-__all__ = ["esc", "grouped_hbars", "heatmap", "small_multiples", "stacked_bars"]
+__all__ = ["esc", "grouped_hbars", "heatmap", "log_ticks", "nice_ticks", "small_multiples",
+           "stacked_bars"]
 
 _FONT = "font-family:system-ui,sans-serif"
 _CHAR_PX = 6.2  # approximate width of one 11 px character
@@ -36,6 +37,29 @@ def fmt(value: float) -> str:
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.3g}"
+
+
+def nice_ticks(low: float, high: float, n: int = 5) -> np.ndarray:
+    """Round tick positions (1, 2, 2.5 or 5 × 10^k apart) covering [low, high]; 0 is a tick
+    whenever the range contains it."""
+    if not (np.isfinite(low) and np.isfinite(high)) or high <= low:
+        return np.array([low]) if np.isfinite(low) else np.array([])
+    raw = (high - low) / max(n - 1, 1)
+    power = 10.0 ** np.floor(np.log10(raw))
+    step = power * min((m for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * power >= raw),
+                       default=10.0)
+    ticks = np.arange(np.ceil(low / step) * step, high + step * 1e-9, step)
+    return np.round(ticks, 10)
+
+
+def log_ticks(low: float, high: float) -> np.ndarray:
+    """Decade ticks 10^k within [low, high] (low > 0); with fewer than two decades also the
+    1-2-5 steps between them."""
+    k0, k1 = int(np.floor(np.log10(low))), int(np.ceil(np.log10(high)))
+    decades = 10.0 ** np.arange(k0, k1 + 1)
+    ticks = decades if k1 - k0 >= 2 else np.concatenate([decades * m for m in (1, 2, 5)])
+    ticks = np.sort(ticks)
+    return ticks[(ticks >= low * (1 - 1e-9)) & (ticks <= high * (1 + 1e-9))]
 
 
 def _open(width: float, height: float, label: str) -> list[str]:
@@ -133,7 +157,8 @@ def small_multiples(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], *, tit
                     xlabel: str, ylabel: str, band: tuple[float, float] | None = None,
                     vline: float | None = None, ncols: int = 4, panel_px: tuple[int, int] = (
                         190, 110), colour: str = "#1f5fa8") -> str:
-    """One line chart per panel (own y scale from 0), shared x range.
+    """One line chart per panel (own y scale from 0), shared x range; x and y ticks are
+    labelled at round values (0 among them when in range).
 
     Parameters
     ----------
@@ -146,10 +171,12 @@ def small_multiples(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], *, tit
     """
     pw, ph = panel_px
     pad_l, pad_b, pad_t = 44, 18, 16
+    pw, ph = max(pw, 40), max(ph, 40)
     xs = [np.asarray(p[1], dtype=np.float64) for p in panels]
     all_x = np.concatenate(xs) if xs else np.zeros(1)
     x0, x1 = float(np.nanmin(all_x)), float(np.nanmax(all_x))
     x1 = x1 if x1 > x0 else x0 + 1.0
+    x_ticks = nice_ticks(x0, x1, 5)
     ncols = max(1, min(ncols, len(panels)))
     nrows = -(-len(panels) // ncols)
     cell_w, cell_h = pw + pad_l + 10, ph + pad_b + pad_t + 6
@@ -184,11 +211,18 @@ def small_multiples(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], *, tit
             vx = float(px(vline))
             out.append(f'<line x1="{vx:.1f}" x2="{vx:.1f}" y1="{oy}" y2="{oy + ph}" '
                        'stroke="#333" stroke-dasharray="3,2"/>')
-        out.append(f'<text x="{ox - 3}" y="{oy + 9}" text-anchor="end">{esc(fmt(top))}</text>')
-        out.append(f'<text x="{ox - 3}" y="{oy + ph}" text-anchor="end">0</text>')
-        out.append(f'<text x="{ox}" y="{oy + ph + 13}">{esc(fmt(x0))}</text>')
-        out.append(f'<text x="{ox + pw}" y="{oy + ph + 13}" text-anchor="end">'
-                   f'{esc(fmt(x1))}</text>')
+        for tick in nice_ticks(0.0, top, 3):
+            ty = float(py(tick))
+            out.append(f'<line x1="{ox - 3}" x2="{ox}" y1="{ty:.1f}" y2="{ty:.1f}" '
+                       'stroke="#999"/>')
+            out.append(f'<text x="{ox - 5}" y="{ty + 4:.1f}" text-anchor="end">'
+                       f'{esc(fmt(tick))}</text>')
+        for tick in x_ticks:
+            tx = float(px(tick))
+            out.append(f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{oy + ph}" y2="{oy + ph + 3}" '
+                       'stroke="#999"/>')
+            out.append(f'<text x="{tx:.1f}" y="{oy + ph + 13}" text-anchor="middle">'
+                       f'{esc(fmt(tick))}</text>')
         out.extend(_polylines(px(x), py(y), colour, f"{label}"))
     out.append("</svg>")
     return "".join(out)
@@ -209,20 +243,41 @@ def _polylines(px: np.ndarray, py: np.ndarray, colour: str, label: str) -> list[
 
 
 def grouped_hbars(categories: Sequence[str], groups: Sequence[str], values: np.ndarray, *,
-                  title: str, colours: Sequence[str], unit: str, bar_px: float = 7.0,
-                  plot_px: float = 360.0) -> str:
-    """Horizontal grouped bars: one block per category, one bar per group (linear scale).
+                  title: str, colours: Sequence[str], unit: str, bar_px: float = 8.0,
+                  plot_px: float = 480.0, log: bool = True) -> str:
+    """Horizontal grouped bars: one block per category, one bar per group.
 
-    ``values`` has shape (len(categories), len(groups)); NaN bars are omitted.
+    ``values`` has shape (len(categories), len(groups)); NaN bars are omitted. With ``log``
+    (default) the axis is logarithmic from the decade at or below the smallest positive value
+    to the decade at or above the largest, ticks labelled at every decade (and 2, 5 between
+    them when the range spans under two decades), so 4 cells/mm² stays visible beside 2,500;
+    zero values are drawn as a short grey mark at the axis start labelled 0 in the tooltip.
+    Without ``log`` the axis is linear from 0 with round ticks.
     """
     values = np.asarray(values, dtype=np.float64)
     left = _label_px(categories)
     top = 40.0
     block = bar_px * len(groups) + 6
-    vmax = float(np.nanmax(values)) if np.isfinite(values).any() else 1.0
-    vmax = vmax if vmax > 0 else 1.0
-    width = left + plot_px + 70
-    height = top + block * len(categories) + 30
+    positive = values[np.isfinite(values) & (values > 0)]
+    if log and positive.size:
+        lo = 10.0 ** np.floor(np.log10(positive.min()))
+        hi = 10.0 ** np.ceil(np.log10(positive.max()))
+        hi = hi if hi > lo else lo * 10
+
+        def to_px(v: float) -> float:
+            return float(np.log10(v / lo) / np.log10(hi / lo) * plot_px) if v > 0 else 0.0
+
+        ticks = log_ticks(lo, hi)
+    else:
+        vmax = float(positive.max()) if positive.size else 1.0
+        ticks = nice_ticks(0.0, vmax, 5)
+        hi = max(vmax, float(ticks[-1]))
+
+        def to_px(v: float) -> float:
+            return float(v / hi * plot_px)
+
+    width = left + plot_px + 40
+    height = top + block * len(categories) + 36
     out = _open(width, height, title)
     out.append(f'<text x="2" y="14" font-weight="bold">{esc(title)}</text>')
     lx = left
@@ -230,6 +285,13 @@ def grouped_hbars(categories: Sequence[str], groups: Sequence[str], values: np.n
         out.append(f'<rect x="{lx:.0f}" y="22" width="10" height="10" fill="{colour}"/>'
                    f'<text x="{lx + 13:.0f}" y="31">{esc(group)}</text>')
         lx += 13 + len(str(group)) * _CHAR_PX + 14
+    axis_y = top + block * len(categories) + 2
+    for tick in ticks:
+        tx = left + to_px(float(tick))
+        out.append(f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{top - 2:.0f}" y2="{axis_y + 3:.0f}" '
+                   'stroke="#e6e6e6"/>')
+        out.append(f'<text x="{tx:.1f}" y="{axis_y + 14:.0f}" text-anchor="middle">'
+                   f'{esc(fmt(float(tick)))}</text>')
     for i, category in enumerate(categories):
         y = top + i * block
         out.append(f'<text x="{left - 4:.0f}" y="{y + block / 2 + 2:.1f}" text-anchor="end">'
@@ -238,16 +300,19 @@ def grouped_hbars(categories: Sequence[str], groups: Sequence[str], values: np.n
             v = values[i, j]
             if not np.isfinite(v):
                 continue
-            w = v / vmax * plot_px
-            out.append(f'<rect x="{left:.0f}" y="{y + j * bar_px:.1f}" width="{w:.1f}" '
-                       f'height="{bar_px - 1:.1f}" fill="{colour}"><title>'
-                       f'{esc(f"{category}, {group}: {fmt(v)} {unit}")}</title></rect>')
-    axis_y = top + block * len(categories) + 2
+            tip = f"<title>{esc(f'{category}, {group}: {fmt(v)} {unit}')}</title>"
+            if v > 0:
+                out.append(f'<rect x="{left:.0f}" y="{y + j * bar_px:.1f}" '
+                           f'width="{max(to_px(v), 1.0):.1f}" height="{bar_px - 1:.1f}" '
+                           f'fill="{colour}">{tip}</rect>')
+            else:
+                out.append(f'<rect x="{left:.0f}" y="{y + j * bar_px:.1f}" width="2" '
+                           f'height="{bar_px - 1:.1f}" fill="#bbbbbb">{tip}</rect>')
     out.append(f'<line x1="{left:.0f}" x2="{left + plot_px:.0f}" y1="{axis_y:.0f}" '
                f'y2="{axis_y:.0f}" stroke="#999"/>')
-    out.append(f'<text x="{left:.0f}" y="{axis_y + 13:.0f}">0</text>')
-    out.append(f'<text x="{left + plot_px:.0f}" y="{axis_y + 13:.0f}" text-anchor="end">'
-               f'{esc(fmt(vmax))} {esc(unit)}</text>')
+    scale = "log scale" if log and positive.size else "linear scale"
+    out.append(f'<text x="{left + plot_px / 2:.0f}" y="{axis_y + 30:.0f}" '
+               f'text-anchor="middle">{esc(unit)} ({scale})</text>')
     out.append("</svg>")
     return "".join(out)
 

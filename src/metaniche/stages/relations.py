@@ -41,7 +41,7 @@ from metaniche.context import SampleContext, StageOutput
 from metaniche.errors import ConfigError
 from metaniche.features import feature_namer
 
-__all__ = ["FEATURES", "run"]
+__all__ = ["FEATURES", "SYMMETRIC_FAMILIES", "canonical_pairs", "run"]
 
 #: Feature family → (unit, description).
 FEATURES: dict[str, tuple[str, str]] = {
@@ -65,6 +65,20 @@ FEATURES: dict[str, tuple[str, str]] = {
 
 
 _name = feature_namer(FEATURES)
+
+#: Pair families whose statistic is symmetric in the two types (contacts counted on an
+#: undirected graph; translation-corrected cross-K). Each unordered pair is emitted once, in
+#: the canonical order of :func:`canonical_pairs`, so A.B and B.A are never both features (nor
+#: both tested and counted in the multiple-testing correction). ``nn_dist_um`` (source →
+#: target nearest distance) is directed and keeps both orders.
+SYMMETRIC_FAMILIES = ("enrichment_z", "enrichment_z_within", "ripley_l_mean")
+
+
+def canonical_pairs(featured: list[int], types: list[str]) -> list[tuple[int, int]]:
+    """Unordered pairs (a, b) of ``featured`` type codes, self-pairs included, each once with
+    ``types[a] <= types[b]`` (the canonical order of symmetric pair features)."""
+    ordered = sorted(featured, key=lambda t: str(types[t]))
+    return [(a, b) for i, a in enumerate(ordered) for b in ordered[i:]]
 
 
 def run(context: SampleContext) -> StageOutput:
@@ -96,10 +110,10 @@ def run(context: SampleContext) -> StageOutput:
     edges = neighbour_graph(coords, tree, params.graph, params.contact_radius_um, params.k)
     enrichment, z = enrichment_tables(edges, codes, types, compartment, params.n_permutations,
                                       params.seed, params.graph)
+    pairs = canonical_pairs(featured, types)
     for null, family in (("sample", "enrichment_z"), ("compartment", "enrichment_z_within")):
-        for a in featured:
-            for b in featured:
-                features[_name(family, types[a], types[b])] = float(z[null][a, b])
+        for a, b in pairs:
+            features[_name(family, types[a], types[b])] = float(z[null][a, b])
 
     references = [(t, codes == types.index(t)) for t in context.immune_types]
     if context.immune_types:
@@ -127,10 +141,9 @@ def run(context: SampleContext) -> StageOutput:
         ripley_long = ripley_envelopes(ripley_long, window, counts, types, radii,
                                        params.ripley_simulations, params.seed)
     summary = ripley.l_minus_r_mean
-    for a in featured:
-        for b in featured:
-            if np.isfinite(summary[a, b]):
-                features[_name("ripley_l_mean", types[a], types[b])] = float(summary[a, b])
+    for a, b in pairs:
+        if np.isfinite(summary[a, b]):
+            features[_name("ripley_l_mean", types[a], types[b])] = float(summary[a, b])
 
     ratio, _ = co_occurrence(coords, codes, n_types, interval)
     cooccurrence = co_occurrence_table(ratio, interval, types)
