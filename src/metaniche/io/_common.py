@@ -162,15 +162,17 @@ def need_columns(path: Path, reader: Reader, frame: pd.DataFrame,
 
 def label_or_placeholder(path: Path, reader: Reader, frame: pd.DataFrame, config: Config,
                          what: str) -> str:
-    """Add a placeholder label column when a gating panel will phenotype the cells.
+    """Add a placeholder label column when a gating panel or a cell-type table will label.
 
     Raises
     ------
     TableError
-        When there is no ``[gating]`` panel: the export has no phenotypes (``what``).
+        When there is neither a ``[gating]`` panel nor an ``[input] cell_types`` table (which
+        replaces the placeholder): the export has no phenotypes (``what``).
     """
-    if not config.gating:
-        raise TableError(f"{path}: {reader.described} has no cell phenotypes ({what}); add a "
+    if not (config.gating or config.input.cell_types):
+        raise TableError(f"{path}: {reader.described} has no cell phenotypes ({what}); set "
+                         "[input] cell_types to a table of cell_id and cell_type, or add a "
                          "[gating] panel to the config to phenotype the cells from their "
                          "marker columns.")
     frame["cell_type"] = PLACEHOLDER_LABEL

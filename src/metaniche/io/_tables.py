@@ -36,6 +36,7 @@ __all__ = [
     "read_text_table",
     "reason",
     "supported_list",
+    "vendor_layout",
 ]
 
 #: Strings read as missing values in text tables (pyarrow's default set; note that the
@@ -131,23 +132,51 @@ def is_spatialdata_store(path: Path) -> bool:
     return (path / "zarr.json").is_file() or (path / ".zgroup").is_file()
 
 
+def vendor_layout(path: Path) -> str | None:
+    """The imaging-ST output a directory holds (reader name), or ``None``.
+
+    ``"xenium"``: ``cell_feature_matrix.h5`` or a ``cell_feature_matrix/`` folder (MEX);
+    ``"cosmx"``: a ``*_exprMat_file.csv[.gz]`` or ``*_metadata_file.csv[.gz]``;
+    ``"merscope"``: a ``*cell_by_gene.csv[.gz]`` or ``*cell_metadata.csv[.gz]``. One of
+    the pair is enough, so that the reader can name the missing one.
+    """
+    if not path.is_dir():
+        return None
+    try:
+        names = [p.name.lower() for p in path.iterdir()]
+    except OSError:
+        return None
+    if "cell_feature_matrix.h5" in names or (path / "cell_feature_matrix").is_dir():
+        return "xenium"
+    for name in names:
+        base = name[:-3] if name.endswith(".gz") else name
+        if base.endswith(("_exprmat_file.csv", "_metadata_file.csv")):
+            return "cosmx"
+        if base.endswith(("cell_by_gene.csv", "cell_metadata.csv")):
+            return "merscope"
+    return None
+
+
 def expand_paths(paths: Sequence[str | Path]) -> list[Path | tuple[Path, str]]:
     """Expand directories into their supported files (sorted, non-recursive).
 
+    A SpatialData store or an imaging-ST output folder (:func:`vendor_layout`) is one
+    entry, given directly or as a child of a directory.
     Returns the list of files to read, in order; an entry ``(path, message)`` stands for a
     path that cannot be used at all (missing, or a directory without any cell table).
     """
     out: list[Path | tuple[Path, str]] = []
     for raw in paths:
         path = Path(raw)
-        if is_spatialdata_store(path):
+        if is_spatialdata_store(path) or vendor_layout(path) is not None:
             out.append(path)
         elif path.is_dir():
             try:
                 children = sorted(p for p in path.iterdir()
                                   if not p.name.startswith(".")
                                   and ((p.is_file() and file_format(p)[0] is not None)
-                                       or is_spatialdata_store(p)))
+                                       or is_spatialdata_store(p)
+                                       or vendor_layout(p) is not None))
             except OSError as err:
                 out.append((path, f"{path}: directory cannot be listed ({_reason(err)}); "
                                   "check the path and its permissions."))
