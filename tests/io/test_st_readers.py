@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pytest
 import scipy.io
 
 from metaniche.config import Config, InputParams, load_config
+from metaniche.errors import ConfigError
 from metaniche.io import read_samples
 from metaniche.io._imaging import COSMX_UM_PER_PX
 from metaniche.io.cell_types import UNLABELED
@@ -266,7 +268,7 @@ def test_config_input_section(tmp_path: Path) -> None:
     path.write_text('[input]\ncell_types = "labels.csv"\n')
     assert load_config(path).input.cell_types == "labels.csv"
     path.write_text('[input]\ncelltypes = "labels.csv"\n')
-    with pytest.raises(Exception, match="unknown key 'input.celltypes'"):
+    with pytest.raises(ConfigError, match=re.escape("unknown key 'input.celltypes'")):
         load_config(path)
 
 
