@@ -118,6 +118,32 @@ def test_xenium_mex_equals_h5(st: Path, tmp_path: Path) -> None:
                                   via_h5[["cell_id", "x", "y", *genes]])
 
 
+def test_xenium_cells_parquet_with_byte_ids(st: Path, tmp_path: Path) -> None:
+    src = st / "speio_tiny" / "Xenium_small"
+    folder = tmp_path / "xen"
+    folder.mkdir()
+    shutil.copy(src / "cell_feature_matrix.h5", folder)
+    cells_raw = pd.read_csv(src / "cells.csv.gz", dtype={"cell_id": str}).iloc[:, 1:]
+    as_bytes = cells_raw.assign(cell_id=cells_raw["cell_id"].str.encode("ascii"))
+    as_bytes.to_parquet(folder / "cells.parquet")
+    config = _config(_labels(tmp_path, list(cells_raw["cell_id"])))
+    cells = _one(read_samples([folder], config))
+    assert cells["cell_id"].tolist() == cells_raw["cell_id"].tolist()
+    np.testing.assert_allclose(cells["x"], cells_raw["x_centroid"])
+
+
+def test_merscope_with_an_unnamed_id_column(st: Path, tmp_path: Path) -> None:
+    src = st / "speio_tiny" / "MERSCOPE_small"
+    folder = tmp_path / "region_0"
+    folder.mkdir()
+    shutil.copy(src / "ovarian_p2s2_cell_by_gene.csv", folder / "cell_by_gene.csv")
+    text = (src / "ovarian_p2s2_cell_metadata.csv").read_text()
+    (folder / "cell_metadata.csv").write_text(text.replace('"X",', ",", 1))
+    ids = pd.read_csv(src / "ovarian_p2s2_cell_metadata.csv", dtype={"X": str})["X"]
+    cells = _one(read_samples([folder], _config(_labels(tmp_path, list(ids)))))
+    assert cells["cell_id"].tolist() == ids.tolist() and cells["sample"].iat[0] == "region_0"
+
+
 def test_xenium_controls_are_dropped_and_counted(st: Path, tmp_path: Path) -> None:
     src = st / "speio_tiny" / "Xenium_small"
     folder = tmp_path / "xen"

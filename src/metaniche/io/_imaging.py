@@ -97,7 +97,9 @@ def _read_table(path: Path, reader: Reader, text: tuple[str, ...] = ()) -> RawTa
 
 
 def _ids(values: pd.Series) -> np.ndarray:
-    """Cell ids as text (integral floats without ``.0``)."""
+    """Cell ids as text (integral floats without ``.0``; bytes, as in some Parquet, decoded)."""
+    if values.dtype == object and len(values) and isinstance(values.iloc[0], bytes):
+        values = values.map(lambda v: v.decode() if isinstance(v, bytes) else v)
     if pd.api.types.is_float_dtype(values.dtype):
         finite = values.dropna()
         if len(finite) == len(values) and np.all(finite == np.round(finite)):
