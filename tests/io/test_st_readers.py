@@ -272,6 +272,21 @@ def test_cell_types_join_any_format(tmp_path: Path) -> None:
     assert cells["cell_type"].tolist() == ["new", UNLABELED] * 15
 
 
+def test_cell_types_keyed_by_sample_and_cell_id(tmp_path: Path) -> None:
+    table = tmp_path / "t.csv"
+    pd.DataFrame({"sample": ["S1"] * 25 + ["S2"] * 25, "cell_id": [*range(25), *range(25)],
+                  "x": np.arange(50.0) * 10, "y": np.zeros(50), "cell_type": "old"}).to_csv(
+        table, index=False)
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"cell_id": [3, 3, 4], "sample": ["S1", "S2", "S2"],
+                  "cell_type": ["a", "b", "c"]}).to_csv(labels, index=False)
+    samples = {s.name: s for s in read_samples([table], _config(labels))}
+    s1, s2 = (samples[n].cells.set_index("cell_id")["cell_type"] for n in ("S1", "S2"))
+    assert (s1["3"], s2["3"], s2["4"]) == ("a", "b", "c")
+    assert (s1 == UNLABELED).sum() == 24 and (s2 == UNLABELED).sum() == 23
+    assert any("47 of 50 cells have no label" in w for w in samples["S1"].warnings)
+
+
 @pytest.mark.parametrize(("content", "needle"), [
     (None, "[input] cell_types file not found; check the path"),
     ("cell_id,cell_type\n1,A\n1,B\n", "lists cell ids more than once ('1')"),

@@ -15,8 +15,11 @@ the working directory) gives one label per cell id:
   one warning per input; when no cell at all matches the input fails (the ids are of
   another kind, e.g. a sample prefix).
 
-Ids are matched within each input file (or folder), so one table may list the cells of
-several inputs as long as the ids do not repeat.
+When the table also has a ``sample`` column (the ``[columns] sample`` name), it is keyed by
+(sample, cell id): a cell's sample is its input's sample column, else the file or folder
+name (as in the cell tables), so one table can label several samples whose ids repeat.
+Without it, ids are matched within each input file (or folder), so one table may list the
+cells of several inputs as long as the ids do not repeat.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from metaniche.io._tables import (
     RawTable,
     TableError,
     file_format,
+    file_stem,
     find_column,
     list_columns,
     read_parquet_table,
@@ -45,6 +49,7 @@ __all__ = ["UNLABELED", "join_cell_types"]
 UNLABELED = "Unlabeled"
 
 _KEY = "[input] cell_types"
+_SEP = "\x1f"
 
 
 def _as_ids(values: pd.Series) -> np.ndarray:
@@ -56,8 +61,9 @@ def _as_ids(values: pd.Series) -> np.ndarray:
     return values.astype(str).str.strip().to_numpy(dtype=object)
 
 
-def _read_labels(table: Path) -> pd.Series:
-    """The table as a Series label by cell id (text); raises one sentence on any problem."""
+def _read_labels(table: Path, sample: str) -> tuple[pd.Series, bool]:
+    """The table as a Series of labels by cell id, or by ``"<sample>\x1f<cell id>"`` when it
+    has a ``sample`` column (text); raises one sentence on any problem."""
     if not table.is_file():
         raise TableError(f"{table}: {_KEY} file not found; check the path (relative paths are "
                          "from the working directory).")
@@ -70,22 +76,26 @@ def _read_labels(table: Path) -> pd.Series:
     else:
         raise TableError(f"{table}: {_KEY} must be a CSV, TSV or Parquet table of cell_id and "
                          "cell_type; export it as CSV.")
-    if frame.shape[1] < 2:
+    if frame.shape[1] - (find_column(frame.columns, sample) is not None) < 2:
         raise TableError(f"{table}: {_KEY} has {frame.shape[1]} column (columns found: "
                          f"{list_columns(frame.columns)}); it needs a cell id and a label "
                          "column, e.g. cell_id,cell_type.")
-    id_col = find_column(frame.columns, "cell_id") or str(frame.columns[0])
-    label_col = (find_column(frame.columns, "cell_type") or find_column(frame.columns, "label")
-                 or next(str(c) for c in frame.columns if str(c) != id_col))
+    sample_col = find_column(frame.columns, sample)
+    rest = [str(c) for c in frame.columns if str(c) != sample_col]
+    id_col = find_column(rest, "cell_id") or rest[0]
+    label_col = (find_column(rest, "cell_type") or find_column(rest, "label")
+                 or next(c for c in rest if c != id_col))
     ids = _as_ids(frame[id_col])
+    if sample_col is not None:
+        ids = _as_ids(frame[sample_col]) + _SEP + ids
     dup = pd.Index(ids).duplicated()
     if dup.any():
-        shown = ", ".join(repr(str(v)) for v in pd.unique(ids[dup])[:3])
+        shown = ", ".join(repr(str(v).replace(_SEP, " ")) for v in pd.unique(ids[dup])[:3])
         raise TableError(f"{table}: {_KEY} column '{id_col}' lists cell ids more than once "
                          f"({shown}); give each cell one label.")
     labels = frame[label_col]
     return pd.Series(labels.where(labels.notna(), None).to_numpy(dtype=object),
-                     index=pd.Index(ids), name=str(label_col))
+                     index=pd.Index(ids), name=str(label_col)), sample_col is not None
 
 
 def join_cell_types(path: Path, mapped: MappedTable, config: Config) -> MappedTable:
@@ -103,7 +113,7 @@ def join_cell_types(path: Path, mapped: MappedTable, config: Config) -> MappedTa
     if not config.input.cell_types:
         return mapped
     table = Path(config.input.cell_types)
-    labels = _read_labels(table)
+    labels, by_sample = _read_labels(table, config.columns.sample)
     frame = mapped.raw.frame
     columns = mapped.columns
     id_col = find_column(frame.columns, columns.cell_id) if columns.cell_id != ABSENT else None
@@ -113,12 +123,20 @@ def join_cell_types(path: Path, mapped: MappedTable, config: Config) -> MappedTa
                          f"{list_columns(frame.columns)}); set [columns] cell_id to the column "
                          "the table's ids refer to.")
     ids = _as_ids(frame[id_col])
-    found = labels.reindex(ids)
+    keys = ids
+    if by_sample:
+        sample_col = (find_column(frame.columns, columns.sample)
+                      if columns.sample != ABSENT else None)
+        samples = (_as_ids(frame[sample_col]) if sample_col is not None
+                   else np.full(len(ids), file_stem(path), dtype=object))
+        keys = samples + _SEP + ids
+    found = labels.reindex(keys)
     unlabeled = (found.isna() | (found.astype(str).str.strip() == "")).to_numpy()
-    if unlabeled.all():
+    if len(ids) and unlabeled.all():
+        theirs = str(labels.index[0]).replace(_SEP, " ") if labels.size else "none"
         raise TableError(f"{path}: none of its {len(ids):,} cell ids (e.g. {ids[0]!r}) is in "
-                         f"{table} ({_KEY}, ids e.g. {labels.index[0]!r}); use the table made "
-                         "from this output's cell ids.")
+                         f"{table} ({_KEY}, ids e.g. {theirs!r}); use the table made from this "
+                         "output's cell ids.")
     text = np.where(unlabeled, UNLABELED, found.astype(str).to_numpy(dtype=object))
     label_col = find_column(frame.columns, columns.cell_type)
     if label_col is None or label_col == id_col:
