@@ -86,7 +86,8 @@ class Reader:
         Column names that identify the export for ``format = "auto"``: the file is this
         format when any of them is in its header (text: as a substring of the raw header
         line, so a file with the wrong delimiter is still recognised; Parquet: a column;
-        h5ad: an ``obs`` column or ``obsm['<key>']``). Empty: recognised by container alone.
+        h5ad: an ``obs`` column or ``obsm['<key>']``; folder: file names, see
+        :data:`metaniche.io._tables.VENDOR_FILES`). Empty: recognised by container alone.
     mapper
         ``mapper(path, source, config, reader) -> MappedTable``; ``source`` is the
         :class:`~metaniche.io._tables.RawTable` for text and Parquet, :class:`H5adKeys` for

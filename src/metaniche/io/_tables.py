@@ -8,6 +8,7 @@ corrupt, truncated or mis-named files become a :class:`TableError`, never a trac
 from __future__ import annotations
 
 import csv
+import fnmatch
 import gzip
 import io
 import warnings
@@ -23,6 +24,7 @@ from metaniche.errors import InputError
 __all__ = [
     "NA_VALUES",
     "SUPPORTED_SUFFIXES",
+    "VENDOR_FILES",
     "RawTable",
     "TableError",
     "expand_paths",
@@ -132,28 +134,28 @@ def is_spatialdata_store(path: Path) -> bool:
     return (path / "zarr.json").is_file() or (path / ".zgroup").is_file()
 
 
-def vendor_layout(path: Path) -> str | None:
-    """The imaging-ST output a directory holds (reader name), or ``None``.
+#: File names (``fnmatch`` patterns, case-insensitive, ``.gz`` allowed; a trailing ``/`` is a
+#: folder) that make a directory an imaging-ST output of each reader, in the order tried; one
+#: of them is enough, so that the reader can name the missing one.
+VENDOR_FILES: dict[str, tuple[str, ...]] = {
+    "xenium": ("cell_feature_matrix.h5", "cell_feature_matrix/"),
+    "cosmx": ("*_exprMat_file.csv", "*_metadata_file.csv"),
+    "merscope": ("*cell_by_gene.csv", "*cell_metadata.csv"),
+}
 
-    ``"xenium"``: ``cell_feature_matrix.h5`` or a ``cell_feature_matrix/`` folder (MEX);
-    ``"cosmx"``: a ``*_exprMat_file.csv[.gz]`` or ``*_metadata_file.csv[.gz]``;
-    ``"merscope"``: a ``*cell_by_gene.csv[.gz]`` or ``*cell_metadata.csv[.gz]``. One of
-    the pair is enough, so that the reader can name the missing one.
-    """
+
+def vendor_layout(path: Path) -> str | None:
+    """The imaging-ST output a directory holds (reader name, see :data:`VENDOR_FILES`)."""
     if not path.is_dir():
         return None
     try:
-        names = [p.name.lower() for p in path.iterdir()]
+        names = [p.name.lower().removesuffix(".gz") + ("/" if p.is_dir() else "")
+                 for p in path.iterdir()]
     except OSError:
         return None
-    if "cell_feature_matrix.h5" in names or (path / "cell_feature_matrix").is_dir():
-        return "xenium"
-    for name in names:
-        base = name[:-3] if name.endswith(".gz") else name
-        if base.endswith(("_exprmat_file.csv", "_metadata_file.csv")):
-            return "cosmx"
-        if base.endswith(("cell_by_gene.csv", "cell_metadata.csv")):
-            return "merscope"
+    for layout, patterns in VENDOR_FILES.items():
+        if any(fnmatch.fnmatchcase(n, pat.lower()) for pat in patterns for n in names):
+            return layout
     return None
 
 

@@ -38,8 +38,8 @@ format is one entry here (plus its name in :data:`metaniche._contract.READER_NAM
    ========================  =======================================================
 
    Imaging-ST folders (``xenium``, ``cosmx``, ``merscope``) are recognised by their file
-   names (:func:`metaniche.io._tables.vendor_layout`), before zarr stores; each folder is
-   one sample named after it (see :mod:`metaniche.io._imaging`).
+   names (their signature: :data:`metaniche.io._tables.VENDOR_FILES`), before zarr
+   stores; each folder is one sample named after it (see :mod:`metaniche.io._imaging`).
 
 4. else the generic reader, which names the missing columns.
 
@@ -62,6 +62,7 @@ from metaniche.io._common import PLACEHOLDER_LABEL, H5adKeys, MappedTable, Reade
 from metaniche.io._imaging import map_cosmx, map_merscope, map_xenium
 from metaniche.io._spatialdata import map_spatialdata
 from metaniche.io._tables import (
+    VENDOR_FILES,
     TableError,
     file_format,
     find_column,
@@ -113,10 +114,12 @@ READERS: dict[str, Reader] = {r.name: r for r in (
     Reader("squidpy", "squidpy AnnData file", "a", ("h5ad",), signature=("obsm['spatial']",),
            mapper=map_squidpy),
     Reader("spatialdata", "SpatialData zarr store", "a", ("zarr",), mapper=map_spatialdata),
-    Reader("xenium", "Xenium output folder", "a", ("folder",), mapper=map_xenium),
+    Reader("xenium", "Xenium output folder", "a", ("folder",), mapper=map_xenium,
+           signature=VENDOR_FILES["xenium"]),
     Reader("cosmx", "CosMx flat-file folder", "a", ("folder",), mapper=map_cosmx,
-           pixel_hint="0.18 for CosMx SMI global pixels (applied when um_per_unit is 1)"),
-    Reader("merscope", "MERSCOPE output folder", "a", ("folder",), mapper=map_merscope),
+           signature=VENDOR_FILES["cosmx"]),
+    Reader("merscope", "MERSCOPE output folder", "a", ("folder",), mapper=map_merscope,
+           signature=VENDOR_FILES["merscope"]),
 )}
 
 if tuple(READERS) != READER_NAMES:  # pragma: no cover - a developer error, caught by tests
