@@ -10,7 +10,8 @@ format is one entry here (plus its name in :data:`metaniche._contract.READER_NAM
 
 ``format = "auto"`` (the default) chooses the reader from the file's content:
 
-1. a directory is the reader of ``zarr`` stores (``spatialdata``);
+1. a directory is an imaging-ST folder when its file names say so (``xenium``,
+   ``cosmx``, ``merscope``: see below), else a ``zarr`` store (``spatialdata``);
 2. the generic contract (``"table"``) when the configured ``[columns]`` x and y columns are
    present, so explicit column settings always win;
 3. else the first reader, in registry order, that accepts the file's container and has one
