@@ -197,6 +197,22 @@ def test_cosmx_counts_positions_and_default_pixel_size(st: Path, tmp_path: Path,
     assert not any("µm/px" in w for w in scaled[0].warnings)
 
 
+def test_cosmx_atomx_cell_id_column_is_kept_aside(st: Path, tmp_path: Path) -> None:
+    src = st / "speio_tiny" / "CosMx_small"
+    folder = tmp_path / "atomx"
+    folder.mkdir()
+    shutil.copy(src / "lung_p9s1_exprMat_file.csv", folder)
+    meta = pd.read_csv(src / "lung_p9s1_metadata_file.csv")
+    meta["cell_id"] = "c_1_" + meta["fov"].astype(str) + "_" + meta["cell_ID"].astype(str)
+    meta.to_csv(folder / "lung_p9s1_metadata_file.csv", index=False)
+    ids = (meta["fov"].astype(str) + "_" + meta["cell_ID"].astype(str)).tolist()
+    samples = read_samples([folder], _config(_labels(tmp_path, ids)))
+    cells = _one(samples)
+    assert cells["cell_id"].tolist() == ids
+    assert cells["cosmx_cell_id"].tolist() == meta["cell_id"].tolist()
+    assert not any("dropped because" in w for w in samples[0].warnings)
+
+
 def test_cosmx_negative_probes_are_counted(st: Path, tmp_path: Path) -> None:
     path = st / "cosmx_lung12_giotto"
     header = pd.read_csv(path / "Lung12_exprMat_file.csv", nrows=0).columns

@@ -16,7 +16,8 @@ are dropped and counted in a warning. Cell types are not in these outputs: give 
              deprecated codewords are dropped). Cell id: ``cell_id``.
 ``cosmx``    ``*_exprMat_file.csv`` (``fov``, ``cell_ID``, one column per gene) +
              ``*_metadata_file.csv`` (``fov``, ``cell_ID``, ``CenterX_global_px``,
-             ``CenterY_global_px``). Cell id: ``<fov>_<cell_ID>``; rows of ``cell_ID`` 0
+             ``CenterY_global_px``). Cell id: ``<fov>_<cell_ID>`` (AtoMx's own ``cell_id``
+             column, when present, is kept as ``cosmx_cell_id``); rows of ``cell_ID`` 0
              in the expression matrix (transcripts outside cells) are dropped; ``NegPrb*``,
              ``Negative*``, ``SystemControl*`` and ``FalseCode*`` columns are controls.
              Positions are pixels: with ``um_per_unit`` left at 1 they are multiplied by
@@ -337,7 +338,9 @@ def map_cosmx(path: Path, source: None, config: Config, reader: Reader) -> Mappe
         notes.append(f"{expr_path}: {len(control):,} negative-control columns ({control[0]}, …) "
                      "were dropped; only gene columns are kept.")
     frame = meta.reset_index(drop=True).copy()
-    id_col = unique_name(frame, "cell_id")
+    if "cell_id" in frame.columns:  # AtoMx's own id (c_<slide>_<fov>_<cell>): kept aside
+        frame = frame.rename(columns={"cell_id": unique_name(frame, "cosmx_cell_id")})
+    id_col = "cell_id"
     frame[id_col] = cell_ids.astype(object)
     scale = 1.0
     if config.um_per_unit == 1.0:
