@@ -40,6 +40,7 @@ __all__ = [
     "CompartmentParams",
     "Config",
     "GradientParams",
+    "InputParams",
     "LigrecParams",
     "NeighbourhoodParams",
     "PhenotypeParams",
@@ -1058,6 +1059,24 @@ class StatesParams(_Validated):
 
 
 @dataclass(frozen=True)
+class InputParams(_Validated):
+    """Side inputs read with the cell tables (section ``[input]``).
+
+    Attributes
+    ----------
+    cell_types
+        Path of a CSV/TSV table of cell-type labels joined to the cells of every sample by
+        cell id, for any format (imaging-ST outputs carry their clusters elsewhere): columns
+        ``cell_id`` and ``cell_type`` (or ``label``) when present, else the first two columns
+        (10x's ``Barcode,Cluster`` exports). It replaces the input's own labels; cells
+        without a row are labelled ``"Unlabeled"`` with a warning giving their count. Checked
+        when the cells are read (see :mod:`metaniche.io.cell_types`). Default empty: none.
+    """
+
+    cell_types: str = ""
+
+
+@dataclass(frozen=True)
 class Config(_Validated):
     """The whole run configuration.
 
@@ -1070,14 +1089,17 @@ class Config(_Validated):
     format
         Input format: ``"auto"`` (detected from the file's columns), ``"table"`` (the
         generic cell-table contract with ``[columns]``), ``"inform"``, ``"halo"``,
-        ``"codex"``, ``"cellprofiler"``, ``"mcmicro"``, ``"scimap"``, ``"squidpy"`` or
-        ``"spatialdata"``; see :mod:`metaniche.io.formats`. Default ``"auto"``.
+        ``"codex"``, ``"cellprofiler"``, ``"mcmicro"``, ``"scimap"``, ``"squidpy"``,
+        ``"spatialdata"``, ``"xenium"``, ``"cosmx"`` or ``"merscope"``; see
+        :mod:`metaniche.io.formats`. Default ``"auto"``.
     phenotype_map
         CODEX phenotype map (two columns: cluster id, label, no header). Default empty:
         a file ``<stem>_phenotypes.txt[.gz]`` beside the cell table, when present.
     gating
         Marker gating panel (section ``[gating]``), kept as plain data and validated by
         :func:`metaniche.phenotype.parse_panel`; empty (default) means no gating.
+    input
+        Side inputs (section ``[input]``): a cell-type table joined by cell id.
     """
 
     um_per_unit: float = field(default=1.0, metadata={"check": Positive()})
@@ -1085,6 +1107,7 @@ class Config(_Validated):
     format: str = field(default="auto", metadata={"check": OneOf(INPUT_FORMATS)})
     phenotype_map: str = ""
     gating: dict[str, Any] = field(default_factory=dict)
+    input: InputParams = field(default_factory=InputParams)
     columns: ColumnNames = field(default_factory=ColumnNames)
     cell_types: CellTypeRoles = field(default_factory=CellTypeRoles)
     compartments: CompartmentParams = field(default_factory=CompartmentParams)

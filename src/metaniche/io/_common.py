@@ -86,7 +86,8 @@ class Reader:
         Column names that identify the export for ``format = "auto"``: the file is this
         format when any of them is in its header (text: as a substring of the raw header
         line, so a file with the wrong delimiter is still recognised; Parquet: a column;
-        h5ad: an ``obs`` column or ``obsm['<key>']``). Empty: recognised by container alone.
+        h5ad: an ``obs`` column or ``obsm['<key>']``; folder: file names, see
+        :data:`metaniche.io._tables.VENDOR_FILES`). Empty: recognised by container alone.
     mapper
         ``mapper(path, source, config, reader) -> MappedTable``; ``source`` is the
         :class:`~metaniche.io._tables.RawTable` for text and Parquet, :class:`H5adKeys` for
@@ -162,15 +163,17 @@ def need_columns(path: Path, reader: Reader, frame: pd.DataFrame,
 
 def label_or_placeholder(path: Path, reader: Reader, frame: pd.DataFrame, config: Config,
                          what: str) -> str:
-    """Add a placeholder label column when a gating panel will phenotype the cells.
+    """Add a placeholder label column when a gating panel or a cell-type table will label.
 
     Raises
     ------
     TableError
-        When there is no ``[gating]`` panel: the export has no phenotypes (``what``).
+        When there is neither a ``[gating]`` panel nor an ``[input] cell_types`` table (which
+        replaces the placeholder): the export has no phenotypes (``what``).
     """
-    if not config.gating:
-        raise TableError(f"{path}: {reader.described} has no cell phenotypes ({what}); add a "
+    if not (config.gating or config.input.cell_types):
+        raise TableError(f"{path}: {reader.described} has no cell phenotypes ({what}); set "
+                         "[input] cell_types to a table of cell_id and cell_type, or add a "
                          "[gating] panel to the config to phenotype the cells from their "
                          "marker columns.")
     frame["cell_type"] = PLACEHOLDER_LABEL

@@ -8,6 +8,7 @@ corrupt, truncated or mis-named files become a :class:`TableError`, never a trac
 from __future__ import annotations
 
 import csv
+import fnmatch
 import gzip
 import io
 import warnings
@@ -23,6 +24,7 @@ from metaniche.errors import InputError
 __all__ = [
     "NA_VALUES",
     "SUPPORTED_SUFFIXES",
+    "VENDOR_FILES",
     "RawTable",
     "TableError",
     "expand_paths",
@@ -36,6 +38,7 @@ __all__ = [
     "read_text_table",
     "reason",
     "supported_list",
+    "vendor_layout",
 ]
 
 #: Strings read as missing values in text tables (pyarrow's default set; note that the
@@ -131,23 +134,51 @@ def is_spatialdata_store(path: Path) -> bool:
     return (path / "zarr.json").is_file() or (path / ".zgroup").is_file()
 
 
+#: File names (``fnmatch`` patterns, case-insensitive, ``.gz`` allowed; a trailing ``/`` is a
+#: folder) that make a directory an imaging-ST output of each reader, in the order tried; one
+#: of them is enough, so that the reader can name the missing one.
+VENDOR_FILES: dict[str, tuple[str, ...]] = {
+    "xenium": ("cell_feature_matrix.h5", "cell_feature_matrix/"),
+    "cosmx": ("*_exprMat_file.csv", "*_metadata_file.csv"),
+    "merscope": ("*cell_by_gene.csv", "*cell_metadata.csv"),
+}
+
+
+def vendor_layout(path: Path) -> str | None:
+    """The imaging-ST output a directory holds (reader name, see :data:`VENDOR_FILES`)."""
+    if not path.is_dir():
+        return None
+    try:
+        names = [p.name.lower().removesuffix(".gz") + ("/" if p.is_dir() else "")
+                 for p in path.iterdir()]
+    except OSError:
+        return None
+    for layout, patterns in VENDOR_FILES.items():
+        if any(fnmatch.fnmatchcase(n, pat.lower()) for pat in patterns for n in names):
+            return layout
+    return None
+
+
 def expand_paths(paths: Sequence[str | Path]) -> list[Path | tuple[Path, str]]:
     """Expand directories into their supported files (sorted, non-recursive).
 
+    A SpatialData store or an imaging-ST output folder (:func:`vendor_layout`) is one
+    entry, given directly or as a child of a directory.
     Returns the list of files to read, in order; an entry ``(path, message)`` stands for a
     path that cannot be used at all (missing, or a directory without any cell table).
     """
     out: list[Path | tuple[Path, str]] = []
     for raw in paths:
         path = Path(raw)
-        if is_spatialdata_store(path):
+        if is_spatialdata_store(path) or vendor_layout(path) is not None:
             out.append(path)
         elif path.is_dir():
             try:
                 children = sorted(p for p in path.iterdir()
                                   if not p.name.startswith(".")
                                   and ((p.is_file() and file_format(p)[0] is not None)
-                                       or is_spatialdata_store(p)))
+                                       or is_spatialdata_store(p)
+                                       or vendor_layout(p) is not None))
             except OSError as err:
                 out.append((path, f"{path}: directory cannot be listed ({_reason(err)}); "
                                   "check the path and its permissions."))

@@ -70,6 +70,7 @@ from metaniche.io._tables import (
     list_columns,
     reason,
 )
+from metaniche.io.cell_types import join_cell_types
 from metaniche.io.readers import READERS, companion_files, read_mapped
 from metaniche.phenotype import apply_gating, parse_panel
 
@@ -219,6 +220,7 @@ def _read_file(path: Path, config: Config) -> list[SampleInput]:
     stem = file_stem(path)
     try:
         mapped, fmt = read_mapped(path, config)
+        mapped = join_cell_types(path, mapped, config)
         # the patient column is the user's for every format (exports name none)
         columns = dataclasses.replace(mapped.columns, patient=config.columns.patient)
         samples = _standardise(path, stem, mapped.raw, with_columns(config, columns),

@@ -10,7 +10,8 @@ format is one entry here (plus its name in :data:`metaniche._contract.READER_NAM
 
 ``format = "auto"`` (the default) chooses the reader from the file's content:
 
-1. a directory is the reader of ``zarr`` stores (``spatialdata``);
+1. a directory is an imaging-ST folder when its file names say so (``xenium``,
+   ``cosmx``, ``merscope``: see below), else a ``zarr`` store (``spatialdata``);
 2. the generic contract (``"table"``) when the configured ``[columns]`` x and y columns are
    present, so explicit column settings always win;
 3. else the first reader, in registry order, that accepts the file's container and has one
@@ -29,7 +30,17 @@ format is one entry here (plus its name in :data:`metaniche._contract.READER_NAM
    ``spatialdata``           a directory named ``*.zarr`` or holding ``zarr.json`` /
                              ``.zgroup`` (SpatialData store; needs the ``spatialdata``
                              extra; see :mod:`metaniche.io._spatialdata`)
+   ``xenium``                a folder holding ``cell_feature_matrix.h5`` or
+                             ``cell_feature_matrix/`` (10x Xenium output)
+   ``cosmx``                 a folder holding ``*_exprMat_file.csv`` /
+                             ``*_metadata_file.csv`` (CosMx flat files)
+   ``merscope``              a folder holding ``*cell_by_gene.csv`` /
+                             ``*cell_metadata.csv`` (MERSCOPE output)
    ========================  =======================================================
+
+   Imaging-ST folders (``xenium``, ``cosmx``, ``merscope``) are recognised by their file
+   names (their signature: :data:`metaniche.io._tables.VENDOR_FILES`), before zarr
+   stores; each folder is one sample named after it (see :mod:`metaniche.io._imaging`).
 
 4. else the generic reader, which names the missing columns.
 
@@ -49,14 +60,17 @@ from metaniche._contract import AUTO_FORMAT, READER_NAMES
 from metaniche.config import Config
 from metaniche.io._anndata import read_h5ad_table
 from metaniche.io._common import PLACEHOLDER_LABEL, H5adKeys, MappedTable, Reader
+from metaniche.io._imaging import map_cosmx, map_merscope, map_xenium
 from metaniche.io._spatialdata import map_spatialdata
 from metaniche.io._tables import (
+    VENDOR_FILES,
     TableError,
     file_format,
     find_column,
     read_parquet_table,
     read_text_table,
     supported_list,
+    vendor_layout,
 )
 from metaniche.io.formats import (
     map_cellprofiler,
@@ -101,6 +115,12 @@ READERS: dict[str, Reader] = {r.name: r for r in (
     Reader("squidpy", "squidpy AnnData file", "a", ("h5ad",), signature=("obsm['spatial']",),
            mapper=map_squidpy),
     Reader("spatialdata", "SpatialData zarr store", "a", ("zarr",), mapper=map_spatialdata),
+    Reader("xenium", "Xenium output folder", "a", ("folder",), mapper=map_xenium,
+           signature=VENDOR_FILES["xenium"]),
+    Reader("cosmx", "CosMx flat-file folder", "a", ("folder",), mapper=map_cosmx,
+           signature=VENDOR_FILES["cosmx"]),
+    Reader("merscope", "MERSCOPE output folder", "a", ("folder",), mapper=map_merscope,
+           signature=VENDOR_FILES["merscope"]),
 )}
 
 if tuple(READERS) != READER_NAMES:  # pragma: no cover - a developer error, caught by tests
@@ -228,18 +248,20 @@ def read_mapped(path: Path, config: Config) -> tuple[MappedTable, str]:
     """
     fmt = config.format
     kind: str | None
+    layout = vendor_layout(path)
     if path.is_dir():
-        kind, gz = "zarr", False
+        kind, gz = ("folder" if layout is not None else "zarr"), False
     else:
         kind, gz = file_format(path)
     chosen = None if fmt == AUTO_FORMAT else READERS[fmt]
-    if chosen is not None and chosen.kinds == ("zarr",):
-        kind = "zarr"  # e.g. --format spatialdata on a file: the reader says what is wrong
+    if chosen is not None and chosen.kinds in (("zarr",), ("folder",)):
+        kind = chosen.kinds[0]  # e.g. --format xenium on a file: the reader says what is wrong
     if kind is None:
         raise TableError(f"{path}: unsupported file type (supported: {supported_list()}); "
                          "export the table as CSV or Parquet.")
     if chosen is not None and kind not in chosen.kinds:
         what = {"zarr": "a directory (a SpatialData zarr store)",
+                "folder": f"an imaging-ST output folder ({layout})",
                 "h5ad": "an AnnData .h5ad file"}.get(kind, "a table")
         if kind in _TABLE_KINDS:
             raise TableError(f"{path}: {chosen.label}s are "
@@ -248,9 +270,9 @@ def read_mapped(path: Path, config: Config) -> tuple[MappedTable, str]:
         raise TableError(f"{path}: is {what}, not {chosen.described}; use --format "
                          f"{_names_for(kind)}.")
     if chosen is None:
-        fmt = detect_format(kind, path, gz, config)
+        fmt = layout if layout is not None else detect_format(kind, path, gz, config)
         chosen = READERS[fmt]
-    if kind == "zarr":
+    if kind in ("zarr", "folder"):
         assert chosen.mapper is not None
         return chosen.mapper(path, None, config, chosen), fmt
     if kind == "h5ad":

@@ -1,0 +1,405 @@
+"""Readers of imaging spatial-transcriptomics output folders: Xenium, CosMx, MERSCOPE.
+
+Each folder is **one sample**, named after the folder (a folder of such folders gives one
+sample per folder; CosMx fields of view stay one sample, as they are tiles of one section).
+Genes become marker columns (counts as in the files, no normalisation); control features
+are dropped and counted in a warning. Cell types are not in these outputs: give them with
+``[input] cell_types`` (:mod:`metaniche.io.cell_types`) or phenotype with ``[gating]``.
+
+===========  =================================================================================
+``xenium``   ``cells.parquet`` / ``cells.csv.gz`` / ``cells.csv`` (``cell_id``, ``x_centroid``,
+             ``y_centroid``, µm) + ``cell_feature_matrix.h5`` (10x HDF5, read with h5py;
+             float64 ``shape``/``indices``/``indptr`` as written by R are accepted when whole
+             numbers), else the MEX folder ``cell_feature_matrix/`` (``matrix.mtx[.gz]``,
+             ``barcodes.tsv[.gz]``, ``features.tsv[.gz]``). Only ``Gene Expression``
+             features are kept (negative-control probes and codewords, unassigned and
+             deprecated codewords are dropped). Cell id: ``cell_id``.
+``cosmx``    ``*_exprMat_file.csv`` (``fov``, ``cell_ID``, one column per gene) +
+             ``*_metadata_file.csv`` (``fov``, ``cell_ID``, ``CenterX_global_px``,
+             ``CenterY_global_px``). Cell id: ``<fov>_<cell_ID>`` (AtoMx's own ``cell_id``
+             column, when present, is kept as ``cosmx_cell_id``); rows of ``cell_ID`` 0
+             in the expression matrix (transcripts outside cells) are dropped; ``NegPrb*``,
+             ``Negative*``, ``SystemControl*`` and ``FalseCode*`` columns are controls.
+             Positions are pixels: with ``um_per_unit`` left at 1 they are multiplied by
+             :data:`COSMX_UM_PER_PX` (0.18 µm/px) and a warning says so; otherwise by
+             ``um_per_unit``.
+``merscope`` ``*cell_by_gene.csv`` (cell id in the first column, one column per gene) +
+             ``*cell_metadata.csv`` (cell id in the first column, ``center_x``, ``center_y``
+             in µm). ``Blank-*`` columns are controls.
+===========  =================================================================================
+
+The two files of a pair must hold the same cells (any order); otherwise the reader fails with
+one sentence naming both files. Xenium and MERSCOPE positions are µm; ``um_per_unit``
+still multiplies them (leave it at 1).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from metaniche.config import ColumnNames, Config
+from metaniche.io._anndata import MAX_DENSE_VALUES
+from metaniche.io._common import ABSENT, MappedTable, Reader, label_or_placeholder, unique_name
+from metaniche.io._tables import (
+    RawTable,
+    TableError,
+    file_format,
+    list_columns,
+    read_parquet_table,
+    read_text_table,
+    reason,
+)
+
+__all__ = ["COSMX_UM_PER_PX", "map_cosmx", "map_merscope", "map_xenium"]
+
+#: µm per CosMx pixel used when ``um_per_unit`` is left at 1: the 0.18 µm/px of the CosMx
+#: SMI camera whose fields of view are 5,472 × 3,648 px (985 × 657 µm; NanoString's public
+#: NSCLC data, He et al., Nat Biotechnol 2022). Both CosMx sets in the shared data are of
+#: that instrument: their fields of view lie 5,472 px apart and local y stays below 3,648 px.
+#: Later instruments (4,256 × 4,256-px fields of view, 0.51 mm) have 0.12028 µm/px: set
+#: ``um_per_unit = 0.12028`` for them.
+COSMX_UM_PER_PX = 0.18
+
+_GENE = "Gene Expression"
+_COSMX_CONTROLS = re.compile(r"^(NegPrb|Negative|SystemControl|FalseCode)", re.IGNORECASE)
+_MERSCOPE_CONTROLS = re.compile(r"^Blank-", re.IGNORECASE)
+
+
+def _find(folder: Path, names: tuple[str, ...], pattern: str | None = None) -> Path | None:
+    """The first file of ``folder`` named one of ``names`` (or ending in ``pattern``)."""
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    if pattern is not None:
+        hits = sorted(p for p in folder.iterdir() if p.is_file()
+                      and re.search(pattern, p.name, re.IGNORECASE))
+        if hits:
+            return hits[0]
+    return None
+
+
+def _not_found(folder: Path, reader: Reader, what: str, fix: str) -> TableError:
+    names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    return TableError(f"{folder}: read as {reader.described} but it has no {what} (files found: "
+                      f"{list_columns(names)}); {fix}.")
+
+
+def _read_table(path: Path, reader: Reader, text: tuple[str, ...] = ()) -> RawTable:
+    kind, gz = file_format(path)
+    if kind == "parquet":
+        return read_parquet_table(path, what=f"{reader.label} table")
+    return read_text_table(path, gz, text, what=f"{reader.label} table",
+                           label=reader.described)
+
+
+def _ids(values: pd.Series) -> np.ndarray:
+    """Cell ids as text (integral floats without ``.0``; bytes, as in some Parquet, decoded)."""
+    if values.dtype == object and len(values) and isinstance(values.iloc[0], bytes):
+        values = values.map(lambda v: v.decode() if isinstance(v, bytes) else v)
+    if pd.api.types.is_float_dtype(values.dtype):
+        finite = values.dropna()
+        if len(finite) == len(values) and np.all(finite == np.round(finite)):
+            values = values.astype(np.int64)
+    return values.astype(str).to_numpy(dtype=object)
+
+
+def _column(path: Path, reader: Reader, frame: pd.DataFrame, name: str, fix: str) -> str:
+    if name in frame.columns:
+        return name
+    lower = {str(c).lower(): str(c) for c in frame.columns}
+    if name.lower() in lower:
+        return lower[name.lower()]
+    raise TableError(f"{path}: read as part of {reader.described} but it has no column "
+                     f"'{name}' (columns found: {list_columns(frame.columns)}); {fix}.")
+
+
+def _align(cells_path: Path, matrix_path: Path, cell_ids: np.ndarray,
+           matrix_ids: np.ndarray) -> np.ndarray:
+    """Row of the matrix for each cell; raises when the two files hold different cells."""
+    index = pd.Index(matrix_ids)
+    if not index.is_unique:
+        dup = pd.unique(matrix_ids[index.duplicated()])[:3]
+        raise TableError(f"{matrix_path}: cell ids repeat ({', '.join(map(repr, dup))}); "
+                         "use the expression matrix as written by the instrument.")
+    where = index.get_indexer(cell_ids)
+    missing = cell_ids[where < 0]
+    extra = np.setdiff1d(matrix_ids, cell_ids)
+    if missing.size or extra.size or cell_ids.size != matrix_ids.size:
+        shown = ", ".join(repr(str(v)) for v in (missing if missing.size else extra)[:3])
+        raise TableError(
+            f"{cells_path}: {missing.size:,} of its {cell_ids.size:,} cells have no row in "
+            f"{matrix_path.name} and {extra.size:,} of the matrix's {matrix_ids.size:,} cells "
+            f"are not in {cells_path.name} (e.g. {shown}); the two files must come from the "
+            "same output: copy both from the same run folder.")
+    return where
+
+
+def _marker_frame(path: Path, matrix: sp.spmatrix | np.ndarray, genes: list[str],
+                  taken: pd.Index, notes: list[str]) -> pd.DataFrame:
+    """Genes as dense float64 marker columns (names clashing with cell columns skipped)."""
+    n_obs, n_vars = matrix.shape
+    if n_obs * n_vars > MAX_DENSE_VALUES:
+        notes.append(f"{path}: expression matrix is {n_obs:,} × {n_vars:,}, too large to keep "
+                     "as marker columns; markers were not read (subset the genes to keep "
+                     "them).")
+        return pd.DataFrame(index=pd.RangeIndex(n_obs))
+    dense = matrix.toarray() if isinstance(matrix, sp.spmatrix) else np.asarray(matrix)
+    keep = [i for i, g in enumerate(genes) if g not in taken]
+    return pd.DataFrame(np.asarray(dense, dtype=np.float64)[:, keep],
+                        columns=[genes[i] for i in keep])
+
+
+def _finish(path: Path, reader: Reader, config: Config, frame: pd.DataFrame, id_col: str,
+            x_col: str, y_col: str, notes: list[str], row_base: int,
+            sources: dict[str, tuple[str, ...]] | None = None) -> MappedTable:
+    label = label_or_placeholder(path, reader, frame, config,
+                                 "the output holds no cell types")
+    return MappedTable(RawTable(frame, row_base=row_base, warnings=notes),
+                       ColumnNames(sample=ABSENT, cell_id=id_col, x=x_col, y=y_col,
+                                   cell_type=label), sources or {})
+
+
+# --- Xenium -------------------------------------------------------------------------------
+
+def map_xenium(path: Path, source: None, config: Config, reader: Reader) -> MappedTable:
+    """Read a Xenium output folder (see module docstring) into one flat table.
+
+    Raises
+    ------
+    TableError
+        One sentence naming the folder or file, what is missing or inconsistent, and the fix.
+    """
+    if not path.is_dir():
+        raise TableError(f"{path}: is a file, not {reader.described}; point to the folder "
+                         "holding cells.csv.gz and cell_feature_matrix.h5.")
+    cells_path = _find(path, ("cells.parquet", "cells.csv.gz", "cells.csv"))
+    if cells_path is None:
+        raise _not_found(path, reader, "cells.parquet, cells.csv.gz or cells.csv",
+                         "copy the cells file of the same Xenium output into the folder")
+    raw = _read_table(cells_path, reader, ("cell_id",))
+    frame = raw.frame
+    frame = frame.drop(columns=[c for c in frame.columns
+                                if str(c) == "" or str(c).startswith("Unnamed: ")])
+    fix = "use the cells file written by the Xenium instrument"
+    id_col = _column(cells_path, reader, frame, "cell_id", fix)
+    x_col = _column(cells_path, reader, frame, "x_centroid", fix)
+    y_col = _column(cells_path, reader, frame, "y_centroid", fix)
+    matrix, barcodes, genes, types, matrix_path = _xenium_matrix(path, reader)
+    cell_ids = _ids(frame[id_col])
+    rows = _align(cells_path, matrix_path, cell_ids, barcodes)
+    notes: list[str] = []
+    gene = types == _GENE
+    if not gene.all():
+        dropped = pd.Series(types[~gene]).value_counts()
+        listed = ", ".join(f"{n:,} {t}" for t, n in dropped.items())
+        notes.append(f"{matrix_path}: {int((~gene).sum()):,} control features were dropped "
+                     f"({listed}); only '{_GENE}' features are kept as genes.")
+    matrix = matrix[rows][:, np.flatnonzero(gene)]
+    frame = frame.reset_index(drop=True)
+    frame[id_col] = cell_ids
+    markers = _marker_frame(matrix_path, matrix, [genes[i] for i in np.flatnonzero(gene)],
+                            frame.columns, notes)
+    frame = pd.concat([frame, markers], axis=1)
+    return _finish(path, reader, config, frame, id_col, x_col, y_col, notes, raw.row_base)
+
+
+def _xenium_matrix(folder: Path, reader: Reader
+                   ) -> tuple[sp.csr_matrix, np.ndarray, list[str], np.ndarray, Path]:
+    """``(cells × features CSR, barcodes, feature names, feature types, file)``."""
+    h5 = folder / "cell_feature_matrix.h5"
+    if h5.is_file():
+        return (*_read_10x_h5(h5), h5)
+    mex = folder / "cell_feature_matrix"
+    if mex.is_dir():
+        return (*_read_mex(mex, reader), mex)
+    raise _not_found(folder, reader, "cell_feature_matrix.h5 or cell_feature_matrix/ folder",
+                     "copy the cell-feature matrix of the same Xenium output into the folder")
+
+
+def _whole(h5: Path, name: str, values: np.ndarray) -> np.ndarray:
+    """Integer array from a 10x HDF5 index dataset (float64 accepted when whole numbers)."""
+    values = np.asarray(values)
+    if values.dtype.kind == "f":
+        if not (np.all(np.isfinite(values)) and np.all(values == np.round(values))):
+            raise TableError(f"{h5}: dataset matrix/{name} holds non-integer values; write "
+                             "the matrix again with integer indices.")
+    return values.astype(np.int64)
+
+
+def _text(values: np.ndarray) -> np.ndarray:
+    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values],
+                    dtype=object)
+
+
+def _read_10x_h5(h5: Path) -> tuple[sp.csr_matrix, np.ndarray, list[str], np.ndarray]:
+    import h5py
+
+    try:
+        with h5py.File(h5, "r") as handle:
+            group = handle["matrix"]
+            data = np.asarray(group["data"][()], dtype=np.float64)
+            indices = _whole(h5, "indices", group["indices"][()])
+            indptr = _whole(h5, "indptr", group["indptr"][()])
+            shape = tuple(int(v) for v in _whole(h5, "shape", group["shape"][()]))
+            barcodes = _text(group["barcodes"][()])
+            features = group["features"]
+            names = _text(features["name"][()])
+            types = (_text(features["feature_type"][()]) if "feature_type" in features
+                     else np.full(names.size, _GENE, dtype=object))
+    except TableError:
+        raise
+    except Exception as err:
+        raise TableError(f"{h5}: cannot be read as a 10x HDF5 matrix ({reason(err)}); it needs "
+                         "matrix/data, indices, indptr, shape, barcodes and features/name: "
+                         "copy the file of the Xenium output again.") from None
+    try:  # 10x: features × cells, compressed by cell (CSC), so its transpose is cells × genes
+        matrix = sp.csc_matrix((data, indices, indptr), shape=shape).T.tocsr()
+    except ValueError as err:
+        raise TableError(f"{h5}: its matrix/data, indices, indptr and shape do not agree "
+                         f"({reason(err)}); copy the file of the Xenium output again.") from None
+    if matrix.shape != (barcodes.size, names.size):
+        raise TableError(f"{h5}: matrix/shape {shape} does not match its {names.size} features "
+                         f"and {barcodes.size} barcodes; copy the file again.")
+    return matrix, barcodes, list(names), types
+
+
+def _read_mex(mex: Path, reader: Reader) -> tuple[sp.csr_matrix, np.ndarray, list[str],
+                                                  np.ndarray]:
+    import scipy.io
+
+    parts = {}
+    for stem in ("matrix.mtx", "barcodes.tsv", "features.tsv"):
+        found = _find(mex, (stem + ".gz", stem))
+        if found is None:
+            raise _not_found(mex, reader, f"{stem}.gz", "copy the complete cell_feature_matrix "
+                             "folder (matrix.mtx.gz, barcodes.tsv.gz, features.tsv.gz)")
+        parts[stem] = found
+    try:
+        matrix = sp.csr_matrix(scipy.io.mmread(parts["matrix.mtx"])).T.tocsr().astype(
+            np.float64)
+        barcodes = pd.read_csv(parts["barcodes.tsv"], sep="\t", header=None, dtype=str)
+        features = pd.read_csv(parts["features.tsv"], sep="\t", header=None, dtype=str)
+    except Exception as err:
+        raise TableError(f"{mex}: cannot be read as a 10x MEX matrix ({reason(err)}); copy "
+                         "the cell_feature_matrix folder of the Xenium output again.") from None
+    names = features.iloc[:, 1 if features.shape[1] > 1 else 0].to_numpy(dtype=object)
+    types = (features.iloc[:, 2].to_numpy(dtype=object) if features.shape[1] > 2
+             else np.full(len(features), _GENE, dtype=object))
+    ids = barcodes.iloc[:, 0].to_numpy(dtype=object)
+    if matrix.shape != (ids.size, names.size):
+        raise TableError(f"{parts['matrix.mtx']}: is {matrix.shape[1]:,} features × "
+                         f"{matrix.shape[0]:,} cells but the folder lists {names.size:,} "
+                         f"features and {ids.size:,} barcodes; copy the folder again.")
+    return matrix, ids, [str(n) for n in names], types
+
+
+# --- CosMx --------------------------------------------------------------------------------
+
+def map_cosmx(path: Path, source: None, config: Config, reader: Reader) -> MappedTable:
+    """Read a CosMx flat-file folder (see module docstring) into one flat table.
+
+    Raises
+    ------
+    TableError
+        One sentence naming the folder or file, what is missing or inconsistent, and the fix.
+    """
+    if not path.is_dir():
+        raise TableError(f"{path}: is a file, not {reader.described}; point to the folder "
+                         "holding *_exprMat_file.csv and *_metadata_file.csv.")
+    expr_path = _find(path, (), r"_exprMat_file\.csv(\.gz)?$")
+    meta_path = _find(path, (), r"_metadata_file\.csv(\.gz)?$")
+    for found, what in ((meta_path, "*_metadata_file.csv"), (expr_path, "*_exprMat_file.csv")):
+        if found is None:
+            raise _not_found(path, reader, what, f"copy the {what} of the same CosMx run into "
+                             "the folder")
+    assert expr_path is not None and meta_path is not None
+    meta = _read_table(meta_path, reader).frame
+    expr = _read_table(expr_path, reader).frame
+    fix = "use the flat files exported by AtoMx"
+    mfov, mcell = (_column(meta_path, reader, meta, c, fix) for c in ("fov", "cell_ID"))
+    efov, ecell = (_column(expr_path, reader, expr, c, fix) for c in ("fov", "cell_ID"))
+    cx = _column(meta_path, reader, meta, "CenterX_global_px", fix)
+    cy = _column(meta_path, reader, meta, "CenterY_global_px", fix)
+    inside = pd.to_numeric(expr[ecell], errors="coerce").to_numpy() != 0
+    expr = expr.loc[inside].reset_index(drop=True)
+    cell_ids = _ids(meta[mfov]).astype(str) + "_" + _ids(meta[mcell]).astype(str)
+    expr_ids = _ids(expr[efov]).astype(str) + "_" + _ids(expr[ecell]).astype(str)
+    rows = _align(meta_path, expr_path, cell_ids.astype(object), expr_ids.astype(object))
+    genes_all = [str(c) for c in expr.columns if c not in (efov, ecell)]
+    control = [g for g in genes_all if _COSMX_CONTROLS.match(g)]
+    genes = [g for g in genes_all if not _COSMX_CONTROLS.match(g)]
+    notes: list[str] = []
+    if control:
+        notes.append(f"{expr_path}: {len(control):,} negative-control columns ({control[0]}, …) "
+                     "were dropped; only gene columns are kept.")
+    frame = meta.reset_index(drop=True).copy()
+    if "cell_id" in frame.columns:  # AtoMx's own id (c_<slide>_<fov>_<cell>): kept aside
+        frame = frame.rename(columns={"cell_id": unique_name(frame, "cosmx_cell_id")})
+    id_col = "cell_id"
+    frame[id_col] = cell_ids.astype(object)
+    scale = 1.0
+    if config.um_per_unit == 1.0:
+        scale = COSMX_UM_PER_PX
+        notes.append(f"{meta_path}: CosMx positions are pixels and um_per_unit is 1, so "
+                     f"{COSMX_UM_PER_PX} µm/px (CosMx SMI with 5,472 × 3,648-px fields of view) "
+                     "was applied; set um_per_unit = 0.12028 for data of the later "
+                     "4,256 × 4,256-px instrument.")
+    x_col, y_col = unique_name(frame, "x_um"), unique_name(frame, "y_um")
+    frame[x_col] = pd.to_numeric(frame[cx], errors="coerce").to_numpy(dtype=np.float64) * scale
+    frame[y_col] = pd.to_numeric(frame[cy], errors="coerce").to_numpy(dtype=np.float64) * scale
+    values = expr[genes].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    markers = _marker_frame(expr_path, values[rows], genes, frame.columns, notes)
+    frame = pd.concat([frame, markers], axis=1)
+    return _finish(path, reader, config, frame, id_col, x_col, y_col, notes, 2,
+                   {x_col: (cx,), y_col: (cy,)})
+
+
+# --- MERSCOPE -----------------------------------------------------------------------------
+
+def map_merscope(path: Path, source: None, config: Config, reader: Reader) -> MappedTable:
+    """Read a MERSCOPE output folder (see module docstring) into one flat table.
+
+    Raises
+    ------
+    TableError
+        One sentence naming the folder or file, what is missing or inconsistent, and the fix.
+    """
+    if not path.is_dir():
+        raise TableError(f"{path}: is a file, not {reader.described}; point to the folder "
+                         "holding cell_by_gene.csv and cell_metadata.csv.")
+    expr_path = _find(path, (), r"cell_by_gene\.csv(\.gz)?$")
+    meta_path = _find(path, (), r"cell_metadata\.csv(\.gz)?$")
+    for found, what in ((meta_path, "cell_metadata.csv"), (expr_path, "cell_by_gene.csv")):
+        if found is None:
+            raise _not_found(path, reader, what, f"copy the {what} of the same MERSCOPE run "
+                             "into the folder")
+    assert expr_path is not None and meta_path is not None
+    meta = _read_table(meta_path, reader).frame
+    expr = _read_table(expr_path, reader).frame
+    fix = "use the cell_metadata.csv written by the MERSCOPE pipeline"
+    cx = _column(meta_path, reader, meta, "center_x", fix)
+    cy = _column(meta_path, reader, meta, "center_y", fix)
+    mid, eid = str(meta.columns[0]), str(expr.columns[0])
+    cell_ids = _ids(meta[mid])
+    rows = _align(meta_path, expr_path, cell_ids, _ids(expr[eid]))
+    genes_all = [str(c) for c in expr.columns[1:]]
+    control = [g for g in genes_all if _MERSCOPE_CONTROLS.match(g)]
+    genes = [g for g in genes_all if not _MERSCOPE_CONTROLS.match(g)]
+    notes: list[str] = []
+    if control:
+        notes.append(f"{expr_path}: {len(control):,} blank-control columns ({control[0]}, …) "
+                     "were dropped; only gene columns are kept.")
+    frame = meta.reset_index(drop=True).copy()
+    id_col = unique_name(frame, "cell_id")
+    frame[id_col] = cell_ids
+    if id_col != mid:
+        frame = frame.drop(columns=[mid])
+    values = expr[genes].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    markers = _marker_frame(expr_path, values[rows], genes, frame.columns, notes)
+    frame = pd.concat([frame, markers], axis=1)
+    return _finish(path, reader, config, frame, id_col, cx, cy, notes, 2)
