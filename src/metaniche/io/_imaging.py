@@ -298,6 +298,28 @@ def _read_mex(mex: Path, reader: Reader) -> tuple[sp.csr_matrix, np.ndarray, lis
     return matrix, ids, [str(n) for n in names], types
 
 
+def _flat_pair(path: Path, reader: Reader, meta: tuple[str, str], expr: tuple[str, str],
+               vendor: str) -> tuple[Path, pd.DataFrame, Path, pd.DataFrame]:
+    """The metadata and expression tables of a vendor's flat-file folder.
+
+    ``meta`` and ``expr`` are ``(name shown to the user, file-name pattern)``. Raises a
+    :class:`TableError` naming the folder and the missing file when either is absent.
+    """
+    if not path.is_dir():
+        raise TableError(f"{path}: is a file, not {reader.described}; point to the folder "
+                         f"holding {expr[0]} and {meta[0]}.")
+    found = {}
+    for what, pattern in (meta, expr):
+        found[what] = _find(path, (), pattern)
+        if found[what] is None:
+            raise _not_found(path, reader, what, f"copy the {what} of the same {vendor} run "
+                             "into the folder")
+    meta_path, expr_path = found[meta[0]], found[expr[0]]
+    assert meta_path is not None and expr_path is not None
+    return (meta_path, _read_table(meta_path, reader).frame, expr_path,
+            _read_table(expr_path, reader).frame)
+
+
 # --- CosMx --------------------------------------------------------------------------------
 
 def map_cosmx(path: Path, source: None, config: Config, reader: Reader) -> MappedTable:
@@ -308,18 +330,9 @@ def map_cosmx(path: Path, source: None, config: Config, reader: Reader) -> Mappe
     TableError
         One sentence naming the folder or file, what is missing or inconsistent, and the fix.
     """
-    if not path.is_dir():
-        raise TableError(f"{path}: is a file, not {reader.described}; point to the folder "
-                         "holding *_exprMat_file.csv and *_metadata_file.csv.")
-    expr_path = _find(path, (), r"_exprMat_file\.csv(\.gz)?$")
-    meta_path = _find(path, (), r"_metadata_file\.csv(\.gz)?$")
-    for found, what in ((meta_path, "*_metadata_file.csv"), (expr_path, "*_exprMat_file.csv")):
-        if found is None:
-            raise _not_found(path, reader, what, f"copy the {what} of the same CosMx run into "
-                             "the folder")
-    assert expr_path is not None and meta_path is not None
-    meta = _read_table(meta_path, reader).frame
-    expr = _read_table(expr_path, reader).frame
+    meta_path, meta, expr_path, expr = _flat_pair(
+        path, reader, ("*_metadata_file.csv", r"_metadata_file\.csv(\.gz)?$"),
+        ("*_exprMat_file.csv", r"_exprMat_file\.csv(\.gz)?$"), "CosMx")
     fix = "use the flat files exported by AtoMx"
     mfov, mcell = (_column(meta_path, reader, meta, c, fix) for c in ("fov", "cell_ID"))
     efov, ecell = (_column(expr_path, reader, expr, c, fix) for c in ("fov", "cell_ID"))
@@ -369,18 +382,9 @@ def map_merscope(path: Path, source: None, config: Config, reader: Reader) -> Ma
     TableError
         One sentence naming the folder or file, what is missing or inconsistent, and the fix.
     """
-    if not path.is_dir():
-        raise TableError(f"{path}: is a file, not {reader.described}; point to the folder "
-                         "holding cell_by_gene.csv and cell_metadata.csv.")
-    expr_path = _find(path, (), r"cell_by_gene\.csv(\.gz)?$")
-    meta_path = _find(path, (), r"cell_metadata\.csv(\.gz)?$")
-    for found, what in ((meta_path, "cell_metadata.csv"), (expr_path, "cell_by_gene.csv")):
-        if found is None:
-            raise _not_found(path, reader, what, f"copy the {what} of the same MERSCOPE run "
-                             "into the folder")
-    assert expr_path is not None and meta_path is not None
-    meta = _read_table(meta_path, reader).frame
-    expr = _read_table(expr_path, reader).frame
+    meta_path, meta, expr_path, expr = _flat_pair(
+        path, reader, ("cell_metadata.csv", r"cell_metadata\.csv(\.gz)?$"),
+        ("cell_by_gene.csv", r"cell_by_gene\.csv(\.gz)?$"), "MERSCOPE")
     fix = "use the cell_metadata.csv written by the MERSCOPE pipeline"
     cx = _column(meta_path, reader, meta, "center_x", fix)
     cy = _column(meta_path, reader, meta, "center_y", fix)
