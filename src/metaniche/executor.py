@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -63,8 +64,10 @@ def map_tasks(task: Callable[[Item, Callable[[Any], None] | None], Result],
         Receives the events a task emits, always in this process and thread: in-process
         tasks call it directly; local worker processes put events on a
         ``multiprocessing.Manager`` queue that is drained here while waiting, and completely
-        before a task's result is yielded. Dask tasks get ``emit=None`` (no live events; the
-        record should carry what the caller needs).
+        before a task's result is yielded. Dask tasks log events on a topic this client
+        subscribes to (:class:`metaniche.progress.DaskEmitter`), drained here while waiting;
+        they may arrive after the task's result, so the record should carry what the caller
+        needs and the caller should ignore events of a task already yielded.
     on_lost
         ``on_lost(item, reason)`` builds the result of a task that could not finish because
         its worker was lost, so the caller can record it and go on; without it, the
@@ -83,7 +86,7 @@ def map_tasks(task: Callable[[Item, Callable[[Any], None] | None], Result],
     lost. Results already yielded stay valid in every case.
     """
     if scheduler:
-        yield from _dask_map(task, items, scheduler, on_start, on_lost)
+        yield from _dask_map(task, items, scheduler, on_start, on_event, on_lost)
     elif workers <= 1 or len(items) <= 1:
         for item in items:
             if on_start:
@@ -212,9 +215,15 @@ def _quiet_dask_logs() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _dask_map(task, items: list, scheduler: str, on_start, on_lost) -> Iterator[Any]:
+def _dask_map(task, items: list, scheduler: str, on_start, on_event,
+              on_lost) -> Iterator[Any]:
+    import queue
+    import uuid
+
     from distributed import Client, KilledWorker
     from distributed import as_completed as dask_completed
+
+    from metaniche.progress import DaskEmitter, event_from_dict
 
     try:
         client = Client(scheduler, timeout="20s", set_as_default=False)
@@ -223,29 +232,58 @@ def _dask_map(task, items: list, scheduler: str, on_start, on_lost) -> Iterator[
                              "it with 'dask scheduler' or check the address.") from None
     unfinished: dict[Any, Any] = {}
     lost: str | None = None
+    # Live stage events: workers log them on a topic of this run; the subscription handler
+    # runs on the client's event-loop thread, so it only queues them for this thread.
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    topic = f"metaniche-progress-{uuid.uuid4().hex}"
+    emit = DaskEmitter(topic) if on_event is not None else None
+
+    def drain() -> None:
+        if on_event is None:
+            return
+        while True:
+            try:
+                event = event_from_dict(events.get_nowait())
+            except queue.Empty:
+                return
+            if event is not None:
+                on_event(event)
+
     with _quiet_dask_logs(), client:
         _check_worker_versions(client, scheduler)
+        if emit is not None:
+            client.subscribe_topic(topic, events.put)
         # pure=False: identical inputs must still run (a rerun after --force, for example).
         for item in items:
             if on_start:
                 on_start(item)
-            unfinished[client.submit(task, item, None, pure=False)] = item
+            unfinished[client.submit(task, item, emit, pure=False)] = item
         try:
-            for future in dask_completed(list(unfinished), loop=client.loop):
-                item = unfinished.pop(future)
-                try:
-                    result = future.result()
-                except KilledWorker as err:
-                    result = _lost(item, f"the Dask workers running it died repeatedly "
-                                         f"({_first_line(err)}); check their memory and logs.",
-                                   on_lost)
-                except (OSError, TimeoutError, CancelledError) as err:
-                    unfinished[future] = item
-                    lost = f"{type(err).__name__}: {_first_line(err)}"
+            finished = dask_completed(list(unfinished), loop=client.loop)
+            while not finished.is_empty():
+                if not finished.has_ready():
+                    drain()
+                    time.sleep(0.1)
+                    continue
+                drain()
+                for future in finished.next_batch(block=False):
+                    item = unfinished.pop(future)
+                    try:
+                        result = future.result()
+                    except KilledWorker as err:
+                        result = _lost(item, f"the Dask workers running it died repeatedly "
+                                             f"({_first_line(err)}); check their memory and "
+                                             "logs.", on_lost)
+                    except (OSError, TimeoutError, CancelledError) as err:
+                        unfinished[future] = item
+                        lost = f"{type(err).__name__}: {_first_line(err)}"
+                        break
+                    yield result
+                if lost is not None:
                     break
-                yield result
         except (OSError, TimeoutError, CancelledError) as err:
             lost = f"{type(err).__name__}: {_first_line(err)}"
+        drain()
     if lost is not None:
         # The scheduler (or the connection to it) is gone: what finished stays recorded.
         reason = (f"the connection to the Dask scheduler at {scheduler} was lost before it "

@@ -40,6 +40,8 @@ from metaniche.config import Config
 from metaniche.errors import InputError, MetanicheError
 from metaniche.executor import map_tasks
 from metaniche.io import read_clinical, read_samples
+from metaniche.io._tables import file_stem
+from metaniche.io.cells import SampleInput, input_entries, scan_entry, unique_names
 from metaniche.progress import ProgressCallback, ProgressEvent, StageClock
 from metaniche.rundir import FAILED, SKIPPED, Manifest, RunDir, SampleRecord, config_hash, safe_name
 from metaniche.sample import SampleTask, crash_point, sample_task
@@ -86,12 +88,14 @@ def run(inputs: Sequence[str | Path], out_dir: str | Path, config: Config | None
         Local processes for the per-sample tasks; 1 runs in this process.
     scheduler
         Address of a Dask distributed scheduler (``tcp://host:port``) to run the per-sample
-        tasks on instead; workers must see the same file system paths.
+        tasks on instead; workers read their own input files (see :func:`_read_inputs`), so
+        they must see the inputs and ``out_dir`` at the same paths.
     progress
         Called with a :class:`metaniche.progress.ProgressEvent` as each sample and each of
         its stages (:func:`metaniche.progress.sample_stage_names`) starts and finishes, then
         for the run-level stages (:data:`metaniche.progress.RUN_STAGES`). Stage events of
-        samples run on a Dask scheduler arrive when the sample completes. Per-stage times
+        samples run on a Dask scheduler arrive through the scheduler as they happen (any
+        that has not arrived is replayed when the sample completes). Per-stage times
         are recorded in run.json either way (``samples.<name>.stages``, ``stages``).
 
     Returns
@@ -126,7 +130,7 @@ def _run_locked(inputs: Sequence[str | Path], rundir: RunDir, config: Config,
                 notify: ProgressCallback, scheduler: str | None) -> RunResult:
     """:func:`run`, holding the directory's lock."""
     started = time.perf_counter()
-    samples = read_samples(inputs, config)
+    samples = _read_inputs(inputs, config, scheduler)
     if not samples:
         raise InputError("no cell tables found in the inputs; give .csv/.tsv/.parquet/.h5ad "
                          "files or folders holding them.")
@@ -146,6 +150,41 @@ def _run_locked(inputs: Sequence[str | Path], rundir: RunDir, config: Config,
         raise OutputError(f"{where}: cannot write the run's outputs ({err.strerror or err}); "
                           f"make {rundir.root} writable (or give another --out) and rerun: "
                           f"the analysed samples are reused.") from None
+
+
+def _read_inputs(inputs: Sequence[str | Path], config: Config,
+                 scheduler: str | None) -> list[SampleInput]:
+    """Every sample of the inputs: read here, or on the cluster's workers.
+
+    On a Dask cluster the workers read and check their own files
+    (:func:`metaniche.io.cells.scan_entry`, one task per file) and send back only each
+    sample's record; each sample's task reads its cells again where it runs
+    (:func:`metaniche.io.cells.reload_sample`). So the client never holds the cohort's cells,
+    and workers must see the inputs at the same paths.
+    """
+    if not scheduler:
+        return read_samples(inputs, config)
+    entries = input_entries(inputs, config)
+    scanned: dict[int, list[SampleInput]] = {}
+
+    def lost(item: tuple[int, Any], reason: str) -> tuple[int, list[SampleInput]]:
+        index, (entry, _) = item
+        path = entry[0] if isinstance(entry, tuple) else entry
+        return index, [SampleInput(file_stem(path), path, None,
+                                   f"{path}: could not be read on the cluster: {reason}",
+                                   file_error=True)]
+
+    for index, found in map_tasks(_scan_indexed, list(enumerate((e, config) for e in entries)),
+                                  scheduler=scheduler, on_lost=lost):
+        scanned[index] = found
+    return unique_names([s for i in sorted(scanned) for s in scanned[i]])
+
+
+def _scan_indexed(item: tuple[int, tuple[Any, Config]],
+                  emit: Any = None) -> tuple[int, list[SampleInput]]:
+    """:func:`scan_entry` keeping the entry's position (tasks finish in any order)."""
+    index, payload = item
+    return index, scan_entry(payload)
 
 
 def _run_level(inputs: Sequence[str | Path], rundir: RunDir, config: Config,
@@ -200,6 +239,8 @@ def _run_samples(tasks: list[SampleTask], workers: int, scheduler: str | None,
     reported: set[tuple[str | None, str | None]] = set()
 
     def on_event(event: ProgressEvent) -> None:
+        if event.sample in records:   # a Dask worker's event arriving after the record
+            return
         if event.status in ("finished", "failed"):
             reported.add((event.sample, event.stage))
         notify(event)

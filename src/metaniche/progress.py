@@ -5,21 +5,23 @@ the command line turns the events into a rich progress bar, plain log lines or n
 
 Events of a sample's stages are produced where the sample runs: in this process they reach
 the callback directly; in local worker processes they travel through a queue (see
-:class:`QueueEmitter` and :func:`metaniche.executor.map_tasks`); on a Dask cluster they are not
-sent live — the sample's record carries its per-stage times and the pipeline replays them as
-``finished`` events when the sample completes (per-sample granularity).
+:class:`QueueEmitter` and :func:`metaniche.executor.map_tasks`); on a Dask cluster they are
+logged as worker events on a topic the client subscribes to (:class:`DaskEmitter`), and any
+stage event that has not arrived when the sample's record does is replayed from the record's
+per-stage times.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RUN_STAGES", "ProgressCallback", "ProgressEvent", "QueueEmitter", "StageClock",
-           "sample_stage_names"]
+__all__ = ["RUN_STAGES", "DaskEmitter", "ProgressCallback", "ProgressEvent", "QueueEmitter",
+           "StageClock", "sample_stage_names"]
 
 #: Run-level stages after the per-sample tasks, in order (each only when it runs): ``gather``
 #: (per-sample tables into ``tables/``), the run-level steps that emit features
@@ -137,3 +139,43 @@ class QueueEmitter:
             self.queue.put(event)
         except Exception:  # progress is best effort; the record has the stage times
             pass
+
+
+class DaskEmitter:
+    """A picklable progress callback for tasks on Dask workers: logs each event on a topic.
+
+    The event travels as a plain dict (worker events must be msgpack-serialisable) through
+    the scheduler to the client, whose ``subscribe_topic`` handler rebuilds it
+    (:func:`event_from_dict`). Outside a Dask worker, and on any failure, events are dropped
+    (progress is best effort; the sample's record has the stage times).
+
+    Parameters
+    ----------
+    topic
+        The topic the client subscribed to for this run.
+    """
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+
+    def __call__(self, event: ProgressEvent) -> None:
+        """Log ``event`` on the worker running this task."""
+        try:
+            from distributed import get_worker
+
+            get_worker().log_event(self.topic, dataclasses.asdict(event))
+        except Exception:  # not on a worker, or the scheduler is gone
+            pass
+
+
+def event_from_dict(message: Any) -> ProgressEvent | None:
+    """The :class:`ProgressEvent` a :class:`DaskEmitter` logged (None for anything else)."""
+    if isinstance(message, tuple) and len(message) == 2:  # (timestamp, message)
+        message = message[1]
+    if not isinstance(message, dict):
+        return None
+    names = {f.name for f in dataclasses.fields(ProgressEvent)}
+    try:   # the scheduler adds keys of its own (e.g. ``worker``)
+        return ProgressEvent(**{k: v for k, v in message.items() if k in names})
+    except TypeError:
+        return None

@@ -26,6 +26,7 @@ from metaniche.context import SampleContext
 from metaniche.errors import MetanicheError
 from metaniche.io import SampleInput
 from metaniche.io.annotations import find_annotation, read_geojson_polygons
+from metaniche.io.cells import reload_sample
 from metaniche.progress import ProgressCallback, StageClock
 from metaniche.rundir import (
     FAILED,
@@ -167,7 +168,7 @@ def sample_task(task: SampleTask, emit: ProgressCallback | None = None) -> Sampl
                           warnings=list(sample.warnings), input_sha256=sample.checksum,
                           config_sha256=task.config_sha256)
     started = time.perf_counter()
-    if sample.error is not None or sample.cells is None:
+    if not sample.ok:
         record.status, record.error, record.seconds = FAILED, sample.error, 0.0
         return record
     if not task.force:
@@ -186,6 +187,12 @@ def sample_task(task: SampleTask, emit: ProgressCallback | None = None) -> Sampl
             return record
     crash_point("sample", sample.name)
     clock = StageClock(sample.name, emit)
+    # A cluster run ships the sample's path: its cells are read here, on the worker.
+    sample = reload_sample(sample, config)
+    if not sample.ok:
+        record.status, record.error, record.seconds = FAILED, sample.error, 0.0
+        return record
+    assert sample.cells is not None
     record.status = OK
     try:
         annotation = _annotation_for(sample.name, name, config)

@@ -74,7 +74,8 @@ from metaniche.io.cell_types import join_cell_types
 from metaniche.io.readers import READERS, companion_files, read_mapped
 from metaniche.phenotype import apply_gating, parse_panel
 
-__all__ = ["MAX_EXTENT_UM", "NN_SPACING_UM", "STANDARD_COLUMNS", "SampleInput", "read_samples"]
+__all__ = ["MAX_EXTENT_UM", "NN_SPACING_UM", "STANDARD_COLUMNS", "SampleInput", "input_entries",
+           "read_entry", "read_samples", "reload_sample", "scan_entry", "unique_names"]
 
 #: Leading columns of every standardised cell table, in order.
 STANDARD_COLUMNS: tuple[str, ...] = CONTRACT_COLUMNS
@@ -121,6 +122,10 @@ class SampleInput:
     patient
         The sample's patient id: the one value of the ``[columns] patient`` column over its
         rows (as text, like the sample id); ``None`` when the column is absent or empty.
+    deferred
+        ``True`` when the cells were read and checked but not kept (``cells`` is None): the
+        task analysing the sample reads them again from ``source`` (:func:`reload_sample`),
+        so a cluster run ships paths, not tables (:func:`scan_entry`).
     """
 
     name: str
@@ -131,11 +136,12 @@ class SampleInput:
     checksum: str = ""
     file_error: bool = False
     patient: str | None = None
+    deferred: bool = False
 
     @property
     def ok(self) -> bool:
-        """Whether the sample can be analysed."""
-        return self.error is None and self.cells is not None
+        """Whether the sample can be analysed (its cells held, or deferred to its task)."""
+        return self.error is None and (self.cells is not None or self.deferred)
 
 
 def read_samples(paths: Sequence[str | Path], config: Config,
@@ -174,20 +180,70 @@ def read_samples(paths: Sequence[str | Path], config: Config,
     if format is not None:
         config = dataclasses.replace(config, format=format)
     results: list[SampleInput] = []
+    for entry in input_entries(paths, config):
+        results.extend(read_entry(entry, config))
+    return unique_names(results)
+
+
+#: One input of a run: a readable file, or ``(path, message)`` for a path that cannot be one.
+Entry = Path | tuple[Path, str]
+
+
+def input_entries(paths: Sequence[str | Path], config: Config) -> list[Entry]:
+    """The inputs' files in reading order, without companion files (read with their table).
+
+    Directories are expanded as in :func:`read_samples`; a path that is no usable file is
+    kept as ``(path, message)`` so that it is reported in order.
+    """
     entries = expand_paths(list(paths))
     companions = companion_files(entries, config)
-    for entry in entries:
-        if not isinstance(entry, tuple) and entry in companions:
-            continue  # e.g. a CODEX phenotype map, read with its cell table
-        if isinstance(entry, tuple):
-            path, message = entry
-            results.append(SampleInput(file_stem(path), path, None, message, file_error=True))
-            continue
-        results.extend(_read_file(entry, config))
-    return _fail_duplicates(results)
+    # e.g. a CODEX phenotype map is read with its cell table, not as a sample
+    return [e for e in entries if isinstance(e, tuple) or e not in companions]
 
 
-def _fail_duplicates(results: list[SampleInput]) -> list[SampleInput]:
+def read_entry(entry: Entry, config: Config) -> list[SampleInput]:
+    """Every sample of one input entry (:func:`input_entries`); never raises."""
+    if isinstance(entry, tuple):
+        path, message = entry
+        return [SampleInput(file_stem(path), path, None, message, file_error=True)]
+    return _read_file(entry, config)
+
+
+def scan_entry(item: tuple[Entry, Config], emit: object = None) -> list[SampleInput]:
+    """Read and check one input entry, keeping every sample's record but not its cells.
+
+    The task a cluster worker runs first (:func:`metaniche.executor.map_tasks`): workers read
+    their own files and send back names, checksums, patients, warnings and errors — a few
+    hundred bytes per sample — and the sample's task reads the cells again where it runs
+    (:func:`reload_sample`). ``emit`` is unused (the executor's task signature).
+    """
+    entry, config = item
+    return [dataclasses.replace(s, cells=None, deferred=True) if s.ok else s
+            for s in read_entry(entry, config)]
+
+
+def reload_sample(sample: SampleInput, config: Config) -> SampleInput:
+    """The sample with its cells, read again from ``sample.source`` when deferred.
+
+    The cells must be those that were checked when the run started: a sample missing from
+    the file now, or whose standardised table has another checksum, becomes an error naming
+    the file (it changed during the run) instead of being analysed.
+    """
+    if not sample.deferred or not sample.ok:
+        return sample
+    found = [s for s in _read_file(sample.source, config)
+             if s.name == sample.name and not s.file_error]
+    fresh = found[0] if len(found) == 1 else None
+    if fresh is None or not fresh.ok or fresh.checksum != sample.checksum:
+        return dataclasses.replace(
+            sample, deferred=False,
+            error=f"{sample.source}: sample '{sample.name}' changed while the run was reading "
+                  f"it (its cells differ from those checked when the run started); leave the "
+                  f"input files unchanged during a run and rerun.")
+    return dataclasses.replace(fresh, warnings=list(sample.warnings), deferred=False)
+
+
+def unique_names(results: list[SampleInput]) -> list[SampleInput]:
     """Fail every sample whose name another input also yields, naming all their files."""
     by_name: dict[str, list[int]] = {}
     for i, sample in enumerate(results):
