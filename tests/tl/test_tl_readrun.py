@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import shapely
 
 import metaniche as mn
 from metaniche.errors import InputError
@@ -124,3 +125,36 @@ def test_not_a_run_is_one_clear_sentence(tmp_path):
         mn.read_run(tmp_path)
     with pytest.raises(InputError, match=r"no run\.json"):
         mn.read_features(tmp_path)
+
+
+def test_lesion_outlines_match_the_run_lesion_areas(finished):
+    from metaniche._api.readrun import lesion_outlines
+
+    out, _ = finished
+    adata = mn.read_run(out)
+    outlines = lesion_outlines(adata)
+    lesions = RunDir(out).read_table("lesions")
+    assert lesions is not None and len(outlines) == len(lesions)
+    merged = outlines.merge(lesions, on=["sample", "lesion_id"])
+    assert len(merged) == len(lesions)
+    # The outline drawn from the cells spans the area of the lesion raster the run measured,
+    # within about a cell spacing along the perimeter (< 10 % for lesions of ~0.1 mm²).
+    outline_mm2 = np.array([g.area for g in merged["geometry"]]) / 1e6
+    np.testing.assert_allclose(outline_mm2, merged["area_mm2"].to_numpy(), rtol=0.10)
+    # and holds every cell of its lesion inside the tumour
+    for row in merged.itertuples():
+        obs = adata.obs
+        own = ((obs["sample"] == row.sample) & (obs["lesion_id"] == row.lesion_id)
+               & (obs["signed_distance_um"] <= 0)).to_numpy()
+        assert shapely.contains_xy(row.geometry, *adata.obsm["spatial"][own].T).all()
+
+
+def test_read_run_as_spatialdata_holds_the_table_and_the_lesions(finished):
+    pytest.importorskip("spatialdata", reason="the spatialdata extra is not installed")
+    out, _ = finished
+    sdata = mn.read_run(out, as_spatialdata=True)
+    table = sdata.tables["table"]
+    assert table.n_obs == mn.read_run(out).n_obs
+    lesions = sdata.shapes["lesions"]
+    assert set(lesions["sample"]) == {"P1 pre", "P2"}
+    assert len(lesions) == len(RunDir(out).read_table("lesions"))
