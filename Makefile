@@ -9,7 +9,7 @@ DEMO_OUT ?= demo-output
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e '.[dev]'
+	$(VENV)/bin/python -m pip install -q -e '.[dev,spatialdata]'
 	touch $(STAMP)
 
 demo: $(STAMP)
