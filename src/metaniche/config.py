@@ -1030,20 +1030,30 @@ class StatesParams(_Validated):
         Cells added to both counts of a ratio, ``(n_A + c) / (n_B + c)`` (the two densities
         share the compartment's area), so a compartment without B cells gives a finite ratio;
         NaN when neither type has a cell there. Default 0.5 (the Haldane–Anscombe correction).
+    gradient_markers
+        Markers whose intensity along the border is tested
+        (:mod:`metaniche.analyses.marker_trends`) per cell type and pooled, besides the
+        markers of the marker states (tested on the types each state is limited to). Names
+        are found as a state's ``marker`` is. Default empty: the state markers only.
+    trend_block_um
+        Width of the contiguous blocks of signed-distance bands that are the clusters of the
+        marker trend test's cluster-robust standard error, µm. Default 50.
     """
 
     rules: dict[str, StateRule] = field(default_factory=dict)
     ratios: tuple[tuple[str, str], ...] = ()
     pseudocount: float = field(default=0.5, metadata={"check": Positive()})
+    gradient_markers: tuple[str, ...] = ()
+    trend_block_um: float = field(default=50.0, metadata={"check": Positive()})
 
     def _cross_checks(self) -> list[Problem]:
         """Names are feature-name parts; ``all_of`` names marker/column states; pairs differ."""
         found = []
         for name, rule in self.rules.items():
-            if not re.fullmatch(_NAME_PATTERN, name) or name in ("ratios", "pseudocount"):
+            if not re.fullmatch(_NAME_PATTERN, name) or name in _STATES_SETTINGS:
                 found.append(Problem(f"{name}", "a state name of letters, digits and "
-                                     "underscores, starting with a letter (not ratios or "
-                                     "pseudocount)", repr(name)))
+                                     "underscores, starting with a letter (not "
+                                     f"{', '.join(_STATES_SETTINGS)})", repr(name)))
             for part in rule.all_of:
                 other = self.rules.get(part)
                 if other is None or other.all_of:
@@ -1056,6 +1066,11 @@ class StatesParams(_Validated):
                 found.append(Problem("ratios", "a list of pairs of two different labels",
                                      _show(list(pair))))
         return found
+
+
+#: Keys of ``[states]`` that are settings, not state tables (every field but ``rules``).
+_STATES_SETTINGS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(StatesParams) if f.name != "rules")
 
 
 @dataclass(frozen=True)
@@ -1247,7 +1262,7 @@ def _states(value: Any, source: str, lines: list[str]) -> StatesParams | None:
                      f"[states.PDL1_pos] marker = \"PDL1\"; got {value!r}.")
         return None
     before = len(lines)
-    settings = {k: v for k, v in value.items() if k in ("ratios", "pseudocount")}
+    settings = {k: v for k, v in value.items() if k in _STATES_SETTINGS}
     rules: dict[str, StateRule] = {}
     for name, table in value.items():
         if name in settings:
@@ -1255,7 +1270,7 @@ def _states(value: Any, source: str, lines: list[str]) -> StatesParams | None:
         if not isinstance(table, dict):
             lines.append(f"{source}: unknown key 'states.{name}'; a state is a table "
                          f"[states.{name}] with marker = \"…\" (or column, or all_of), and the "
-                         f"settings here are pseudocount, ratios.")
+                         f"settings here are {', '.join(sorted(_STATES_SETTINGS))}.")
             continue
         if not re.fullmatch(_NAME_PATTERN, str(name)):
             lines.append(f"{source}: state name '{name}' must be letters, digits and "
@@ -1280,8 +1295,16 @@ def _states(value: Any, source: str, lines: list[str]) -> StatesParams | None:
                          f"{_show(pairs)}.")
             return None
         settings["ratios"] = tuple(tuple(p) for p in pairs)
-    if "pseudocount" in settings and _is_integer(settings["pseudocount"]):
-        settings["pseudocount"] = float(settings["pseudocount"])
+    for key in ("pseudocount", "trend_block_um"):
+        if key in settings and _is_integer(settings[key]):
+            settings[key] = float(settings[key])
+    if "gradient_markers" in settings:
+        names = settings["gradient_markers"]
+        if not (isinstance(names, list) and all(isinstance(x, str) and x for x in names)):
+            lines.append(f"{source}: `[states] gradient_markers` must be a list of marker "
+                         f"names, e.g. [\"PDL1\", \"CD68\"]; got {_show(names)}.")
+            return None
+        settings["gradient_markers"] = tuple(names)
     if len(lines) > before:  # still check the settings, with the states that built alone
         rules = {name: rule for name, rule in rules.items() if not rule.all_of}
     try:

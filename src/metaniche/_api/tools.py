@@ -900,7 +900,8 @@ spatial_key
     AnnData or DataFrame or None
         The copy when ``copy=True``. Writes ``obs["state.<name>"]`` (bool) and
         ``uns["metaniche"]`` tables ``states``, ``state_gradients``, ``state_gradient_stats``,
-        ``state_thresholds`` and ``state_features`` (one row per sample: the ratio and state
+        ``state_thresholds``, ``marker_gradients``, ``marker_gradient_stats`` and
+        ``state_features`` (one row per sample: the ratio and state
         features of the run's ``features.parquet``).
 
     Examples
@@ -921,7 +922,8 @@ spatial_key
     outputs = [states_stage.run(context) for _, context in parts]
     for name in outputs[0].cell_columns:
         store_cells(target, name, [o.cell_columns[name] for o in outputs])
-    for name in (T.STATES, T.STATE_GRADIENTS, T.STATE_GRADIENT_STATS, T.STATE_THRESHOLDS):
+    for name in (T.STATES, T.STATE_GRADIENTS, T.STATE_GRADIENT_STATS, T.STATE_THRESHOLDS,
+                 T.MARKER_GRADIENTS, T.MARKER_GRADIENT_STATS):
         if any(name in o.tables for o in outputs):
             store_table(target, name, [o.tables.get(name, pd.DataFrame()) for o in outputs])
     features = pd.DataFrame([{"sample": part.name, **o.features}
