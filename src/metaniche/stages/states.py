@@ -2,14 +2,18 @@
 
 Tables ``states`` (lesion × compartment × cell type × state), ``state_gradients`` (state
 fraction per signed-distance band, whole sample), ``state_gradient_stats`` (band trend) and
-``state_thresholds`` (the threshold used per state), ``marker_gradients`` and
+``state_thresholds`` (the threshold used per state), ``state_structures`` (states inside vs
+outside each structure kind of the communities stage, when it ran before:
+:mod:`metaniche.analyses.state_structures`), ``marker_gradients`` and
 ``marker_gradient_stats`` (mean intensity of the state markers and ``[states]
 gradient_markers`` per band, per cell type and pooled, and its trend test); per-cell columns
 ``state.<name>``. Features ``state_fraction.<compartment>.<cell_type>.<state>``,
 ``state_density.<compartment>.<cell_type>.<state>``, ``state_gradient_slope.<cell_type>.
 <state>``, ``state_gradient_p.<cell_type>.<state>``, ``marker_gradient_slope.<cell_type>.
-<marker>`` and ``marker_gradient_p.<cell_type>.<marker>`` (cell type ``all`` = every cell)
-and ``ratio.<compartment>.<A>.<B>``. Methods in :mod:`metaniche.analyses.states` and
+<marker>`` and ``marker_gradient_p.<cell_type>.<marker>`` (cell type ``all`` = every cell),
+``state_fraction_inside`` / ``state_fraction_outside`` / ``state_log_odds_inside``
+``.<kind>.<cell_type>.<state>`` and ``ratio.<compartment>.<A>.<B>``. Methods in
+:mod:`metaniche.analyses.states`, :mod:`metaniche.analyses.state_structures` and
 :mod:`metaniche.analyses.marker_trends`; no ``[states]`` rules and no gradient markers gives
 the ratios only.
 """
@@ -26,6 +30,7 @@ from metaniche.analyses.marker_trends import (
     marker_gradient_statistics,
     trend_markers,
 )
+from metaniche.analyses.state_structures import structure_members, structure_states
 from metaniche.analyses.states import (
     call_states,
     default_ratio_pairs,
@@ -54,6 +59,13 @@ FEATURES: dict[str, tuple[str, str]] = {
                               "band-mean WLS within the window"),
     "marker_gradient_p": ("p-value", "two-sided p of the marker gradient slope (cluster-robust "
                           "CR3 t test, clusters = [states] trend_block_um blocks of bands)"),
+    "state_fraction_inside": ("fraction", "share of a type's cells inside a structure of a "
+                              "kind (tls, lymphoid_cluster, a [units] name) that carry a "
+                              "state"),
+    "state_fraction_outside": ("fraction", "share of a type's cells outside every structure "
+                               "of a kind that carry a state"),
+    "state_log_odds_inside": ("log odds ratio", "log odds of a state inside vs outside a "
+                              "structure kind, counts + [states] pseudocount (0.5)"),
     "ratio": ("ratio", "density ratio of two types in a compartment, (n_A + c) / (n_B + c) "
               "with pseudocount c = [states] pseudocount cells (default 0.5); NaN when "
               "neither type has a cell there"),
@@ -82,6 +94,20 @@ def run(context: SampleContext) -> StageOutput:
         tables = {T.STATES: table, T.STATE_GRADIENTS: profiles, T.STATE_GRADIENT_STATS: trends,
                   T.STATE_THRESHOLDS: calls.thresholds}
         cell_columns = calls.columns()
+        communities = context.previous.get("communities")
+        if communities is not None and "aggregate_id" in communities.cell_columns:
+            members = structure_members(
+                communities.cell_columns["aggregate_id"],
+                communities.cell_columns.get("unit_id", np.zeros(len(labels), np.int64)),
+                communities.tables.get(T.AGGREGATES, pd.DataFrame()), list(config.units))
+            inside = structure_states(calls, context.type_codes, context.cell_types, members,
+                                      params.pseudocount)
+            tables[T.STATE_STRUCTURES] = inside
+            for row in inside.itertuples(index=False):
+                parts = (row.kind, row.cell_type, row.state)
+                features[_name("state_fraction_inside", *parts)] = float(row.fraction_inside)
+                features[_name("state_fraction_outside", *parts)] = float(row.fraction_outside)
+                features[_name("state_log_odds_inside", *parts)] = float(row.log_odds_ratio)
         whole = table[table["lesion_id"].isna()]
         for row in whole.itertuples(index=False):
             features[_name("state_fraction", row.compartment, row.cell_type, row.state)] = (
