@@ -121,6 +121,14 @@ def test_state_columns_and_tables_in_a_run(tmp_path):
                     & (table["compartment"] == "border") & (table["cell_type"] == "Macrophage")
                     & (table["state"] == "PDL1_pos")].iloc[0]
         assert features.loc[s.name, name] == pytest.approx(row["density_per_mm2"])
+    # run level: lesion size vs state (2 samples, too few patients for the mixed model)
+    assert result.manifest.steps["lesion_size_states"]["status"] == "ok"
+    sizes = pd.read_parquet(out / "cohort" / "lesion_size_states.parquet")
+    assert {("Tumor", "PDL1_pos"), ("CD8_T", "GZMB_pos")} <= set(
+        zip(sizes["cell_type"], sizes["state"], strict=True))
+    for name in (T.STATE_STRUCTURES, T.MARKER_GRADIENT_STATS):
+        assert set(pd.read_parquet(out / "tables" / f"{name}.parquet")["sample"]) == {
+            s.name for s in samples}
 
 
 def test_labels_matching_nothing_are_warned(sample):
