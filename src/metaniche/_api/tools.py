@@ -64,6 +64,7 @@ from metaniche.analyses.relations.sample_tables import (
     ripley_envelopes,
 )
 from metaniche.cohort.neighbourhoods import cohort_neighbourhoods
+from metaniche.cohort.state_thresholds import with_cohort_thresholds
 from metaniche.config import (
     AggregateParams,
     CompartmentParams,
@@ -876,7 +877,8 @@ def states(data: Any, cluster_key: str = "cell_type", *, library_key: str | None
 
     Each state (``rules``, as the ``[states.<name>]`` tables of the config:
     :class:`metaniche.config.StateRule`) is a marker above a threshold (a number or
-    ``"otsu"``/``"gmm"``/``"valley"`` per sample), a column holding calls, or a combination
+    ``"otsu"``/``"gmm"``/``"valley"`` per sample, or ``"cohort:otsu"`` … over the cells of
+    every sample of the object together), a column holding calls, or a combination
     ``all_of``; a cell keeps its ``cluster_key`` label and carries any number of states
     (:mod:`metaniche.analyses.states`).
 
@@ -923,6 +925,7 @@ spatial_key
     params = dataclasses.replace(params, ratios=pairs)
     config = dataclasses.replace(config, states=params)
     target = resolve(data, cluster_key, library_key, config, table_key, spatial_key, copy)
+    config, _ = with_cohort_thresholds(config, ((p.name, p.cells) for p in target.parts))
     parts = list(contexts(target, config))
     if structures:
         quiet = dataclasses.replace(config, ligrec=dataclasses.replace(config.ligrec,

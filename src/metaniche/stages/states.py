@@ -83,7 +83,8 @@ def run(context: SampleContext) -> StageOutput:
     tables = {}
     cell_columns = {}
     if params.rules:
-        calls = call_states(context.cells, labels, params.rules, context.name)
+        calls = call_states(context.cells, labels, params.rules, context.name,
+                            params.cohort_thresholds)
         table = state_table(calls, context.type_codes, context.cell_types, result.compartment,
                             result.lesion_id, result.areas)
         gparams = config.gradients
