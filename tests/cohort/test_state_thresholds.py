@@ -106,3 +106,19 @@ def test_config_key_and_errors(tmp_path):
     with pytest.raises(InputError, match=r"state 'M_pos' has threshold = \"cohort:gmm\""):
         call_states(pd.DataFrame({"M": [1.0, 2.0]}), np.array(["T", "T"]), RULES, "s")
 
+
+
+def test_a_large_pool_is_thinned_at_one_stride(monkeypatch):
+    """Above MAX_POOLED_VALUES every sample is thinned at the same stride: the threshold is
+    the one of the thinned pool (computed by hand) and the sample weights are kept."""
+    from metaniche.cohort import state_thresholds as module
+    from metaniche.phenotype import auto_threshold
+
+    monkeypatch.setattr(module, "MAX_POOLED_VALUES", 10_000)
+    rng = np.random.default_rng(3)
+    a, b = _values(rng, 30_000, 0.1), _values(rng, 12_000, 0.8)
+    config = Config(states=StatesParams(rules=RULES))
+    row = cohort_state_thresholds([("a", pd.DataFrame({"M": a})),
+                                   ("b", pd.DataFrame({"M": b}))], config).iloc[0]
+    by_hand = auto_threshold(np.concatenate([a[::5], b[::5]]), "gmm", "none")
+    assert row["threshold"] == by_hand and row["n_values"] == 42_000

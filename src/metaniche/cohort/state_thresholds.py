@@ -30,7 +30,13 @@ from metaniche.config import COHORT_THRESHOLD_PREFIX, Config
 from metaniche.errors import InputError
 from metaniche.phenotype import auto_threshold, resolve_marker
 
-__all__ = ["COHORT_THRESHOLD_COLUMNS", "cohort_state_thresholds", "with_cohort_thresholds"]
+__all__ = ["COHORT_THRESHOLD_COLUMNS", "MAX_POOLED_VALUES", "cohort_state_thresholds",
+           "with_cohort_thresholds"]
+
+#: At most this many pooled values are thresholded: above it every sample's values are
+#: thinned at one even stride, ``ceil(total / MAX_POOLED_VALUES)``, so each sample keeps its
+#: weight (and a 100-sample cohort of 1M-cell slides costs what a 2M-cell one does).
+MAX_POOLED_VALUES = 2_000_000
 
 #: Columns of :func:`cohort_state_thresholds` (``cohort/state_thresholds.parquet``).
 COHORT_THRESHOLD_COLUMNS = ["state", "marker", "method", "transform", "threshold", "source",
@@ -54,8 +60,9 @@ def cohort_state_thresholds(samples: Iterable[tuple[str, pd.DataFrame]], config:
         :data:`COHORT_THRESHOLD_COLUMNS`, one row per state with a ``cohort:`` threshold:
         ``method`` (``otsu`` / ``gmm`` / ``valley``), ``threshold`` (column units; the given
         one when ``[states] cohort_thresholds`` names the state, with ``source`` ``given``,
-        else ``cohort``), ``n_samples`` and ``n_values`` pooled (0 for a given one). NaN
-        threshold when no sample has a finite value.
+        else ``cohort``), ``n_samples`` and ``n_values`` pooled (finite values before any
+        thinning, :data:`MAX_POOLED_VALUES`; 0 for a given one). NaN threshold when no
+        sample has a finite value.
     """
     params = config.states
     wanted = {name: rule for name, rule in params.rules.items()
@@ -85,12 +92,14 @@ def cohort_state_thresholds(samples: Iterable[tuple[str, pd.DataFrame]], config:
                                 "source": "given", "n_samples": 0, "n_values": 0})
             continue
         parts = pooled[name]
-        values = np.concatenate(parts) if parts else np.zeros(0)
+        total = sum(p.size for p in parts)
+        stride = max(1, -(-total // MAX_POOLED_VALUES))
+        values = np.concatenate([p[::stride] for p in parts]) if parts else np.zeros(0)
         threshold = (auto_threshold(values, method, rule.transform) if values.size
                      else math.nan)
         rows.append(base | {"threshold": float(threshold), "source": "cohort",
                             "n_samples": sum(1 for p in parts if p.size),
-                            "n_values": int(values.size)})
+                            "n_values": int(total)})
     return pd.DataFrame(rows, columns=COHORT_THRESHOLD_COLUMNS)
 
 
