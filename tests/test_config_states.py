@@ -51,7 +51,8 @@ cell_types = ["CD8_T"]
 @pytest.mark.parametrize(("text", "message"), [
     ('[states.a]\nmarker = "X"\nthreshold = "median"\n',
      "`[states.a] threshold` must be a number (in the column's units) or one of otsu, gmm, "
-     "valley; got 'median'."),
+     "valley (per sample) or cohort:otsu, cohort:gmm, cohort:valley (per cohort); got "
+     "'median'."),
     ('[states.a]\ncolumn = "X"\nthreshold = 2\n',
      "`[states.a] threshold` applies to marker states only"),
     ('[states.a]\nmarker = "X"\ncolumn = "Y"\n',
@@ -98,3 +99,16 @@ def test_direct_construction_validates():
 
 def test_threshold_methods_mirror_the_gating_methods():
     assert config_module.STATE_THRESHOLD_METHODS == METHODS
+
+
+def test_marker_trend_settings_are_checked(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[states]\ngradient_markers = ["CD68", "PDL1"]\ntrend_block_um = 40\n')
+    params = load_config(path).states
+    assert (params.gradient_markers, params.trend_block_um) == (("CD68", "PDL1"), 40.0)
+    path.write_text('[states]\ngradient_markers = "CD68"\n')
+    with pytest.raises(ConfigError, match=r"`\[states\] gradient_markers` must be a list"):
+        load_config(path)
+    path.write_text('[states]\ntrend_block_um = 0\n')
+    with pytest.raises(ConfigError, match=r"trend_block_um"):
+        load_config(path)

@@ -75,6 +75,9 @@ RELATION_GRAPHS: tuple[str, ...] = ("radius", "knn", "delaunay")
 #: Automatic threshold methods of a marker state, ``[states.<name>] threshold`` (mirrors
 #: ``phenotype.METHODS``; a test keeps the two equal).
 STATE_THRESHOLD_METHODS: tuple[str, ...] = ("otsu", "gmm", "valley")
+#: Prefix of a per-cohort automatic threshold, ``threshold = "cohort:otsu"``: one threshold
+#: over the cells of every sample of the run (:mod:`metaniche.cohort.state_thresholds`).
+COHORT_THRESHOLD_PREFIX = "cohort:"
 #: Default regulatory T labels of the default density ratio (``[states] ratios``): labels whose
 #: start matches this, any case (``Treg``, ``FOXP3…``, ``FoxP3+``).
 DEFAULT_REGULATORY_PATTERN = r"^(treg|foxp3)"
@@ -936,12 +939,16 @@ class _ThresholdSpec(Constraint):
     """A finite number (column units) or the name of an automatic method."""
 
     allowed: str = ("a number (in the column's units) or one of "
-                    + ", ".join(STATE_THRESHOLD_METHODS))
+                    + ", ".join(STATE_THRESHOLD_METHODS) + " (per sample) or "
+                    + ", ".join(COHORT_THRESHOLD_PREFIX + m for m in STATE_THRESHOLD_METHODS)
+                    + " (per cohort)")
 
     def ok(self, value: Any) -> bool:
-        """Return whether ``value`` is a finite number or a method name."""
+        """Return whether ``value`` is a finite number or a (per-cohort) method name."""
         if _is_number(value):
             return math.isfinite(value)
+        if isinstance(value, str) and value.startswith(COHORT_THRESHOLD_PREFIX):
+            value = value[len(COHORT_THRESHOLD_PREFIX):]
         return isinstance(value, str) and value in STATE_THRESHOLD_METHODS
 
 
@@ -962,7 +969,10 @@ class StateRule(_Validated):
     threshold
         For ``marker``: a number in the column's units, or ``"otsu"`` (default), ``"gmm"`` or
         ``"valley"``: chosen per sample over all its cells by
-        :func:`metaniche.phenotype.auto_threshold` (as ``[gating]`` does).
+        :func:`metaniche.phenotype.auto_threshold` (as ``[gating]`` does); or
+        ``"cohort:otsu"``, ``"cohort:gmm"``, ``"cohort:valley"``: one threshold chosen the same
+        way over the cells of every sample of the run, before the samples are analysed
+        (:mod:`metaniche.cohort.state_thresholds`; ``[states] cohort_thresholds``).
     transform
         Transform before an automatic threshold: ``"log1p"`` (default) or ``"none"``.
     column
@@ -1030,20 +1040,37 @@ class StatesParams(_Validated):
         Cells added to both counts of a ratio, ``(n_A + c) / (n_B + c)`` (the two densities
         share the compartment's area), so a compartment without B cells gives a finite ratio;
         NaN when neither type has a cell there. Default 0.5 (the Haldane–Anscombe correction).
+    gradient_markers
+        Markers whose intensity along the border is tested
+        (:mod:`metaniche.analyses.marker_trends`) per cell type and pooled, besides the
+        markers of the marker states (tested on the types each state is limited to). Names
+        are found as a state's ``marker`` is. Default empty: the state markers only.
+    trend_block_um
+        Width of the contiguous blocks of signed-distance bands that are the clusters of the
+        marker trend test's cluster-robust standard error, µm. Default 50.
+    cohort_thresholds
+        State name → threshold (column units) of the states with a per-cohort threshold
+        (``threshold = "cohort:…"``). ``metaniche run`` fills in the missing ones over all
+        its samples before analysing them (and records them in run.json and
+        ``cohort/state_thresholds.parquet``); given ones are used as they are, e.g. the
+        thresholds of a training cohort applied to a validation cohort. Default empty.
     """
 
     rules: dict[str, StateRule] = field(default_factory=dict)
     ratios: tuple[tuple[str, str], ...] = ()
     pseudocount: float = field(default=0.5, metadata={"check": Positive()})
+    gradient_markers: tuple[str, ...] = ()
+    trend_block_um: float = field(default=50.0, metadata={"check": Positive()})
+    cohort_thresholds: dict[str, float] = field(default_factory=dict)
 
     def _cross_checks(self) -> list[Problem]:
         """Names are feature-name parts; ``all_of`` names marker/column states; pairs differ."""
         found = []
         for name, rule in self.rules.items():
-            if not re.fullmatch(_NAME_PATTERN, name) or name in ("ratios", "pseudocount"):
+            if not re.fullmatch(_NAME_PATTERN, name) or name in _STATES_SETTINGS:
                 found.append(Problem(f"{name}", "a state name of letters, digits and "
-                                     "underscores, starting with a letter (not ratios or "
-                                     "pseudocount)", repr(name)))
+                                     "underscores, starting with a letter (not "
+                                     f"{', '.join(_STATES_SETTINGS)})", repr(name)))
             for part in rule.all_of:
                 other = self.rules.get(part)
                 if other is None or other.all_of:
@@ -1051,11 +1078,25 @@ class StatesParams(_Validated):
                     found.append(Problem(f"{name}.all_of", "a list of marker or column states "
                                          f"({', '.join(known) or 'none declared'})",
                                          repr(part)))
+        for name, value in self.cohort_thresholds.items():
+            rule = self.rules.get(name)
+            if rule is None or not str(rule.threshold).startswith(COHORT_THRESHOLD_PREFIX):
+                found.append(Problem(f"cohort_thresholds.{name}", "the name of a state with "
+                                     "threshold = \"cohort:…\"", repr(name)))
+            elif not (_is_number(value) and not isinstance(value, bool)
+                      and not math.isnan(value)):
+                found.append(Problem(f"cohort_thresholds.{name}", "a number (the column's "
+                                     "units)", _show(value)))
         for pair in self.ratios:
             if pair[0] == pair[1]:
                 found.append(Problem("ratios", "a list of pairs of two different labels",
                                      _show(list(pair))))
         return found
+
+
+#: Keys of ``[states]`` that are settings, not state tables (every field but ``rules``).
+_STATES_SETTINGS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(StatesParams) if f.name != "rules")
 
 
 @dataclass(frozen=True)
@@ -1247,7 +1288,7 @@ def _states(value: Any, source: str, lines: list[str]) -> StatesParams | None:
                      f"[states.PDL1_pos] marker = \"PDL1\"; got {value!r}.")
         return None
     before = len(lines)
-    settings = {k: v for k, v in value.items() if k in ("ratios", "pseudocount")}
+    settings = {k: v for k, v in value.items() if k in _STATES_SETTINGS}
     rules: dict[str, StateRule] = {}
     for name, table in value.items():
         if name in settings:
@@ -1255,7 +1296,7 @@ def _states(value: Any, source: str, lines: list[str]) -> StatesParams | None:
         if not isinstance(table, dict):
             lines.append(f"{source}: unknown key 'states.{name}'; a state is a table "
                          f"[states.{name}] with marker = \"…\" (or column, or all_of), and the "
-                         f"settings here are pseudocount, ratios.")
+                         f"settings here are {', '.join(sorted(_STATES_SETTINGS))}.")
             continue
         if not re.fullmatch(_NAME_PATTERN, str(name)):
             lines.append(f"{source}: state name '{name}' must be letters, digits and "
@@ -1280,8 +1321,24 @@ def _states(value: Any, source: str, lines: list[str]) -> StatesParams | None:
                          f"{_show(pairs)}.")
             return None
         settings["ratios"] = tuple(tuple(p) for p in pairs)
-    if "pseudocount" in settings and _is_integer(settings["pseudocount"]):
-        settings["pseudocount"] = float(settings["pseudocount"])
+    for key in ("pseudocount", "trend_block_um"):
+        if key in settings and _is_integer(settings[key]):
+            settings[key] = float(settings[key])
+    if "cohort_thresholds" in settings:
+        given = settings["cohort_thresholds"]
+        if not isinstance(given, dict):
+            lines.append(f"{source}: `[states] cohort_thresholds` must be a table of state "
+                         f"name = threshold, e.g. {{PDL1_pos = 1.5}}; got {_show(given)}.")
+            return None
+        settings["cohort_thresholds"] = {
+            str(k): float(v) if _is_integer(v) else v for k, v in given.items()}
+    if "gradient_markers" in settings:
+        names = settings["gradient_markers"]
+        if not (isinstance(names, list) and all(isinstance(x, str) and x for x in names)):
+            lines.append(f"{source}: `[states] gradient_markers` must be a list of marker "
+                         f"names, e.g. [\"PDL1\", \"CD68\"]; got {_show(names)}.")
+            return None
+        settings["gradient_markers"] = tuple(names)
     if len(lines) > before:  # still check the settings, with the states that built alone
         rules = {name: rule for name, rule in rules.items() if not rule.all_of}
     try:

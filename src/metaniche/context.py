@@ -69,6 +69,11 @@ class SampleContext:
         Labels with those roles (config ``[cell_types]``).
     compartments
         Output of :func:`metaniche.analyses.compartments.assign_compartments`.
+    previous
+        Stage name → :class:`StageOutput` of the stages already run on this sample (filled by
+        :func:`metaniche.sample.analyse_sample`; empty when a stage is called alone), so a
+        later stage can read an earlier one's cell columns and tables (the states stage reads
+        the communities stage's ``aggregate_id``, ``unit_id`` and ``aggregates``).
 
     Role masks (``is_tumor``, ``is_immune``, ``is_effector``, ``is_infiltration``, ``is_b``,
     ``is_t``) and the role label lists behind them are cached properties resolved once per
@@ -85,6 +90,7 @@ class SampleContext:
     tumor_types: list[str]
     immune_types: list[str]
     compartments: CompartmentResult
+    previous: dict[str, StageOutput] = field(default_factory=dict)
 
     @cached_property
     def coordinates(self) -> np.ndarray:

@@ -41,7 +41,13 @@ from metaniche.errors import InputError, MetanicheError
 from metaniche.executor import map_tasks
 from metaniche.io import read_clinical, read_samples
 from metaniche.io._tables import file_stem
-from metaniche.io.cells import SampleInput, input_entries, scan_entry, unique_names
+from metaniche.io.cells import (
+    SampleInput,
+    input_entries,
+    reload_sample,
+    scan_entry,
+    unique_names,
+)
 from metaniche.progress import ProgressCallback, ProgressEvent, StageClock
 from metaniche.rundir import FAILED, SKIPPED, Manifest, RunDir, SampleRecord, config_hash, safe_name
 from metaniche.sample import SampleTask, crash_point, sample_task
@@ -119,6 +125,25 @@ def run(inputs: Sequence[str | Path], out_dir: str | Path, config: Config | None
                            progress or (lambda event: None), scheduler)
 
 
+def _cohort_thresholds(config: Config, samples: Sequence[SampleInput], rundir: RunDir
+                       ) -> Config:
+    """The run-level pre-pass: per-cohort state thresholds over every readable sample
+    (:func:`metaniche.cohort.state_thresholds.with_cohort_thresholds`), written to
+    ``cohort/state_thresholds.parquet``; ``config`` unchanged without such a state."""
+    from metaniche.cohort.state_thresholds import with_cohort_thresholds
+
+    # Lazy: cells are (re)read only when some state pools a cohort threshold; a Dask
+    # run's deferred samples are read here, on the scheduler, one at a time.
+    loaded = (reload_sample(s, config) for s in samples if s.ok)
+    config, table = with_cohort_thresholds(
+        config, ((s.name, s.cells) for s in loaded if s.cells is not None))
+    if table.empty:
+        rundir.remove_cohort_table("state_thresholds")
+    else:
+        rundir.write_cohort_table("state_thresholds", table)
+    return config
+
+
 class OutputError(MetanicheError):
     """A run-level output could not be written (exit code 1): the samples' outputs stay."""
 
@@ -135,6 +160,7 @@ def _run_locked(inputs: Sequence[str | Path], rundir: RunDir, config: Config,
         raise InputError("no cell tables found in the inputs; give .csv/.tsv/.parquet/.h5ad "
                          "files or folders holding them.")
     clinical_table = read_clinical(clinical, config) if clinical else None
+    config = _cohort_thresholds(config, samples, rundir)
     chash = config_hash(config)
     tasks = [SampleTask(s, config, str(rundir.root), chash, force) for s in samples]
     notify(ProgressEvent(None, None, "started", total=len(tasks)))

@@ -119,6 +119,7 @@ def analyse_sample(cells: pd.DataFrame, config: Config,
         result.warnings.extend(output.warnings)
         for column, values in output.cell_columns.items():
             out[column] = values
+        context.previous[stage_name] = output
     return SampleAnalysis(out, tables, features, result, dict(clock.seconds))
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "DENSITY_PER_MM2",
     "IMMUNE_TYPES",
     "MARKERS",
+    "PDL1_LESION_SIZE",
     "PHENOTYPES",
     "SIZE_EXCLUSION_UM2",
     "STATE_MARKERS",
@@ -88,6 +89,10 @@ STATE_MARKERS: dict[str, str] = {"PDL1_pos": "PDL1", "GZMB_pos": "GZMB", "PD1_po
 STATE_THRESHOLD = float(np.sqrt(5.0 * 0.5))
 """A fixed threshold that separates the planted state markers (geometric mean of the positive
 and negative levels, 4.6 noise sd from each on the log scale)."""
+
+PDL1_LESION_SIZE = (0.55, 0.45)
+"""With ``pdl1_lesion_size=True``: (a, b) of the Tumor PD-L1+ probability
+``clip(a + b·log10(A / 1 mm²), 0.02, 0.98)`` of a lesion of area A (b per tenfold area)."""
 
 PHENOTYPES: tuple[str, ...] = ("inflamed", "excluded", "desert")
 """Immune phenotypes that can be planted."""
@@ -195,6 +200,7 @@ def simulate_sample(
     tls_maturity: bool = False,
     cd8_size_exclusion: bool = False,
     states: bool = False,
+    pdl1_lesion_size: bool = False,
 ) -> SimulatedSample:
     """Simulate one liver-metastasis sample with known ground truth.
 
@@ -257,6 +263,12 @@ def simulate_sample(
         border, GZMB+ CD8 T in the core of inflamed samples, PD-1+ CD8 T independently); the
         truth gains one boolean column per state of :data:`STATE_MARKERS`. Extra draws happen
         only when True.
+    pdl1_lesion_size : bool, default False
+        With ``states=True``: PD-L1+ tumour rising with lesion size. A Tumor cell of lesion i
+        (area A_i inside its outer ring) is ``PDL1_pos`` with probability
+        ``clip(a + b·log10(A_i / 1 mm²), 0.02, 0.98)``, (a, b) = :data:`PDL1_LESION_SIZE`
+        (0.03 at R = 150 µm, 0.57 at R = 600 µm), instead of 0.2. The same draws as
+        ``states=True`` alone, so only the Tumor PD-L1 calls change.
 
     Returns
     -------
@@ -285,6 +297,8 @@ def simulate_sample(
     ('excluded', ['sample', 'cell_id', 'x', 'y', 'cell_type'])
     """
     _check_sample_args(name, n_cells, phenotype, n_lesions)
+    if pdl1_lesion_size and not states:
+        raise ValueError("`pdl1_lesion_size=True` plants a state; give `states=True` too.")
     rng = np.random.default_rng(seed)
     phenotype = phenotype if phenotype is not None else str(rng.choice(PHENOTYPES))
     with_tls = bool(rng.random() < 0.5) if with_tls is None else bool(with_tls)
@@ -335,8 +349,9 @@ def simulate_sample(
     })
     if states:
         labels = np.asarray(CELL_TYPES, dtype=object)[codes]
-        for state, probability in planted_state_probabilities(labels, signed,
-                                                              phenotype).items():
+        tumour_pdl1 = (_size_pdl1(lesion_index, lesions) if pdl1_lesion_size else None)
+        for state, probability in planted_state_probabilities(
+                labels, signed, phenotype, tumour_pdl1=tumour_pdl1).items():
             carries = rng.random(len(labels)) < probability
             level = np.where(carries, 5.0, 0.5)
             cells[STATE_MARKERS[state]] = level * np.exp(
@@ -350,11 +365,13 @@ def simulate_sample(
 
 
 def planted_state_probabilities(cell_type: np.ndarray, signed_distance_um: np.ndarray,
-                                phenotype: str) -> dict[str, np.ndarray]:
+                                phenotype: str, tumour_pdl1: np.ndarray | None = None
+                                ) -> dict[str, np.ndarray]:
     """Per-cell probability of every planted state (``simulate_sample(states=True)``).
 
     - ``PDL1_pos``: Macrophage ``0.1 + 0.6 exp(-|d| / 80 µm)`` (concentrated at the border),
-      Tumor 0.2, other types 0;
+      Tumor 0.2 (or ``tumour_pdl1``, per cell, when given: ``pdl1_lesion_size=True``), other
+      types 0;
     - ``GZMB_pos``: CD8_T 0.6 in the core (d < -100 µm) of an inflamed sample, else 0.2;
       other types 0;
     - ``PD1_pos``: CD8_T 0.3 everywhere (independent of GZMB), other types 0.
@@ -366,7 +383,8 @@ def planted_state_probabilities(cell_type: np.ndarray, signed_distance_um: np.nd
     gzmb = np.where(core & (phenotype == "inflamed"), 0.6, 0.2)
     return {
         "PDL1_pos": np.where(macrophage, 0.1 + 0.6 * np.exp(-np.abs(d) / 80.0),
-                             np.where(tumour, 0.2, 0.0)),
+                             np.where(tumour, 0.2 if tumour_pdl1 is None else tumour_pdl1,
+                                      0.0)),
         "GZMB_pos": np.where(cd8, gzmb, 0.0),
         "PD1_pos": np.where(cd8, 0.3, 0.0),
     }
@@ -888,6 +906,14 @@ def _size_exclusion_cd8(
                        for lesion in lesions])
     length = SIZE_EXCLUSION_UM2 / radius[np.clip(lesion_index, 0, len(lesions) - 1)]
     return 0.065 * np.exp(np.minimum(signed, 0.0) / length)
+
+
+def _size_pdl1(lesion_index: np.ndarray, lesions: list[shapely.Polygon]) -> np.ndarray:
+    """Per cell, the Tumor PD-L1+ probability of its lesion (:data:`PDL1_LESION_SIZE`)."""
+    area_mm2 = np.array([shapely.Polygon(lesion.exterior).area for lesion in lesions]) / 1e6
+    a, b = PDL1_LESION_SIZE
+    probability = np.clip(a + b * np.log10(area_mm2), 0.02, 0.98)
+    return probability[np.clip(lesion_index, 0, len(lesions) - 1)]
 
 
 def _draw_types(

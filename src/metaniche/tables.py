@@ -25,6 +25,8 @@ __all__ = [
     "LESIONS",
     "LESION_METRICS",
     "LIGREC",
+    "MARKER_GRADIENTS",
+    "MARKER_GRADIENT_STATS",
     "MIXING",
     "NEIGHBOURHOODS",
     "NEIGHBOURHOOD_ABUNDANCE",
@@ -36,6 +38,7 @@ __all__ = [
     "STATES",
     "STATE_GRADIENTS",
     "STATE_GRADIENT_STATS",
+    "STATE_STRUCTURES",
     "STATE_THRESHOLDS",
     "ZONATION",
     "ZONATION_BEYOND_BORDER",
@@ -81,6 +84,9 @@ STATES = "states"
 STATE_GRADIENTS = "state_gradients"
 STATE_GRADIENT_STATS = "state_gradient_stats"
 STATE_THRESHOLDS = "state_thresholds"
+STATE_STRUCTURES = "state_structures"
+MARKER_GRADIENTS = "marker_gradients"
+MARKER_GRADIENT_STATS = "marker_gradient_stats"
 # run-level step (written by the cohort neighbourhood step from ``cn_training``)
 NEIGHBOURHOODS = "neighbourhoods"
 #: Parts of the ``neighbourhoods`` table (its column ``table``): CN fractions per sample and
@@ -96,6 +102,7 @@ SAMPLE_TABLES: tuple[str, ...] = (
     DISTANCES, COUNT_WITHIN, MIXING, CLARK_EVANS, ENRICHMENT, RIPLEY, COOCCURRENCE, BORDER_CELLS,
     CN_TRAINING, CN_WINDOWS, AGGREGATES, AGGREGATE_COMPOSITION, LIGREC,
     STATES, STATE_GRADIENTS, STATE_GRADIENT_STATS, STATE_THRESHOLDS,
+    MARKER_GRADIENTS, MARKER_GRADIENT_STATS, STATE_STRUCTURES,
 )
 
 #: Zonation subsets (column ``subset`` of ``zonation`` / ``zonation_enrichment``): all host

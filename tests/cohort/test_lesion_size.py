@@ -35,3 +35,15 @@ def test_gls_slope_se_is_the_ols_se_without_patient_variance_and_grows_with_it()
     closed_form = np.sqrt(0.3 / np.sum((x - x.mean()) ** 2))  # OLS: sqrt(s² / Sxx)
     assert _gls_slope_se(data, 0.0, 0.3) == pytest.approx(closed_form, rel=1e-12)
     assert _gls_slope_se(data, 0.5, 0.3) > 0
+
+
+def test_constant_outcome_gives_nan_spearman_with_a_note_and_no_warning():
+    import warnings
+
+    table = pd.DataFrame({"patient": ["a", "a", "b", "c"], "area_mm2": [0.1, 0.2, 0.3, 0.4],
+                          "infiltration_depth_um": [0.0, 0.0, 0.0, 0.0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = lesion_size_exclusion(table).set_index("test")
+    assert np.isnan(result.loc["spearman", "effect"])
+    assert result.loc["spearman", "note"] == "constant size or outcome"

@@ -10,6 +10,7 @@ import pytest
 
 from metaniche import tables as T
 from metaniche.analyses.compartments import WHOLE
+from metaniche.analyses.marker_trends import marker_trend_test
 from metaniche.config import Config, StateRule, StatesParams
 from metaniche.errors import InputError
 from metaniche.features import feature_name
@@ -40,8 +41,8 @@ def output(sample):
 
 def test_tables_features_and_cell_columns(sample, output):
     table = output.tables[T.STATES]
-    assert {T.STATES, T.STATE_GRADIENTS, T.STATE_GRADIENT_STATS,
-            T.STATE_THRESHOLDS} == set(output.tables)
+    assert {T.STATES, T.STATE_GRADIENTS, T.STATE_GRADIENT_STATS, T.STATE_THRESHOLDS,
+            T.MARKER_GRADIENTS, T.MARKER_GRADIENT_STATS} == set(output.tables)
     for name in ("PDL1_pos", "GZMB_pos", "PD1_pos"):
         assert np.array_equal(output.cell_columns[f"state.{name}"],
                               sample.truth[name].to_numpy()), name
@@ -120,6 +121,14 @@ def test_state_columns_and_tables_in_a_run(tmp_path):
                     & (table["compartment"] == "border") & (table["cell_type"] == "Macrophage")
                     & (table["state"] == "PDL1_pos")].iloc[0]
         assert features.loc[s.name, name] == pytest.approx(row["density_per_mm2"])
+    # run level: lesion size vs state (2 samples, too few patients for the mixed model)
+    assert result.manifest.steps["lesion_size_states"]["status"] == "ok"
+    sizes = pd.read_parquet(out / "cohort" / "lesion_size_states.parquet")
+    assert {("Tumor", "PDL1_pos"), ("CD8_T", "GZMB_pos")} <= set(
+        zip(sizes["cell_type"], sizes["state"], strict=True))
+    for name in (T.STATE_STRUCTURES, T.MARKER_GRADIENT_STATS):
+        assert set(pd.read_parquet(out / "tables" / f"{name}.parquet")["sample"]) == {
+            s.name for s in samples}
 
 
 def test_labels_matching_nothing_are_warned(sample):
@@ -132,3 +141,46 @@ def test_labels_matching_nothing_are_warned(sample):
     assert "ratio ['CD8', 'Tregs']" in out.warnings[1]
     assert math.isnan(out.features["ratio.core.CD8.Tregs"])
     assert out.tables[T.STATES].empty
+
+
+def test_marker_gradients_of_the_state_markers(sample, output):
+    """PD-L1 intensity of macrophages is planted high at the edge (P(PD-L1+) = 0.1 + 0.6
+    exp(-|d| / 80 µm)): its slope per 100 µm farther out is negative and significant, and
+    each feature equals its table row. Rows: the state's types and all cells pooled."""
+    stats = output.tables[T.MARKER_GRADIENT_STATS].set_index(["cell_type", "marker"])
+    assert set(stats.index) == {("all", "PDL1"), ("Macrophage", "PDL1"), ("Tumor", "PDL1"),
+                                ("all", "GZMB"), ("CD8_T", "GZMB"), ("all", "PD1"),
+                                ("CD8_T", "PD1")}
+    mac = stats.loc[("Macrophage", "PDL1")]
+    assert mac["slope_per_100um"] < 0 and mac["p"] < 0.05
+    # the estimator's target: the same fit to each band's expected mean intensity,
+    # 0.5 + 4.5 P(PD-L1+ | d) averaged over the band's macrophages (planted mean levels)
+    is_mac = sample.cells["cell_type"].to_numpy() == "Macrophage"
+    d = build_context("s", sample.cells, CONFIG).compartments.signed_distance_um[is_mac]
+    expected = 0.5 + 4.5 * (0.1 + 0.6 * np.exp(-np.abs(d) / 80.0))
+    profile = output.tables[T.MARKER_GRADIENTS]
+    profile = profile[(profile["cell_type"] == "Macrophage") & (profile["marker"] == "PDL1")]
+    band = np.searchsorted(profile["bin_start_um"].to_numpy(), d, side="right") - 1
+    inside = (band >= 0) & (d < profile["bin_end_um"].max())
+    target_mean = (np.bincount(band[inside], weights=expected[inside], minlength=len(profile))
+                   / np.maximum(np.bincount(band[inside], minlength=len(profile)), 1))
+    centre = 0.5 * (profile["bin_start_um"] + profile["bin_end_um"]).to_numpy()
+    window = np.abs(centre) <= 300
+    target = marker_trend_test(centre[window], target_mean[window],
+                               profile["n_cells"].to_numpy()[window])
+    assert mac["ci_low"] <= target.slope_per_100um <= mac["ci_high"]
+    for (cell_type, marker), row in stats.iterrows():
+        for family, column in (("marker_gradient_slope", "slope_per_100um"),
+                               ("marker_gradient_p", "p")):
+            value = output.features[feature_name(family, cell_type, marker,
+                                                 families=stage.FEATURES)]
+            assert (math.isnan(value) and math.isnan(row[column])) or value == row[column]
+
+
+def test_extra_gradient_markers_and_a_missing_one_is_warned(sample):
+    config = Config(states=StatesParams(gradient_markers=("CD68", "NOPE")))
+    out = stage.run(build_context("s", sample.cells, config))
+    stats = out.tables[T.MARKER_GRADIENT_STATS]
+    assert set(stats["marker"]) == {"CD68"}
+    assert {"all", "Macrophage", "Tumor"} <= set(stats["cell_type"])
+    assert any("gradient_markers names 'NOPE'" in w for w in out.warnings)

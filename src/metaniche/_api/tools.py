@@ -64,6 +64,7 @@ from metaniche.analyses.relations.sample_tables import (
     ripley_envelopes,
 )
 from metaniche.cohort.neighbourhoods import cohort_neighbourhoods
+from metaniche.cohort.state_thresholds import with_cohort_thresholds
 from metaniche.config import (
     AggregateParams,
     CompartmentParams,
@@ -870,13 +871,14 @@ def states(data: Any, cluster_key: str = "cell_type", *, library_key: str | None
            min_um: float = GradientParams.min_um, max_um: float = GradientParams.max_um,
            window_um: float = GradientParams.window_um, config: Config | None = None,
            copy: bool = False, table_key: str | None = None,
-           spatial_key: str = "spatial") -> Any:
+           spatial_key: str = "spatial", structures: bool = True) -> Any:
     """Cell states beside the lineage: fractions and densities per compartment, along the
     border, and density ratios.
 
     Each state (``rules``, as the ``[states.<name>]`` tables of the config:
     :class:`metaniche.config.StateRule`) is a marker above a threshold (a number or
-    ``"otsu"``/``"gmm"``/``"valley"`` per sample), a column holding calls, or a combination
+    ``"otsu"``/``"gmm"``/``"valley"`` per sample, or ``"cohort:otsu"`` … over the cells of
+    every sample of the object together), a column holding calls, or a combination
     ``all_of``; a cell keeps its ``cluster_key`` label and carries any number of states
     (:mod:`metaniche.analyses.states`).
 
@@ -894,14 +896,20 @@ spatial_key
         (default: CD8 effectors over Treg / FOXP3 labels) and the pseudocount (cells, 0.5).
     bin_um, min_um, max_um, window_um
         :class:`metaniche.config.GradientParams`: the signed-distance bands and trend window.
+    structures
+        Also count the states inside vs outside TLS, lymphoid clusters and units (table
+        ``state_structures``; :mod:`metaniche.analyses.state_structures`), finding them as
+        :func:`aggregates` does (the pipeline's communities stage, ligand–receptor off).
+        Default True; False skips that work.
 
     Returns
     -------
     AnnData or DataFrame or None
         The copy when ``copy=True``. Writes ``obs["state.<name>"]`` (bool) and
         ``uns["metaniche"]`` tables ``states``, ``state_gradients``, ``state_gradient_stats``,
-        ``state_thresholds`` and ``state_features`` (one row per sample: the ratio and state
-        features of the run's ``features.parquet``).
+        ``state_thresholds``, ``marker_gradients``, ``marker_gradient_stats``,
+        ``state_structures`` (with ``structures``) and ``state_features`` (one row per
+        sample: the ratio and state features of the run's ``features.parquet``).
 
     Examples
     --------
@@ -917,11 +925,19 @@ spatial_key
     params = dataclasses.replace(params, ratios=pairs)
     config = dataclasses.replace(config, states=params)
     target = resolve(data, cluster_key, library_key, config, table_key, spatial_key, copy)
+    config, _ = with_cohort_thresholds(config, ((p.name, p.cells) for p in target.parts))
     parts = list(contexts(target, config))
+    if structures:
+        quiet = dataclasses.replace(config, ligrec=dataclasses.replace(config.ligrec,
+                                                                        n_permutations=0))
+        for _, context in parts:
+            context.previous["communities"] = communities_stage.run(
+                dataclasses.replace(context, config=quiet))
     outputs = [states_stage.run(context) for _, context in parts]
     for name in outputs[0].cell_columns:
         store_cells(target, name, [o.cell_columns[name] for o in outputs])
-    for name in (T.STATES, T.STATE_GRADIENTS, T.STATE_GRADIENT_STATS, T.STATE_THRESHOLDS):
+    for name in (T.STATES, T.STATE_GRADIENTS, T.STATE_GRADIENT_STATS, T.STATE_THRESHOLDS,
+                 T.MARKER_GRADIENTS, T.MARKER_GRADIENT_STATS, T.STATE_STRUCTURES):
         if any(name in o.tables for o in outputs):
             store_table(target, name, [o.tables.get(name, pd.DataFrame()) for o in outputs])
     features = pd.DataFrame([{"sample": part.name, **o.features}

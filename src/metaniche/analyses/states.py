@@ -7,7 +7,9 @@ PD-L1+ and GPNMB+ at once. A state comes from
 - a **marker** column: positive when the value is ``> threshold``, the threshold being a number
   in the column's units or chosen per sample over all the sample's cells by
   :func:`metaniche.phenotype.auto_threshold` (``otsu`` / ``gmm`` / ``valley``, as the gating
-  panel does; 0/1 columns use 0.5); NaN values are negative;
+  panel does; 0/1 columns use 0.5), or per cohort (``cohort:otsu`` …, the same rule over the
+  cells of every sample of the run: :mod:`metaniche.cohort.state_thresholds`); NaN values
+  are negative;
 - a **column** already holding a call: boolean, 0/1, or text whose ``positive`` values (default:
   values ending in ``+``, such as inForm's ``PDL1+``) mean positive;
 - a **combination** ``all_of``: positive when every named state is.
@@ -73,7 +75,12 @@ from scipy import stats
 
 from metaniche.analyses.compartments import COMPARTMENTS, WHOLE
 from metaniche.analyses.gradients import OVERDISPERSION_THRESHOLD, _bin_index
-from metaniche.config import DEFAULT_REGULATORY_PATTERN, StateRule, StatesParams
+from metaniche.config import (
+    COHORT_THRESHOLD_PREFIX,
+    DEFAULT_REGULATORY_PATTERN,
+    StateRule,
+    StatesParams,
+)
 from metaniche.errors import InputError
 from metaniche.phenotype import _is_binary, auto_threshold, resolve_marker
 
@@ -166,7 +173,8 @@ def _column_call(values: pd.Series, rule: StateRule, name: str, sample: str) -> 
 
 
 def call_states(cells: pd.DataFrame, labels: np.ndarray, rules: Mapping[str, StateRule],
-                sample: str = "") -> StateCalls:
+                sample: str = "", cohort_thresholds: Mapping[str, float] | None = None
+                ) -> StateCalls:
     """Decide every state of every cell of one sample (vectorised; see the module docstring).
 
     Parameters
@@ -179,12 +187,16 @@ def call_states(cells: pd.DataFrame, labels: np.ndarray, rules: Mapping[str, Sta
         State name → rule (``config.states.rules``).
     sample
         Sample name, for messages.
+    cohort_thresholds
+        State name → threshold of the states with ``threshold = "cohort:…"``
+        (``[states] cohort_thresholds``, filled by
+        :func:`metaniche.cohort.state_thresholds.with_cohort_thresholds`).
 
     Raises
     ------
     InputError
         When a state's marker or column is not in the table (naming the sample, state and
-        column, and the fix).
+        column, and the fix), or a per-cohort threshold was not computed.
     """
     n = len(cells)
     names = list(rules)
@@ -210,7 +222,18 @@ def call_states(cells: pd.DataFrame, labels: np.ndarray, rules: Mapping[str, Sta
                     "column's exact name.") from None
             values = pd.to_numeric(cells[column], errors="coerce").to_numpy(np.float64)
             finite = np.isfinite(values)
-            if isinstance(rule.threshold, str):
+            if isinstance(rule.threshold, str) and rule.threshold.startswith(
+                    COHORT_THRESHOLD_PREFIX):
+                given = (cohort_thresholds or {}).get(name)
+                if given is None:
+                    raise InputError(
+                        f"sample '{sample}': state '{name}' has threshold = "
+                        f"\"{rule.threshold}\", one threshold over every sample of the run, "
+                        f"which was not computed; analyse the samples with `metaniche run` "
+                        f"(or mn.tl.states over all of them), or give [states] "
+                        f"cohort_thresholds.{name}.")
+                threshold, method = float(given), rule.threshold
+            elif isinstance(rule.threshold, str):
                 threshold = auto_threshold(values, rule.threshold, rule.transform)
                 method = "binary" if _is_binary(values[finite]) else rule.threshold
             else:

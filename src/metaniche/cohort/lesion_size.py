@@ -95,7 +95,12 @@ def lesion_size_exclusion(lesions: pd.DataFrame, size_column: str = "area_mm2",
     base = {"feature": f"log10_{size_column}", "outcome": exclusion_column,
             "n_lesions": n, "n_patients": n_patients}
     rows = []
-    if n >= 3:
+    constant = n >= 3 and (data["log_size"].nunique() < 2 or data["exclusion"].nunique() < 2)
+    if constant:
+        rows.append(base | {"test": "spearman", "statistic": math.nan, "effect": math.nan,
+                            "ci_low": math.nan, "ci_high": math.nan, "p": math.nan,
+                            "note": "constant size or outcome"})
+    elif n >= 3:
         rho, p = stats.spearmanr(data["log_size"], data["exclusion"])
         rows.append(base | {"test": "spearman", "statistic": float(rho), "effect": float(rho),
                             "ci_low": math.nan, "ci_high": math.nan, "p": float(p), "note": ""})

@@ -28,7 +28,8 @@ from metaniche.errors import MetanicheError
 from metaniche.rundir import CN_WINDOWS, FAILED, OK, SKIPPED, RunDir, SampleRecord
 
 __all__ = ["RUN_STEPS", "RunState", "RunStep", "StepResult", "feature_dictionary",
-           "lesion_step", "neighbourhood_step", "outcome_step", "run_step", "with_patients"]
+           "lesion_state_step", "lesion_step", "neighbourhood_step", "outcome_step", "run_step",
+           "with_patients"]
 
 #: Data-dictionary row of the ``patient`` column of the features (not a feature).
 _PATIENT_ENTRY = ("input", "", "patient id of the sample, from the cell table's [columns] "
@@ -187,6 +188,27 @@ def outcome_step(state: RunState) -> StepResult:
                        "dropped_features": len(result.dropped_features)})
 
 
+def lesion_state_step(state: RunState) -> StepResult:
+    """Lesion size vs cell states over the run's lesions.
+
+    :func:`metaniche.cohort.lesion_states.lesion_state_table` over ``tables/states`` and
+    ``tables/lesions`` goes to ``cohort/lesion_size_states.parquet`` (patients as
+    :func:`lesion_step`). Skipped (and a stale table removed) without a states table.
+    """
+    from metaniche.cohort.lesion_states import lesion_state_table
+
+    run = state.run
+    states, lesions = run.read_table("states"), run.read_table("lesions")
+    if states is None or lesions is None:
+        run.remove_cohort_table("lesion_size_states")
+        return StepResult({"status": SKIPPED, "reason": "no tables/states.parquet (no "
+                                                        "[states]) or no lesions"})
+    patients = feature_patients(state.features) if not state.features.empty else None
+    table = lesion_state_table(states, lesions, state.clinical, state.config.clinical, patients)
+    run.write_cohort_table("lesion_size_states", table)
+    return StepResult({"status": OK, "rows": len(table)})
+
+
 #: The registered run-level steps, in run order (feature producers before readers).
 RUN_STEPS: list[RunStep] = [
     RunStep("neighbourhoods", "neighbourhoods", neighbourhood_step,
@@ -196,6 +218,7 @@ RUN_STEPS: list[RunStep] = [
             single_threaded=True,
             applies=lambda state: bool(state.samples) and state.run.has_table("cn_training")),
     RunStep("lesions", "lesion_size_exclusion", lesion_step),
+    RunStep("lesion_states", "lesion_size_states", lesion_state_step),
     RunStep("cohort", "cohort", outcome_step, reads_features=True, single_threaded=True,
             applies=lambda state: state.clinical is not None),
 ]

@@ -2,17 +2,35 @@
 
 Tables ``states`` (lesion × compartment × cell type × state), ``state_gradients`` (state
 fraction per signed-distance band, whole sample), ``state_gradient_stats`` (band trend) and
-``state_thresholds`` (the threshold used per state); per-cell columns ``state.<name>``.
-Features ``state_fraction.<compartment>.<cell_type>.<state>``,
+``state_thresholds`` (the threshold used per state), ``state_structures`` (states inside vs
+outside each structure kind of the communities stage, when it ran before:
+:mod:`metaniche.analyses.state_structures`), ``marker_gradients`` and
+``marker_gradient_stats`` (mean intensity of the state markers and ``[states]
+gradient_markers`` per band, per cell type and pooled, and its trend test); per-cell columns
+``state.<name>``. Features ``state_fraction.<compartment>.<cell_type>.<state>``,
 ``state_density.<compartment>.<cell_type>.<state>``, ``state_gradient_slope.<cell_type>.
-<state>``, ``state_gradient_p.<cell_type>.<state>`` and ``ratio.<compartment>.<A>.<B>``.
-Methods in :mod:`metaniche.analyses.states`; no ``[states]`` rules gives the ratios only.
+<state>``, ``state_gradient_p.<cell_type>.<state>``, ``marker_gradient_slope.<cell_type>.
+<marker>`` and ``marker_gradient_p.<cell_type>.<marker>`` (cell type ``all`` = every cell),
+``state_fraction_inside`` / ``state_fraction_outside`` / ``state_log_odds_inside``
+``.<kind>.<cell_type>.<state>`` and ``ratio.<compartment>.<A>.<B>``. Methods in
+:mod:`metaniche.analyses.states`, :mod:`metaniche.analyses.state_structures` and
+:mod:`metaniche.analyses.marker_trends`; no ``[states]`` rules and no gradient markers gives
+the ratios only.
 """
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+
 from metaniche import tables as T
 from metaniche.analyses.gradients import bin_edges_um
+from metaniche.analyses.marker_trends import (
+    marker_band_means,
+    marker_gradient_statistics,
+    trend_markers,
+)
+from metaniche.analyses.state_structures import structure_members, structure_states
 from metaniche.analyses.states import (
     call_states,
     default_ratio_pairs,
@@ -35,6 +53,19 @@ FEATURES: dict[str, tuple[str, str]] = {
                              "farther from the tumour edge (negative = more frequent toward "
                              "the edge), binomial / quasi-binomial GLM within the window"),
     "state_gradient_p": ("p-value", "two-sided Wald p of the state gradient slope"),
+    "marker_gradient_slope": ("intensity units per 100 µm", "slope of a marker's mean "
+                              "intensity (of a cell type, or of all cells) per 100 µm farther "
+                              "from the tumour edge (negative = higher toward the edge), "
+                              "band-mean WLS within the window"),
+    "marker_gradient_p": ("p-value", "two-sided p of the marker gradient slope (cluster-robust "
+                          "CR3 t test, clusters = [states] trend_block_um blocks of bands)"),
+    "state_fraction_inside": ("fraction", "share of a type's cells inside a structure of a "
+                              "kind (tls, lymphoid_cluster, a [units] name) that carry a "
+                              "state"),
+    "state_fraction_outside": ("fraction", "share of a type's cells outside every structure "
+                               "of a kind that carry a state"),
+    "state_log_odds_inside": ("log odds ratio", "log odds of a state inside vs outside a "
+                              "structure kind, counts + [states] pseudocount (0.5)"),
     "ratio": ("ratio", "density ratio of two types in a compartment, (n_A + c) / (n_B + c) "
               "with pseudocount c = [states] pseudocount cells (default 0.5); NaN when "
               "neither type has a cell there"),
@@ -52,7 +83,8 @@ def run(context: SampleContext) -> StageOutput:
     tables = {}
     cell_columns = {}
     if params.rules:
-        calls = call_states(context.cells, labels, params.rules, context.name)
+        calls = call_states(context.cells, labels, params.rules, context.name,
+                            params.cohort_thresholds)
         table = state_table(calls, context.type_codes, context.cell_types, result.compartment,
                             result.lesion_id, result.areas)
         gparams = config.gradients
@@ -63,6 +95,20 @@ def run(context: SampleContext) -> StageOutput:
         tables = {T.STATES: table, T.STATE_GRADIENTS: profiles, T.STATE_GRADIENT_STATS: trends,
                   T.STATE_THRESHOLDS: calls.thresholds}
         cell_columns = calls.columns()
+        communities = context.previous.get("communities")
+        if communities is not None and "aggregate_id" in communities.cell_columns:
+            members = structure_members(
+                communities.cell_columns["aggregate_id"],
+                communities.cell_columns.get("unit_id", np.zeros(len(labels), np.int64)),
+                communities.tables.get(T.AGGREGATES, pd.DataFrame()), list(config.units))
+            inside = structure_states(calls, context.type_codes, context.cell_types, members,
+                                      params.pseudocount)
+            tables[T.STATE_STRUCTURES] = inside
+            for row in inside.itertuples(index=False):
+                parts = (row.kind, row.cell_type, row.state)
+                features[_name("state_fraction_inside", *parts)] = float(row.fraction_inside)
+                features[_name("state_fraction_outside", *parts)] = float(row.fraction_outside)
+                features[_name("state_log_odds_inside", *parts)] = float(row.log_odds_ratio)
         whole = table[table["lesion_id"].isna()]
         for row in whole.itertuples(index=False):
             features[_name("state_fraction", row.compartment, row.cell_type, row.state)] = (
@@ -73,6 +119,9 @@ def run(context: SampleContext) -> StageOutput:
             features[_name("state_gradient_slope", row.cell_type, row.state)] = (
                 float(row.slope_per_100um))
             features[_name("state_gradient_p", row.cell_type, row.state)] = float(row.p)
+    marker_tables, marker_features, marker_warnings = _marker_gradients(context)
+    tables.update(marker_tables)
+    features.update(marker_features)
     present = set(context.cell_types)
     warnings = [f"state '{name}' is limited to cell types {list(rule.cell_types)}, none of which "
                 f"is a label of this sample (labels: {', '.join(context.cell_types[:12])}); "
@@ -89,4 +138,32 @@ def run(context: SampleContext) -> StageOutput:
         features[_name("ratio", row.compartment, row.numerator, row.denominator)] = (
             float(row.ratio))
     return StageOutput(tables=tables, features=features, cell_columns=cell_columns,
-                       warnings=warnings)
+                       warnings=warnings + marker_warnings)
+
+
+def _marker_gradients(context: SampleContext) -> tuple[dict, dict[str, object], list[str]]:
+    """Marker intensity per band (per type and pooled) and its trend test
+    (:mod:`metaniche.analyses.marker_trends`)."""
+    config = context.config
+    params = config.states
+    column_of, types_of, missing = trend_markers(
+        params.rules, params.gradient_markers, [str(c) for c in context.cells.columns])
+    warnings = [f"[states] gradient_markers names '{name}', which has no column in the cell "
+                f"table; fix the name or remove it." for name in missing]
+    if not column_of:
+        return {}, {}, warnings
+    gparams = config.gradients
+    edges = bin_edges_um(gparams.min_um, gparams.max_um, gparams.bin_um)
+    values = {marker: pd.to_numeric(context.cells[column], errors="coerce").to_numpy(
+        np.float64) for marker, column in column_of.items()}
+    profiles = marker_band_means(context.compartments.signed_distance_um, values,
+                                 context.type_codes, context.cell_types, types_of, edges)
+    trends = marker_gradient_statistics(profiles, gparams.window_um, params.trend_block_um,
+                                        config.cohort.confidence)
+    features: dict[str, object] = {}
+    for row in trends.itertuples(index=False):
+        features[_name("marker_gradient_slope", row.cell_type, row.marker)] = float(
+            row.slope_per_100um)
+        features[_name("marker_gradient_p", row.cell_type, row.marker)] = float(row.p)
+    return ({T.MARKER_GRADIENTS: profiles, T.MARKER_GRADIENT_STATS: trends}, features,
+            warnings)
