@@ -34,6 +34,8 @@ __all__ = [
     "RIPLEY",
     "SAMPLE_TABLES",
     "STATES",
+    "STATE_CHANGES",
+    "STATE_CHANGE_PROFILES",
     "STATE_GRADIENTS",
     "STATE_GRADIENT_STATS",
     "STATE_THRESHOLDS",
@@ -81,6 +83,9 @@ STATES = "states"
 STATE_GRADIENTS = "state_gradients"
 STATE_GRADIENT_STATS = "state_gradient_stats"
 STATE_THRESHOLDS = "state_thresholds"
+# stage "contact"
+STATE_CHANGES = "state_changes"
+STATE_CHANGE_PROFILES = "state_change_profiles"
 # run-level step (written by the cohort neighbourhood step from ``cn_training``)
 NEIGHBOURHOODS = "neighbourhoods"
 #: Parts of the ``neighbourhoods`` table (its column ``table``): CN fractions per sample and
@@ -96,6 +101,7 @@ SAMPLE_TABLES: tuple[str, ...] = (
     DISTANCES, COUNT_WITHIN, MIXING, CLARK_EVANS, ENRICHMENT, RIPLEY, COOCCURRENCE, BORDER_CELLS,
     CN_TRAINING, CN_WINDOWS, AGGREGATES, AGGREGATE_COMPOSITION, LIGREC,
     STATES, STATE_GRADIENTS, STATE_GRADIENT_STATS, STATE_THRESHOLDS,
+    STATE_CHANGES, STATE_CHANGE_PROFILES,
 )
 
 #: Zonation subsets (column ``subset`` of ``zonation`` / ``zonation_enrichment``): all host
