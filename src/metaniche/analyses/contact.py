@@ -428,10 +428,11 @@ def _cluster_starts(sorted_ids: np.ndarray) -> np.ndarray:
 
 def _null_beta(q: np.ndarray, y_res: np.ndarray, exposure: np.ndarray) -> np.ndarray:
     """β (P, M) of every exposure column × outcome: ẽ'ỹ / ẽ'ẽ (three matrix products)."""
-    e_res = _residualise(q, exposure.astype(np.float64))
-    ee = np.einsum("ij,ij->j", e_res, e_res)
+    exposure = exposure.astype(np.float64)
+    projected = q.T @ exposure                       # ẽ'ẽ = e'e − (q'e)'(q'e), q orthonormal
+    ee = np.einsum("ij,ij->j", exposure, exposure) - np.einsum("ij,ij->j", projected, projected)
     with np.errstate(invalid="ignore", divide="ignore"):
-        beta = (exposure.T.astype(np.float64) @ y_res) / ee[:, None]  # ẽ'ỹ = e'ỹ (ỹ ⟂ q)
+        beta = (exposure.T @ y_res) / ee[:, None]    # ẽ'ỹ = e'ỹ since ỹ ⟂ q
     beta[~(ee > 1e-12 * max(len(q), 1))] = np.nan
     return beta
 
