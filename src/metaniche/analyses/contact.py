@@ -203,6 +203,60 @@ _counts_serial = numba.njit(cache=True)(_counts_body)
 _PARALLEL_MIN_QUERIES = 50_000
 
 
+
+def _shift_body(qx: np.ndarray, qy: np.ndarray, vx: np.ndarray, vy: np.ndarray, x: np.ndarray,
+                y: np.ndarray, partner: np.ndarray, starts: np.ndarray, n_bx: int, n_by: int,
+                x0: float, y0: float, width: float, radius: float,
+                n_pairs: int) -> np.ndarray:  # pragma: no cover - numba
+    """Partner counts within ``radius`` of every query point translated by −v (on the torus
+    of whole bins) for every shift v; column ``d·n_pairs + partner`` of row i."""
+    n_q = len(qx)
+    n_d = len(vx)
+    out = np.zeros((n_q, n_d * n_pairs), dtype=np.int32)
+    r2 = radius * radius
+    reach = int(np.ceil(radius / width))
+    period_x = n_bx * width
+    period_y = n_by * width
+    half_x = period_x / 2
+    half_y = period_y / 2
+    for i in prange(n_q):
+        for d in range(n_d):
+            px = qx[i] - vx[d] - x0
+            py = qy[i] - vy[d] - y0
+            px -= period_x * np.floor(px / period_x)
+            py -= period_y * np.floor(py / period_y)
+            bx = min(int(px / width), n_bx - 1)
+            by = min(int(py / width), n_by - 1)
+            px += x0
+            py += y0
+            base = d * n_pairs
+            for oy in range(-reach, reach + 1):
+                cy = (by + oy) % n_by
+                for ox in range(-reach, reach + 1):
+                    b = cy * n_bx + (bx + ox) % n_bx
+                    for j in range(starts[b], starts[b + 1]):
+                        k = partner[j]
+                        if k < 0:
+                            continue
+                        dx = px - x[j]
+                        dy = py - y[j]
+                        if dx > half_x:
+                            dx -= period_x
+                        elif dx < -half_x:
+                            dx += period_x
+                        if dy > half_y:
+                            dy -= period_y
+                        elif dy < -half_y:
+                            dy += period_y
+                        if dx * dx + dy * dy <= r2:
+                            out[i, base + k] += 1
+    return out
+
+
+_shift_parallel = numba.njit(cache=True, parallel=True)(_shift_body)
+_shift_serial = numba.njit(cache=True)(_shift_body)
+
+
 class _Counter:
     """Counts of each code within a radius around query points, on one cell grid."""
 
@@ -227,6 +281,21 @@ class _Counter:
         """(n_query, n_types) int32 counts at ``d <= radius`` (cell ``query_self[i]`` excluded)."""
         sorted_codes = np.asarray(codes, np.int64)[self.grid.order]
         return self.counts_sorted(query, query_self, sorted_codes, n_types, periodic)
+
+    def shifted_counts(self, query: np.ndarray, shifts: np.ndarray,
+                       sorted_partner: np.ndarray, n_pairs: int) -> np.ndarray:
+        """(n_query, n_shifts · n_pairs) partner counts around each query point translated by
+        −v on the torus, for every shift v (partner index per sorted cell, −1 = none)."""
+        grid = self.grid
+        shifts = np.asarray(shifts, dtype=np.float64).reshape(-1, 2)
+        work = len(query) * len(shifts)
+        kernel = _shift_parallel if work >= _PARALLEL_MIN_QUERIES else _shift_serial
+        return kernel(np.ascontiguousarray(query[:, 0], dtype=np.float64),
+                      np.ascontiguousarray(query[:, 1], dtype=np.float64),
+                      np.ascontiguousarray(shifts[:, 0]), np.ascontiguousarray(shifts[:, 1]),
+                      grid.x, grid.y, np.ascontiguousarray(sorted_partner, dtype=np.int64),
+                      grid.starts, grid.n_bx, grid.n_by, grid.x0, grid.y0, grid.width,
+                      self.radius, int(n_pairs))
 
     def counts_sorted(self, query: np.ndarray, query_self: np.ndarray, sorted_codes: np.ndarray,
                       n_types: int, periodic: bool = False) -> np.ndarray:
@@ -863,25 +932,33 @@ def _draw_shifts(counter: _Counter, n_draws: int, seed: int,
 
 def _shift_null(coordinates, codes, sub, pair_codes, counter, exposure, q, y_res, shifts,
                 n_types):
-    """t of every (partner, outcome) with the partner pattern translated on the torus.
+    """β of every (partner, outcome) with the partner pattern translated on the torus.
 
     Counting partners translated by +v around a cell equals counting the original partners
-    around the cell translated by −v (wrapped), so one cell list serves every draw.
+    around the cell translated by −v (wrapped), so one cell list serves every draw, and a
+    batch of draws is one kernel call.
     """
-    origin = np.array([counter.grid.x0, counter.grid.y0])
-    periods = np.asarray(counter.periods)
-    none = np.full(len(sub), -1, dtype=np.int64)
-    sorted_codes = np.asarray(codes, np.int64)[counter.grid.order]
+    n_pairs = len(pair_codes)
+    if exposure != "count":
+        periods = tuple(counter.periods)
 
-    def exposure_of(k: int) -> np.ndarray:
-        vector = shifts[k]
-        if exposure == "count":
-            query = origin + np.mod(coordinates[sub] - origin - vector, periods)
-            return counter.counts_sorted(query, none, sorted_codes, n_types,
-                                         periodic=True)[:, pair_codes]
-        return _log_nearest(coordinates, codes, sub, pair_codes, (vector, tuple(periods)))
+        def exposure_of(k: int) -> np.ndarray:
+            return _log_nearest(coordinates, codes, sub, pair_codes, (shifts[k], periods))
 
-    return _batched_beta(q, y_res, len(pair_codes), len(shifts), exposure_of)
+        return _batched_beta(q, y_res, n_pairs, len(shifts), exposure_of)
+    remap = np.full(n_types, -1, dtype=np.int64)
+    remap[pair_codes] = np.arange(n_pairs)
+    sorted_partner = remap[np.asarray(codes, np.int64)[counter.grid.order]]
+    query = coordinates[sub]
+    n_draws = len(shifts)
+    batch = max(1, min(n_draws, _CHUNK_ELEMENTS // max(len(sub) * n_pairs, 1)))
+    out = np.empty((n_draws, n_pairs, y_res.shape[1]))
+    for k0 in range(0, n_draws, batch):
+        k1 = min(n_draws, k0 + batch)
+        stacked = counter.shifted_counts(query, np.asarray(shifts[k0:k1]), sorted_partner,
+                                         n_pairs)
+        out[k0:k1] = _null_beta(q, y_res, stacked).reshape(k1 - k0, n_pairs, -1)
+    return out
 
 
 def _monte_carlo_p(observed: float, draws: np.ndarray) -> float:
