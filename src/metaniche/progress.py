@@ -25,7 +25,8 @@ __all__ = ["RUN_STAGES", "ProgressCallback", "ProgressEvent", "QueueEmitter", "S
 #: (per-sample tables into ``tables/``), the run-level steps that emit features
 #: (:data:`metaniche.cohort.steps.RUN_STEPS`), ``features`` (features.parquet written once),
 #: the steps that read the features, ``report``.
-RUN_STAGES = ("gather", "neighbourhoods", "lesions", "features", "cohort", "report")
+RUN_STAGES = ("gather", "neighbourhoods", "lesions", "state_changes", "features", "cohort",
+              "report")
 
 
 @dataclass(frozen=True)

@@ -200,7 +200,7 @@ def _counts_body(qx: np.ndarray, qy: np.ndarray, qself: np.ndarray, x: np.ndarra
 _counts_parallel = numba.njit(cache=True, parallel=True)(_counts_body)
 _counts_serial = numba.njit(cache=True)(_counts_body)
 #: Fewest query points for the threaded kernel.
-_PARALLEL_MIN_QUERIES = 50_000
+_PARALLEL_MIN_QUERIES = 2_000_000
 
 
 
