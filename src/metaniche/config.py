@@ -39,6 +39,7 @@ __all__ = [
     "ColumnNames",
     "CompartmentParams",
     "Config",
+    "ContactParams",
     "GradientParams",
     "InputParams",
     "LigrecParams",
@@ -85,6 +86,9 @@ DEFAULT_REGULATORY_PATTERN = r"^(treg|foxp3)"
 _NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_]*"
 #: Analyses of ``[cohort] analyses`` (mirrors ``cohort.run.ANALYSES``; a test keeps them equal).
 COHORT_ANALYSES: tuple[str, ...] = ("response", "survival", "treatment", "prediction")
+#: Exposures of the contact test, ``[contact] exposure``: B cells within the radius, or the log
+#: distance to the nearest B (see :mod:`metaniche.analyses.contact`).
+CONTACT_EXPOSURES: tuple[str, ...] = ("count", "log_distance")
 
 
 # --- declarative constraints ------------------------------------------------------------------
@@ -1100,6 +1104,84 @@ _STATES_SETTINGS: tuple[str, ...] = tuple(
 
 
 @dataclass(frozen=True)
+class ContactParams(_Validated):
+    """Does contact change state? (section ``[contact]``); see :mod:`metaniche.analyses.contact`.
+
+    For every focus type A, outcome m and partner type B ≠ A: the effect on m in A cells of
+    exposure to B, adjusted for compartment, a spline of the signed distance to the border,
+    lesion and local density, with spatially clustered standard errors and two nulls.
+
+    Attributes
+    ----------
+    markers
+        Outcomes: marker columns (linear model on ``transform``-ed intensities) or state names
+        of ``[states.<name>]`` (logistic model); a marker is found as the gating panel finds
+        it (``GZMB`` finds inForm's ``Entire Cell GZMB (Opal 570) Mean``). Default empty: every
+        numeric marker column and every state.
+    cell_types
+        Focus types A. Default empty: every label with at least ``min_cells`` cells.
+    partner_types
+        Partner types B. Default empty: every label with at least ``min_cells`` cells.
+    radius_um
+        Contact radius (µm, ``<=``) of the exposure count. 0 (default) = ``[relations]
+        contact_radius_um`` (30 µm).
+    exposure
+        ``"count"`` (default): B cells within the radius; ``"log_distance"``: log of the
+        distance (µm) to the nearest B cell.
+    transform
+        Intensity transform before the linear model: ``"log1p"`` (default) or ``"none"``.
+    adjust
+        Adjust for place (default true); false fits the unadjusted ``m ~ exposure``, for
+        contrast only.
+    spline_knots
+        Knots of the natural cubic spline of the signed distance to the border. Default 5.
+    density_radius_um
+        Radius (µm) of the local density covariate (all cells per mm²). Default 50.
+    block_um
+        Side (µm) of the square spatial blocks on which standard errors are clustered.
+        Default 200.
+    band_um
+        Width (µm) of the signed-distance bands within which the shuffle null permutes
+        labels (with the compartment). Default 50.
+    min_cells
+        Fewest cells of a focus or partner type (and of A cells with a finite outcome).
+        Default 30.
+    min_exposed
+        Fewest A cells with at least one B within the radius for a pair to be tested.
+        Default 10.
+    n_permutations
+        Draws of each null (stratified shuffle, toroidal shift). Default 99; 0 = none.
+    seed
+        Seed of the null draws. Default 0.
+    top_profiles
+        Pairs (smallest p) whose outcome-by-exposure profiles per compartment are kept for
+        the report (``tables/state_change_profiles``). Default 6.
+    """
+
+    markers: tuple[str, ...] = ()
+    cell_types: tuple[str, ...] = ()
+    partner_types: tuple[str, ...] = ()
+    radius_um: float = field(
+        default=0.0, metadata={"check": NonNegative(note="0 = [relations] contact_radius_um")})
+    exposure: str = field(default="count", metadata={"check": OneOf(CONTACT_EXPOSURES)})
+    transform: str = field(default="log1p", metadata={"check": OneOf(("log1p", "none"))})
+    adjust: bool = True
+    spline_knots: int = field(default=5, metadata={"check": Integer(3)})
+    density_radius_um: float = field(default=50.0, metadata={"check": Positive()})
+    block_um: float = field(default=200.0, metadata={"check": Positive()})
+    band_um: float = field(default=50.0, metadata={"check": Positive()})
+    min_cells: int = field(default=30, metadata={"check": Integer(2)})
+    min_exposed: int = field(default=10, metadata={"check": Integer(1)})
+    n_permutations: int = field(default=99, metadata={"check": Integer(0, note="0 = none")})
+    seed: int = field(default=0, metadata={"check": Integer(0)})
+    top_profiles: int = field(default=6, metadata={"check": Integer(0)})
+
+    def contact_radius(self, relations: RelationsParams) -> float:
+        """The radius used: ``radius_um``, or ``relations.contact_radius_um`` when 0."""
+        return self.radius_um if self.radius_um > 0 else relations.contact_radius_um
+
+
+@dataclass(frozen=True)
 class InputParams(_Validated):
     """Side inputs read with the cell tables (section ``[input]``).
 
@@ -1163,6 +1245,7 @@ class Config(_Validated):
     units: dict[str, UnitParams] = field(default_factory=lambda: dict(DEFAULT_UNITS))
     ligrec: LigrecParams = field(default_factory=LigrecParams)
     states: StatesParams = field(default_factory=StatesParams)
+    contact: ContactParams = field(default_factory=ContactParams)
 
     def _cross_checks(self) -> list[Problem]:
         """The gating panel is valid: :func:`metaniche.phenotype.parse_panel` raises its own

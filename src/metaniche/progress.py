@@ -27,8 +27,8 @@ __all__ = ["RUN_STAGES", "DaskEmitter", "ProgressCallback", "ProgressEvent", "Qu
 #: (per-sample tables into ``tables/``), the run-level steps that emit features
 #: (:data:`metaniche.cohort.steps.RUN_STEPS`), ``features`` (features.parquet written once),
 #: the steps that read the features, ``report``.
-RUN_STAGES = ("gather", "neighbourhoods", "lesions", "lesion_states", "features", "cohort",
-              "report")
+RUN_STAGES = ("gather", "neighbourhoods", "lesions", "lesion_states", "state_changes", "features",
+              "cohort", "report")
 
 
 @dataclass(frozen=True)

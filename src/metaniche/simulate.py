@@ -93,6 +93,29 @@ and negative levels, 4.6 noise sd from each on the log scale)."""
 PDL1_LESION_SIZE = (0.55, 0.45)
 """With ``pdl1_lesion_size=True``: (a, b) of the Tumor PD-L1+ probability
 ``clip(a + b·log10(A / 1 mm²), 0.02, 0.98)`` of a lesion of area A (b per tenfold area)."""
+CONTACT_PLANTS: tuple[str, ...] = ("effect", "confounded_null")
+"""Values of ``simulate_sample(contact=...)``: a true contact effect, or a confounded null."""
+
+CONTACT_EFFECT = -0.5
+"""Planted contact effect (``contact="effect"``): change of log1p(GZMB) of a CD8_T cell per
+Macrophage within :data:`CONTACT_RADIUS_UM`."""
+
+CONTACT_RADIUS_UM = 20.0
+"""Radius (µm, ``<=``) of the planted contact effect."""
+
+CONTACT_BORDER_SHIFT = -0.5
+"""``contact="confounded_null"``: change of log1p(GZMB) of CD8_T in the border band
+(|d| <= :data:`BORDER_UM`), where Macrophage is also denser; no contact effect."""
+
+CONTACT_BORDER_MACROPHAGE = 0.15
+"""``contact="confounded_null"``: probability that a non-CD8_T cell of the border band is
+redrawn as Macrophage (on top of the base probabilities)."""
+
+CONTACT_GZMB_LOG1P = float(np.log1p(5.0))
+"""Mean log1p(GZMB) of a CD8_T cell without contact (and outside the border in the null)."""
+
+CONTACT_GZMB_SD = 0.3
+"""Noise sd of log1p(GZMB) of CD8_T cells."""
 
 PHENOTYPES: tuple[str, ...] = ("inflamed", "excluded", "desert")
 """Immune phenotypes that can be planted."""
@@ -201,6 +224,8 @@ def simulate_sample(
     cd8_size_exclusion: bool = False,
     states: bool = False,
     pdl1_lesion_size: bool = False,
+    contact: str | None = None,
+    contact_effect: float = CONTACT_EFFECT,
 ) -> SimulatedSample:
     """Simulate one liver-metastasis sample with known ground truth.
 
@@ -269,6 +294,20 @@ def simulate_sample(
         ``clip(a + b·log10(A_i / 1 mm²), 0.02, 0.98)``, (a, b) = :data:`PDL1_LESION_SIZE`
         (0.03 at R = 150 µm, 0.57 at R = 600 µm), instead of 0.2. The same draws as
         ``states=True`` alone, so only the Tumor PD-L1 calls change.
+    contact : {'effect', 'confounded_null'}, optional
+        Plant a ``GZMB`` marker column with exact contact truth (not with ``states=True``,
+        which has its own GZMB). CD8_T cells get ``log1p(GZMB) = CONTACT_GZMB_LOG1P + b·k +
+        s·[|d| <= 100 µm] + N(0, CONTACT_GZMB_SD²)``, k the number of Macrophage cells within
+        :data:`CONTACT_RADIUS_UM` (``<=``, column ``contact_exposure`` of the truth), other
+        cells log-normal with mean 0.5 (noise sd 0.4). ``"effect"``: b = ``contact_effect``
+        (default :data:`CONTACT_EFFECT`) in every compartment, s = 0. ``"confounded_null"``:
+        b = 0, s = :data:`CONTACT_BORDER_SHIFT` (GZMB lower in the border only), and every
+        non-CD8_T cell of the border band becomes Macrophage with probability
+        :data:`CONTACT_BORDER_MACROPHAGE` (macrophages denser in the border), so a naive
+        GZMB-vs-macrophage regression finds an effect that is the border's. Extra draws
+        happen only when given, so the default output is unchanged.
+    contact_effect : float, default CONTACT_EFFECT
+        The planted b of ``contact="effect"`` (log1p(GZMB) per Macrophage within reach).
 
     Returns
     -------
@@ -299,6 +338,12 @@ def simulate_sample(
     _check_sample_args(name, n_cells, phenotype, n_lesions)
     if pdl1_lesion_size and not states:
         raise ValueError("`pdl1_lesion_size=True` plants a state; give `states=True` too.")
+    if contact is not None and contact not in CONTACT_PLANTS:
+        raise ValueError(f"`contact` must be one of {list(CONTACT_PLANTS)} or None; got "
+                         f"{contact!r}.")
+    if contact is not None and states:
+        raise ValueError("`contact` plants its own GZMB column, which `states=True` also "
+                         "writes; use one of them.")
     rng = np.random.default_rng(seed)
     phenotype = phenotype if phenotype is not None else str(rng.choice(PHENOTYPES))
     with_tls = bool(rng.random() < 0.5) if with_tls is None else bool(with_tls)
@@ -334,6 +379,10 @@ def simulate_sample(
     if zonation:
         codes = _plant_zonation(rng, xy, signed, tls_id, codes, landmarks, phenotype)
     codes = _paint_landmarks(rng, xy, codes, landmarks)
+    if contact == "confounded_null":
+        redraw = ((np.abs(signed) <= BORDER_UM) & (codes != _TYPE_CODE["CD8_T"])
+                  & (rng.random(len(codes)) < CONTACT_BORDER_MACROPHAGE))
+        codes = np.where(redraw, _TYPE_CODE["Macrophage"], codes)
     markers = _marker_intensities(rng, codes, tls_id > 0)
 
     cell_id = name + "_" + pd.Series(np.arange(len(xy))).astype(str)
@@ -357,6 +406,10 @@ def simulate_sample(
             cells[STATE_MARKERS[state]] = level * np.exp(
                 rng.standard_normal(len(labels)) * 0.25 - 0.25**2 / 2)
             truth[state] = carries
+    if contact is not None:
+        gzmb, exposure = _contact_gzmb(rng, xy, codes, signed, contact, contact_effect)
+        cells["GZMB"] = gzmb
+        truth["contact_exposure"] = exposure
     tls["n_cells"] = np.bincount(tls_id, minlength=len(tls) + 1)[1:].astype(np.int64)
     tls = tls[["tls_id", "centroid_x", "centroid_y", "n_cells", "radius_um"]]
     if grades is not None:
@@ -388,6 +441,26 @@ def planted_state_probabilities(cell_type: np.ndarray, signed_distance_um: np.nd
         "GZMB_pos": np.where(cd8, gzmb, 0.0),
         "PD1_pos": np.where(cd8, 0.3, 0.0),
     }
+
+
+def _contact_gzmb(rng: np.random.Generator, xy: np.ndarray, codes: np.ndarray,
+                  signed: np.ndarray, contact: str, effect: float,
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """GZMB with the planted contact truth of ``simulate_sample(contact=...)``, and the count
+    of Macrophage cells within :data:`CONTACT_RADIUS_UM` of every cell (itself excluded)."""
+    macrophage = codes == _TYPE_CODE["Macrophage"]
+    exposure = np.zeros(len(codes), dtype=np.int64)
+    if macrophage.any():
+        exposure = cKDTree(xy[macrophage]).query_ball_point(
+            xy, CONTACT_RADIUS_UM, return_length=True).astype(np.int64)
+        exposure -= macrophage  # a macrophage is not its own neighbour
+    cd8 = codes == _TYPE_CODE["CD8_T"]
+    slope, shift = (effect, 0.0) if contact == "effect" else (0.0, CONTACT_BORDER_SHIFT)
+    mean = CONTACT_GZMB_LOG1P + slope * exposure + shift * (np.abs(signed) <= BORDER_UM)
+    noise = rng.standard_normal(len(codes))
+    cd8_value = np.expm1(mean + CONTACT_GZMB_SD * noise)
+    other = 0.5 * np.exp(0.4 * noise - 0.08)
+    return np.where(cd8, cd8_value, other), exposure
 
 
 def analytic_compartment_areas(
@@ -434,6 +507,7 @@ def analytic_compartment_areas(
 def simulate_cohort(
     n_samples: int = 6, n_cells: int = 20_000, seed: int = 0, os_log_hr: float = 0.8,
     response_rates: tuple[float, float] = (0.85, 0.15), states: bool = False,
+    contact: str | None = None,
 ) -> tuple[list[SimulatedSample], pd.DataFrame]:
     """Simulate a cohort of samples and a clinical table linked to a planted spatial feature.
 
@@ -454,6 +528,8 @@ def simulate_cohort(
         (excluded, desert). (0.5, 0.5) makes response independent of the tissue.
     states : bool, default False
         Plant cell states in every sample (``simulate_sample(states=True)``).
+    contact : {'effect', 'confounded_null'}, optional
+        Plant the contact truth in every sample (``simulate_sample(contact=...)``).
 
     Returns
     -------
@@ -487,7 +563,7 @@ def simulate_cohort(
     samples = [
         simulate_sample(f"S{i + 1:0{width}d}", n_cells=n_cells, seed=children[i],
                         phenotype=str(phenotypes[i]), with_tls=bool(with_tls[i]),
-                        states=states)
+                        states=states, contact=contact)
         for i in range(n_samples)
     ]
     return samples, _clinical_table(rng, samples, width, os_log_hr, response_rates)

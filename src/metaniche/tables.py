@@ -36,6 +36,8 @@ __all__ = [
     "RIPLEY",
     "SAMPLE_TABLES",
     "STATES",
+    "STATE_CHANGES",
+    "STATE_CHANGE_PROFILES",
     "STATE_GRADIENTS",
     "STATE_GRADIENT_STATS",
     "STATE_STRUCTURES",
@@ -87,6 +89,9 @@ STATE_THRESHOLDS = "state_thresholds"
 STATE_STRUCTURES = "state_structures"
 MARKER_GRADIENTS = "marker_gradients"
 MARKER_GRADIENT_STATS = "marker_gradient_stats"
+# stage "contact"
+STATE_CHANGES = "state_changes"
+STATE_CHANGE_PROFILES = "state_change_profiles"
 # run-level step (written by the cohort neighbourhood step from ``cn_training``)
 NEIGHBOURHOODS = "neighbourhoods"
 #: Parts of the ``neighbourhoods`` table (its column ``table``): CN fractions per sample and
@@ -103,6 +108,7 @@ SAMPLE_TABLES: tuple[str, ...] = (
     CN_TRAINING, CN_WINDOWS, AGGREGATES, AGGREGATE_COMPOSITION, LIGREC,
     STATES, STATE_GRADIENTS, STATE_GRADIENT_STATS, STATE_THRESHOLDS,
     MARKER_GRADIENTS, MARKER_GRADIENT_STATS, STATE_STRUCTURES,
+    STATE_CHANGES, STATE_CHANGE_PROFILES,
 )
 
 #: Zonation subsets (column ``subset`` of ``zonation`` / ``zonation_enrichment``): all host

@@ -7,6 +7,7 @@ from metaniche._api.tools import (
     co_occurrence,
     compartments,
     composition,
+    contact,
     gradients,
     immune_phenotype,
     ligrec,
@@ -19,6 +20,6 @@ from metaniche._api.tools import (
     zonation,
 )
 
-__all__ = ["aggregates", "analyse", "co_occurrence", "compartments", "composition",
+__all__ = ["aggregates", "analyse", "co_occurrence", "compartments", "composition", "contact",
            "gradients", "immune_phenotype", "ligrec", "mixing_score", "nearest_distances",
            "neighbourhoods", "nhood_enrichment", "ripley", "states", "zonation"]

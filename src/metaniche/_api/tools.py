@@ -69,6 +69,7 @@ from metaniche.config import (
     AggregateParams,
     CompartmentParams,
     Config,
+    ContactParams,
     GradientParams,
     LigrecParams,
     NeighbourhoodParams,
@@ -83,11 +84,12 @@ from metaniche.errors import InputError
 from metaniche.sample import analyse_sample
 from metaniche.stages import communities as communities_stage
 from metaniche.stages import composition as composition_stage
+from metaniche.stages import contact as contact_stage
 from metaniche.stages import gradients as gradients_stage
 from metaniche.stages import states as states_stage
 from metaniche.stages import zonation as zonation_stage
 
-__all__ = ["aggregates", "analyse", "co_occurrence", "compartments", "composition",
+__all__ = ["aggregates", "analyse", "co_occurrence", "compartments", "composition", "contact",
            "gradients", "immune_phenotype", "ligrec", "mixing_score", "nearest_distances",
            "neighbourhoods", "nhood_enrichment", "ripley", "states", "zonation"]
 
@@ -944,6 +946,84 @@ spatial_key
                              for (part, _), o in zip(parts, outputs, strict=True)])
     target.results["state_features"] = h5ad_safe(features)
     return _finish(target, copy, config, "states", "gradients")
+
+
+# --- does contact change state? ---------------------------------------------------------------
+_CONTACT_FIELDS = ("markers", "cell_types", "partner_types", "radius_um", "exposure",
+                   "transform", "adjust", "spline_knots", "density_radius_um", "block_um",
+                   "band_um", "min_cells", "min_exposed", "n_permutations", "seed",
+                   "top_profiles")
+
+
+@configured(compartments=("border_um",), contact=_CONTACT_FIELDS)
+def contact(data: Any, cluster_key: str = "cell_type", *, library_key: str | None = None,
+            tumor: Sequence[str] | None = None, immune: Sequence[str] | None = None,
+            rules: Mapping[str, Any] | None = None,
+            markers: Sequence[str] = ContactParams.markers,
+            cell_types: Sequence[str] = ContactParams.cell_types,
+            partner_types: Sequence[str] = ContactParams.partner_types,
+            radius_um: float = ContactParams.radius_um,
+            exposure: str = ContactParams.exposure, transform: str = ContactParams.transform,
+            adjust: bool = ContactParams.adjust, spline_knots: int = ContactParams.spline_knots,
+            density_radius_um: float = ContactParams.density_radius_um,
+            block_um: float = ContactParams.block_um, band_um: float = ContactParams.band_um,
+            min_cells: int = ContactParams.min_cells,
+            min_exposed: int = ContactParams.min_exposed,
+            n_permutations: int = ContactParams.n_permutations,
+            seed: int = ContactParams.seed, top_profiles: int = ContactParams.top_profiles,
+            border_um: float = _C.border_um, config: Config | None = None,
+            copy: bool = False, table_key: str | None = None,
+            spatial_key: str = "spatial") -> Any:
+    """Does proximity change state? The place-adjusted effect of contact with each partner
+    type on a marker or state of each cell type (:mod:`metaniche.analyses.contact`).
+
+    For cells of type A, marker or state m and partner type B: m regressed on the number of B
+    cells within ``radius_um`` (or the log distance to the nearest B), adjusted for
+    compartment, a natural spline of the signed distance to the tumour border, lesion and
+    local density; standard errors clustered on ``block_um`` spatial blocks; linear for
+    intensities, logistic for states; two nulls (labels shuffled within compartment ×
+    distance band, partners shifted on the torus).
+
+    Parameters
+    ----------
+    data, cluster_key, library_key, tumor, immune, border_um, config, copy, table_key, \
+spatial_key
+        As in :func:`compartments`.
+    rules
+        States usable as ``markers`` (as in :func:`states`); default those of ``config``.
+    markers, cell_types, partner_types, radius_um, exposure, transform, adjust, \
+spline_knots, density_radius_um, block_um, band_um, min_cells, min_exposed, n_permutations, \
+seed, top_profiles
+        :class:`metaniche.config.ContactParams` (``[contact]``); ``radius_um`` 0 = the
+        contact radius of ``[relations]`` (30 µm).
+
+    Returns
+    -------
+    AnnData or DataFrame or None
+        The copy when ``copy=True``. Writes ``uns["metaniche"]`` tables ``state_changes``,
+        ``state_change_profiles`` and ``contact_features`` (one row per sample: the
+        ``contact_effect.*`` features of the run's ``features.parquet``).
+
+    Examples
+    --------
+    >>> mn.tl.contact(adata, "cell_type", markers=["GZMB"], cell_types=["CD8_T"],
+    ...               partner_types=["Macrophage"], radius_um=20)       # doctest: +SKIP
+    >>> adata.uns["metaniche"]["state_changes"].head()                 # doctest: +SKIP
+    """
+    assert config is not None  # @configured fills it in
+    chosen = _state_rules(rules)
+    if chosen is not None:
+        config = dataclasses.replace(config, states=dataclasses.replace(config.states,
+                                                                        rules=chosen))
+    target = resolve(data, cluster_key, library_key, config, table_key, spatial_key, copy)
+    parts = list(contexts(target, config))
+    outputs = [contact_stage.run(context) for _, context in parts]
+    for name in (T.STATE_CHANGES, T.STATE_CHANGE_PROFILES):
+        store_table(target, name, [o.tables.get(name, pd.DataFrame()) for o in outputs])
+    features = pd.DataFrame([{"sample": part.name, **o.features}
+                             for (part, _), o in zip(parts, outputs, strict=True)])
+    target.results["contact_features"] = h5ad_safe(features)
+    return _finish(target, copy, config, "contact", "states")
 
 
 # --- everything -----------------------------------------------------------------------------

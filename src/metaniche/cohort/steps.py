@@ -23,6 +23,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from metaniche.cohort.matrix import PATIENT, feature_patients
+from metaniche.cohort.state_changes import state_change_record
 from metaniche.config import Config
 from metaniche.errors import MetanicheError
 from metaniche.rundir import CN_WINDOWS, FAILED, OK, SKIPPED, RunDir, SampleRecord
@@ -219,6 +220,9 @@ RUN_STEPS: list[RunStep] = [
             applies=lambda state: bool(state.samples) and state.run.has_table("cn_training")),
     RunStep("lesions", "lesion_size_exclusion", lesion_step),
     RunStep("lesion_states", "lesion_size_states", lesion_state_step),
+    RunStep("state_changes", "state_changes", lambda state: StepResult(state_change_record(
+        state.run, state.config, state.clinical, state.features)),
+        applies=lambda state: state.run.has_table("state_changes")),
     RunStep("cohort", "cohort", outcome_step, reads_features=True, single_threaded=True,
             applies=lambda state: state.clinical is not None),
 ]

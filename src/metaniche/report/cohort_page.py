@@ -9,6 +9,7 @@ import pandas as pd
 
 from metaniche import tables as T
 from metaniche.report import cohort_figures, svg
+from metaniche.report.contact import contact_cohort_section
 from metaniche.report.overview import overview_section
 from metaniche.report.rundata import RunData
 from metaniche.report.sections import Section, Table, int_label, save_svg
@@ -225,7 +226,8 @@ def _overview(run: RunData, report_dir: Path) -> Section:
 
 #: Cohort sections in page order: the answer first, then associations, volcano and the rest.
 COHORT_SECTIONS = [_overview, association_section, survival_section, prediction_section,
-                   feature_section, neighbourhood_section, lesion_exclusion_section]
+                   feature_section, neighbourhood_section, lesion_exclusion_section,
+                   contact_cohort_section]
 
 
 def cohort_sections(run: RunData, report_dir: Path) -> list[Section]:

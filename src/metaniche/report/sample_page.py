@@ -18,6 +18,7 @@ from metaniche.config import CompartmentParams
 from metaniche.report import svg
 from metaniche.report.bands import MAX_DISPLAY_BINS, MIN_BAND_AREA_MM2, merge_bins
 from metaniche.report.colours import COMPARTMENT_COLOURS, categorical
+from metaniche.report.contact import contact_sample_section
 from metaniche.report.rundata import RunData
 from metaniche.report.sections import Section, Table, int_label, preferred, save_svg
 
@@ -274,7 +275,8 @@ SectionBuilder = Callable[[RunData, str, str, Path], Section | None]
 #: Per-sample sections in page order.
 SAMPLE_SECTIONS: list[SectionBuilder] = [density_section, gradient_section, enrichment_section,
                                          distance_section, neighbourhood_section,
-                                         zonation_section, aggregate_section]
+                                         zonation_section, aggregate_section,
+                                         contact_sample_section]
 
 
 def sample_sections(run: RunData, sample: str, stem: str, report_dir: Path) -> list[Section]:

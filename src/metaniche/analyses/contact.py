@@ -1,0 +1,1037 @@
+"""Does proximity change state? The effect of contact with type B on a marker or state of A.
+
+For every focus type A, outcome m (a marker intensity or a cell state) and partner type B ≠ A,
+the cells of A are regressed on their exposure to B, adjusted for *place*, so that an effect
+that is really the tissue region's (at the invasive border macrophages are dense *and* T
+cells are exhausted) is not reported as a contact effect.
+
+Model
+-----
+For the n cells i of type A with a finite outcome::
+
+    y_i = b0 + β·e_i + Σ_c γ_c·[compartment_i = c] + f(d_i) + Σ_l λ_l·[lesion_i = l]
+          + δ·ρ_i + ε_i                                                    (intensities)
+    logit P(y_i = 1) = the same right-hand side without ε                  (states)
+
+- ``y_i``: the marker, transformed by ``transform`` (``log1p``: log(1 + value), the default;
+  ``none``), or the 0/1 state call;
+- ``e_i`` the **exposure**: ``count`` (default) = number of B cells at distance ``0 < d <=
+  radius_um`` from cell i (the cell itself excluded); or ``log_distance`` = natural log of the
+  distance (µm) to the nearest B cell, floored at 1 µm;
+- ``compartment`` (core / border / adjacent; treatment coding, the first present level is the
+  reference), ``f(d)`` a natural (restricted) cubic spline of the signed distance to the
+  tumour boundary d (µm, negative inside) with ``spline_knots`` knots at Harrell's quantiles
+  of the A cells' distances (linear beyond the outer knots) [3]_, ``lesion`` indicators (the
+  lesion containing the cell, or the nearest one), and ``ρ_i`` the local density of all cells
+  (cells/mm² within ``density_radius_um``, the cell itself excluded). Terms that do not vary
+  in a sample (one compartment, one lesion, no tumour so no distance) are left out and the
+  ``adjusted_for`` column says which were used. ``adjust=False`` fits ``y ~ e`` alone.
+
+``β`` (column ``effect``) is the change in the transformed marker (or the log odds ratio of the
+state) per additional B cell within the radius (``count``) or per e-fold increase of the
+distance to the nearest B (``log_distance``; negative = higher near B).
+
+Standard errors are **cluster-robust** with clusters = square spatial blocks of ``block_um``
+(default 200 µm), since neighbouring cells share unmeasured microenvironment [1]_.
+Intensities: OLS with the CR1 sandwich ``V = c·(X'X)⁻¹(Σ_g X_g'u_g u_g'X_g)(X'X)⁻¹``,
+``c = G/(G−1)·(N−1)/(N−K)`` (statsmodels ``cov_type="cluster"``), computed for β alone by the
+Frisch–Waugh–Lovell theorem (the place design is shared by every outcome and partner); Wald t
+on G − 1 degrees of freedom (Cameron & Miller 2015 §VI [1]_), interval β ± t_{G−1} se.
+States: binomial GLM (logit) fitted by statsmodels with ``cov_type="cluster"`` on the same
+blocks; Wald z with its normal interval.
+
+Nulls that respect tissue structure
+-----------------------------------
+Two Monte Carlo nulls, each with ``n_permutations`` draws, reported beside the model p; their
+statistic is β of the place-adjusted linear fit (for states: the linear-probability model), so
+that a batch of draws is three matrix products rather than a GLM fit or a sandwich per draw;
+the null distribution is generated for each pair, so the statistic need not be studentised.
+Two-sided: ``p = (1 + #{|β*| >= |β|}) / (1 + n)``.
+
+1. ``p_perm`` — **stratified label shuffle**: the labels of the cells not of type A are
+   permuted within strata of compartment × signed-distance band (``band_um`` wide), so every
+   stratum keeps its number of B cells (B stays dense where it is dense) while its position
+   relative to the A cells within the stratum is randomised; exposures are recounted.
+2. ``p_shift`` — **toroidal shift**: the whole pattern of partner cells is translated by a
+   random vector on the torus of the sample's bounding box (wrapping around), so B keeps its
+   own clustering but loses its alignment with the A cells (and with place) [4]_; the shift is
+   at least ``2·radius_um`` long. Applied only where the tissue allows: when it covers at
+   least :data:`MIN_SHIFT_OCCUPANCY` of its bounding box (share of ``band_um`` squares
+   holding a cell), else NaN with a warning.
+
+Draw k of a null uses its own generator ``SeedSequence(seed, spawn_key=(null, key_A, k))``
+(``key_A`` the CRC-32 of A's label; one shift per k for every A), so the result of a pair
+depends neither on the other pairs analysed nor on how draws are split into blocks.
+
+Pairs with B = A are not tested (the shuffle cannot move A's own labels without changing the
+cells analysed). ``q`` is the Benjamini–Hochberg adjustment of ``p`` over every row of the
+sample. Compared with Statial's ``calcStateChanges`` [2]_, which regresses a marker on the
+distance to or abundance of another type without a region adjustment, this adds place and
+clustered standard errors.
+
+References
+----------
+.. [1] Cameron A.C., Miller D.L. (2015) A practitioner's guide to cluster-robust inference.
+   J Hum Resour 50:317–372.
+.. [2] Ameen F., et al. (2024) Statial: spatial state changes of cells (Bioconductor package
+   Statial, ``calcStateChanges``).
+.. [3] Harrell F.E. (2015) Regression Modeling Strategies, 2nd ed., §2.4.5 (restricted cubic
+   splines). Springer.
+.. [4] Lotwick H.W., Silverman B.W. (1982) Methods for analysing spatial processes of several
+   types of points. J R Stat Soc B 44:406–413 (toroidal shift test).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+import pandas as pd
+from numba import prange
+from scipy import stats
+from scipy.linalg import qr
+from scipy.spatial import cKDTree
+
+from metaniche._multitest import benjamini_hochberg
+from metaniche.analyses.compartments import COMPARTMENTS
+from metaniche.analyses.relations._grid import CellGrid
+from metaniche.config import CONTACT_EXPOSURES, ContactParams
+
+__all__ = [
+    "CONTACT_COLUMNS",
+    "MIN_SHIFT_OCCUPANCY",
+    "PROFILE_COLUMNS",
+    "ContactResult",
+    "contact_effects",
+    "counts_within",
+    "natural_spline_basis",
+    "spatial_blocks",
+]
+
+#: Columns of the ``state_changes`` table (``sample`` is prepended when written).
+CONTACT_COLUMNS = ["cell_type", "marker", "partner_type", "exposure", "n_cells", "n_exposed",
+                   "effect", "ci_low", "ci_high", "p", "p_perm", "q", "adjusted_for",
+                   "p_shift", "model", "statistic", "n_clusters"]
+#: Columns of the ``state_change_profiles`` table (mean outcome by exposure count).
+PROFILE_COLUMNS = ["cell_type", "marker", "partner_type", "compartment", "n_partners",
+                   "n_cells", "mean"]
+#: Least share of the bounding box (``band_um`` squares holding a cell) for the shift null.
+MIN_SHIFT_OCCUPANCY = 0.75
+#: Distances below this (µm) count as this in the ``log_distance`` exposure.
+LOG_DISTANCE_FLOOR_UM = 1.0
+#: Exposure counts shown in the profiles: 0, 1, 2 and "3 or more" (n_partners = 3).
+_PROFILE_TOP = 3
+_NULL_SHUFFLE, _NULL_SHIFT = 0, 1
+
+
+@dataclass
+class ContactResult:
+    """Output of :func:`contact_effects`.
+
+    Attributes
+    ----------
+    table
+        One row per tested (cell_type, marker, partner_type): :data:`CONTACT_COLUMNS`.
+    profiles
+        For the ``top_profiles`` rows of smallest p: mean outcome (transformed; fraction for a
+        state) of the A cells by number of B cells within the radius (3 = three or more) in
+        each compartment: :data:`PROFILE_COLUMNS`.
+    warnings
+        Why a requested pair or a null was not computed, and the fix.
+    """
+
+    table: pd.DataFrame
+    profiles: pd.DataFrame
+    warnings: list[str] = field(default_factory=list)
+
+
+# --- neighbour counts -------------------------------------------------------------------------
+
+def _counts_body(qx: np.ndarray, qy: np.ndarray, qself: np.ndarray, x: np.ndarray,
+                   y: np.ndarray, codes: np.ndarray, order: np.ndarray, starts: np.ndarray,
+                   n_bx: int, n_by: int, x0: float, y0: float, width: float, radius: float,
+                   n_types: int, periodic: bool) -> np.ndarray:  # pragma: no cover - numba
+    """Per query point, cells of each code at ``d <= radius`` (the query's own cell excluded)."""
+    n_q = len(qx)
+    out = np.zeros((n_q, n_types), dtype=np.int32)
+    r2 = radius * radius
+    reach = int(np.ceil(radius / width))
+    period_x = n_bx * width
+    period_y = n_by * width
+    for i in prange(n_q):
+        xi = qx[i]
+        yi = qy[i]
+        bx = min(max(int((xi - x0) / width), 0), n_bx - 1)
+        by = min(max(int((yi - y0) / width), 0), n_by - 1)
+        for oy in range(-reach, reach + 1):
+            cy = by + oy
+            if periodic:
+                cy = cy % n_by
+            elif cy < 0 or cy >= n_by:
+                continue
+            for ox in range(-reach, reach + 1):
+                cx = bx + ox
+                if periodic:
+                    cx = cx % n_bx
+                elif cx < 0 or cx >= n_bx:
+                    continue
+                b = cy * n_bx + cx
+                for j in range(starts[b], starts[b + 1]):
+                    if order[j] == qself[i]:
+                        continue
+                    dx = xi - x[j]
+                    dy = yi - y[j]
+                    if periodic:
+                        dx -= period_x * np.floor(dx / period_x + 0.5)
+                        dy -= period_y * np.floor(dy / period_y + 0.5)
+                    if dx * dx + dy * dy <= r2:
+                        out[i, codes[j]] += 1
+    return out
+
+
+#: The kernel over threads (Numba ``prange``) for many query points, serial for few (thread
+#: start-up costs more than a few hundred queries); each row depends only on the input, so
+#: both give identical counts.
+_counts_parallel = numba.njit(cache=True, parallel=True)(_counts_body)
+_counts_serial = numba.njit(cache=True)(_counts_body)
+#: Fewest query points for the threaded kernel.
+_PARALLEL_MIN_QUERIES = 2_000_000
+
+
+
+def _shift_body(qx: np.ndarray, qy: np.ndarray, vx: np.ndarray, vy: np.ndarray, x: np.ndarray,
+                y: np.ndarray, partner: np.ndarray, starts: np.ndarray, n_bx: int, n_by: int,
+                x0: float, y0: float, width: float, radius: float,
+                n_pairs: int) -> np.ndarray:  # pragma: no cover - numba
+    """Partner counts within ``radius`` of every query point translated by −v (on the torus
+    of whole bins) for every shift v; column ``d·n_pairs + partner`` of row i."""
+    n_q = len(qx)
+    n_d = len(vx)
+    out = np.zeros((n_q, n_d * n_pairs), dtype=np.int32)
+    r2 = radius * radius
+    reach = int(np.ceil(radius / width))
+    period_x = n_bx * width
+    period_y = n_by * width
+    half_x = period_x / 2
+    half_y = period_y / 2
+    for i in prange(n_q):
+        for d in range(n_d):
+            px = qx[i] - vx[d] - x0
+            py = qy[i] - vy[d] - y0
+            px -= period_x * np.floor(px / period_x)
+            py -= period_y * np.floor(py / period_y)
+            bx = min(int(px / width), n_bx - 1)
+            by = min(int(py / width), n_by - 1)
+            px += x0
+            py += y0
+            base = d * n_pairs
+            for oy in range(-reach, reach + 1):
+                cy = (by + oy) % n_by
+                for ox in range(-reach, reach + 1):
+                    b = cy * n_bx + (bx + ox) % n_bx
+                    for j in range(starts[b], starts[b + 1]):
+                        k = partner[j]
+                        if k < 0:
+                            continue
+                        dx = px - x[j]
+                        dy = py - y[j]
+                        if dx > half_x:
+                            dx -= period_x
+                        elif dx < -half_x:
+                            dx += period_x
+                        if dy > half_y:
+                            dy -= period_y
+                        elif dy < -half_y:
+                            dy += period_y
+                        if dx * dx + dy * dy <= r2:
+                            out[i, base + k] += 1
+    return out
+
+
+_shift_parallel = numba.njit(cache=True, parallel=True)(_shift_body)
+_shift_serial = numba.njit(cache=True)(_shift_body)
+
+
+class _Counter:
+    """Counts of each code within a radius around query points, on one cell grid."""
+
+    def __init__(self, coordinates: np.ndarray, radius_um: float) -> None:
+        n = len(coordinates)
+        self.grid = CellGrid(coordinates, radius_um, max_bins=4 * n + 16)
+        self.radius = float(radius_um)
+        self.reach = math.ceil(self.radius / self.grid.width)
+
+    @property
+    def periods(self) -> tuple[float, float]:
+        """Torus side lengths (µm): whole bins covering the bounding box."""
+        return self.grid.n_bx * self.grid.width, self.grid.n_by * self.grid.width
+
+    def can_wrap(self) -> bool:
+        """Whether the torus is wide enough that no bin is scanned twice."""
+        side = 2 * self.reach + 1
+        return self.grid.n_bx >= side and self.grid.n_by >= side
+
+    def counts(self, query: np.ndarray, query_self: np.ndarray, codes: np.ndarray,
+               n_types: int, periodic: bool = False) -> np.ndarray:
+        """(n_query, n_types) int32 counts at ``d <= radius`` (cell ``query_self[i]`` excluded)."""
+        sorted_codes = np.asarray(codes, np.int64)[self.grid.order]
+        return self.counts_sorted(query, query_self, sorted_codes, n_types, periodic)
+
+    def shifted_counts(self, query: np.ndarray, shifts: np.ndarray,
+                       sorted_partner: np.ndarray, n_pairs: int) -> np.ndarray:
+        """(n_query, n_shifts · n_pairs) partner counts around each query point translated by
+        −v on the torus, for every shift v (partner index per sorted cell, −1 = none)."""
+        grid = self.grid
+        shifts = np.asarray(shifts, dtype=np.float64).reshape(-1, 2)
+        work = len(query) * len(shifts)
+        kernel = _shift_parallel if work >= _PARALLEL_MIN_QUERIES else _shift_serial
+        return kernel(np.ascontiguousarray(query[:, 0], dtype=np.float64),
+                      np.ascontiguousarray(query[:, 1], dtype=np.float64),
+                      np.ascontiguousarray(shifts[:, 0]), np.ascontiguousarray(shifts[:, 1]),
+                      grid.x, grid.y, np.ascontiguousarray(sorted_partner, dtype=np.int64),
+                      grid.starts, grid.n_bx, grid.n_by, grid.x0, grid.y0, grid.width,
+                      self.radius, int(n_pairs))
+
+    def counts_sorted(self, query: np.ndarray, query_self: np.ndarray, sorted_codes: np.ndarray,
+                      n_types: int, periodic: bool = False) -> np.ndarray:
+        """:meth:`counts` with the codes already in the cell list's order."""
+        grid = self.grid
+        sorted_codes = np.ascontiguousarray(sorted_codes, dtype=np.int64)
+        kernel = _counts_parallel if len(query) >= _PARALLEL_MIN_QUERIES else _counts_serial
+        return kernel(np.ascontiguousarray(query[:, 0], dtype=np.float64),
+                              np.ascontiguousarray(query[:, 1], dtype=np.float64),
+                              np.ascontiguousarray(query_self, dtype=np.int64), grid.x, grid.y,
+                              sorted_codes, grid.order, grid.starts, grid.n_bx, grid.n_by,
+                              grid.x0, grid.y0, grid.width, self.radius, int(n_types),
+                              bool(periodic))
+
+
+def counts_within(coordinates: np.ndarray, codes: np.ndarray, n_types: int, radius_um: float,
+                  rows: np.ndarray | None = None) -> np.ndarray:
+    """Number of cells of each type at distance ``0 < d <= radius_um`` … of each (row) cell.
+
+    The cell itself is excluded; a coincident other cell (d = 0) counts. Distances as
+    ``cKDTree`` computes them. O(n + candidate pairs) with a Numba cell list.
+
+    Parameters
+    ----------
+    coordinates
+        (n, 2) µm.
+    codes
+        (n,) type codes in ``[0, n_types)``.
+    n_types
+        Number of codes.
+    radius_um
+        Radius (µm, inclusive).
+    rows
+        Cells to count around (default all).
+
+    Returns
+    -------
+    numpy.ndarray
+        (len(rows), n_types) int32.
+    """
+    coordinates = np.asarray(coordinates, dtype=np.float64).reshape(-1, 2)
+    rows = np.arange(len(coordinates)) if rows is None else np.asarray(rows, dtype=np.int64)
+    if len(coordinates) == 0:
+        return np.zeros((len(rows), n_types), dtype=np.int32)
+    counter = _Counter(coordinates, radius_um)
+    return counter.counts(coordinates[rows], rows, codes, n_types)
+
+
+# --- design -----------------------------------------------------------------------------------
+
+def natural_spline_basis(x: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """Restricted (natural) cubic spline basis of ``x`` without the intercept.
+
+    Columns ``x`` and, for j = 1 … K − 2, ``[(x − t_j)³₊ − (x − t_{K−1})³₊ (t_K − t_j) /
+    (t_K − t_{K−1}) + (x − t_K)³₊ (t_{K−1} − t_j) / (t_K − t_{K−1})] / (t_K − t_1)²``
+    (Harrell 2015 §2.4.5): cubic between the knots, linear beyond the outer ones. K − 1
+    columns for K distinct knots (just ``x`` for fewer than 3).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    t = np.unique(np.asarray(knots, dtype=np.float64))
+    columns = [x]
+    k = len(t)
+    if k >= 3:
+        scale = (t[-1] - t[0]) ** 2
+
+        def cube(v: np.ndarray) -> np.ndarray:
+            return np.maximum(v, 0.0) ** 3
+
+        tail_a = cube(x - t[-2])
+        tail_b = cube(x - t[-1])
+        for j in range(k - 2):
+            columns.append((cube(x - t[j]) - tail_a * (t[-1] - t[j]) / (t[-1] - t[-2])
+                            + tail_b * (t[-2] - t[j]) / (t[-1] - t[-2])) / scale)
+    return np.column_stack(columns)
+
+
+def _harrell_knots(x: np.ndarray, n_knots: int) -> np.ndarray:
+    """Knot positions at Harrell's default quantiles (3–7 knots; equally spaced otherwise)."""
+    table = {3: (10, 50, 90), 4: (5, 35, 65, 95), 5: (5, 27.5, 50, 72.5, 95),
+             6: (5, 23, 41, 59, 77, 95), 7: (2.5, 18.33, 34.17, 50, 65.83, 81.67, 97.5)}
+    levels = table.get(n_knots, tuple(np.linspace(5, 95, max(n_knots, 2))))
+    return np.percentile(x, levels)
+
+
+def spatial_blocks(coordinates: np.ndarray, block_um: float) -> np.ndarray:
+    """Square block of each cell: ``floor((x − x_min) / b)``, ``floor((y − y_min) / b)`` → id."""
+    xy = np.asarray(coordinates, dtype=np.float64).reshape(-1, 2)
+    if len(xy) == 0:
+        return np.zeros(0, dtype=np.int64)
+    cell = np.floor((xy - xy.min(axis=0)) / float(block_um)).astype(np.int64)
+    _, ids = np.unique(cell[:, 0] * (cell[:, 1].max() + 1) + cell[:, 1], return_inverse=True)
+    return ids.astype(np.int64)
+
+
+@dataclass
+class _Place:
+    """The place design of one focus type: orthonormal basis, raw columns, names."""
+
+    q: np.ndarray          # (n, rank) orthonormal basis of the design's column space
+    design: np.ndarray     # (n, rank) independent raw columns (intercept first)
+    terms: list[str]       # adjustment terms used (for adjusted_for)
+
+
+def _place_design(signed: np.ndarray, compartment: np.ndarray, lesion: np.ndarray,
+                  density: np.ndarray, n_knots: int, density_radius_um: float,
+                  adjust: bool) -> _Place:
+    n = len(signed)
+    columns = [np.ones(n)]
+    terms: list[str] = []
+    if adjust:
+        levels = [c for c in COMPARTMENTS if np.any(compartment == c)]
+        if len(levels) > 1:
+            columns.extend((compartment == c).astype(np.float64) for c in levels[1:])
+            terms.append("compartment")
+        finite = np.isfinite(signed)
+        if finite.all() and np.ptp(signed) > 0:
+            knots = _harrell_knots(signed, n_knots)
+            spread = np.ptp(signed)
+            columns.extend(natural_spline_basis(signed / spread, knots / spread).T)
+            terms.append(f"spline(signed_distance_um, {len(np.unique(knots))} knots)")
+        ids = np.unique(lesion)
+        if len(ids) > 1:
+            columns.extend((lesion == v).astype(np.float64) for v in ids[1:])
+            terms.append("lesion")
+        if np.ptp(density) > 0:
+            columns.append(density / max(float(np.std(density)), 1e-12))
+            terms.append(f"density_{_fmt(density_radius_um)}um")
+    design = np.column_stack(columns)
+    q, r, pivot = qr(design, mode="economic", pivoting=True)
+    diag = np.abs(np.diag(r))
+    rank = int(np.sum(diag > diag[0] * 1e-9)) if len(diag) else 0
+    keep = np.sort(pivot[:rank])
+    return _Place(q[:, :rank], design[:, keep], terms)
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+# --- the linear (Frisch–Waugh–Lovell) statistics -------------------------------------------
+
+@dataclass
+class _Fit:
+    beta: np.ndarray   # (P, M)
+    se: np.ndarray     # (P, M)
+    t: np.ndarray      # (P, M)
+
+
+def _residualise(q: np.ndarray, values: np.ndarray) -> np.ndarray:
+    return values - q @ (q.T @ values)
+
+
+def _fwl(q: np.ndarray, y_res: np.ndarray, exposure: np.ndarray, starts: np.ndarray) -> _Fit:
+    """β, its CR1 cluster-robust se and t for every exposure column × outcome column.
+
+    ``y_res`` (n, M) are the outcomes residualised on the place basis ``q`` (n, rank);
+    ``exposure`` (n, P) raw; rows sorted by cluster, cluster c being rows ``starts[c]:
+    starts[c + 1]``. By Frisch–Waugh–Lovell, with ẽ the residualised exposure and
+    u = ỹ − β ẽ the full model's residuals, β = ẽ'ỹ / ẽ'ẽ and
+    V(β) = c Σ_g (Σ_{i∈g} ẽ_i u_i)² / (ẽ'ẽ)², c = G/(G−1)·(N−1)/(N−K), K = rank + 1 —
+    the (β, β) element of the full model's CR1 sandwich.
+    """
+    e_res = _residualise(q, exposure.astype(np.float64))
+    n, rank = q.shape
+    n_clusters = len(starts)
+    n_exp, n_out = e_res.shape[1], y_res.shape[1]
+    ee = np.einsum("ij,ij->j", e_res, e_res)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        beta = (e_res.T @ y_res) / ee[:, None]
+        e2_sum = np.add.reduceat(e_res * e_res, starts, axis=0)              # (G, P)
+        var = np.empty((n_exp, n_out))
+        step = max(1, _CHUNK_ELEMENTS // max(n * n_exp, 1))
+        for m0 in range(0, n_out, step):
+            part = y_res[:, m0:m0 + step]
+            cross = np.add.reduceat(e_res[:, :, None] * part[:, None, :], starts, axis=0)
+            scores = cross - e2_sum[:, :, None] * beta[None, :, m0:m0 + step]
+            var[:, m0:m0 + step] = np.einsum("gpm,gpm->pm", scores, scores)
+        k = rank + 1
+        correction = (n_clusters / max(n_clusters - 1, 1)) * ((n - 1) / max(n - k, 1))
+        se = np.sqrt(correction * var) / ee[:, None]
+        t = beta / se
+    bad = ~(ee > 1e-12 * max(n, 1))
+    beta[bad] = np.nan
+    se[bad] = np.nan
+    t[bad] = np.nan
+    return _Fit(beta, se, t)
+
+
+#: Largest temporary (elements) of the cluster sums; bounds memory on large samples.
+_CHUNK_ELEMENTS = 4_000_000
+
+
+def _cluster_starts(sorted_ids: np.ndarray) -> np.ndarray:
+    """First row of every cluster of rows sorted by cluster id."""
+    if len(sorted_ids) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate([[0], np.flatnonzero(np.diff(sorted_ids)) + 1]).astype(np.int64)
+
+
+def _null_beta(q: np.ndarray, y_res: np.ndarray, exposure: np.ndarray) -> np.ndarray:
+    """β (P, M) of every exposure column × outcome: ẽ'ỹ / ẽ'ẽ (three matrix products)."""
+    exposure = exposure.astype(np.float64)
+    projected = q.T @ exposure                       # ẽ'ẽ = e'e − (q'e)'(q'e), q orthonormal
+    ee = np.einsum("ij,ij->j", exposure, exposure) - np.einsum("ij,ij->j", projected, projected)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        beta = (exposure.T @ y_res) / ee[:, None]    # ẽ'ỹ = e'ỹ since ỹ ⟂ q
+    beta[~(ee > 1e-12 * max(len(q), 1))] = np.nan
+    return beta
+
+
+def _batched_beta(q: np.ndarray, y_res: np.ndarray, n_pairs: int, n_draws: int,
+                  exposure_of) -> np.ndarray:
+    """β (n_draws, P, M) of draws whose exposures ``exposure_of(k)`` (n, P) are fitted in
+    batches of draws (one set of matrix products per batch)."""
+    n = len(q)
+    batch = max(1, min(n_draws, _CHUNK_ELEMENTS // max(n * n_pairs, 1)))
+    out = np.empty((n_draws, n_pairs, y_res.shape[1]))
+    for k0 in range(0, n_draws, batch):
+        draws = range(k0, min(n_draws, k0 + batch))
+        stacked = np.concatenate([exposure_of(k) for k in draws], axis=1)
+        out[k0:k0 + len(draws)] = _null_beta(q, y_res, stacked).reshape(len(draws), n_pairs,
+                                                                         -1)
+    return out
+
+
+# --- the main function -----------------------------------------------------------------------
+
+def contact_effects(
+    coordinates: np.ndarray,
+    labels: np.ndarray,
+    outcomes: pd.DataFrame,
+    signed_distance_um: np.ndarray,
+    compartment: np.ndarray,
+    lesion_id: np.ndarray,
+    *,
+    state_types: Mapping[str, Sequence[str] | None] | None = None,
+    cell_types: Sequence[str] = ContactParams.cell_types,
+    partner_types: Sequence[str] = ContactParams.partner_types,
+    radius_um: float = 30.0,
+    exposure: str = ContactParams.exposure,
+    transform: str = ContactParams.transform,
+    adjust: bool = ContactParams.adjust,
+    spline_knots: int = ContactParams.spline_knots,
+    density_radius_um: float = ContactParams.density_radius_um,
+    block_um: float = ContactParams.block_um,
+    band_um: float = ContactParams.band_um,
+    min_cells: int = ContactParams.min_cells,
+    min_exposed: int = ContactParams.min_exposed,
+    n_permutations: int = ContactParams.n_permutations,
+    seed: int = ContactParams.seed,
+    confidence: float = 0.95,
+    top_profiles: int = ContactParams.top_profiles,
+) -> ContactResult:
+    """Contact effects of every (focus type, outcome, partner type) of one sample.
+
+    See the module docstring for the model, the standard errors and the two nulls.
+
+    Parameters
+    ----------
+    coordinates
+        (n, 2) cell positions, µm.
+    labels
+        (n,) cell-type label of each cell.
+    outcomes
+        n rows: one column per outcome. Boolean columns are states (logistic model), numeric
+        columns marker intensities (linear model on ``transform``-ed values; NaN cells are
+        left out of that outcome's fit).
+    signed_distance_um, compartment, lesion_id
+        Per cell: signed distance to the tumour boundary (µm, negative inside; NaN without
+        tumour), compartment name and lesion id (:mod:`metaniche.analyses.compartments`).
+    state_types
+        State column → the labels that may carry it (None = every label); focus types outside
+        it are not tested for that state.
+    cell_types, partner_types
+        Focus (A) and partner (B) labels; empty (default) = every label with at least
+        ``min_cells`` cells.
+    radius_um
+        Contact radius (µm, ``<=``); the pipeline's default is ``[relations]
+        contact_radius_um`` (30 µm).
+    exposure
+        ``"count"`` (B cells within the radius) or ``"log_distance"`` (log µm to the nearest B).
+    transform
+        Intensity transform: ``"log1p"`` (default) or ``"none"``.
+    adjust
+        Adjust for place (default True); False fits ``y ~ exposure`` (for contrast only).
+    spline_knots
+        Knots of the natural cubic spline of the signed distance (default 5).
+    density_radius_um
+        Radius (µm) of the local density covariate (default 50).
+    block_um
+        Side (µm) of the square spatial blocks clustering the standard errors (default 200).
+    band_um
+        Width (µm) of the signed-distance bands of the shuffle strata, and of the squares that
+        measure tissue occupancy for the shift null (default 50).
+    min_cells
+        Fewest cells of a focus type (with a finite outcome) and of a partner type (default 30).
+    min_exposed
+        Fewest A cells with at least one B within the radius for a pair to be tested
+        (default 10).
+    n_permutations
+        Draws of each null (default 99; 0 = no nulls, p_perm and p_shift NaN).
+    seed
+        Seed of the nulls (see the module docstring for the streams).
+    confidence
+        Level of the interval of β.
+    top_profiles
+        Pairs (smallest p) whose exposure profiles go to ``profiles``.
+
+    Returns
+    -------
+    ContactResult
+
+    Notes
+    -----
+    One cell-list count of every type around every focus cell, one QR of each focus type's
+    place design, then matrix products: O(n_A (K + P·M)) per focus type and per null draw
+    (P partners, M outcomes, K design columns); the logistic fits are statsmodels GLMs, one per
+    (A, state, B).
+    """
+    coordinates = np.asarray(coordinates, dtype=np.float64).reshape(-1, 2)
+    labels = np.asarray(labels).astype(str)
+    n = len(labels)
+    signed = np.asarray(signed_distance_um, dtype=np.float64)
+    compartment = np.asarray(compartment).astype(str)
+    lesion = np.asarray(lesion_id)
+    if exposure not in CONTACT_EXPOSURES:
+        raise ValueError(f"`exposure` must be one of {', '.join(CONTACT_EXPOSURES)}; "
+                         f"got {exposure!r}.")
+    state_types = dict(state_types or {})
+    names, codes = np.unique(labels, return_inverse=True)
+    names = [str(v) for v in names]
+    counts = np.bincount(codes, minlength=len(names))
+    enough = [t for t, c in zip(names, counts, strict=True) if c >= min_cells]
+    notes: list[str] = []
+    focus = _chosen(cell_types, names, enough, "cell_types", min_cells, counts, notes)
+    partners = _chosen(partner_types, names, enough, "partner_types", min_cells, counts, notes)
+    partner_codes = np.array([names.index(t) for t in partners], dtype=np.int64)
+    n_types = len(names)
+
+    counter = _Counter(coordinates, radius_um) if n else None
+    density_tree = cKDTree(coordinates) if n else None
+    blocks = spatial_blocks(coordinates, block_um)
+    band = np.where(np.isfinite(signed), np.floor(signed / band_um), -(2**40)).astype(np.int64)
+    _, strata = np.unique(np.column_stack([np.unique(compartment, return_inverse=True)[1],
+                                           band]), axis=0, return_inverse=True)
+    strata = strata.ravel()
+    shift_ok, shift_note = _shift_allowed(coordinates, counter, band_um, radius_um)
+    if shift_note and n_permutations > 0 and focus and partners:
+        notes.append(shift_note)
+    shifts = (_draw_shifts(counter, n_permutations, seed, radius_um)
+              if shift_ok and n_permutations > 0 else None)
+
+    rows: list[dict] = []
+    profiles: list[pd.DataFrame] = []
+    exposure_name = (f"count_within_{_fmt(radius_um)}um" if exposure == "count"
+                     else "log_nearest_distance_um")
+    for a in focus:
+        a_code = names.index(a)
+        members = np.flatnonzero(codes == a_code)
+        members = members[np.argsort(blocks[members], kind="stable")]  # rows by cluster
+        pair_codes = partner_codes[partner_codes != a_code]
+        if len(pair_codes) == 0 or len(members) < min_cells:
+            continue
+        wanted = [c for c in outcomes.columns
+                  if not _is_state(outcomes[c]) or state_types.get(c) is None
+                  or a in state_types[c]]
+        if not wanted:
+            continue
+        density = _density(density_tree, coordinates[members], density_radius_um)
+        within = counter.counts(coordinates[members], members, codes, n_types)[:, pair_codes]
+        observed = (within if exposure == "count"
+                    else _log_nearest(coordinates, codes, members, pair_codes, None))
+        values = _outcome_matrix(outcomes, wanted, members, transform)
+        # one fit per set of cells with finite outcomes (normally one set for all outcomes)
+        finite = np.isfinite(values)
+        patterns, pattern_of = np.unique(finite, axis=1, return_inverse=True)
+        for p_index in range(patterns.shape[1]):
+            keep = patterns[:, p_index]
+            columns_here = np.flatnonzero(pattern_of.ravel() == p_index)
+            if keep.sum() < min_cells:
+                notes.extend(f"'{wanted[j]}' is finite in {int(keep.sum())} {a} cells, fewer "
+                             f"than [contact] min_cells = {min_cells}; not tested."
+                             for j in columns_here)
+                continue
+            sub = members[keep]
+            place = _place_design(signed[sub], compartment[sub], lesion[sub], density[keep],
+                                  spline_knots, density_radius_um, adjust)
+            starts = _cluster_starts(blocks[sub])
+            n_clusters = len(starts)
+            y = values[keep][:, columns_here]
+            y_res = _residualise(place.q, y)
+            fit = _fwl(place.q, y_res, observed[keep], starts)
+            n_exposed = (within[keep] > 0).sum(axis=0)
+            tested = n_exposed >= min_exposed
+            null_beta = {}
+            if n_permutations > 0 and tested.any() and n_clusters > 1:
+                null_beta["p_perm"] = _shuffle_null(
+                    coordinates, codes, sub, a_code, a, pair_codes, strata, counter, exposure,
+                    place.q, y_res, n_permutations, seed, n_types)
+                if shifts is not None:
+                    null_beta["p_shift"] = _shift_null(
+                        coordinates, codes, sub, pair_codes, counter, exposure, place.q, y_res,
+                        shifts, n_types)
+            adjusted_for = " + ".join(place.terms) if place.terms else "none"
+            df = n_clusters - 1
+            t_crit = stats.t.ppf(0.5 + confidence / 2, df) if df > 0 else np.nan
+            p_model = (2 * stats.t.sf(np.abs(fit.t), df) if df > 0
+                       else np.full(fit.t.shape, np.nan))
+            for m_local, m_global in enumerate(columns_here):
+                marker = wanted[m_global]
+                state = _is_state(outcomes[marker])
+                for p_local, b_code in enumerate(pair_codes):
+                    if not tested[p_local]:
+                        continue
+                    row = {"cell_type": a, "marker": marker, "partner_type": names[b_code],
+                           "exposure": exposure_name, "n_cells": int(keep.sum()),
+                           "n_exposed": int(n_exposed[p_local]), "adjusted_for": adjusted_for,
+                           "n_clusters": int(n_clusters)}
+                    t_obs = fit.t[p_local, m_local]
+                    for key, draws in null_beta.items():
+                        row[key] = _monte_carlo_p(fit.beta[p_local, m_local],
+                                                  draws[:, p_local, m_local])
+                    if state:
+                        row |= _logistic(place.design, y[:, m_local],
+                                         observed[keep][:, p_local], blocks[sub], confidence)
+                    else:
+                        beta, se = fit.beta[p_local, m_local], fit.se[p_local, m_local]
+                        row |= {"model": "linear", "effect": beta, "statistic": t_obs,
+                                "ci_low": beta - t_crit * se, "ci_high": beta + t_crit * se,
+                                "p": float(p_model[p_local, m_local])}
+                    rows.append(row)
+            profiles.append(_profiles(a, [wanted[j] for j in columns_here], y,
+                                      within[keep], [names[c] for c in pair_codes],
+                                      compartment[sub]))
+    table = pd.DataFrame(rows)
+    for column in CONTACT_COLUMNS:
+        if column not in table.columns:
+            table[column] = pd.Series(dtype=np.float64 if column not in (
+                "cell_type", "marker", "partner_type", "exposure", "adjusted_for", "model")
+                else object)
+    table["q"] = benjamini_hochberg(table["p"].to_numpy(np.float64)) if len(table) else []
+    table = table[CONTACT_COLUMNS].reset_index(drop=True)
+    return ContactResult(table, _top_profiles(table, profiles, top_profiles), notes)
+
+
+def _chosen(wanted: Sequence[str], names: list[str], enough: list[str], key: str,
+            min_cells: int, counts: np.ndarray, notes: list[str]) -> list[str]:
+    if not wanted:
+        return list(enough)
+    chosen = []
+    for label in wanted:
+        if label not in names:
+            notes.append(f"[contact] {key} names '{label}', which is not a label of this sample "
+                         f"(labels: {', '.join(names[:12])}); check the spelling.")
+        elif counts[names.index(label)] < min_cells:
+            notes.append(f"[contact] {key}: '{label}' has {int(counts[names.index(label)])} "
+                         f"cells, fewer than [contact] min_cells = {min_cells}; not tested.")
+        else:
+            chosen.append(label)
+    return chosen
+
+
+def _is_state(column: pd.Series) -> bool:
+    return pd.api.types.is_bool_dtype(column)
+
+
+def _outcome_matrix(outcomes: pd.DataFrame, wanted: list[str], members: np.ndarray,
+                    transform: str) -> np.ndarray:
+    out = np.empty((len(members), len(wanted)))
+    for j, name in enumerate(wanted):
+        column = outcomes[name]
+        values = column.to_numpy()[members]
+        if _is_state(column):
+            out[:, j] = values.astype(np.float64)
+            continue
+        values = values.astype(np.float64)
+        if transform == "log1p":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                values = np.log1p(values)
+        values[~np.isfinite(values)] = np.nan
+        out[:, j] = values
+    return out
+
+
+def _density(tree: cKDTree, points: np.ndarray, radius_um: float) -> np.ndarray:
+    """Cells per mm² within ``radius_um`` of each point (the cell itself excluded)."""
+    counts = tree.query_ball_point(points, radius_um, return_length=True) - 1
+    return counts / (math.pi * radius_um**2 / 1e6)
+
+
+def _log_nearest(coordinates: np.ndarray, codes: np.ndarray, members: np.ndarray,
+                 pair_codes: np.ndarray, shift: tuple[np.ndarray, tuple[float, float]] | None,
+                 ) -> np.ndarray:
+    """log(max(distance to the nearest cell of each partner code, floor)) for ``members``.
+
+    ``shift`` = (vector, periods): partner cells translated on the torus.
+    """
+    out = np.full((len(members), len(pair_codes)), np.nan)
+    query = coordinates[members]
+    for j, b in enumerate(pair_codes):
+        cells = np.flatnonzero(codes == b)
+        if len(cells) == 0:
+            continue
+        points = coordinates[cells]
+        if shift is None:
+            tree = cKDTree(points)
+            distance = tree.query(query, k=1)[0]
+        else:
+            vector, periods = shift
+            origin = coordinates.min(axis=0)
+            box = np.asarray(periods)
+            moved = np.mod(points - origin + vector, box)
+            tree = cKDTree(moved, boxsize=box)
+            distance = tree.query(np.mod(query - origin, box), k=1)[0]
+        out[:, j] = np.log(np.maximum(distance, LOG_DISTANCE_FLOOR_UM))
+    return out
+
+
+def _stream(null: int, key: int, draw: int, seed: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(null, key, draw)))
+
+
+@numba.njit(cache=True)
+def _shuffle_segments(rng: np.random.Generator, values: np.ndarray,
+                      bounds: np.ndarray) -> None:  # pragma: no cover - numba
+    """Fisher–Yates shuffle of ``values[bounds[s]:bounds[s + 1]]`` for every segment s."""
+    for s in range(len(bounds) - 1):
+        lo = bounds[s]
+        for i in range(bounds[s + 1] - 1, lo, -1):
+            j = lo + int(rng.random() * (i - lo + 1))
+            values[i], values[j] = values[j], values[i]
+
+
+def _neighbour_pairs(coordinates: np.ndarray, rows: np.ndarray,
+                     radius_um: float) -> tuple[np.ndarray, np.ndarray]:
+    """(row position in ``rows``, cell index) of every cell at ``d <= radius_um`` from each
+    row cell, the cell itself excluded (coincident other cells kept)."""
+    tree = cKDTree(coordinates)
+    pairs = cKDTree(coordinates[rows]).sparse_distance_matrix(tree, radius_um,
+                                                              output_type="ndarray")
+    i = pairs["i"].astype(np.int64)
+    j = pairs["j"].astype(np.int64)
+    keep = rows[i] != j
+    return i[keep], j[keep]
+
+
+def _pair_counts(rows: np.ndarray, partner: np.ndarray, n_rows: int,
+                 n_pairs: int) -> np.ndarray:
+    """(n_rows, n_pairs) counts of neighbours by partner index (−1 = not a partner)."""
+    use = partner >= 0
+    flat = rows[use] * n_pairs + partner[use]
+    return np.bincount(flat, minlength=n_rows * n_pairs).reshape(n_rows, n_pairs)
+
+
+def _shuffle_null(coordinates, codes, sub, a_code, a_label, pair_codes, strata, counter,
+                  exposure, q, y_res, n_draws, seed, n_types):
+    """t of every (partner, outcome) under ``n_draws`` stratified label shuffles.
+
+    The labels of the cells not of type A are shuffled within each stratum (Fisher–Yates on
+    the draw's own generator over the cells in (stratum, y, x) order, so the draw does not
+    depend on the input's row order), written in the cell list's order so that no re-sorting
+    is needed.
+    """
+    grid = counter.grid
+    grid_codes = np.asarray(codes, np.int64)[grid.order]
+    position = np.empty(len(grid.order), dtype=np.int64)
+    position[grid.order] = np.arange(len(grid.order))
+    # eligible cells in a canonical order (stratum, y, x): independent of the input row order
+    eligible = np.flatnonzero(np.asarray(codes) != a_code)
+    canonical = eligible[np.lexsort((coordinates[eligible, 0], coordinates[eligible, 1],
+                                     strata[eligible]))]
+    slots = position[canonical]
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(strata[canonical])) + 1,
+                             [len(slots)]]).astype(np.int64)
+    key = zlib.crc32(a_label.encode())
+    if exposure == "count":
+        rows, cols = _neighbour_pairs(coordinates, sub, counter.radius)
+        grid_cols = position[cols]
+        slot_of = np.full(len(grid_codes), -1, dtype=np.int64)
+        slot_of[slots] = np.arange(len(slots))
+        col_slot = slot_of[grid_cols]
+        fixed = col_slot < 0
+        remap = np.full(n_types, -1, dtype=np.int64)
+        remap[pair_codes] = np.arange(len(pair_codes))
+
+    def exposure_of(k: int) -> np.ndarray:
+        values = grid_codes[slots]
+        _shuffle_segments(_stream(_NULL_SHUFFLE, key, k, seed), values, bounds)
+        if exposure == "count":
+            neighbour = np.where(fixed, grid_codes[grid_cols], values[col_slot])
+            return _pair_counts(rows, remap[neighbour], len(sub), len(pair_codes))
+        permuted = grid_codes.copy()
+        permuted[slots] = values
+        original = np.empty_like(permuted)
+        original[grid.order] = permuted
+        return _log_nearest(coordinates, original, sub, pair_codes, None)
+
+    return _batched_beta(q, y_res, len(pair_codes), n_draws, exposure_of)
+
+
+def _shift_allowed(coordinates: np.ndarray, counter: _Counter | None, band_um: float,
+                   radius_um: float) -> tuple[bool, str]:
+    if counter is None or len(coordinates) == 0:
+        return False, ""
+    if not counter.can_wrap():
+        return False, (f"the tissue is narrower than {_fmt(3 * radius_um)} µm, so the toroidal "
+                       "shift null is not computed (p_shift NaN).")
+    cell = np.floor((coordinates - coordinates.min(axis=0)) / band_um).astype(np.int64)
+    side = cell.max(axis=0) + 1
+    occupied = len(np.unique(cell[:, 0] * side[1] + cell[:, 1])) / float(side[0] * side[1])
+    if occupied < MIN_SHIFT_OCCUPANCY:
+        return False, (f"the tissue covers {occupied:.0%} of its bounding box (less than "
+                       f"{MIN_SHIFT_OCCUPANCY:.0%}), so a toroidal shift would move partner "
+                       "cells into empty space; p_shift is NaN (p_perm, the stratified "
+                       "shuffle, still applies).")
+    return True, ""
+
+
+def _draw_shifts(counter: _Counter, n_draws: int, seed: int,
+                 radius_um: float) -> list[np.ndarray]:
+    """One torus translation per draw, its minimum-image length at least 2·radius."""
+    periods = np.asarray(counter.periods)
+    shifts = []
+    for k in range(n_draws):
+        rng = _stream(_NULL_SHIFT, 0, k, seed)
+        for _ in range(1000):
+            vector = rng.random(2) * periods
+            image = vector - periods * np.round(vector / periods)
+            if np.hypot(*image) >= 2 * radius_um:
+                break
+        shifts.append(vector)
+    return shifts
+
+
+def _shift_null(coordinates, codes, sub, pair_codes, counter, exposure, q, y_res, shifts,
+                n_types):
+    """β of every (partner, outcome) with the partner pattern translated on the torus.
+
+    Counting partners translated by +v around a cell equals counting the original partners
+    around the cell translated by −v (wrapped), so one cell list serves every draw, and a
+    batch of draws is one kernel call.
+    """
+    n_pairs = len(pair_codes)
+    if exposure != "count":
+        periods = tuple(counter.periods)
+
+        def exposure_of(k: int) -> np.ndarray:
+            return _log_nearest(coordinates, codes, sub, pair_codes, (shifts[k], periods))
+
+        return _batched_beta(q, y_res, n_pairs, len(shifts), exposure_of)
+    remap = np.full(n_types, -1, dtype=np.int64)
+    remap[pair_codes] = np.arange(n_pairs)
+    sorted_partner = remap[np.asarray(codes, np.int64)[counter.grid.order]]
+    query = coordinates[sub]
+    n_draws = len(shifts)
+    batch = max(1, min(n_draws, _CHUNK_ELEMENTS // max(len(sub) * n_pairs, 1)))
+    out = np.empty((n_draws, n_pairs, y_res.shape[1]))
+    for k0 in range(0, n_draws, batch):
+        k1 = min(n_draws, k0 + batch)
+        stacked = counter.shifted_counts(query, np.asarray(shifts[k0:k1]), sorted_partner,
+                                         n_pairs)
+        out[k0:k1] = _null_beta(q, y_res, stacked).reshape(k1 - k0, n_pairs, -1)
+    return out
+
+
+def _monte_carlo_p(observed: float, draws: np.ndarray) -> float:
+    """Two-sided Monte Carlo p: (1 + #{|β*| >= |β|}) / (1 + n); NaN draws count as extreme."""
+    if not np.isfinite(observed):
+        return math.nan
+    extreme = ~(np.abs(draws) < abs(observed))
+    return float((1 + extreme.sum()) / (1 + len(draws)))
+
+
+def _logistic(design: np.ndarray, y: np.ndarray, e: np.ndarray, blocks: np.ndarray,
+              confidence: float) -> dict:
+    """Binomial GLM (logit) of the state on exposure + place, cluster-robust (statsmodels)."""
+    import statsmodels.api as sm
+
+    empty = {"model": "logistic", "effect": np.nan, "statistic": np.nan, "ci_low": np.nan,
+             "ci_high": np.nan, "p": np.nan}
+    if y.min() == y.max():
+        return empty
+    exog = np.column_stack([e.astype(np.float64), design])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = sm.GLM(y, exog, family=sm.families.Binomial()).fit(
+                cov_type="cluster", cov_kwds={"groups": blocks})
+        beta, se = float(fit.params[0]), float(fit.bse[0])
+    except (np.linalg.LinAlgError, ValueError):
+        return empty
+    if not (np.isfinite(beta) and np.isfinite(se) and se > 0):
+        return empty
+    z = beta / se
+    crit = stats.norm.ppf(0.5 + confidence / 2)
+    return {"model": "logistic", "effect": beta, "statistic": z, "ci_low": beta - crit * se,
+            "ci_high": beta + crit * se, "p": float(2 * stats.norm.sf(abs(z)))}
+
+
+def _profiles(a: str, markers: list[str], y: np.ndarray, within: np.ndarray,
+              partners: list[str], compartment: np.ndarray) -> pd.DataFrame:
+    """Mean outcome by capped exposure count, per compartment, for every pair of one fit."""
+    n_levels = _PROFILE_TOP + 1
+    n_comp = len(COMPARTMENTS)
+    comp_code = np.full(len(compartment), -1)
+    for j, name in enumerate(COMPARTMENTS):
+        comp_code[compartment == name] = j
+    known = comp_code >= 0
+    cap = np.minimum(within[known], _PROFILE_TOP)
+    n_pairs = len(partners)
+    flat = (np.arange(n_pairs)[None, :] * (n_comp * n_levels)
+            + comp_code[known][:, None] * n_levels + cap).ravel()
+    size = n_pairs * n_comp * n_levels
+    n_cells = np.bincount(flat, minlength=size)
+    present = np.flatnonzero(n_cells > 0)
+    if len(present) == 0:
+        return pd.DataFrame(columns=PROFILE_COLUMNS)
+    pair, rest = np.divmod(present, n_comp * n_levels)
+    comp, level = np.divmod(rest, n_levels)
+    parts = []
+    for m, marker in enumerate(markers):
+        sums = np.bincount(flat, weights=np.repeat(y[known, m], n_pairs), minlength=size)
+        parts.append(pd.DataFrame({
+            "cell_type": a, "marker": marker,
+            "partner_type": np.asarray(partners, dtype=object)[pair],
+            "compartment": np.asarray(COMPARTMENTS, dtype=object)[comp],
+            "n_partners": level.astype(np.int64), "n_cells": n_cells[present].astype(np.int64),
+            "mean": sums[present] / n_cells[present]}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _top_profiles(table: pd.DataFrame, profiles: list[pd.DataFrame], top: int) -> pd.DataFrame:
+    if not profiles or table.empty or top <= 0:
+        return pd.DataFrame(columns=PROFILE_COLUMNS)
+    best = table.dropna(subset=["p"]).nsmallest(top, "p")[["cell_type", "marker",
+                                                            "partner_type"]]
+    every = pd.concat(profiles, ignore_index=True)
+    kept = every.merge(best, on=["cell_type", "marker", "partner_type"])
+    return kept[PROFILE_COLUMNS].reset_index(drop=True)
