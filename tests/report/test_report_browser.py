@@ -190,3 +190,43 @@ def test_a_table_sorts_on_header_click(demo_report):
     finite = [_number(v) for v in descending if v not in ("", "–")]
     assert finite == sorted(finite, reverse=True)
     assert ascending != before or numbers == sorted(_number(v) for v in before)
+
+
+#: Types the first cell of the last row of the first sortable table into its filter box and
+#: reports every row's text and visibility, and the count shown.
+FILTER_PROBE = """
+window.addEventListener('load', function () {
+  function done(value) { document.body.dataset.probe = JSON.stringify(value); }
+  var table = document.querySelector('table.sortable');
+  var bar = table && table.previousElementSibling;
+  if (!bar || bar.className !== 'table-filter') { done({error: 'no filter box'}); return; }
+  var box = bar.querySelector('input');
+  var rows = Array.prototype.slice.call(table.tBodies[0].rows);
+  var word = rows[rows.length - 1].cells[0].textContent.trim();
+  box.value = word.toUpperCase();
+  box.dispatchEvent(new Event('input'));
+  var state = rows.map(function (r) { return [r.textContent, r.style.display !== 'none']; });
+  var count = bar.querySelector('.table-filter-count').textContent;
+  box.value = '';
+  box.dispatchEvent(new Event('input'));
+  done({word: word, rows: state, count: count,
+        cleared: rows.every(function (r) { return r.style.display !== 'none'; })});
+});
+"""
+
+
+def test_a_table_filters_on_typed_text(demo_report):
+    page = next(demo_report.glob("S*.html"))
+    result = check_page(page, probe=FILTER_PROBE)
+    assert result.errors == [], result.errors
+    assert result.probe is not None, "the filter probe never finished"
+    probe = json.loads(result.probe)
+    assert "error" not in probe, probe
+    word = probe["word"].lower()
+    rows = probe["rows"]
+    assert len(rows) >= 3
+    expected = [word in text.lower() for text, _ in rows]     # case-insensitive substring
+    assert [shown for _, shown in rows] == expected
+    assert 1 <= sum(expected) < len(rows)                       # the filter removed rows
+    assert probe["count"] == f"{sum(expected)} of {len(rows)} rows"
+    assert probe["cleared"]                                    # an empty box shows all again

@@ -135,7 +135,12 @@ def test_each_section_appears_with_its_table(make_run, name):
     expected = {"density", name}
     assert _ids(html) & set(SAMPLE_SECTION_IDS) == expected
     if name != "aggregates":
-        assert (run / "report" / "figures" / f"S1.{name}.svg").is_file()
+        # the chart lives once, inline in the page, with a download link (no figure file)
+        assert not (run / "report" / "figures" / f"S1.{name}.svg").exists()
+        section = html[html.index(f'<section id="{name}">'):]
+        section = section[:section.index("</section>")]
+        assert section.count("<svg") == 1
+        assert f'data-svg-download="S1.{name}.svg"' in section
 
 
 def test_density_bars_are_proportional_to_density(make_run, tmp_path):

@@ -19,7 +19,7 @@ from metaniche.report import svg
 from metaniche.report.bands import MAX_DISPLAY_BINS, MIN_BAND_AREA_MM2, merge_bins
 from metaniche.report.colours import COMPARTMENT_COLOURS, categorical
 from metaniche.report.rundata import RunData
-from metaniche.report.sections import Section, Table, int_label, preferred, save_svg
+from metaniche.report.sections import Section, Table, inline_svg, int_label, preferred
 
 __all__ = ["SAMPLE_SECTIONS", "merge_bins", "sample_sections"]
 
@@ -78,7 +78,7 @@ def density_section(run: RunData, sample: str, stem: str, report_dir: Path) -> S
                               title="Density by compartment",
                               colours=[COMPARTMENT_COLOURS[g] for g in groups],
                               unit="cells/mm²")
-    markup, path = save_svg(chart, report_dir, f"{stem}.density")
+    markup, download = inline_svg(chart, f"{stem}.density")
     shown = groups + ([WHOLE] if WHOLE in wide.columns else [])
     table = Table(["cell type"] + [f"{c} (cells/mm²)" for c in shown] + ["n cells (all)"],
                   [[t] + [svg.fmt(wide.loc[t, c]) for c in shown]
@@ -86,7 +86,8 @@ def density_section(run: RunData, sample: str, stem: str, report_dir: Path) -> S
                    for t in wide.index], sortable=True)
     areas = rows.drop_duplicates("compartment").set_index("compartment")["area_mm2"]
     area_text = ", ".join(f"{c} {areas[c]:.3g} mm²" for c in shown if c in areas.index)
-    return Section("density", "Density by compartment", svg=markup, files=[path], table=table,
+    return Section("density", "Density by compartment", svg=markup, download=download,
+                   table=table,
                    caption="Cells per mm² of each compartment's tissue area, log scale with "
                            "every decade labelled (core: signed "
                            "distance d < −w, border: |d| ≤ w, adjacent: d > w). Areas: "
@@ -115,8 +116,8 @@ def gradient_section(run: RunData, sample: str, stem: str, report_dir: Path) -> 
                                 xlabel="signed distance to the tumour boundary (µm, negative "
                                        "inside tumour)", ylabel="cells/mm²",
                                 band=(-width, width), vline=0.0)
-    markup, path = save_svg(chart, report_dir, f"{stem}.gradients")
-    return Section("gradients", "Distance-to-border gradients", svg=markup, files=[path],
+    markup, download = inline_svg(chart, f"{stem}.gradients")
+    return Section("gradients", "Distance-to-border gradients", svg=markup, download=download,
                    caption="Density (cells per mm² of tissue in each distance bin) of every "
                            "cell type against the signed distance to the tumour boundary; "
                            f"the shaded band is the border (±{width:g} µm), the dashed line "
@@ -150,8 +151,8 @@ def enrichment_section(run: RunData, sample: str, stem: str, report_dir: Path) -
                         [str(t) for t in types], title="Neighbourhood enrichment (z)",
                         cmap="RdBu_r", vmin=-limit, vmax=limit, unit="z", tooltips=tips,
                         cell_px=SAMPLE_CELL_PX)
-    markup, path = save_svg(chart, report_dir, f"{stem}.enrichment")
-    return Section("enrichment", "Neighbourhood enrichment", svg=markup, files=[path],
+    markup, download = inline_svg(chart, f"{stem}.enrichment")
+    return Section("enrichment", "Neighbourhood enrichment", svg=markup, download=download,
                    caption="z = (observed − expected) / sd of the number of contacts between "
                            "cells of type a (row) and type b (column); red: more contacts "
                            f"than expected, blue: fewer (colour clipped at ±{limit:.3g})."
@@ -191,8 +192,8 @@ def distance_section(run: RunData, sample: str, stem: str, report_dir: Path) -> 
                         [str(t) for t in median.columns], title="Nearest-neighbour distance",
                         cmap="viridis_r", unit="median µm", tooltips=tips,
                         cell_px=SAMPLE_CELL_PX)
-    markup, path = save_svg(chart, report_dir, f"{stem}.distances")
-    return Section("distances", "Distances between cell types", svg=markup, files=[path],
+    markup, download = inline_svg(chart, f"{stem}.distances")
+    return Section("distances", "Distances between cell types", svg=markup, download=download,
                    caption="Median distance (µm) from each cell of the source type (row) to "
                            "its nearest cell of the target type (column), whole sample. "
                            "Hover for the mean and number of source cells.")
@@ -215,8 +216,9 @@ def neighbourhood_section(run: RunData, sample: str, stem: str,
     names = [f"CN{int_label(c)}" for c in wide.columns]
     chart = svg.stacked_bars([str(c) for c in wide.index], names, wide.to_numpy(np.float64),
                              title="Cellular neighbourhoods", colours=categorical(len(names)))
-    markup, path = save_svg(chart, report_dir, f"{stem}.neighbourhoods")
-    return Section("neighbourhoods", "Neighbourhood composition", svg=markup, files=[path],
+    markup, download = inline_svg(chart, f"{stem}.neighbourhoods")
+    return Section("neighbourhoods", "Neighbourhood composition", svg=markup,
+                   download=download,
                    caption="Fraction of the cells of each compartment assigned to each "
                            "cellular neighbourhood (CNs fitted across the cohort; their "
                            "cell-type composition is on the cohort page).")
@@ -242,8 +244,8 @@ def zonation_section(run: RunData, sample: str, stem: str, report_dir: Path) -> 
         return None
     chart = svg.small_multiples(panels, title="Zonation", xlabel="lobule coordinate eta "
                                 "(0 portal, 1 central)", ylabel="cells/mm²")
-    markup, path = save_svg(chart, report_dir, f"{stem}.zonation")
-    return Section("zonation", "Liver zonation", svg=markup, files=[path],
+    markup, download = inline_svg(chart, f"{stem}.zonation")
+    return Section("zonation", "Liver zonation", svg=markup, download=download,
                    caption="Density of each cell type along the portal (0) → central (1) axis "
                            "eta = d_portal / (d_portal + d_central), host tissue "
                            f"({subset or 'all'} cells).")
