@@ -230,3 +230,49 @@ def test_a_table_filters_on_typed_text(demo_report):
     assert 1 <= sum(expected) < len(rows)                       # the filter removed rows
     assert probe["count"] == f"{sum(expected)} of {len(rows)} rows"
     assert probe["cleared"]                                    # an empty box shows all again
+
+
+#: Where the headline call, the tissue map and the key charts sit in the viewport.
+FOLD_PROBE = """
+window.addEventListener('load', function () {
+  function box(selector) {
+    var element = document.querySelector(selector);
+    if (!element) { return null; }
+    var r = element.getBoundingClientRect();
+    return {top: r.top, bottom: r.bottom, left: r.left, right: r.right, width: r.width,
+            height: r.height};
+  }
+  document.body.dataset.probe = JSON.stringify({
+    viewport: [window.innerWidth, window.innerHeight],
+    call: box('#call'), map: box('#map img'), density: box('#density svg'),
+    gradient: box('#key-gradients svg'),
+    collapsed: Array.prototype.map.call(
+      document.querySelectorAll('main > section > details'),
+      function (d) { return [d.parentNode.id, d.open]; })});
+});
+"""
+
+
+def test_sample_page_fits_one_laptop_screen(demo_report, tmp_path):
+    page = next(demo_report.glob("S*.html"))
+    width, height = 1366, 768
+    result = check_page(page, probe=FOLD_PROBE, window_size=(width, height))
+    assert result.errors == [], result.errors
+    probe = json.loads(result.probe)
+    assert probe["viewport"][1] <= height
+    fold = probe["viewport"][1]
+    for name in ("call", "map", "density", "gradient"):
+        box = probe[name]
+        assert box is not None, f"{name} missing from the sample page"
+        assert 0 <= box["top"] and box["bottom"] <= fold, (name, box, fold)
+        assert box["right"] <= probe["viewport"][0], (name, box)
+    # the charts are drawn large enough to read, side by side with the map
+    assert probe["density"]["width"] >= 350 and probe["gradient"]["width"] >= 350
+    assert probe["map"]["width"] >= 450
+    assert probe["density"]["left"] >= probe["map"]["right"]
+    # the details below start collapsed
+    collapsed = dict(probe["collapsed"])
+    assert "gradients" in collapsed and not any(collapsed.values()), collapsed
+    folder = Path(os.environ.get("METANICHE_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    screenshot(page, folder / f"{page.stem}.1366x768.png", width=width, height=height)

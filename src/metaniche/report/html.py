@@ -29,7 +29,7 @@ from metaniche.report.cohort_page import cohort_sections
 from metaniche.report.methods import flatten_parameters, methods_paragraphs
 from metaniche.report.overview import sample_call_explanation
 from metaniche.report.rundata import RunData
-from metaniche.report.sample_page import sample_sections
+from metaniche.report.sample_page import GLANCE, sample_sections
 from metaniche.report.zoom import read_zoom_info, thumb_path
 from metaniche.rundir import Manifest, SampleRecord
 
@@ -126,7 +126,9 @@ def _render_pages(run: RunData | tuple[Path, Manifest], samples: list[dict[str, 
         sections = []
         if summary["status"] in ("ok", "skipped"):
             sections = sample_sections(run, summary["name"], summary["stem"], report_dir)
-        html = page.render(s=summary, sections=sections,
+        glance = [x for x in sections if x.key in GLANCE]
+        html = page.render(s=summary, sections=sections, glance=glance,
+                           rest=[x for x in sections if x.key not in GLANCE],
                            prev=samples[i - 1] if i > 0 else None,
                            next=samples[i + 1] if i + 1 < len(samples) else None)
         write_text(run.dir.page_path(summary["stem"]), html)

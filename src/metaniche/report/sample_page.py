@@ -18,10 +18,12 @@ from metaniche.config import CompartmentParams
 from metaniche.report import svg
 from metaniche.report.bands import MAX_DISPLAY_BINS, MIN_BAND_AREA_MM2, merge_bins
 from metaniche.report.colours import COMPARTMENT_COLOURS, categorical
+from metaniche.report.overview import effector_labels
 from metaniche.report.rundata import RunData
 from metaniche.report.sections import Section, Table, inline_svg, int_label, preferred
 
-__all__ = ["SAMPLE_SECTIONS", "merge_bins", "sample_sections"]
+__all__ = ["GLANCE", "KEY_GRADIENT_PANELS", "SAMPLE_SECTIONS", "key_gradient_section", "merge_bins",
+           "sample_sections"]
 
 #: Cell size (px) of the sample-page heatmaps: 15 types give a ≈ 400 px square, readable.
 SAMPLE_CELL_PX = 26.0
@@ -94,30 +96,70 @@ def density_section(run: RunData, sample: str, stem: str, report_dir: Path) -> S
                            f"{area_text}.")
 
 
-def gradient_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
-    """Density of each cell type against signed distance to the tumour boundary."""
+def _gradient_panels(run: RunData, sample: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(cell type, bin centres, density)`` of every type with cells in the sample's
+    whole-sample gradient (the first lesion's when there is no whole-sample row)."""
     all_rows = run.sample_rows(T.GRADIENTS, sample)
     if all_rows is None or all_rows.empty:
-        return None
+        return []
     rows = _whole_sample(all_rows)
     if rows.empty:
         rows = all_rows[all_rows["lesion_id"] == all_rows["lesion_id"].min()]
     panels = []
+    rows = rows.sort_values(["cell_type", "bin_start_um"], kind="stable")
     for cell_type, part in rows.groupby("cell_type", sort=True):
-        centre, density = merge_bins(part.sort_values("bin_start_um"), "bin_start_um",
-                                     "bin_end_um", MAX_DISPLAY_BINS)
+        centre, density = merge_bins(part, "bin_start_um", "bin_end_um", MAX_DISPLAY_BINS)
         if np.nansum(density) > 0:
             panels.append((str(cell_type), centre, density))
+    return panels
+
+
+#: Panels of the key gradient chart beside the tissue map (effector and tumour types).
+KEY_GRADIENT_PANELS = 4
+
+
+def key_gradient_section(run: RunData, sample: str, stem: str,
+                         report_dir: Path) -> Section | None:
+    """The gradients a reader looks at first: the effector types of the phenotype call and the
+    tumour types (at most :data:`KEY_GRADIENT_PANELS` panels, two per row), shown beside the
+    tissue map; every type's panel is in the collapsed section below."""
+    panels = _gradient_panels(run, sample)
+    if not panels:
+        return None
+    labels = [label for label, *_ in panels]
+    key = effector_labels(run, labels)
+    tumour = run.config.get("cell_types", {}).get("tumor") or []
+    key += [t for t in labels if (t in tumour if tumour else t.lower().startswith("tumo"))
+            and t not in key]
+    chosen = [p for p in panels if p[0] in key][:KEY_GRADIENT_PANELS]
+    if not chosen:
+        return None
+    width = float(run.config.get("compartments", {}).get("border_um",
+                                                         CompartmentParams.border_um))
+    chart = svg.small_multiples(chosen, title="Key gradients", ncols=2, panel_px=(230, 120),
+                                xlabel="signed distance to the tumour boundary (µm, < 0 "
+                                       "inside tumour)", ylabel="cells/mm²",
+                                band=(-width, width), vline=0.0)
+    markup, download = inline_svg(chart, f"{stem}.key_gradients")
+    return Section("key-gradients", "Key gradients", svg=markup, download=download,
+                   caption="Effector (phenotype call) and tumour cells per mm² against the "
+                           f"signed distance to the boundary; shaded: border (±{width:g} µm). "
+                           "Every type: Gradients of every cell type below.")
+
+
+def gradient_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
+    """Density of each cell type against signed distance to the tumour boundary."""
+    panels = _gradient_panels(run, sample)
     if not panels:
         return None
     width = float(run.config.get("compartments", {}).get("border_um",
                                                          CompartmentParams.border_um))
-    chart = svg.small_multiples(panels, title="Distance-to-border gradients",
+    chart = svg.small_multiples(panels, title="Gradients of every cell type",
                                 xlabel="signed distance to the tumour boundary (µm, negative "
                                        "inside tumour)", ylabel="cells/mm²",
                                 band=(-width, width), vline=0.0)
     markup, download = inline_svg(chart, f"{stem}.gradients")
-    return Section("gradients", "Distance-to-border gradients", svg=markup, download=download,
+    return Section("gradients", "Gradients of every cell type", svg=markup, download=download,
                    caption="Density (cells per mm² of tissue in each distance bin) of every "
                            "cell type against the signed distance to the tumour boundary; "
                            f"the shaded band is the border (±{width:g} µm), the dashed line "
@@ -274,9 +316,12 @@ def _cell(value: object) -> str:
 
 SectionBuilder = Callable[[RunData, str, str, Path], Section | None]
 #: Per-sample sections in page order.
-SAMPLE_SECTIONS: list[SectionBuilder] = [density_section, gradient_section, enrichment_section,
+SAMPLE_SECTIONS: list[SectionBuilder] = [density_section, key_gradient_section,
+                                         gradient_section, enrichment_section,
                                          distance_section, neighbourhood_section,
                                          zonation_section, aggregate_section]
+#: Sections shown at a glance beside the tissue map (the rest are collapsed below).
+GLANCE = ("density", "key-gradients")
 
 
 def sample_sections(run: RunData, sample: str, stem: str, report_dir: Path) -> list[Section]:
