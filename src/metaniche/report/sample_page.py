@@ -23,7 +23,7 @@ from metaniche.report.rundata import RunData
 from metaniche.report.sections import Section, Table, inline_svg, int_label, preferred
 
 __all__ = ["GLANCE", "KEY_GRADIENT_PANELS", "SAMPLE_SECTIONS", "key_gradient_section", "merge_bins",
-           "sample_sections"]
+           "sample_sections", "state_gradient_section", "state_section"]
 
 #: Cell size (px) of the sample-page heatmaps: 15 types give a ≈ 400 px square, readable.
 SAMPLE_CELL_PX = 26.0
@@ -308,6 +308,84 @@ def aggregate_section(run: RunData, sample: str, stem: str, report_dir: Path) ->
                            "boundary (negative inside tumour).")
 
 
+#: A state-fraction band is drawn only when it holds at least this many cells of the type
+#: (one PD-L1+ cell among two would read as 50 %); tables/state_gradients.parquet keeps all.
+MIN_STATE_BAND_CELLS = 5
+
+
+def state_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
+    """Fraction of each cell type's cells carrying each state, per compartment (table)."""
+    rows = run.sample_rows(T.STATES, sample)
+    if rows is None or rows.empty:
+        return None
+    rows = _whole_sample(rows)
+    if rows.empty:
+        return None
+    pairs = pd.MultiIndex.from_arrays([rows["cell_type"].astype(str),
+                                       rows["state"].astype(str)])
+    codes, uniques = pd.factorize(pairs)
+    rows = rows.assign(key=codes)
+    shown = [c for c in (*COMPARTMENTS, WHOLE) if c in set(rows["compartment"])]
+    grids = _grids(rows, "key", "compartment", ["fraction", "n_positive", "n_cells"])
+    fraction = grids["fraction"].reindex(columns=shown)
+    positive, cells = grids["n_positive"], grids["n_cells"]
+    table_rows = []
+    for key in fraction.index:
+        cell_type, state = uniques[key]
+        whole = [f"{svg.fmt(positive.loc[key, WHOLE])} / {svg.fmt(cells.loc[key, WHOLE])}"
+                 if WHOLE in positive.columns else "–"]
+        table_rows.append([state, cell_type]
+                          + [svg.fmt(100 * fraction.loc[key, c]) for c in shown] + whole)
+    table_rows.sort(key=lambda r: (r[0], r[1]))
+    table = Table(["state", "cell type"] + [f"{c} (% positive)" for c in shown]
+                  + ["positive / cells (all)"], table_rows, sortable=True)
+    return Section("states", "Cell states", table=table,
+                   caption="Share (%) of the cells of each type carrying each state, in the "
+                           "tumour core, border and adjacent tissue and the whole sample "
+                           "(positive cells / cells of the type there; – where the "
+                           "compartment has no cell of the type). States are defined in "
+                           "[states] of the configuration; full table: tables/states.parquet.")
+
+
+def state_gradient_section(run: RunData, sample: str, stem: str,
+                           report_dir: Path) -> Section | None:
+    """Fraction of a type's cells carrying a state against the signed distance (bands)."""
+    rows = run.sample_rows(T.STATE_GRADIENTS, sample)
+    if rows is None or rows.empty:
+        return None
+    rows = rows.sort_values(["cell_type", "state", "bin_start_um"], kind="stable")
+    panels = []
+    for (cell_type, state), part in rows.groupby(["cell_type", "state"], sort=True):
+        factor = max(1, -(-len(part) // MAX_DISPLAY_BINS))
+        group = np.arange(len(part)) // factor
+        n = np.bincount(group, weights=pd.to_numeric(part["n_cells"]).to_numpy(np.float64))
+        k = np.bincount(group, weights=pd.to_numeric(part["n_positive"]).to_numpy(np.float64))
+        first = part["bin_start_um"].to_numpy(np.float64)[::factor]
+        last = part["bin_end_um"].to_numpy(np.float64)[
+            np.minimum(np.arange(len(n)) * factor + factor - 1, len(part) - 1)]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(n >= MIN_STATE_BAND_CELLS, 100 * k / np.maximum(n, 1), np.nan)
+        if np.isfinite(share).any():
+            panels.append((f"{state} · {cell_type}", (first + last) / 2, share))
+    if not panels:
+        return None
+    width = float(run.config.get("compartments", {}).get("border_um",
+                                                         CompartmentParams.border_um))
+    chart = svg.small_multiples(panels, title="State profiles across the boundary",
+                                xlabel="signed distance to the tumour boundary (µm, negative "
+                                       "inside tumour)", ylabel="% positive",
+                                band=(-width, width), vline=0.0)
+    markup, download = inline_svg(chart, f"{stem}.state_gradients")
+    return Section("state-gradients", "State profiles across the boundary", svg=markup,
+                   download=download,
+                   caption="Share (%) of the cells of each type carrying each state, per "
+                           "signed-distance band (bins merged to at most "
+                           f"{MAX_DISPLAY_BINS}); bands with fewer than {MIN_STATE_BAND_CELLS} "
+                           "cells of the type are masked (not drawn). Shaded: the border "
+                           f"(±{width:g} µm); dashed: the boundary. Full resolution: "
+                           "tables/state_gradients.parquet.")
+
+
 def _cell(value: object) -> str:
     if isinstance(value, float | np.floating):
         return svg.fmt(float(value))
@@ -319,6 +397,7 @@ SectionBuilder = Callable[[RunData, str, str, Path], Section | None]
 SAMPLE_SECTIONS: list[SectionBuilder] = [density_section, key_gradient_section,
                                          gradient_section, enrichment_section,
                                          distance_section, neighbourhood_section,
+                                         state_section, state_gradient_section,
                                          zonation_section, aggregate_section]
 #: Sections shown at a glance beside the tissue map (the rest are collapsed below).
 GLANCE = ("density", "key-gradients")
