@@ -276,3 +276,36 @@ def test_sample_page_fits_one_laptop_screen(demo_report, tmp_path):
     folder = Path(os.environ.get("METANICHE_SCREENSHOTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     screenshot(page, folder / f"{page.stem}.1366x768.png", width=width, height=height)
+
+
+#: Moves the pointer onto two cells of the enrichment heatmap and reports their titles.
+TIP_PROBE = """
+window.addEventListener('load', function () {
+  var svg = document.querySelector('#enrichment svg.heatmap');
+  if (!svg) { document.body.dataset.probe = JSON.stringify({error: 'no heatmap'}); return; }
+  var rects = svg.querySelectorAll('g.cells rect');
+  var picks = [0, rects.length - 1];
+  var titles = picks.map(function (k) {
+    rects[k].dispatchEvent(new MouseEvent('mouseover', {bubbles: true}));
+    var t = rects[k].querySelector('title');
+    return t ? t.textContent : null;
+  });
+  document.body.dataset.probe = JSON.stringify({picks: picks, titles: titles,
+                                                tips: svg.getAttribute('data-tips')});
+});
+"""
+
+
+def test_heatmap_titles_are_written_on_hover_as_heatmap_tip_says(demo_report):
+    from metaniche.report.svg import heatmap_tip
+
+    page = next(demo_report.glob("S*.html"))
+    result = check_page(page, probe=TIP_PROBE)
+    assert result.errors == [], result.errors
+    probe = json.loads(result.probe)
+    assert "error" not in probe, probe
+    data = json.loads(probe["tips"])
+    n_cols = len(data["cols"])
+    for k, title in zip(probe["picks"], probe["titles"], strict=True):
+        assert title == heatmap_tip(data, k // n_cols, k % n_cols)
+    assert probe["titles"][0].startswith(f"{data['rows'][0]} – {data['cols'][0]}: ")

@@ -184,37 +184,22 @@ def enrichment_section(run: RunData, sample: str, stem: str, report_dir: Path) -
     types = sorted(set(rows["type_a"].dropna()) | set(rows["type_b"].dropna()), key=str)
     grids = _grids(rows, "type_a", "type_b", ["observed", "expected", "z", "p"], types)
     z = grids["z"]
-    tips = _tips(types, types, "–", {"observed": grids["observed"],
-                                     "expected": grids["expected"], "z": z, "p": grids["p"]})
+    tips = {"observed": grids["observed"].to_numpy(np.float64),
+            "expected": grids["expected"].to_numpy(np.float64), "z": z.to_numpy(np.float64),
+            "p": grids["p"].to_numpy(np.float64)}
     finite = np.abs(z.to_numpy(np.float64))
     finite = finite[np.isfinite(finite)]
     limit = float(np.clip(finite.max() if finite.size else 3.0, 3.0, 20.0))
     chart = svg.heatmap(z.to_numpy(np.float64), [str(t) for t in types],
                         [str(t) for t in types], title="Neighbourhood enrichment (z)",
-                        cmap="RdBu_r", vmin=-limit, vmax=limit, unit="z", tooltips=tips,
-                        cell_px=SAMPLE_CELL_PX)
+                        cmap="RdBu_r", vmin=-limit, vmax=limit, unit="z", tip_values=tips,
+                        tip_joiner="–", cell_px=SAMPLE_CELL_PX)
     markup, download = inline_svg(chart, f"{stem}.enrichment")
     return Section("enrichment", "Neighbourhood enrichment", svg=markup, download=download,
                    caption="z = (observed − expected) / sd of the number of contacts between "
                            "cells of type a (row) and type b (column); red: more contacts "
                            f"than expected, blue: fewer (colour clipped at ±{limit:.3g})."
                            + null_note + " Hover a cell for observed, expected and p.")
-
-
-def _tips(rows: list, columns: list, joiner: str,
-          values: dict[str, pd.DataFrame], unit: str = "") -> list[list[str]]:
-    """Hover text per cell: ``a – b: name value, …`` ('not computed' where all are NaN)."""
-    arrays = {name: frame.to_numpy(np.float64) for name, frame in values.items()}
-    tips = []
-    for i, a in enumerate(rows):
-        line = []
-        for j, b in enumerate(columns):
-            parts = [f"{name} {svg.fmt(array[i, j])}{unit}" for name, array in arrays.items()]
-            computed = any(np.isfinite(array[i, j]) for array in arrays.values())
-            line.append(f"{a} {joiner} {b}: " + (", ".join(parts) if computed
-                                                  else "not computed"))
-        tips.append(line)
-    return tips
 
 
 def distance_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
@@ -229,11 +214,11 @@ def distance_section(run: RunData, sample: str, stem: str, report_dir: Path) -> 
     median = grids["median_um"]
     if median.empty:
         return None
-    tips = _tips(list(median.index), list(median.columns), "→", grids)
+    tips = {name: frame.to_numpy(np.float64) for name, frame in grids.items()}
     chart = svg.heatmap(median.to_numpy(np.float64), [str(t) for t in median.index],
                         [str(t) for t in median.columns], title="Nearest-neighbour distance",
-                        cmap="viridis_r", unit="median µm", tooltips=tips,
-                        cell_px=SAMPLE_CELL_PX)
+                        cmap="viridis_r", unit="median µm", tip_values=tips,
+                        tip_joiner="→", cell_px=SAMPLE_CELL_PX)
     markup, download = inline_svg(chart, f"{stem}.distances")
     return Section("distances", "Distances between cell types", svg=markup, download=download,
                    caption="Median distance (µm) from each cell of the source type (row) to "
