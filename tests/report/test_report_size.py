@@ -98,3 +98,16 @@ def test_indexed_and_quantized_pngs_round_trip(rng, tmp_path):
     with Image.open(tmp_path / "q.png") as image:
         assert image.mode == "P"
         np.testing.assert_array_equal(np.asarray(image.convert("RGB")), figure)
+
+
+def test_mode_share_matches_pandas_value_counts(rng):
+    import pandas as pd
+
+    from metaniche.report.cohort_figures import _mode_share
+
+    values = rng.integers(0, 4, (30, 50)).astype(float)
+    values[rng.random(values.shape) < 0.2] = np.nan
+    values[:, 0] = np.nan
+    expected = pd.DataFrame(values).apply(
+        lambda c: c.value_counts(normalize=True).iloc[0] if c.notna().any() else 1.0)
+    np.testing.assert_allclose(_mode_share(values), expected.to_numpy())

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from metaniche._atomic import atomic_path
@@ -77,10 +78,7 @@ def select_features(features: pd.DataFrame, association: pd.DataFrame | None,
     numeric = numeric.loc[:, sd > 0]
     if numeric.shape[1] == 0:
         return []
-    mode_share = numeric.apply(
-        lambda c: c.value_counts(normalize=True, dropna=True).iloc[0] if c.notna().any()
-        else 1.0)
-    numeric = numeric.loc[:, mode_share <= max_mode_share]
+    numeric = numeric.loc[:, _mode_share(numeric.to_numpy(np.float64)) <= max_mode_share]
     if numeric.shape[1] == 0:
         return []
     if association is not None and not association.empty and "p" in association.columns:
@@ -92,6 +90,18 @@ def select_features(features: pd.DataFrame, association: pd.DataFrame | None,
     scale = numeric.abs().median().replace(0, np.nan)
     spread = ((q75 - q25) / scale).fillna(0.0).sort_values(ascending=False, kind="stable")
     return list(spread.index[:max_features])
+
+
+def _mode_share(values: np.ndarray) -> np.ndarray:
+    """Per column: the share of the non-missing values taken by the most common value (1 for
+    a column without values); NumPy per column, no pandas per-column overhead."""
+    out = np.ones(values.shape[1])
+    for j in range(values.shape[1]):
+        column = values[:, j]
+        column = column[~np.isnan(column)]
+        if column.size:
+            out[j] = np.unique(column, return_counts=True)[1].max() / column.size
+    return out
 
 
 def _leaf_order(matrix: np.ndarray) -> np.ndarray:
@@ -233,8 +243,9 @@ def volcano(association: pd.DataFrame, report_dir: Path, q_level: float = 0.05,
         significant = part["q"].to_numpy(np.float64) <= q_level
         colour = np.where(significant, "#c0392b", "#95a5a6")
         inside = ~outside
+        # points as one raster in the SVG too: thousands of markers, one image
         ax.scatter(clipped[inside], logp[inside], s=10, c=colour[inside], linewidths=0,
-                   rasterized=len(part) > 5000)
+                   rasterized=True)
         if outside.any():
             ax.scatter(clipped[outside], logp[outside], s=22, marker=">", facecolors="none",
                        edgecolors=colour[outside], linewidths=0.8)
@@ -497,8 +508,8 @@ def effector_strip(density: pd.DataFrame, groups: pd.Series | None, params: Phen
         jitter = rng.uniform(-0.06, 0.06, size=(int(member.sum()), 1))
         x = np.arange(len(compartments))[None, :] + offset + jitter
         y = shown[member]
-        for xs, ys in zip(x, y, strict=True):
-            ax.plot(xs, ys, color=colour_of[level], alpha=0.25, lw=0.7)
+        ax.add_collection(LineCollection(np.stack([x, y], axis=-1), colors=colour_of[level],
+                                         alpha=0.25, linewidths=0.7))
         ax.scatter(x.ravel(), y.ravel(), s=22, color=colour_of[level], edgecolors="white",
                    linewidths=0.4, label=mpl_text(f"{level} (n = {int(member.sum())})"),
                    zorder=3)
