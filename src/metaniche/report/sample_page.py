@@ -128,7 +128,7 @@ def key_gradient_section(run: RunData, sample: str, stem: str,
         return None
     labels = [label for label, *_ in panels]
     key = effector_labels(run, labels)
-    tumour = run.config.get("cell_types", {}).get("tumor") or []
+    tumour = (run.config.get("cell_types") or {}).get("tumor") or []
     key += [t for t in labels if (t in tumour if tumour else t.lower().startswith("tumo"))
             and t not in key]
     chosen = [p for p in panels if p[0] in key][:KEY_GRADIENT_PANELS]
