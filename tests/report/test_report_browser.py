@@ -190,3 +190,122 @@ def test_a_table_sorts_on_header_click(demo_report):
     finite = [_number(v) for v in descending if v not in ("", "–")]
     assert finite == sorted(finite, reverse=True)
     assert ascending != before or numbers == sorted(_number(v) for v in before)
+
+
+#: Types the first cell of the last row of the first sortable table into its filter box and
+#: reports every row's text and visibility, and the count shown.
+FILTER_PROBE = """
+window.addEventListener('load', function () {
+  function done(value) { document.body.dataset.probe = JSON.stringify(value); }
+  var table = document.querySelector('table.sortable');
+  var bar = table && table.previousElementSibling;
+  if (!bar || bar.className !== 'table-filter') { done({error: 'no filter box'}); return; }
+  var box = bar.querySelector('input');
+  var rows = Array.prototype.slice.call(table.tBodies[0].rows);
+  var word = rows[rows.length - 1].cells[0].textContent.trim();
+  box.value = word.toUpperCase();
+  box.dispatchEvent(new Event('input'));
+  var state = rows.map(function (r) { return [r.textContent, r.style.display !== 'none']; });
+  var count = bar.querySelector('.table-filter-count').textContent;
+  box.value = '';
+  box.dispatchEvent(new Event('input'));
+  done({word: word, rows: state, count: count,
+        cleared: rows.every(function (r) { return r.style.display !== 'none'; })});
+});
+"""
+
+
+def test_a_table_filters_on_typed_text(demo_report):
+    page = next(demo_report.glob("S*.html"))
+    result = check_page(page, probe=FILTER_PROBE)
+    assert result.errors == [], result.errors
+    assert result.probe is not None, "the filter probe never finished"
+    probe = json.loads(result.probe)
+    assert "error" not in probe, probe
+    word = probe["word"].lower()
+    rows = probe["rows"]
+    assert len(rows) >= 3
+    expected = [word in text.lower() for text, _ in rows]     # case-insensitive substring
+    assert [shown for _, shown in rows] == expected
+    assert 1 <= sum(expected) < len(rows)                       # the filter removed rows
+    assert probe["count"] == f"{sum(expected)} of {len(rows)} rows"
+    assert probe["cleared"]                                    # an empty box shows all again
+
+
+#: Where the headline call, the tissue map and the key charts sit in the viewport.
+FOLD_PROBE = """
+window.addEventListener('load', function () {
+  function box(selector) {
+    var element = document.querySelector(selector);
+    if (!element) { return null; }
+    var r = element.getBoundingClientRect();
+    return {top: r.top, bottom: r.bottom, left: r.left, right: r.right, width: r.width,
+            height: r.height};
+  }
+  document.body.dataset.probe = JSON.stringify({
+    viewport: [window.innerWidth, window.innerHeight],
+    call: box('#call'), map: box('#map img'), density: box('#density svg'),
+    gradient: box('#key-gradients svg'),
+    collapsed: Array.prototype.map.call(
+      document.querySelectorAll('main > section > details'),
+      function (d) { return [d.parentNode.id, d.open]; })});
+});
+"""
+
+
+def test_sample_page_fits_one_laptop_screen(demo_report, tmp_path):
+    page = next(demo_report.glob("S*.html"))
+    width, height = 1366, 768
+    result = check_page(page, probe=FOLD_PROBE, window_size=(width, height))
+    assert result.errors == [], result.errors
+    probe = json.loads(result.probe)
+    assert probe["viewport"][1] <= height
+    fold = probe["viewport"][1]
+    for name in ("call", "map", "density", "gradient"):
+        box = probe[name]
+        assert box is not None, f"{name} missing from the sample page"
+        assert 0 <= box["top"] and box["bottom"] <= fold, (name, box, fold)
+        assert box["right"] <= probe["viewport"][0], (name, box)
+    # the charts are drawn large enough to read, side by side with the map
+    assert probe["density"]["width"] >= 350 and probe["gradient"]["width"] >= 350
+    assert probe["map"]["width"] >= 450
+    assert probe["density"]["left"] >= probe["map"]["right"]
+    # the details below start collapsed
+    collapsed = dict(probe["collapsed"])
+    assert "gradients" in collapsed and not any(collapsed.values()), collapsed
+    folder = Path(os.environ.get("METANICHE_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    screenshot(page, folder / f"{page.stem}.1366x768.png", width=width, height=height)
+
+
+#: Moves the pointer onto two cells of the enrichment heatmap and reports their titles.
+TIP_PROBE = """
+window.addEventListener('load', function () {
+  var svg = document.querySelector('#enrichment svg.heatmap');
+  if (!svg) { document.body.dataset.probe = JSON.stringify({error: 'no heatmap'}); return; }
+  var rects = svg.querySelectorAll('g.cells rect');
+  var picks = [0, rects.length - 1];
+  var titles = picks.map(function (k) {
+    rects[k].dispatchEvent(new MouseEvent('mouseover', {bubbles: true}));
+    var t = rects[k].querySelector('title');
+    return t ? t.textContent : null;
+  });
+  document.body.dataset.probe = JSON.stringify({picks: picks, titles: titles,
+                                                tips: svg.getAttribute('data-tips')});
+});
+"""
+
+
+def test_heatmap_titles_are_written_on_hover_as_heatmap_tip_says(demo_report):
+    from metaniche.report.svg import heatmap_tip
+
+    page = next(demo_report.glob("S*.html"))
+    result = check_page(page, probe=TIP_PROBE)
+    assert result.errors == [], result.errors
+    probe = json.loads(result.probe)
+    assert "error" not in probe, probe
+    data = json.loads(probe["tips"])
+    n_cols = len(data["cols"])
+    for k, title in zip(probe["picks"], probe["titles"], strict=True):
+        assert title == heatmap_tip(data, k // n_cols, k % n_cols)
+    assert probe["titles"][0].startswith(f"{data['rows'][0]} – {data['cols'][0]}: ")

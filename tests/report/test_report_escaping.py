@@ -50,10 +50,10 @@ def test_labels_and_names_are_escaped(hostile_run):
     sample_page = next(p for p in pages if p.name != "index.html")
     assert ".." not in sample_page.name and os.sep not in sample_page.stem
     texts = {p: p.read_text(encoding="utf-8") for p in [*pages, *report.rglob("*.svg")]}
-    # The only scripts are the zoom view's and the table sorter's own, verbatim: no user text
-    # ever reaches JavaScript.
+    # The only scripts are the zoom view's and the page's own (table sorter, table filter,
+    # SVG download), verbatim: no user text ever reaches JavaScript.
     known = {_ENV.get_template("_zoom.js.html").render(),
-             _ENV.get_template("_sort.js.html").render()}
+             _ENV.get_template("_page.js.html").render()}
     for path, text in texts.items():
         assert SCRIPT not in text, path
         scripts = re.findall(r"<script\b[^>]*>(.*?)</script>", text, re.S | re.I)
@@ -65,7 +65,7 @@ def test_labels_and_names_are_escaped(hostile_run):
     assert "$x^2$ &amp; co" in page
     assert (report / "figures" / f"{sample_page.stem}.map.png").is_file()
     assert (report / "figures" / f"{sample_page.stem}.map.zoom.png").is_file()
-    # the zoom view and the table sorter, both verbatim (checked above)
+    # the zoom view and the page script, both verbatim (checked above)
     assert len(re.findall(r"<script\b", page)) == 2
     assert 'alt="zoomable tissue map of ../../etc/x"' in page
     assert f'href="{sample_page.name}"' in texts[report / "index.html"]

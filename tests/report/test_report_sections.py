@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 
@@ -17,6 +18,7 @@ from metaniche.report.sample_page import (
     enrichment_section,
     merge_bins,
 )
+from metaniche.report.svg import heatmap_tip
 
 SVG = "{http://www.w3.org/2000/svg}"
 TYPES = ["B", "CD8_T", "Tumor"]
@@ -135,7 +137,12 @@ def test_each_section_appears_with_its_table(make_run, name):
     expected = {"density", name}
     assert _ids(html) & set(SAMPLE_SECTION_IDS) == expected
     if name != "aggregates":
-        assert (run / "report" / "figures" / f"S1.{name}.svg").is_file()
+        # the chart lives once, inline in the page, with a download link (no figure file)
+        assert not (run / "report" / "figures" / f"S1.{name}.svg").exists()
+        section = html[html.index(f'<section id="{name}">'):]
+        section = section[:section.index("</section>")]
+        assert section.count("<svg") == 1
+        assert f'data-svg-download="S1.{name}.svg"' in section
 
 
 def test_density_bars_are_proportional_to_density(make_run, tmp_path):
@@ -157,7 +164,11 @@ def test_density_bars_are_proportional_to_density(make_run, tmp_path):
 def test_enrichment_uses_the_sample_null_and_reports_z(make_run, tmp_path):
     run = RunData(make_run({"enrichment": enrichment_table()}))
     section = enrichment_section(run, "S1", "S1", tmp_path)
-    tips = _titles(str(section.svg))
+    root = ET.fromstring(str(section.svg))
+    data = json.loads(root.get("data-tips"))
+    n_rows, n_cols = len(data["rows"]), len(data["cols"])
+    assert len(list(root.iter(f"{SVG}rect"))) >= n_rows * n_cols
+    tips = [heatmap_tip(data, i, j) for i in range(n_rows) for j in range(n_cols)]
     # Tumor (i=2) vs B (j=0): z = 5, observed 15, expected 10; the compartment null is ignored.
     tip = next(t for t in tips if t.startswith("Tumor – B:"))
     assert "z 5," in tip and "observed 15" in tip and "expected 10" in tip

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["UnivariateCox", "cox_table", "cox_univariate", "kaplan_meier", "kaplan_meier_table",
-           "logrank"]
+__all__ = ["SPLIT_BINARY", "SPLIT_MEDIAN", "SPLIT_MEDIAN_TIES_HIGH", "UnivariateCox", "cox_table",
+           "cox_univariate", "kaplan_meier", "kaplan_meier_table", "logrank", "two_group_split"]
 
 
 def cox_table(values: pd.DataFrame, time: pd.Series, event: pd.Series,
@@ -470,13 +470,62 @@ def _median_time(curve: dict[str, np.ndarray]) -> float:
     return float(curve["time"][below][0]) if below.any() else float("inf")
 
 
+#: ``split`` of a binary feature: ``low`` holds its smaller value, ``high`` its larger.
+SPLIT_BINARY = "binary"
+#: ``split`` at the median with ties low: ``low`` ≤ threshold < ``high``.
+SPLIT_MEDIAN = "median"
+#: ``split`` at the median with ties high: ``low`` < threshold ≤ ``high``.
+SPLIT_MEDIAN_TIES_HIGH = "median_ties_high"
+
+
+def two_group_split(values: np.ndarray, min_group: int = 2) -> tuple[float, str, np.ndarray]:
+    """The two groups of a Kaplan–Meier / log-rank comparison of one feature.
+
+    Parameters
+    ----------
+    values
+        The feature's finite values, one per unit.
+    min_group
+        Smallest group the median split aims for.
+
+    Returns
+    -------
+    threshold : float
+        The smaller value of a binary feature, else the median (NaN without values).
+    split : str
+        :data:`SPLIT_BINARY` when the feature has exactly two distinct values (``high`` =
+        the units with the larger one; a median split could leave a group empty when most
+        units share one value); else :data:`SPLIT_MEDIAN` (``high`` = ``values > median``),
+        or :data:`SPLIT_MEDIAN_TIES_HIGH` (``high`` = ``values >= median``) when ties low
+        would leave fewer than ``min_group`` units high while ties high would not.
+    high : numpy.ndarray
+        Boolean membership of the ``high`` group. A feature with one distinct value has an
+        empty ``high`` group (nothing to compare).
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        return float("nan"), SPLIT_MEDIAN, np.zeros(0, dtype=bool)
+    levels = np.unique(x)
+    if levels.size == 2:
+        return float(levels[0]), SPLIT_BINARY, x > levels[0]
+    threshold = float(np.median(x))
+    high = x > threshold
+    if high.sum() < min_group:
+        ties_high = x >= threshold
+        if (~ties_high).sum() >= min_group:
+            return threshold, SPLIT_MEDIAN_TIES_HIGH, ties_high
+    return threshold, SPLIT_MEDIAN, high
+
+
 def kaplan_meier_table(values: pd.DataFrame, time: pd.Series,
                        event: pd.Series, confidence: float = 0.95,
                        min_group: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per feature: Kaplan–Meier curves of a median split and the log-rank test.
+    """Per feature: Kaplan–Meier curves of a two-group split and the log-rank test.
 
-    Units with the feature ``> median`` form the ``high`` group, ``<= median`` the ``low``
-    group (so ties at the median go low).
+    The split (:func:`two_group_split`): a feature with exactly two distinct values (a binary
+    feature) by its two values; any other at its median, ties at the median going to the
+    ``low`` group unless that leaves the ``high`` group smaller than ``min_group`` (many
+    units at the maximum), in which case they go ``high``.
 
     Parameters
     ----------
@@ -494,11 +543,11 @@ def kaplan_meier_table(values: pd.DataFrame, time: pd.Series,
     tests : pandas.DataFrame
         ``feature``, ``test`` = ``logrank``, ``statistic`` (χ², 1 df; :func:`logrank`),
         ``effect`` (median survival time high / low; NaN when a median is not reached),
-        ``effect_name`` = ``median_time_ratio``, ``n``, ``n_events``, ``threshold``
-        (the median), ``p``.
+        ``effect_name`` = ``median_time_ratio``, ``n``, ``n_events``, ``threshold``,
+        ``split`` (see :func:`two_group_split`), ``p``.
     curves : pandas.DataFrame
-        ``feature``, ``group`` (``low``/``high``), ``threshold``, ``time``, ``survival``,
-        ``ci_low``, ``ci_high``, ``n_at_risk``.
+        ``feature``, ``group`` (``low``/``high``), ``threshold``, ``split``, ``time``,
+        ``survival``, ``ci_low``, ``ci_high``, ``n_at_risk``.
 
     Notes
     -----
@@ -514,8 +563,8 @@ def kaplan_meier_table(values: pd.DataFrame, time: pd.Series,
         x, t, e = x[keep], t_all[keep], e_all[keep]
         row = {"feature": name, "test": "logrank", "effect_name": "median_time_ratio",
                "n": int(keep.sum()), "n_events": int(e.sum())}
-        threshold = float(np.median(x)) if len(x) else np.nan
-        high = x > threshold
+        threshold, split, high = two_group_split(x, min_group)
+        row |= {"threshold": threshold, "split": split}
         if min(high.sum(), (~high).sum()) < min_group:
             rows.append(row)
             continue
@@ -524,20 +573,21 @@ def kaplan_meier_table(values: pd.DataFrame, time: pd.Series,
         for group, mask in (("low", ~high), ("high", high)):
             curve = _kaplan_meier_arrays(t[mask], e[mask], confidence)
             medians[group] = _median_time(curve)
-            curves.append((name, group, threshold, curve))
+            curves.append((name, group, threshold, split, curve))
         ratio = medians["high"] / medians["low"]
         row |= {"statistic": statistic, "effect": ratio if np.isfinite(ratio) else np.nan,
-                "threshold": threshold, "p": p}
+                "p": p}
         rows.append(row)
-    columns = ["feature", "group", "threshold", "time", "survival", "ci_low", "ci_high",
-               "n_at_risk"]
+    columns = ["feature", "group", "threshold", "split", "time", "survival", "ci_low",
+               "ci_high", "n_at_risk"]
     if not curves:
         return pd.DataFrame(rows), pd.DataFrame(columns=columns)
     sizes = [len(curve["time"]) for *_, curve in curves]
     table = pd.DataFrame({
         "feature": np.repeat(np.array([name for name, *_ in curves], dtype=object), sizes),
         "group": np.repeat(np.array([group for _, group, *_ in curves], dtype=object), sizes),
-        "threshold": np.repeat([threshold for _, _, threshold, _ in curves], sizes),
+        "threshold": np.repeat([threshold for _, _, threshold, *_ in curves], sizes),
+        "split": np.repeat(np.array([split for *_, split, _ in curves], dtype=object), sizes),
         **{key: np.concatenate([curve[key] for *_, curve in curves])
-           for key in columns[3:]}})
+           for key in columns[4:]}})
     return pd.DataFrame(rows), table

@@ -84,7 +84,8 @@ def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
                               capture_output=True, text=True, timeout=timeout)
 
 
-def check_page(page: str | Path, timeout: float = 60.0, probe: str | None = None) -> PageCheck:
+def check_page(page: str | Path, timeout: float = 60.0, probe: str | None = None,
+               window_size: tuple[int, int] | None = None) -> PageCheck:
     """Load ``page`` in headless Chromium and collect every error it raises.
 
     Returns the errors (JavaScript exceptions, console.error, resources that failed to load,
@@ -92,6 +93,8 @@ def check_page(page: str | Path, timeout: float = 60.0, probe: str | None = None
     ``probe`` (JavaScript source, optional) runs at the end of the page's body, after the
     page's own scripts; whatever it stores in ``document.body.dataset.probe`` within the
     5 s virtual-time budget is returned as :attr:`PageCheck.probe` (interaction tests).
+    ``window_size`` (width, height in CSS pixels) sets the viewport, e.g. (1366, 768) for
+    layout checks; None keeps Chromium's default.
     """
     page = Path(page).resolve()
     html = page.read_text(encoding="utf-8")
@@ -109,7 +112,8 @@ def check_page(page: str | Path, timeout: float = 60.0, probe: str | None = None
     try:
         copy.write_text(instrumented, encoding="utf-8")
         started = time.perf_counter()
-        done = _run(["--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
+        size = [f"--window-size={window_size[0]},{window_size[1]}"] if window_size else []
+        done = _run(["--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000", *size,
                      "--dump-dom", copy.as_uri()], timeout)
         seconds = time.perf_counter() - started
     finally:

@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from metaniche._atomic import atomic_path
+from metaniche.cohort.survival import SPLIT_BINARY, SPLIT_MEDIAN_TIES_HIGH
 from metaniche.report.colours import COMPARTMENT_COLOURS, categorical, mpl_text
 from metaniche.report.svg import fmt, log_ticks, nice_ticks
 
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["effector_strip", "feature_heatmap", "gradient_overlay", "kaplan_meier",
            "km_group_labels", "new_figure", "robust_limits", "roc_curves", "save_figure",
-           "select_features", "volcano", "zscore"]
+           "select_features", "volcano", "volcano_panels", "zscore"]
 
 
 def new_figure(figsize: tuple[float, float]) -> Figure:
@@ -76,10 +78,7 @@ def select_features(features: pd.DataFrame, association: pd.DataFrame | None,
     numeric = numeric.loc[:, sd > 0]
     if numeric.shape[1] == 0:
         return []
-    mode_share = numeric.apply(
-        lambda c: c.value_counts(normalize=True, dropna=True).iloc[0] if c.notna().any()
-        else 1.0)
-    numeric = numeric.loc[:, mode_share <= max_mode_share]
+    numeric = numeric.loc[:, _mode_share(numeric.to_numpy(np.float64)) <= max_mode_share]
     if numeric.shape[1] == 0:
         return []
     if association is not None and not association.empty and "p" in association.columns:
@@ -91,6 +90,18 @@ def select_features(features: pd.DataFrame, association: pd.DataFrame | None,
     scale = numeric.abs().median().replace(0, np.nan)
     spread = ((q75 - q25) / scale).fillna(0.0).sort_values(ascending=False, kind="stable")
     return list(spread.index[:max_features])
+
+
+def _mode_share(values: np.ndarray) -> np.ndarray:
+    """Per column: the share of the non-missing values taken by the most common value (1 for
+    a column without values); NumPy per column, no pandas per-column overhead."""
+    out = np.ones(values.shape[1])
+    for j in range(values.shape[1]):
+        column = values[:, j]
+        column = column[~np.isnan(column)]
+        if column.size:
+            out[j] = np.unique(column, return_counts=True)[1].max() / column.size
+    return out
 
 
 def _leaf_order(matrix: np.ndarray) -> np.ndarray:
@@ -147,7 +158,19 @@ VOLCANO_MARGIN = 0.08
 RATIO_EFFECTS = ("hazard_ratio", "hr", "hr_per_sd", "median_time_ratio", "fold_change",
                  "odds_ratio")
 #: Effects with a natural bounded range: drawn on it, never clipped.
-BOUNDED_EFFECTS = {"auc": (0.0, 1.0), "cliffs_delta": (-1.0, 1.0)}
+BOUNDED_EFFECTS = {"auc": (0.0, 1.0), "cliffs_delta": (-1.0, 1.0),
+                   "epsilon_squared": (0.0, 1.0), "rank_biserial": (-1.0, 1.0)}
+#: What each ``effect_name`` of the association table measures (its unit), for tables,
+#: axis titles and captions; the one place these are spelled out.
+EFFECT_UNITS = {"auc": "AUC, P(level > reference)", "hazard_ratio": "hazard ratio per SD",
+                "hr": "hazard ratio per SD", "hr_per_sd": "hazard ratio per SD",
+                "median_time_ratio": "median survival high / low",
+                "fold_change": "ratio of group means", "cliffs_delta": "Cliff's delta",
+                "epsilon_squared": "epsilon² (rank-based share of variance)",
+                "difference_sd": "difference in SD units (mixed model)",
+                "rank_biserial": "rank-biserial correlation of the change"}
+#: Effect of "no difference" on each scale (ratios are drawn as log2, so 0 there).
+NULL_EFFECT = {"auc": 0.5}
 
 
 def robust_limits(values: np.ndarray, margin: float = VOLCANO_MARGIN) -> tuple[float, float]:
@@ -165,27 +188,44 @@ def robust_limits(values: np.ndarray, margin: float = VOLCANO_MARGIN) -> tuple[f
     return float(low - margin * spread), float(high + margin * spread)
 
 
+def volcano_panels(association: pd.DataFrame) -> list[tuple[tuple[str, str, str], pd.DataFrame]]:
+    """The volcano's panels: rows with a finite p and effect grouped by outcome × test ×
+    ``effect_name``, so effects of different kinds (AUC, epsilon², SD differences, hazard
+    ratios) never share an axis; the contrasts of one test share its panel (same kind).
+    Panels in the association table's outcome order, then test, then effect name."""
+    table = association.dropna(subset=["p", "effect"])
+    table = table[np.isfinite(pd.to_numeric(table["effect"], errors="coerce"))]
+    if table.empty:
+        return []
+    names = (table["effect_name"].fillna("").astype(str) if "effect_name" in table.columns
+             else pd.Series("effect", index=table.index))
+    table = table.assign(_effect_name=names.replace("", "effect"))
+    order = {name: k for k, name in enumerate(pd.unique(association["outcome"].astype(str)))}
+    groups = list(table.groupby(["outcome", "test", "_effect_name"], sort=True))
+    groups.sort(key=lambda item: order.get(str(item[0][0]), len(order)))
+    return [((str(o), str(t), str(e)), part.drop(columns="_effect_name"))
+            for (o, t, e), part in groups]
+
+
 def volcano(association: pd.DataFrame, report_dir: Path, q_level: float = 0.05,
-            max_panels: int = 6) -> list[str] | None:
-    """Effect against −log10 p, one panel per outcome × test, q ≤ ``q_level`` highlighted.
+            max_panels: int = 9) -> list[str] | None:
+    """Effect against −log10 p, one panel per outcome × test × effect type
+    (:func:`volcano_panels`), q ≤ ``q_level`` highlighted.
 
     Ratio effects (:data:`RATIO_EFFECTS`) are drawn as log2; undefined effects (NaN) are not
     drawn; bounded effects (:data:`BOUNDED_EFFECTS`) use their natural range, others
     :func:`robust_limits`, and effects beyond them sit on the limit as open triangles (counted
-    in the title). The five smallest p are labelled, offset
-    alternately so labels do not stack.
+    in the title). A panel holding several contrasts (condition groups) says how many. The
+    five smallest p are labelled, offset alternately so labels do not stack.
     """
-    table = association.dropna(subset=["p", "effect"])
-    table = table[np.isfinite(pd.to_numeric(table["effect"], errors="coerce"))]
-    if table.empty:
+    groups = volcano_panels(association)[:max_panels]
+    if not groups:
         return None
-    groups = list(table.groupby(["outcome", "test"], sort=True))[:max_panels]
     ncols = min(3, len(groups))
     nrows = -(-len(groups) // ncols)
     fig = new_figure((4.6 * ncols, 3.9 * nrows))
-    for k, ((outcome, test), part) in enumerate(groups):
+    for k, ((outcome, test, effect_name), part) in enumerate(groups):
         ax = fig.add_subplot(nrows, ncols, k + 1)
-        effect_name = str(part["effect_name"].iloc[0]) if "effect_name" in part else "effect"
         effect = part["effect"].to_numpy(np.float64)
         ratio = effect_name.lower() in RATIO_EFFECTS
         if ratio:
@@ -203,8 +243,9 @@ def volcano(association: pd.DataFrame, report_dir: Path, q_level: float = 0.05,
         significant = part["q"].to_numpy(np.float64) <= q_level
         colour = np.where(significant, "#c0392b", "#95a5a6")
         inside = ~outside
+        # points as one raster in the SVG too: thousands of markers, one image
         ax.scatter(clipped[inside], logp[inside], s=10, c=colour[inside], linewidths=0,
-                   rasterized=len(part) > 5000)
+                   rasterized=True)
         if outside.any():
             ax.scatter(clipped[outside], logp[outside], s=22, marker=">", facecolors="none",
                        edgecolors=colour[outside], linewidths=0.8)
@@ -217,34 +258,47 @@ def volcano(association: pd.DataFrame, report_dir: Path, q_level: float = 0.05,
                         xytext=(-6 if right else 6, -4 - 9 * rank), textcoords="offset points",
                         ha="right" if right else "left", va="top",
                         arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "#666"})
-        ax.axvline(0.5 if effect_name.lower() == "auc" else 0.0, color="#ccc", lw=0.6,
+        ax.axvline(NULL_EFFECT.get(effect_name.lower(), 0.0), color="#ccc", lw=0.6,
                    zorder=0)
         label = f"log2 {effect_name}" if ratio else effect_name
         ax.set_xlabel(mpl_text(label), fontsize=8)
         ax.set_ylabel("−log10 p", fontsize=8)
         note = f", {int(outside.sum())} clipped ▷" if outside.any() else ""
-        ax.set_title(mpl_text(f"{outcome} · {test} ({int(significant.sum())} with q ≤ "
-                              f"{q_level:g}{note})"), fontsize=8)
+        contrasts = (list(pd.unique(part["contrast"].dropna().astype(str)))
+                     if "contrast" in part.columns else [])
+        scope = ("" if not contrasts else f"\n{contrasts[0]}" if len(contrasts) == 1
+                 else f"\n{len(contrasts)} contrasts")
+        ax.set_title(mpl_text(f"{outcome} · {test}{scope} ({int(significant.sum())} with "
+                              f"q ≤ {q_level:g}{note})"), fontsize=8)
     fig.tight_layout()
     return save_figure(fig, report_dir, "cohort.volcano")
 
 
 def km_group_labels(feature: str, threshold: float, values: pd.Series | None,
-                    unit: str = "") -> tuple[dict[str, str], str]:
+                    unit: str = "", split: str | None = None) -> tuple[dict[str, str], str]:
     """Legend labels of a Kaplan–Meier split and a sentence stating it.
 
-    A feature with exactly two values in ``values`` (a binary feature) is split by its two
-    values, so ``low`` is "= a" and ``high`` is "= b"; any other feature at the cohort median
-    ``threshold`` (``low`` ≤ median < ``high``).
+    ``split`` is the ``split`` column of ``km_curves``
+    (:func:`metaniche.cohort.survival.two_group_split`). A binary split (or, for tables
+    without that column, a feature with exactly two values in ``values``) is stated by its
+    two values, so ``low`` is "= a" and ``high`` is "= b"; a median split with ties high as
+    ``low`` < median ≤ ``high``; any other at the cohort median ``threshold`` (``low`` ≤
+    median < ``high``).
     """
     levels = (np.unique(pd.to_numeric(values, errors="coerce").dropna().to_numpy(np.float64))
               if values is not None else np.array([]))
-    if len(levels) == 2:
-        a, b = (svg_fmt(v) for v in levels)
-        return ({"low": f"= {a}", "high": f"= {b}"},
+    if split == SPLIT_BINARY or (split is None and len(levels) == 2):
+        a = svg_fmt(levels[0] if len(levels) == 2 else threshold)
+        b = svg_fmt(levels[1]) if len(levels) == 2 else f"> {a}"
+        b_label = f"= {b}" if len(levels) == 2 else b
+        return ({"low": f"= {a}", "high": b_label},
                 f"binary feature: split by its two values ({a} vs {b})")
     t = svg_fmt(threshold)
     suffix = f" {unit}" if unit else ""
+    if split == SPLIT_MEDIAN_TIES_HIGH:
+        return ({"low": f"< {t}{suffix}", "high": f"≥ {t}{suffix}"},
+                f"split at the cohort median {t}{suffix}, ties high (most units at the "
+                "median)")
     return ({"low": f"≤ {t}{suffix}", "high": f"> {t}{suffix}"},
             f"split at the cohort median {t}{suffix}")
 
@@ -315,7 +369,8 @@ def kaplan_meier(curves: pd.DataFrame, association: pd.DataFrame | None, report_
         part = curves[curves["feature"].astype(str) == feature]
         threshold = float(part["threshold"].iloc[0]) if "threshold" in part else np.nan
         values = _feature_values(features, feature)
-        labels, split = km_group_labels(feature, threshold, values)
+        how = str(part["split"].iloc[0]) if "split" in part else None
+        labels, split = km_group_labels(feature, threshold, values, split=how)
         splits.append(split)
         groups = [g for g in ("low", "high") if g in set(part["group"].astype(str))]
         for group in groups:
@@ -453,8 +508,8 @@ def effector_strip(density: pd.DataFrame, groups: pd.Series | None, params: Phen
         jitter = rng.uniform(-0.06, 0.06, size=(int(member.sum()), 1))
         x = np.arange(len(compartments))[None, :] + offset + jitter
         y = shown[member]
-        for xs, ys in zip(x, y, strict=True):
-            ax.plot(xs, ys, color=colour_of[level], alpha=0.25, lw=0.7)
+        ax.add_collection(LineCollection(np.stack([x, y], axis=-1), colors=colour_of[level],
+                                         alpha=0.25, linewidths=0.7))
         ax.scatter(x.ravel(), y.ravel(), s=22, color=colour_of[level], edgecolors="white",
                    linewidths=0.4, label=mpl_text(f"{level} (n = {int(member.sum())})"),
                    zorder=3)

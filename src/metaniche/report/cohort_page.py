@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 
 from metaniche import tables as T
+from metaniche.cohort.families import FAMILIES
 from metaniche.report import cohort_figures, svg
 from metaniche.report.contact import contact_cohort_section
+from metaniche.report.cohort_figures import EFFECT_UNITS
 from metaniche.report.overview import overview_section
 from metaniche.report.rundata import RunData
 from metaniche.report.sections import Section, Table, int_label, save_svg
@@ -43,13 +45,6 @@ def feature_section(run: RunData, report_dir: Path) -> Section | None:
                            "average-linkage clustering. All features: features.csv.")
 
 
-#: Units of the association effects, by ``effect_name``.
-EFFECT_UNITS = {"auc": "AUC (P(responder > non-responder))", "hazard_ratio": "hazard ratio per SD",
-                "hr": "hazard ratio per SD", "hr_per_sd": "hazard ratio per SD",
-                "median_time_ratio": "median survival high / low",
-                "fold_change": "ratio of group means", "cliffs_delta": "Cliff's delta"}
-
-
 def _feature_units(run: RunData) -> dict[str, str]:
     """Feature name (or family) → unit from features_dictionary.csv (empty when absent)."""
     path = run.dir.dictionary_path
@@ -65,6 +60,18 @@ def _feature_units(run: RunData) -> dict[str, str]:
                     strict=True))
 
 
+#: Panels of the volcano plot at most (the first in the association table's outcome order).
+VOLCANO_PANELS = 9
+
+
+def _effect_legend(table: pd.DataFrame) -> str:
+    """``name = unit`` of every effect type in ``table`` ('' without an effect_name)."""
+    if "effect_name" not in table.columns:
+        return "as named on each axis"
+    names = [n for n in pd.unique(table["effect_name"].dropna().astype(str)) if n]
+    return "; ".join(f"{n} = {EFFECT_UNITS.get(n, n)}" for n in names) or "as named"
+
+
 def association_section(run: RunData, report_dir: Path) -> Section | None:
     """The associations that passed the FDR (units, effects, CIs, unit of analysis), then the
     volcano plot."""
@@ -78,30 +85,45 @@ def association_section(run: RunData, report_dir: Path) -> Section | None:
                        caption=f"None of the {n_tests} feature × outcome tests could be "
                                "computed (too few samples per group); see the reasons under "
                                "Run status.")
-    paths = cohort_figures.volcano(table, report_dir) or []
+    paths = cohort_figures.volcano(table, report_dir, max_panels=VOLCANO_PANELS) or []
+    n_panels = len(cohort_figures.volcano_panels(table))
     q = pd.to_numeric(table["q"], errors="coerce") if "q" in table.columns else None
     passed = table[q <= 0.05] if q is not None else table.iloc[:0]
     units = _feature_units(run)
     unit_of_analysis = (sorted(set(table["unit"].astype(str))) if "unit" in table.columns
                         else [str((run.manifest.steps.get("cohort") or {}).get("unit", "?"))])
-    head = ["feature", "feature unit", "outcome", "test", "effect", "effect (unit)", "ci_low",
-            "ci_high", "p", "q", "n", "unit of analysis"]
-    shown = passed.sort_values([c for c in ("q", "p") if c in passed.columns]).head(200)
+    family = ["family"] if "family" in table.columns else []
+    contrast = ["contrast"] if "contrast" in table.columns else []
+    head = ["feature", "feature unit", *family, "outcome", *contrast, "test", "effect",
+            "effect (unit)", "ci_low", "ci_high", "p", "q", "n", "unit of analysis"]
+    rank = {name: k for k, name in enumerate(FAMILIES)}
+    keys = (["_family"] if "family" in passed.columns else []) + [
+        c for c in ("q", "p") if c in passed.columns]
+    ordered = (passed.assign(_family=passed["family"].map(rank).fillna(len(rank)))
+               if "family" in passed.columns else passed)
+    shown = ordered.sort_values(keys, kind="stable").head(200)
     rows = []
     for row in shown.to_dict("records"):
         feature = str(row["feature"])
         unit = units.get(feature) or units.get(feature.split(".")[0], "")
         effect_name = str(row.get("effect_name") or "effect")
-        rows.append([feature, unit, str(row.get("outcome", "")), str(row.get("test", "")),
-                     _cell(row.get("effect")), EFFECT_UNITS.get(effect_name, effect_name),
-                     _cell(row.get("ci_low")), _cell(row.get("ci_high")), _cell(row.get("p")),
-                     _cell(row.get("q")), _cell(row.get("n")), str(row.get("unit", "")
-                                                                   or unit_of_analysis[0])])
+        rows.append([feature, unit, *(_cell(row.get(c)) for c in family),
+                     str(row.get("outcome", "")), *(_cell(row.get(c)) for c in contrast),
+                     str(row.get("test", "")), _cell(row.get("effect")),
+                     EFFECT_UNITS.get(effect_name, effect_name), _cell(row.get("ci_low")),
+                     _cell(row.get("ci_high")), _cell(row.get("p")), _cell(row.get("q")),
+                     _cell(row.get("n")), str(row.get("unit", "") or unit_of_analysis[0])])
     n_sig = len(passed)
+    scope = ("outcome × test × family (primary features, [cohort] primary_features, apart "
+             "from exploratory ones)" if "family" in table.columns else "outcome × test")
     table_caption = (f"{n_sig} of {len(table)} feature × outcome tests computed pass q ≤ 0.05 "
-                     "(Benjamini–Hochberg over all tests; symmetric pair statistics such as "
-                     "enrichment_z.A.B are tested once per unordered pair). Unit of analysis: "
-                     f"{', '.join(unit_of_analysis)}. Click a header to sort."
+                     f"(Benjamini–Hochberg within each {scope}; symmetric pair statistics "
+                     "such as enrichment_z.A.B are tested once per unordered pair)."
+                     + (" Contrast: the groups compared (effects are for the first against "
+                        "the second; groups joined by / for omnibus tests)."
+                        if "contrast" in table.columns else "")
+                     + f" Unit of analysis: {', '.join(unit_of_analysis)}. Click a header to "
+                     "sort; type in the box to filter rows."
                      + (" Showing the 200 smallest q." if n_sig > 200 else "")
                      + " Full table: association.parquet.")
     passed_section = Section("associations-passed", "Passed the false-discovery rate",
@@ -113,11 +135,17 @@ def association_section(run: RunData, report_dir: Path) -> Section | None:
                              "association.parquet; the volcano below shows all.")
     volcano_section = Section(
         "volcano", "Volcano plot", image=paths[0] if paths else None, files=paths,
-        caption="Effect against −log10 p of every test, one panel per outcome × test; red: "
-                "q ≤ 0.05; ratio effects on a log2 axis; undefined effects not drawn; AUC "
-                "and Cliff's delta on their natural range, other effects on the 1st–99th "
-                "percentile of the effects (widened 8 %), effects beyond drawn on the limit "
-                "as open triangles (counted in the panel title); five smallest p labelled.")
+        caption="Effect against −log10 p of every test, one panel per outcome × test × "
+                "effect type (effects of different kinds — AUC, epsilon², SD differences, "
+                "hazard ratios — never share an axis; the contrasts of one test share its "
+                "panel, their number in the title); red: q ≤ 0.05; ratio effects on a log2 "
+                "axis; undefined effects not drawn; bounded effects (AUC, Cliff's delta, "
+                "epsilon², rank-biserial) on their natural range, other effects on the "
+                "1st–99th percentile of the effects (widened 8 %), effects beyond drawn on the "
+                "limit as open triangles (counted in the panel title); five smallest p "
+                f"labelled. Effect units: {_effect_legend(table)}."
+                + (f" First {VOLCANO_PANELS} of {n_panels} panels shown."
+                   if n_panels > VOLCANO_PANELS else ""))
     return Section("associations", "Associations with outcome",
                    subsections=[passed_section, volcano_section],
                    caption=f"{len(table)} feature × outcome tests computed, {n_sig} with "

@@ -20,11 +20,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Polygon
 
 from metaniche import roles
-from metaniche._atomic import atomic_path
 from metaniche.analyses.compartments import BORDER
 from metaniche.report.colours import COMPARTMENT_COLOURS, mpl_text, type_colours
-from metaniche.report.paint import paint_cells
-from metaniche.report.zoom import save_zoom_map
+from metaniche.report.paint import paint_cells, save_quantized_png
+from metaniche.report.zoom import save_thumbnail, save_zoom_map
 from metaniche.tables import AGGREGATES
 
 if TYPE_CHECKING:
@@ -35,16 +34,20 @@ if TYPE_CHECKING:
 __all__ = ["COMPARTMENT_COLOURS", "save_tissue_map"]
 
 _MAP_WIDTH_PX = 1100
+#: Resolution of the static map (≈ 1,000 px wide: the width of the sample page).
+_MAP_DPI = 100
 _BAND_COLOUR = "#f5b041"
 _AGGREGATE_COLOURS = ("#000000", "#8e44ad", "#16a085", "#2c3e50")
 
 
 def save_tissue_map(analysis: SampleAnalysis, title: str, path: str | Path,
                     config: Config | None = None) -> None:
-    """Write the tissue map PNG of one sample and its zoomable raster beside it.
+    """Write the tissue map PNG of one sample, its zoomable raster and thumbnail beside it.
 
-    The zoomable view (``<stem>.map.zoom.png`` and ``.json``) is written by
-    :func:`metaniche.report.zoom.save_zoom_map` with the same colours, extent and band.
+    The static map is a palette PNG (:func:`metaniche.report.paint.save_quantized_png`). The
+    zoomable view (``<stem>.map.zoom.png`` and ``.json``) and the cohort page's thumbnail
+    (``<stem>.map.thumb.png``) are written by :func:`metaniche.report.zoom.save_zoom_map` and
+    :func:`metaniche.report.zoom.save_thumbnail` with the same colours, extent and band.
 
     Parameters
     ----------
@@ -84,7 +87,7 @@ def save_tissue_map(analysis: SampleAnalysis, title: str, path: str | Path,
                         np.array([to_rgb(colours[t]) for t in labels]), extent, _MAP_WIDTH_PX, dot)
     map_w = 7.5
     map_h = float(np.clip(map_w * height_um / max(width_um, 1e-9), 2.5, 11.0))
-    fig = Figure(figsize=(map_w + 2.6, map_h + 0.8), dpi=120)
+    fig = Figure(figsize=(map_w + 2.6, map_h + 0.8), dpi=_MAP_DPI)
     FigureCanvasAgg(fig)   # object-oriented Agg drawing: no pyplot, no global backend
     ax = fig.add_axes((0.08, 0.07, map_w / (map_w + 2.6) - 0.08, 0.85))
     ax.set_facecolor("white")
@@ -111,9 +114,10 @@ def save_tissue_map(analysis: SampleAnalysis, title: str, path: str | Path,
     handles += [Patch(fc="none", ec=c, ls="--", label=mpl_text(k)) for k, c in kinds.items()]
     fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(map_w / (map_w + 2.6), 0.93),
                fontsize=7.5, frameon=False, title="cell type (n)", title_fontsize=8)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
+    fig.canvas.draw()
+    save_quantized_png(path, np.asarray(fig.canvas.buffer_rgba()))
     save_zoom_map(path, x, y, codes.astype(np.intp), labels, colours, extent, result, width)
+    save_thumbnail(path, x, y, codes.astype(np.intp), labels, colours, extent, result, width)
 
 
 def _extent(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:

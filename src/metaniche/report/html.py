@@ -6,9 +6,10 @@ with figures under ``report/figures/``. Everything shown comes from the run dire
 (run.json, tables/, features, association, prediction, the tissue-map PNGs drawn by the
 per-sample tasks). User-supplied text (sample names, cell-type labels, messages) is escaped by
 Jinja2's autoescaping and, inside SVG charts, by :func:`metaniche.report.svg.esc`. The pages use
-no network resources, so they open offline from the file system; the only JavaScript is the
-zoomable tissue map's own (``templates/_zoom.js.html``, inline, reading only ``data-*``
-attributes).
+no network resources, so they open offline from the file system; the only JavaScript is
+inline and fixed (no user text): the zoomable tissue map's (``templates/_zoom.js.html``,
+reading only ``data-*`` attributes) and the page's (``templates/_page.js.html``: sortable and
+filterable tables, download of the inline SVG charts).
 """
 
 from __future__ import annotations
@@ -28,15 +29,16 @@ from metaniche.report.cohort_page import cohort_sections
 from metaniche.report.methods import flatten_parameters, methods_paragraphs
 from metaniche.report.overview import sample_call_explanation
 from metaniche.report.rundata import RunData
-from metaniche.report.sample_page import sample_sections
-from metaniche.report.zoom import read_zoom_info
+from metaniche.report.sample_page import GLANCE, sample_sections
+from metaniche.report.zoom import read_zoom_info, thumb_path
 from metaniche.rundir import Manifest, SampleRecord
 
 __all__ = ["render_report"]
 
 #: Sample pages are rendered in parallel processes from this many samples on.
 PARALLEL_PAGES = 64
-#: Tissue-map thumbnails are shown on the cohort page up to this many samples.
+#: Samples whose map has no small thumbnail (runs made before thumbnails existed) show the
+#: full-size map on the cohort page up to this many samples.
 MAX_THUMBNAILS = 48
 
 _ENV = jinja2.Environment(
@@ -85,7 +87,8 @@ def render_report(run_dir: str | Path, manifest: Manifest | None = None) -> Path
         samples=samples,
         n_ok=sum(s["status"] in ("ok", "skipped") for s in samples),
         n_failed=sum(s["status"] == "failed" for s in samples),
-        thumbnails=[s for s in samples if s["map"]] if len(samples) <= MAX_THUMBNAILS else [],
+        thumbnails=[s for s in samples if s["thumb"] or (s["map"] and len(samples)
+                                                         <= MAX_THUMBNAILS)],
         cohort=run.manifest.steps.get("cohort") or None,
         stage_columns=stage_columns,
         stage_rows=stage_rows,
@@ -123,7 +126,9 @@ def _render_pages(run: RunData | tuple[Path, Manifest], samples: list[dict[str, 
         sections = []
         if summary["status"] in ("ok", "skipped"):
             sections = sample_sections(run, summary["name"], summary["stem"], report_dir)
-        html = page.render(s=summary, sections=sections,
+        glance = [x for x in sections if x.key in GLANCE]
+        html = page.render(s=summary, sections=sections, glance=glance,
+                           rest=[x for x in sections if x.key not in GLANCE],
                            prev=samples[i - 1] if i > 0 else None,
                            next=samples[i + 1] if i + 1 < len(samples) else None)
         write_text(run.dir.page_path(summary["stem"]), html)
@@ -145,6 +150,8 @@ def _summary(run: RunData, record: SampleRecord) -> dict[str, Any]:
         "phenotype_why": sample_call_explanation(run, record.sample),
         "n_cells": _n_cells(run, record.sample),
         "map": figure.relative_to(run.dir.report_dir).as_posix() if figure.is_file() else None,
+        "thumb": (thumb.relative_to(run.dir.report_dir).as_posix()
+                  if (thumb := thumb_path(figure)).is_file() else None),
         "zoom": read_zoom_info(figure) if figure.is_file() else None,
         "stages": _stage_seconds(record.stages),
         "slowest": _slowest(_stage_seconds(record.stages)),

@@ -162,15 +162,26 @@ def methods_paragraphs(config: dict[str, Any], version: str,
             f"{v('zonation', 'central_types')}, {v('zonation', 'n_bins')} bins.")
     if "cohort" in config and ran.get("association") is not None:
         text.append(
-            f"Cohort: analyses {v('cohort', 'analyses')}; features kept with ≥ "
-            f"{v('cohort', 'min_non_missing')} non-missing fraction; groups of at least "
-            f"{v('cohort', 'min_group')} and {v('cohort', 'min_events')} events; q-values by "
-            f"Benjamini–Hochberg; prediction by {v('cohort', 'n_folds')}-fold nested "
+            f"Cohort: analyses {v('cohort', 'analyses')}; each test uses the units in which "
+            "the feature was measured (n in the association table), with groups of at least "
+            f"{v('cohort', 'min_group')} units and {v('cohort', 'min_events')} events; "
+            "q-values by Benjamini–Hochberg within each outcome × test"
+            + (" × family (primary features apart from exploratory ones)"
+               if _has_families(ran.get("association")) else "")
+            + "; prediction from the features measured in a fraction of at least "
+            f"{v('cohort', 'min_non_missing')} of the units (missing values imputed) by "
+            f"{v('cohort', 'n_folds')}-fold nested "
             f"cross-validation ({v('cohort', 'n_inner_folds')} inner folds, "
             f"{v('cohort', 'n_repeats')} repeats, l1_ratio {v('cohort', 'l1_ratio')}), "
             f"{v('cohort', 'n_bootstrap')} bootstrap resamples for "
             f"{v('cohort', 'confidence')} intervals, seed {v('cohort', 'seed')}.")
     return text
+
+
+def _has_families(association: Any) -> bool:
+    """Whether the association table carries more than one multiple-testing family."""
+    return (association is not None and "family" in getattr(association, "columns", ())
+            and association["family"].nunique() > 1)
 
 
 def _section(config: dict[str, Any], section: str) -> str:

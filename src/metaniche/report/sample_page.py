@@ -19,10 +19,12 @@ from metaniche.report import svg
 from metaniche.report.bands import MAX_DISPLAY_BINS, MIN_BAND_AREA_MM2, merge_bins
 from metaniche.report.colours import COMPARTMENT_COLOURS, categorical
 from metaniche.report.contact import contact_sample_section
+from metaniche.report.overview import effector_labels
 from metaniche.report.rundata import RunData
-from metaniche.report.sections import Section, Table, int_label, preferred, save_svg
+from metaniche.report.sections import Section, Table, inline_svg, int_label, preferred
 
-__all__ = ["SAMPLE_SECTIONS", "merge_bins", "sample_sections"]
+__all__ = ["GLANCE", "KEY_GRADIENT_PANELS", "SAMPLE_SECTIONS", "key_gradient_section", "merge_bins",
+           "sample_sections", "state_gradient_section", "state_section"]
 
 #: Cell size (px) of the sample-page heatmaps: 15 types give a ≈ 400 px square, readable.
 SAMPLE_CELL_PX = 26.0
@@ -79,7 +81,7 @@ def density_section(run: RunData, sample: str, stem: str, report_dir: Path) -> S
                               title="Density by compartment",
                               colours=[COMPARTMENT_COLOURS[g] for g in groups],
                               unit="cells/mm²")
-    markup, path = save_svg(chart, report_dir, f"{stem}.density")
+    markup, download = inline_svg(chart, f"{stem}.density")
     shown = groups + ([WHOLE] if WHOLE in wide.columns else [])
     table = Table(["cell type"] + [f"{c} (cells/mm²)" for c in shown] + ["n cells (all)"],
                   [[t] + [svg.fmt(wide.loc[t, c]) for c in shown]
@@ -87,37 +89,78 @@ def density_section(run: RunData, sample: str, stem: str, report_dir: Path) -> S
                    for t in wide.index], sortable=True)
     areas = rows.drop_duplicates("compartment").set_index("compartment")["area_mm2"]
     area_text = ", ".join(f"{c} {areas[c]:.3g} mm²" for c in shown if c in areas.index)
-    return Section("density", "Density by compartment", svg=markup, files=[path], table=table,
+    return Section("density", "Density by compartment", svg=markup, download=download,
+                   table=table,
                    caption="Cells per mm² of each compartment's tissue area, log scale with "
                            "every decade labelled (core: signed "
                            "distance d < −w, border: |d| ≤ w, adjacent: d > w). Areas: "
                            f"{area_text}.")
 
 
-def gradient_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
-    """Density of each cell type against signed distance to the tumour boundary."""
+def _gradient_panels(run: RunData, sample: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(cell type, bin centres, density)`` of every type with cells in the sample's
+    whole-sample gradient (the first lesion's when there is no whole-sample row)."""
     all_rows = run.sample_rows(T.GRADIENTS, sample)
     if all_rows is None or all_rows.empty:
-        return None
+        return []
     rows = _whole_sample(all_rows)
     if rows.empty:
         rows = all_rows[all_rows["lesion_id"] == all_rows["lesion_id"].min()]
     panels = []
+    rows = rows.sort_values(["cell_type", "bin_start_um"], kind="stable")
     for cell_type, part in rows.groupby("cell_type", sort=True):
-        centre, density = merge_bins(part.sort_values("bin_start_um"), "bin_start_um",
-                                     "bin_end_um", MAX_DISPLAY_BINS)
+        centre, density = merge_bins(part, "bin_start_um", "bin_end_um", MAX_DISPLAY_BINS)
         if np.nansum(density) > 0:
             panels.append((str(cell_type), centre, density))
+    return panels
+
+
+#: Panels of the key gradient chart beside the tissue map (effector and tumour types).
+KEY_GRADIENT_PANELS = 4
+
+
+def key_gradient_section(run: RunData, sample: str, stem: str,
+                         report_dir: Path) -> Section | None:
+    """The gradients a reader looks at first: the effector types of the phenotype call and the
+    tumour types (at most :data:`KEY_GRADIENT_PANELS` panels, two per row), shown beside the
+    tissue map; every type's panel is in the collapsed section below."""
+    panels = _gradient_panels(run, sample)
+    if not panels:
+        return None
+    labels = [label for label, *_ in panels]
+    key = effector_labels(run, labels)
+    tumour = (run.config.get("cell_types") or {}).get("tumor") or []
+    key += [t for t in labels if (t in tumour if tumour else t.lower().startswith("tumo"))
+            and t not in key]
+    chosen = [p for p in panels if p[0] in key][:KEY_GRADIENT_PANELS]
+    if not chosen:
+        return None
+    width = float(run.config.get("compartments", {}).get("border_um",
+                                                         CompartmentParams.border_um))
+    chart = svg.small_multiples(chosen, title="Key gradients", ncols=2, panel_px=(230, 120),
+                                xlabel="signed distance to the tumour boundary (µm, < 0 "
+                                       "inside tumour)", ylabel="cells/mm²",
+                                band=(-width, width), vline=0.0)
+    markup, download = inline_svg(chart, f"{stem}.key_gradients")
+    return Section("key-gradients", "Key gradients", svg=markup, download=download,
+                   caption="Effector (phenotype call) and tumour cells per mm² against the "
+                           f"signed distance to the boundary; shaded: border (±{width:g} µm). "
+                           "Every type: Gradients of every cell type below.")
+
+
+def gradient_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
+    """Density of each cell type against signed distance to the tumour boundary."""
+    panels = _gradient_panels(run, sample)
     if not panels:
         return None
     width = float(run.config.get("compartments", {}).get("border_um",
                                                          CompartmentParams.border_um))
-    chart = svg.small_multiples(panels, title="Distance-to-border gradients",
+    chart = svg.small_multiples(panels, title="Gradients of every cell type",
                                 xlabel="signed distance to the tumour boundary (µm, negative "
                                        "inside tumour)", ylabel="cells/mm²",
                                 band=(-width, width), vline=0.0)
-    markup, path = save_svg(chart, report_dir, f"{stem}.gradients")
-    return Section("gradients", "Distance-to-border gradients", svg=markup, files=[path],
+    markup, download = inline_svg(chart, f"{stem}.gradients")
+    return Section("gradients", "Gradients of every cell type", svg=markup, download=download,
                    caption="Density (cells per mm² of tissue in each distance bin) of every "
                            "cell type against the signed distance to the tumour boundary; "
                            f"the shaded band is the border (±{width:g} µm), the dashed line "
@@ -142,37 +185,22 @@ def enrichment_section(run: RunData, sample: str, stem: str, report_dir: Path) -
     types = sorted(set(rows["type_a"].dropna()) | set(rows["type_b"].dropna()), key=str)
     grids = _grids(rows, "type_a", "type_b", ["observed", "expected", "z", "p"], types)
     z = grids["z"]
-    tips = _tips(types, types, "–", {"observed": grids["observed"],
-                                     "expected": grids["expected"], "z": z, "p": grids["p"]})
+    tips = {"observed": grids["observed"].to_numpy(np.float64),
+            "expected": grids["expected"].to_numpy(np.float64), "z": z.to_numpy(np.float64),
+            "p": grids["p"].to_numpy(np.float64)}
     finite = np.abs(z.to_numpy(np.float64))
     finite = finite[np.isfinite(finite)]
     limit = float(np.clip(finite.max() if finite.size else 3.0, 3.0, 20.0))
     chart = svg.heatmap(z.to_numpy(np.float64), [str(t) for t in types],
                         [str(t) for t in types], title="Neighbourhood enrichment (z)",
-                        cmap="RdBu_r", vmin=-limit, vmax=limit, unit="z", tooltips=tips,
-                        cell_px=SAMPLE_CELL_PX)
-    markup, path = save_svg(chart, report_dir, f"{stem}.enrichment")
-    return Section("enrichment", "Neighbourhood enrichment", svg=markup, files=[path],
+                        cmap="RdBu_r", vmin=-limit, vmax=limit, unit="z", tip_values=tips,
+                        tip_joiner="–", cell_px=SAMPLE_CELL_PX)
+    markup, download = inline_svg(chart, f"{stem}.enrichment")
+    return Section("enrichment", "Neighbourhood enrichment", svg=markup, download=download,
                    caption="z = (observed − expected) / sd of the number of contacts between "
                            "cells of type a (row) and type b (column); red: more contacts "
                            f"than expected, blue: fewer (colour clipped at ±{limit:.3g})."
                            + null_note + " Hover a cell for observed, expected and p.")
-
-
-def _tips(rows: list, columns: list, joiner: str,
-          values: dict[str, pd.DataFrame], unit: str = "") -> list[list[str]]:
-    """Hover text per cell: ``a – b: name value, …`` ('not computed' where all are NaN)."""
-    arrays = {name: frame.to_numpy(np.float64) for name, frame in values.items()}
-    tips = []
-    for i, a in enumerate(rows):
-        line = []
-        for j, b in enumerate(columns):
-            parts = [f"{name} {svg.fmt(array[i, j])}{unit}" for name, array in arrays.items()]
-            computed = any(np.isfinite(array[i, j]) for array in arrays.values())
-            line.append(f"{a} {joiner} {b}: " + (", ".join(parts) if computed
-                                                  else "not computed"))
-        tips.append(line)
-    return tips
 
 
 def distance_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
@@ -187,13 +215,13 @@ def distance_section(run: RunData, sample: str, stem: str, report_dir: Path) -> 
     median = grids["median_um"]
     if median.empty:
         return None
-    tips = _tips(list(median.index), list(median.columns), "→", grids)
+    tips = {name: frame.to_numpy(np.float64) for name, frame in grids.items()}
     chart = svg.heatmap(median.to_numpy(np.float64), [str(t) for t in median.index],
                         [str(t) for t in median.columns], title="Nearest-neighbour distance",
-                        cmap="viridis_r", unit="median µm", tooltips=tips,
-                        cell_px=SAMPLE_CELL_PX)
-    markup, path = save_svg(chart, report_dir, f"{stem}.distances")
-    return Section("distances", "Distances between cell types", svg=markup, files=[path],
+                        cmap="viridis_r", unit="median µm", tip_values=tips,
+                        tip_joiner="→", cell_px=SAMPLE_CELL_PX)
+    markup, download = inline_svg(chart, f"{stem}.distances")
+    return Section("distances", "Distances between cell types", svg=markup, download=download,
                    caption="Median distance (µm) from each cell of the source type (row) to "
                            "its nearest cell of the target type (column), whole sample. "
                            "Hover for the mean and number of source cells.")
@@ -216,8 +244,9 @@ def neighbourhood_section(run: RunData, sample: str, stem: str,
     names = [f"CN{int_label(c)}" for c in wide.columns]
     chart = svg.stacked_bars([str(c) for c in wide.index], names, wide.to_numpy(np.float64),
                              title="Cellular neighbourhoods", colours=categorical(len(names)))
-    markup, path = save_svg(chart, report_dir, f"{stem}.neighbourhoods")
-    return Section("neighbourhoods", "Neighbourhood composition", svg=markup, files=[path],
+    markup, download = inline_svg(chart, f"{stem}.neighbourhoods")
+    return Section("neighbourhoods", "Neighbourhood composition", svg=markup,
+                   download=download,
                    caption="Fraction of the cells of each compartment assigned to each "
                            "cellular neighbourhood (CNs fitted across the cohort; their "
                            "cell-type composition is on the cohort page).")
@@ -243,8 +272,8 @@ def zonation_section(run: RunData, sample: str, stem: str, report_dir: Path) -> 
         return None
     chart = svg.small_multiples(panels, title="Zonation", xlabel="lobule coordinate eta "
                                 "(0 portal, 1 central)", ylabel="cells/mm²")
-    markup, path = save_svg(chart, report_dir, f"{stem}.zonation")
-    return Section("zonation", "Liver zonation", svg=markup, files=[path],
+    markup, download = inline_svg(chart, f"{stem}.zonation")
+    return Section("zonation", "Liver zonation", svg=markup, download=download,
                    caption="Density of each cell type along the portal (0) → central (1) axis "
                            "eta = d_portal / (d_portal + d_central), host tissue "
                            f"({subset or 'all'} cells).")
@@ -265,6 +294,84 @@ def aggregate_section(run: RunData, sample: str, stem: str, report_dir: Path) ->
                            "boundary (negative inside tumour).")
 
 
+#: A state-fraction band is drawn only when it holds at least this many cells of the type
+#: (one PD-L1+ cell among two would read as 50 %); tables/state_gradients.parquet keeps all.
+MIN_STATE_BAND_CELLS = 5
+
+
+def state_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
+    """Fraction of each cell type's cells carrying each state, per compartment (table)."""
+    rows = run.sample_rows(T.STATES, sample)
+    if rows is None or rows.empty:
+        return None
+    rows = _whole_sample(rows)
+    if rows.empty:
+        return None
+    pairs = pd.MultiIndex.from_arrays([rows["cell_type"].astype(str),
+                                       rows["state"].astype(str)])
+    codes, uniques = pd.factorize(pairs)
+    rows = rows.assign(key=codes)
+    shown = [c for c in (*COMPARTMENTS, WHOLE) if c in set(rows["compartment"])]
+    grids = _grids(rows, "key", "compartment", ["fraction", "n_positive", "n_cells"])
+    fraction = grids["fraction"].reindex(columns=shown)
+    positive, cells = grids["n_positive"], grids["n_cells"]
+    table_rows = []
+    for key in fraction.index:
+        cell_type, state = uniques[key]
+        whole = [f"{svg.fmt(positive.loc[key, WHOLE])} / {svg.fmt(cells.loc[key, WHOLE])}"
+                 if WHOLE in positive.columns else "–"]
+        table_rows.append([state, cell_type]
+                          + [svg.fmt(100 * fraction.loc[key, c]) for c in shown] + whole)
+    table_rows.sort(key=lambda r: (r[0], r[1]))
+    table = Table(["state", "cell type"] + [f"{c} (% positive)" for c in shown]
+                  + ["positive / cells (all)"], table_rows, sortable=True)
+    return Section("states", "Cell states", table=table,
+                   caption="Share (%) of the cells of each type carrying each state, in the "
+                           "tumour core, border and adjacent tissue and the whole sample "
+                           "(positive cells / cells of the type there; – where the "
+                           "compartment has no cell of the type). States are defined in "
+                           "[states] of the configuration; full table: tables/states.parquet.")
+
+
+def state_gradient_section(run: RunData, sample: str, stem: str,
+                           report_dir: Path) -> Section | None:
+    """Fraction of a type's cells carrying a state against the signed distance (bands)."""
+    rows = run.sample_rows(T.STATE_GRADIENTS, sample)
+    if rows is None or rows.empty:
+        return None
+    rows = rows.sort_values(["cell_type", "state", "bin_start_um"], kind="stable")
+    panels = []
+    for (cell_type, state), part in rows.groupby(["cell_type", "state"], sort=True):
+        factor = max(1, -(-len(part) // MAX_DISPLAY_BINS))
+        group = np.arange(len(part)) // factor
+        n = np.bincount(group, weights=pd.to_numeric(part["n_cells"]).to_numpy(np.float64))
+        k = np.bincount(group, weights=pd.to_numeric(part["n_positive"]).to_numpy(np.float64))
+        first = part["bin_start_um"].to_numpy(np.float64)[::factor]
+        last = part["bin_end_um"].to_numpy(np.float64)[
+            np.minimum(np.arange(len(n)) * factor + factor - 1, len(part) - 1)]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(n >= MIN_STATE_BAND_CELLS, 100 * k / np.maximum(n, 1), np.nan)
+        if np.isfinite(share).any():
+            panels.append((f"{state} · {cell_type}", (first + last) / 2, share))
+    if not panels:
+        return None
+    width = float(run.config.get("compartments", {}).get("border_um",
+                                                         CompartmentParams.border_um))
+    chart = svg.small_multiples(panels, title="State profiles across the boundary",
+                                xlabel="signed distance to the tumour boundary (µm, negative "
+                                       "inside tumour)", ylabel="% positive",
+                                band=(-width, width), vline=0.0)
+    markup, download = inline_svg(chart, f"{stem}.state_gradients")
+    return Section("state-gradients", "State profiles across the boundary", svg=markup,
+                   download=download,
+                   caption="Share (%) of the cells of each type carrying each state, per "
+                           "signed-distance band (bins merged to at most "
+                           f"{MAX_DISPLAY_BINS}); bands with fewer than {MIN_STATE_BAND_CELLS} "
+                           "cells of the type are masked (not drawn). Shaded: the border "
+                           f"(±{width:g} µm); dashed: the boundary. Full resolution: "
+                           "tables/state_gradients.parquet.")
+
+
 def _cell(value: object) -> str:
     if isinstance(value, float | np.floating):
         return svg.fmt(float(value))
@@ -273,10 +380,14 @@ def _cell(value: object) -> str:
 
 SectionBuilder = Callable[[RunData, str, str, Path], Section | None]
 #: Per-sample sections in page order.
-SAMPLE_SECTIONS: list[SectionBuilder] = [density_section, gradient_section, enrichment_section,
+SAMPLE_SECTIONS: list[SectionBuilder] = [density_section, key_gradient_section,
+                                         gradient_section, enrichment_section,
                                          distance_section, neighbourhood_section,
+                                         state_section, state_gradient_section,
                                          zonation_section, aggregate_section,
                                          contact_sample_section]
+#: Sections shown at a glance beside the tissue map (the rest are collapsed below).
+GLANCE = ("density", "key-gradients")
 
 
 def sample_sections(run: RunData, sample: str, stem: str, report_dir: Path) -> list[Section]:

@@ -11,7 +11,7 @@ from markupsafe import Markup
 
 from metaniche._atomic import write_text
 
-__all__ = ["Section", "Table", "int_label", "preferred", "save_svg"]
+__all__ = ["Section", "Table", "inline_svg", "int_label", "preferred", "save_svg"]
 
 
 @dataclass
@@ -45,6 +45,9 @@ class Section:
         Relative path of a PNG shown instead of / besides the SVG.
     files
         Relative paths of the figure files for download (PNG / SVG).
+    download
+        File name offered for the inline SVG (saved from the page by ``_download.js.html``,
+        so the chart is stored once, in the page); '' for none.
     table
         Optional table shown under the chart.
     subsections
@@ -59,6 +62,7 @@ class Section:
     files: list[str] = field(default_factory=list)
     table: Table | None = None
     subsections: list[Section] = field(default_factory=list)
+    download: str = ""
 
 
 def save_svg(svg: str, report_dir: Path, stem: str) -> tuple[Markup, str]:
@@ -66,6 +70,12 @@ def save_svg(svg: str, report_dir: Path, stem: str) -> tuple[Markup, str]:
     relative = f"figures/{stem}.svg"
     write_text(report_dir / relative, '<?xml version="1.0" encoding="UTF-8"?>\n' + svg)
     return Markup(svg), relative
+
+
+def inline_svg(svg: str, stem: str) -> tuple[Markup, str]:
+    """The SVG as markup for the page and the file name ``<stem>.svg`` its download link
+    offers (nothing is written: a per-sample chart lives once, inline in its page)."""
+    return Markup(svg), f"{stem}.svg"
 
 
 def int_label(value: Any) -> str:

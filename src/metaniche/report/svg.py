@@ -2,21 +2,24 @@
 
 Why not matplotlib here: a cohort of hundreds of samples needs several charts per sample page,
 and a matplotlib figure costs 0.1–0.5 s to lay out and save; these builders produce the same
-charts as SVG text in about a millisecond, inline in the HTML (hover tooltips from ``<title>``,
-no JavaScript) and as ``.svg`` files for papers. Every piece of text that reaches the SVG goes
+charts as SVG text in about a millisecond, inline in the HTML (hover tooltips from ``<title>``;
+the sample-page heatmaps store their hover numbers once and the page script writes the title
+on hover, see :func:`heatmap`). Every piece of text that reaches the SVG goes
 through :func:`esc`, so labels such as ``<script>`` stay inert text.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
 
-__all__ = ["esc", "grouped_hbars", "heatmap", "log_ticks", "nice_ticks", "small_multiples",
-           "stacked_bars"]
+__all__ = ["esc", "grouped_hbars", "heatmap", "heatmap_tip", "log_ticks", "nice_ticks",
+           "small_multiples", "stacked_bars"]
 
 _FONT = "font-family:system-ui,sans-serif"
 _CHAR_PX = 6.2  # approximate width of one 11 px character
@@ -87,7 +90,8 @@ def _short(text: str, cap: int = 40) -> str:
 def heatmap(values: np.ndarray, rows: Sequence[str], columns: Sequence[str], *, title: str,
             cmap: str = "RdBu_r", vmin: float | None = None, vmax: float | None = None,
             unit: str = "", tooltips: Sequence[Sequence[str]] | None = None,
-            cell_px: float = 18.0) -> str:
+            cell_px: float = 18.0, tip_values: Mapping[str, np.ndarray] | None = None,
+            tip_joiner: str = "×") -> str:
     """A labelled heatmap with a colour bar; NaN cells are light grey.
 
     Parameters
@@ -103,6 +107,13 @@ def heatmap(values: np.ndarray, rows: Sequence[str], columns: Sequence[str], *, 
         Shown under the colour bar.
     tooltips
         Optional hover text per cell, same shape as ``values`` (escaped).
+    tip_values
+        Compact hover text (instead of ``tooltips``): name → matrix shaped like ``values``.
+        The numbers (3 significant digits, '–' for NaN) and labels go once into ``data-tip-*``
+        attributes of the ``<svg>``, and the page script (``_tips.js.html``) writes the cell's
+        ``<title>`` "row ``tip_joiner`` column: name value, …" ("… : not computed" when every
+        value is NaN; :func:`heatmap_tip`) when the pointer first reaches it, so a 15 × 15
+        heatmap weighs half as much as with a stored title per cell.
     """
     values = np.asarray(values, dtype=np.float64)
     finite = values[np.isfinite(values)]
@@ -118,13 +129,33 @@ def heatmap(values: np.ndarray, rows: Sequence[str], columns: Sequence[str], *, 
     width = left + cell_px * len(columns) + 90
     height = max(top + cell_px * len(rows) + 10, top + 130)
     out = _open(width, height, title)
-    out.append(f'<text x="2" y="14" font-weight="bold">{esc(title)}</text>')
     colours = _colours(values.ravel(), cmap, vmin, vmax)
+    if tip_values is not None:
+        names = list(tip_values)
+        arrays = [np.asarray(tip_values[n], dtype=np.float64) for n in names]
+        # one string: rows split by ';', cells by '|', a cell's numbers by ' ' (fmt never
+        # writes those characters), so the attribute carries no quote per number
+        cells = ";".join("|".join(" ".join(fmt(a[i, j]) for a in arrays)
+                                  for j in range(len(columns))) for i in range(len(rows)))
+        data = {"rows": [str(r) for r in rows], "cols": [str(c) for c in columns],
+                "names": names, "joiner": tip_joiner, "values": cells}
+        packed = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        out[0] = out[0][:-1] + f' class="heatmap" data-tips="{esc(packed)}">'
+    out.append(f'<text x="2" y="14" font-weight="bold">{esc(title)}</text>')
+    if tip_values is not None:
+        out.append(f'<g class="cells" transform="translate({left:.1f},{top:.1f}) '
+                   f'scale({cell_px:.1f})">')
+        out.extend(f'<rect x="{j}" y="{i}" width="1" height="1" '
+                   f'fill="{colours[i * len(columns) + j]}"/>'
+                   for i in range(len(rows)) for j in range(len(columns)))
+        out.append("</g>")
     for i, row in enumerate(rows):
         y = top + i * cell_px
         out.append(f'<text x="{left - 4:.0f}" y="{y + cell_px * 0.7:.1f}" '
                    f'text-anchor="end">{esc(_short(str(row)))}</text>')
         for j, column in enumerate(columns):
+            if tip_values is not None:
+                break
             tip = (tooltips[i][j] if tooltips is not None
                    else f"{row} × {column}: {fmt(values[i, j])} {unit}")
             out.append(f'<rect x="{left + j * cell_px:.1f}" y="{y:.1f}" width="{cell_px:.1f}" '
@@ -137,6 +168,18 @@ def heatmap(values: np.ndarray, rows: Sequence[str], columns: Sequence[str], *, 
     out.extend(_colour_bar(left + cell_px * len(columns) + 14, top, cmap, vmin, vmax, unit))
     out.append("</svg>")
     return "".join(out)
+
+
+def heatmap_tip(data: Mapping[str, Any], i: int, j: int) -> str:
+    """The hover text of cell (i, j) of a compact heatmap's ``data-tips`` (parsed JSON:
+    ``rows``, ``cols``, ``names``, ``joiner`` and ``values``, the numbers as one string,
+    rows split by ';', cells by '|', a cell's numbers by ' '), as the page script writes it
+    (the one definition both follow)."""
+    values = data["values"].split(";")[i].split("|")[j].split(" ")
+    head = f"{data['rows'][i]} {data['joiner']} {data['cols'][j]}: "
+    if all(v == "–" for v in values):
+        return head + "not computed"
+    return head + ", ".join(f"{n} {v}" for n, v in zip(data["names"], values, strict=True))
 
 
 def _colour_bar(x: float, y: float, cmap: str, vmin: float, vmax: float,

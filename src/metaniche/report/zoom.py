@@ -20,12 +20,14 @@ from matplotlib.colors import to_hex, to_rgb
 from matplotlib.image import imsave
 
 from metaniche._atomic import atomic_path, write_json
-from metaniche.report.paint import paint_cells
+from metaniche.report.paint import paint_codes, save_indexed_png
 
 if TYPE_CHECKING:
     from metaniche.analyses.compartments import CompartmentResult
 
-__all__ = ["ZOOM_SIZE_PX", "read_zoom_info", "save_zoom_map", "zoom_paths", "zoom_raster"]
+__all__ = ["THUMB_SIZE_PX", "ZOOM_SIZE_PX", "read_zoom_info", "save_thumbnail", "save_zoom_map",
+           "thumb_path", "zoom_index", "zoom_paths",
+           "zoom_raster"]
 
 #: Longer side of the zoomable raster (pixels).
 ZOOM_SIZE_PX = 4096
@@ -65,7 +67,16 @@ def _linear_resample(field: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> n
 def zoom_raster(x: np.ndarray, y: np.ndarray, codes: np.ndarray, colours: np.ndarray,
                 extent: tuple[float, float, float, float], result: CompartmentResult | None,
                 border_um: float, size_px: int = ZOOM_SIZE_PX) -> np.ndarray:
-    """RGB raster of the tissue map for the zoomable view.
+    """RGB raster of the tissue map for the zoomable view (:func:`zoom_index` looked up in
+    its palette); parameters and returned image as :func:`zoom_index` describes."""
+    index, palette = zoom_index(x, y, codes, colours, extent, result, border_um, size_px)
+    return palette[index]
+
+
+def zoom_index(x: np.ndarray, y: np.ndarray, codes: np.ndarray, colours: np.ndarray,
+               extent: tuple[float, float, float, float], result: CompartmentResult | None,
+               border_um: float, size_px: int = ZOOM_SIZE_PX) -> tuple[np.ndarray, np.ndarray]:
+    """Palette raster of the tissue map for the zoomable view.
 
     Parameters
     ----------
@@ -84,8 +95,15 @@ def zoom_raster(x: np.ndarray, y: np.ndarray, codes: np.ndarray, colours: np.nda
 
     Returns
     -------
-    numpy.ndarray
-        uint8, shape (height, width, 3). Tissue is taken from the compartment raster by
+    index : numpy.ndarray
+        uint16, shape (height, width): 0 outside tissue, 1 tissue, 2 border band, 3 tumour
+        boundary, 4 + k a cell of type code k.
+    palette : numpy.ndarray
+        uint8 RGB per index value, shape (4 + n_types, 3).
+
+    Notes
+    -----
+    Tissue is taken from the compartment raster by
         nearest pixel; the signed distance is interpolated bilinearly, so the boundary (black:
         tissue pixels whose right or lower tissue neighbour has the other sign, widened by one
         pixel each side, drawn over the cells) and the band edges are smooth.
@@ -98,7 +116,8 @@ def zoom_raster(x: np.ndarray, y: np.ndarray, codes: np.ndarray, colours: np.nda
     pixel = max((x1 - x0) / width_px, 1e-9)
     spacing_px = np.sqrt((x1 - x0) * (y1 - y0) / max(len(x), 1)) / pixel
     dot = int(np.clip(min(0.3 * spacing_px, _DOT_RADIUS_UM / pixel), 0, 6))
-    cells = paint_cells(x, y, codes, colours, extent, width_px, dot)
+    colours = np.asarray(colours, dtype=np.float64).reshape(-1, 3)
+    cells = paint_codes(x, y, codes, len(colours), extent, width_px, dot)
     height_px = cells.shape[0]
     # Background class per pixel: 0 outside tissue, 1 tissue, 2 border band, 3 boundary.
     kind = np.zeros((height_px, width_px), dtype=np.uint8)
@@ -130,11 +149,12 @@ def zoom_raster(x: np.ndarray, y: np.ndarray, codes: np.ndarray, colours: np.nda
             thick[:-1] |= edge[1:]
             kind[thick] = 3
     band = np.round((1 - _BAND_ALPHA) * _TISSUE_RGB + _BAND_ALPHA * _BAND_RGB)
-    palette = np.array([[255, 255, 255], _TISSUE_RGB, band, [0, 0, 0]], dtype=np.uint8)
-    rgb = palette[kind]
-    painted = (cells[..., 3] > 0) & (kind != 3)
-    np.copyto(rgb, cells[..., :3], where=painted[..., None])
-    return rgb
+    palette = np.concatenate([np.array([[255, 255, 255], _TISSUE_RGB, band, [0, 0, 0]]),
+                              colours * 255]).astype(np.uint8)
+    index = kind.astype(np.uint16)
+    painted = (cells > 0) & (kind != 3)
+    np.copyto(index, cells + 3, where=painted)
+    return index, palette
 
 
 def save_zoom_map(map_png: str | Path, x: np.ndarray, y: np.ndarray, codes: np.ndarray,
@@ -148,9 +168,13 @@ def save_zoom_map(map_png: str | Path, x: np.ndarray, y: np.ndarray, codes: np.n
     """
     png, info = zoom_paths(map_png)
     rgb_colours = np.array([to_rgb(colours[t]) for t in labels]).reshape(-1, 3)
-    image = zoom_raster(x, y, codes, rgb_colours, extent, result, border_um, size_px)
-    with atomic_path(png, suffix=".png") as tmp:
-        imsave(tmp, image, format="png", pil_kwargs={"compress_level": 1})
+    index, palette = zoom_index(x, y, codes, rgb_colours, extent, result, border_um, size_px)
+    if len(palette) <= 256:   # exact colours in a palette PNG: a third of the RGB file
+        save_indexed_png(png, index, palette)
+    else:
+        with atomic_path(png, suffix=".png") as tmp:
+            imsave(tmp, palette[index], format="png", pil_kwargs={"compress_level": 1})
+    image = index
     counts = np.bincount(codes, minlength=len(labels))
     write_json(info, {
         "image": png.name, "width_px": int(image.shape[1]), "height_px": int(image.shape[0]),
@@ -160,6 +184,32 @@ def save_zoom_map(map_png: str | Path, x: np.ndarray, y: np.ndarray, codes: np.n
         "legend": [{"label": t, "colour": to_hex(colours[t]), "n": int(n)}
                    for t, n in zip(labels, counts, strict=True)],
     })
+
+
+#: Longer side of the tissue-map thumbnail on the cohort page (pixels).
+THUMB_SIZE_PX = 240
+
+
+def thumb_path(map_png: str | Path) -> Path:
+    """``<stem>.map.thumb.png`` beside the static ``<stem>.map.png``."""
+    map_png = Path(map_png)
+    return map_png.with_name(f"{map_png.name.removesuffix('.png')}.thumb.png")
+
+
+def save_thumbnail(map_png: str | Path, x: np.ndarray, y: np.ndarray, codes: np.ndarray,
+                   labels: list[str], colours: dict[str, str],
+                   extent: tuple[float, float, float, float], result: CompartmentResult | None,
+                   border_um: float, size_px: int = THUMB_SIZE_PX) -> None:
+    """Write the small tissue-map thumbnail (:func:`thumb_path`) of the cohort page: the
+    zoomable raster's drawing (:func:`zoom_index`) at ``size_px`` pixels, as a palette PNG
+    of a few kB, so the cohort page never loads the full-size maps."""
+    rgb_colours = np.array([to_rgb(colours[t]) for t in labels]).reshape(-1, 3)
+    index, palette = zoom_index(x, y, codes, rgb_colours, extent, result, border_um, size_px)
+    if len(palette) <= 256:
+        save_indexed_png(thumb_path(map_png), index, palette)
+    else:
+        with atomic_path(thumb_path(map_png), suffix=".png") as tmp:
+            imsave(tmp, palette[index], format="png")
 
 
 def read_zoom_info(map_png: str | Path) -> dict[str, Any] | None:

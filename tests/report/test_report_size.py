@@ -1,0 +1,113 @@
+"""Report size: palette PNGs that keep every colour, small thumbnails, charts stored once."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from metaniche.report.paint import paint_cells, paint_codes, save_indexed_png, save_quantized_png
+from metaniche.report.zoom import (
+    THUMB_SIZE_PX,
+    save_thumbnail,
+    save_zoom_map,
+    thumb_path,
+    zoom_index,
+    zoom_paths,
+    zoom_raster,
+)
+
+
+def _cells(rng: np.random.Generator, n: int = 3000, n_types: int = 6):
+    x = rng.uniform(0, 1500, n)
+    y = rng.uniform(0, 900, n)
+    codes = rng.integers(0, n_types, n).astype(np.intp)
+    return x, y, codes
+
+
+def test_paint_cells_puts_the_rarest_type_on_top_like_a_brute_force_loop(rng):
+    x, y, codes = _cells(rng, n=400, n_types=4)
+    colours = rng.uniform(0, 1, (4, 3))
+    extent = (0.0, 1500.0, 0.0, 900.0)
+    image = paint_cells(x, y, codes, colours, extent, 150, 1)
+    # brute force: for each dot offset, the cells one by one from the most abundant type to
+    # the rarest (ties by type code), so a rarer type's dot is painted over a commoner one's
+    counts = np.bincount(codes, minlength=4)
+    order = sorted(range(len(x)), key=lambda i: (-counts[codes[i]], codes[i], i))
+    expected = np.zeros_like(image)
+    pixel = 1500.0 / 150
+    height = image.shape[0]
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            for i in order:
+                c = min(max(min(int(x[i] / pixel), 149) + dc, 0), 149)
+                r = min(max(min(int(y[i] / pixel), height - 1) + dr, 0), height - 1)
+                expected[r, c] = np.r_[(colours[codes[i]] * 255).astype(np.uint8), 255]
+    np.testing.assert_array_equal(image, expected)
+    index = paint_codes(x, y, codes, 4, extent, 150, 1)
+    np.testing.assert_array_equal(index > 0, image[..., 3] > 0)
+
+
+def test_zoom_png_is_a_lossless_palette_image(rng, tmp_path):
+    x, y, codes = _cells(rng)
+    labels = [f"T{k}" for k in range(6)]
+    colours = dict(zip(labels, ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                                "#8c564b"], strict=True))
+    extent = (0.0, 1500.0, 0.0, 900.0)
+    map_png = tmp_path / "S.map.png"
+    save_zoom_map(map_png, x, y, codes, labels, colours, extent, None, 50.0)
+    png, _ = zoom_paths(map_png)
+    with Image.open(png) as image:
+        assert image.mode == "P"
+        decoded = np.asarray(image.convert("RGB"))
+    rgb = np.array([[int(c[i:i + 2], 16) / 255 for i in (1, 3, 5)] for c in colours.values()])
+    np.testing.assert_array_equal(decoded, zoom_raster(x, y, codes, rgb, extent, None, 50.0))
+    # the RGB file it replaces is several times larger
+    from matplotlib.image import imsave
+    imsave(tmp_path / "rgb.png", decoded, format="png", pil_kwargs={"compress_level": 1})
+    assert png.stat().st_size < (tmp_path / "rgb.png").stat().st_size / 2
+
+
+def test_thumbnail_is_small_and_matches_the_zoom_drawing(rng, tmp_path):
+    x, y, codes = _cells(rng)
+    labels = [f"T{k}" for k in range(6)]
+    colours = {t: "#336699" for t in labels}
+    extent = (0.0, 1500.0, 0.0, 900.0)
+    map_png = tmp_path / "S.map.png"
+    save_thumbnail(map_png, x, y, codes, labels, colours, extent, None, 50.0)
+    path = thumb_path(map_png)
+    assert path.name == "S.map.thumb.png"
+    with Image.open(path) as image:
+        assert max(image.size) == THUMB_SIZE_PX
+        decoded = np.asarray(image.convert("RGB"))
+    index, palette = zoom_index(x, y, codes, np.full((6, 3), [0x33 / 255, 0x66 / 255,
+                                                            0x99 / 255]), extent, None, 50.0,
+                                THUMB_SIZE_PX)
+    np.testing.assert_array_equal(decoded, palette[index])
+    assert path.stat().st_size < 20_000
+
+
+def test_indexed_and_quantized_pngs_round_trip(rng, tmp_path):
+    palette = rng.integers(0, 256, (10, 3)).astype(np.uint8)
+    index = rng.integers(0, 10, (40, 60))
+    save_indexed_png(tmp_path / "i.png", index, palette)
+    with Image.open(tmp_path / "i.png") as image:
+        np.testing.assert_array_equal(np.asarray(image.convert("RGB")), palette[index])
+    # a figure with few colours survives quantization exactly
+    figure = palette[index]
+    save_quantized_png(tmp_path / "q.png", figure)
+    with Image.open(tmp_path / "q.png") as image:
+        assert image.mode == "P"
+        np.testing.assert_array_equal(np.asarray(image.convert("RGB")), figure)
+
+
+def test_mode_share_matches_pandas_value_counts(rng):
+    import pandas as pd
+
+    from metaniche.report.cohort_figures import _mode_share
+
+    values = rng.integers(0, 4, (30, 50)).astype(float)
+    values[rng.random(values.shape) < 0.2] = np.nan
+    values[:, 0] = np.nan
+    expected = pd.DataFrame(values).apply(
+        lambda c: c.value_counts(normalize=True).iloc[0] if c.notna().any() else 1.0)
+    np.testing.assert_allclose(_mode_share(values), expected.to_numpy())
