@@ -10,8 +10,8 @@ import pandas as pd
 from metaniche import tables as T
 from metaniche.cohort.families import FAMILIES
 from metaniche.report import cohort_figures, svg
-from metaniche.report.contact import contact_cohort_section
 from metaniche.report.cohort_figures import EFFECT_UNITS
+from metaniche.report.contact import contact_cohort_section
 from metaniche.report.overview import overview_section
 from metaniche.report.rundata import RunData
 from metaniche.report.sections import Section, Table, int_label, save_svg
