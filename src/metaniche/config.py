@@ -72,6 +72,12 @@ TUMOR_REGION_SOURCES: tuple[str, ...] = ("cells", "tissue_category")
 #: Contact graphs of ``[relations] graph`` (mirrors ``analyses.relations.GRAPH_KINDS``; a test
 #: keeps the two equal, since config must not import the analyses).
 RELATION_GRAPHS: tuple[str, ...] = ("radius", "knn", "delaunay")
+#: Edge corrections of Ripley K/L/g, ``[relations] ripley_correction``: Ohser–Stoyan translation
+#: (on any window) or Ripley's isotropic correction (spatstat / spicyR; rectangle window only).
+RIPLEY_CORRECTIONS: tuple[str, ...] = ("translation", "isotropic")
+#: Windows of Ripley K/L/g, ``[relations] ripley_window``: the tissue mask, or the image's
+#: rectangle ``[0, max x] × [0, max y]`` (spicyR's ``ppp`` window).
+RIPLEY_WINDOWS: tuple[str, ...] = ("mask", "rectangle")
 #: Automatic threshold methods of a marker state, ``[states.<name>] threshold`` (mirrors
 #: ``phenotype.METHODS``; a test keeps the two equal).
 STATE_THRESHOLD_METHODS: tuple[str, ...] = ("otsu", "gmm", "valley")
@@ -245,6 +251,25 @@ class NonEmpty(Constraint):
     def ok(self, value: Any) -> bool:
         """Return whether ``value`` has at least one item."""
         return len(value) > 0
+
+
+@dataclass(frozen=True)
+class PositiveOrAuto(Interval):
+    """A finite number > 0 (an :class:`Interval` ``(0, ∞)``), or the string ``"auto"`` (a
+    value chosen per sample)."""
+
+    lo: float | None = 0.0
+    lo_open: bool = True
+
+    def ok(self, value: Any) -> bool:
+        """Return whether ``value`` is ``"auto"`` or a positive finite number."""
+        return value == "auto" or super().ok(value)
+
+    @property
+    def allowed(self) -> str:  # type: ignore[override]
+        """"a positive number or "auto" (…)"."""
+        text = 'a positive number or "auto"'
+        return f"{text} ({self.note})" if self.note else text
 
 
 @dataclass(frozen=True)
@@ -603,8 +628,25 @@ class RelationsParams(_Validated):
         Radii (µm) of phenoptr-style counts within radius. Default (10, 25, 50).
     ripley_max_um, ripley_step_um
         Radius grid of Ripley K/L/g: ``step, 2·step, …, max``. Defaults 100 and 10.
+        ``ripley_max_um = "auto"`` gives spatstat's default grid per sample and target type
+        instead (``ripley_step_um`` is then not used): 513 radii from 0 to
+        ``min(shorter side of the rectangle / 4, sqrt(1000 / (π λ_b)))``, λ_b the target
+        type's cells per µm² (spatstat's ``rmax.rule``; a quarter of the shorter side unless
+        the target type is dense).
+    ripley_correction
+        Edge correction of Ripley K/L/g (and ``ripley_l_mean``): ``"translation"`` (default,
+        Ohser–Stoyan, symmetric, on the window's set covariance) or ``"isotropic"`` (Ripley's,
+        spatstat's ``Lcross(correction = "isotropic")``, asymmetric: ``ripley_l_mean.A.B`` and
+        ``.B.A`` are both features; needs ``ripley_window = "rectangle"``).
+    ripley_window
+        Window of Ripley K/L/g: ``"mask"`` (default, the tissue mask) or ``"rectangle"`` (the
+        image frame ``[0, max x] × [0, max y]``, spicyR's window). spicyR mode is
+        ``ripley_correction = "isotropic"``, ``ripley_window = "rectangle"``,
+        ``ripley_max_um = "auto"``: ``ripley_l_mean.<A>.<B>`` is then spicyR's per-image
+        statistic (mean of L_AB(r) − r over the grid, µm).
     ripley_simulations
-        CSR envelope simulations per type pair in the stage (0 = none, the default).
+        CSR envelope simulations per type pair in the stage (0 = none, the default); for the
+        translation correction on a numeric grid only.
     cooccurrence_max_um, cooccurrence_bins
         Co-occurrence thresholds: ``bins`` equal steps up to ``max``. Defaults 100 and 10.
     max_types
@@ -627,7 +669,8 @@ class RelationsParams(_Validated):
     seed: int = field(default=0, metadata={"check": Integer(0)})
     count_within_um: tuple[float, ...] = field(
         default=(10.0, 25.0, 50.0), metadata={"check": Each(Positive(), "positive numbers")})
-    ripley_max_um: float = field(default=100.0, metadata={"check": Positive()})
+    ripley_max_um: float | str = field(
+        default=100.0, metadata={"check": PositiveOrAuto(note="auto: spatstat's rule per sample")})
     ripley_step_um: float = field(default=10.0, metadata={"check": Positive()})
     ripley_simulations: int = field(default=0, metadata={"check": Integer(0, note="0 = none")})
     cooccurrence_max_um: float = field(default=100.0, metadata={"check": Positive()})
@@ -635,12 +678,27 @@ class RelationsParams(_Validated):
     max_types: int = field(default=30, metadata={"check": Integer(1)})
     border_alpha_um: float = field(default=40.0, metadata={"check": Positive()})
     border_max_edges: int = field(default=20_000, metadata={"check": Integer(1)})
+    ripley_correction: str = field(default="translation",
+                                   metadata={"check": OneOf(RIPLEY_CORRECTIONS)})
+    ripley_window: str = field(default="mask", metadata={"check": OneOf(RIPLEY_WINDOWS)})
 
     def _cross_checks(self) -> list[Problem]:
-        """The Ripley grid ``step, 2·step, …, max`` holds at least one radius."""
-        if self.ripley_max_um < self.ripley_step_um:
+        """The Ripley grid ``step, 2·step, …, max`` holds at least one radius; the isotropic
+        correction needs the rectangle window (spatstat has it for rectangles and polygons,
+        not for masks)."""
+        if self.ripley_max_um != "auto" and self.ripley_max_um < self.ripley_step_um:
             return [Problem("ripley_max_um", f"at least ripley_step_um = "
                             f"{_show(self.ripley_step_um)}", _show(self.ripley_max_um))]
+        if self.ripley_correction == "isotropic" and self.ripley_window != "rectangle":
+            return [Problem("ripley_window", '"rectangle" with ripley_correction = "isotropic" '
+                            "(the isotropic correction is exact on a rectangle only)",
+                            _show(self.ripley_window))]
+        if self.ripley_simulations > 0 and (self.ripley_correction != "translation"
+                                            or self.ripley_max_um == "auto"):
+            return [Problem("ripley_simulations", '0 with ripley_correction = "isotropic" or '
+                            'ripley_max_um = "auto" (CSR envelopes are simulated for the '
+                            "translation estimator on a shared radius grid)",
+                            _show(self.ripley_simulations))]
         return []
 
 
