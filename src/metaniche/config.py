@@ -88,6 +88,9 @@ DEFAULT_REGULATORY_PATTERN = r"^(treg|foxp3)"
 _NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_]*"
 #: Analyses of ``[cohort] analyses`` (mirrors ``cohort.run.ANALYSES``; a test keeps them equal).
 COHORT_ANALYSES: tuple[str, ...] = ("response", "survival", "treatment", "prediction")
+#: Image weights of the mixed models, ``[cohort] mixed_model_weights``: none, or spicyR's
+#: weights from a smooth of the squared residuals on the pair's two cell counts.
+MIXED_MODEL_WEIGHTS: tuple[str, ...] = ("none", "counts")
 
 
 # --- declarative constraints ------------------------------------------------------------------
@@ -803,6 +806,16 @@ class CohortParams(_Validated):
         CD8–tumour nearest distance (``nn_dist_um.*cd8*.tumo*``: mean distance from a CD8
         cell to its nearest tumour cell) and TLS count, overall and per compartment
         (``tls.count*``). An empty list makes every feature exploratory.
+    mixed_model_weights
+        Image weights of the mixed model (patients with several images): ``"none"``
+        (default; the z-scored feature, unweighted) or ``"counts"``: the ``ripley_l_mean``
+        pair features are fitted as spicyR fits them — raw values, each image weighted by a
+        smooth of the squared residuals on its two cell counts, lmerTest's Satterthwaite
+        degrees of freedom (:mod:`metaniche.cohort.count_weights`,
+        :mod:`metaniche.cohort.weighted_mixed`); column ``weighting`` of the rows.
+    curve_permutations
+        Label permutations of the whole-curve test of the Ripley curves across groups
+        (:mod:`metaniche.cohort.curves`). Default 999.
     """
 
     analyses: tuple[str, ...] = field(
@@ -823,6 +836,9 @@ class CohortParams(_Validated):
     primary_features: tuple[str, ...] = (
         "effector_density.core", "effector_density.border", "phenotype.*",
         "infiltration_depth_um.*", "nn_dist_um.*cd8*.tumo*", "tls.count*")
+    mixed_model_weights: str = field(default="none",
+                                     metadata={"check": OneOf(MIXED_MODEL_WEIGHTS)})
+    curve_permutations: int = field(default=999, metadata={"check": Integer(1)})
 
 
 @dataclass(frozen=True)

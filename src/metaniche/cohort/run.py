@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 
 from metaniche.cohort._qvalues import add_q_values
+from metaniche.cohort.count_weights import pair_count_weights
+from metaniche.cohort.curves import curve_group_table
 from metaniche.cohort.families import FAMILIES, feature_families
 from metaniche.cohort.groups import compare_groups
 from metaniche.cohort.matrix import (
@@ -80,7 +82,7 @@ class CohortResult:
 
 
 def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
-                   config: Config) -> CohortResult:
+                   config: Config, ripley_curves: pd.DataFrame | None = None) -> CohortResult:
     """Associate per-sample spatial features with response, condition, survival, treatment.
 
     Pure: no I/O. Steps: the outcome-free feature filters of
@@ -110,6 +112,12 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
     config
         ``config.clinical`` (column names, responder labels, pre/post labels, covariates) and
         ``config.cohort`` (analyses, filters, folds, bootstrap, seed).
+    ripley_curves
+        Optional long ripley table of all samples (``sample``, ``type_a``, ``type_b``,
+        ``r_um``, ``l_minus_r_um``): each pair's whole L(r) − r curve is compared across the
+        response and condition groups (test ``curve_permutation``, feature
+        ``ripley_l_curve.<a>.<b>``; :func:`metaniche.cohort.curves.curve_group_table`, unit
+        the patient when patients have several images).
 
     Returns
     -------
@@ -202,6 +210,9 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
         else:
             parts.append(_compare(table, images, contrast.groups(), info["patient"], several,
                                   unit, columns.response, params).assign(outcome="response"))
+            if ripley_curves is not None:
+                parts.append(_curve_rows(ripley_curves, contrast.labels, info["patient"], params,
+                                         "response"))
     if columns.condition:
         if columns.condition not in info.columns:
             raise InputError(f"[clinical] condition names '{columns.condition}', which is not "
@@ -214,6 +225,9 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
         else:
             parts.append(_compare(table, images, groups, info["patient"], several, unit,
                                   columns.condition, params).assign(outcome=CONDITION))
+            if ripley_curves is not None:
+                parts.append(_curve_rows(ripley_curves, groups.labels, info["patient"], params,
+                                         CONDITION))
     if "survival" in wanted:
         reason = _survival_reason(info, columns, params.min_events, several)
         if reason:
@@ -289,8 +303,18 @@ def _compare(table: pd.DataFrame, images: pd.DataFrame, groups: Groups, patient:
     if not several:
         return compare_groups(table, per_unit, unit, min_group=params.min_group,
                               confidence=params.confidence)
+    weights = (pair_count_weights(images) if params.mixed_model_weights == "counts" else None)
     return compare_groups(table, per_unit, unit, images, groups, patient, params.min_group,
-                          params.confidence)
+                          params.confidence, image_weights=weights)
+
+
+def _curve_rows(curves: pd.DataFrame, labels: pd.Series, patient: pd.Series, params,
+                outcome: str) -> pd.DataFrame:
+    """Whole-curve tests of the analysed samples (:func:`curve_group_table`)."""
+    used = curves[curves["sample"].isin(labels.index)]
+    return curve_group_table(used, labels, patient, n_permutations=params.curve_permutations,
+                             seed=params.seed, min_group=params.min_group).assign(
+        outcome=outcome)
 
 
 def _baseline_samples(data: CohortData, timepoint: str, pre: str,
