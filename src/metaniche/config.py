@@ -738,6 +738,12 @@ class ClinicalColumns(_Validated):
     time_unit
         Unit of the ``os_time`` values, shown on the time axis of the survival figures.
         Default ``months``.
+    timepoint_order
+        Labels of the ``timepoint`` column in time order (three or more, e.g.
+        ``["pre", "on", "post"]``): each feature's monotone trend over them is tested with
+        Page's L test on the patients with a value at every time point (outcome
+        ``timepoint_trend``, :mod:`metaniche.cohort.timepoints`). Default empty: no trend
+        test.
     """
 
     sample: str = "sample"
@@ -753,6 +759,7 @@ class ClinicalColumns(_Validated):
     condition: str = ""
     condition_reference: str = ""
     time_unit: str = "months"
+    timepoint_order: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

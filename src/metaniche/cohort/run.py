@@ -24,6 +24,7 @@ from metaniche.cohort.matrix import (
 )
 from metaniche.cohort.prediction import nested_cv_prediction
 from metaniche.cohort.survival import cox_table, kaplan_meier_table
+from metaniche.cohort.timepoints import page_trend_table
 from metaniche.cohort.treatment import feature_region, paired_changes, treatment_table
 from metaniche.config import Config
 from metaniche.errors import ConfigError, InputError
@@ -39,7 +40,8 @@ ASSOCIATION_COLUMNS = ["feature", "outcome", "test", "statistic", "effect", "ci_
 #: Outcome of the rows comparing the groups of ``[clinical] condition``.
 CONDITION = "condition"
 #: Every ``outcome`` of the association table, in report order.
-OUTCOMES = ("response", CONDITION, "os", "treatment", "treatment_x_response")
+OUTCOMES = ("response", CONDITION, "os", "treatment", "treatment_x_response",
+            "timepoint_trend")
 
 
 @dataclass
@@ -268,6 +270,8 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
                     interaction = part["outcome"] == "treatment_x_response"
                     part["contrast"] = pd.Series(contrast.name, index=part.index).where(interaction)
                 parts.append(part.assign(unit="patient"))
+    if len(columns.timepoint_order) >= 3:
+        parts.append(_trend_rows(data, columns, params.min_group))
     if "prediction" in wanted:
         if contrast is None:
             skipped["prediction"] = no_response
@@ -306,6 +310,21 @@ def _compare(table: pd.DataFrame, images: pd.DataFrame, groups: Groups, patient:
     weights = (pair_count_weights(images) if params.mixed_model_weights == "counts" else None)
     return compare_groups(table, per_unit, unit, images, groups, patient, params.min_group,
                           params.confidence, image_weights=weights)
+
+
+def _trend_rows(data: CohortData, columns, min_group: int) -> pd.DataFrame:
+    """Page's trend test over ``[clinical] timepoint_order`` (:func:`page_trend_table`)."""
+    if columns.timepoint not in data.clinical.columns:
+        raise InputError(f"[clinical] timepoint_order is set but the clinical table has no "
+                         f"'{columns.timepoint}' column; add it or set [clinical] timepoint.")
+    labels = data.clinical[columns.timepoint].astype(str)
+    rank = labels.map({label: float(i) for i, label in enumerate(columns.timepoint_order)})
+    if rank.notna().sum() == 0:
+        raise InputError(f"no value of clinical column '{columns.timepoint}' is in [clinical] "
+                         f"timepoint_order {list(columns.timepoint_order)} (values: "
+                         f"{sorted(labels.unique())[:6]}); list its labels in time order.")
+    return page_trend_table(data.features, data.clinical["patient"], rank, min_group).assign(
+        outcome="timepoint_trend", unit="patient")
 
 
 def _curve_rows(curves: pd.DataFrame, labels: pd.Series, patient: pd.Series, params,
