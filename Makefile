@@ -5,6 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= demo-output
 
 .PHONY: demo demo-real test test-slow test-browser browser bench lint docs clean
+.PHONY: test-r
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -74,3 +75,14 @@ test-peers: $(STAMP)
 
 bench-peers: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_peers.py
+
+# Cross-check against R on the shared melanoma cohort: spatstat's isotropic Lcross and spicyR's
+# count-weighted lmerTest model (scripts/r/spicyr_crosscheck.R). Needs R 4.2 with spatstat,
+# lme4, lmerTest and mgcv (Debian: apt-get install r-base-core r-cran-spatstat r-cran-lme4
+# r-cran-lmertest r-cran-mgcv); skipped with that reason when Rscript is missing.
+test-r:
+	@if command -v Rscript >/dev/null 2>&1; then \
+	  $(MAKE) $(STAMP) && $(VENV)/bin/python -m pytest tests/cohort/test_r_crosscheck.py -rs; \
+	else \
+	  echo "test-r skipped: Rscript not found; install R with spatstat, lme4, lmerTest and mgcv (apt-get install r-base-core r-cran-spatstat r-cran-lme4 r-cran-lmertest r-cran-mgcv)"; \
+	fi

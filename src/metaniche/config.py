@@ -73,6 +73,12 @@ TUMOR_REGION_SOURCES: tuple[str, ...] = ("cells", "tissue_category")
 #: Contact graphs of ``[relations] graph`` (mirrors ``analyses.relations.GRAPH_KINDS``; a test
 #: keeps the two equal, since config must not import the analyses).
 RELATION_GRAPHS: tuple[str, ...] = ("radius", "knn", "delaunay")
+#: Edge corrections of Ripley K/L/g, ``[relations] ripley_correction``: Ohser–Stoyan translation
+#: (on any window) or Ripley's isotropic correction (spatstat / spicyR; rectangle window only).
+RIPLEY_CORRECTIONS: tuple[str, ...] = ("translation", "isotropic")
+#: Windows of Ripley K/L/g, ``[relations] ripley_window``: the tissue mask, or the image's
+#: rectangle ``[0, max x] × [0, max y]`` (spicyR's ``ppp`` window).
+RIPLEY_WINDOWS: tuple[str, ...] = ("mask", "rectangle")
 #: Automatic threshold methods of a marker state, ``[states.<name>] threshold`` (mirrors
 #: ``phenotype.METHODS``; a test keeps the two equal).
 STATE_THRESHOLD_METHODS: tuple[str, ...] = ("otsu", "gmm", "valley")
@@ -89,6 +95,9 @@ COHORT_ANALYSES: tuple[str, ...] = ("response", "survival", "treatment", "predic
 #: Exposures of the contact test, ``[contact] exposure``: B cells within the radius, or the log
 #: distance to the nearest B (see :mod:`metaniche.analyses.contact`).
 CONTACT_EXPOSURES: tuple[str, ...] = ("count", "log_distance")
+#: Image weights of the mixed models, ``[cohort] mixed_model_weights``: none, or spicyR's
+#: weights from a smooth of the squared residuals on the pair's two cell counts.
+MIXED_MODEL_WEIGHTS: tuple[str, ...] = ("none", "counts")
 
 
 # --- declarative constraints ------------------------------------------------------------------
@@ -252,6 +261,25 @@ class NonEmpty(Constraint):
     def ok(self, value: Any) -> bool:
         """Return whether ``value`` has at least one item."""
         return len(value) > 0
+
+
+@dataclass(frozen=True)
+class PositiveOrAuto(Interval):
+    """A finite number > 0 (an :class:`Interval` ``(0, ∞)``), or the string ``"auto"`` (a
+    value chosen per sample)."""
+
+    lo: float | None = 0.0
+    lo_open: bool = True
+
+    def ok(self, value: Any) -> bool:
+        """Return whether ``value`` is ``"auto"`` or a positive finite number."""
+        return value == "auto" or super().ok(value)
+
+    @property
+    def allowed(self) -> str:  # type: ignore[override]
+        """"a positive number or "auto" (…)"."""
+        text = 'a positive number or "auto"'
+        return f"{text} ({self.note})" if self.note else text
 
 
 @dataclass(frozen=True)
@@ -610,8 +638,25 @@ class RelationsParams(_Validated):
         Radii (µm) of phenoptr-style counts within radius. Default (10, 25, 50).
     ripley_max_um, ripley_step_um
         Radius grid of Ripley K/L/g: ``step, 2·step, …, max``. Defaults 100 and 10.
+        ``ripley_max_um = "auto"`` gives spatstat's default grid per sample and target type
+        instead (``ripley_step_um`` is then not used): 513 radii from 0 to
+        ``min(shorter side of the rectangle / 4, sqrt(1000 / (π λ_b)))``, λ_b the target
+        type's cells per µm² (spatstat's ``rmax.rule``; a quarter of the shorter side unless
+        the target type is dense).
+    ripley_correction
+        Edge correction of Ripley K/L/g (and ``ripley_l_mean``): ``"translation"`` (default,
+        Ohser–Stoyan, symmetric, on the window's set covariance) or ``"isotropic"`` (Ripley's,
+        spatstat's ``Lcross(correction = "isotropic")``, asymmetric: ``ripley_l_mean.A.B`` and
+        ``.B.A`` are both features; needs ``ripley_window = "rectangle"``).
+    ripley_window
+        Window of Ripley K/L/g: ``"mask"`` (default, the tissue mask) or ``"rectangle"`` (the
+        image frame ``[0, max x] × [0, max y]``, spicyR's window). spicyR mode is
+        ``ripley_correction = "isotropic"``, ``ripley_window = "rectangle"``,
+        ``ripley_max_um = "auto"``: ``ripley_l_mean.<A>.<B>`` is then spicyR's per-image
+        statistic (mean of L_AB(r) − r over the grid, µm).
     ripley_simulations
-        CSR envelope simulations per type pair in the stage (0 = none, the default).
+        CSR envelope simulations per type pair in the stage (0 = none, the default); for the
+        translation correction on a numeric grid only.
     cooccurrence_max_um, cooccurrence_bins
         Co-occurrence thresholds: ``bins`` equal steps up to ``max``. Defaults 100 and 10.
     max_types
@@ -634,7 +679,8 @@ class RelationsParams(_Validated):
     seed: int = field(default=0, metadata={"check": Integer(0)})
     count_within_um: tuple[float, ...] = field(
         default=(10.0, 25.0, 50.0), metadata={"check": Each(Positive(), "positive numbers")})
-    ripley_max_um: float = field(default=100.0, metadata={"check": Positive()})
+    ripley_max_um: float | str = field(
+        default=100.0, metadata={"check": PositiveOrAuto(note="auto: spatstat's rule per sample")})
     ripley_step_um: float = field(default=10.0, metadata={"check": Positive()})
     ripley_simulations: int = field(default=0, metadata={"check": Integer(0, note="0 = none")})
     cooccurrence_max_um: float = field(default=100.0, metadata={"check": Positive()})
@@ -642,12 +688,27 @@ class RelationsParams(_Validated):
     max_types: int = field(default=30, metadata={"check": Integer(1)})
     border_alpha_um: float = field(default=40.0, metadata={"check": Positive()})
     border_max_edges: int = field(default=20_000, metadata={"check": Integer(1)})
+    ripley_correction: str = field(default="translation",
+                                   metadata={"check": OneOf(RIPLEY_CORRECTIONS)})
+    ripley_window: str = field(default="mask", metadata={"check": OneOf(RIPLEY_WINDOWS)})
 
     def _cross_checks(self) -> list[Problem]:
-        """The Ripley grid ``step, 2·step, …, max`` holds at least one radius."""
-        if self.ripley_max_um < self.ripley_step_um:
+        """The Ripley grid ``step, 2·step, …, max`` holds at least one radius; the isotropic
+        correction needs the rectangle window (spatstat has it for rectangles and polygons,
+        not for masks)."""
+        if self.ripley_max_um != "auto" and self.ripley_max_um < self.ripley_step_um:
             return [Problem("ripley_max_um", f"at least ripley_step_um = "
                             f"{_show(self.ripley_step_um)}", _show(self.ripley_max_um))]
+        if self.ripley_correction == "isotropic" and self.ripley_window != "rectangle":
+            return [Problem("ripley_window", '"rectangle" with ripley_correction = "isotropic" '
+                            "(the isotropic correction is exact on a rectangle only)",
+                            _show(self.ripley_window))]
+        if self.ripley_simulations > 0 and (self.ripley_correction != "translation"
+                                            or self.ripley_max_um == "auto"):
+            return [Problem("ripley_simulations", '0 with ripley_correction = "isotropic" or '
+                            'ripley_max_um = "auto" (CSR envelopes are simulated for the '
+                            "translation estimator on a shared radius grid)",
+                            _show(self.ripley_simulations))]
         return []
 
 
@@ -684,6 +745,12 @@ class ClinicalColumns(_Validated):
     time_unit
         Unit of the ``os_time`` values, shown on the time axis of the survival figures.
         Default ``months``.
+    timepoint_order
+        Labels of the ``timepoint`` column in time order (three or more, e.g.
+        ``["pre", "on", "post"]``): each feature's monotone trend over them is tested with
+        Page's L test on the patients with a value at every time point (outcome
+        ``timepoint_trend``, :mod:`metaniche.cohort.timepoints`). Default empty: no trend
+        test.
     """
 
     sample: str = "sample"
@@ -699,6 +766,7 @@ class ClinicalColumns(_Validated):
     condition: str = ""
     condition_reference: str = ""
     time_unit: str = "months"
+    timepoint_order: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -752,6 +820,16 @@ class CohortParams(_Validated):
         CD8–tumour nearest distance (``nn_dist_um.*cd8*.tumo*``: mean distance from a CD8
         cell to its nearest tumour cell) and TLS count, overall and per compartment
         (``tls.count*``). An empty list makes every feature exploratory.
+    mixed_model_weights
+        Image weights of the mixed model (patients with several images): ``"none"``
+        (default; the z-scored feature, unweighted) or ``"counts"``: the ``ripley_l_mean``
+        pair features are fitted as spicyR fits them — raw values, each image weighted by a
+        smooth of the squared residuals on its two cell counts, lmerTest's Satterthwaite
+        degrees of freedom (:mod:`metaniche.cohort.count_weights`,
+        :mod:`metaniche.cohort.weighted_mixed`); column ``weighting`` of the rows.
+    curve_permutations
+        Label permutations of the whole-curve test of the Ripley curves across groups
+        (:mod:`metaniche.cohort.curves`). Default 999.
     """
 
     analyses: tuple[str, ...] = field(
@@ -772,6 +850,9 @@ class CohortParams(_Validated):
     primary_features: tuple[str, ...] = (
         "effector_density.core", "effector_density.border", "phenotype.*",
         "infiltration_depth_um.*", "nn_dist_um.*cd8*.tumo*", "tls.count*")
+    mixed_model_weights: str = field(default="none",
+                                     metadata={"check": OneOf(MIXED_MODEL_WEIGHTS)})
+    curve_permutations: int = field(default=999, metadata={"check": Integer(1)})
 
 
 @dataclass(frozen=True)

@@ -51,12 +51,12 @@ from metaniche.analyses.relations import (
     co_occurrence_table,
     nearest_type_distances,
     neighbour_graph,
-    ripley_cross,
     ripley_table,
 )
 from metaniche.analyses.relations import (
     co_occurrence as _co_occurrence,
 )
+from metaniche.analyses.relations.ripley_modes import ripley_sample
 from metaniche.analyses.relations.sample_tables import (
     distances_table,
     enrichment_tables,
@@ -574,27 +574,34 @@ spatial_key
 
 
 @configured(compartments=("border_um",),
-            relations=("ripley_max_um", "ripley_step_um", "ripley_simulations", "seed"))
+            relations=("ripley_correction", "ripley_window", "ripley_max_um", "ripley_step_um",
+                       "ripley_simulations", "seed"))
 def ripley(data: Any, cluster_key: str = "cell_type", *, library_key: str | None = None,
            tumor: Sequence[str] | None = None, immune: Sequence[str] | None = None,
-           border_um: float = _C.border_um, ripley_max_um: float = _R.ripley_max_um,
+           border_um: float = _C.border_um,
+           ripley_correction: str = _R.ripley_correction,
+           ripley_window: str = _R.ripley_window,
+           ripley_max_um: float | str = _R.ripley_max_um,
            ripley_step_um: float = _R.ripley_step_um,
            ripley_simulations: int = _R.ripley_simulations, seed: int = _R.seed,
            config: Config | None = None, copy: bool = False,
            table_key: str | None = None, spatial_key: str = "spatial") -> Any:
-    """Cross-type Ripley K, Besag L and pair-correlation g on the tissue mask.
+    """Cross-type Ripley K, Besag L and pair-correlation g, as the pipeline computes them.
 
-    For every ordered type pair, K(r) with the translation edge correction on the sample's
-    tissue raster (the window is the tissue, not its bounding box), L = sqrt(K/π) and g(r)
-    (:func:`metaniche.analyses.relations.ripley_cross`), at r = ``ripley_step_um``,
-    2·step, …, ``ripley_max_um``; CSR envelopes from ``ripley_simulations`` simulations.
+    For every ordered type pair, K(r), L = sqrt(K/π) and g(r) under the configured edge
+    correction and window (:func:`metaniche.analyses.relations.ripley_modes.ripley_sample`):
+    by default the translation correction on the sample's tissue raster (the window is the
+    tissue, not its bounding box) at r = ``ripley_step_um``, 2·step, …, ``ripley_max_um``;
+    spicyR mode with ``ripley_correction="isotropic"``, ``ripley_window="rectangle"``,
+    ``ripley_max_um="auto"``. CSR envelopes from ``ripley_simulations`` simulations (on a
+    shared numeric grid only).
 
     Parameters
     ----------
     data, cluster_key, library_key, tumor, immune, border_um, config, copy, table_key, \
 spatial_key
         As in :func:`compartments`.
-    ripley_max_um, ripley_step_um, ripley_simulations, seed
+    ripley_correction, ripley_window, ripley_max_um, ripley_step_um, ripley_simulations, seed
         :class:`metaniche.config.RelationsParams`.
 
     Returns
@@ -611,16 +618,18 @@ spatial_key
     assert config is not None  # @configured fills it in
     target = resolve(data, cluster_key, library_key, config, table_key, spatial_key, copy)
     params = config.relations
-    radii = np.arange(params.ripley_step_um, params.ripley_max_um + 1e-9, params.ripley_step_um)
     tables = []
     for _, context in contexts(target, config):
         window = _window(context)
         n_types = len(context.cell_types)
-        result = ripley_cross(context.coordinates, context.type_codes, n_types, radii, window)
+        result = ripley_sample(context.coordinates, context.type_codes, n_types, window,
+                               correction=params.ripley_correction,
+                               window=params.ripley_window, max_um=params.ripley_max_um,
+                               step_um=params.ripley_step_um)
         table = ripley_table(result, context.cell_types)
         if params.ripley_simulations > 0:
             counts = np.bincount(context.type_codes, minlength=n_types)
-            table = ripley_envelopes(table, window, counts, context.cell_types, radii,
+            table = ripley_envelopes(table, window, counts, context.cell_types, result.radii,
                                      params.ripley_simulations, params.seed)
         tables.append(table)
     store_table(target, T.RIPLEY, tables)

@@ -103,7 +103,8 @@ def kruskal_wallis_table(values: pd.DataFrame, labels: pd.Series, levels: tuple[
 def compare_groups(units: pd.DataFrame, groups: Groups, unit: str,
                    images: pd.DataFrame | None = None, image_groups: Groups | None = None,
                    patient: pd.Series | None = None, min_group: int = 3,
-                   confidence: float = 0.95) -> pd.DataFrame:
+                   confidence: float = 0.95,
+                   image_weights: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every per-feature comparison of unpaired groups, each row naming its unit.
 
     Parameters
@@ -124,6 +125,10 @@ def compare_groups(units: pd.DataFrame, groups: Groups, unit: str,
         Fewest finite units (for the mixed model: patients) per compared group.
     confidence
         Level of the intervals.
+    image_weights
+        Optional images × features weights of the mixed model (spicyR's count weights,
+        :func:`metaniche.cohort.count_weights.pair_count_weights`): those features are fitted
+        with spicyR's weighted model (``weighting`` = ``counts``).
 
     Returns
     -------
@@ -162,5 +167,5 @@ def compare_groups(units: pd.DataFrame, groups: Groups, unit: str,
     if images is None or image_groups is None or patient is None:
         return table
     mixed = mixed_model_groups(images, image_groups.labels, levels, patient, min_group,
-                               confidence)
+                               confidence, weights=image_weights)
     return pd.concat([table, mixed.assign(unit=MIXED_UNIT)], ignore_index=True)

@@ -7,7 +7,10 @@ References
 2. Pinheiro JC, Bates DM. Mixed-Effects Models in S and S-PLUS. Springer; 2000, §2.4.2
    (denominator degrees of freedom of between-group terms, as nlme's ``lme``).
 3. Canete NP, et al. spicyR: spatial analysis of in situ cytometry data in R. Bioinformatics.
-   2022;38:3099-105 (mixed model with a subject random intercept).
+   2022;38:3099-105 (mixed model with a subject random intercept, images weighted by a
+   smooth of their two cell counts).
+4. Kuznetsova A, et al. lmerTest package: tests in linear mixed effects models. J Stat Softw.
+   2017;82(13) (Satterthwaite degrees of freedom).
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from metaniche.cohort.weighted_mixed import fit_weighted_mixed
+
 __all__ = ["mixed_model_groups"]
 
 
 def mixed_model_groups(values: pd.DataFrame, labels: pd.Series, levels: tuple[str, ...],
                        patient: pd.Series, min_group: int = 3,
-                       confidence: float = 0.95) -> pd.DataFrame:
+                       confidence: float = 0.95,
+                       weights: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per feature: ``z ~ group + (1 | patient)`` over images, each group against the first.
 
     The feature is standardised over the images where it is finite and the group is known
@@ -38,6 +44,14 @@ def mixed_model_groups(values: pd.DataFrame, labels: pd.Series, levels: tuple[st
     patient). With three or more groups an omnibus row tests all coefficients at once:
     F = b'V⁻¹b / (k − 1) on (k − 1, patients − k) degrees of freedom, V the REML covariance
     of the fixed effects.
+
+    Features with a column in ``weights`` are fitted as spicyR fits them instead
+    (``lmerTest::lmer(x ~ group + (1 | patient), weights = w)``,
+    :func:`metaniche.cohort.weighted_mixed.fit_weighted_mixed`): on the raw feature (effect in
+    the feature's units, ``effect_name`` = ``difference``), each image's residual variance
+    divided by its weight, REML, and the Wald t of each contrast on Satterthwaite degrees of
+    freedom (lmerTest's), ``weighting`` = ``counts``; their omnibus F keeps the
+    patients − k denominator.
 
     Parameters
     ----------
@@ -54,6 +68,10 @@ def mixed_model_groups(values: pd.DataFrame, labels: pd.Series, levels: tuple[st
         patients than groups); else the rows are NaN.
     confidence
         Level of the Wald intervals (b ± t_{df} se).
+    weights
+        Optional images × features prior weights (spicyR's count weights,
+        :func:`metaniche.cohort.count_weights.count_weights`); a feature without a column is
+        fitted unweighted on the z-score.
 
     Returns
     -------
@@ -64,7 +82,8 @@ def mixed_model_groups(values: pd.DataFrame, labels: pd.Series, levels: tuple[st
         ``difference_sd``, ``n`` (images), ``n_patients``, ``converged``, ``p``; with three
         or more levels also a row ``test`` = ``mixed_model_omnibus``, ``contrast`` = the
         levels joined by `` / ``, ``statistic`` = F, ``df`` (numerator k − 1; the
-        denominator is ``n_patients`` − k), ``p`` (no effect).
+        denominator is ``n_patients`` − k), ``p`` (no effect). Every row has ``weighting``
+        (``none`` or ``counts``).
         Rows of a feature whose fit fails (or gives no positive variance of its
         coefficients; ``converged`` False) or lacks patients hold NaN.
 
@@ -97,7 +116,15 @@ def mixed_model_groups(values: pd.DataFrame, labels: pd.Series, levels: tuple[st
         sd = x[keep].std()
         n_patients = base["n_patients"]
         df = n_patients - k
-        if counts.min() >= max(min_group, 1) and df > 0 and sd > 0:
+        weighted = weights is not None and name in weights.columns
+        for row in level_rows + ([omnibus] if omnibus is not None else []):
+            row["weighting"] = "counts" if weighted else "none"
+        if weighted and counts.min() >= max(min_group, 1) and df > 0 and sd > 0:
+            w = weights[name].reindex(values.index).to_numpy(np.float64)[keep]
+            exog = np.column_stack([np.ones(keep.sum())]
+                                   + [(code[keep] == j).astype(np.float64) for j in range(1, k)])
+            _weighted_rows(x[keep], exog, groups[keep], w, level_rows, omnibus, df, confidence)
+        elif counts.min() >= max(min_group, 1) and df > 0 and sd > 0:
             z = (x[keep] - x[keep].mean()) / sd
             exog = np.column_stack([np.ones(keep.sum())]
                                    + [(code[keep] == j).astype(np.float64) for j in range(1, k)])
@@ -128,3 +155,32 @@ def mixed_model_groups(values: pd.DataFrame, labels: pd.Series, levels: tuple[st
         if omnibus is not None:
             rows.append(omnibus)
     return pd.DataFrame(rows)
+
+
+def _weighted_rows(x: np.ndarray, exog: np.ndarray, groups: np.ndarray, w: np.ndarray,
+                   level_rows: list[dict], omnibus: dict | None, df_patients: int,
+                   confidence: float) -> None:
+    """Fill the rows of one feature from the weighted REML fit (spicyR's model)."""
+    if not np.all(np.isfinite(w) & (w > 0)):
+        for row in level_rows:
+            row["converged"] = False
+        return
+    try:
+        fit = fit_weighted_mixed(x, exog, groups, w)
+    except (np.linalg.LinAlgError, ValueError):
+        for row in level_rows:
+            row["converged"] = False
+        return
+    for j, row in enumerate(level_rows, start=1):
+        df = float(fit.df[j])
+        t_crit = stats.t.ppf(0.5 + confidence / 2, df) if np.isfinite(df) else np.nan
+        row |= {"statistic": fit.t[j], "df": df, "effect": fit.coef[j],
+                "effect_name": "difference", "ci_low": fit.coef[j] - t_crit * fit.se[j],
+                "ci_high": fit.coef[j] + t_crit * fit.se[j], "converged": True,
+                "p": float(fit.p[j])}
+    if omnibus is not None:
+        coef, cov = fit.coef[1:], fit.cov[1:, 1:]
+        k = len(coef) + 1
+        f_stat = float(coef @ np.linalg.solve(cov, coef)) / (k - 1)
+        omnibus |= {"statistic": f_stat, "converged": True,
+                    "p": float(stats.f.sf(f_stat, k - 1, df_patients))}

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 
 from metaniche.cohort._qvalues import add_q_values
+from metaniche.cohort.count_weights import pair_count_weights
+from metaniche.cohort.curves import curve_group_table
 from metaniche.cohort.families import FAMILIES, feature_families
 from metaniche.cohort.groups import compare_groups
 from metaniche.cohort.matrix import (
@@ -22,6 +24,7 @@ from metaniche.cohort.matrix import (
 )
 from metaniche.cohort.prediction import nested_cv_prediction
 from metaniche.cohort.survival import cox_table, kaplan_meier_table
+from metaniche.cohort.timepoints import page_trend_table
 from metaniche.cohort.treatment import feature_region, paired_changes, treatment_table
 from metaniche.config import Config
 from metaniche.errors import ConfigError, InputError
@@ -37,7 +40,8 @@ ASSOCIATION_COLUMNS = ["feature", "outcome", "test", "statistic", "effect", "ci_
 #: Outcome of the rows comparing the groups of ``[clinical] condition``.
 CONDITION = "condition"
 #: Every ``outcome`` of the association table, in report order.
-OUTCOMES = ("response", CONDITION, "os", "treatment", "treatment_x_response")
+OUTCOMES = ("response", CONDITION, "os", "treatment", "treatment_x_response",
+            "timepoint_trend")
 
 
 @dataclass
@@ -80,7 +84,7 @@ class CohortResult:
 
 
 def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
-                   config: Config) -> CohortResult:
+                   config: Config, ripley_curves: pd.DataFrame | None = None) -> CohortResult:
     """Associate per-sample spatial features with response, condition, survival, treatment.
 
     Pure: no I/O. Steps: the outcome-free feature filters of
@@ -110,6 +114,12 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
     config
         ``config.clinical`` (column names, responder labels, pre/post labels, covariates) and
         ``config.cohort`` (analyses, filters, folds, bootstrap, seed).
+    ripley_curves
+        Optional long ripley table of all samples (``sample``, ``type_a``, ``type_b``,
+        ``r_um``, ``l_minus_r_um``): each pair's whole L(r) − r curve is compared across the
+        response and condition groups (test ``curve_permutation``, feature
+        ``ripley_l_curve.<a>.<b>``; :func:`metaniche.cohort.curves.curve_group_table`, unit
+        the patient when patients have several images).
 
     Returns
     -------
@@ -202,6 +212,9 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
         else:
             parts.append(_compare(table, images, contrast.groups(), info["patient"], several,
                                   unit, columns.response, params).assign(outcome="response"))
+            if ripley_curves is not None:
+                parts.append(_curve_rows(ripley_curves, contrast.labels, info["patient"], params,
+                                         "response"))
     if columns.condition:
         if columns.condition not in info.columns:
             raise InputError(f"[clinical] condition names '{columns.condition}', which is not "
@@ -214,6 +227,9 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
         else:
             parts.append(_compare(table, images, groups, info["patient"], several, unit,
                                   columns.condition, params).assign(outcome=CONDITION))
+            if ripley_curves is not None:
+                parts.append(_curve_rows(ripley_curves, groups.labels, info["patient"], params,
+                                         CONDITION))
     if "survival" in wanted:
         reason = _survival_reason(info, columns, params.min_events, several)
         if reason:
@@ -254,6 +270,8 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
                     interaction = part["outcome"] == "treatment_x_response"
                     part["contrast"] = pd.Series(contrast.name, index=part.index).where(interaction)
                 parts.append(part.assign(unit="patient"))
+    if len(columns.timepoint_order) >= 3:
+        parts.append(_trend_rows(data, columns, params.min_group))
     if "prediction" in wanted:
         if contrast is None:
             skipped["prediction"] = no_response
@@ -289,8 +307,33 @@ def _compare(table: pd.DataFrame, images: pd.DataFrame, groups: Groups, patient:
     if not several:
         return compare_groups(table, per_unit, unit, min_group=params.min_group,
                               confidence=params.confidence)
+    weights = (pair_count_weights(images) if params.mixed_model_weights == "counts" else None)
     return compare_groups(table, per_unit, unit, images, groups, patient, params.min_group,
-                          params.confidence)
+                          params.confidence, image_weights=weights)
+
+
+def _trend_rows(data: CohortData, columns, min_group: int) -> pd.DataFrame:
+    """Page's trend test over ``[clinical] timepoint_order`` (:func:`page_trend_table`)."""
+    if columns.timepoint not in data.clinical.columns:
+        raise InputError(f"[clinical] timepoint_order is set but the clinical table has no "
+                         f"'{columns.timepoint}' column; add it or set [clinical] timepoint.")
+    labels = data.clinical[columns.timepoint].astype(str)
+    rank = labels.map({label: float(i) for i, label in enumerate(columns.timepoint_order)})
+    if rank.notna().sum() == 0:
+        raise InputError(f"no value of clinical column '{columns.timepoint}' is in [clinical] "
+                         f"timepoint_order {list(columns.timepoint_order)} (values: "
+                         f"{sorted(labels.unique())[:6]}); list its labels in time order.")
+    return page_trend_table(data.features, data.clinical["patient"], rank, min_group).assign(
+        outcome="timepoint_trend", unit="patient")
+
+
+def _curve_rows(curves: pd.DataFrame, labels: pd.Series, patient: pd.Series, params,
+                outcome: str) -> pd.DataFrame:
+    """Whole-curve tests of the analysed samples (:func:`curve_group_table`)."""
+    used = curves[curves["sample"].isin(labels.index)]
+    return curve_group_table(used, labels, patient, n_permutations=params.curve_permutations,
+                             seed=params.seed, min_group=params.min_group).assign(
+        outcome=outcome)
 
 
 def _baseline_samples(data: CohortData, timepoint: str, pre: str,

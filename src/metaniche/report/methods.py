@@ -133,9 +133,8 @@ def methods_paragraphs(config: dict[str, Any], version: str,
             f"Cell–cell relations: contact graph '{v('relations', 'graph')}' (radius "
             f"{v('relations', 'contact_radius_um')} µm, k = {v('relations', 'k')}); "
             f"neighbourhood enrichment ({null}); counts within "
-            f"{v('relations', 'count_within_um')} µm; Ripley K/L up to "
-            f"{v('relations', 'ripley_max_um')} µm in steps of "
-            f"{v('relations', 'ripley_step_um')} µm; seed {v('relations', 'seed')}. "
+            f"{v('relations', 'count_within_um')} µm; {_ripley_text(config)}; "
+            f"seed {v('relations', 'seed')}. "
             "Symmetric pair statistics (enrichment z, Ripley L) are features once per "
             "unordered pair (types in sorted order); nearest distances keep both directions.")
     if "neighbourhoods" in config and has("neighbourhoods"):
@@ -186,3 +185,17 @@ def _has_families(association: Any) -> bool:
 
 def _section(config: dict[str, Any], section: str) -> str:
     return "; ".join(f"{k} = {v}" for k, v in flatten_parameters(config.get(section, {})))
+
+
+def _ripley_text(config: dict[str, Any]) -> str:
+    """How Ripley K/L was estimated: edge correction, window and radius grid (the
+    ``[relations] ripley_*`` keys; see :mod:`metaniche.analyses.relations.ripley_modes`)."""
+    correction = _value(config, "relations", "ripley_correction")
+    window = _value(config, "relations", "ripley_window")
+    max_um = _value(config, "relations", "ripley_max_um")
+    where = "the image frame (bounding rectangle)" if window == "rectangle" else "the tissue mask"
+    grid = ("spatstat's default grid per target type (513 radii from 0 to the smaller of a "
+            "quarter of the short side and sqrt(1000/(π λ)))" if max_um == "auto" else
+            f"radii up to {max_um} µm in steps of "
+            f"{_value(config, 'relations', 'ripley_step_um')} µm")
+    return f"Ripley K/L with the {correction} edge correction on {where}, {grid}"

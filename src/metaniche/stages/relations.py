@@ -24,10 +24,10 @@ from metaniche.analyses.relations import (
     nearest_type_distances,
     neighbour_graph,
     neighbourhood_entropy,
-    ripley_cross,
     ripley_table,
 )
 from metaniche.analyses.relations._graph import GRAPH_KINDS
+from metaniche.analyses.relations.ripley_modes import ripley_sample
 from metaniche.analyses.relations.sample_tables import (
     border_cells_table,
     clark_evans_table,
@@ -55,8 +55,9 @@ FEATURES: dict[str, tuple[str, str]] = {
                               "unordered pairs) for an immune type or all_immune"),
     "normalised_mixing_score": ("ratio", "SPIAT normalised mixing score (unordered convention)"),
     "clark_evans": ("ratio", "Clark–Evans nearest-neighbour index of a type on the tissue area"),
-    "ripley_l_mean": ("µm", "mean over the radius grid of L(r) − r, cross-type, translation "
-                            "corrected on the tissue mask (spicyR statistic)"),
+    "ripley_l_mean": ("µm", "mean over the radius grid of L(r) − r, cross-type (spicyR "
+                            "statistic); translation corrected on the tissue mask by default, "
+                            "per [relations] ripley_correction / ripley_window / ripley_max_um"),
     "neighbourhood_entropy": ("bits", "mean Shannon entropy of contact-neighbour types "
                                       "around cells of a type"),
     "border_cell_ratio": ("ratio", "SPIAT R_BC of a tumour type: its cells on the α-hull "
@@ -67,7 +68,9 @@ FEATURES: dict[str, tuple[str, str]] = {
 _name = feature_namer(FEATURES)
 
 #: Pair families whose statistic is symmetric in the two types (contacts counted on an
-#: undirected graph; translation-corrected cross-K). Each unordered pair is emitted once, in
+#: undirected graph; translation-corrected cross-K, the default — with
+#: ``ripley_correction = "isotropic"`` ``ripley_l_mean`` is directed, A→B, and both orders of
+#: every pair are emitted, as spicyR tests them). Each unordered pair is emitted once, in
 #: the canonical order of :func:`canonical_pairs`, so A.B and B.A are never both features (nor
 #: both tested and counted in the multiple-testing correction). ``nn_dist_um`` (source →
 #: target nearest distance) is directed and keeps both orders.
@@ -103,7 +106,6 @@ def run(context: SampleContext) -> StageOutput:
             features[_name("nn_dist_um", row.source_type, row.target_type)] = row.mean_um
 
     interval = np.linspace(0.0, params.cooccurrence_max_um, params.cooccurrence_bins + 1)
-    radii = np.arange(params.ripley_step_um, params.ripley_max_um + 1e-9, params.ripley_step_um)
     # pair statistics enumerate pairs on the fly in Numba cell-list kernels (no pair list)
     within = count_within_by_type(tree, codes, types, params.count_within_um)
 
@@ -135,13 +137,16 @@ def run(context: SampleContext) -> StageOutput:
     for t in featured:
         features[_name("clark_evans", types[t])] = float(clark["index"].iat[t])
 
-    ripley = ripley_cross(coords, codes, n_types, radii, window)
+    ripley = ripley_sample(coords, codes, n_types, window,
+                           correction=params.ripley_correction, window=params.ripley_window,
+                           max_um=params.ripley_max_um, step_um=params.ripley_step_um)
     ripley_long = ripley_table(ripley, types)
-    if params.ripley_simulations > 0:
-        ripley_long = ripley_envelopes(ripley_long, window, counts, types, radii,
+    if params.ripley_simulations > 0:  # translation on a shared grid (a config rule)
+        ripley_long = ripley_envelopes(ripley_long, window, counts, types, ripley.radii,
                                        params.ripley_simulations, params.seed)
     summary = ripley.l_minus_r_mean
-    for a, b in pairs:
+    directed = params.ripley_correction == "isotropic"
+    for a, b in ([(a, b) for a in featured for b in featured] if directed else pairs):
         if np.isfinite(summary[a, b]):
             features[_name("ripley_l_mean", types[a], types[b])] = float(summary[a, b])
 

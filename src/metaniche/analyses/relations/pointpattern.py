@@ -8,7 +8,8 @@ with W the tissue mask (not the bounding box), |W| its area and γ_W(h) = |W ∩
 covariance. γ_W is computed once per sample by FFT autocorrelation of the mask raster (coarsened
 by block averaging to at most ``max_side`` pixels a side, so the FFT stays small on whole
 slides) and read off by bilinear interpolation at each pair's displacement. Boundary: a pair at
-exactly ``r`` counts (``≤``). Isotropic correction is not implemented.
+exactly ``r`` counts (``≤``). Ripley's isotropic correction on a rectangle (spatstat's
+``Lcross``, spicyR's statistic) is :mod:`metaniche.analyses.relations.isotropic`.
 
 ``L(r) = sqrt(K(r)/π)`` (Besag) and ``g`` is the ring estimator
 ``g(r_k) = (K(r_k) − K(r_{k−1})) / (π (r_k² − r_{k−1}²))`` on the ring ``(r_{k−1}, r_k]``
@@ -133,9 +134,12 @@ class RipleyResult:
     Attributes
     ----------
     radii
-        (R,) radii, µm (ascending, > 0).
+        (R,) radii, µm (ascending), shared by every pair; or (K, R), row b the grid of the
+        pairs ``(·, b)`` (spatstat's per-target default grid, see
+        :mod:`~metaniche.analyses.relations.isotropic`).
     k, l, g
-        (K, K, R) arrays; ``[a, b]`` is the a→b function (symmetric with translation weights).
+        (K, K, R) arrays; ``[a, b]`` is the a→b function (symmetric with translation weights;
+        asymmetric with the isotropic correction).
     n_by_type
         (K,) number of cells of each type.
     """
@@ -148,8 +152,14 @@ class RipleyResult:
 
     @property
     def l_minus_r_mean(self) -> np.ndarray:
-        """(K, K) spicyR summary: mean over the grid of ``L(r) − r``."""
-        return np.mean(self.l - self.radii, axis=-1)
+        """(K, K) spicyR summary: mean over the grid of ``L(r) − r`` (µm)."""
+        return np.mean(self.l - self.radius_grid, axis=-1)
+
+    @property
+    def radius_grid(self) -> np.ndarray:
+        """(K, K, R) or broadcastable radii of every pair ``[a, b]`` (µm)."""
+        radii = np.asarray(self.radii)
+        return radii if radii.ndim == 1 else radii[None, :, :]
 
 
 def ripley_cross(coordinates: np.ndarray, type_codes: np.ndarray, n_types: int,
@@ -241,12 +251,13 @@ def ripley_envelope(window: Window, n_a: int, n_b: int, radii: np.ndarray,
 def ripley_table(result: RipleyResult, cell_types: list[str]) -> pd.DataFrame:
     """Long table ``type_a, type_b, r_um, k_um2, l_um, l_minus_r_um, g`` (pairs with cells)."""
     n_types, _, n_r = result.k.shape
-    a, b, r = np.meshgrid(np.arange(n_types), np.arange(n_types), np.arange(n_r),
+    a, b, _ = np.meshgrid(np.arange(n_types), np.arange(n_types), np.arange(n_r),
                           indexing="ij")
     labels = np.asarray(cell_types, dtype=object)
+    radii = np.broadcast_to(result.radius_grid, result.k.shape)
     table = pd.DataFrame({
         "type_a": labels[a.ravel()], "type_b": labels[b.ravel()],
-        "r_um": result.radii[r.ravel()], "k_um2": result.k.ravel(), "l_um": result.l.ravel(),
-        "l_minus_r_um": (result.l - result.radii).ravel(), "g": result.g.ravel(),
+        "r_um": radii.ravel(), "k_um2": result.k.ravel(), "l_um": result.l.ravel(),
+        "l_minus_r_um": (result.l - radii).ravel(), "g": result.g.ravel(),
     })
     return table[np.isfinite(table["k_um2"])].reset_index(drop=True)
