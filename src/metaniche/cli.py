@@ -11,6 +11,7 @@ prints the usage and one line naming the problem, never a traceback.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import sys
@@ -182,6 +183,58 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A finished run director
     from metaniche.report import render_report
 
     _out.print(f"report: {render_report(run_dir)}")
+
+
+@app.command()
+def biopsy(
+    inputs: Annotated[list[Path], typer.Argument(help="Cell-table files or folders (slides).")],
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the cores to.")],
+    cores: Annotated[int, typer.Option("--cores", min=1, help="Cores per slide.")] = 3,
+    core_diameter_um: Annotated[float, typer.Option(
+        "--core-diameter-um",
+        help="Needle width (or punch diameter), µm.")] = 1000.0,
+    core_length_um: Annotated[float, typer.Option(
+        "--core-length-um", help="Needle length, µm.")] = 10_000.0,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    kind: Annotated[str, typer.Option(
+        "--kind", help="needle (rectangle) or punch (disc, TMA core).")] = "needle",
+    target: Annotated[str, typer.Option(
+        "--target", help="random (anywhere in the tissue) or edge (the tumour edge).")]
+    = "random",
+    config: ConfigOption = None,
+    input_format: FormatOption = None,
+) -> None:
+    """Cut virtual needle cores or punches from each slide.
+
+    Writes OUT/<sample>.core<k>.parquet (contract columns, original cell ids) and
+    OUT/biopsies.geojson (one polygon per core with properties sample and core). Exit 1 when
+    a slide could not be read (the others are cut).
+    """
+    from metaniche.io import read_samples
+    from metaniche.studies.biopsy import KINDS, TARGETS, write_biopsies
+
+    if kind not in KINDS:
+        raise typer.BadParameter(f"must be one of {', '.join(KINDS)}; got {kind!r}.",
+                                 param_hint="--kind")
+    if target not in TARGETS:
+        raise typer.BadParameter(f"must be one of {', '.join(TARGETS)}; got {target!r}.",
+                                 param_hint="--target")
+    for hint, value in (("--core-diameter-um", core_diameter_um),
+                        ("--core-length-um", core_length_um)):
+        if not (math.isfinite(value) and value > 0):
+            raise typer.BadParameter(f"must be a positive number; got {value:g}.",
+                                     param_hint=hint)
+    _check_out_dir(out)
+    cfg = load_config(config, format=input_format)
+    samples = read_samples(inputs, cfg)
+    good = [(s.name, s.cells) for s in samples if s.error is None and s.cells is not None]
+    for sample in samples:
+        if sample.error is not None:
+            _err.print(f"failed: {sample.error}", markup=False, soft_wrap=True)
+    written = write_biopsies(good, out, cores, core_diameter_um, core_length_um, seed=seed,
+                             kind=kind, target=target, config=cfg)
+    _out.print(f"wrote {len(written)} cores from {len(good)} slides to {out}")
+    raise typer.Exit(1 if len(good) < len(samples) else 0)
 
 
 #: A Dask scheduler address: optional protocol, host (name, IPv4 or [IPv6]) and port.
