@@ -237,6 +237,38 @@ def biopsy(
     raise typer.Exit(1 if len(good) < len(samples) else 0)
 
 
+def _programs_help_text() -> str:
+    from metaniche.studies.programs import PROGRAMS
+
+    return "; ".join(f"{name} ({spec.quantity}; primary feature {spec.primary_feature})"
+                     for name, spec in PROGRAMS.items())
+
+
+@app.command(help="Power of a planned pre/post-treatment study, by simulation.\n\n"
+             "Reads the design table of --config (program, effects, n_patients, "
+             "cores_per_patient (0 = whole slide), core_diameter_um, core_length_um, "
+             "n_studies, seed) and writes OUT/power.parquet (program, effect, n_patients, "
+             "cores_per_patient, feature, power, ci_low, ci_high, n_studies), power.svg and "
+             "index.html. Finished grid cells are kept and reused by a rerun.\n\n"
+             "Programs: " + _programs_help_text() + ".")
+def power(
+    config: Annotated[Path, typer.Option("--config", help="Design TOML file (a design table).")],
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the results to.")],
+    workers: Annotated[int, typer.Option(min=1, help="Local worker processes.")] = 1,
+    quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
+) -> None:
+    from metaniche.studies.design import load_design
+    from metaniche.studies.power import run_power
+
+    design = load_design(config)
+    _check_out_dir(out)
+    table = run_power(design, out, workers=workers,
+                      progress=None if quiet else lambda line: _err.print(
+                          line, markup=False, highlight=False))
+    if not quiet:
+        _out.print(f"{len(table)} power rows; report: {out / 'index.html'}")
+
+
 #: A Dask scheduler address: optional protocol, host (name, IPv4 or [IPv6]) and port.
 _SCHEDULER_ADDRESS = re.compile(
     r"^(?:(?:tcp|tls|ucx|ws|wss)://)?(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"

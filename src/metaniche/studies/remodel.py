@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from metaniche.analyses.compartments import BORDER, CORE, compartment_of
+from metaniche.analyses.compartments import compartment_of
 from metaniche.config import Integer, Interval, NonNegative, _Validated
 from metaniche.simulate import (
     BORDER_UM,
@@ -64,76 +64,16 @@ from metaniche.simulate import (
     analytic_compartment_areas,
     simulate_sample,
 )
+from metaniche.studies.programs import APPLIES_TO, PROGRAMS, TLS_AREA_PER_FOLD, Program
 
 __all__ = ["APPLIES_TO", "PROGRAMS", "Program", "RemodelCohort", "RemodelParams",
            "simulate_patient", "simulate_remodel_cohort", "true_density"]
 
-#: Which patients a program acts on.
-APPLIES_TO: tuple[str, ...] = ("responders", "non_responders", "all")
 #: Time-point labels written to the clinical table (the ``[clinical] pre/post`` defaults).
 PRE, POST = "pre", "post"
-#: Intratumoral TLS: share of the core area covered per unit of (effect − 1).
-TLS_AREA_PER_FOLD = 0.02
 
 _CODE = {name: code for code, name in enumerate(CELL_TYPES)}
 _VEINS = (_CODE["Portal_vein"], _CODE["Central_vein"])
-
-
-@dataclass(frozen=True)
-class Program:
-    """A named remodeling program.
-
-    Attributes
-    ----------
-    name : str
-    quantity : str
-        What ``effect`` multiplies, in biological units.
-    applies_to : {'responders', 'non_responders', 'all'}
-    cell_type, compartment : str
-        The cell type and compartment of the planted quantity (its truth is the density of
-        ``cell_type`` in ``compartment``, cells/mm²).
-    features : tuple of str
-        Feature names whose change the power analysis tests; the first is the primary one.
-    """
-
-    name: str
-    quantity: str
-    applies_to: str
-    cell_type: str
-    compartment: str
-    features: tuple[str, ...]
-
-    @property
-    def primary_feature(self) -> str:
-        """The feature whose cohort test defines the study's power."""
-        return self.features[0]
-
-
-#: The named remodeling programs, by name (``metaniche power --help`` lists them).
-PROGRAMS: dict[str, Program] = {p.name: p for p in (
-    Program("cd8_core_infiltration",
-            "CD8_T probability inside tumour × effect (core CD8_T density × effect), after "
-            "moving the inside profile shift_um deeper (border→core shift)",
-            "responders", "CD8_T", CORE,
-            ("density.core.CD8_T", "density.border.CD8_T", "effector_core_border_ratio")),
-    Program("spp1_macrophage_loss",
-            "SPP1+/GPNMB+ macrophage (GPNMB_macrophage) probability × effect everywhere "
-            "(effect < 1 is a loss)",
-            "responders", "GPNMB_macrophage", BORDER,
-            ("density.border.GPNMB_macrophage", "density.core.GPNMB_macrophage")),
-    Program("tls_intratumoral",
-            f"intratumoral TLS covering {TLS_AREA_PER_FOLD:.0%} × (effect − 1) of each "
-            "lesion's core (TLS composition, radius 60–100 µm)",
-            "responders", "B", CORE, ("density.core.B", "density.core.CD4_T")),
-    Program("periphery_restriction",
-            "Treg and Macrophage probability in the core × effect in non-responders "
-            "(effect < 1 restricts them to the periphery)",
-            "non_responders", "Treg", CORE, ("density.core.Treg", "density.core.Macrophage")),
-    Program("size_exclusion",
-            "CD8_T inside tumour × exp(−(effect − 1) |d| R / 90,000 µm²): exclusion that grows "
-            "with depth |d| and lesion radius R",
-            "all", "CD8_T", CORE, ("density.core.CD8_T", "effector_core_border_ratio")),
-)}
 
 
 @dataclass(frozen=True)
