@@ -68,13 +68,51 @@ def simulate(
     samples: Annotated[int, typer.Option("--samples", min=1, help="Number of samples.")] = 6,
     cells: Annotated[int, typer.Option("--cells", min=2000, help="Cells per sample.")] = 20_000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    program: Annotated[str | None, typer.Option(
+        "--program", help="Remodeling program: simulate --samples patients before and after "
+        "treatment (slides <patient>_pre/_post, clinical table patient, timepoint, response; "
+        "truth/remodel_patients.csv). See `metaniche power --help` for the programs.")] = None,
+    effect: Annotated[float, typer.Option(
+        "--effect", help="With --program: fold change of the program's quantity "
+                         "(1.0 = none).")] = 1.5,
+    shift_um: Annotated[float, typer.Option(
+        "--shift-um", help="With --program cd8_core_infiltration: border→core shift, µm.")]
+    = 0.0,
+    shrinkage_um: Annotated[float, typer.Option(
+        "--shrinkage-um", help="With --program: lesion shrinkage of responders, µm.")] = 0.0,
 ) -> None:
     """Simulate a liver-metastasis cohort with ground truth written beside it."""
     from metaniche.simulate import simulate_cohort, write_cohort
 
+    if program is not None:
+        _simulate_remodel(out, samples, cells, seed, program, effect, shift_um, shrinkage_um)
+        return
     cohort, clinical = simulate_cohort(n_samples=samples, n_cells=cells, seed=seed)
     write_cohort(out, cohort, clinical)
     _out.print(f"wrote {samples} simulated samples to {out}")
+
+
+def _simulate_remodel(out: Path, patients: int, cells: int, seed: int, program: str,
+                      effect: float, shift_um: float, shrinkage_um: float) -> None:
+    """``simulate --program``: a pre/post cohort (usage errors exit 2)."""
+    from metaniche.studies.programs import PROGRAMS
+
+    if program not in PROGRAMS:
+        raise typer.BadParameter(f"must be one of {', '.join(PROGRAMS)}; got {program!r}.",
+                                 param_hint="--program")
+    if not (math.isfinite(effect) and effect > 0):
+        raise typer.BadParameter(f"must be a positive number; got {effect:g}.",
+                                 param_hint="--effect")
+    from metaniche.studies.remodel import (
+        RemodelParams,
+        simulate_remodel_cohort,
+        write_remodel_cohort,
+    )
+
+    params = RemodelParams(n_cells=cells, shift_um=shift_um, shrinkage_um=shrinkage_um)
+    cohort = simulate_remodel_cohort(patients, program, effect, params, seed=seed)
+    write_remodel_cohort(out, cohort)
+    _out.print(f"wrote {patients} patients × 2 time points ({program} ×{effect:g}) to {out}")
 
 
 @app.command()

@@ -42,12 +42,15 @@ References
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import shapely
 
+from metaniche._atomic import write_text
 from metaniche.analyses.compartments import compartment_of
 from metaniche.config import Integer, Interval, NonNegative, _Validated
 from metaniche.simulate import (
@@ -63,11 +66,13 @@ from metaniche.simulate import (
     _type_probabilities,
     analytic_compartment_areas,
     simulate_sample,
+    write_cohort,
 )
 from metaniche.studies.programs import APPLIES_TO, PROGRAMS, TLS_AREA_PER_FOLD, Program
 
 __all__ = ["APPLIES_TO", "PROGRAMS", "Program", "RemodelCohort", "RemodelParams",
-           "simulate_patient", "simulate_remodel_cohort", "true_density"]
+           "simulate_patient", "simulate_remodel_cohort", "true_density",
+           "write_remodel_cohort"]
 
 #: Time-point labels written to the clinical table (the ``[clinical] pre/post`` defaults).
 PRE, POST = "pre", "post"
@@ -301,6 +306,20 @@ def simulate_remodel_cohort(n_patients: int, program: str, effect: float,
     return RemodelCohort(
         samples, pd.DataFrame(clinical, columns=["sample", "patient", "timepoint", "response"]),
         pd.DataFrame(truths), pd.concat(lesions, ignore_index=True))
+
+
+def write_remodel_cohort(out_dir: str | os.PathLike[str], cohort: RemodelCohort) -> Path:
+    """Write a pre/post cohort like :func:`metaniche.simulate.write_cohort`, plus its truth.
+
+    ``cells/<patient>_pre.parquet`` and ``cells/<patient>_post.parquet``, ``clinical.csv``
+    (``sample, patient, timepoint, response``), ``config.toml``, the per-slide truth of
+    ``write_cohort`` and ``truth/remodel_patients.csv`` (:attr:`RemodelCohort.truth`) and
+    ``truth/remodel_lesions.csv`` (:attr:`RemodelCohort.lesions`), each atomically.
+    """
+    out = write_cohort(out_dir, cohort.samples, cohort.clinical)
+    write_text(out / "truth" / "remodel_patients.csv", cohort.truth.to_csv(index=False))
+    write_text(out / "truth" / "remodel_lesions.csv", cohort.lesions.to_csv(index=False))
+    return out
 
 
 def true_density(sample: SimulatedSample, cell_type: str, compartment: str) -> float:
