@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 from _common import write_results
-
 from metaniche.studies.design import DesignParams
 from metaniche.studies.power import run_power
 from metaniche.studies.remodel import RemodelParams

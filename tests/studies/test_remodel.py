@@ -118,3 +118,24 @@ def test_planted_core_cd8_rise_is_recovered_by_the_cohort_step():
     # the truth table agrees: the realised patient folds centre on the planted one
     assert cohort.truth["patient_fold"].mean() == pytest.approx(1.5, rel=0.05)
     assert set(PROGRAMS) >= {"cd8_core_infiltration"}
+
+
+def test_cli_simulate_program_writes_pre_post_cohort(tmp_path):
+    from metaniche.cli import main
+
+    out = tmp_path / "sim"
+    with pytest.raises(SystemExit) as done:
+        main(["simulate", "--out", str(out), "--samples", "3", "--cells", "2000",
+              "--program", "tls_intratumoral", "--effect", "3", "--seed", "4"])
+    assert (done.value.code or 0) == 0
+    clinical = pd.read_csv(out / "clinical.csv")
+    assert list(clinical.columns) == ["sample", "patient", "timepoint", "response"]
+    assert clinical["timepoint"].tolist() == ["pre", "post"] * 3
+    truth = pd.read_csv(out / "truth" / "remodel_patients.csv")
+    assert truth["patient"].tolist() == ["P01", "P02", "P03"]
+    for sample in clinical["sample"]:
+        cells = pd.read_parquet(out / "cells" / f"{sample}.parquet")
+        assert cells["sample"].eq(sample).all()
+    expected = simulate_remodel_cohort(3, "tls_intratumoral", 3.0,
+                                       RemodelParams(n_cells=2000), seed=4)
+    pd.testing.assert_frame_equal(truth, expected.truth, check_dtype=False)
