@@ -56,8 +56,11 @@ class DesignParams(_Validated):
         Default ``[10, 20]``.
     cores_per_patient
         Cores per patient and time point; 0 = the whole slide. Default ``[0, 3]``.
-    core_diameter_um, core_length_um
-        Needle width and length, µm (a punch uses the diameter). Defaults 1000 and 10,000.
+    core_diameter_um
+        Needle width (punch diameter), µm: one number or a list (a grid of core sizes).
+        Default 1000.
+    core_length_um
+        Needle length, µm (a punch uses the diameter). Default 10,000.
     core_kind
         ``needle`` or ``punch``. Default ``needle``.
     core_target
@@ -84,7 +87,8 @@ class DesignParams(_Validated):
                                                       f"integers >= {MIN_PATIENTS}")})
     cores_per_patient: tuple = field(default=(0, 3), metadata={"check": Each(
         Integer(0), "non-negative integers (0 = the whole slide)")})
-    core_diameter_um: float = field(default=1000.0, metadata={"check": Positive()})
+    core_diameter_um: tuple = field(default=(1000.0,), metadata={"check": Each(
+        Positive(), "positive numbers")})
     core_length_um: float = field(default=10_000.0, metadata={"check": Positive()})
     core_kind: str = field(default="needle", metadata={"check": OneOf(KINDS)})
     core_target: str = field(default="random", metadata={"check": OneOf(TARGETS)})
@@ -97,12 +101,15 @@ class DesignParams(_Validated):
     remodel: RemodelParams = field(default_factory=RemodelParams)
 
     def __post_init__(self) -> None:
-        for name in ("n_patients", "cores_per_patient", "effects"):
+        for name in ("n_patients", "cores_per_patient", "effects", "core_diameter_um"):
             value = getattr(self, name)
             if isinstance(value, int | float) and not isinstance(value, bool):
                 value = (value,)
             if isinstance(value, list):
                 value = tuple(value)
+            if name == "core_diameter_um" and isinstance(value, tuple):
+                value = tuple(float(v) if isinstance(v, int) and not isinstance(v, bool)
+                              else v for v in value)
             object.__setattr__(self, name, value)
         super().__post_init__()
 
@@ -140,8 +147,8 @@ def load_design(path: str | Path) -> DesignParams:
         raise ConfigError("\n".join(lines), problems=tuple(lines))
     table = dict(data["design"]) if isinstance(data["design"], dict) else data["design"]
     if isinstance(table, dict):
-        for key in ("n_patients", "cores_per_patient"):
-            if isinstance(table.get(key), int) and not isinstance(table[key], bool):
+        for key in ("n_patients", "cores_per_patient", "core_diameter_um"):
+            if isinstance(table.get(key), int | float) and not isinstance(table[key], bool):
                 table[key] = [table[key]]
     design = _build(DesignParams, table, source, "design", lines)
     if lines or design is None:

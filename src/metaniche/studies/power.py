@@ -97,8 +97,11 @@ def study_config(program: str) -> Config:
 
 
 def study_pvalues(design: DesignParams, effect: float, n_patients: int, cores: int,
-                  study: int) -> pd.DataFrame:
+                  study: int, diameter_um: float | None = None) -> pd.DataFrame:
     """Simulate and analyse one study; one row per program feature (:data:`STUDY_COLUMNS`).
+
+    ``cores`` per patient and time point of width ``diameter_um`` (default: the design's
+    first core diameter); 0 cores analyses the whole slides.
 
     ``p``, ``effect`` (matched-pairs rank-biserial) and ``fold_change`` (mean post / mean
     pre) come from the cohort step's ``treatment`` rows; NaN when the test could not run.
@@ -106,6 +109,7 @@ def study_pvalues(design: DesignParams, effect: float, n_patients: int, cores: i
     started = time.perf_counter()
     spec = PROGRAMS[design.program]
     config = study_config(design.program)
+    diameter = float(design.core_diameter_um[0] if diameter_um is None else diameter_um)
     rows, clinical = [], []
     width = max(2, len(str(n_patients)))
     for i in range(n_patients):
@@ -121,7 +125,7 @@ def study_pvalues(design: DesignParams, effect: float, n_patients: int, cores: i
                 core_seed = np.random.SeedSequence(design.seed, spawn_key=(study, i, 4, t))
                 placed = place_cores(slide.name, slide.cells["x"].to_numpy(),
                                      slide.cells["y"].to_numpy(), cores,
-                                     design.core_diameter_um, design.core_length_um,
+                                     diameter, design.core_length_um,
                                      kind=design.core_kind, target=design.core_target,
                                      signed_distance_um=slide.truth[
                                          "signed_distance_um"].to_numpy(),
@@ -162,19 +166,22 @@ def _treatment_rows(features: pd.DataFrame, clinical: pd.DataFrame,
         {"p": float, "effect": float, "fold_change": float})
 
 
-def _study_task(args: tuple[DesignParams, float, int, int, int]) -> pd.DataFrame:
+def _study_task(args: tuple[DesignParams, float, int, int, int, float | None]
+                ) -> pd.DataFrame:
     return study_pvalues(*args)
 
 
-def cell_key(design: DesignParams, effect: float, n_patients: int, cores: int) -> str:
+def cell_key(design: DesignParams, effect: float, n_patients: int, cores: int,
+             diameter_um: float | None) -> str:
     """Hash of everything that determines a grid cell's studies (its cache file name)."""
     spec = asdict(design)
-    for name in ("effects", "n_patients", "cores_per_patient", "alpha", "confidence"):
+    for name in ("effects", "n_patients", "cores_per_patient", "core_diameter_um", "alpha",
+                 "confidence"):
         spec.pop(name)
     spec |= {"effect": float(effect), "n_patients_cell": int(n_patients),
-             "cores_cell": int(cores)}
+             "cores_cell": int(cores), "diameter_cell": diameter_um}
     if cores == 0:
-        for name in ("core_diameter_um", "core_length_um", "core_kind", "core_target"):
+        for name in ("core_length_um", "core_kind", "core_target"):
             spec.pop(name)
     text = json.dumps(spec, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
@@ -205,27 +212,31 @@ def run_power(design: DesignParams, out: str | Path, workers: int = 1,
     """
     out = Path(out)
     write_json(out / "design.json", design.to_dict())
-    grid = [(float(e), int(n), int(c)) for e in design.effects for n in design.n_patients
-            for c in design.cores_per_patient]
+    grid = [(float(e), int(n), int(c), d) for e in design.effects for n in design.n_patients
+            for c in design.cores_per_patient
+            for d in ((None,) if c == 0 else tuple(float(v) for v in design.core_diameter_um))]
     results = []
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
-        for effect, n_patients, cores in grid:
-            path = out / "studies" / f"{cell_key(design, effect, n_patients, cores)}.parquet"
+        for effect, n_patients, cores, diameter in grid:
+            key = cell_key(design, effect, n_patients, cores, diameter)
+            path = out / "studies" / f"{key}.parquet"
             if path.exists():
                 studies = pd.read_parquet(path)
                 state = "reused"
             else:
-                tasks = [(design, effect, n_patients, cores, s)
+                tasks = [(design, effect, n_patients, cores, s, diameter)
                          for s in range(design.n_studies)]
                 parts = (list(pool.map(_study_task, tasks, chunksize=1)) if pool is not None
                          else [_study_task(task) for task in tasks])
                 studies = pd.concat(parts, ignore_index=True)
                 write_parquet(path, studies)
                 state = "done"
-            results.append(_summarise(design, effect, n_patients, cores, studies))
+            results.append(_summarise(design, effect, n_patients, cores, diameter, studies))
             if progress is not None:
-                progress(f"effect {effect:g}, {n_patients} patients, {cores} cores: {state}")
+                size = "" if diameter is None else f" of {diameter:g} µm"
+                progress(f"effect {effect:g}, {n_patients} patients, {cores} cores{size}: "
+                         f"{state}")
     finally:
         if pool is not None:
             pool.shutdown()
@@ -238,7 +249,7 @@ def run_power(design: DesignParams, out: str | Path, workers: int = 1,
 
 
 def _summarise(design: DesignParams, effect: float, n_patients: int, cores: int,
-               studies: pd.DataFrame) -> pd.DataFrame:
+               diameter: float | None, studies: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for feature in PROGRAMS[design.program].features:
         part = studies[studies["feature"] == feature]
@@ -251,7 +262,7 @@ def _summarise(design: DesignParams, effect: float, n_patients: int, cores: int,
             "power": detected / design.n_studies, "ci_low": low, "ci_high": high,
             "n_studies": design.n_studies, "n_detected": detected,
             "n_tested": int(np.isfinite(p).sum()), "alpha": design.alpha,
-            "core_diameter_um": design.core_diameter_um if cores else math.nan,
+            "core_diameter_um": math.nan if diameter is None else diameter,
             "core_length_um": design.core_length_um if cores else math.nan,
             "mean_fold_change": float(np.nanmean(part["fold_change"]))
             if np.isfinite(part["fold_change"].to_numpy(np.float64)).any() else math.nan,
@@ -272,9 +283,13 @@ def _figure(table: pd.DataFrame, design: DesignParams) -> str:
     primary = PROGRAMS[design.program].primary_feature
     data = table[table["feature"] == primary]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for (effect, cores), part in data.groupby(["effect", "cores_per_patient"]):
+    several = len(design.core_diameter_um) > 1
+    groups = data.assign(size=data["core_diameter_um"].fillna(0.0)).groupby(
+        ["effect", "cores_per_patient", "size"])
+    for (effect, cores, size), part in groups:
         part = part.sort_values("n_patients")
-        label = f"×{effect:g}, " + ("whole slide" if cores == 0 else f"{cores} cores")
+        label = f"×{effect:g}, " + ("whole slide" if cores == 0 else f"{cores} cores") + (
+            f" of {size:g} µm" if several and cores else "")
         power = part["power"].to_numpy(np.float64)
         ax.errorbar(part["n_patients"].to_numpy(), power,
                     yerr=np.vstack([power - part["ci_low"].to_numpy(np.float64),
@@ -310,7 +325,8 @@ def _page(table: pd.DataFrame, design: DesignParams) -> str:
         f"the cohort step's paired Wilcoxon signed-rank test has p &lt; {design.alpha:g}. "
         f"{design.n_studies} simulated studies per cell; intervals are exact "
         f"(Clopper–Pearson, {design.confidence:.0%}). Cores: {html.escape(design.core_kind)} "
-        f"{design.core_diameter_um:g} × {design.core_length_um:g} µm, "
+        f"{' / '.join(f'{d:g}' for d in design.core_diameter_um)} × "
+        f"{design.core_length_um:g} µm, "
         f"{html.escape(design.core_target)} placement; 0 cores = the whole slide. At "
         "effect 1 the power is the false-positive rate.</p>"
         "<img src='power.svg' alt='power curve'>"
