@@ -11,6 +11,7 @@ prints the usage and one line naming the problem, never a traceback.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import sys
@@ -67,13 +68,51 @@ def simulate(
     samples: Annotated[int, typer.Option("--samples", min=1, help="Number of samples.")] = 6,
     cells: Annotated[int, typer.Option("--cells", min=2000, help="Cells per sample.")] = 20_000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    program: Annotated[str | None, typer.Option(
+        "--program", help="Remodeling program: simulate --samples patients before and after "
+        "treatment (slides <patient>_pre/_post, clinical table patient, timepoint, response; "
+        "truth/remodel_patients.csv). See `metaniche power --help` for the programs.")] = None,
+    effect: Annotated[float, typer.Option(
+        "--effect", help="With --program: fold change of the program's quantity "
+                         "(1.0 = none).")] = 1.5,
+    shift_um: Annotated[float, typer.Option(
+        "--shift-um", help="With --program cd8_core_infiltration: border→core shift, µm.")]
+    = 0.0,
+    shrinkage_um: Annotated[float, typer.Option(
+        "--shrinkage-um", help="With --program: lesion shrinkage of responders, µm.")] = 0.0,
 ) -> None:
     """Simulate a liver-metastasis cohort with ground truth written beside it."""
     from metaniche.simulate import simulate_cohort, write_cohort
 
+    if program is not None:
+        _simulate_remodel(out, samples, cells, seed, program, effect, shift_um, shrinkage_um)
+        return
     cohort, clinical = simulate_cohort(n_samples=samples, n_cells=cells, seed=seed)
     write_cohort(out, cohort, clinical)
     _out.print(f"wrote {samples} simulated samples to {out}")
+
+
+def _simulate_remodel(out: Path, patients: int, cells: int, seed: int, program: str,
+                      effect: float, shift_um: float, shrinkage_um: float) -> None:
+    """``simulate --program``: a pre/post cohort (usage errors exit 2)."""
+    from metaniche.studies.programs import PROGRAMS
+
+    if program not in PROGRAMS:
+        raise typer.BadParameter(f"must be one of {', '.join(PROGRAMS)}; got {program!r}.",
+                                 param_hint="--program")
+    if not (math.isfinite(effect) and effect > 0):
+        raise typer.BadParameter(f"must be a positive number; got {effect:g}.",
+                                 param_hint="--effect")
+    from metaniche.studies.remodel import (
+        RemodelParams,
+        simulate_remodel_cohort,
+        write_remodel_cohort,
+    )
+
+    params = RemodelParams(n_cells=cells, shift_um=shift_um, shrinkage_um=shrinkage_um)
+    cohort = simulate_remodel_cohort(patients, program, effect, params, seed=seed)
+    write_remodel_cohort(out, cohort)
+    _out.print(f"wrote {patients} patients × 2 time points ({program} ×{effect:g}) to {out}")
 
 
 @app.command()
@@ -182,6 +221,90 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A finished run director
     from metaniche.report import render_report
 
     _out.print(f"report: {render_report(run_dir)}")
+
+
+@app.command()
+def biopsy(
+    inputs: Annotated[list[Path], typer.Argument(help="Cell-table files or folders (slides).")],
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the cores to.")],
+    cores: Annotated[int, typer.Option("--cores", min=1, help="Cores per slide.")] = 3,
+    core_diameter_um: Annotated[float, typer.Option(
+        "--core-diameter-um",
+        help="Needle width (or punch diameter), µm.")] = 1000.0,
+    core_length_um: Annotated[float, typer.Option(
+        "--core-length-um", help="Needle length, µm.")] = 10_000.0,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    kind: Annotated[str, typer.Option(
+        "--kind", help="needle (rectangle) or punch (disc, TMA core).")] = "needle",
+    target: Annotated[str, typer.Option(
+        "--target", help="random (anywhere in the tissue) or edge (the tumour edge).")]
+    = "random",
+    config: ConfigOption = None,
+    input_format: FormatOption = None,
+) -> None:
+    """Cut virtual needle cores or punches from each slide.
+
+    Writes OUT/<sample>.core<k>.parquet (contract columns, original cell ids) and
+    OUT/biopsies.geojson (one polygon per core with properties sample and core). Exit 1 when
+    a slide could not be read (the others are cut).
+    """
+    from metaniche.io import read_samples
+    from metaniche.studies.biopsy import KINDS, TARGETS, write_biopsies
+
+    if kind not in KINDS:
+        raise typer.BadParameter(f"must be one of {', '.join(KINDS)}; got {kind!r}.",
+                                 param_hint="--kind")
+    if target not in TARGETS:
+        raise typer.BadParameter(f"must be one of {', '.join(TARGETS)}; got {target!r}.",
+                                 param_hint="--target")
+    for hint, value in (("--core-diameter-um", core_diameter_um),
+                        ("--core-length-um", core_length_um)):
+        if not (math.isfinite(value) and value > 0):
+            raise typer.BadParameter(f"must be a positive number; got {value:g}.",
+                                     param_hint=hint)
+    _check_out_dir(out)
+    cfg = load_config(config, format=input_format)
+    samples = read_samples(inputs, cfg)
+    good = [(s.name, s.cells) for s in samples if s.error is None and s.cells is not None]
+    for sample in samples:
+        if sample.error is not None:
+            _err.print(f"failed: {sample.error}", markup=False, soft_wrap=True)
+    written = write_biopsies(good, out, cores, core_diameter_um, core_length_um, seed=seed,
+                             kind=kind, target=target, config=cfg)
+    _out.print(f"wrote {len(written)} cores from {len(good)} slides to {out}")
+    raise typer.Exit(1 if len(good) < len(samples) else 0)
+
+
+def _programs_help_text() -> str:
+    from metaniche.studies.programs import PROGRAMS
+
+    return "; ".join(f"{name} ({spec.quantity}; primary feature {spec.primary_feature})"
+                     for name, spec in PROGRAMS.items())
+
+
+@app.command(help="Power of a planned pre/post-treatment study, by simulation.\n\n"
+             "Reads the design table of --config (program, effects, n_patients, "
+             "cores_per_patient (0 = whole slide), core_diameter_um, core_length_um, "
+             "n_studies, seed) and writes OUT/power.parquet (program, effect, n_patients, "
+             "cores_per_patient, feature, power, ci_low, ci_high, n_studies), power.svg and "
+             "index.html. Finished grid cells are kept and reused by a rerun.\n\n"
+             "Programs: " + _programs_help_text() + ".")
+def power(
+    config: Annotated[Path, typer.Option("--config", help="Design TOML file (a design table).")],
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the results to.")],
+    workers: Annotated[int, typer.Option(min=1, help="Local worker processes.")] = 1,
+    quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
+) -> None:
+    from metaniche.studies.design import load_design
+    from metaniche.studies.power import run_power
+
+    design = load_design(config)
+    _check_out_dir(out)
+    table = run_power(design, out, workers=workers,
+                      progress=None if quiet else lambda line: _err.print(
+                          line, markup=False, highlight=False))
+    if not quiet:
+        _out.print(f"{len(table)} power rows; report: {out / 'index.html'}")
 
 
 #: A Dask scheduler address: optional protocol, host (name, IPv4 or [IPv6]) and port.
