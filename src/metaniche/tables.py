@@ -33,6 +33,7 @@ __all__ = [
     "PRIVATE_TABLES",
     "RIPLEY",
     "SAMPLE_TABLES",
+    "SPOT_COLOCALISATION",
     "STATES",
     "STATE_GRADIENTS",
     "STATE_GRADIENT_STATS",
@@ -89,6 +90,9 @@ NEIGHBOURHOOD_ABUNDANCE = "abundance"
 NEIGHBOURHOOD_COMPOSITION = "composition"
 NEIGHBOURHOOD_SELECTION = "selection"
 
+# stage "spots" (spot samples; they also emit composition, compartments, lesions, gradients)
+SPOT_COLOCALISATION = "spot_colocalisation"
+
 #: Every table a per-sample stage may emit, in stage order.
 SAMPLE_TABLES: tuple[str, ...] = (
     COMPARTMENTS, COMPOSITION, LESIONS,
@@ -96,6 +100,7 @@ SAMPLE_TABLES: tuple[str, ...] = (
     DISTANCES, COUNT_WITHIN, MIXING, CLARK_EVANS, ENRICHMENT, RIPLEY, COOCCURRENCE, BORDER_CELLS,
     CN_TRAINING, CN_WINDOWS, AGGREGATES, AGGREGATE_COMPOSITION, LIGREC,
     STATES, STATE_GRADIENTS, STATE_GRADIENT_STATS, STATE_THRESHOLDS,
+    SPOT_COLOCALISATION,
 )
 
 #: Zonation subsets (column ``subset`` of ``zonation`` / ``zonation_enrichment``): all host

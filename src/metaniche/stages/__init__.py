@@ -18,6 +18,7 @@ from metaniche.context import SampleContext, StageOutput
 from metaniche.stages import communities as communities_stage
 from metaniche.stages import composition, gradients, zonation
 from metaniche.stages import relations as relations_stage
+from metaniche.stages import spots as spots_stage
 from metaniche.stages import states as states_stage
 
 __all__ = ["SAMPLE_STAGES", "Stage", "feature_families"]
@@ -31,6 +32,7 @@ SAMPLE_STAGES: list[tuple[str, Stage, dict[str, tuple[str, str]]]] = [
     ("relations", relations_stage.run, relations_stage.FEATURES),
     ("communities", communities_stage.run, communities_stage.FEATURES),
     ("states", states_stage.run, states_stage.FEATURES),
+    ("spots", spots_stage.run, spots_stage.FEATURES),
 ]
 
 
