@@ -15,11 +15,12 @@ tissue pixel is tumour where ``T / (T + O + immune_weight·I) > tumor_fraction``
 threshold by default, clipped to [0.2, 0.6]). For one-hot weights (a spot holding one cell)
 this is exactly the cell rule. ``immune_weight`` is ``[spots] immune_weight`` (default 1, no
 down-weighting: a spot's immune share is measured beside its tumour share, not instead of
-it; see :class:`metaniche.config.SpotsParams`). The outline is regularised, small lesions dropped and small
-holes filled as for cells; signed distances (negative inside tumour) are interpolated at the
-spot centres; compartments ``core`` (d < −w), ``border`` (|d| ≤ w), ``adjacent`` (d > w).
-Alternatively the tumour region comes from a per-spot region column (``[spots] region`` with
-``tumor_regions``: spots of those regions have T = 1, the others O = 1) or a GeoJSON annotation.
+it; see :class:`metaniche.config.SpotsParams`). The outline is regularised, small lesions
+dropped and small holes filled as for cells; signed distances (negative inside tumour) are
+interpolated at the spot centres; compartments ``core`` (d < −w), ``border`` (|d| ≤ w),
+``adjacent`` (d > w). Alternatively the tumour region comes from a per-spot region column
+(``[compartments] region = "tissue_category"`` with ``[spots] region`` and ``tumor_regions``:
+spots of those regions have T = 1, the others O = 1) or a GeoJSON annotation.
 
 Scales (automatic unless set in ``[compartments]``) follow the spot spacing s (median
 nearest-neighbour distance of the spots), not the cell spacing: pixel ``s / 20``, smoothing
