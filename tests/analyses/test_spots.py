@@ -353,3 +353,33 @@ def test_visium_folder_runs_end_to_end_with_a_planted_tumour_half(st, tmp_path) 
     by_id = dict(zip(barcodes, left, strict=True))
     planted = spots["cell_id"].map(by_id).to_numpy(dtype=bool)
     assert np.mean(inside == planted) >= 0.9
+
+
+def test_card_pdac_compartments_from_the_region_column(st, tmp_path) -> None:
+    """PDAC spots (no deconvolution in the data): the tumour region from the per-spot region
+    label (``[compartments] region = "tissue_category"``), types as a one-hot of the region
+    (a test device standing in for a deconvolution). Every Cancer spot must lie inside the
+    tumour region or within one pitch of its edge, every other spot outside or within one
+    pitch, and kappa with the label is reported."""
+    from metaniche.config import load_config
+    from metaniche.pipeline import run
+
+    meta = pd.read_csv(st / "card_pdac" / "spots_metadata.csv", index_col=0)
+    onehot = pd.get_dummies(meta["Region"].fillna("unlabelled")).astype(float)
+    onehot.insert(0, "spot_id", meta.index)
+    onehot.to_csv(tmp_path / "onehot.csv", index=False)
+    (tmp_path / "c.toml").write_text(
+        f'[spots]\nproportions = "{tmp_path / "onehot.csv"}"\ndiameter_um = 100.0\n'
+        'pitch_um = 200.0\nregion = "Region"\ntumor_regions = ["Cancer"]\nn_permutations = 9\n'
+        '[compartments]\nregion = "tissue_category"\n')
+    result = run([st / "card_pdac" / "card_pdac_st.h5ad"], tmp_path / "out",
+                 load_config(tmp_path / "c.toml"))
+    assert not result.failed, result.samples
+    spots = pd.read_parquet(tmp_path / "out" / "cells" / "card_pdac_st.parquet")
+    assert len(spots) == 428
+    cancer = (spots["Region"] == "Cancer").to_numpy()
+    assert cancer.sum() == 137
+    sd = spots["signed_distance_um"].to_numpy()
+    assert (sd[cancer] < 200).all() and (sd[~cancer] > -200).all()
+    features = pd.read_parquet(tmp_path / "out" / "features.parquet")
+    assert features["region_agreement.kappa"].iloc[0] > 0.8

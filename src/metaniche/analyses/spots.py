@@ -27,8 +27,9 @@ nearest-neighbour distance of the spots), not the cell spacing: pixel ``s / 20``
 sigma ``s / 2`` (the field between two spots is their weighted mean, and one isolated spot
 cannot reach the threshold alone), tissue = discs of radius ``0.75 s`` around spots (this
 covers the gaps of hexagonal (Visium) and square (legacy ST) lattices) closed by ``s / 4``,
-smallest lesion and largest filled hole ``3 s²`` (about three spots). See
-:data:`SPOT_SCALES`.
+smallest lesion and largest filled hole ``3 s²`` (about three spots); each at least the cell
+rule's reference (5, 20, 30 µm; 20,000 µm²), so 8 µm Visium HD bins are smoothed like cells.
+See :data:`SPOT_SCALES`.
 
 Composition, gradients
 ----------------------
@@ -81,6 +82,8 @@ from scipy.spatial import cKDTree
 from metaniche.analyses._raster import Grid
 from metaniche.analyses.compartments import (
     COMPARTMENTS,
+    MAX_PIXELS,
+    REFERENCE_SCALES,
     WHOLE,
     CompartmentResult,
     _clean_tumor_mask,
@@ -116,7 +119,10 @@ __all__ = [
 ]
 
 #: Automatic compartment scale → (multiple of the spot spacing s, power of s): lengths s¹,
-#: areas s². The one source of the spot scale rule (see the module docstring).
+#: areas s². Each is at least the cell rule's reference value
+#: (:data:`metaniche.analyses.compartments.REFERENCE_SCALES`), so that dense small bins
+#: (Visium HD, 8 µm) are smoothed at least as much as cells. The one source of the spot scale
+#: rule (see the module docstring).
 SPOT_SCALES: dict[str, tuple[float, int]] = {
     "grid_um": (0.05, 1),
     "smoothing_um": (0.5, 1),
@@ -172,14 +178,20 @@ def spot_scales(params: CompartmentParams, x_um: np.ndarray, y_um: np.ndarray
                 ) -> tuple[CompartmentParams, dict[str, float]]:
     """Replace the automatic (0) compartment scales by the spot rule of :data:`SPOT_SCALES`.
 
-    Returns the completed parameters and the scales used (with ``median_nn_um``, the spot
-    spacing s). A scale the user set is kept.
+    Each scale left at 0 becomes ``max(multiple · s^power, reference)`` with s the spot spacing
+    and the reference of the cell rule; the automatic pixel is moreover at least
+    ``sqrt(extent area / MAX_PIXELS)``. Returns the completed parameters and the scales used
+    (with ``median_nn_um``, the spot spacing s). A scale the user set is kept.
     """
     spacing = median_nn_distance(x_um, y_um)
     values = {}
     for name, (multiple, power) in SPOT_SCALES.items():
         given = float(getattr(params, name))
-        values[name] = given if given > 0 else multiple * spacing**power
+        floor = REFERENCE_SCALES[name][0] if name in REFERENCE_SCALES else 0.0
+        values[name] = given if given > 0 else max(multiple * spacing**power, floor)
+    if params.grid_um <= 0 and len(x_um):
+        extent = (float(np.ptp(x_um)) + 1.0) * (float(np.ptp(y_um)) + 1.0)
+        values["grid_um"] = max(values["grid_um"], float(np.sqrt(extent / MAX_PIXELS)))
     return replace(params, **values), {"median_nn_um": spacing, **values}  # type: ignore[arg-type]
 
 
