@@ -310,3 +310,37 @@ def test_missing_table_and_obsm_problems(spots_csv: Path, st: Path, tmp_path: Pa
     assert "not an .h5ad file" in not_h5ad.error
     no_key = _one([st / "her2st_H1" / "her2st_H1.h5ad"], _config(proportions="rctd"))
     assert "has no obsm['rctd']" in no_key.error and "stereoscope_major" in no_key.error
+
+
+# --- the [spots] section --------------------------------------------------------------------
+
+@pytest.mark.parametrize("toml, message", [
+    ('kind = "fraction"', "`[spots] kind` must be one of proportion, abundance; got 'fraction'."),
+    ("diameter_um = 0", "`[spots] diameter_um` must be a positive number; got 0."),
+    ("pitch_um = -200", "`[spots] pitch_um` must be"),
+    ('tumor_regions = ["Cancer"]', "`[spots] region` must be the per-spot region column"),
+    ('kind = "abundance"\ncells_per_spot = 8', "`[spots] cells_per_spot` must be 0 when kind"),
+    ("n_permutations = -1", "`[spots] n_permutations` must be"),
+    ("spot_size = 55", "unknown key 'spots.spot_size'"),
+])
+def test_spots_section_is_validated(tmp_path: Path, toml: str, message: str) -> None:
+    from metaniche.config import load_config
+    from metaniche.errors import ConfigError
+
+    path = tmp_path / "c.toml"
+    path.write_text("[spots]\n" + toml + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert message in str(err.value)
+
+
+def test_missing_region_column_fails_the_sample_with_one_sentence(spots_csv: Path,
+                                                                  tmp_path: Path) -> None:
+    from metaniche.errors import InputError
+    from metaniche.sample import analyse_sample
+
+    table = _props(tmp_path, _good())
+    config = _config(proportions=str(table), region="pathology", tumor_regions=("tumour",))
+    sample = _one([spots_csv], config)
+    with pytest.raises(InputError, match=r"\[spots\] region = 'pathology' is not a column"):
+        analyse_sample(sample.cells, config, name=sample.name)
