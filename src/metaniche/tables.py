@@ -34,6 +34,7 @@ __all__ = [
     "RIPLEY",
     "SAMPLE_TABLES",
     "SPOT_COLOCALISATION",
+    "SPOT_GRADIENT_STATS",
     "STATES",
     "STATE_GRADIENTS",
     "STATE_GRADIENT_STATS",
@@ -92,6 +93,7 @@ NEIGHBOURHOOD_SELECTION = "selection"
 
 # stage "spots" (spot samples; they also emit composition, compartments, lesions, gradients)
 SPOT_COLOCALISATION = "spot_colocalisation"
+SPOT_GRADIENT_STATS = "spot_gradient_stats"
 
 #: Every table a per-sample stage may emit, in stage order.
 SAMPLE_TABLES: tuple[str, ...] = (
@@ -100,7 +102,7 @@ SAMPLE_TABLES: tuple[str, ...] = (
     DISTANCES, COUNT_WITHIN, MIXING, CLARK_EVANS, ENRICHMENT, RIPLEY, COOCCURRENCE, BORDER_CELLS,
     CN_TRAINING, CN_WINDOWS, AGGREGATES, AGGREGATE_COMPOSITION, LIGREC,
     STATES, STATE_GRADIENTS, STATE_GRADIENT_STATS, STATE_THRESHOLDS,
-    SPOT_COLOCALISATION,
+    SPOT_COLOCALISATION, SPOT_GRADIENT_STATS,
 )
 
 #: Zonation subsets (column ``subset`` of ``zonation`` / ``zonation_enrichment``): all host

@@ -149,6 +149,13 @@ def test_proportions_without_cells_per_spot_report_proportions_only(binned) -> N
     composition = analysis.tables["composition"]
     assert composition["density_per_mm2"].isna().all()
     assert "gradient_stats" not in analysis.tables
+    # without a cells assumption the proportions still carry the planted trend: CD8 T cells'
+    # share falls with distance from the edge (excluded phenotype; ~6 bands in the window)
+    trend = analysis.tables["spot_gradient_stats"]
+    whole = trend[trend["lesion_id"].isna()].set_index("cell_type")
+    assert whole.loc["CD8_T", "slope_per_100um"] < 0 and whole.loc["CD8_T", "p"] < 0.05
+    assert analysis.features["proportion_gradient_slope.CD8_T"] == \
+        whole.loc["CD8_T", "slope_per_100um"]
     whole = composition[composition["lesion_id"].isna() & (composition["compartment"] == "all")]
     values = table[[SPOT_TYPE_PREFIX + t for t in binned["types"]]].to_numpy()
     np.testing.assert_allclose(whole["proportion"], values.mean(axis=0))

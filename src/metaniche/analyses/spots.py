@@ -108,6 +108,7 @@ __all__ = [
     "SPOT_SCALES",
     "SpotData",
     "band_edges_um",
+    "proportion_gradient_statistics",
     "sample_spot_compartments",
     "spot_area_um2",
     "spot_colocalisation",
@@ -514,3 +515,46 @@ def sample_spot_compartments(cells: pd.DataFrame, x_um: np.ndarray, y_um: np.nda
                           result.signed_distance_um < 0)
         result.region_agreement_kappa = region_agreement(inside[known], in_region[known])
     return result
+
+
+def proportion_gradient_statistics(gradients: pd.DataFrame, window_um: float,
+                                   confidence: float = 0.95) -> pd.DataFrame:
+    """Trend of every type's mean proportion across the border, per lesion and in total.
+
+    For a type t and the bands whose centre c_k satisfies ``|c_k| <= window_um``, the
+    (quasi-)binomial GLM of :func:`metaniche.analyses.states.state_trend_test` with the summed
+    proportion ``Σ_{i∈k} p_it`` as successes out of ``n_spots_k`` trials:
+    ``logit p_k = b0 + b_out·[c_k > 0] + b1·|c_k| / 100``. The slope b1 is the change of the
+    log odds of the type's proportion per 100 µm farther from the edge (negative = rising
+    toward the edge); Pearson dispersion above the threshold of the state trends makes it
+    quasi-binomial (spots' proportions are not Bernoulli draws, so this is the usual case).
+    Needs no cells-per-spot assumption. Spots with abundances use their shares of the band's
+    cells (``proportion`` column) in the same way.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``lesion_id`` (null = whole sample), ``cell_type``, ``n_spots`` (in the window),
+        ``slope_per_100um`` (log odds), ``ci_low``, ``ci_high``, ``p``, ``model``,
+        ``dispersion``.
+    """
+    from metaniche.analyses.states import state_trend_test
+
+    columns = ["lesion_id", "cell_type", "n_spots", "slope_per_100um", "ci_low", "ci_high",
+               "p", "model", "dispersion"]
+    centre = 0.5 * (gradients["bin_start_um"].to_numpy() + gradients["bin_end_um"].to_numpy())
+    window = gradients[np.abs(centre) <= window_um + 1e-9]
+    rows = []
+    for (lesion, cell_type), group in window.groupby(["lesion_id", "cell_type"], dropna=False,
+                                                     sort=False):
+        mid = 0.5 * (group["bin_start_um"].to_numpy() + group["bin_end_um"].to_numpy())
+        trials = group["n_spots"].to_numpy(np.float64)
+        successes = np.nan_to_num(group["proportion"].to_numpy(np.float64)) * trials
+        trend = state_trend_test(mid, successes, trials, confidence=confidence)
+        rows.append({"lesion_id": lesion, "cell_type": cell_type, "n_spots": int(trials.sum()),
+                     "slope_per_100um": trend.slope_per_100um, "ci_low": trend.ci_low,
+                     "ci_high": trend.ci_high, "p": trend.p, "model": trend.model,
+                     "dispersion": trend.dispersion})
+    table = pd.DataFrame(rows, columns=columns)
+    table["lesion_id"] = table["lesion_id"].astype("Int64")
+    return table

@@ -16,6 +16,8 @@ Tables (one row per spot in ``cells/<sample>.parquet`` with ``signed_distance_um
 - ``compartments`` (tissue area of each compartment, ``n_spots``, scales used);
 - ``lesions``; ``gradients`` (bands of signed distance, columns of ``composition``) and, when
   cells are known, ``gradient_stats`` (the trend test of the cell gradients);
+- ``spot_gradient_stats`` (trend of each type's mean proportion across the border,
+  :func:`metaniche.analyses.spots.proportion_gradient_statistics`; no cells assumption);
 - ``gradient_markers`` (mean of each gene per band, when the spots carry at most
   :data:`MAX_GRADIENT_GENES` genes or ``[gradients] marker_columns`` lists them);
 - ``spot_colocalisation`` (:func:`metaniche.analyses.spots.spot_colocalisation`).
@@ -24,7 +26,8 @@ Features keep the cell names where the meaning is the same — ``density.<compar
 (cells/mm², Σ cells over the spots' area), ``proportion.<compartment>.<type>``,
 ``area_mm2.<compartment>`` (here the spots' area), ``n_lesions``, ``region_agreement.kappa``,
 the gradient families — and are computed over spots: the family ``n_spots`` marks a spot
-sample in the data dictionary. New families: ``n_spots``, ``colocalisation_z``.
+sample in the data dictionary. New families: ``n_spots``, ``proportion_gradient_slope``,
+``proportion_gradient_p``, ``colocalisation_z``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from metaniche.analyses.gradients import gradient_statistics, marker_profiles
 from metaniche.analyses.spots import (
     SpotData,
     band_edges_um,
+    proportion_gradient_statistics,
     spot_area_um2,
     spot_colocalisation,
     spot_composition,
@@ -63,6 +67,10 @@ MAX_GRADIENT_GENES = 500
 FEATURES: dict[str, tuple[str, str]] = {
     "n_spots": ("spots", "number of spots of a spot sample; its density, proportion, area and "
                 "gradient features are computed over spots (area = spots × spot area)"),
+    "proportion_gradient_slope": ("log odds per 100 µm", "slope of the logit of a type's mean "
+                                  "proportion per 100 µm farther from the edge, within the "
+                                  "window (quasi-binomial; spot samples)"),
+    "proportion_gradient_p": ("p-value", "two-sided Wald p of proportion_gradient_slope"),
     "colocalisation_z": ("z-score", "co-localisation of two deconvolved types over "
                          "neighbouring spots against spot permutations (spot samples)"),
 }
@@ -101,9 +109,11 @@ def run(context: SampleContext) -> StageOutput:
     coloc = spot_colocalisation(spots.values, spots.types,
                                 spot_neighbours(context.x_um, context.y_um, spacing or None),
                                 params.n_permutations, params.seed)
+    proportion_stats = proportion_gradient_statistics(gradients, gradient_params.window_um,
+                                                      config.cohort.confidence)
     tables = {T.COMPOSITION: composition, T.COMPARTMENTS: _compartments(context),
               T.LESIONS: result.lesions, T.GRADIENTS: gradients,
-              T.SPOT_COLOCALISATION: coloc}
+              T.SPOT_GRADIENT_STATS: proportion_stats, T.SPOT_COLOCALISATION: coloc}
     warnings = []
     stats = None
     if spots.cell_values is not None:
@@ -121,6 +131,9 @@ def run(context: SampleContext) -> StageOutput:
             result.signed_distance_um, context.cells[genes].reset_index(drop=True),
             result.lesion_id, n_lesions, edges)
     features = _features(context, composition, stats, coloc)
+    for row in proportion_stats[proportion_stats["lesion_id"].isna()].itertuples(index=False):
+        features[_name("proportion_gradient_slope", row.cell_type)] = row.slope_per_100um
+        features[_name("proportion_gradient_p", row.cell_type)] = row.p
     return StageOutput(tables=tables, features=features, warnings=warnings)
 
 
