@@ -390,3 +390,37 @@ def test_card_pdac_compartments_from_the_region_column(st, tmp_path) -> None:
     assert (sd[cancer] < 200).all() and (sd[~cancer] > -200).all()
     features = pd.read_parquet(tmp_path / "out" / "features.parquet")
     assert features["region_agreement.kappa"].iloc[0] > 0.8
+
+
+def test_spot_results_do_not_depend_on_position_offset_or_type_order() -> None:
+    centres = _hex_centres(np.array([0.0, 2000.0]), np.array([0.0, 2000.0]), 100.0)
+    radius = np.hypot(centres[:, 0] - 1000, centres[:, 1] - 1000)
+    tumour = np.clip(1.2 - radius / 600, 0.05, 0.95)
+    values = np.column_stack([tumour, 0.6 * (1 - tumour), 0.4 * (1 - tumour)])
+    types = ["Tumor", "CD8_T", "Stroma"]
+
+    def table(xy: np.ndarray, order: list[int]) -> pd.DataFrame:
+        frame = pd.DataFrame({"cell_id": np.arange(len(xy)).astype(str), "x": xy[:, 0],
+                              "y": xy[:, 1]})
+        frame["cell_type"] = np.asarray(types, dtype=object)[np.argmax(values, axis=1)]
+        for j in order:
+            frame[SPOT_TYPE_PREFIX + types[j]] = values[:, j]
+        return frame
+
+    config = _config("proportion")
+    base = analyse_sample(table(centres, [0, 1, 2]), config, name="a")
+    moved = centres + np.array([1234.5, -777.25])
+    shifted = analyse_sample(table(moved, [2, 0, 1]), config, name="a")
+    np.testing.assert_allclose(base.cells["signed_distance_um"],
+                               shifted.cells["signed_distance_um"], atol=1e-3)
+    sort = ["lesion_id", "compartment", "cell_type"]
+    left = base.tables["composition"].sort_values(sort).reset_index(drop=True)
+    right = shifted.tables["composition"].sort_values(sort).reset_index(drop=True)
+    pd.testing.assert_frame_equal(left, right)
+    # the planted disc: with tumor_fraction = 0.5 the boundary is where the tumour share
+    # crosses 1/2, at radius 420 µm (the default isodata threshold sits lower on this ramp)
+    half = dataclasses.replace(config, compartments=CompartmentParams(tumor_fraction=0.5))
+    sd = analyse_sample(table(centres, [0, 1, 2]), half, name="a").cells[
+        "signed_distance_um"].to_numpy()
+    near = np.abs(sd) < 150
+    np.testing.assert_allclose(radius[near] - 420, sd[near], atol=40)
