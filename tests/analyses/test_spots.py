@@ -424,3 +424,52 @@ def test_spot_results_do_not_depend_on_position_offset_or_type_order() -> None:
         "signed_distance_um"].to_numpy()
     near = np.abs(sd) < 150
     np.testing.assert_allclose(radius[near] - 420, sd[near], atol=40)
+
+
+def test_visium_hd_like_bins_of_the_xenium_window_run(st, tmp_path) -> None:
+    """A Visium HD-like sample: the Xenium window's transcripts binned into 8 µm squares.
+
+    Each bin's genes are its transcript counts; its proportions are the shares of its
+    transcripts that fall in cells of each 10x type (transcripts outside labelled cells:
+    ``Unassigned``) — the truth a perfect deconvolution of the bin would return. The run
+    must give one row per occupied bin, and the 10x Tumor cells must lie in the tumour region
+    (their bin's signed distance < 0) far more often than the other cells.
+    """
+    from metaniche.config import load_config
+    from metaniche.pipeline import run
+
+    folder = st / "xenium_breast_jazzpanda_rep1"
+    tx = pd.read_csv(folder / "transcripts.csv.gz")
+    labels = pd.read_csv(folder / "cell_types_supervised_merged.csv").set_index("Barcode")
+    kind = tx["cell_id"].map(labels["Cluster"]).fillna("Unassigned")
+    col = np.floor(tx["x_location"] / 8).astype(int)
+    row = np.floor(tx["y_location"] / 8).astype(int)
+    bin_id = "b" + row.astype(str) + "_" + col.astype(str)
+    genes = pd.crosstab(bin_id, tx["feature_name"])
+    shares = pd.crosstab(bin_id, kind, normalize="index")
+    first = pd.DataFrame({"row": row, "col": col, "bin": bin_id}).drop_duplicates("bin")
+    first = first.set_index("bin").loc[genes.index]
+    spots = pd.DataFrame({"cell_id": genes.index, "x": first["col"].to_numpy() * 8 + 4,
+                          "y": first["row"].to_numpy() * 8 + 4})
+    spots = pd.concat([spots, genes.reset_index(drop=True)], axis=1)
+    spots["cell_type"] = "bin"
+    spots.to_parquet(tmp_path / "hd_window.parquet")
+    shares.rename_axis("spot_id").reset_index().to_csv(tmp_path / "shares.csv", index=False)
+    (tmp_path / "c.toml").write_text(
+        f'[spots]\nproportions = "{tmp_path / "shares.csv"}"\ndiameter_um = 8.0\n'
+        'square = true\nn_permutations = 9\n[cell_types]\ntumor = ["Tumor"]\n'
+        'immune = ["T", "B", "Macrophage"]\n')
+    result = run([tmp_path / "hd_window.parquet"], tmp_path / "out",
+                 load_config(tmp_path / "c.toml"))
+    assert not result.failed, result.samples
+    out = pd.read_parquet(tmp_path / "out" / "cells" / "hd_window.parquet")
+    assert len(out) == bin_id.nunique()
+    cells = pd.read_csv(folder / "cells.csv.gz")
+    cells["type"] = cells["cell_id"].map(labels["Cluster"])
+    cell_bin = ("b" + np.floor(cells["y_centroid"] / 8).astype(int).astype(str) + "_"
+                + np.floor(cells["x_centroid"] / 8).astype(int).astype(str))
+    sd = cell_bin.map(out.set_index("cell_id")["signed_distance_um"])
+    tumour = cells["type"] == "Tumor"
+    inside_tumour = (sd[tumour].dropna() < 0).mean()
+    inside_other = (sd[~tumour].dropna() < 0).mean()
+    assert inside_tumour > 0.8 and inside_tumour > inside_other + 0.3
