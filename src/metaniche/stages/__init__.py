@@ -26,13 +26,14 @@ __all__ = ["SAMPLE_STAGES", "Stage", "feature_families"]
 Stage = Callable[[SampleContext], StageOutput]
 
 SAMPLE_STAGES: list[tuple[str, Stage, dict[str, tuple[str, str]]]] = [
+    # first, so that the cell stages after it own the feature families both emit
+    ("spots", spots_stage.run, spots_stage.FEATURES),
     ("composition", composition.run, composition.FEATURES),
     ("gradients", gradients.run, gradients.FEATURES),
     ("zonation", zonation.run, zonation.FEATURES),
     ("relations", relations_stage.run, relations_stage.FEATURES),
     ("communities", communities_stage.run, communities_stage.FEATURES),
     ("states", states_stage.run, states_stage.FEATURES),
-    ("spots", spots_stage.run, spots_stage.FEATURES),
 ]
 
 

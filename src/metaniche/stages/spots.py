@@ -20,7 +20,9 @@ Tables (one row per spot in ``cells/<sample>.parquet`` with ``signed_distance_um
   :func:`metaniche.analyses.spots.proportion_gradient_statistics`; no cells assumption);
 - ``gradient_markers`` (mean of each gene per band, when the spots carry at most
   :data:`MAX_GRADIENT_GENES` genes or ``[gradients] marker_columns`` lists them);
-- ``spot_colocalisation`` (:func:`metaniche.analyses.spots.spot_colocalisation`).
+- ``spot_colocalisation`` (:func:`metaniche.analyses.spots.spot_colocalisation`; the
+  permutations are drawn over the spots sorted by x then y, so that results do not depend on
+  the input's row order).
 
 Features keep the cell names where the meaning is the same — ``density.<compartment>.<type>``
 (cells/mm², Σ cells over the spots' area), ``proportion.<compartment>.<type>``,
@@ -52,7 +54,7 @@ from metaniche.analyses.spots import (
 )
 from metaniche.config import Config
 from metaniche.context import SampleContext, StageOutput
-from metaniche.features import FEATURE_FAMILIES, feature_namer
+from metaniche.features import feature_namer
 from metaniche.io._spots import SPOT_TYPE_PREFIX, spot_type_columns
 from metaniche.stages import gradients as gradient_stage
 from metaniche.stages.composition import FEATURES as COMPOSITION_FEATURES
@@ -64,7 +66,16 @@ SPOT_SAMPLE_STAGES = frozenset({"spots"})
 #: Genes per spot above which gene gradients need ``[gradients] marker_columns``.
 MAX_GRADIENT_GENES = 500
 
+#: Families shared with the cell stages (same meaning, computed over spots): their entries
+#: are the cell stages' own, and this stage is registered before them, so the data
+#: dictionary names the cell stage as their owner.
+_SHARED = {**{name: COMPOSITION_FEATURES[name] for name in (
+    "n_cells", "n_lesions", "area_mm2", "density", "proportion", "immune_density",
+    "region_agreement")}, **{name: gradient_stage.FEATURES[name] for name in (
+        "gradient_slope", "gradient_p", "borderline_index", "peak_um", "peak_density")}}
+
 FEATURES: dict[str, tuple[str, str]] = {
+    **_SHARED,
     "n_spots": ("spots", "number of spots of a spot sample; its density, proportion, area and "
                 "gradient features are computed over spots (area = spots × spot area)"),
     "proportion_gradient_slope": ("log odds per 100 µm", "slope of the logit of a type's mean "
@@ -75,8 +86,6 @@ FEATURES: dict[str, tuple[str, str]] = {
                          "neighbouring spots against spot permutations (spot samples)"),
 }
 _name = feature_namer(FEATURES)
-_composition_name = feature_namer({**FEATURE_FAMILIES, **COMPOSITION_FEATURES})
-_gradient_name = feature_namer(gradient_stage.FEATURES)
 
 
 def spot_data(cells: pd.DataFrame, config: Config) -> SpotData | None:
@@ -106,8 +115,11 @@ def run(context: SampleContext) -> StageOutput:
                           gradient_params.bin_um, spacing)
     gradients = spot_gradients(spots, result.signed_distance_um, result.lesion_id, edges)
     params = config.spots
-    coloc = spot_colocalisation(spots.values, spots.types,
-                                spot_neighbours(context.x_um, context.y_um, spacing or None),
+    # spots in (x, y) order, so that the permutations do not depend on the input's row order
+    order = np.lexsort((context.y_um, context.x_um))
+    coloc = spot_colocalisation(spots.values[order], spots.types,
+                                spot_neighbours(context.x_um[order], context.y_um[order],
+                                                spacing or None),
                                 params.n_permutations, params.seed)
     proportion_stats = proportion_gradient_statistics(gradients, gradient_params.window_um,
                                                       config.cohort.confidence)
@@ -173,33 +185,33 @@ def _features(context: SampleContext, composition: pd.DataFrame,
     assert spots is not None
     result = context.compartments
     features: dict[str, object] = {_name("n_spots"): len(context.x_um),
-                                   _composition_name("n_lesions"): len(result.lesions)}
+                                   _name("n_lesions"): len(result.lesions)}
     whole = composition[composition["lesion_id"].isna()]
     if spots.cell_values is not None:
         total = whole.loc[whole["compartment"] == WHOLE, "n_cells"].sum()
-        features[_composition_name("n_cells")] = float(total)
+        features[_name("n_cells")] = float(total)
     for compartment, area in whole.groupby("compartment", sort=False)["area_mm2"].first().items():
-        features[_composition_name("area_mm2", compartment)] = float(area)
+        features[_name("area_mm2", compartment)] = float(area)
     for row in whole.itertuples(index=False):
-        features[_composition_name("density", row.compartment, row.cell_type)] = \
+        features[_name("density", row.compartment, row.cell_type)] = \
             float(row.density_per_mm2)
-        features[_composition_name("proportion", row.compartment, row.cell_type)] = \
+        features[_name("proportion", row.compartment, row.cell_type)] = \
             float(row.proportion)
     immune = whole[whole["cell_type"].isin(_immune(context))]
     if spots.cell_values is not None:
         for compartment, group in immune.groupby("compartment", sort=False):
             area = float(group["area_mm2"].iloc[0])
-            features[_composition_name("immune_density", compartment)] = (
+            features[_name("immune_density", compartment)] = (
                 float(group["n_cells"].sum()) / area if area > 0 else math.nan)
     if result.region_agreement_kappa is not None:
-        features[_composition_name("region_agreement", "kappa")] = result.region_agreement_kappa
+        features[_name("region_agreement", "kappa")] = result.region_agreement_kappa
     if stats is not None and not stats.empty:
         for row in stats[stats["lesion_id"].isna()].itertuples(index=False):
-            features[_gradient_name("gradient_slope", row.cell_type)] = row.slope_per_100um
-            features[_gradient_name("gradient_p", row.cell_type)] = row.p
-            features[_gradient_name("borderline_index", row.cell_type)] = row.borderline_index
-            features[_gradient_name("peak_um", row.cell_type)] = row.peak_um
-            features[_gradient_name("peak_density", row.cell_type)] = row.peak_density_per_mm2
+            features[_name("gradient_slope", row.cell_type)] = row.slope_per_100um
+            features[_name("gradient_p", row.cell_type)] = row.p
+            features[_name("borderline_index", row.cell_type)] = row.borderline_index
+            features[_name("peak_um", row.cell_type)] = row.peak_um
+            features[_name("peak_density", row.cell_type)] = row.peak_density_per_mm2
     pairs = coloc[coloc["type_a"] <= coloc["type_b"]]
     for row in pairs.itertuples(index=False):
         features[_name("colocalisation_z", row.type_a, row.type_b)] = float(row.z)
