@@ -45,7 +45,7 @@ TISSUE_CATEGORY = "tissue_category"
 #: Registered input readers, in the order ``--format auto`` tries their signatures.
 READER_NAMES: tuple[str, ...] = ("table", "inform", "halo", "codex", "cellprofiler",
                                  "mcmicro", "scimap", "squidpy", "spatialdata", "xenium",
-                                 "cosmx", "merscope")
+                                 "cosmx", "merscope", "visium")
 #: ``format`` / ``--format`` value that detects the reader from the file.
 AUTO_FORMAT = "auto"
 #: Every accepted ``format`` value.

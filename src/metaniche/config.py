@@ -32,6 +32,7 @@ from metaniche import _contract
 from metaniche.errors import ConfigError
 
 __all__ = [
+    "SPOT_KINDS",
     "AggregateParams",
     "CellTypeRoles",
     "ClinicalColumns",
@@ -46,6 +47,7 @@ __all__ = [
     "NeighbourhoodParams",
     "PhenotypeParams",
     "RelationsParams",
+    "SpotsParams",
     "StateRule",
     "StatesParams",
     "UnitParams",
@@ -1280,6 +1282,94 @@ class InputParams(_Validated):
     cell_types: str = ""
 
 
+#: ``[spots] kind`` values: what the numbers of the deconvolution table are.
+SPOT_KINDS: tuple[str, ...] = ("proportion", "abundance")
+
+
+@dataclass(frozen=True)
+class SpotsParams(_Validated):
+    """Spot-based samples (section ``[spots]``): Visium-type spots with deconvolved types.
+
+    A sample is a spot sample when ``proportions`` is set: each row of the input is a spot
+    (one row per spot in ``cells/<sample>.parquet``) and its cell types are the columns of
+    the deconvolution table; see :mod:`metaniche.io._spots` (reading) and
+    :mod:`metaniche.analyses.spots` (analyses).
+
+    Attributes
+    ----------
+    proportions
+        Deconvolution result: an ``obsm`` key of the input ``.h5ad`` (a DataFrame, or an
+        array whose type names are in ``uns["<key>_names"]``), or the path of a CSV/TSV/Parquet
+        table with the spot id in its first column (or ``cell_id`` / ``barcode`` /
+        ``spot_id``) and one column per cell type. Default empty: no spot sample.
+    kind
+        ``"proportion"`` (rows sum to 1: stereoscope, RCTD, CARD) or ``"abundance"`` (cells
+        per spot: cell2location, Tangram counts). Default ``"proportion"``.
+    diameter_um
+        Spot diameter in µm: 55 for 10x Visium, 100 for legacy ST, 10 for Slide-seq beads,
+        the bin side for Visium HD. Each spot covers ``pi * (diameter_um / 2)**2`` µm²
+        (a square bin ``diameter_um**2`` when ``square`` is true). Default 55.
+    pitch_um
+        Centre-to-centre spot spacing in µm. 0 (default) = coordinates are used as given
+        (times ``um_per_unit``; Visium folders are converted with their scale factors).
+        When > 0, coordinates are rescaled so that the median nearest-neighbour spacing of
+        the spots equals ``pitch_um`` (legacy ST arrays and h5ad files in array or image
+        units: 200 for legacy ST, 100 for Visium).
+    square
+        Spots are square bins (Visium HD) rather than discs. Default false.
+    hd_bin_um
+        Bin size chosen in a Visium HD ``binned_outputs`` folder (``square_008um`` for 8).
+        Default 8.
+    cells_per_spot
+        For ``kind = "proportion"``: the assumed number of cells per spot, turning
+        proportions into densities (cells/mm² = proportion × cells_per_spot / spot area).
+        Default 0 = no assumption: densities are NA and only proportions are reported.
+    region
+        A per-spot region column (e.g. a pathologist label). Default empty.
+    tumor_regions
+        Values of ``region`` (any case) that mean tumour. With both set, the agreement of the
+        tumour region with these labels is reported (``region_agreement.kappa``); with
+        ``[compartments] region = "tissue_category"`` the tumour region is built from these
+        spots instead of the tumour types' proportions. Default empty.
+    immune_weight
+        Weight of the immune types' proportion in the denominator of the spot tumour fraction
+        (the spot counterpart of ``[compartments] immune_weight``). Default 1: no
+        down-weighting, because a spot's immune share is measured beside its tumour share
+        rather than displacing it (on the HER2 section, 0.25 made plasma-rich stroma tumour:
+        kappa with the pathologist 0.35 against 0.61 at 1).
+    n_permutations
+        Spot permutations of the co-localisation null (0 = closed-form expectation only).
+        Default 199.
+    seed
+        Seed of the co-localisation permutations. Default 0.
+    """
+
+    proportions: str = ""
+    kind: str = field(default="proportion", metadata={"check": OneOf(SPOT_KINDS)})
+    diameter_um: float = field(default=55.0, metadata={"check": Positive()})
+    pitch_um: float = field(default=0.0, metadata={"check": NonNegative(note="0 = as given")})
+    square: bool = False
+    hd_bin_um: int = field(default=8, metadata={"check": Integer(1)})
+    cells_per_spot: float = field(
+        default=0.0, metadata={"check": NonNegative(note="0 = proportions only")})
+    region: str = ""
+    tumor_regions: tuple[str, ...] = ()
+    immune_weight: float = field(default=1.0, metadata={"check": NonNegative()})
+    n_permutations: int = field(default=199, metadata={"check": Integer(0)})
+    seed: int = field(default=0, metadata={"check": Integer(0)})
+
+    def _cross_checks(self) -> list[Problem]:
+        """``tumor_regions`` needs ``region``; ``cells_per_spot`` applies to proportions."""
+        found = []
+        if self.tumor_regions and not self.region:
+            found.append(Problem("region", "the per-spot region column that tumor_regions "
+                                 "refers to", "''"))
+        if self.cells_per_spot and self.kind != "proportion":
+            found.append(Problem("cells_per_spot", "0 when kind = 'abundance' (abundances "
+                                 "are cells already)", _show(self.cells_per_spot)))
+        return found
+
+
 @dataclass(frozen=True)
 class Config(_Validated):
     """The whole run configuration.
@@ -1327,6 +1417,7 @@ class Config(_Validated):
     ligrec: LigrecParams = field(default_factory=LigrecParams)
     states: StatesParams = field(default_factory=StatesParams)
     contact: ContactParams = field(default_factory=ContactParams)
+    spots: SpotsParams = field(default_factory=SpotsParams)
 
     def _cross_checks(self) -> list[Problem]:
         """The gating panel is valid: :func:`metaniche.phenotype.parse_panel` raises its own

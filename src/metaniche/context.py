@@ -19,6 +19,7 @@ from scipy.spatial import cKDTree
 
 from metaniche import roles
 from metaniche.analyses.compartments import CompartmentResult
+from metaniche.analyses.spots import SpotData
 from metaniche.config import Config
 
 __all__ = ["SampleContext", "StageOutput"]
@@ -68,7 +69,11 @@ class SampleContext:
     tumor_types, immune_types
         Labels with those roles (config ``[cell_types]``).
     compartments
-        Output of :func:`metaniche.analyses.compartments.assign_compartments`.
+        Output of :func:`metaniche.analyses.compartments.assign_compartments` (for a spot
+        sample, :func:`metaniche.analyses.spots.sample_spot_compartments`).
+    spots
+        For a spot sample (``[spots] proportions``), its deconvolution
+        (:class:`~metaniche.analyses.spots.SpotData`); None for a cell sample.
     previous
         Stage name → :class:`StageOutput` of the stages already run on this sample (filled by
         :func:`metaniche.sample.analyse_sample`; empty when a stage is called alone), so a
@@ -91,6 +96,8 @@ class SampleContext:
     immune_types: list[str]
     compartments: CompartmentResult
     previous: dict[str, StageOutput] = field(default_factory=dict)
+    #: The deconvolution of a spot sample (one row of ``cells`` per spot); None for cells.
+    spots: SpotData | None = None
 
     @cached_property
     def coordinates(self) -> np.ndarray:

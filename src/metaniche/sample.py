@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from metaniche.analyses.compartments import CompartmentResult, sample_compartments
+from metaniche.analyses.spots import sample_spot_compartments
 from metaniche.config import Config
 from metaniche.context import SampleContext
 from metaniche.errors import MetanicheError
@@ -39,6 +40,7 @@ from metaniche.rundir import (
     safe_name,
 )
 from metaniche.stages import SAMPLE_STAGES
+from metaniche.stages.spots import SPOT_SAMPLE_STAGES, spot_data
 
 __all__ = ["CELL_COLUMNS", "CRASH_ENV", "SampleAnalysis", "SampleTask", "analyse_sample",
            "build_context", "crash_point", "sample_task"]
@@ -74,9 +76,17 @@ def build_context(name: str, cells: pd.DataFrame, config: Config,
     y = cells["y"].to_numpy(np.float64)
     is_tumor = np.isin(codes, [types.index(t) for t in tumor_types])
     is_immune = np.isin(codes, [types.index(t) for t in immune_types])
-    result = sample_compartments(cells, x, y, is_tumor, is_immune, config, annotation)
+    spots = spot_data(cells, config)
+    if spots is None:
+        result = sample_compartments(cells, x, y, is_tumor, is_immune, config, annotation)
+    else:  # a spot sample: roles apply to the deconvolved types, not the dominant labels
+        result = sample_spot_compartments(
+            cells, x, y, spots, [t for t, yes in zip(spots.types, roles.is_tumor(spots.types),
+                                                     strict=True) if yes],
+            [t for t, yes in zip(spots.types, roles.is_immune(spots.types), strict=True)
+             if yes], config, annotation)
     return SampleContext(name, cells, config, x, y, types, codes.astype(np.int32),
-                         tumor_types, immune_types, result)
+                         tumor_types, immune_types, result, spots=spots)
 
 
 def analyse_sample(cells: pd.DataFrame, config: Config,
@@ -109,6 +119,8 @@ def analyse_sample(cells: pd.DataFrame, config: Config,
     tables: dict[str, pd.DataFrame] = {}
     features: dict[str, Any] = {}
     for stage_name, stage, _ in SAMPLE_STAGES:
+        if context.spots is not None and stage_name not in SPOT_SAMPLE_STAGES:
+            continue  # cell stages do not apply to spots (see metaniche.stages.spots)
         with clock.stage(stage_name):
             output = stage(context)
         clash = set(output.tables) & set(tables)

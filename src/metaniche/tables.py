@@ -35,6 +35,8 @@ __all__ = [
     "PRIVATE_TABLES",
     "RIPLEY",
     "SAMPLE_TABLES",
+    "SPOT_COLOCALISATION",
+    "SPOT_GRADIENT_STATS",
     "STATES",
     "STATE_CHANGES",
     "STATE_CHANGE_PROFILES",
@@ -100,6 +102,10 @@ NEIGHBOURHOOD_ABUNDANCE = "abundance"
 NEIGHBOURHOOD_COMPOSITION = "composition"
 NEIGHBOURHOOD_SELECTION = "selection"
 
+# stage "spots" (spot samples; they also emit composition, compartments, lesions, gradients)
+SPOT_COLOCALISATION = "spot_colocalisation"
+SPOT_GRADIENT_STATS = "spot_gradient_stats"
+
 #: Every table a per-sample stage may emit, in stage order.
 SAMPLE_TABLES: tuple[str, ...] = (
     COMPARTMENTS, COMPOSITION, LESIONS,
@@ -109,6 +115,7 @@ SAMPLE_TABLES: tuple[str, ...] = (
     STATES, STATE_GRADIENTS, STATE_GRADIENT_STATS, STATE_THRESHOLDS,
     MARKER_GRADIENTS, MARKER_GRADIENT_STATS, STATE_STRUCTURES,
     STATE_CHANGES, STATE_CHANGE_PROFILES,
+    SPOT_COLOCALISATION, SPOT_GRADIENT_STATS,
 )
 
 #: Zonation subsets (column ``subset`` of ``zonation`` / ``zonation_enrichment``): all host

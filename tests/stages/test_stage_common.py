@@ -22,6 +22,7 @@ On a small simulated sample (2,500 cells, one lesion, TLS planted), for each ent
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -29,8 +30,9 @@ import pandas as pd
 import pytest
 
 from metaniche.analyses.compartments import ADJACENT, CORE
-from metaniche.config import Config
-from metaniche.context import StageOutput
+from metaniche.config import Config, SpotsParams
+from metaniche.context import SampleContext, StageOutput
+from metaniche.io._spots import SPOT_TYPE_PREFIX
 from metaniche.sample import build_context
 from metaniche.simulate import simulate_sample
 from metaniche.stages import SAMPLE_STAGES
@@ -66,10 +68,25 @@ def permutation(cells) -> np.ndarray:
 @pytest.fixture(scope="module")
 def baseline(cells) -> dict[str, StageOutput]:
     context = build_context("c", cells, CONFIG)
-    return {name: run(context) for name, (run, _) in STAGES.items()}
+    return {name: run(_spot_context("c", cells) if name == "spots" else context)
+            for name, (run, _) in STAGES.items()}
+
+
+#: The ``spots`` stage runs on spot samples only: it is checked on the cells as one-hot spots.
+SPOT_CONFIG = dataclasses.replace(CONFIG, spots=SpotsParams(proportions="one-hot",
+                                                            n_permutations=19))
+
+
+def _spot_context(name: str, cells: pd.DataFrame) -> SampleContext:
+    types = sorted(cells["cell_type"].unique())
+    one_hot = pd.get_dummies(cells["cell_type"]).reindex(columns=types).astype(float)
+    one_hot.columns = [SPOT_TYPE_PREFIX + t for t in types]
+    return build_context(name, pd.concat([cells, one_hot], axis=1), SPOT_CONFIG)
 
 
 def _run(name: str, cells: pd.DataFrame) -> StageOutput:
+    if name == "spots":
+        return STAGES[name][0](_spot_context("c", cells))
     return STAGES[name][0](build_context("c", cells, CONFIG))
 
 
@@ -265,4 +282,6 @@ def test_tiny_sample_runs_every_stage(cells):
     context = build_context("tiny", cells.iloc[:2].reset_index(drop=True), CONFIG)
     outputs = {name: run(context) for name, (run, _) in STAGES.items()}
     assert outputs["composition"].features["n_cells"] == 2
+    spots = STAGES["spots"][0](_spot_context("tiny", cells.iloc[:2].reset_index(drop=True)))
+    assert spots.features["n_spots"] == 2
     assert outputs["communities"].tables["aggregates"].empty

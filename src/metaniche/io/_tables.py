@@ -141,6 +141,8 @@ VENDOR_FILES: dict[str, tuple[str, ...]] = {
     "xenium": ("cell_feature_matrix.h5", "cell_feature_matrix/"),
     "cosmx": ("*_exprMat_file.csv", "*_metadata_file.csv"),
     "merscope": ("*cell_by_gene.csv", "*cell_metadata.csv"),
+    "visium": ("filtered_feature_bc_matrix.h5", "filtered_feature_bc_matrix/",
+               "binned_outputs/"),
 }
 
 

@@ -61,6 +61,7 @@ from metaniche._contract import CONTRACT_COLUMNS
 from metaniche.config import Config
 from metaniche.errors import InputError
 from metaniche.io._common import with_columns
+from metaniche.io._spots import join_spot_proportions
 from metaniche.io._tables import (
     RawTable,
     expand_paths,
@@ -277,6 +278,7 @@ def _read_file(path: Path, config: Config) -> list[SampleInput]:
     try:
         mapped, fmt = read_mapped(path, config)
         mapped = join_cell_types(path, mapped, config)
+        mapped = join_spot_proportions(path, mapped, config)
         # the patient column is the user's for every format (exports name none)
         columns = dataclasses.replace(mapped.columns, patient=config.columns.patient)
         samples = _standardise(path, stem, mapped.raw, with_columns(config, columns),
@@ -519,7 +521,7 @@ def _standardise(path: Path, stem: str, raw: RawTable, config: Config, fmt: str 
                     "used as a marker; fix those values in the export or drop the column.")
         spacing = _spacing_warning(where, cells["x"].to_numpy(), cells["y"].to_numpy(),
                                    config.um_per_unit)
-        if spacing:
+        if spacing and not config.spots.proportions:  # spots lie 10-200 µm apart
             sample_warnings.append(spacing)
         results.append(SampleInput(name, path, cells, None, sample_warnings,
                                    digest.hexdigest(), patient=patient))

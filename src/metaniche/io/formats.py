@@ -333,5 +333,8 @@ def map_squidpy(path: Path, keys: H5adKeys, config: Config, reader: Reader) -> M
                   if (hit := find_column(keys.obs, c))), ABSENT)
     sample = next((hit for c in (cols.sample, "library_id", "sample", "sample_id")
                    if (hit := find_column(keys.obs, c))), ABSENT)
-    columns = ColumnNames(sample=sample, cell_id=ABSENT, x="\0x", y="\0y", cell_type=label)
+    # obs_names are the ids (read_h5ad_table puts them under the [columns] cell_id name); an
+    # absent id column here made the inserted ids match the absent sample column too.
+    columns = ColumnNames(sample=sample, cell_id=cols.cell_id, x="\0x", y="\0y",
+                          cell_type=label)
     return MappedTable(read_h5ad_table(path, with_columns(config, columns)), columns)

@@ -36,6 +36,9 @@ format is one entry here (plus its name in :data:`metaniche._contract.READER_NAM
                              ``*_metadata_file.csv`` (CosMx flat files)
    ``merscope``              a folder holding ``*cell_by_gene.csv`` /
                              ``*cell_metadata.csv`` (MERSCOPE output)
+   ``visium``                a folder holding ``filtered_feature_bc_matrix.h5`` /
+                             ``filtered_feature_bc_matrix/`` or ``binned_outputs/``
+                             (10x Visium / Visium HD outs; see :mod:`metaniche.io._spots`)
    ========================  =======================================================
 
    Imaging-ST folders (``xenium``, ``cosmx``, ``merscope``) are recognised by their file
@@ -62,6 +65,7 @@ from metaniche.io._anndata import read_h5ad_table
 from metaniche.io._common import PLACEHOLDER_LABEL, H5adKeys, MappedTable, Reader
 from metaniche.io._imaging import map_cosmx, map_merscope, map_xenium
 from metaniche.io._spatialdata import map_spatialdata
+from metaniche.io._spots import map_visium
 from metaniche.io._tables import (
     VENDOR_FILES,
     TableError,
@@ -121,6 +125,8 @@ READERS: dict[str, Reader] = {r.name: r for r in (
            signature=VENDOR_FILES["cosmx"]),
     Reader("merscope", "MERSCOPE output folder", "a", ("folder",), mapper=map_merscope,
            signature=VENDOR_FILES["merscope"]),
+    Reader("visium", "10x Visium output folder", "a", ("folder",), mapper=map_visium,
+           signature=VENDOR_FILES["visium"]),
 )}
 
 if tuple(READERS) != READER_NAMES:  # pragma: no cover - a developer error, caught by tests

@@ -19,6 +19,7 @@ from metaniche.stages import communities as communities_stage
 from metaniche.stages import composition, gradients, zonation
 from metaniche.stages import contact as contact_stage
 from metaniche.stages import relations as relations_stage
+from metaniche.stages import spots as spots_stage
 from metaniche.stages import states as states_stage
 
 __all__ = ["SAMPLE_STAGES", "Stage", "feature_families"]
@@ -26,6 +27,8 @@ __all__ = ["SAMPLE_STAGES", "Stage", "feature_families"]
 Stage = Callable[[SampleContext], StageOutput]
 
 SAMPLE_STAGES: list[tuple[str, Stage, dict[str, tuple[str, str]]]] = [
+    # first, so that the cell stages after it own the feature families both emit
+    ("spots", spots_stage.run, spots_stage.FEATURES),
     ("composition", composition.run, composition.FEATURES),
     ("gradients", gradients.run, gradients.FEATURES),
     ("zonation", zonation.run, zonation.FEATURES),
