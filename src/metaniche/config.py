@@ -698,7 +698,7 @@ class RelationsParams(_Validated):
         """The Ripley grid ``step, 2·step, …, max`` holds at least one radius; the isotropic
         correction needs the rectangle window (spatstat has it for rectangles and polygons,
         not for masks)."""
-        if self.ripley_max_um != "auto" and self.ripley_max_um < self.ripley_step_um:
+        if not isinstance(self.ripley_max_um, str) and self.ripley_max_um < self.ripley_step_um:
             return [Problem("ripley_max_um", f"at least ripley_step_um = "
                             f"{_show(self.ripley_step_um)}", _show(self.ripley_max_um))]
         if self.ripley_correction == "isotropic" and self.ripley_window != "rectangle":
@@ -1166,8 +1166,8 @@ class StatesParams(_Validated):
                                          f"({', '.join(known) or 'none declared'})",
                                          repr(part)))
         for name, value in self.cohort_thresholds.items():
-            rule = self.rules.get(name)
-            if rule is None or not str(rule.threshold).startswith(COHORT_THRESHOLD_PREFIX):
+            given = self.rules.get(name)
+            if given is None or not str(given.threshold).startswith(COHORT_THRESHOLD_PREFIX):
                 found.append(Problem(f"cohort_thresholds.{name}", "the name of a state with "
                                      "threshold = \"cohort:…\"", repr(name)))
             elif not (_is_number(value) and not isinstance(value, bool)

@@ -625,8 +625,8 @@ def contact_effects(
         raise ValueError(f"`exposure` must be one of {', '.join(CONTACT_EXPOSURES)}; "
                          f"got {exposure!r}.")
     state_types = dict(state_types or {})
-    names, codes = np.unique(labels, return_inverse=True)
-    names = [str(v) for v in names]
+    unique, codes = np.unique(labels, return_inverse=True)
+    names = [str(v) for v in unique]
     counts = np.bincount(codes, minlength=len(names))
     enough = [t for t, c in zip(names, counts, strict=True) if c >= min_cells]
     notes: list[str] = []
@@ -646,7 +646,7 @@ def contact_effects(
     if shift_note and n_permutations > 0 and focus and partners:
         notes.append(shift_note)
     shifts = (_draw_shifts(counter, n_permutations, seed, radius_um)
-              if shift_ok and n_permutations > 0 else None)
+              if shift_ok and counter is not None and n_permutations > 0 else None)
 
     rows: list[dict] = []
     profiles: list[pd.DataFrame] = []
@@ -660,10 +660,11 @@ def contact_effects(
         if len(pair_codes) == 0 or len(members) < min_cells:
             continue
         wanted = [c for c in outcomes.columns
-                  if not _is_state(outcomes[c]) or state_types.get(c) is None
-                  or a in state_types[c]]
+                  if not _is_state(outcomes[c]) or (types := state_types.get(c)) is None
+                  or a in types]
         if not wanted:
             continue
+        assert counter is not None and density_tree is not None  # members: n > 0
         density = _density(density_tree, coordinates[members], density_radius_um)
         within = counter.counts(coordinates[members], members, codes, n_types)[:, pair_codes]
         observed = (within if exposure == "count"

@@ -120,6 +120,7 @@ def mixed_model_groups(values: pd.DataFrame, labels: pd.Series, levels: tuple[st
         for row in level_rows + ([omnibus] if omnibus is not None else []):
             row["weighting"] = "counts" if weighted else "none"
         if weighted and counts.min() >= max(min_group, 1) and df > 0 and sd > 0:
+            assert weights is not None  # weighted
             w = weights[name].reindex(values.index).to_numpy(np.float64)[keep]
             exog = np.column_stack([np.ones(keep.sum())]
                                    + [(code[keep] == j).astype(np.float64) for j in range(1, k)])

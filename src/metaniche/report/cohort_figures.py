@@ -508,7 +508,7 @@ def effector_strip(density: pd.DataFrame, groups: pd.Series | None, params: Phen
         jitter = rng.uniform(-0.06, 0.06, size=(int(member.sum()), 1))
         x = np.arange(len(compartments))[None, :] + offset + jitter
         y = shown[member]
-        ax.add_collection(LineCollection(np.stack([x, y], axis=-1), colors=colour_of[level],
+        ax.add_collection(LineCollection(list(np.stack([x, y], axis=-1)), colors=colour_of[level],
                                          alpha=0.25, linewidths=0.7))
         ax.scatter(x.ravel(), y.ravel(), s=22, color=colour_of[level], edgecolors="white",
                    linewidths=0.4, label=mpl_text(f"{level} (n = {int(member.sum())})"),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 
 from metaniche import tables as T
 from metaniche.analyses.compartments import COMPARTMENTS
@@ -47,7 +48,7 @@ def _ranked(rows: pd.DataFrame, columns: list[str]) -> Table:
 
 
 def _profile_chart(profiles: pd.DataFrame, pairs: pd.DataFrame, report_dir: Path,
-                   stem: str) -> tuple[object, str] | None:
+                   stem: str) -> tuple[Markup, str] | None:
     """Small multiples: one panel per (top pair, compartment), mean outcome vs partners."""
     panels = []
     for pair in pairs.itertuples(index=False):

@@ -115,7 +115,7 @@ def save_tissue_map(analysis: SampleAnalysis, title: str, path: str | Path,
     fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(map_w / (map_w + 2.6), 0.93),
                fontsize=7.5, frameon=False, title="cell type (n)", title_fontsize=8)
     fig.canvas.draw()
-    save_quantized_png(path, np.asarray(fig.canvas.buffer_rgba()))
+    save_quantized_png(path, np.asarray(fig.canvas.buffer_rgba()))  # type: ignore[attr-defined]  # Agg
     save_zoom_map(path, x, y, codes.astype(np.intp), labels, colours, extent, result, width)
     save_thumbnail(path, x, y, codes.astype(np.intp), labels, colours, extent, result, width)
 

@@ -34,6 +34,8 @@ import shapely
 
 from metaniche._atomic import write_json, write_parquet
 from metaniche._contract import CONTRACT_COLUMNS
+from metaniche.config import Config
+from metaniche.sample import build_context
 
 __all__ = ["KINDS", "TARGETS", "Core", "cores_geojson", "cut_cores", "inside_core",
            "place_cores", "write_biopsies"]
@@ -206,7 +208,7 @@ def cores_geojson(cores: list[Core]) -> dict:
 def write_biopsies(samples: Sequence[tuple[str, pd.DataFrame]], out: str | Path, n_cores: int,
                    diameter_um: float, length_um: float | None = None, *, seed: int = 0,
                    kind: str = "needle", target: str = "random",
-                   config: object | None = None) -> list[Core]:
+                   config: Config | None = None) -> list[Core]:
     """Cut cores from every slide and write them (what ``metaniche biopsy`` does).
 
     Writes ``out/<sample>.core<k>.parquet`` per core (contract columns first — ``sample``,
@@ -241,9 +243,6 @@ def write_biopsies(samples: Sequence[tuple[str, pd.DataFrame]], out: str | Path,
     for (name, cells), stream in zip(samples, streams, strict=True):
         signed = None
         if target == "edge":
-            from metaniche.config import Config
-            from metaniche.sample import build_context
-
             context = build_context(name, cells, config if config is not None else Config())
             signed = context.compartments.signed_distance_um
         cores = place_cores(name, cells["x"].to_numpy(), cells["y"].to_numpy(), n_cores,

@@ -236,7 +236,8 @@ def simulate_patient(patient: str, program: str, effect: float,
                     [shapely.Polygon(lesion.exterior) for lesion in liver.lesions])
     signed_post, lesion_post = (_signed_distance(xy, post_lesions) if shrink > 0
                                 else (signed_pre, lesion_pre))
-    tls_post, tls_rows = tls_id.copy(), []
+    tls_rows: list[tuple[int, float]] = []
+    tls_post = tls_id.copy()
     if program == "tls_intratumoral" and affected:
         tls_post, tls_rows = _intratumoral_tls(np.random.default_rng(s_post.spawn(1)[0]), xy,
                                                signed_post, lesion_post, post_lesions, fold,
