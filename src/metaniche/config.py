@@ -830,8 +830,10 @@ class CohortParams(_Validated):
         degrees of freedom (:mod:`metaniche.cohort.count_weights`,
         :mod:`metaniche.cohort.weighted_mixed`); column ``weighting`` of the rows.
     curve_permutations
-        Label permutations of the whole-curve test of the Ripley curves across groups
-        (:mod:`metaniche.cohort.curves`). Default 999.
+        Label permutations of the whole-curve test of the Ripley curves (``tables/ripley``)
+        across the response and condition groups (:mod:`metaniche.cohort.curves`; rows
+        ``curve_permutation`` of ``association.parquet``). Default 999; 0 = no whole-curve
+        test.
     """
 
     analyses: tuple[str, ...] = field(
@@ -854,7 +856,8 @@ class CohortParams(_Validated):
         "infiltration_depth_um.*", "nn_dist_um.*cd8*.tumo*", "tls.count*")
     mixed_model_weights: str = field(default="none",
                                      metadata={"check": OneOf(MIXED_MODEL_WEIGHTS)})
-    curve_permutations: int = field(default=999, metadata={"check": Integer(1)})
+    curve_permutations: int = field(
+        default=999, metadata={"check": Integer(0, note="0 = no whole-curve test")})
 
 
 @dataclass(frozen=True)

@@ -37,3 +37,36 @@ def test_run_with_clinical_writes_cohort_outputs(tmp_path):
     assert manifest["cohort"]["status"] == "failed"
     assert "no row for 6 of 6 samples" in manifest["cohort"]["error"]
     assert (out2 / "features.parquet").is_file() and not (out2 / "association.parquet").exists()
+
+
+def test_run_tests_whole_ripley_curves_across_response_groups(tmp_path):
+    """The cohort step passes tables/ripley to the whole-curve test: one
+    ``curve_permutation`` row per ordered type pair of the run's Ripley table, its p a
+    permutation p-value (1 + count) / (1 + B); ``curve_permutations = 0`` turns it off."""
+    import dataclasses
+
+    samples, clinical = simulate_cohort(n_samples=6, n_cells=2000, seed=3)
+    clinical["response"] = ["responder", "non-responder"] * 3
+    folder = write_cohort(tmp_path / "sim", samples, clinical)
+    config = load_config(folder / "config.toml")
+    config = dataclasses.replace(config, cohort=dataclasses.replace(config.cohort,
+                                                                    curve_permutations=99))
+    out = tmp_path / "out"
+    run([folder / "cells"], out, config, clinical=folder / "clinical.csv")
+    association = pd.read_parquet(out / "association.parquet")
+    curves = association[association["test"] == "curve_permutation"]
+    ripley = pd.read_parquet(out / "tables" / "ripley.parquet")
+    pairs = {f"ripley_l_curve.{a}.{b}" for a, b in
+             ripley[["type_a", "type_b"]].drop_duplicates().itertuples(index=False)}
+    assert set(curves["feature"]) == pairs
+    tested = curves.dropna(subset=["p"])
+    assert len(tested) > 0
+    assert ((tested["p"] * 100).round(9) % 1 == 0).all()  # multiples of 1 / (1 + 99)
+    assert tested["p"].between(0.01, 1).all()
+
+    off = dataclasses.replace(config, cohort=dataclasses.replace(config.cohort,
+                                                                 curve_permutations=0))
+    out0 = tmp_path / "out0"
+    run([folder / "cells"], out0, off, clinical=folder / "clinical.csv")
+    association0 = pd.read_parquet(out0 / "association.parquet")
+    assert "curve_permutation" not in set(association0["test"])

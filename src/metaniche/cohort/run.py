@@ -212,7 +212,7 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
         else:
             parts.append(_compare(table, images, contrast.groups(), info["patient"], several,
                                   unit, columns.response, params).assign(outcome="response"))
-            if ripley_curves is not None:
+            if ripley_curves is not None and params.curve_permutations:
                 parts.append(_curve_rows(ripley_curves, contrast.labels, info["patient"], params,
                                          "response"))
     if columns.condition:
@@ -227,7 +227,7 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
         else:
             parts.append(_compare(table, images, groups, info["patient"], several, unit,
                                   columns.condition, params).assign(outcome=CONDITION))
-            if ripley_curves is not None:
+            if ripley_curves is not None and params.curve_permutations:
                 parts.append(_curve_rows(ripley_curves, groups.labels, info["patient"], params,
                                          CONDITION))
     if "survival" in wanted:

@@ -165,7 +165,9 @@ def lesion_step(state: RunState) -> StepResult:
 
 
 def outcome_step(state: RunState) -> StepResult:
-    """:func:`metaniche.cohort.analyse_cohort` on features.parquet and the clinical table.
+    """:func:`metaniche.cohort.analyse_cohort` on features.parquet and the clinical table
+    (with ``tables/ripley`` for the whole-curve tests unless ``[cohort] curve_permutations``
+    is 0).
 
     Writes ``association.parquet``, ``prediction.json`` (when prediction ran) and
     ``tables/km_curves.parquet``; the record carries the analysis unit, the skipped analyses,
@@ -179,7 +181,8 @@ def outcome_step(state: RunState) -> StepResult:
         return StepResult({"status": FAILED,
                            "error": "no features.parquet (no sample succeeded)."})
     assert state.clinical is not None  # see applies
-    result = analyse_cohort(features, state.clinical, state.config)
+    curves = run.read_table("ripley") if state.config.cohort.curve_permutations else None
+    result = analyse_cohort(features, state.clinical, state.config, ripley_curves=curves)
     run.write_association(result.association)
     if result.prediction:
         run.write_prediction(result.prediction)

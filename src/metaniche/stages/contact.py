@@ -57,7 +57,8 @@ def contact_outcomes(context: SampleContext, config: Config,
     out: dict[str, np.ndarray] = {}
     state_types: dict[str, tuple[str, ...] | None] = {}
     if states:
-        calls = call_states(context.cells, context.labels, rules, context.name)
+        calls = call_states(context.cells, context.labels, rules, context.name,
+                            config.states.cohort_thresholds)
         for name in states:
             out[name] = calls.positive[:, calls.names.index(name)].copy()
             state_types[name] = calls.cell_types[name]
