@@ -106,6 +106,33 @@ def test_kaplan_meier_and_logrank_equal_the_product_limit_by_brute_force(confide
     assert np.isnan(logrank(time, np.zeros(60), group)).all()  # no event: no test
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kaplan_meier_and_logrank_equal_lifelines(seed):
+    """An independent implementation: lifelines' KaplanMeierFitter (exponential Greenwood
+    band) and logrank_test, with ties, censoring and a time 0."""
+    from lifelines import KaplanMeierFitter
+    from lifelines.statistics import logrank_test
+
+    rng = np.random.default_rng(seed)
+    time = np.round(rng.exponential(8, 45))  # ties, and some times are 0
+    event = (rng.random(45) < 0.6).astype(float)
+    group = rng.random(45) < 0.4
+    curve = kaplan_meier(time, event, 0.9)
+    fit = KaplanMeierFitter(alpha=0.1).fit(time, event)
+    np.testing.assert_allclose(curve["time"], fit.survival_function_.index, rtol=0)
+    np.testing.assert_allclose(curve["survival"], fit.survival_function_.iloc[:, 0],
+                               rtol=1e-12)
+    band = fit.confidence_interval_survival_function_.to_numpy()
+    inside = (curve["survival"] > 0) & (curve["survival"] < 1)
+    np.testing.assert_allclose(curve["ci_low"][inside], band[inside, 0], rtol=1e-9)
+    np.testing.assert_allclose(curve["ci_high"][inside], band[inside, 1], rtol=1e-9)
+    np.testing.assert_array_equal(curve["n_at_risk"], fit.event_table["at_risk"])
+    statistic, p = logrank(time, event, group)
+    reference = logrank_test(time[group], time[~group], event[group], event[~group])
+    assert statistic == pytest.approx(reference.test_statistic, rel=1e-9)
+    assert p == pytest.approx(reference.p_value, rel=1e-9)
+
+
 def test_kaplan_meier_table_median_ratio_when_a_curve_touches_one_half():
     # high group (values 7-12): 6 deaths at 1, …, 6 -> S(3) = 0.5 exactly (lifelines:
     # 0.5 + 1 ulp), median 3; low group (values 0-6, the median 6 goes low): 7 deaths at

@@ -2,7 +2,10 @@
 
 The Cox models without covariates are fitted by a vectorised Newton–Raphson on the Efron
 partial likelihood (:func:`cox_univariate`, equal to lifelines ``CoxPHFitter``); with
-covariates, and for Kaplan–Meier curves and log-rank tests, lifelines itself is called.
+covariates lifelines itself is called. Log-rank tests are statsmodels' ``survdiff`` [6]_;
+Kaplan–Meier curves a vectorised product-limit (:func:`kaplan_meier`, equal to lifelines
+``KaplanMeierFitter`` and to a brute-force loop in the tests) — both about 100× faster than
+lifelines, which matters because every feature is split and tested.
 
 References
 ----------
@@ -15,6 +18,8 @@ References
    2019;4:1317.
 5. Efron B. The efficiency of Cox's likelihood function for censored data. J Am Stat Assoc.
    1977;72:557-65.
+6. Seabold S, Perktold J. statsmodels: econometric and statistical modeling with Python.
+   Proc 9th Python in Science Conf. 2010 (``statsmodels.duration.survfunc.survdiff``).
 """
 
 from __future__ import annotations
@@ -396,8 +401,12 @@ def kaplan_meier(time: np.ndarray, event: np.ndarray,
 
     Notes
     -----
-    Computed by lifelines ``KaplanMeierFitter`` [4]_ (its survival function, exponential
-    Greenwood interval and event table), about 10 ms per call.
+    Vectorised product-limit over the distinct times, O(n log n). Hand-written for speed:
+    lifelines ``KaplanMeierFitter`` [4]_ gives the same numbers (tests/cohort) but takes
+    ≈14 ms per fit against ≈0.05 ms here, and :func:`kaplan_meier_table` fits two curves
+    per feature (measured: 62 s of a 90 s run of a 6-sample cohort with 1,086 features).
+    lifelines' conventions are kept: a row at time 0 unless some time is 0, a row at every
+    distinct observed time (censored ones too).
     """
     return pd.DataFrame(_kaplan_meier_arrays(time, event, confidence))
 
@@ -405,29 +414,37 @@ def kaplan_meier(time: np.ndarray, event: np.ndarray,
 def _kaplan_meier_arrays(time: np.ndarray, event: np.ndarray,
                          confidence: float) -> dict[str, np.ndarray]:
     """The columns of :func:`kaplan_meier` as arrays."""
-    from lifelines import KaplanMeierFitter
-
     time = np.asarray(time, dtype=np.float64)
     event = np.asarray(event, dtype=np.float64)
     if len(time) == 0:
         empty = np.zeros(0)
         return {"time": empty, "survival": empty, "ci_low": empty, "ci_high": empty,
                 "n_at_risk": np.zeros(0, np.int64)}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = KaplanMeierFitter(alpha=1 - confidence).fit(time, event)
-    # lifelines' timeline: 0 (when no time is 0) then every distinct observed time.
-    survival = fit.survival_function_.iloc[:, 0].to_numpy(np.float64)
-    band = fit.confidence_interval_survival_function_.to_numpy(np.float64)
-    low = np.where(survival == 1, 1.0, np.where(survival == 0, 0.0, band[:, 0]))
-    high = np.where(survival == 1, 1.0, np.where(survival == 0, 0.0, band[:, 1]))
-    return {"time": fit.survival_function_.index.to_numpy(np.float64), "survival": survival,
-            "ci_low": low, "ci_high": high,
-            "n_at_risk": fit.event_table["at_risk"].to_numpy(np.int64)}
+    times, where = np.unique(time, return_inverse=True)
+    deaths = np.bincount(where, weights=event, minlength=len(times))
+    leaving = np.bincount(where, minlength=len(times))
+    at_risk = len(time) - np.concatenate([[0], np.cumsum(leaving)[:-1]])
+    survival = np.cumprod(1.0 - deaths / at_risk)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        greenwood = np.cumsum(np.where(at_risk > deaths,
+                                       deaths / (at_risk * (at_risk - deaths)), 0.0))
+        inside = (survival > 0) & (survival < 1)
+        z = stats.norm.ppf(0.5 + confidence / 2)
+        log_s = np.log(np.where(inside, survival, 0.5))
+        spread = z * np.sqrt(greenwood) / log_s
+        centre = np.log(-log_s)
+        low = np.where(inside, np.exp(-np.exp(centre - spread)), survival)
+        high = np.where(inside, np.exp(-np.exp(centre + spread)), survival)
+    if times[0] > 0:  # lifelines' timeline starts at 0
+        times, survival = np.r_[0.0, times], np.r_[1.0, survival]
+        low, high = np.r_[1.0, low], np.r_[1.0, high]
+        at_risk = np.r_[len(time), at_risk]
+    return {"time": times, "survival": survival, "ci_low": low, "ci_high": high,
+            "n_at_risk": at_risk.astype(np.int64)}
 
 
 def logrank(time: np.ndarray, event: np.ndarray, group: np.ndarray) -> tuple[float, float]:
-    """Two-group log-rank test (Mantel–Haenszel variance), by lifelines ``logrank_test``.
+    """Two-group log-rank test (Mantel–Haenszel variance), by statsmodels ``survdiff`` [6]_.
 
     Parameters
     ----------
@@ -444,7 +461,7 @@ def logrank(time: np.ndarray, event: np.ndarray, group: np.ndarray) -> tuple[flo
         V = Σ d·(n₁/n)·(1 − n₁/n)·(n − d)/(n − 1); NaN, NaN when a group is empty or V = 0
         (no event).
     """
-    from lifelines.statistics import logrank_test
+    from statsmodels.duration.survfunc import survdiff
 
     time = np.asarray(time, dtype=np.float64)
     event = np.asarray(event, dtype=np.float64)
@@ -453,8 +470,8 @@ def logrank(time: np.ndarray, event: np.ndarray, group: np.ndarray) -> tuple[flo
         return float("nan"), float("nan")
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore")
-        result = logrank_test(time[group], time[~group], event[group], event[~group])
-    statistic, p = float(result.test_statistic), float(result.p_value)
+        result = survdiff(time, event, group.astype(np.int64))
+    statistic, p = float(result[0]), float(result[1])
     if not np.isfinite(statistic):
         return float("nan"), float("nan")
     return statistic, p
@@ -551,8 +568,8 @@ def kaplan_meier_table(values: pd.DataFrame, time: pd.Series,
 
     Notes
     -----
-    Two lifelines Kaplan–Meier fits and one lifelines log-rank test per feature: about
-    40 ms per feature, whatever the number of units (lifelines' pandas bookkeeping).
+    Two Kaplan–Meier curves and one log-rank test per feature: about 0.4 ms per feature
+    for tens of units (O(n log n) each).
     """
     t_all = time.reindex(values.index).to_numpy(np.float64)
     e_all = event.reindex(values.index).to_numpy(np.float64)
