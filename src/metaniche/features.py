@@ -28,7 +28,8 @@ FEATURE_FAMILIES: dict[str, tuple[str, str]] = {
     "proportion": ("fraction", "share of a compartment's cells that are of a type"),
     "immune_density": ("cells/mm²", "all immune cells per mm² of a compartment"),
     "effector_density": ("cells/mm²", "effector (e.g. CD8 T) cells per mm², used for phenotype"),
-    "effector_core_border_ratio": ("ratio", "core over border effector density"),
+    "effector_core_border_ratio": ("ratio", "core over border effector density (NA when the "
+                                             "border has no effector cell)"),
     "phenotype": ("label", "immune phenotype: inflamed / excluded / desert / undetermined"),
 }
 
@@ -82,6 +83,10 @@ def composition_features(composition: pd.DataFrame, phenotype: ImmunePhenotype,
             count / area if area > 0 else math.nan)
     features[feature_name("effector_density", CORE)] = phenotype.core_density_per_mm2
     features[feature_name("effector_density", BORDER)] = phenotype.border_density_per_mm2
-    features[feature_name("effector_core_border_ratio")] = phenotype.core_border_ratio
+    # x/0 is inf for the phenotype rule (inflamed), but NA as a feature: an infinite value
+    # breaks every cohort statistic (means, SDs, models); the stage records the reason.
+    ratio = phenotype.core_border_ratio
+    features[feature_name("effector_core_border_ratio")] = (
+        ratio if math.isfinite(ratio) else math.nan)
     features[feature_name("phenotype")] = phenotype.phenotype
     return features

@@ -10,6 +10,8 @@ feature table and the cohort's tests.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -43,6 +45,11 @@ def run(context: SampleContext) -> StageOutput:
         features[_name("region_agreement", "kappa")] = result.region_agreement_kappa
     warnings = ([f"immune phenotype undetermined: {phenotype.reason}."]
                 if phenotype.reason else [])
+    if math.isinf(phenotype.core_border_ratio):
+        warnings.append(
+            "effector_core_border_ratio is NA: no effector cell in the border "
+            f"({', '.join(context.effector_types)}; core density "
+            f"{phenotype.core_density_per_mm2:.3g} cells/mm²), so core/border is infinite.")
     tables = {T.COMPARTMENTS: compartment_counts(result), T.COMPOSITION: composition,
               T.LESIONS: result.lesions}
     return StageOutput(tables=tables, features=features, warnings=warnings)
