@@ -104,6 +104,8 @@ def test_kaplan_meier_and_logrank_equal_the_product_limit_by_brute_force(confide
     assert statistic == pytest.approx(_logrank_brute_force(time, event, group), rel=1e-10)
     assert p == pytest.approx(stats.chi2.sf(statistic, 1), rel=1e-10)
     assert np.isnan(logrank(time, np.zeros(60), group)).all()  # no event: no test
+    # V = 0 (every event where everyone at risk dies at once): no test, not an error
+    assert np.isnan(logrank(np.ones(4), np.ones(4), np.array([True, True, False, False]))).all()
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -470,7 +470,10 @@ def logrank(time: np.ndarray, event: np.ndarray, group: np.ndarray) -> tuple[flo
         return float("nan"), float("nan")
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore")
-        result = survdiff(time, event, group.astype(np.int64))
+        try:
+            result = survdiff(time, event, group.astype(np.int64))
+        except np.linalg.LinAlgError:  # V = 0: survdiff solves a singular 1×1 system
+            return float("nan"), float("nan")
     statistic, p = float(result[0]), float(result[1])
     if not np.isfinite(statistic):
         return float("nan"), float("nan")
