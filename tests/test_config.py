@@ -256,7 +256,7 @@ def _params_classes() -> list[type]:
     return [cls for cls in vars(config_module).values()
             if isinstance(cls, type) and dataclasses.is_dataclass(cls)
             and cls.__module__ == config_module.__name__ and issubclass(
-                cls, config_module._Validated)]
+                cls, config_module.Validated)]
 
 
 def test_every_params_class_is_validated_and_every_number_has_a_constraint():

@@ -51,7 +51,9 @@ __all__ = [
     "StateRule",
     "StatesParams",
     "UnitParams",
+    "Validated",
     "ZonationParams",
+    "build_params",
     "load_config",
 ]
 
@@ -106,7 +108,7 @@ MIXED_MODEL_WEIGHTS: tuple[str, ...] = ("none", "counts")
 #
 # Every Params field that has a rule declares it beside the field, as
 # ``field(default=..., metadata={"check": Positive()})``. ``__post_init__`` of every Params class
-# (:class:`_Validated`) checks the type and the constraint of every field, then the class's
+# (:class:`Validated`) checks the type and the constraint of every field, then the class's
 # cross-field rules (method ``_cross_checks``), so a direct construction
 # (``RelationsParams(graph="bogus")``), the TOML loader and a notebook call hit the same check.
 
@@ -341,12 +343,26 @@ def _hints(cls: type) -> dict[str, Any]:
     return _HINTS[key]
 
 
-class _Validated:
+class Validated:
     """Mixin of every Params class: check every field, then the cross-field rules, on build.
 
     Raises :class:`~metaniche.errors.ConfigError` listing every bad value, one per line; its
     ``problems`` attribute holds the :class:`Problem` objects so that :func:`load_config` can
-    name them with their TOML section.
+    name them with their TOML section. Public so that other configuration files (e.g.
+    :mod:`metaniche.studies.design`'s ``[design]``) declare their parameters the same way: a
+    frozen dataclass whose fields carry a ``check`` constraint in their metadata.
+
+    Examples
+    --------
+    >>> from dataclasses import dataclass, field
+    >>> from metaniche.config import Positive, Validated
+    >>> @dataclass(frozen=True)
+    ... class Window(Validated):
+    ...     side_um: float = field(default=500.0, metadata={"check": Positive()})
+    >>> Window(side_um=-1.0)
+    Traceback (most recent call last):
+    ...
+    metaniche.errors.ConfigError: `Window.side_um` must be a positive number; got -1.
     """
 
     def __post_init__(self) -> None:
@@ -376,7 +392,7 @@ class _Validated:
         return []
 
 @dataclass(frozen=True)
-class ColumnNames(_Validated):
+class ColumnNames(Validated):
     """Input column names (section ``[columns]``).
 
     Each is matched exactly, else case-insensitively when unique. ``sample`` and ``cell_id``
@@ -397,7 +413,7 @@ class ColumnNames(_Validated):
 
 
 @dataclass(frozen=True)
-class CellTypeRoles(_Validated):
+class CellTypeRoles(Validated):
     """Roles of cell-type labels (section ``[cell_types]``).
 
     ``tumor`` and ``immune`` list exact labels. When a list is empty the defaults apply:
@@ -440,7 +456,7 @@ class CellTypeRoles(_Validated):
 
 
 @dataclass(frozen=True)
-class CompartmentParams(_Validated):
+class CompartmentParams(Validated):
     """Tumour-region detection and compartment parameters (section ``[compartments]``).
 
     Attributes
@@ -520,7 +536,7 @@ class CompartmentParams(_Validated):
 
 
 @dataclass(frozen=True)
-class PhenotypeParams(_Validated):
+class PhenotypeParams(Validated):
     """Immune phenotype rules (section ``[phenotype]``); see :mod:`metaniche.analyses.composition`.
 
     Attributes
@@ -540,7 +556,7 @@ class PhenotypeParams(_Validated):
 
 
 @dataclass(frozen=True)
-class GradientParams(_Validated):
+class GradientParams(Validated):
     """Distance-to-border gradient profiles (section ``[gradients]``).
 
     See :mod:`metaniche.analyses.gradients`.
@@ -592,7 +608,7 @@ class GradientParams(_Validated):
 
 
 @dataclass(frozen=True)
-class ZonationParams(_Validated):
+class ZonationParams(Validated):
     """Liver zonation along the portal-central axis (section ``[zonation]``).
 
     See :mod:`metaniche.analyses.zonation`.
@@ -619,7 +635,7 @@ class ZonationParams(_Validated):
 
 
 @dataclass(frozen=True)
-class RelationsParams(_Validated):
+class RelationsParams(Validated):
     """Cell–cell relation parameters (section ``[relations]``); see ``analyses/relations``.
 
     Attributes
@@ -715,7 +731,7 @@ class RelationsParams(_Validated):
 
 
 @dataclass(frozen=True)
-class ClinicalColumns(_Validated):
+class ClinicalColumns(Validated):
     """Outcome column names of the clinical table (section ``[clinical]``).
 
     Attributes
@@ -772,7 +788,7 @@ class ClinicalColumns(_Validated):
 
 
 @dataclass(frozen=True)
-class CohortParams(_Validated):
+class CohortParams(Validated):
     """Cohort outcome analyses (section ``[cohort]``); see :mod:`metaniche.cohort`.
 
     Attributes
@@ -861,7 +877,7 @@ class CohortParams(_Validated):
 
 
 @dataclass(frozen=True)
-class NeighbourhoodParams(_Validated):
+class NeighbourhoodParams(Validated):
     """Cellular neighbourhoods (section ``[neighbourhoods]``).
 
     See :mod:`metaniche.analyses.communities.neighbourhoods`.
@@ -886,7 +902,7 @@ class NeighbourhoodParams(_Validated):
 
 
 @dataclass(frozen=True)
-class AggregateParams(_Validated):
+class AggregateParams(Validated):
     """B/T-cell aggregates and tertiary lymphoid structures (section ``[aggregates]``).
 
     See :mod:`metaniche.analyses.communities.aggregates`.
@@ -947,7 +963,7 @@ class AggregateParams(_Validated):
 
 
 @dataclass(frozen=True)
-class UnitParams(_Validated):
+class UnitParams(Validated):
     """One user-defined multicellular unit (TOML table ``[units.<name>]``).
 
     Attributes
@@ -980,7 +996,7 @@ DEFAULT_UNITS: dict[str, UnitParams] = {
 
 
 @dataclass(frozen=True)
-class LigrecParams(_Validated):
+class LigrecParams(Validated):
     """Spatial ligand–receptor co-localisation (section ``[ligrec]``).
 
     See :mod:`metaniche.analyses.communities.ligrec`.
@@ -1043,7 +1059,7 @@ class _ThresholdSpec(Constraint):
 
 
 @dataclass(frozen=True)
-class StateRule(_Validated):
+class StateRule(Validated):
     """One named cell state (TOML table ``[states.<name>]``); see :mod:`metaniche.analyses.states`.
 
     A state is carried beside the lineage label: a cell keeps its ``cell_type`` and may carry
@@ -1100,7 +1116,7 @@ class StateRule(_Validated):
 
 
 @dataclass(frozen=True)
-class StatesParams(_Validated):
+class StatesParams(Validated):
     """Cell states and density ratios (section ``[states]``); see :mod:`metaniche.analyses.states`.
 
     Each table ``[states.<name>]`` declares one state (:class:`StateRule`); ``<name>`` is
@@ -1190,7 +1206,7 @@ _STATES_SETTINGS: tuple[str, ...] = tuple(
 
 
 @dataclass(frozen=True)
-class ContactParams(_Validated):
+class ContactParams(Validated):
     """Does contact change state? (section ``[contact]``); see :mod:`metaniche.analyses.contact`.
 
     For every focus type A, outcome m and partner type B ≠ A: the effect on m in A cells of
@@ -1268,7 +1284,7 @@ class ContactParams(_Validated):
 
 
 @dataclass(frozen=True)
-class InputParams(_Validated):
+class InputParams(Validated):
     """Side inputs read with the cell tables (section ``[input]``).
 
     Attributes
@@ -1290,7 +1306,7 @@ SPOT_KINDS: tuple[str, ...] = ("proportion", "abundance")
 
 
 @dataclass(frozen=True)
-class SpotsParams(_Validated):
+class SpotsParams(Validated):
     """Spot-based samples (section ``[spots]``): Visium-type spots with deconvolved types.
 
     A sample is a spot sample when ``proportions`` is set: each row of the input is a spot
@@ -1374,7 +1390,7 @@ class SpotsParams(_Validated):
 
 
 @dataclass(frozen=True)
-class Config(_Validated):
+class Config(Validated):
     """The whole run configuration.
 
     Attributes
@@ -1476,7 +1492,7 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
             raise ConfigError(f"{source}: not valid TOML ({err}); fix the syntax.") from None
     data.update({k: v for k, v in overrides.items() if v is not None})
     lines: list[str] = []
-    config = _build(Config, data, source, "", lines)
+    config = build_params(Config, data, source, "", lines)
     if lines or config is None:
         raise ConfigError("\n".join(lines), problems=tuple(lines))
     return config
@@ -1487,11 +1503,41 @@ def _owner(section: str) -> str:
     return f"[{section}] " if section else ""
 
 
-def _build(cls: type, data: Any, source: str, section: str, lines: list[str]) -> Any:
+def build_params(cls: type, data: Any, source: str, section: str, lines: list[str]) -> Any:
     """Build ``cls`` from a TOML table, appending every problem to ``lines``.
 
     Bad values are left out (their defaults stand in) so that the remaining values and the
     other sections are still checked; returns None when the object cannot be built at all.
+
+    Parameters
+    ----------
+    cls
+        A :class:`Validated` dataclass.
+    data
+        The parsed TOML table of its section.
+    source
+        The file name, for messages.
+    section
+        The section's dotted name (``""`` for the top level), for messages.
+    lines
+        Collects one sentence per problem (file, key, what is allowed, what was given).
+
+    Returns
+    -------
+    object or None
+        The built parameters, or None when ``data`` is not a table or a cross-field rule fails.
+
+    Examples
+    --------
+    >>> from metaniche.config import CompartmentParams, build_params
+    >>> problems = []
+    >>> build_params(CompartmentParams, {"border_um": 50.0}, "run.toml", "compartments",
+    ...              problems).border_um
+    50.0
+    >>> _ = build_params(CompartmentParams, {"border_width": 50}, "run.toml", "compartments",
+    ...                  problems)
+    >>> problems[0].startswith("run.toml: unknown key 'compartments.border_width'")
+    True
     """
     if not isinstance(data, dict):
         lines.append(f"{source}: [{section}] must be a table of keys; got {_show(data)}.")
@@ -1533,7 +1579,7 @@ def _units(value: Any, source: str, lines: list[str]) -> dict[str, UnitParams] |
             lines.append(f"{source}: unit name '{name}' must be letters, digits and "
                          f"underscores, starting with a letter.")
             continue
-        unit = _build(UnitParams, table, source, f"units.{name}", lines)
+        unit = build_params(UnitParams, table, source, f"units.{name}", lines)
         if unit is not None:
             units[str(name)] = unit
     return units
@@ -1566,7 +1612,7 @@ def _states(value: Any, source: str, lines: list[str]) -> StatesParams | None:
             continue
         if isinstance(table.get("threshold"), int) and not isinstance(table["threshold"], bool):
             table = {**table, "threshold": float(table["threshold"])}
-        rule = _build(StateRule, table, source, f"states.{name}", lines)
+        rule = build_params(StateRule, table, source, f"states.{name}", lines)
         if rule is not None:
             rules[str(name)] = rule
     if "ratios" in settings:
@@ -1629,7 +1675,7 @@ def _coerce(hint: Any, value: Any, source: str, section: str, key: str,
     if where == "states":
         return _states(value, source, lines)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _build(hint, value, source, where, lines)
+        return build_params(hint, value, source, where, lines)
     if get_origin(hint) is dict:
         if not isinstance(value, dict) or not all(
                 isinstance(v, list) and all(isinstance(x, str) for x in v)

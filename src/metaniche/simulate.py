@@ -57,9 +57,13 @@ __all__ = [
     "STATE_MARKERS",
     "SimulatedSample",
     "analytic_compartment_areas",
+    "cd8_probability",
+    "marker_intensities",
     "planted_state_probabilities",
     "simulate_cohort",
     "simulate_sample",
+    "tls_probabilities",
+    "type_probabilities",
     "write_cohort",
 ]
 
@@ -383,7 +387,7 @@ def simulate_sample(
         redraw = ((np.abs(signed) <= BORDER_UM) & (codes != _TYPE_CODE["CD8_T"])
                   & (rng.random(len(codes)) < CONTACT_BORDER_MACROPHAGE))
         codes = np.where(redraw, _TYPE_CODE["Macrophage"], codes)
-    markers = _marker_intensities(rng, codes, tls_id > 0)
+    markers = marker_intensities(rng, codes, tls_id > 0)
 
     cell_id = name + "_" + pd.Series(np.arange(len(xy))).astype(str)
     cells = _cell_table(name, cell_id, xy, codes, markers)
@@ -919,8 +923,31 @@ def _place_landmarks(
 # --------------------------------------------------------------------------------------------
 
 
-def _cd8_probability(signed: np.ndarray, phenotype: str) -> np.ndarray:
-    """Planted CD8_T probability as a function of signed distance (µm)."""
+def cd8_probability(signed: np.ndarray, phenotype: str) -> np.ndarray:
+    """Planted CD8_T probability as a function of signed distance to the tumour border.
+
+    Parameters
+    ----------
+    signed
+        Signed distance to the border, µm (negative inside tumour).
+    phenotype
+        ``"inflamed"`` (CD8 in the core), ``"excluded"`` (CD8 held in a band of
+        :data:`BORDER_UM` outside the border, decaying over 25 µm inside) or ``"desert"``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Probability that a cell at each distance is CD8_T (outside TLS), same shape as
+        ``signed``. Public so the remodeling simulator (:mod:`metaniche.studies.remodel`) plants
+        the same profile.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metaniche.simulate import cd8_probability
+    >>> cd8_probability(np.array([-100.0, 0.0, 100.0]), "inflamed").round(3)
+    array([0.065, 0.057, 0.032])
+    """
     inside = signed < 0
     outside_d = np.maximum(signed, 0.0)
     inside_d = np.minimum(signed, 0.0)
@@ -933,15 +960,39 @@ def _cd8_probability(signed: np.ndarray, phenotype: str) -> np.ndarray:
     return np.full(signed.shape, 0.002)
 
 
-def _type_probabilities(
+def type_probabilities(
     signed: np.ndarray, phenotype: str, gpnmb_gradient: bool = True
 ) -> np.ndarray:
-    """(n, n_types) probabilities outside TLS; rows sum to 1. Tumor/Hepatocyte take the rest."""
+    """Planted cell-type probabilities outside TLS as a function of signed distance.
+
+    Parameters
+    ----------
+    signed
+        Signed distance to the tumour border, µm (negative inside).
+    phenotype
+        Immune phenotype of the lesion (see :func:`cd8_probability`).
+    gpnmb_gradient
+        When True, GPNMB_macrophage probability decays as ``0.08 exp(-|d| / 60 µm)`` away from
+        the border; otherwise it is flat.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, len(CELL_TYPES))`` probabilities in :data:`CELL_TYPES` order; rows sum to 1 (Tumor
+        takes the rest inside, Hepatocyte outside).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metaniche.simulate import type_probabilities
+    >>> type_probabilities(np.array([-50.0, 50.0]), "excluded").sum(axis=1)
+    array([1., 1.])
+    """
     inside = signed < 0
     distance = np.abs(signed)
     outside_d = np.maximum(signed, 0.0)
     columns = {
-        "CD8_T": _cd8_probability(signed, phenotype),
+        "CD8_T": cd8_probability(signed, phenotype),
         "CD4_T": np.where(inside, 0.02, 0.015),
         "Treg": np.where(inside, 0.006, 0.003),
         "B": np.where(inside, 0.003, 0.004),
@@ -962,8 +1013,25 @@ def _type_probabilities(
     return probabilities
 
 
-def _tls_probabilities(phenotype: str) -> np.ndarray:
-    """Composition of a TLS: ~50 % B, CD4/CD8 T, 6 % CCL19+ fibroblasts, HEV endothelium."""
+def tls_probabilities(phenotype: str) -> np.ndarray:
+    """Planted composition of a TLS: ~50 % B, CD4/CD8 T, 6 % CCL19+ fibroblasts, endothelium.
+
+    Parameters
+    ----------
+    phenotype
+        Lesion phenotype; a ``"desert"`` lesion's TLS holds 2 % CD8_T instead of 10 %.
+
+    Returns
+    -------
+    numpy.ndarray
+        One probability per :data:`CELL_TYPES` entry, summing to 1.
+
+    Examples
+    --------
+    >>> from metaniche.simulate import tls_probabilities
+    >>> float(tls_probabilities("inflamed").sum())
+    1.0
+    """
     cd8 = 0.02 if phenotype == "desert" else 0.10
     shares = {"B": 0.50, "CD8_T": cd8, "Treg": 0.03, "CCL19_fibroblast": 0.06,
               "Endothelial": 0.04, "Macrophage": 0.03, "Fibroblast": 0.02, "Hepatocyte": 0.02}
@@ -1001,13 +1069,13 @@ def _draw_types(
     ``cd8_inside``, when given, replaces the CD8_T probability of the cells inside tumour
     (Tumor takes the rest of the row).
     """
-    probabilities = _type_probabilities(signed, phenotype, gpnmb_gradient)
+    probabilities = type_probabilities(signed, phenotype, gpnmb_gradient)
     if cd8_inside is not None:
         inside = signed < 0
         cd8, tumor = _TYPE_CODE["CD8_T"], _TYPE_CODE["Tumor"]
         probabilities[inside, tumor] += probabilities[inside, cd8] - cd8_inside[inside]
         probabilities[inside, cd8] = cd8_inside[inside]
-    probabilities[tls_id > 0] = _tls_probabilities(phenotype)
+    probabilities[tls_id > 0] = tls_probabilities(phenotype)
     cumulative = np.cumsum(probabilities, axis=1)
     uniform = rng.random(len(signed)) * cumulative[:, -1]
     codes = (uniform[:, None] >= cumulative).sum(1)
@@ -1039,7 +1107,7 @@ def _plant_zonation(
     eta = d_portal / np.maximum(d_portal + d_central, 1e-12)
     mac, hep = _TYPE_CODE["Macrophage"], _TYPE_CODE["Hepatocyte"]
     chosen = np.flatnonzero((signed > 0) & (tls_id == 0) & ((codes == mac) | (codes == hep)))
-    base = _type_probabilities(signed[chosen], phenotype)
+    base = type_probabilities(signed[chosen], phenotype)
     pair = base[:, mac] + base[:, hep]
     a, b = KUPFFER_ZONATION
     p_mac = base[:, mac] * (a + b * eta[chosen])
@@ -1064,7 +1132,7 @@ def _paint_landmarks(
     return codes
 
 
-def _marker_intensities(
+def marker_intensities(
     rng: np.random.Generator, codes: np.ndarray, in_tls: np.ndarray
 ) -> np.ndarray:
     """Log-normal intensities, mean 5 where the type expresses a marker and 0.5 elsewhere.
@@ -1072,6 +1140,27 @@ def _marker_intensities(
     CCR7 is high in lymphocytes (B, CD4_T, CD8_T, Treg) inside TLS; CXCL13 in CCL19_fibroblast
     and in TLS CD4_T (T follicular helper-like) cells. Noise is exp(N(0, 0.4²) - 0.08), so the
     mean equals the stated level.
+
+    Parameters
+    ----------
+    rng
+        Random generator (one stream of the caller's :class:`numpy.random.SeedSequence`).
+    codes
+        Cell-type code per cell (index into :data:`CELL_TYPES`).
+    in_tls
+        True for cells inside a TLS.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, len(MARKERS))`` float32 intensities (arbitrary units).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metaniche.simulate import marker_intensities
+    >>> marker_intensities(np.random.default_rng(0), np.array([0, 1]), np.zeros(2, bool)).shape
+    (2, 14)
     """
     expression = np.zeros((len(CELL_TYPES), len(MARKERS)), dtype=bool)
     for label, markers in _EXPRESSION.items():

@@ -26,8 +26,8 @@ from metaniche.sample import analyse_sample, build_context
 from metaniche.simulate import (
     DENSITY_PER_MM2,
     IMMUNE_TYPES,
-    _type_probabilities,
     simulate_sample,
+    type_probabilities,
 )
 from metaniche.stages import gradients as gradients_stage
 
@@ -277,7 +277,7 @@ def test_band_densities_match_planted_densities():
                               context.cell_types, np.zeros(len(sample.cells), int), areas,
                               edges)
     true_sd = sample.truth["signed_distance_um"].to_numpy()
-    planted_p = _type_probabilities(true_sd, "inflamed")
+    planted_p = type_probabilities(true_sd, "inflamed")
     from metaniche.simulate import CELL_TYPES
 
     for cell_type in ("Tumor", "Hepatocyte", "Fibroblast"):

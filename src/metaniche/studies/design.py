@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from metaniche.config import Each, Integer, Interval, OneOf, Positive, _build, _Validated
+from metaniche.config import Each, Integer, Interval, OneOf, Positive, Validated, build_params
 from metaniche.errors import ConfigError
 from metaniche.studies.biopsy import KINDS, TARGETS
 from metaniche.studies.remodel import PROGRAMS, RemodelParams
@@ -41,7 +41,7 @@ MIN_PATIENTS = 6
 
 
 @dataclass(frozen=True)
-class DesignParams(_Validated):
+class DesignParams(Validated):
     """A power design (TOML table ``[design]``).
 
     Attributes
@@ -150,7 +150,7 @@ def load_design(path: str | Path) -> DesignParams:
         for key in ("n_patients", "cores_per_patient", "core_diameter_um"):
             if isinstance(table.get(key), int | float) and not isinstance(table[key], bool):
                 table[key] = [table[key]]
-    design = _build(DesignParams, table, source, "design", lines)
+    design = build_params(DesignParams, table, source, "design", lines)
     if lines or design is None:
         raise ConfigError("\n".join(lines), problems=tuple(lines))
     return design

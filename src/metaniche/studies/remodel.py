@@ -52,7 +52,7 @@ import shapely
 
 from metaniche._atomic import write_text
 from metaniche.analyses.compartments import compartment_of
-from metaniche.config import Integer, Interval, NonNegative, _Validated
+from metaniche.config import Integer, Interval, NonNegative, Validated
 from metaniche.simulate import (
     BORDER_UM,
     CELL_TYPES,
@@ -60,12 +60,12 @@ from metaniche.simulate import (
     PHENOTYPES,
     SIZE_EXCLUSION_UM2,
     SimulatedSample,
-    _cd8_probability,
-    _marker_intensities,
-    _tls_probabilities,
-    _type_probabilities,
     analytic_compartment_areas,
+    cd8_probability,
+    marker_intensities,
     simulate_sample,
+    tls_probabilities,
+    type_probabilities,
     write_cohort,
 )
 from metaniche.studies.programs import APPLIES_TO, PROGRAMS, TLS_AREA_PER_FOLD, Program
@@ -82,7 +82,7 @@ _VEINS = (_CODE["Portal_vein"], _CODE["Central_vein"])
 
 
 @dataclass(frozen=True)
-class RemodelParams(_Validated):
+class RemodelParams(Validated):
     """Parameters of the remodeling simulator (TOML ``[design.remodel]``).
 
     Attributes
@@ -343,7 +343,7 @@ def true_density(sample: SimulatedSample, cell_type: str, compartment: str) -> f
 
 def _probabilities(signed: np.ndarray, phenotype: str, baseline: float) -> np.ndarray:
     """The simulator's type probabilities with the CD8_T column × the patient baseline."""
-    probabilities = _type_probabilities(signed, phenotype)
+    probabilities = type_probabilities(signed, phenotype)
     probabilities[:, _CODE["CD8_T"]] *= baseline
     return probabilities
 
@@ -356,7 +356,7 @@ def _apply_program(program: str, p: np.ndarray, signed: np.ndarray, phenotype: s
     core = signed < -BORDER_UM
     if program == "cd8_core_infiltration":
         shifted = np.minimum(signed + shift, 0.0)
-        profile = _cd8_probability(shifted, phenotype) * baseline
+        profile = cd8_probability(shifted, phenotype) * baseline
         p[inside, _CODE["CD8_T"]] = profile[inside] * fold[inside]
     elif program == "spp1_macrophage_loss":
         p[:, _CODE["GPNMB_macrophage"]] *= fold
@@ -387,7 +387,7 @@ def _draw(rng: np.random.Generator, p: np.ndarray, tls_id: np.ndarray, phenotype
     rest = 1.0 - p[:, others].sum(1)
     p[:, _CODE["Tumor"]] = np.where(inside, rest, 0.0)
     p[:, _CODE["Hepatocyte"]] = np.where(inside, 0.0, rest)
-    p[tls_id > 0] = _tls_probabilities(phenotype)
+    p[tls_id > 0] = tls_probabilities(phenotype)
     cumulative = np.cumsum(p, axis=1)
     uniform = rng.random(len(p)) * cumulative[:, -1]
     codes = np.minimum((uniform[:, None] >= cumulative).sum(1), len(CELL_TYPES) - 1)
@@ -453,7 +453,7 @@ def _slide(liver: SimulatedSample, name: str, codes: np.ndarray, in_tls: np.ndar
     cells["sample"] = name
     cells["cell_id"] = cell_id.to_numpy()
     cells["cell_type"] = np.asarray(CELL_TYPES, dtype=object)[codes]
-    cells[list(MARKERS)] = _marker_intensities(rng, codes, in_tls)
+    cells[list(MARKERS)] = marker_intensities(rng, codes, in_tls)
     truth = pd.DataFrame({
         "cell_id": cell_id.to_numpy(),
         "lesion_id": np.asarray(lesion) + 1,
