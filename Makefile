@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= demo-output
 
 .PHONY: demo demo-real test test-slow test-browser browser bench lint docs clean
-.PHONY: test-r
+.PHONY: test-r r-env
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -80,9 +80,14 @@ bench-peers: $(STAMP)
 # count-weighted lmerTest model (scripts/r/spicyr_crosscheck.R). Needs R 4.2 with spatstat,
 # lme4, lmerTest and mgcv (Debian: apt-get install r-base-core r-cran-spatstat r-cran-lme4
 # r-cran-lmertest r-cran-mgcv); skipped with that reason when Rscript is missing.
+# R with spatstat, lme4, lmerTest, mgcv and survival from Debian, for `make test-r` (CI runs both).
+R_PACKAGES := r-base-core r-cran-spatstat r-cran-lme4 r-cran-lmertest r-cran-mgcv r-cran-survival
+r-env:
+	command -v Rscript || (apt-get update && apt-get install -y $(R_PACKAGES))
+
 test-r:
 	@if command -v Rscript >/dev/null 2>&1; then \
 	  $(MAKE) $(STAMP) && $(VENV)/bin/python -m pytest tests/cohort/test_r_crosscheck.py -rs; \
 	else \
-	  echo "test-r skipped: Rscript not found; install R with spatstat, lme4, lmerTest and mgcv (apt-get install r-base-core r-cran-spatstat r-cran-lme4 r-cran-lmertest r-cran-mgcv)"; \
+	  echo "test-r skipped: Rscript not found; install R with spatstat, lme4, lmerTest and mgcv (make r-env, or apt-get install $(R_PACKAGES))"; \
 	fi

@@ -79,6 +79,7 @@ def test_count_weighted_mixed_model_equals_lmertest(ours, tmp_path):
              str(tmp_path / "coef.csv"))
     weights = pd.read_csv(tmp_path / "weights.csv", dtype={"sample": str})
     coefficients = pd.read_csv(tmp_path / "coef.csv").set_index("pair")
+    worst_df = 0.0
     for pair, part in table.groupby("pair"):
         w = weights[weights["pair"] == pair].set_index("sample")["weight"]
         rows = part.set_index("sample").loc[w.index]
@@ -87,6 +88,12 @@ def test_count_weighted_mixed_model_equals_lmertest(ours, tmp_path):
         fit = fit_weighted_mixed(rows["value"].to_numpy(), x, rows["subject"].to_numpy(),
                                  w.to_numpy())
         expected = coefficients.loc[pair]
-        np.testing.assert_allclose([fit.coef[1], fit.se[1], fit.df[1], fit.p[1]],
-                                   expected[["estimate", "se", "df", "p"]].to_numpy(float),
+        np.testing.assert_allclose([fit.coef[1], fit.se[1], fit.p[1]],
+                                   expected[["estimate", "se", "p"]].to_numpy(float),
                                    rtol=1e-4, err_msg=pair)
+        # Satterthwaite df: both sides differentiate the REML deviance numerically (lmerTest
+        # with numDeriv's Richardson extrapolation at lme4's optimum, we by central
+        # differences at ours), so df agree to 1e-3 (seen: ≤ 2.6e-4) and p to 1e-4.
+        np.testing.assert_allclose(fit.df[1], float(expected["df"]), rtol=1e-3, err_msg=pair)
+        worst_df = max(worst_df, abs(fit.df[1] / float(expected["df"]) - 1))
+    print(f"largest relative df difference from lmerTest: {worst_df:.2e}")

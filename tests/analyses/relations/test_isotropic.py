@@ -71,7 +71,9 @@ def test_weight_equals_numeric_integral():
 
 
 def _brute_force_k(xy, codes, n_types, window, grids):
-    """All pairs, numpy: K_ab(r) = |W| / (n_a (n_b − δ)) Σ 1[d < r or d = r = r_max] e."""
+    """All pairs, numpy: K_ab(r) = |W| / (n_a (n_b − δ)) Σ 1[d < r or d = r = r_max] e; for
+    a = b on an even grid spatstat's Krect: Σ 1[ceil(d / step) ≤ k, d < r_max] e without the
+    corner term."""
     n_r = grids.shape[1]
     k = np.full((n_types, n_types, n_r), np.nan)
     counts = np.bincount(codes, minlength=n_types)
@@ -83,11 +85,20 @@ def _brute_force_k(xy, codes, n_types, window, grids):
             if pairs == 0:
                 continue
             d = distance[np.ix_(ia, ib)]
-            w = isotropic_weight(xy[ia, 0][:, None], xy[ia, 1][:, None], d, window)
+            grid = grids[b]
+            step = grid[-1] / (len(grid) - 1)
+            krect = a == b and np.allclose(np.diff(grid), step) and grid[0] == 0
+            w = isotropic_weight(xy[ia, 0][:, None], xy[ia, 1][:, None], d, window,
+                                 corner=not krect)
             keep = ia[:, None] != ib[None, :]
+            if krect:
+                keep &= d < grid[-1]
+                index = np.ceil(d[keep] / step).astype(int)
+                sums = np.bincount(index, weights=w[keep], minlength=len(grid))
+                k[a, b] = window.area * np.cumsum(sums) / pairs
+                continue
             order = np.argsort(d[keep])
             d_sorted, w_cum = d[keep][order], np.concatenate([[0], np.cumsum(w[keep][order])])
-            grid = grids[b]
             below = np.searchsorted(d_sorted, grid, side="left")            # d < r
             below[-1] = np.searchsorted(d_sorted, grid[-1], side="right")    # d <= r_max
             k[a, b] = window.area * w_cum[below] / pairs
