@@ -846,10 +846,12 @@ class CohortParams(Validated):
         degrees of freedom (:mod:`metaniche.cohort.count_weights`,
         :mod:`metaniche.cohort.weighted_mixed`); column ``weighting`` of the rows.
     curve_permutations
-        Label permutations of the whole-curve test of the Ripley curves (``tables/ripley``)
-        across the response and condition groups (:mod:`metaniche.cohort.curves`; rows
-        ``curve_permutation`` of ``association.parquet``). Default 999; 0 = no whole-curve
-        test.
+        Label permutations of the whole-curve tests across the response and condition
+        groups: the Ripley curves (``tables/ripley``; :mod:`metaniche.cohort.curves`, rows
+        ``curve_permutation``) and the shape of each cell type's gradient across the border
+        (band × group; :mod:`metaniche.cohort.gradient_shape`, rows
+        ``gradient_shape_permutation``) in ``association.parquet``. Default 999; 0 = neither
+        test (the pooled gradients per group are still written).
     """
 
     analyses: tuple[str, ...] = field(

@@ -32,6 +32,7 @@ __all__ = [
     "NEIGHBOURHOOD_ABUNDANCE",
     "NEIGHBOURHOOD_COMPOSITION",
     "NEIGHBOURHOOD_SELECTION",
+    "POOLED_GRADIENTS",
     "PRIVATE_TABLES",
     "RIPLEY",
     "SAMPLE_TABLES",
@@ -59,6 +60,8 @@ LESIONS = "lesions"
 GRADIENTS = "gradients"
 GRADIENT_STATS = "gradient_stats"
 GRADIENT_MARKERS = "gradient_markers"
+# run-level: each response / condition group's pooled gradient (cohort step)
+POOLED_GRADIENTS = "pooled_gradients"
 LESION_METRICS = "lesion_metrics"
 ZONATION = "zonation"
 ZONATION_ENRICHMENT = "zonation_enrichment"

@@ -63,6 +63,22 @@ def test_run_tests_whole_ripley_curves_across_response_groups(tmp_path):
     assert len(tested) > 0
     assert ((tested["p"] * 100).round(9) % 1 == 0).all()  # multiples of 1 / (1 + 99)
     assert tested["p"].between(0.01, 1).all()
+    # the gradients: one shape test per cell type, and each response group's pooled gradient
+    gradients = pd.read_parquet(out / "tables" / "gradients.parquet")
+    shapes = association[association["test"] == "gradient_shape_permutation"]
+    assert set(shapes["feature"]) == {f"gradient_shape.{t}"
+                                      for t in gradients["cell_type"].astype(str).unique()}
+    assert shapes["p"].dropna().between(0.01, 1).all() and shapes["p"].notna().any()
+    pooled = pd.read_parquet(out / "tables" / "pooled_gradients.parquet")
+    assert set(pooled["group"]) == {"responder", "non-responder"}
+    assert set(pooled["outcome"]) == {"response"}
+    whole = gradients[gradients["lesion_id"].isna()]
+    cd8 = whole[(whole["cell_type"] == "CD8_T") & whole["sample"].isin(
+        clinical.loc[clinical["response"] == "responder", "sample"])]
+    expected = cd8.groupby("bin_start_um")["n_cells"].sum()
+    got = pooled[(pooled["group"] == "responder") & (pooled["cell_type"] == "CD8_T")]
+    pd.testing.assert_series_equal(got.set_index("bin_start_um")["n_cells"].astype(float),
+                                   expected.astype(float), check_names=False)
 
     off = dataclasses.replace(config, cohort=dataclasses.replace(config.cohort,
                                                                  curve_permutations=0))
@@ -70,3 +86,5 @@ def test_run_tests_whole_ripley_curves_across_response_groups(tmp_path):
     run([folder / "cells"], out0, off, clinical=folder / "clinical.csv")
     association0 = pd.read_parquet(out0 / "association.parquet")
     assert "curve_permutation" not in set(association0["test"])
+    assert "gradient_shape_permutation" not in set(association0["test"])
+    assert (out0 / "tables" / "pooled_gradients.parquet").is_file()

@@ -65,6 +65,7 @@ from metaniche.analyses.lesion_metrics import borderline_index
 from metaniche.errors import ConfigError
 
 __all__ = [
+    "MIN_BAND_AREA_MM2",
     "OVERDISPERSION_THRESHOLD",
     "TrendResult",
     "band_areas_mm2",
@@ -75,6 +76,12 @@ __all__ = [
     "pool_gradients",
     "trend_test",
 ]
+
+#: Smallest band area (mm²) of a gradient bin that the report draws and the cohort shape test
+#: compares; smaller bins are masked. 0.005 mm² = 5,000 µm², e.g. a 10 µm band along 0.5 mm of
+#: boundary: one cell in it reads as 200 cells/mm², so a masked bin could not have shown a
+#: density below that. The tables keep every bin.
+MIN_BAND_AREA_MM2 = 0.005
 
 #: Pearson dispersion above which the trend model switches from Poisson to NB2.
 OVERDISPERSION_THRESHOLD = 1.5

@@ -11,6 +11,7 @@ from metaniche.cohort._qvalues import add_q_values
 from metaniche.cohort.count_weights import pair_count_weights
 from metaniche.cohort.curves import curve_group_table
 from metaniche.cohort.families import FAMILIES, feature_families
+from metaniche.cohort.gradient_shape import gradient_shape_table, pooled_group_gradients
 from metaniche.cohort.groups import compare_groups
 from metaniche.cohort.matrix import (
     PATIENT,
@@ -71,6 +72,10 @@ class CohortResult:
     unit : str
         ``patient`` when some patient has several images (features averaged), else
         ``sample``.
+    pooled_gradients : pandas.DataFrame
+        The pooled gradient of every response / condition group (``outcome``, then
+        :func:`metaniche.cohort.gradient_shape.pooled_group_gradients`' columns); empty
+        without gradients.
     """
 
     association: pd.DataFrame
@@ -81,10 +86,12 @@ class CohortResult:
     skipped: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     unit: str = "sample"
+    pooled_gradients: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
-                   config: Config, ripley_curves: pd.DataFrame | None = None) -> CohortResult:
+                   config: Config, ripley_curves: pd.DataFrame | None = None,
+                   gradients: pd.DataFrame | None = None) -> CohortResult:
     """Associate per-sample spatial features with response, condition, survival, treatment.
 
     Pure: no I/O. Steps: the outcome-free feature filters of
@@ -120,6 +127,12 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
         response and condition groups (test ``curve_permutation``, feature
         ``ripley_l_curve.<a>.<b>``; :func:`metaniche.cohort.curves.curve_group_table`, unit
         the patient when patients have several images).
+    gradients
+        Optional gradient table of all samples (``tables/gradients``): each cell type's
+        gradient is pooled per response and condition group, and the shape of the gradients
+        is compared across the groups (test ``gradient_shape_permutation``, feature
+        ``gradient_shape.<type>``; :mod:`metaniche.cohort.gradient_shape`), with
+        ``[cohort] curve_permutations`` permutations.
 
     Returns
     -------
@@ -193,6 +206,7 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
     parts: list[pd.DataFrame] = []
     curves = pd.DataFrame()
     prediction: dict = {}
+    pooled_gradients: list[pd.DataFrame] = []
 
     responder = None
     contrast = None
@@ -215,6 +229,11 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
             if ripley_curves is not None and params.curve_permutations:
                 parts.append(_curve_rows(ripley_curves, contrast.labels, info["patient"], params,
                                          "response"))
+            shape, pooled = _gradient_rows(gradients, contrast.groups().labels,
+                                           info["patient"], params, "response")
+            if not shape.empty:
+                parts.append(shape)
+            pooled_gradients.append(pooled)
     if columns.condition:
         if columns.condition not in info.columns:
             raise InputError(f"[clinical] condition names '{columns.condition}', which is not "
@@ -230,6 +249,11 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
             if ripley_curves is not None and params.curve_permutations:
                 parts.append(_curve_rows(ripley_curves, groups.labels, info["patient"], params,
                                          CONDITION))
+            shape, pooled = _gradient_rows(gradients, groups.labels, info["patient"], params,
+                                           CONDITION)
+            if not shape.empty:
+                parts.append(shape)
+            pooled_gradients.append(pooled)
     if "survival" in wanted:
         reason = _survival_reason(info, columns, params.min_events, several)
         if reason:
@@ -296,8 +320,10 @@ def analyse_cohort(features: pd.DataFrame, clinical: pd.DataFrame,
                          "add the outcome columns to the clinical table or set [clinical] "
                          "column names.")
     association = _finish(parts, params.primary_features)
+    pooled = [p for p in pooled_gradients if not p.empty]
     return CohortResult(association, prediction, curves, table, matrix.dropped, skipped,
-                        warnings, unit)
+                        warnings, unit,
+                        pd.concat(pooled, ignore_index=True) if pooled else pd.DataFrame())
 
 
 def _compare(table: pd.DataFrame, images: pd.DataFrame, groups: Groups, patient: pd.Series,
@@ -334,6 +360,23 @@ def _curve_rows(curves: pd.DataFrame, labels: pd.Series, patient: pd.Series, par
     return curve_group_table(used, labels, patient, n_permutations=params.curve_permutations,
                              seed=params.seed, min_group=params.min_group).assign(
         outcome=outcome)
+
+
+def _gradient_rows(gradients: pd.DataFrame | None, labels: pd.Series, patient: pd.Series,
+                   params, outcome: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Shape test and pooled gradients of the analysed samples' groups
+    (:mod:`metaniche.cohort.gradient_shape`); empty without gradients."""
+    if gradients is None or gradients.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    used = gradients[gradients["sample"].astype(str).isin(labels.index.astype(str))]
+    pooled = pooled_group_gradients(used, labels)
+    if not pooled.empty:
+        pooled.insert(0, "outcome", outcome)
+    if not params.curve_permutations:
+        return pd.DataFrame(), pooled
+    shape = gradient_shape_table(used, labels, patient, n_permutations=params.curve_permutations,
+                                 seed=params.seed, min_group=params.min_group)
+    return (shape.assign(outcome=outcome) if not shape.empty else shape), pooled
 
 
 def _baseline_samples(data: CohortData, timepoint: str, pre: str,

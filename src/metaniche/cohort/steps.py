@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from metaniche import tables as T
 from metaniche.cohort.matrix import PATIENT, feature_patients
 from metaniche.cohort.state_changes import state_change_record
 from metaniche.config import Config
@@ -169,9 +170,10 @@ def outcome_step(state: RunState) -> StepResult:
     (with ``tables/ripley`` for the whole-curve tests unless ``[cohort] curve_permutations``
     is 0).
 
-    Writes ``association.parquet``, ``prediction.json`` (when prediction ran) and
-    ``tables/km_curves.parquet``; the record carries the analysis unit, the skipped analyses,
-    warnings and the number of features used.
+    Writes ``association.parquet``, ``prediction.json`` (when prediction ran),
+    ``tables/km_curves.parquet`` and ``tables/pooled_gradients.parquet`` (each response /
+    condition group's pooled gradient, with ``tables/gradients``); the record carries the
+    analysis unit, the skipped analyses, warnings and the number of features used.
     """
     from metaniche.cohort.run import analyse_cohort
 
@@ -182,11 +184,14 @@ def outcome_step(state: RunState) -> StepResult:
                            "error": "no features.parquet (no sample succeeded)."})
     assert state.clinical is not None  # see applies
     curves = run.read_table("ripley") if state.config.cohort.curve_permutations else None
-    result = analyse_cohort(features, state.clinical, state.config, ripley_curves=curves)
+    result = analyse_cohort(features, state.clinical, state.config, ripley_curves=curves,
+                            gradients=run.read_table(T.GRADIENTS))
     run.write_association(result.association)
     if result.prediction:
         run.write_prediction(result.prediction)
     run.write_table("km_curves", result.km_curves)
+    if not result.pooled_gradients.empty:
+        run.write_table(T.POOLED_GRADIENTS, result.pooled_gradients)
     return StepResult({"status": OK, "unit": result.unit, "skipped": result.skipped,
                        "warnings": result.warnings, "n_features": int(result.matrix.shape[1]),
                        "dropped_features": len(result.dropped_features)})

@@ -14,12 +14,10 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from metaniche.analyses.gradients import MIN_BAND_AREA_MM2
+
 __all__ = ["MAX_DISPLAY_BINS", "MIN_BAND_AREA_MM2", "merge_bins", "pooled_profile"]
 
-#: Smallest band area (mm²) of a displayed gradient bin; smaller bins are masked (not drawn).
-#: 0.005 mm² = 5,000 µm², e.g. a 10 µm band along 0.5 mm of boundary: one cell in it reads as
-#: 200 cells/mm², so a masked bin could not have shown a density below that.
-MIN_BAND_AREA_MM2 = 0.005
 
 #: Gradient profiles are drawn with at most this many distance bins (adjacent bins merged).
 MAX_DISPLAY_BINS = 40
