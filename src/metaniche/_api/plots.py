@@ -8,16 +8,24 @@ With several samples in the object, ``sample=`` picks one.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from metaniche import roles
 from metaniche._api._adapter import UNS_KEY
 from metaniche.analyses.compartments import COMPARTMENTS
-from metaniche.config import CompartmentParams
+from metaniche.config import CompartmentParams, Config
 from metaniche.errors import InputError
+from metaniche.plotting.tissue import (
+    draw_tissue,
+    field_from_cells,
+    map_colours,
+    type_codes,
+)
 
 __all__ = ["aggregates", "co_occurrence", "composition", "gradients", "nhood_enrichment",
            "ripley", "tissue"]
@@ -95,15 +103,42 @@ def _colours(n: int) -> np.ndarray:
     return np.asarray([cmap(i % cmap.N) for i in range(n)])
 
 
+def _tumour_types(data: Any, labels: list[str]) -> list[str]:
+    """Tumour labels under the configuration the tools recorded (``[cell_types] tumor``,
+    else the default pattern), as the pipeline resolves them for the report's map."""
+    recorded = ((_uns(data).get(UNS_KEY, {}).get("config", {}) or {}).get("cell_types")
+                or {}).get("tumor") or ()
+    config = Config()
+    if len(recorded):
+        config = dataclasses.replace(config, cell_types=dataclasses.replace(
+            config.cell_types, tumor=tuple(str(t) for t in recorded)))
+    return roles.tumour_types(labels, config)
+
+
+def _sample_rows(data: Any, name: str | None, table_name: str) -> pd.DataFrame | None:
+    """Rows of ``uns["metaniche"][table_name]`` for one sample (all rows when ``name`` is
+    None; None when absent)."""
+    table = _uns(data).get(UNS_KEY, {}).get(table_name)
+    if table is None or name is None or "sample" not in table.columns:
+        return table
+    return table[table["sample"].astype(str) == str(name)]
+
+
 def tissue(data: Any, cluster_key: str = "cell_type", *, library_key: str | None = None,
-           sample: str | None = None, compartments: bool = True, size: float | None = None,
+           sample: str | None = None, compartments: bool = True, size: int | None = None,
            legend: bool = True, border_um: float | None = None, spatial_key: str = "spatial",
            ax: Any = None) -> Any:
-    """Cells coloured by type, with the tumour edge and the border band drawn over them.
+    """The tissue map of one sample, drawn as the report draws it.
 
-    The lesion outlines (signed distance 0, solid) and the border band limits (±``border_um``,
-    dashed) are contours of ``obs["signed_distance_um"]`` interpolated over the cells'
-    Delaunay triangulation, drawn when :func:`metaniche.tl.compartments` has run.
+    Calls :func:`metaniche.plotting.tissue.draw_tissue`, the drawer of the report's tissue
+    map: cells painted into a raster in their type's colour (tumour types pale, rare types on
+    top), the tissue in grey with the border band (|signed distance| ≤ ``border_um``)
+    shaded and its limits dashed, the tumour boundary (signed distance 0), the lesion ids and
+    the aggregate outlines; y grows downwards as in the image. The band and boundary come
+    from ``obs["signed_distance_um"]`` (:func:`metaniche.tl.compartments`) by
+    :func:`metaniche.plotting.tissue.field_from_cells` (nearest cell per pixel), so they
+    follow the cells within about one cell spacing, where the report draws the compartment
+    rasters themselves.
 
     Parameters
     ----------
@@ -116,11 +151,11 @@ def tissue(data: Any, cluster_key: str = "cell_type", *, library_key: str | None
     library_key, sample
         Sample column and the sample to draw (needed when the object holds several).
     compartments
-        Draw the lesion outlines and border band when available.
+        Draw the tissue, band, boundary and lesion ids when available.
     size
-        Marker size (points²); default scales with the number of cells.
+        Half-size of each cell's dot in raster pixels (default from the cell spacing, 0–3).
     legend
-        Add a legend of the cell types.
+        Add the legend (cell types with their numbers of cells, band, boundary, aggregates).
     border_um
         Half-width of the border band drawn (µm); default the one the last tool used
         (``uns["metaniche"]["config"]["compartments"]``).
@@ -146,47 +181,37 @@ def tissue(data: Any, cluster_key: str = "cell_type", *, library_key: str | None
     else:
         xy = np.asarray(data.obsm[spatial_key], dtype=np.float64)[:, :2]
     keep = np.ones(len(obs), dtype=bool)
+    name = None
     if library_key is not None:
         names = obs[library_key].astype(str).to_numpy()
-        keep = names == _sample(list(dict.fromkeys(names)), sample)
+        name = _sample(list(dict.fromkeys(names)), sample)
+        keep = names == name
     xy = xy[keep] * float(_uns(data).get(UNS_KEY, {}).get("config", {}).get("um_per_unit", 1.0))
-    categories = _categories(obs, cluster_key)
-    codes = pd.Categorical(obs[cluster_key].astype(str).to_numpy()[keep],
-                           categories=categories).codes
-    colours = _colours(len(categories))
-    ax = _axes(ax, (6.0, 5.5))
-    size = size if size is not None else float(np.clip(2e4 / max(len(xy), 1), 0.5, 20.0))
-    ax.scatter(xy[:, 0], xy[:, 1], c=colours[codes], s=size, linewidths=0, rasterized=True)
+    codes, labels = type_codes(obs[cluster_key].astype(str).to_numpy()[keep])
+    colours = map_colours(labels, codes, _tumour_types(data, labels))
+    field, lesions = None, None
     if compartments and "signed_distance_um" in obs.columns:
-        _edges(ax, xy, obs["signed_distance_um"].to_numpy(np.float64)[keep],
-               _border_um(data, border_um))
-    if legend:
-        from matplotlib.lines import Line2D
-
-        handles = [Line2D([], [], marker="o", linestyle="", color=colours[i], label=name)
-                   for i, name in enumerate(categories) if (codes == i).any()]
-        ax.legend(handles=handles, fontsize="small", loc="upper left",
-                  bbox_to_anchor=(1.01, 1.0), frameon=False, title=cluster_key)
-    ax.set_aspect("equal")
-    ax.set_xlabel("x (µm)")
-    ax.set_ylabel("y (µm)")
-    return ax
+        sd = pd.to_numeric(obs["signed_distance_um"], errors="coerce").to_numpy(np.float64)
+        field = field_from_cells(xy[:, 0], xy[:, 1], sd[keep])
+        lesions = _lesion_centroids(data, name)
+    aggregate_id = (obs["aggregate_id"].to_numpy()[keep] if "aggregate_id" in obs.columns
+                    else None)
+    ax = _axes(ax, (7.5, 5.5))
+    return draw_tissue(ax, xy[:, 0], xy[:, 1], codes, labels, colours=colours, field=field,
+                       border_um=_border_um(data, border_um), lesions=lesions,
+                       aggregate_id=aggregate_id,
+                       aggregates=_sample_rows(data, name, "aggregates"), dot_px=size,
+                       legend=legend)
 
 
-def _edges(ax: Any, xy: np.ndarray, signed: np.ndarray, border_um: float) -> None:
-    from matplotlib.tri import Triangulation
-
-    finite = np.isfinite(signed)
-    if finite.sum() < 3 or np.nanmin(signed) >= 0 or len(np.unique(xy[finite], axis=0)) < 3:
-        return
-    points, values = xy[finite], signed[finite]
-    triangulation = Triangulation(points[:, 0], points[:, 1])
-    corners = points[triangulation.triangles]
-    longest = np.max(np.linalg.norm(corners - np.roll(corners, 1, axis=1), axis=2), axis=1)
-    triangulation.set_mask(longest > 5 * np.median(longest))  # no contours across gaps
-    ax.tricontour(triangulation, values, levels=[0.0], colors="black", linewidths=1.2)
-    ax.tricontour(triangulation, values, levels=[-border_um, border_um], colors="0.3",
-                  linewidths=0.8, linestyles="dashed")
+def _lesion_centroids(data: Any, name: str | None) -> pd.DataFrame | None:
+    """The lesions' ids and centroids (µm) that mn.tl.compartments / read_run stored."""
+    table = _sample_rows(data, name, "lesions")
+    if table is None or not {"lesion_id", "centroid_x", "centroid_y"} <= set(table.columns):
+        return None
+    if name is None and "sample" in table.columns and table["sample"].nunique() > 1:
+        return None
+    return table[["lesion_id", "centroid_x", "centroid_y"]]
 
 
 def composition(data: Any, *, sample: str | None = None,
