@@ -262,8 +262,9 @@ def phenotype_params(config: Mapping[str, Any] | None) -> PhenotypeParams:
     ``uns["metaniche"]["config"]``); defaults where absent."""
     recorded = (config or {}).get("phenotype") or {}
     defaults = PhenotypeParams()
+    effectors = recorded.get("effector_types")   # a list, or an array once stored in uns
     return PhenotypeParams(
-        effector_types=tuple(recorded.get("effector_types") or ()),
+        effector_types=tuple(str(t) for t in effectors) if effectors is not None else (),
         desert_max_per_mm2=float(recorded.get("desert_max_per_mm2",
                                                defaults.desert_max_per_mm2)),
         inflamed_min_core_border_ratio=float(recorded.get(
