@@ -165,7 +165,7 @@ def test_sample_charts_of_the_report_and_mn_pl_show_the_same_prepared_data(finis
     # gradients: the report's merged, masked panels are mn.pl's lines (log density scale)
     panels = _gradient_panels(run, sample)
     ax = mn.pl.gradients(adata, sample=sample, ax=Figure().add_subplot())
-    drawn = ax.lines[1:1 + len(panels)]         # after the edge line, before the 0 line
+    drawn = ax.lines[-len(panels):]             # after the edge line and the 0 line
     assert [line.get_label() for line in drawn] == [name for name, *_ in panels]
     low = ax.get_ylim()[0]
     for line, (_, centre, density) in zip(drawn, panels, strict=True):

@@ -161,7 +161,7 @@ def tissue(data: Any, cluster_key: str = "cell_type", *, library_key: str | None
 
     Calls :func:`metaniche.plotting.tissue.draw_tissue`, the drawer of the report's tissue
     map: cells painted into a raster in their type's colour (tumour types pale, rare types on
-    top), the tissue in grey with the border band (|signed distance| ≤ ``border_um``)
+    top), the tissue in grey with the border band (absolute signed distance ≤ ``border_um``)
     shaded and its limits dashed, the tumour boundary (signed distance 0), the lesion ids and
     the aggregate outlines; y grows downwards as in the image. The band and boundary come
     from ``obs["signed_distance_um"]`` (:func:`metaniche.tl.compartments`) by
@@ -317,7 +317,7 @@ def nhood_enrichment(data: Any, cluster_key: str = "cell_type", *, sample: str |
     sample
         Sample to draw (needed when the object holds several).
     vmax
-        Colour limit (symmetric); default the largest finite |z| clipped to [3, 20].
+        Colour limit (symmetric); default the largest finite absolute z clipped to [3, 20].
     ax
         Axes to draw on (default: a new figure).
 
@@ -505,10 +505,10 @@ def gradients(data: Any, *, cell_types: Sequence[str] | None = None,
     ax.axvline(0.0, color="black", linewidth=0.8)
     values = np.concatenate([panels[t][1] for t in types]) if types else np.zeros(0)
     low, high, zero_at = log_range(values)
+    log_axis(ax, low, high, zero_at)        # first: the 0 line under the curves
     for name in types:
         centre, density = panels[name]
         ax.plot(centre, floor_zeros(density, zero_at), label=mpl_text(name))
-    log_axis(ax, low, high, zero_at)
     ax.set_xlabel("signed distance to tumour edge (µm; < 0 inside)")
     ax.set_ylabel("density (cells/mm², log scale)")
     ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))

@@ -219,7 +219,7 @@ def pooled_profile(cells: np.ndarray, area: np.ndarray, n_boot: int = 400, level
 
 # --- neighbourhood enrichment ----------------------------------------------------------------
 def enrichment_limit(z: np.ndarray) -> float:
-    """Symmetric colour limit of an enrichment heatmap: the largest finite |z|, clipped to
+    """Symmetric colour limit of an enrichment heatmap: the largest finite absolute z, clipped to
     [3, 20] (3 without a finite value), so a sample without structure is not painted as if
     it had some, and one extreme pair does not wash out the rest."""
     finite = np.abs(np.asarray(z, dtype=np.float64))

@@ -3,7 +3,7 @@
 Cells are painted straight into an RGB raster with NumPy (:func:`metaniche.plotting.paint.
 paint_cells`: one dot of a few pixels per cell, rarest types painted last so they stay
 visible), so a million cells cost well under a second and the figure is the same size at any
-cell count. Under them: the tissue in light grey and the border band (|signed distance| ≤
+cell count. Under them: the tissue in light grey and the border band (absolute signed distance ≤
 border half-width w) shaded, from a :class:`TissueField`; over them: the band limits (±w,
 dashed), the tumour boundary (signed distance 0, solid), the lesion ids at the lesion
 centroids and the outline (dashed convex hull of the member cells) of every multicellular
@@ -167,8 +167,8 @@ def draw_tissue(ax: Any, x: np.ndarray, y: np.ndarray, codes: np.ndarray,
         Tissue and signed distance under the cells (:func:`field_from_compartments`,
         :func:`field_from_cells`); None draws the cells only.
     border_um
-        Half-width w of the border band (µm): shaded where |signed distance| ≤ w, its limits
-        dashed.
+        Half-width w of the border band (µm): shaded where the absolute signed distance is
+        at most w, its limits dashed.
     lesions
         ``lesion_id, centroid_x, centroid_y`` (µm): the lesion ids drawn at the centroids.
     aggregate_id, aggregates
