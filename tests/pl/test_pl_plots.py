@@ -41,14 +41,18 @@ def _ax():
 def test_tissue_draws_every_cell_and_the_edge(adata):
     ax = _ax()
     assert mn.pl.tissue(adata, "cell_type", ax=ax) is ax
-    assert len(ax.collections[0].get_offsets()) == adata.n_obs
-    assert len(ax.collections) >= 2          # the cells and the lesion-edge contour
+    # cells painted into a raster (the report's drawer): the legend counts every cell once
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    counted = {text.rsplit(" (", 1)[0]: int(text.rsplit(" (", 1)[1].rstrip(")").replace(",", ""))
+               for text in legend if text.endswith(")") and not text.startswith("border")}
+    assert sum(counted.values()) == adata.n_obs
+    assert set(counted) == set(adata.obs["cell_type"].cat.categories)
+    assert len(ax.images) == 2               # tissue and band shading, then the cells
+    assert len(ax.collections) >= 2          # band limits and the lesion-edge contour
     assert "µm" in ax.get_xlabel() and "µm" in ax.get_ylabel()
     buffer = io.BytesIO()
     ax.figure.savefig(buffer, format="png")
     assert buffer.getvalue()[:4] == b"\x89PNG"
-    shown = {t.get_text() for t in ax.get_legend().get_texts()}
-    assert shown == set(adata.obs["cell_type"].cat.categories)
 
 
 def test_composition_bars_are_the_table_densities(adata):

@@ -1,29 +1,66 @@
 """``metaniche.pl``: plots of the results the ``metaniche.tl`` tools wrote into an object.
 
-Every function takes the AnnData (or DataFrame) the tool wrote into, draws on ``ax`` (a new
-figure from :func:`matplotlib.pyplot.subplots` only when ``ax`` is None) with matplotlib's
-object-oriented API and returns the :class:`~matplotlib.axes.Axes`. Axis labels carry units.
-With several samples in the object, ``sample=`` picks one.
+Every function takes the AnnData (or DataFrame) the tool wrote into, or a run read back by
+:func:`metaniche.read_run`, draws on ``ax`` (a new figure from
+:func:`matplotlib.pyplot.subplots` only when ``ax`` is None) with matplotlib's object-oriented
+API and returns the :class:`~matplotlib.axes.Axes`. Axis labels carry units. With several
+samples in the object, ``sample=`` picks one.
+
+The report draws the same figures with the same code (:mod:`metaniche.plotting`):
+
+- :func:`tissue` calls :func:`metaniche.plotting.tissue.draw_tissue`, the report's tissue map;
+- :func:`effector_density`, :func:`effector_gradient`, :func:`volcano` and
+  :func:`kaplan_meier` call the drawers of :mod:`metaniche.plotting.cohort`, the report's
+  cohort figures, on the tables of ``read_run(OUT).uns["metaniche"]``;
+- :func:`composition`, :func:`gradients` and :func:`nhood_enrichment` show what the report's
+  sample-page charts show (hand-written SVG there, for size and speed), prepared by the same
+  functions of :mod:`metaniche.plotting.prepare`: whole-sample rows, types in sorted order,
+  log density scales, gradient bins merged and masked below the minimum band area, the
+  enrichment colour limit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from metaniche import roles
 from metaniche._api._adapter import UNS_KEY
 from metaniche.analyses.compartments import COMPARTMENTS
-from metaniche.config import CompartmentParams
+from metaniche.config import CompartmentParams, Config
 from metaniche.errors import InputError
+from metaniche.plotting import prepare
+from metaniche.plotting.cohort import (
+    draw_effector_strip,
+    draw_gradient_overlay,
+    draw_kaplan_meier,
+    draw_volcano,
+    feature_values,
+    km_features,
+    logrank_p,
+    volcano_panels,
+)
+from metaniche.plotting.style import (
+    COMPARTMENT_COLOURS,
+    floor_zeros,
+    log_axis,
+    log_range,
+    mpl_text,
+)
+from metaniche.plotting.tissue import (
+    draw_tissue,
+    field_from_cells,
+    map_colours,
+    type_codes,
+)
 
-__all__ = ["aggregates", "co_occurrence", "composition", "gradients", "nhood_enrichment",
-           "ripley", "tissue"]
+__all__ = ["aggregates", "co_occurrence", "composition", "effector_density", "effector_gradient",
+           "gradients", "kaplan_meier", "nhood_enrichment", "ripley", "tissue", "volcano"]
 
-#: Compartment colours (core, border, adjacent) used for bars and bands.
-COMPARTMENT_COLOURS = {"core": "#b2182b", "border": "#ef8a62", "adjacent": "#67a9cf"}
 
 
 def _axes(ax: Any, size: tuple[float, float] = (5.0, 4.0)) -> Any:
@@ -95,15 +132,42 @@ def _colours(n: int) -> np.ndarray:
     return np.asarray([cmap(i % cmap.N) for i in range(n)])
 
 
+def _tumour_types(data: Any, labels: list[str]) -> list[str]:
+    """Tumour labels under the configuration the tools recorded (``[cell_types] tumor``,
+    else the default pattern), as the pipeline resolves them for the report's map."""
+    recorded = ((_uns(data).get(UNS_KEY, {}).get("config", {}) or {}).get("cell_types")
+                or {}).get("tumor") or ()
+    config = Config()
+    if len(recorded):
+        config = dataclasses.replace(config, cell_types=dataclasses.replace(
+            config.cell_types, tumor=tuple(str(t) for t in recorded)))
+    return roles.tumour_types(labels, config)
+
+
+def _sample_rows(data: Any, name: str | None, table_name: str) -> pd.DataFrame | None:
+    """Rows of ``uns["metaniche"][table_name]`` for one sample (all rows when ``name`` is
+    None; None when absent)."""
+    table = _uns(data).get(UNS_KEY, {}).get(table_name)
+    if table is None or name is None or "sample" not in table.columns:
+        return table
+    return table[table["sample"].astype(str) == str(name)]
+
+
 def tissue(data: Any, cluster_key: str = "cell_type", *, library_key: str | None = None,
-           sample: str | None = None, compartments: bool = True, size: float | None = None,
+           sample: str | None = None, compartments: bool = True, size: int | None = None,
            legend: bool = True, border_um: float | None = None, spatial_key: str = "spatial",
            ax: Any = None) -> Any:
-    """Cells coloured by type, with the tumour edge and the border band drawn over them.
+    """The tissue map of one sample, drawn as the report draws it.
 
-    The lesion outlines (signed distance 0, solid) and the border band limits (±``border_um``,
-    dashed) are contours of ``obs["signed_distance_um"]`` interpolated over the cells'
-    Delaunay triangulation, drawn when :func:`metaniche.tl.compartments` has run.
+    Calls :func:`metaniche.plotting.tissue.draw_tissue`, the drawer of the report's tissue
+    map: cells painted into a raster in their type's colour (tumour types pale, rare types on
+    top), the tissue in grey with the border band (absolute signed distance ≤ ``border_um``)
+    shaded and its limits dashed, the tumour boundary (signed distance 0), the lesion ids and
+    the aggregate outlines; y grows downwards as in the image. The band and boundary come
+    from ``obs["signed_distance_um"]`` (:func:`metaniche.tl.compartments`) by
+    :func:`metaniche.plotting.tissue.field_from_cells` (nearest cell per pixel), so they
+    follow the cells within about one cell spacing, where the report draws the compartment
+    rasters themselves.
 
     Parameters
     ----------
@@ -116,11 +180,11 @@ def tissue(data: Any, cluster_key: str = "cell_type", *, library_key: str | None
     library_key, sample
         Sample column and the sample to draw (needed when the object holds several).
     compartments
-        Draw the lesion outlines and border band when available.
+        Draw the tissue, band, boundary and lesion ids when available.
     size
-        Marker size (points²); default scales with the number of cells.
+        Half-size of each cell's dot in raster pixels (default from the cell spacing, 0–3).
     legend
-        Add a legend of the cell types.
+        Add the legend (cell types with their numbers of cells, band, boundary, aggregates).
     border_um
         Half-width of the border band drawn (µm); default the one the last tool used
         (``uns["metaniche"]["config"]["compartments"]``).
@@ -146,59 +210,54 @@ def tissue(data: Any, cluster_key: str = "cell_type", *, library_key: str | None
     else:
         xy = np.asarray(data.obsm[spatial_key], dtype=np.float64)[:, :2]
     keep = np.ones(len(obs), dtype=bool)
+    name = None
     if library_key is not None:
         names = obs[library_key].astype(str).to_numpy()
-        keep = names == _sample(list(dict.fromkeys(names)), sample)
+        name = _sample(list(dict.fromkeys(names)), sample)
+        keep = names == name
     xy = xy[keep] * float(_uns(data).get(UNS_KEY, {}).get("config", {}).get("um_per_unit", 1.0))
-    categories = _categories(obs, cluster_key)
-    codes = pd.Categorical(obs[cluster_key].astype(str).to_numpy()[keep],
-                           categories=categories).codes
-    colours = _colours(len(categories))
-    ax = _axes(ax, (6.0, 5.5))
-    size = size if size is not None else float(np.clip(2e4 / max(len(xy), 1), 0.5, 20.0))
-    ax.scatter(xy[:, 0], xy[:, 1], c=colours[codes], s=size, linewidths=0, rasterized=True)
+    codes, labels = type_codes(obs[cluster_key].astype(str).to_numpy()[keep])
+    colours = map_colours(labels, codes, _tumour_types(data, labels))
+    field, lesions = None, None
     if compartments and "signed_distance_um" in obs.columns:
-        _edges(ax, xy, obs["signed_distance_um"].to_numpy(np.float64)[keep],
-               _border_um(data, border_um))
-    if legend:
-        from matplotlib.lines import Line2D
-
-        handles = [Line2D([], [], marker="o", linestyle="", color=colours[i], label=name)
-                   for i, name in enumerate(categories) if (codes == i).any()]
-        ax.legend(handles=handles, fontsize="small", loc="upper left",
-                  bbox_to_anchor=(1.01, 1.0), frameon=False, title=cluster_key)
-    ax.set_aspect("equal")
-    ax.set_xlabel("x (µm)")
-    ax.set_ylabel("y (µm)")
-    return ax
+        sd = pd.to_numeric(obs["signed_distance_um"], errors="coerce").to_numpy(np.float64)
+        field = field_from_cells(xy[:, 0], xy[:, 1], sd[keep])
+        lesions = _lesion_centroids(data, name)
+    aggregate_id = (obs["aggregate_id"].to_numpy()[keep] if "aggregate_id" in obs.columns
+                    else None)
+    ax = _axes(ax, (7.5, 5.5))
+    return draw_tissue(ax, xy[:, 0], xy[:, 1], codes, labels, colours=colours, field=field,
+                       border_um=_border_um(data, border_um), lesions=lesions,
+                       aggregate_id=aggregate_id,
+                       aggregates=_sample_rows(data, name, "aggregates"), dot_px=size,
+                       legend=legend)
 
 
-def _edges(ax: Any, xy: np.ndarray, signed: np.ndarray, border_um: float) -> None:
-    from matplotlib.tri import Triangulation
-
-    finite = np.isfinite(signed)
-    if finite.sum() < 3 or np.nanmin(signed) >= 0 or len(np.unique(xy[finite], axis=0)) < 3:
-        return
-    points, values = xy[finite], signed[finite]
-    triangulation = Triangulation(points[:, 0], points[:, 1])
-    corners = points[triangulation.triangles]
-    longest = np.max(np.linalg.norm(corners - np.roll(corners, 1, axis=1), axis=2), axis=1)
-    triangulation.set_mask(longest > 5 * np.median(longest))  # no contours across gaps
-    ax.tricontour(triangulation, values, levels=[0.0], colors="black", linewidths=1.2)
-    ax.tricontour(triangulation, values, levels=[-border_um, border_um], colors="0.3",
-                  linewidths=0.8, linestyles="dashed")
+def _lesion_centroids(data: Any, name: str | None) -> pd.DataFrame | None:
+    """The lesions' ids and centroids (µm) that mn.tl.compartments / read_run stored."""
+    table = _sample_rows(data, name, "lesions")
+    if table is None or not {"lesion_id", "centroid_x", "centroid_y"} <= set(table.columns):
+        return None
+    if name is None and "sample" in table.columns and table["sample"].nunique() > 1:
+        return None
+    return table[["lesion_id", "centroid_x", "centroid_y"]]
 
 
 def composition(data: Any, *, sample: str | None = None,
                 cell_types: Sequence[str] | None = None, ax: Any = None) -> Any:
-    """Density of every cell type (cells/mm²) in the core, border and adjacent compartments.
+    """Density of every cell type (cells/mm², log scale) in the core, border and adjacent
+    compartments.
 
-    Whole-sample rows of :func:`metaniche.tl.composition` as grouped bars.
+    Whole-sample rows of :func:`metaniche.tl.composition` as grouped bars, prepared as the
+    report's density chart prepares them (:func:`metaniche.plotting.prepare.composition_grid`:
+    types in sorted order, compartments core, border, adjacent) and on the same log scale
+    with every decade labelled, so 4 CD8 T cells/mm² stay visible beside 2,500 hepatocytes.
 
     Parameters
     ----------
     data
-        The object :func:`metaniche.tl.composition` wrote into.
+        The object :func:`metaniche.tl.composition` wrote into (or :func:`metaniche.read_run`
+        gave).
     sample
         Sample to draw (needed when the object holds several).
     cell_types
@@ -216,20 +275,23 @@ def composition(data: Any, *, sample: str | None = None,
     >>> ax = mn.pl.composition(adata)                            # doctest: +SKIP
     """
     table = _table(data, "composition", "composition", sample)
-    whole = table[table["lesion_id"].isna() & table["compartment"].isin(COMPARTMENTS)]
-    wide = whole.pivot(index="cell_type", columns="compartment", values="density_per_mm2")
-    wide = wide.reindex(columns=list(COMPARTMENTS))
+    wide = prepare.composition_grid(table)["density_per_mm2"]
+    groups = [c for c in COMPARTMENTS if c in wide.columns]
+    wide = wide.reindex(columns=groups)
     types = list(cell_types) if cell_types is not None else [
         t for t in wide.index if np.nansum(wide.loc[t].to_numpy()) > 0]
     wide = wide.reindex(index=types)
     ax = _axes(ax, (max(5.0, 0.45 * len(types) + 2), 4.0))
     positions = np.arange(len(types))
-    width = 0.8 / len(COMPARTMENTS)
-    for i, name in enumerate(COMPARTMENTS):
-        ax.bar(positions + (i - 1) * width, wide[name].to_numpy(np.float64), width,
-               label=name, color=COMPARTMENT_COLOURS[name])
-    ax.set_xticks(positions, types, rotation=60, ha="right")
-    ax.set_ylabel("density (cells/mm²)")
+    width = 0.8 / max(len(groups), 1)
+    low, high, _ = log_range(wide.to_numpy(np.float64))
+    for i, name in enumerate(groups):
+        ax.bar(positions + (i - (len(groups) - 1) / 2) * width,
+               wide[name].to_numpy(np.float64), width, label=name,
+               color=COMPARTMENT_COLOURS[name])
+    log_axis(ax, low, high)
+    ax.set_xticks(positions, [mpl_text(t) for t in types], rotation=60, ha="right")
+    ax.set_ylabel("density (cells/mm², log scale)")
     ax.set_xlabel("cell type")
     ax.legend(title="compartment", frameon=False)
     return ax
@@ -237,18 +299,25 @@ def composition(data: Any, *, sample: str | None = None,
 
 def nhood_enrichment(data: Any, cluster_key: str = "cell_type", *, sample: str | None = None,
                      vmax: float | None = None, ax: Any = None) -> Any:
-    """Heat map of the neighbourhood-enrichment z-scores (squidpy layout).
+    """Heat map of the neighbourhood-enrichment z-scores.
+
+    Draws squidpy's layout ``uns[f"{cluster_key}_nhood_enrichment"]["zscore"]`` (in the
+    order of the categories) when :func:`metaniche.tl.nhood_enrichment` wrote it, else the
+    enrichment table of a run read back by :func:`metaniche.read_run`
+    (``uns["metaniche"]["enrichment"]``, prepared as the report's heatmap by
+    :func:`metaniche.plotting.prepare.enrichment_grid`: types sorted, null model ``sample``).
+    The colour limit is the report's (:func:`metaniche.plotting.prepare.enrichment_limit`).
 
     Parameters
     ----------
     data
-        The object :func:`metaniche.tl.nhood_enrichment` wrote into.
+        The object :func:`metaniche.tl.nhood_enrichment` wrote into, or a run read back.
     cluster_key
         The ``cluster_key`` it was run with.
     sample
         Sample to draw (needed when the object holds several).
     vmax
-        Colour limit (symmetric); default the largest finite absolute z-score.
+        Colour limit (symmetric); default the largest finite absolute z clipped to [3, 20].
     ax
         Axes to draw on (default: a new figure).
 
@@ -261,15 +330,20 @@ def nhood_enrichment(data: Any, cluster_key: str = "cell_type", *, sample: str |
     >>> mn.tl.nhood_enrichment(adata, "cell_type")              # doctest: +SKIP
     >>> ax = mn.pl.nhood_enrichment(adata, "cell_type")          # doctest: +SKIP
     """
-    result = _squidpy(data, f"{cluster_key}_nhood_enrichment", "nhood_enrichment", sample)
-    z = np.asarray(result["zscore"], dtype=np.float64)
-    labels = _categories(_obs(data), cluster_key)
-    limit = vmax if vmax is not None else float(np.nanmax(np.abs(z[np.isfinite(z)]),
-                                                          initial=1.0))
+    key = f"{cluster_key}_nhood_enrichment"
+    if key not in _uns(data) and "enrichment" in _uns(data).get(UNS_KEY, {}):
+        rows = _table(data, "enrichment", "nhood_enrichment", sample)
+        labels, grid, _ = prepare.enrichment_grid(rows)
+        z = grid["z"].to_numpy(np.float64)
+    else:
+        result = _squidpy(data, key, "nhood_enrichment", sample)
+        z = np.asarray(result["zscore"], dtype=np.float64)
+        labels = _categories(_obs(data), cluster_key)
+    limit = vmax if vmax is not None else prepare.enrichment_limit(z)
     ax = _axes(ax, (0.35 * len(labels) + 3, 0.35 * len(labels) + 2.5))
     image = ax.imshow(np.ma.masked_invalid(z), cmap="RdBu_r", vmin=-limit, vmax=limit)
-    ax.set_xticks(np.arange(len(labels)), labels, rotation=90)
-    ax.set_yticks(np.arange(len(labels)), labels)
+    ax.set_xticks(np.arange(len(labels)), [mpl_text(t) for t in labels], rotation=90)
+    ax.set_yticks(np.arange(len(labels)), [mpl_text(t) for t in labels])
     ax.set_xlabel("neighbour type")
     ax.set_ylabel("cell type")
     ax.figure.colorbar(image, ax=ax, label="enrichment z (contacts vs random labels)")
@@ -385,13 +459,18 @@ def gradients(data: Any, *, cell_types: Sequence[str] | None = None,
               ax: Any = None) -> Any:
     """Density of cell types against signed distance to the tumour edge (whole sample).
 
-    The border band (±``border_um``) is shaded and the edge (0) drawn; negative distances are
-    inside tumour.
+    The profiles the report's gradient panels show
+    (:func:`metaniche.plotting.prepare.gradient_panels`): whole-sample rows, bins merged to at
+    most :data:`~metaniche.plotting.prepare.MAX_DISPLAY_BINS`, bins whose band area is below
+    :data:`~metaniche.plotting.prepare.MIN_BAND_AREA_MM2` mm² masked (not drawn), on a log
+    density scale (zero densities on the line labelled 0). The border band
+    (±``border_um``) is shaded and the edge (0) drawn; negative distances are inside tumour.
 
     Parameters
     ----------
     data
-        The object :func:`metaniche.tl.gradients` wrote into.
+        The object :func:`metaniche.tl.gradients` wrote into (or :func:`metaniche.read_run`
+        gave).
     cell_types
         Types to draw (default: every type with cells).
     sample
@@ -411,22 +490,27 @@ def gradients(data: Any, *, cell_types: Sequence[str] | None = None,
     >>> ax = mn.pl.gradients(adata, cell_types=["CD8_T"])        # doctest: +SKIP
     """
     table = _table(data, "gradients", "gradients", sample)
-    whole = table[table["lesion_id"].isna()]
-    present = whole.groupby("cell_type", sort=True)["n_cells"].sum()
-    types = list(cell_types) if cell_types is not None else list(present[present > 0].index)
+    panels = {name: (centre, density) for name, centre, density
+              in prepare.gradient_panels(table)}
+    if cell_types is not None:
+        present = set(table["cell_type"].astype(str))
+        for name in cell_types:
+            if name not in present:
+                raise InputError(f"no gradient rows for {name!r}; pick a type of this sample.")
+    types = [t for t in (cell_types if cell_types is not None else panels) if t in panels]
     border = _border_um(data, border_um)
     ax = _axes(ax)
     ax.axvspan(-border, border, color=COMPARTMENT_COLOURS["border"], alpha=0.15,
                label="border band")
     ax.axvline(0.0, color="black", linewidth=0.8)
+    values = np.concatenate([panels[t][1] for t in types]) if types else np.zeros(0)
+    low, high, zero_at = log_range(values)
+    log_axis(ax, low, high, zero_at)        # first: the 0 line under the curves
     for name in types:
-        rows = whole[whole["cell_type"] == name]
-        if rows.empty:
-            raise InputError(f"no gradient rows for {name!r}; pick a type of this sample.")
-        centre = (rows["bin_start_um"] + rows["bin_end_um"]) / 2
-        ax.plot(centre, rows["density_per_mm2"], label=name)
+        centre, density = panels[name]
+        ax.plot(centre, floor_zeros(density, zero_at), label=mpl_text(name))
     ax.set_xlabel("signed distance to tumour edge (µm; < 0 inside)")
-    ax.set_ylabel("density (cells/mm²)")
+    ax.set_ylabel("density (cells/mm², log scale)")
     ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax
 
@@ -500,3 +584,195 @@ def aggregates(data: Any, *, library_key: str | None = None, sample: str | None 
     ax.set_xlabel("x (µm)")
     ax.set_ylabel("y (µm)")
     return ax
+
+
+# --- the report's cohort figures on a run read back --------------------------------------
+def _run_table(data: Any, name: str) -> pd.DataFrame:
+    table = _uns(data).get(UNS_KEY, {}).get(name)
+    if table is None:
+        raise InputError(f"no {name!r} table in uns['metaniche']; read a finished run with "
+                         "mn.read_run(OUT) (the cohort step writes it).")
+    return table
+
+
+def _run_config(data: Any) -> dict:
+    return dict(_uns(data).get(UNS_KEY, {}).get("config") or {})
+
+
+def effector_density(data: Any, *, ax: Any = None) -> Any:
+    """Effector density per compartment of every sample, as on the report's overview.
+
+    The report's figure (``figures/cohort.effector_density``) drawn by the same function,
+    :func:`metaniche.plotting.cohort.draw_effector_strip`, from the same data
+    (:func:`metaniche.plotting.prepare.effector_densities` of the whole-sample composition
+    rows, the effector types of the run's ``[phenotype]``; outcome groups from the clinical
+    table's response column): one dot per sample and compartment (cells/mm², log scale),
+    a sample's compartments joined, the desert threshold dashed.
+
+    Parameters
+    ----------
+    data
+        A run read back by :func:`metaniche.read_run` (or an object the tools wrote a
+        composition table into).
+    ax
+        Axes to draw on (default: a new figure).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Raises
+    ------
+    InputError
+        Without a composition table or effector cells.
+
+    Examples
+    --------
+    >>> adata = mn.read_run("OUT")                               # doctest: +SKIP
+    >>> ax = mn.pl.effector_density(adata)                       # doctest: +SKIP
+    """
+    config = _run_config(data)
+    found = prepare.effector_densities(_run_table(data, "composition"), config)
+    if found is None:
+        raise InputError("no effector cells in the composition table; set [phenotype] "
+                         "effector_types to the effector labels.")
+    density, types = found
+    grouping = prepare.outcome_groups(_uns(data).get(UNS_KEY, {}).get("clinical"), config)
+    groups = (grouping[1].reindex(density.index).fillna("no outcome").astype(str)
+              if grouping is not None else None)
+    n_groups = len(set(groups)) if groups is not None else 1
+    ax = _axes(ax, (6.4 + 0.6 * n_groups, 4.6))
+    return draw_effector_strip(ax, density, groups,
+                               prepare.phenotype_params(config).desert_max_per_mm2, types)
+
+
+def effector_gradient(data: Any, *, ax: Any = None) -> Any:
+    """Pooled effector gradient across the boundary per outcome group, as on the report's
+    overview.
+
+    The report's figure (``figures/cohort.effector_gradient``) drawn by the same function,
+    :func:`metaniche.plotting.cohort.draw_gradient_overlay`, from the same data
+    (:func:`metaniche.plotting.prepare.gradient_profiles`: Σ cells / Σ band area over each
+    group's samples with a 95 % bootstrap interval over samples, bins below
+    :data:`~metaniche.plotting.prepare.MIN_BAND_AREA_MM2` mm² masked, log scale).
+
+    Parameters
+    ----------
+    data
+        A run read back by :func:`metaniche.read_run`.
+    ax
+        Axes to draw on (default: a new figure).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> adata = mn.read_run("OUT")                               # doctest: +SKIP
+    >>> ax = mn.pl.effector_gradient(adata)                      # doctest: +SKIP
+    """
+    config = _run_config(data)
+    gradients_table = _run_table(data, "gradients")
+    labels = sorted(gradients_table["cell_type"].dropna().astype(str).unique())
+    types = prepare.effector_labels(config, labels)
+    grouping = prepare.outcome_groups(_uns(data).get(UNS_KEY, {}).get("clinical"), config)
+    profiles = prepare.gradient_profiles(gradients_table, types,
+                                         grouping[1] if grouping is not None else None)
+    if profiles is None:
+        raise InputError("no gradient rows of the effector types; set [phenotype] "
+                         "effector_types to the effector labels.")
+    border = float((config.get("compartments") or {}).get("border_um", np.nan))
+    ax = _axes(ax, (7.6, 4.4))
+    return draw_gradient_overlay(ax, profiles, border, " + ".join(types))
+
+
+def volcano(data: Any, *, outcome: str | None = None, test: str | None = None,
+            effect_name: str | None = None, q_level: float = 0.05, ax: Any = None) -> Any:
+    """One panel of the report's volcano plot: effect against −log10 p of every feature.
+
+    Drawn by :func:`metaniche.plotting.cohort.draw_volcano`, as each panel of the report's
+    ``figures/cohort.volcano``; the panels are the association table's outcome × test ×
+    effect type (:func:`metaniche.plotting.cohort.volcano_panels`).
+
+    Parameters
+    ----------
+    data
+        A run read back by :func:`metaniche.read_run` (``uns["metaniche"]["association"]``).
+    outcome, test, effect_name
+        The panel (default: the first panel matching the ones given, in the report's order).
+    q_level
+        Highlighted false-discovery level.
+    ax
+        Axes to draw on (default: a new figure).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> adata = mn.read_run("OUT")                               # doctest: +SKIP
+    >>> ax = mn.pl.volcano(adata, outcome="response")            # doctest: +SKIP
+    """
+    panels = volcano_panels(_run_table(data, "association"))
+    chosen = [(key, part) for key, part in panels
+              if (outcome is None or key[0] == outcome) and (test is None or key[1] == test)
+              and (effect_name is None or key[2] == effect_name)]
+    if not chosen:
+        names = "; ".join(" · ".join(key) for key, _ in panels[:8]) or "none"
+        raise InputError(f"no volcano panel for outcome={outcome!r}, test={test!r}, "
+                         f"effect_name={effect_name!r} (panels: {names}).")
+    (panel_outcome, panel_test, panel_effect), part = chosen[0]
+    ax = _axes(ax, (4.6, 3.9))
+    return draw_volcano(ax, part, panel_outcome, panel_test, panel_effect, q_level)
+
+
+def kaplan_meier(data: Any, *, feature: str | None = None, time_unit: str | None = None,
+                 ax: Any = None) -> Any:
+    """Kaplan–Meier curves of the two groups of one feature, as on the report.
+
+    Drawn by :func:`metaniche.plotting.cohort.draw_kaplan_meier`, as each panel of the
+    report's ``figures/cohort.km``: curves with pointwise confidence bands, the split stated,
+    the log-rank p, time with its unit and the numbers at risk at the labelled times.
+
+    Parameters
+    ----------
+    data
+        A run read back by :func:`metaniche.read_run` (``uns["metaniche"]["km_curves"]``).
+    feature
+        The feature (default: the one with the smallest log-rank p).
+    time_unit
+        Unit of the time axis (default: the run's ``[clinical] time_unit``).
+    ax
+        Axes to draw on (default: a new figure).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> adata = mn.read_run("OUT")                               # doctest: +SKIP
+    >>> ax = mn.pl.kaplan_meier(adata)                           # doctest: +SKIP
+    """
+    curves = _run_table(data, "km_curves")
+    association = _uns(data).get(UNS_KEY, {}).get("association")
+    available = km_features(curves, association)
+    if not available:
+        raise InputError("the km_curves table is empty; the run has no survival outcome.")
+    feature = available[0] if feature is None else str(feature)
+    if feature not in available:
+        raise InputError(f"no Kaplan–Meier curves for {feature!r} (features: "
+                         f"{', '.join(available[:8])}).")
+    config = _run_config(data)
+    unit = str((config.get("clinical") or {}).get("time_unit", "") or "") \
+        if time_unit is None else time_unit
+    analysis_unit = str(_uns(data).get(UNS_KEY, {}).get("analysis_unit", "sample"))
+    part = curves[curves["feature"].astype(str) == feature]
+    ax = _axes(ax, (5.0, 4.3))
+    return draw_kaplan_meier(ax, part, feature, p=logrank_p(association).get(feature, np.nan),
+                             values=feature_values(_uns(data).get(UNS_KEY, {}).get("features"),
+                                                   feature),
+                             time_unit=unit,
+                             unit_name="patients" if analysis_unit == "patient" else "samples")

@@ -99,8 +99,12 @@ def read_run(out: str | Path, as_spatialdata: bool = False) -> Any:
         (``var_names`` the marker names; no variables when there are none).
         ``uns["metaniche"]``: every table of ``tables/`` by name (``sample`` first; text
         columns with missing values categorical, so the object can be written to ``.h5ad``),
-        ``features`` (with units in ``uns["metaniche"]["feature_units"]``) and ``config``
-        (the run's configuration as plain data).
+        ``features`` (with units in ``uns["metaniche"]["feature_units"]``), ``config``
+        (the run's configuration as plain data) and, when the cohort step ran,
+        ``association`` (association.parquet), ``km_curves``, ``clinical``
+        (clinical.parquet) and ``analysis_unit`` (``sample`` or ``patient``): what
+        ``mn.pl.effector_density``, ``effector_gradient``, ``volcano`` and
+        ``kaplan_meier`` draw, as the report does.
 
     Raises
     ------
@@ -153,6 +157,15 @@ def read_run(out: str | Path, as_spatialdata: bool = False) -> Any:
         frame = run.read_table(table)
         if frame is not None:
             results[table] = h5ad_safe(frame)
+    for name, frame in (("km_curves", run.read_table("km_curves")),
+                        ("association", run.read_association()),
+                        ("clinical", pd.read_parquet(run.clinical_path)
+                         if run.clinical_path.is_file() else None)):
+        if frame is not None:
+            results[name] = h5ad_safe(frame)
+    unit = (manifest.steps.get("cohort") or {}).get("unit")
+    if unit is not None:
+        results["analysis_unit"] = str(unit)
     features = read_features(out) if run.read_features() is not None else None
     if features is not None:
         results["feature_units"] = dict(features.attrs["units"])

@@ -14,65 +14,32 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metaniche import roles
 from metaniche import tables as T
-from metaniche.analyses.compartments import ADJACENT, BORDER, COMPARTMENTS, CORE
-from metaniche.config import ClinicalColumns, Config, PhenotypeParams
+from metaniche.analyses.compartments import ADJACENT, BORDER, CORE
+from metaniche.config import PhenotypeParams
+from metaniche.plotting import prepare
+from metaniche.plotting.prepare import MIN_BAND_AREA_MM2, OVERLAY_BINS
 from metaniche.report import cohort_figures, svg
-from metaniche.report.bands import MIN_BAND_AREA_MM2, pooled_profile
 from metaniche.report.rundata import RunData
 from metaniche.report.sections import Section, Table
 
-__all__ = ["call_explanation", "effector_densities", "outcome_groups", "overview_section",
-           "sample_call_explanation"]
-
-#: Gradient overlay: bins merged to at most this many for the pooled group curves.
-OVERLAY_BINS = 25
-
+__all__ = ["OVERLAY_BINS", "call_explanation", "effector_densities", "outcome_groups",
+           "overview_section", "sample_call_explanation"]
 
 def _phenotype_params(run: RunData) -> PhenotypeParams:
     """The run's ``[phenotype]`` parameters as recorded in run.json (defaults when absent)."""
-    recorded = run.config.get("phenotype") or {}
-    defaults = PhenotypeParams()
-    return PhenotypeParams(
-        effector_types=tuple(recorded.get("effector_types") or ()),
-        desert_max_per_mm2=float(recorded.get("desert_max_per_mm2",
-                                               defaults.desert_max_per_mm2)),
-        inflamed_min_core_border_ratio=float(recorded.get(
-            "inflamed_min_core_border_ratio", defaults.inflamed_min_core_border_ratio)))
+    return prepare.phenotype_params(run.config)
 
 
 def effector_labels(run: RunData, labels: list[str]) -> list[str]:
     """The run's effector labels among ``labels`` (:func:`metaniche.roles.effector_types`)."""
-    config = Config(phenotype=_phenotype_params(run))
-    wanted = set(roles.effector_types(labels, config))
-    return [t for t in labels if t in wanted]
+    return prepare.effector_labels(run.config, labels)
 
 
 def effector_densities(run: RunData) -> tuple[pd.DataFrame, list[str]] | None:
-    """Sample × compartment effector density (cells/mm²; effector types summed) and the types.
-
-    Whole-sample composition rows; a compartment without tissue area is NaN. None without a
-    composition table or effector cells.
-    """
-    rows = run.table(T.COMPOSITION)
-    if rows is None or rows.empty:
-        return None
-    rows = rows[rows["lesion_id"].isna()] if "lesion_id" in rows.columns else rows
-    types = effector_labels(run, sorted(rows["cell_type"].dropna().astype(str).unique()))
-    if not types:
-        return None
-    picked = rows[rows["cell_type"].astype(str).isin(types)
-                  & rows["compartment"].isin(list(COMPARTMENTS))]
-    cells = picked.pivot_table(index="sample", columns="compartment", values="n_cells",
-                               aggfunc="sum")
-    area = picked.pivot_table(index="sample", columns="compartment", values="area_mm2",
-                              aggfunc="first")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        density = cells / area.where(area > 0)
-    density = density.reindex(columns=list(COMPARTMENTS))
-    density.index = density.index.astype(str)
-    return density, types
+    """Sample × compartment effector density (cells/mm²; effector types summed) and the types
+    (:func:`metaniche.plotting.prepare.effector_densities` of the run's composition table)."""
+    return prepare.effector_densities(run.table(T.COMPOSITION), run.config)
 
 
 def outcome_groups(run: RunData) -> tuple[str, pd.Series] | None:
@@ -80,16 +47,7 @@ def outcome_groups(run: RunData) -> tuple[str, pd.Series] | None:
     path = run.dir.clinical_path
     if not path.is_file():
         return None
-    clinical = pd.read_parquet(path)
-    names = run.config.get("clinical") or {}
-    sample_col = names.get("sample", ClinicalColumns.sample)
-    response_col = names.get("response", ClinicalColumns.response)
-    if sample_col not in clinical.columns or response_col not in clinical.columns:
-        return None
-    labels = clinical[response_col].astype("string").fillna("no outcome")
-    groups = pd.Series(labels.to_numpy(), index=clinical[sample_col].astype(str))
-    groups = groups[~groups.index.duplicated()]
-    return response_col, groups
+    return prepare.outcome_groups(pd.read_parquet(path), run.config)
 
 
 def call_explanation(phenotype: str | None, core: float, border: float,
@@ -186,44 +144,7 @@ def _call_tables(run: RunData, density: pd.DataFrame | None, groups: pd.Series |
 
 def _gradient_profiles(run: RunData, types: list[str], groups: pd.Series | None,
                        ) -> dict[str, Any] | None:
-    rows = run.table(T.GRADIENTS)
-    if rows is None or rows.empty:
-        return None
-    rows = rows[rows["lesion_id"].isna()] if "lesion_id" in rows.columns else rows
-    rows = rows[rows["cell_type"].astype(str).isin(types)]
-    if rows.empty:
-        return None
-    cells = rows.pivot_table(index="sample", columns="bin_start_um", values="n_cells",
-                             aggfunc="sum").fillna(0.0)
-    area = rows.pivot_table(index="sample", columns="bin_start_um", values="area_mm2",
-                            aggfunc="first").reindex_like(cells).fillna(0.0)
-    starts = cells.columns.to_numpy(np.float64)
-    width = float(np.median(np.diff(starts))) if len(starts) > 1 else 1.0
-    factor = max(1, -(-len(starts) // OVERLAY_BINS))
-    merge = np.arange(len(starts)) // factor
-    n_bins = int(merge.max()) + 1
-
-    def merged(frame: pd.DataFrame) -> np.ndarray:
-        out = np.zeros((len(frame), n_bins))
-        np.add.at(out.T, merge, frame.to_numpy(np.float64).T)
-        return out
-
-    merged_cells, merged_area = merged(cells), merged(area)
-    first = starts[::factor]
-    last = starts[np.minimum(np.arange(n_bins) * factor + factor - 1, len(starts) - 1)] + width
-    samples = cells.index.astype(str)
-    labels = (groups.reindex(samples).fillna("no outcome").astype(str).to_numpy()
-              if groups is not None else np.full(len(samples), "all samples"))
-    curves = {}
-    for label in sorted(set(labels)):
-        member = labels == label
-        curves[label] = (int(member.sum()), *pooled_profile(merged_cells[member],
-                                                              merged_area[member]))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_sample = np.where(merged_area >= MIN_BAND_AREA_MM2,
-                              merged_cells / np.where(merged_area > 0, merged_area, 1.0), np.nan)
-    return {"centre": (first + last) / 2, "curves": curves, "per_sample": per_sample,
-            "sample_groups": labels, "bin_um": width * factor}
+    return prepare.gradient_profiles(run.table(T.GRADIENTS), types, groups)
 
 
 def overview_section(run: RunData, report_dir: Path) -> Section:

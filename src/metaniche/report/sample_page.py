@@ -15,8 +15,18 @@ import pandas as pd
 from metaniche import tables as T
 from metaniche.analyses.compartments import COMPARTMENTS, WHOLE
 from metaniche.config import CompartmentParams
+from metaniche.plotting.prepare import (
+    MAX_DISPLAY_BINS,
+    MIN_BAND_AREA_MM2,
+    composition_grid,
+    enrichment_grid,
+    enrichment_limit,
+    gradient_panels,
+    grids,
+    merge_bins,
+    whole_sample,
+)
 from metaniche.report import svg
-from metaniche.report.bands import MAX_DISPLAY_BINS, MIN_BAND_AREA_MM2, merge_bins
 from metaniche.report.colours import COMPARTMENT_COLOURS, categorical
 from metaniche.report.contact import contact_sample_section
 from metaniche.report.overview import effector_labels
@@ -30,39 +40,14 @@ __all__ = ["GLANCE", "KEY_GRADIENT_PANELS", "SAMPLE_SECTIONS", "key_gradient_sec
 SAMPLE_CELL_PX = 26.0
 
 
-def _whole_sample(rows: pd.DataFrame) -> pd.DataFrame:
-    """Rows covering the whole sample (null lesion_id) when the table has lesion rows."""
-    if "lesion_id" in rows.columns:
-        return rows[rows["lesion_id"].isna()]
-    return rows
+_whole_sample = whole_sample
+_grids = grids
 
 
 def _pivot(rows: pd.DataFrame, index: str, columns: str, values: str,
            labels: list | None = None) -> pd.DataFrame:
-    """Wide table ``index × columns`` of ``values`` (first row wins), built with NumPy.
-
-    ``labels`` (when given) is used for both axes, in that order.
-    """
-    return _grids(rows, index, columns, [values], labels)[values]
-
-
-def _grids(rows: pd.DataFrame, index: str, columns: str, values: list[str],
-           labels: list | None = None) -> dict[str, pd.DataFrame]:
-    """Several wide tables over the same ``index × columns`` grid (NaN where no row)."""
-    row_labels = labels if labels is not None else sorted(rows[index].dropna().unique(), key=str)
-    col_labels = labels if labels is not None else sorted(rows[columns].dropna().unique(),
-                                                          key=str)
-    i = pd.Index(row_labels).get_indexer(rows[index])
-    j = pd.Index(col_labels).get_indexer(rows[columns])
-    keep = (i >= 0) & (j >= 0)
-    i, j = i[keep][::-1], j[keep][::-1]  # reversed so the first row is written last and wins
-    out = {}
-    for value in values:
-        matrix = np.full((len(row_labels), len(col_labels)), np.nan)
-        matrix[i, j] = pd.to_numeric(rows[value], errors="coerce").to_numpy(np.float64)[
-            keep][::-1]
-        out[value] = pd.DataFrame(matrix, index=row_labels, columns=col_labels)
-    return out
+    """Wide table ``index × columns`` of ``values`` (first row wins; :func:`grids`)."""
+    return grids(rows, index, columns, [values], labels)[values]
 
 
 def density_section(run: RunData, sample: str, stem: str, report_dir: Path) -> Section | None:
@@ -71,8 +56,8 @@ def density_section(run: RunData, sample: str, stem: str, report_dir: Path) -> S
     if rows is None or rows.empty:
         return None
     rows = _whole_sample(rows)
-    grids = _grids(rows, "cell_type", "compartment", ["density_per_mm2", "n_cells"])
-    wide, counts = grids["density_per_mm2"], grids["n_cells"]
+    grid = composition_grid(rows)
+    wide, counts = grid["density_per_mm2"], grid["n_cells"]
     groups = [c for c in COMPARTMENTS if c in wide.columns]
     if not groups and WHOLE not in wide.columns:
         return None
@@ -99,20 +84,9 @@ def density_section(run: RunData, sample: str, stem: str, report_dir: Path) -> S
 
 def _gradient_panels(run: RunData, sample: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """``(cell type, bin centres, density)`` of every type with cells in the sample's
-    whole-sample gradient (the first lesion's when there is no whole-sample row)."""
-    all_rows = run.sample_rows(T.GRADIENTS, sample)
-    if all_rows is None or all_rows.empty:
-        return []
-    rows = _whole_sample(all_rows)
-    if rows.empty:
-        rows = all_rows[all_rows["lesion_id"] == all_rows["lesion_id"].min()]
-    panels = []
-    rows = rows.sort_values(["cell_type", "bin_start_um"], kind="stable")
-    for cell_type, part in rows.groupby("cell_type", sort=True):
-        centre, density = merge_bins(part, "bin_start_um", "bin_end_um", MAX_DISPLAY_BINS)
-        if np.nansum(density) > 0:
-            panels.append((str(cell_type), centre, density))
-    return panels
+    whole-sample gradient (the first lesion's when there is no whole-sample row):
+    :func:`metaniche.plotting.prepare.gradient_panels`, as ``mn.pl.gradients`` draws them."""
+    return gradient_panels(run.sample_rows(T.GRADIENTS, sample))
 
 
 #: Panels of the key gradient chart beside the tissue map (effector and tumour types).
@@ -176,21 +150,11 @@ def enrichment_section(run: RunData, sample: str, stem: str, report_dir: Path) -
     rows = run.sample_rows(T.ENRICHMENT, sample)
     if rows is None or rows.empty:
         return None
-    null_note = ""
-    if "null" in rows.columns:
-        chosen = preferred(rows["null"], "sample")
-        if chosen is not None:
-            rows = rows[rows["null"] == chosen]
-            null_note = f" Null model: labels permuted within the {chosen}."
-    types = sorted(set(rows["type_a"].dropna()) | set(rows["type_b"].dropna()), key=str)
-    grids = _grids(rows, "type_a", "type_b", ["observed", "expected", "z", "p"], types)
-    z = grids["z"]
-    tips = {"observed": grids["observed"].to_numpy(np.float64),
-            "expected": grids["expected"].to_numpy(np.float64), "z": z.to_numpy(np.float64),
-            "p": grids["p"].to_numpy(np.float64)}
-    finite = np.abs(z.to_numpy(np.float64))
-    finite = finite[np.isfinite(finite)]
-    limit = float(np.clip(finite.max() if finite.size else 3.0, 3.0, 20.0))
+    types, grid, null = enrichment_grid(rows)
+    null_note = f" Null model: labels permuted within the {null}." if null else ""
+    z = grid["z"]
+    tips = {name: grid[name].to_numpy(np.float64) for name in ("observed", "expected", "z", "p")}
+    limit = enrichment_limit(z.to_numpy(np.float64))
     chart = svg.heatmap(z.to_numpy(np.float64), [str(t) for t in types],
                         [str(t) for t in types], title="Neighbourhood enrichment (z)",
                         cmap="RdBu_r", vmin=-limit, vmax=limit, unit="z", tip_values=tips,

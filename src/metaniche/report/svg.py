@@ -5,7 +5,10 @@ and a matplotlib figure costs 0.1–0.5 s to lay out and save; these builders pr
 charts as SVG text in about a millisecond, inline in the HTML (hover tooltips from ``<title>``;
 the sample-page heatmaps store their hover numbers once and the page script writes the title
 on hover, see :func:`heatmap`). Every piece of text that reaches the SVG goes
-through :func:`esc`, so labels such as ``<script>`` stay inert text.
+through :func:`esc`, so labels such as ``<script>`` stay inert text. Numbers and ticks
+(:func:`fmt`, :func:`nice_ticks`, :func:`log_ticks`) are those of
+:mod:`metaniche.plotting.style`, shared with the matplotlib figures and ``metaniche.pl``; the
+data each chart shows is prepared by :mod:`metaniche.plotting.prepare`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from typing import Any
 import numpy as np
 from matplotlib import colormaps
 
-__all__ = ["esc", "grouped_hbars", "heatmap", "heatmap_tip", "log_ticks", "nice_ticks",
+from metaniche.plotting.style import fmt, log_ticks, nice_ticks
+
+__all__ = ["esc", "fmt", "grouped_hbars", "heatmap", "heatmap_tip", "log_ticks", "nice_ticks",
            "small_multiples", "stacked_bars"]
 
 _FONT = "font-family:system-ui,sans-serif"
@@ -29,40 +34,6 @@ _MISSING = "#eeeeee"
 def esc(text: object) -> str:
     """XML/HTML-escape any value for use in SVG text or attributes."""
     return html.escape(str(text), quote=True)
-
-
-def fmt(value: float) -> str:
-    """A number in at most 3 significant digits (thousands separated), '–' for NaN."""
-    if value is None or not np.isfinite(value):
-        return "–"
-    if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-3):
-        return f"{value:.2e}"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.3g}"
-
-
-def nice_ticks(low: float, high: float, n: int = 5) -> np.ndarray:
-    """Round tick positions (1, 2, 2.5 or 5 × 10^k apart) covering [low, high]; 0 is a tick
-    whenever the range contains it."""
-    if not (np.isfinite(low) and np.isfinite(high)) or high <= low:
-        return np.array([low]) if np.isfinite(low) else np.array([])
-    raw = (high - low) / max(n - 1, 1)
-    power = 10.0 ** np.floor(np.log10(raw))
-    step = power * min((m for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * power >= raw),
-                       default=10.0)
-    ticks = np.arange(np.ceil(low / step) * step, high + step * 1e-9, step)
-    return np.round(ticks, 10)
-
-
-def log_ticks(low: float, high: float) -> np.ndarray:
-    """Decade ticks 10^k within [low, high] (low > 0); with fewer than two decades also the
-    1-2-5 steps between them."""
-    k0, k1 = int(np.floor(np.log10(low))), int(np.ceil(np.log10(high)))
-    decades = 10.0 ** np.arange(k0, k1 + 1)
-    ticks = decades if k1 - k0 >= 2 else np.concatenate([decades * m for m in (1, 2, 5)])
-    ticks = np.sort(ticks)
-    return ticks[(ticks >= low * (1 - 1e-9)) & (ticks <= high * (1 + 1e-9))]
 
 
 def _open(width: float, height: float, label: str) -> list[str]:
