@@ -312,3 +312,30 @@ def test_hodges_lehmann_shift_brute_force_and_interval_coverage():
     covered = int(((table["hl_low"] < 0.5) & (0.5 < table["hl_high"])).sum())
     assert stats.binomtest(covered, 400, 0.95).pvalue > 0.001, covered
     assert table["hl_shift"].median() == pytest.approx(0.5, abs=0.1)
+
+
+def test_epsilon_squared_interval_equals_a_brute_force_stratified_bootstrap():
+    """Each group's units resampled with replacement (the same resample for every feature,
+    generator ``default_rng(seed)``), epsilon² = H / (N − 1) by scipy on every resample,
+    percentile interval; features with missing values use their finite values only."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(0, 1, (24, 3))
+    x[16:, 0] += 2.0
+    x[3, 1] = np.nan
+    labels = pd.Series(np.repeat(["a", "b", "c"], 8))
+    table = kruskal_wallis_table(pd.DataFrame(x), labels, ("a", "b", "c"), min_group=3,
+                                 confidence=0.9, n_bootstrap=200, seed=7)
+    draw = np.random.default_rng(7)
+    members = [np.arange(0, 8), np.arange(8, 16), np.arange(16, 24)]
+    epsilons = np.empty((200, 3))
+    for b in range(200):
+        picks = [draw.choice(m, len(m)) for m in members]
+        for j in range(3):
+            groups = [x[p, j][np.isfinite(x[p, j])] for p in picks]
+            h = stats.kruskal(*groups).statistic
+            epsilons[b, j] = h / (sum(len(g) for g in groups) - 1)
+    low, high = np.percentile(epsilons, [5, 95], axis=0)
+    np.testing.assert_allclose(table["ci_low"], low, rtol=1e-10)
+    np.testing.assert_allclose(table["ci_high"], high, rtol=1e-10)
+    assert table["ci_low"][0] > 0.2 and (table["ci_low"] <= table["effect"]).all()
+    assert (table["effect"] <= table["ci_high"]).all()

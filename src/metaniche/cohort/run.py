@@ -332,10 +332,12 @@ def _compare(table: pd.DataFrame, images: pd.DataFrame, groups: Groups, patient:
     per_unit = Groups(_per_unit(groups.labels, patient, several, column), groups.levels)
     if not several:
         return compare_groups(table, per_unit, unit, min_group=params.min_group,
-                              confidence=params.confidence)
+                              confidence=params.confidence, n_bootstrap=params.n_bootstrap,
+                              seed=params.seed)
     weights = (pair_count_weights(images) if params.mixed_model_weights == "counts" else None)
     return compare_groups(table, per_unit, unit, images, groups, patient, params.min_group,
-                          params.confidence, image_weights=weights)
+                          params.confidence, image_weights=weights,
+                          n_bootstrap=params.n_bootstrap, seed=params.seed)
 
 
 def _trend_rows(data: CohortData, columns, min_group: int) -> pd.DataFrame:
