@@ -27,7 +27,9 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def demo_report(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("browser") / "run"
-    samples, _ = simulate_cohort(n_samples=1, n_cells=2000, seed=3)
+    # 10,000 cells (about 1.8 mm across) so the zoomable map exists: a smaller sample's
+    # static map already shows it at full detail and gets no zoomable copy
+    samples, _ = simulate_cohort(n_samples=1, n_cells=10_000, seed=3)
     inputs = out.parent / "cells"
     inputs.mkdir()
     for sample in samples:

@@ -29,7 +29,7 @@ from metaniche.plotting.tissue import (
     type_codes,
 )
 from metaniche.report.colours import COMPARTMENT_COLOURS
-from metaniche.report.zoom import save_thumbnail, save_zoom_map
+from metaniche.report.zoom import save_thumbnail, save_zoom_map, zoom_adds_detail, zoom_paths
 from metaniche.tables import AGGREGATES
 
 if TYPE_CHECKING:
@@ -73,7 +73,11 @@ def save_tissue_map(analysis: SampleAnalysis, title: str, path: str | Path,
     fig.canvas.draw()
     save_quantized_png(path, np.asarray(fig.canvas.buffer_rgba()))  # type: ignore[attr-defined]  # Agg
     extent = map_extent(x, y)
-    save_zoom_map(path, x, y, codes, labels, colours, extent, analysis.compartments, width)
+    if zoom_adds_detail(extent, MAP_WIDTH_PX):
+        save_zoom_map(path, x, y, codes, labels, colours, extent, analysis.compartments, width)
+    else:  # the static map already shows every µm the raster would: no zoomable copy
+        for stale in zoom_paths(path):
+            stale.unlink(missing_ok=True)
     save_thumbnail(path, x, y, codes, labels, colours, extent, analysis.compartments, width)
 
 

@@ -66,6 +66,7 @@ def render_report(run_dir: str | Path, manifest: Manifest | None = None) -> Path
     """
     run = RunData(run_dir, manifest)
     report_dir = run.dir.report_dir
+    write_assets(report_dir)
     samples = [_summary(run, record) for record in run.samples.values()]
     workers = _page_workers(len(samples))
     if workers > 1:
@@ -103,6 +104,19 @@ def render_report(run_dir: str | Path, manifest: Manifest | None = None) -> Path
     target = run.dir.index_path
     write_text(target, html)
     return target
+
+
+#: Files every page shares, written once per report (file name → template): the style sheet,
+#: the page script (sortable / filterable tables, downloads, heatmap hover text) and the
+#: zoomable-map viewer. Offline: plain files beside the pages, no network.
+ASSETS = {"report.css": "_report.css.html", "report.js": "_page.js.html",
+          "zoom.js": "_zoom.js.html"}
+
+
+def write_assets(report_dir: Path) -> None:
+    """Write :data:`ASSETS` into ``report_dir`` (atomically; the pages link them)."""
+    for name, template in ASSETS.items():
+        write_text(report_dir / name, _ENV.get_template(template).render())
 
 
 def _page_workers(n_samples: int) -> int:

@@ -25,12 +25,15 @@ from metaniche.report.paint import paint_codes, save_indexed_png
 if TYPE_CHECKING:
     from metaniche.analyses.compartments import CompartmentResult
 
-__all__ = ["THUMB_SIZE_PX", "ZOOM_SIZE_PX", "read_zoom_info", "save_thumbnail", "save_zoom_map",
-           "thumb_path", "zoom_index", "zoom_paths",
+__all__ = ["THUMB_SIZE_PX", "ZOOM_MIN_GAIN", "ZOOM_SIZE_PX", "read_zoom_info", "save_thumbnail",
+           "save_zoom_map", "thumb_path", "zoom_adds_detail", "zoom_index", "zoom_paths",
            "zoom_raster"]
 
 #: Longer side of the zoomable raster (pixels).
 ZOOM_SIZE_PX = 4096
+#: The zoomable raster is written only when it has at least this many times the static map's
+#: pixels along its longer side (:func:`zoom_adds_detail`).
+ZOOM_MIN_GAIN = 1.5
 #: Pixels of the zoomable raster are at least this size (µm), so small samples get a
 #: smaller image.
 _MIN_PIXEL_UM = 1.0
@@ -40,6 +43,17 @@ _TISSUE_RGB = np.array([237, 237, 237], dtype=np.float64)
 _BAND_RGB = np.array([245, 176, 65], dtype=np.float64)
 _BAND_ALPHA = 0.35
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def zoom_adds_detail(extent: tuple[float, float, float, float], static_px: int,
+                     size_px: int = ZOOM_SIZE_PX) -> bool:
+    """Whether the zoomable raster would hold at least :data:`ZOOM_MIN_GAIN` times the static
+    map's ``static_px`` pixels along the longer side (it is at most ``size_px`` pixels of at
+    least 1 µm, :func:`zoom_index`); a small sample's static map already shows every cell at
+    full detail, and a zoomable copy would only add to the report's size."""
+    longest = max(extent[1] - extent[0], extent[3] - extent[2])
+    raster_px = min(size_px, int(np.ceil(longest / _MIN_PIXEL_UM)))
+    return raster_px >= ZOOM_MIN_GAIN * static_px
 
 
 def zoom_paths(map_png: str | Path) -> tuple[Path, Path]:
