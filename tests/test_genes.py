@@ -149,3 +149,39 @@ def test_stages_on_sparse_genes_equal_dense_columns() -> None:
         for column, values in dense.cell_columns.items():
             assert np.array_equal(sparse.cell_columns[column], values), column
         assert dense.features.keys() == sparse.features.keys()
+
+
+def test_notebook_api_states_from_sparse_genes_equal_dense(monkeypatch) -> None:
+    """mn.tl.states on an AnnData whose X is kept sparse (cap lowered for the test) gives the
+    state calls of the dense X, per sample of ``library_key``."""
+    import anndata
+
+    import metaniche as mn
+    import metaniche.genes as genes_module
+
+    sample = simulate_sample("s", n_cells=4_000, seed=5, phenotype="inflamed", n_lesions=1,
+                             states=True)
+    cells = sample.cells
+    rng = np.random.default_rng(0)
+    filler = sp.random(len(cells), 50, density=0.02, format="csr", random_state=rng)
+    matrix = sp.hstack([sp.csr_matrix(cells[["PDL1", "GZMB"]].to_numpy()), filler]).tocsr()
+    obs = pd.DataFrame({"cell_type": cells["cell_type"].astype(str).to_numpy(),
+                        "library": np.where(cells["x"] < cells["x"].median(), "a", "b")},
+                       index=cells["cell_id"].astype(str).to_numpy())
+    names = ["PDL1", "GZMB"] + [f"f{j}" for j in range(50)]
+    rules = {"PDL1_pos": {"marker": "PDL1"}, "GZMB_pos": {"marker": "gzmb", "threshold": 1.0}}
+    results = []
+    for cap in (genes_module.MAX_DENSE_VALUES, 100):
+        monkeypatch.setattr(genes_module, "MAX_DENSE_VALUES", cap)
+        kept_sparse = expression_markers(matrix, names, [])[1] is not None
+        assert kept_sparse == (cap == 100)
+        adata = anndata.AnnData(X=matrix.copy(), obs=obs.copy(),
+                                var=pd.DataFrame(index=names))
+        adata.obsm["spatial"] = cells[["x", "y"]].to_numpy()
+        mn.tl.states(adata, "cell_type", library_key="library", rules=rules, structures=False)
+        results.append(adata)
+    dense, sparse = results
+    for column in ("state.PDL1_pos", "state.GZMB_pos"):
+        assert np.array_equal(sparse.obs[column].to_numpy(), dense.obs[column].to_numpy())
+    pd.testing.assert_frame_equal(sparse.uns["metaniche"]["state_thresholds"],
+                                  dense.uns["metaniche"]["state_thresholds"])
