@@ -63,6 +63,8 @@ def test_reader_keeps_every_gene_beyond_the_old_cap(big_h5ad) -> None:
     dense = sample.genes.columns(NAMED)
     where = [int(n[1:]) for n in NAMED]
     assert np.array_equal(dense.to_numpy(), matrix[:, where].toarray().astype(np.float64))
+    [again] = read_samples([path], Config())
+    assert again.checksum == sample.checksum     # a rerun finds the sample unchanged
 
 
 def test_gating_on_sparse_genes_equals_dense_subset(big_h5ad) -> None:
