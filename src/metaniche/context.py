@@ -21,6 +21,7 @@ from metaniche import roles
 from metaniche.analyses.compartments import CompartmentResult
 from metaniche.analyses.spots import SpotData
 from metaniche.config import Config
+from metaniche.genes import GeneMatrix, with_gene_columns
 
 __all__ = ["SampleContext", "StageOutput"]
 
@@ -74,6 +75,11 @@ class SampleContext:
     spots
         For a spot sample (``[spots] proportions``), its deconvolution
         (:class:`~metaniche.analyses.spots.SpotData`); None for a cell sample.
+    genes
+        The sample's expression matrix kept sparse (:class:`metaniche.genes.GeneMatrix`, rows
+        aligned with ``cells``) when it was too large for marker columns; None otherwise.
+        Stages pull the genes they name with :meth:`marker_frame` / :meth:`with_genes`,
+        never the whole matrix densified.
     previous
         Stage name → :class:`StageOutput` of the stages already run on this sample (filled by
         :func:`metaniche.sample.analyse_sample`; empty when a stage is called alone), so a
@@ -98,6 +104,8 @@ class SampleContext:
     previous: dict[str, StageOutput] = field(default_factory=dict)
     #: The deconvolution of a spot sample (one row of ``cells`` per spot); None for cells.
     spots: SpotData | None = None
+    #: Genes kept sparse (see the class docstring); None when genes are marker columns.
+    genes: GeneMatrix | None = None
 
     @cached_property
     def coordinates(self) -> np.ndarray:
@@ -120,6 +128,32 @@ class SampleContext:
         return [c for c in self.cells.columns
                 if c not in reserved and pd.api.types.is_numeric_dtype(self.cells[c])
                 and not pd.api.types.is_bool_dtype(self.cells[c])]
+
+    @property
+    def gene_names(self) -> list[str]:
+        """Names of the genes of the sparse matrix (empty without one)."""
+        return list(self.genes.names) if self.genes is not None else []
+
+    def has_marker(self, name: str) -> bool:
+        """Whether ``name`` is a column of the cell table or a gene of the sparse matrix."""
+        return name in self.cells.columns or (self.genes is not None and name in self.genes)
+
+    def marker_frame(self, names: list[str]) -> pd.DataFrame:
+        """The named columns (cell-table columns or sparse genes, in that order of lookup),
+        as a frame with a ``RangeIndex``; genes densified to float64, only those named."""
+        own = [n for n in names if n in self.cells.columns]
+        genes = [n for n in names if n not in self.cells.columns]
+        frame = self.cells[own].reset_index(drop=True)
+        if genes:
+            assert self.genes is not None
+            frame = pd.concat([frame, self.genes.columns(genes)], axis=1)
+        return frame[list(names)]
+
+    def with_genes(self, markers: list[str],
+                   explicit: dict[str, str] | None = None) -> pd.DataFrame:
+        """The cell table plus the sparse genes that ``markers`` resolve to
+        (:func:`metaniche.genes.with_gene_columns`); the table itself without such genes."""
+        return with_gene_columns(self.cells, self.genes, markers, explicit)
 
     def _mask(self, selected: list[str]) -> np.ndarray:
         return roles.mask_of(self.type_codes, self.cell_types, selected)

@@ -39,6 +39,7 @@ from metaniche.cohort.steps import (
 from metaniche.config import Config
 from metaniche.errors import InputError, MetanicheError
 from metaniche.executor import map_tasks
+from metaniche.genes import with_gene_columns
 from metaniche.io import read_clinical, read_samples
 from metaniche.io._tables import file_stem
 from metaniche.io.cells import (
@@ -135,8 +136,10 @@ def _cohort_thresholds(config: Config, samples: Sequence[SampleInput], rundir: R
     # Lazy: cells are (re)read only when some state pools a cohort threshold; a Dask
     # run's deferred samples are read here, on the scheduler, one at a time.
     loaded = (reload_sample(s, config) for s in samples if s.ok)
+    markers = [rule.marker for rule in config.states.rules.values() if rule.marker]
     config, table = with_cohort_thresholds(
-        config, ((s.name, s.cells) for s in loaded if s.cells is not None))
+        config, ((s.name, with_gene_columns(s.cells, s.genes, markers))
+                 for s in loaded if s.cells is not None))
     if table.empty:
         rundir.remove_cohort_table("state_thresholds")
     else:

@@ -25,6 +25,7 @@ from metaniche.analyses.spots import sample_spot_compartments
 from metaniche.config import Config
 from metaniche.context import SampleContext
 from metaniche.errors import MetanicheError
+from metaniche.genes import GeneMatrix
 from metaniche.io import SampleInput
 from metaniche.io.annotations import find_annotation, read_geojson_polygons
 from metaniche.io.cells import reload_sample
@@ -64,8 +65,10 @@ class SampleAnalysis:
 
 
 def build_context(name: str, cells: pd.DataFrame, config: Config,
-                  annotation: Sequence[Any] | None = None) -> SampleContext:
-    """Type codes, roles and compartments of one standardised cell table (µm coordinates)."""
+                  annotation: Sequence[Any] | None = None,
+                  genes: GeneMatrix | None = None) -> SampleContext:
+    """Type codes, roles and compartments of one standardised cell table (µm coordinates);
+    ``genes`` is its sparse expression matrix, if any (:mod:`metaniche.genes`)."""
     labels = cells["cell_type"].astype(str).to_numpy()
     codes, types = pd.factorize(labels, sort=True)    # = np.unique(labels), by hashing
     types = [str(t) for t in types]
@@ -86,12 +89,13 @@ def build_context(name: str, cells: pd.DataFrame, config: Config,
             [t for t, yes in zip(spots.types, roles.is_immune(spots.types), strict=True)
              if yes], config, annotation)
     return SampleContext(name, cells, config, x, y, types, codes.astype(np.int32),
-                         tumor_types, immune_types, result, spots=spots)
+                         tumor_types, immune_types, result, spots=spots, genes=genes)
 
 
 def analyse_sample(cells: pd.DataFrame, config: Config,
                    annotation: Sequence[Any] | None = None, name: str = "",
-                   clock: StageClock | None = None) -> SampleAnalysis:
+                   clock: StageClock | None = None,
+                   genes: GeneMatrix | None = None) -> SampleAnalysis:
     """Run the per-sample analysis chain on one standardised cell table (µm coordinates).
 
     Pure: no file I/O. Builds the :class:`~metaniche.context.SampleContext` (compartments
@@ -100,13 +104,15 @@ def analyse_sample(cells: pd.DataFrame, config: Config,
     (without the ``sample`` column; those named in :data:`metaniche.rundir.PRIVATE_TABLES` stay
     in the sample's cache) and their named features. ``clock`` (optional) times the context
     build (stage ``compartments``) and every stage and reports their start and finish (see
-    :class:`metaniche.progress.StageClock`); results never depend on it.
+    :class:`metaniche.progress.StageClock`); results never depend on it. ``genes`` is the
+    sample's sparse expression matrix (:attr:`metaniche.io.cells.SampleInput.genes`), from
+    which stages take only the genes the config names.
     """
     if not name and "sample" in cells.columns and len(cells):
         name = str(cells["sample"].iloc[0])
     clock = clock or StageClock(name)
     with clock.stage("compartments"):
-        context = build_context(name, cells, config, annotation)
+        context = build_context(name, cells, config, annotation, genes)
     result = context.compartments
     out = pd.DataFrame({
         "cell_id": cells["cell_id"].astype(str).to_numpy(),
@@ -210,7 +216,12 @@ def sample_task(task: SampleTask, emit: ProgressCallback | None = None) -> Sampl
     try:
         annotation = _annotation_for(sample.name, name, config)
         analysis = analyse_sample(sample.cells, config, annotation, name=sample.name,
-                                  clock=clock)
+                                  clock=clock, genes=sample.genes)
+        if sample.genes is not None:
+            analysis.compartments.warnings.append(
+                f"the {sample.genes.n_genes:,} genes of the sparse expression matrix are not "
+                f"copied into cells/{name}.parquet (one column per gene would be as large as "
+                "the dense matrix); read them from the input, joined on cell_id.")
         crash_point("analysed", sample.name)
         with clock.stage("writing"):
             generation = run.write_sample(name, _with_markers(analysis.cells, sample),

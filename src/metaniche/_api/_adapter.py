@@ -6,7 +6,11 @@ Accepted inputs (``data``):
 - :class:`anndata.AnnData`: coordinates in ``obsm[spatial_key]`` (first two columns, input
   units × ``Config.um_per_unit`` = µm), labels in ``obs[cluster_key]``, optional sample ids in
   ``obs[library_key]``; markers are the columns of ``X`` (dense or sparse, named by
-  ``var_names``) and the numeric ``obs`` columns that are not metaniche outputs.
+  ``var_names``, values as stored: no per-cell normalisation) and the numeric ``obs``
+  columns that are not metaniche outputs. An ``X`` of more than
+  :data:`metaniche.genes.MAX_DENSE_VALUES` values is kept sparse
+  (:class:`metaniche.genes.GeneMatrix`, :attr:`Part.genes`) and the tools take from it only
+  the genes they name (:mod:`metaniche.genes`).
 - :class:`pandas.DataFrame` with the contract columns ``x``, ``y`` and ``cluster_key`` (and
   ``library_key`` when given); every other column is kept (markers, metadata).
 - a SpatialData object with ``table_key`` (its table is an AnnData as above; needs the
@@ -30,6 +34,7 @@ import pandas as pd
 from metaniche.config import Config
 from metaniche.context import SampleContext
 from metaniche.errors import InputError
+from metaniche.genes import GeneMatrix, expression_markers
 from metaniche.sample import CELL_COLUMNS, build_context
 
 __all__ = [
@@ -79,11 +84,13 @@ class Results(dict):
 
 @dataclass
 class Part:
-    """One sample of the input: its name, its rows in the object and its cell table."""
+    """One sample of the input: its name, its rows in the object and its cell table (and
+    its genes kept sparse, when ``X`` is too large for marker columns)."""
 
     name: str
     rows: np.ndarray
     cells: pd.DataFrame
+    genes: GeneMatrix | None = None
 
 
 @dataclass
@@ -161,9 +168,10 @@ def resolve(data: Any, cluster_key: str, library_key: str | None, config: Config
             raise InputError(f"`table_key` {table_key!r} is not a table of this SpatialData "
                              f"object (tables: {', '.join(map(str, data.tables))}).")
         data = data.tables[table_key]
+    genes = None
     if _is_anndata(data):
         obj = data.copy() if copy else data
-        frame = _frame_of_anndata(obj, cluster_key, library_key, spatial_key)
+        frame, genes = _frame_of_anndata(obj, cluster_key, library_key, spatial_key)
         is_frame = False
     elif isinstance(data, pd.DataFrame):
         obj = data
@@ -200,7 +208,7 @@ def resolve(data: Any, cluster_key: str, library_key: str | None, config: Config
         if "sample" in source.columns and source["sample"].nunique() == 1:
             name = str(source["sample"].iloc[0])
         frame.insert(0, "sample", name)
-        parts.append(Part(name, np.arange(len(frame)), frame))
+        parts.append(Part(name, np.arange(len(frame)), frame, genes))
     else:
         samples = frame.pop("sample")
         if samples.isna().any():
@@ -212,7 +220,8 @@ def resolve(data: Any, cluster_key: str, library_key: str | None, config: Config
         for code, rows in enumerate(np.split(order, bounds)):
             cells = frame.iloc[rows].reset_index(drop=True)
             cells.insert(0, "sample", str(names[code]))
-            parts.append(Part(str(names[code]), rows, cells))
+            parts.append(Part(str(names[code]), rows, cells,
+                              None if genes is None else genes.take(rows)))
         parts.sort(key=lambda p: int(p.rows[0]))
     return Target(obj, is_frame, cluster_key, library_key, parts)
 
@@ -224,7 +233,7 @@ def _standard(columns: dict[str, Any], extra: pd.DataFrame) -> pd.DataFrame:
 
 
 def _frame_of_anndata(adata: Any, cluster_key: str, library_key: str | None,
-                      spatial_key: str) -> pd.DataFrame:
+                      spatial_key: str) -> tuple[pd.DataFrame, GeneMatrix | None]:
     obs = adata.obs
     if cluster_key not in obs.columns:
         raise InputError(f"obs has no column {cluster_key!r} for the cell types (obs columns: "
@@ -248,21 +257,13 @@ def _frame_of_anndata(adata: Any, cluster_key: str, library_key: str | None,
     extra = extra[[c for c in extra.columns if pd.api.types.is_numeric_dtype(extra[c])
                    or not isinstance(extra[c].dtype, pd.CategoricalDtype)]]
     frame = _standard(columns, extra)
-    markers = _markers(adata)
-    if markers is not None:
-        markers = markers[[c for c in markers.columns if c not in frame.columns]]
+    if adata.X is None or adata.n_vars == 0:
+        return frame, None
+    markers, genes = expression_markers(adata.X, [str(v) for v in adata.var_names],
+                                        [str(c) for c in frame.columns])
+    if genes is None:
         frame = pd.concat([frame, markers], axis=1)
-    return frame
-
-
-def _markers(adata: Any) -> pd.DataFrame | None:
-    from metaniche.io._anndata import MAX_DENSE_VALUES
-
-    if adata.X is None or adata.n_vars == 0 or adata.n_obs * adata.n_vars > MAX_DENSE_VALUES:
-        return None
-    matrix = adata.X.toarray() if hasattr(adata.X, "toarray") else adata.X
-    return pd.DataFrame(np.asarray(matrix, dtype=np.float64),
-                        columns=[str(v) for v in adata.var_names])
+    return frame, genes
 
 
 def _frame_of_frame(frame: pd.DataFrame, cluster_key: str,
@@ -298,7 +299,7 @@ def _check_library(obs: pd.DataFrame, library_key: str | None, where: str) -> No
 def contexts(target: Target, config: Config) -> Iterator[tuple[Part, SampleContext]]:
     """The pipeline's :class:`~metaniche.context.SampleContext` of every sample, one at a time."""
     for part in target.parts:
-        yield part, build_context(part.name, part.cells, config)
+        yield part, build_context(part.name, part.cells, config, genes=part.genes)
 
 
 # --- configuration from keyword arguments -------------------------------------------------

@@ -81,6 +81,7 @@ from metaniche.config import (
 )
 from metaniche.context import SampleContext
 from metaniche.errors import InputError
+from metaniche.genes import with_gene_columns
 from metaniche.sample import analyse_sample
 from metaniche.stages import communities as communities_stage
 from metaniche.stages import composition as composition_stage
@@ -936,7 +937,9 @@ spatial_key
     params = dataclasses.replace(params, ratios=pairs)
     config = dataclasses.replace(config, states=params)
     target = resolve(data, cluster_key, library_key, config, table_key, spatial_key, copy)
-    config, _ = with_cohort_thresholds(config, ((p.name, p.cells) for p in target.parts))
+    markers = [rule.marker for rule in config.states.rules.values() if rule.marker]
+    config, _ = with_cohort_thresholds(
+        config, ((p.name, with_gene_columns(p.cells, p.genes, markers)) for p in target.parts))
     parts = list(contexts(target, config))
     if structures:
         quiet = dataclasses.replace(config, ligrec=dataclasses.replace(config.ligrec,
@@ -1071,7 +1074,8 @@ def analyse(data: Any, cluster_key: str = "cell_type", *, library_key: str | Non
         raise InputError(f"`config` must be a metaniche.config.Config; got "
                          f"{type(config).__name__}.")
     target = resolve(data, cluster_key, library_key, config, table_key, spatial_key, copy)
-    analyses = [analyse_sample(part.cells, config, name=part.name) for part in target.parts]
+    analyses = [analyse_sample(part.cells, config, name=part.name, genes=part.genes)
+                for part in target.parts]
     skip = {"cell_id", "x", "y", "cell_type"}
     for column in analyses[0].cells.columns:
         if column in skip:

@@ -9,13 +9,10 @@ import numpy as np
 import pandas as pd
 
 from metaniche.config import Config
+from metaniche.genes import MAX_DENSE_VALUES, expression_markers
 from metaniche.io._tables import RawTable, TableError, find_column, list_columns, reason
 
 __all__ = ["MAX_DENSE_VALUES", "read_h5ad_table"]
-
-#: Largest ``n_obs * n_vars`` expression matrix turned into dense marker columns
-#: (2.5e8 float64 values ≈ 2 GB); larger matrices are skipped with a warning.
-MAX_DENSE_VALUES = 250_000_000
 
 
 def read_h5ad_table(path: Path, config: Config) -> RawTable:
@@ -24,8 +21,11 @@ def read_h5ad_table(path: Path, config: Config) -> RawTable:
     Coordinates come from the ``obs`` columns named by ``config.columns.x``/``y`` when
     both exist, else from the first two columns of ``obsm["spatial"]`` (stored under the
     configured x/y names). ``cell_id`` comes from the configured ``obs`` column when present,
-    else from ``obs_names``. Markers come from ``X`` (dense or sparse, as float64) with
-    ``var_names`` as column names, after the ``obs`` columns.
+    else from ``obs_names``. Markers come from ``X`` (dense or sparse) with ``var_names``
+    as names, values as stored (no per-cell normalisation): as float64 columns after the
+    ``obs`` columns when ``n_obs × n_vars`` is at most :data:`MAX_DENSE_VALUES`, else kept
+    sparse in ``RawTable.genes`` (:mod:`metaniche.genes`). A gene named like an ``obs``
+    column is dropped with a warning.
 
     Raises
     ------
@@ -72,26 +72,17 @@ def read_h5ad_table(path: Path, config: Config) -> RawTable:
         frame.insert(0, cols.cell_id, np.asarray(adata.obs_names, dtype=object).astype(str))
 
     n_vars = int(adata.n_vars)
+    genes = None
     if adata.X is not None and n_vars > 0:
-        if n_obs * n_vars > MAX_DENSE_VALUES:
+        names = [str(v) for v in adata.var_names]
+        taken = set(frame.columns)
+        clash = [n for n in names if n in taken]
+        if clash:
             out_warnings.append(
-                f"{path}: expression matrix X is {n_obs:,} × {n_vars:,}, too large to keep "
-                "as marker columns; markers were not read (subset the genes in the AnnData "
-                "object to keep them).")
-        else:
-            matrix = adata.X
-            if hasattr(matrix, "toarray"):
-                matrix = matrix.toarray()
-            matrix = np.asarray(matrix, dtype=np.float64)
-            names = [str(v) for v in adata.var_names]
-            taken = set(frame.columns)
-            clash = [n for n in names if n in taken]
-            if clash:
-                out_warnings.append(
-                    f"{path}: marker(s) {', '.join(clash[:5])} in var_names share a name "
-                    "with an obs column; the obs column was kept and the marker dropped "
-                    "(rename it in var_names to keep both).")
-            keep = [i for i, n in enumerate(names) if n not in taken]
-            markers = pd.DataFrame(matrix[:, keep], columns=[names[i] for i in keep])
+                f"{path}: marker(s) {', '.join(clash[:5])} in var_names share a name "
+                "with an obs column; the obs column was kept and the marker dropped "
+                "(rename it in var_names to keep both).")
+        markers, genes = expression_markers(adata.X, names, taken)
+        if genes is None:
             frame = pd.concat([frame, markers], axis=1)
-    return RawTable(frame, row_base=1, warnings=out_warnings)
+    return RawTable(frame, row_base=1, warnings=out_warnings, genes=genes)

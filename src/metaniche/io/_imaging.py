@@ -2,9 +2,12 @@
 
 Each folder is **one sample**, named after the folder (a folder of such folders gives one
 sample per folder; CosMx fields of view stay one sample, as they are tiles of one section).
-Genes become marker columns (counts as in the files, no normalisation); control features
-are dropped and counted in a warning. Cell types are not in these outputs: give them with
-``[input] cell_types`` (:mod:`metaniche.io.cell_types`) or phenotype with ``[gating]``.
+Genes become marker columns (counts as in the files, no per-cell normalisation) or, when the
+matrix holds more than :data:`metaniche.genes.MAX_DENSE_VALUES` values, a sparse
+:class:`metaniche.genes.GeneMatrix` kept with the cells (no gene dropped; see
+:mod:`metaniche.genes`); control features are dropped and counted in a warning. Cell types
+are not in these outputs: give them with ``[input] cell_types``
+(:mod:`metaniche.io.cell_types`) or phenotype with ``[gating]``.
 
 ===========  =================================================================================
 ``xenium``   ``cells.parquet`` / ``cells.csv.gz`` / ``cells.csv`` (``cell_id``, ``x_centroid``,
@@ -43,7 +46,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from metaniche.config import ColumnNames, Config
-from metaniche.io._anndata import MAX_DENSE_VALUES
+from metaniche.genes import GeneMatrix, expression_markers
 from metaniche.io._common import ABSENT, MappedTable, Reader, label_or_placeholder, unique_name
 from metaniche.io._tables import (
     RawTable,
@@ -139,27 +142,20 @@ def _align(cells_path: Path, matrix_path: Path, cell_ids: np.ndarray,
     return where
 
 
-def _marker_frame(path: Path, matrix: sp.spmatrix | np.ndarray, genes: list[str],
-                  taken: pd.Index, notes: list[str]) -> pd.DataFrame:
-    """Genes as dense float64 marker columns (names clashing with cell columns skipped)."""
-    n_obs, n_vars = matrix.shape
-    if n_obs * n_vars > MAX_DENSE_VALUES:
-        notes.append(f"{path}: expression matrix is {n_obs:,} × {n_vars:,}, too large to keep "
-                     "as marker columns; markers were not read (subset the genes to keep "
-                     "them).")
-        return pd.DataFrame(index=pd.RangeIndex(n_obs))
-    dense = matrix.toarray() if isinstance(matrix, sp.spmatrix) else np.asarray(matrix)
-    keep = [i for i, g in enumerate(genes) if g not in taken]
-    return pd.DataFrame(np.asarray(dense, dtype=np.float64)[:, keep],
-                        columns=[genes[i] for i in keep])
+def _marker_frame(matrix: sp.spmatrix | np.ndarray, genes: list[str], taken: pd.Index,
+                  ) -> tuple[pd.DataFrame, GeneMatrix | None]:
+    """Genes as dense float64 marker columns, or kept sparse when the matrix is large
+    (:func:`metaniche.genes.expression_markers`); names clashing with cell columns skipped."""
+    return expression_markers(matrix, genes, [str(c) for c in taken])
 
 
 def _finish(path: Path, reader: Reader, config: Config, frame: pd.DataFrame, id_col: str,
             x_col: str, y_col: str, notes: list[str], row_base: int,
-            sources: dict[str, tuple[str, ...]] | None = None) -> MappedTable:
+            sources: dict[str, tuple[str, ...]] | None = None,
+            genes: GeneMatrix | None = None) -> MappedTable:
     label = label_or_placeholder(path, reader, frame, config,
                                  "the output holds no cell types")
-    return MappedTable(RawTable(frame, row_base=row_base, warnings=notes),
+    return MappedTable(RawTable(frame, row_base=row_base, warnings=notes, genes=genes),
                        ColumnNames(sample=ABSENT, cell_id=id_col, x=x_col, y=y_col,
                                    cell_type=label), sources or {})
 
@@ -202,10 +198,11 @@ def map_xenium(path: Path, source: None, config: Config, reader: Reader) -> Mapp
     matrix = matrix[rows][:, np.flatnonzero(gene)]
     frame = frame.reset_index(drop=True)
     frame[id_col] = cell_ids
-    markers = _marker_frame(matrix_path, matrix, [genes[i] for i in np.flatnonzero(gene)],
-                            frame.columns, notes)
+    markers, kept = _marker_frame(matrix, [genes[i] for i in np.flatnonzero(gene)],
+                                  frame.columns)
     frame = pd.concat([frame, markers], axis=1)
-    return _finish(path, reader, config, frame, id_col, x_col, y_col, notes, raw.row_base)
+    return _finish(path, reader, config, frame, id_col, x_col, y_col, notes, raw.row_base,
+                   genes=kept)
 
 
 def _xenium_matrix(folder: Path, reader: Reader
@@ -365,11 +362,10 @@ def map_cosmx(path: Path, source: None, config: Config, reader: Reader) -> Mappe
     x_col, y_col = unique_name(frame, "x_um"), unique_name(frame, "y_um")
     frame[x_col] = pd.to_numeric(frame[cx], errors="coerce").to_numpy(dtype=np.float64) * scale
     frame[y_col] = pd.to_numeric(frame[cy], errors="coerce").to_numpy(dtype=np.float64) * scale
-    values = expr[genes].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    markers = _marker_frame(expr_path, values[rows], genes, frame.columns, notes)
+    markers, kept = _marker_frame(_gene_values(expr, genes)[rows], genes, frame.columns)
     frame = pd.concat([frame, markers], axis=1)
     return _finish(path, reader, config, frame, id_col, x_col, y_col, notes, 2,
-                   {x_col: (cx,), y_col: (cy,)})
+                   {x_col: (cx,), y_col: (cy,)}, genes=kept)
 
 
 # --- MERSCOPE -----------------------------------------------------------------------------
@@ -403,7 +399,11 @@ def map_merscope(path: Path, source: None, config: Config, reader: Reader) -> Ma
     frame[id_col] = cell_ids
     if id_col != mid:
         frame = frame.drop(columns=[mid])
-    values = expr[genes].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    markers = _marker_frame(expr_path, values[rows], genes, frame.columns, notes)
+    markers, kept = _marker_frame(_gene_values(expr, genes)[rows], genes, frame.columns)
     frame = pd.concat([frame, markers], axis=1)
-    return _finish(path, reader, config, frame, id_col, cx, cy, notes, 2)
+    return _finish(path, reader, config, frame, id_col, cx, cy, notes, 2, genes=kept)
+
+
+def _gene_values(expr: pd.DataFrame, genes: list[str]) -> np.ndarray:
+    """The gene columns of a flat expression table as one float64 array."""
+    return expr[genes].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)

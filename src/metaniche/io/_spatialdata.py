@@ -21,8 +21,9 @@ Coordinates, per cell, in this order:
 
 Coordinates are then multiplied by ``um_per_unit`` like every other reader (SpatialData
 does not fix a unit; spatialdata-io's ``global`` system is µm for Xenium and MERSCOPE).
-Other columns: ``obs`` columns, and markers from ``X`` (var names) up to
-:data:`metaniche.io._anndata.MAX_DENSE_VALUES` values. Sample: the configured sample
+Other columns: ``obs`` columns, and markers from ``X`` (var names, values as stored) as
+columns up to :data:`metaniche.genes.MAX_DENSE_VALUES` values, kept sparse beyond
+(:mod:`metaniche.genes`). Sample: the configured sample
 column when present, else the region when the table annotates several elements (one
 field of view each), else the store's name. Cell id: the instance key column.
 """
@@ -38,7 +39,7 @@ import pandas as pd
 
 from metaniche.config import ColumnNames, Config
 from metaniche.errors import InputError
-from metaniche.io._anndata import MAX_DENSE_VALUES
+from metaniche.genes import GeneMatrix, expression_markers
 from metaniche.io._common import (
     ABSENT,
     LABEL_COLUMNS,
@@ -113,9 +114,9 @@ def map_spatialdata(path: Path, source: None, config: Config, reader: Reader) ->
     xy = _coordinates(path, sdata, name, table, frame, region_key, instance_key)
     x_col, y_col = unique_name(frame, "x"), unique_name(frame, "y")
     frame[x_col], frame[y_col] = xy[:, 0], xy[:, 1]
-    frame, notes = _with_markers(path, frame, table)
+    frame, notes, genes = _with_markers(path, frame, table)
 
-    raw = RawTable(frame, row_base=1, warnings=notes)
+    raw = RawTable(frame, row_base=1, warnings=notes, genes=genes)
     cols = config.columns
     sample = find_column(frame.columns, cols.sample)
     if sample is None and region_key in frame.columns and frame[region_key].nunique() > 1:
@@ -215,18 +216,13 @@ def _coordinate_system(element) -> str:
 
 
 def _with_markers(path: Path, frame: pd.DataFrame,
-                  table) -> tuple[pd.DataFrame, list[str]]:
-    """Append ``X`` as marker columns (var names), skipping names taken by obs columns."""
-    n_obs, n_vars = table.shape
-    if table.X is None or n_vars == 0:
-        return frame, []
-    if n_obs * n_vars > MAX_DENSE_VALUES:
-        return frame, [f"{path}: expression matrix X of the SpatialData table is {n_obs:,} × "
-                       f"{n_vars:,}, too large to keep as marker columns; markers were not "
-                       "read (subset the genes of the table to keep them)."]
-    matrix = table.X.toarray() if hasattr(table.X, "toarray") else table.X
-    matrix = np.asarray(matrix, dtype=np.float64)
-    names = [str(v) for v in table.var_names]
-    keep = [i for i, n in enumerate(names) if n not in frame.columns]
-    markers = pd.DataFrame(matrix[:, keep], columns=[names[i] for i in keep])
-    return pd.concat([frame, markers], axis=1), []
+                  table) -> tuple[pd.DataFrame, list[str], GeneMatrix | None]:
+    """Append ``X`` as marker columns (var names), skipping names taken by obs columns; a
+    matrix of more than :data:`~metaniche.genes.MAX_DENSE_VALUES` values is kept sparse."""
+    if table.X is None or table.shape[1] == 0:
+        return frame, [], None
+    markers, genes = expression_markers(table.X, [str(v) for v in table.var_names],
+                                        [str(c) for c in frame.columns])
+    if genes is not None:
+        return frame, [], genes
+    return pd.concat([frame, markers], axis=1), [], None

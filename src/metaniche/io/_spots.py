@@ -22,7 +22,8 @@ Readers
     else ``[spots] diameter_um / spot_diameter_fullres`` (the 55 µm spot diameter of
     Visium: 10x's own rule). ``x`` is the pixel column, ``y`` the pixel row. Every spot of
     the matrix (filtered: under tissue) is one row; genes become marker columns (counts as
-    in the file; only ``Gene Expression`` features). A Visium HD ``outs`` folder holds
+    in the file, no per-cell normalisation; only ``Gene Expression`` features), kept sparse
+    when the matrix is large (:mod:`metaniche.genes`). A Visium HD ``outs`` folder holds
     ``binned_outputs/square_<bin>um/`` folders of the same layout: ``[spots] hd_bin_um``
     chooses one (default 8 µm); the folder itself can be given too.
 AnnData (legacy ST, Slide-seq)
@@ -239,8 +240,7 @@ def map_visium(path: Path, source: None, config: Config, reader: Reader) -> Mapp
         notes.append(f"{matrix_path}: {int((~gene).sum()):,} features that are not "
                      f"'{_GENE}' (antibody capture, probes) were dropped; only genes are kept.")
     keep = np.flatnonzero(gene)
-    markers = _marker_frame(matrix_path, matrix[:, keep], [genes[i] for i in keep],
-                            frame.columns, notes)
+    markers, kept = _marker_frame(matrix[:, keep], [genes[i] for i in keep], frame.columns)
     frame = pd.concat([frame, markers], axis=1)
     if config.spots.proportions:
         frame["cell_type"] = PLACEHOLDER_LABEL  # replaced by the deconvolution's dominant type
@@ -250,7 +250,7 @@ def map_visium(path: Path, source: None, config: Config, reader: Reader) -> Mapp
         raise TableError(f"{path}: {reader.described} holds no cell types; set [spots] "
                          "proportions to the deconvolution of its spots (an obsm key or a spot "
                          "× type CSV), or [input] cell_types to a table of barcode and label.")
-    return MappedTable(RawTable(frame, row_base=1, warnings=notes),
+    return MappedTable(RawTable(frame, row_base=1, warnings=notes, genes=kept),
                        ColumnNames(sample=ABSENT, cell_id="cell_id", x="x", y="y",
                                    cell_type="cell_type"))
 
@@ -430,8 +430,8 @@ def join_spot_proportions(path: Path, mapped: MappedTable, config: Config) -> Ma
         _rescale_to_pitch(path, frame, columns, config, notes)
     new_columns = dataclasses.replace(columns, cell_type=label_col,
                                       cell_id=id_col if id_col is not None else columns.cell_id)
-    return MappedTable(RawTable(frame, mapped.raw.row_base, notes), new_columns,
-                       mapped.sources)
+    return MappedTable(dataclasses.replace(mapped.raw, frame=frame, warnings=notes),
+                       new_columns, mapped.sources)
 
 
 def _rescale_to_pitch(path: Path, frame: pd.DataFrame, columns: ColumnNames, config: Config,

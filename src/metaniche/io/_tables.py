@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from metaniche.errors import InputError
+from metaniche.genes import GeneMatrix
 
 __all__ = [
     "NA_VALUES",
@@ -80,11 +81,15 @@ class RawTable:
         text files (the header is line 1), 1 for Parquet and AnnData.
     warnings
         File-level warnings raised while reading (one sentence each).
+    genes
+        An expression matrix too large for marker columns, kept sparse with the same rows
+        as ``frame`` (:class:`metaniche.genes.GeneMatrix`); ``None`` otherwise.
     """
 
     frame: pd.DataFrame
     row_base: int
     warnings: list[str] = field(default_factory=list)
+    genes: GeneMatrix | None = None
 
 
 def supported_list() -> str:

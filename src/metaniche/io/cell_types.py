@@ -33,7 +33,6 @@ import pandas as pd
 from metaniche.config import Config
 from metaniche.io._common import ABSENT, MappedTable
 from metaniche.io._tables import (
-    RawTable,
     TableError,
     file_format,
     file_stem,
@@ -148,5 +147,5 @@ def join_cell_types(path: Path, mapped: MappedTable, config: Config) -> MappedTa
         notes.append(f"{path}: {int(unlabeled.sum()):,} of {len(ids):,} cells have no label in "
                      f"{table} ({_KEY}) and are labelled '{UNLABELED}'; add them to the table "
                      "to label them.")
-    return MappedTable(RawTable(frame, mapped.raw.row_base, notes),
+    return MappedTable(dataclasses.replace(mapped.raw, frame=frame, warnings=notes),
                        dataclasses.replace(columns, cell_type=label_col), mapped.sources)

@@ -16,6 +16,10 @@ cell_type     str         phenotype label
 …             unchanged   every other input column (markers, metadata)
 ============  ==========  ==========================================================
 
+An expression matrix of more than :data:`metaniche.genes.MAX_DENSE_VALUES` values is not
+among those columns: it is kept sparse in ``SampleInput.genes`` (same rows, see
+:mod:`metaniche.genes`), and its genes are resolved by name where a config names markers.
+
 The export's own tissue class (inForm ``Tissue Category``, HALO ``Classifier Label``) is
 one of those other columns, under the name ``tissue_category``
 (:data:`metaniche._contract.TISSUE_CATEGORY`).
@@ -60,6 +64,7 @@ from scipy.spatial import cKDTree
 from metaniche._contract import CONTRACT_COLUMNS
 from metaniche.config import Config
 from metaniche.errors import InputError
+from metaniche.genes import GeneMatrix, with_gene_columns
 from metaniche.io._common import with_columns
 from metaniche.io._spots import join_spot_proportions
 from metaniche.io._tables import (
@@ -127,6 +132,10 @@ class SampleInput:
         ``True`` when the cells were read and checked but not kept (``cells`` is None): the
         task analysing the sample reads them again from ``source`` (:func:`reload_sample`),
         so a cluster run ships paths, not tables (:func:`scan_entry`).
+    genes
+        The sample's expression matrix when it was too large for marker columns, kept sparse
+        with the rows of ``cells`` (:class:`metaniche.genes.GeneMatrix`); ``None`` otherwise
+        or when ``cells`` is None. Part of ``checksum``.
     """
 
     name: str
@@ -138,6 +147,7 @@ class SampleInput:
     file_error: bool = False
     patient: str | None = None
     deferred: bool = False
+    genes: GeneMatrix | None = None
 
     @property
     def ok(self) -> bool:
@@ -219,7 +229,7 @@ def scan_entry(item: tuple[Entry, Config], emit: object = None) -> list[SampleIn
     (:func:`reload_sample`). ``emit`` is unused (the executor's task signature).
     """
     entry, config = item
-    return [dataclasses.replace(s, cells=None, deferred=True) if s.ok else s
+    return [dataclasses.replace(s, cells=None, genes=None, deferred=True) if s.ok else s
             for s in read_entry(entry, config)]
 
 
@@ -266,7 +276,7 @@ def unique_names(results: list[SampleInput]) -> list[SampleInput]:
                 also = "is read twice from this file, given more than once among the inputs"
                 fix = "give each file once"
             out[i] = dataclasses.replace(
-                results[i], cells=None, checksum="",
+                results[i], cells=None, genes=None, checksum="",
                 error=f"{own}: sample '{name}' {also}; sample ids must be unique across "
                       f"inputs, so none of them is analysed; {fix}.")
     return out
@@ -301,9 +311,10 @@ def _gate(sample: SampleInput, config: Config) -> SampleInput:
     assert sample.cells is not None
     panel = parse_panel(config.gating)
     try:
-        result = apply_gating(sample.cells, panel)
+        result = apply_gating(with_gene_columns(sample.cells, sample.genes, panel.marker_names,
+                                                panel.markers), panel)
     except InputError as err:
-        return dataclasses.replace(sample, cells=None,
+        return dataclasses.replace(sample, cells=None, genes=None,
                                    error=f"{sample.source}: sample '{sample.name}': {err}")
     cells = sample.cells.copy()
     cells["cell_type"] = result.cell_type
@@ -509,8 +520,11 @@ def _standardise(path: Path, stem: str, raw: RawTable, config: Config, fmt: str 
             results.append(SampleInput(name, path, None, error, list(file_warnings)))
             continue
         cells = out.take(idx).reset_index(drop=True)
+        genes = raw.genes.take(idx) if raw.genes is not None else None
         digest = hashlib.sha256(header)
         digest.update(np.ascontiguousarray(row_hashes[idx]).tobytes())
+        if genes is not None:
+            genes.update_digest(digest)
         for column, mask in text_cells.items():
             hit = idx[mask[idx]]
             if hit.size:
@@ -524,7 +538,7 @@ def _standardise(path: Path, stem: str, raw: RawTable, config: Config, fmt: str 
         if spacing and not config.spots.proportions:  # spots lie 10-200 µm apart
             sample_warnings.append(spacing)
         results.append(SampleInput(name, path, cells, None, sample_warnings,
-                                   digest.hexdigest(), patient=patient))
+                                   digest.hexdigest(), patient=patient, genes=genes))
     return results
 
 

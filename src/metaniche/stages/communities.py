@@ -156,9 +156,12 @@ def _evidence(context: SampleContext, types, markers, threshold: float) -> np.nd
     found = np.isin(context.labels, list(types)) if types else np.zeros(len(context.labels),
                                                                         dtype=bool)
     wanted = {m.upper() for m in markers}
-    for column in context.marker_columns():
-        if column.upper() in wanted:
-            found |= marker_positive(context.cells[column].to_numpy(np.float64), threshold)
+    columns = [c for c in [*context.marker_columns(), *context.gene_names]
+               if c.upper() in wanted]
+    if columns:
+        frame = context.marker_frame(columns)
+        for column in columns:
+            found |= marker_positive(frame[column].to_numpy(np.float64), threshold)
     return found
 
 
@@ -191,11 +194,12 @@ def _aggregate_features(context: SampleContext, aggregates: pd.DataFrame) -> dic
 def _ligrec(context: SampleContext, pairs) -> pd.DataFrame:
     params = context.config.ligrec
     table = load_pairs(params.pairs or None)
-    columns = context.marker_columns()
+    columns = [*context.marker_columns(), *context.gene_names]
     matched = match_pairs(table, columns)
     local = pairs.within(params.radius_um)
-    expression = {c: context.cells[c].to_numpy(np.float64)
-                  for p in matched for c in (p[2], p[3])}
+    needed = list(dict.fromkeys(c for p in matched for c in (p[2], p[3])))
+    frame = context.marker_frame(needed)
+    expression = {c: frame[c].to_numpy(np.float64) for c in needed}
     return ligand_receptor(local.i, local.j, expression, matched, context.type_codes,
                            context.cell_types, np.asarray(context.compartments.compartment),
                            params.n_permutations, params.seed, params.min_edges,

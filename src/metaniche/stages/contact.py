@@ -57,8 +57,9 @@ def contact_outcomes(context: SampleContext, config: Config,
     out: dict[str, np.ndarray] = {}
     state_types: dict[str, tuple[str, ...] | None] = {}
     if states:
-        calls = call_states(context.cells, context.labels, rules, context.name,
-                            config.states.cohort_thresholds)
+        calls = call_states(
+            context.with_genes([rule.marker for rule in rules.values() if rule.marker]),
+            context.labels, rules, context.name, config.states.cohort_thresholds)
         for name in states:
             out[name] = calls.positive[:, calls.names.index(name)].copy()
             state_types[name] = calls.cell_types[name]
@@ -66,14 +67,14 @@ def contact_outcomes(context: SampleContext, config: Config,
         if name in rules:
             continue
         try:
-            column = resolve_marker(list(context.cells.columns), name)
+            column = resolve_marker(list(context.cells.columns) + context.gene_names, name)
         except InputError:
             raise InputError(f"sample '{context.name}': [contact] markers names '{name}', which "
                              f"is neither a state of [states] ({', '.join(rules) or 'none'}) "
                              "nor a marker column of the cell table (markers: "
                              f"{', '.join(columns[:12]) or 'none'}); fix the name or declare "
                              f"the state [states.{name}].") from None
-        values = pd.to_numeric(context.cells[column], errors="coerce")
+        values = pd.to_numeric(context.marker_frame([column])[column], errors="coerce")
         out[name] = values.to_numpy(np.float64)
     return pd.DataFrame(out, index=pd.RangeIndex(len(context.cells))), state_types
 

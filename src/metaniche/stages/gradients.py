@@ -64,12 +64,17 @@ def run(context: SampleContext) -> StageOutput:
     stats_table = gradient_statistics(gradients, border_um, params.window_um,
                                       context.config.cohort.confidence)
     tables = {T.GRADIENTS: gradients, T.GRADIENT_STATS: stats_table}
+    warnings = []
     if params.markers:
         columns = list(params.marker_columns) or context.marker_columns()
-        columns = [c for c in columns if c in context.cells.columns]
-        tables[T.GRADIENT_MARKERS] = marker_profiles(
-            sd, context.cells[columns].reset_index(drop=True), result.lesion_id, n_lesions,
-            edges)
+        columns = [c for c in columns if context.has_marker(c)]
+        tables[T.GRADIENT_MARKERS] = sparse_marker_profiles(context, columns, edges)
+        if context.genes is not None and not params.marker_columns:
+            warnings.append(
+                f"the {context.genes.n_genes:,} genes of the sparse expression matrix are not "
+                "in gradient_markers (profiling every gene would give a table of genes × "
+                "bins × lesions rows); list the genes to profile in [gradients] "
+                "marker_columns.")
 
     effectors = context.infiltration_types
     perimeters = lesion_perimeters_um(result.lesion_labels, result.tissue, result.grid.pixel_um,
@@ -79,7 +84,28 @@ def run(context: SampleContext) -> StageOutput:
                                               result.compartment, result.lesion_id, labels,
                                               effectors)
     features = _features(stats_table, sd, labels, effectors)
-    return StageOutput(tables=tables, features=features)
+    return StageOutput(tables=tables, features=features, warnings=warnings)
+
+
+#: Genes densified at a time by :func:`sparse_marker_profiles` (n_cells × 64 float64).
+_GENE_CHUNK = 64
+
+
+def sparse_marker_profiles(context: SampleContext, columns: list[str],
+                           edges: np.ndarray) -> pd.DataFrame:
+    """:func:`~metaniche.analyses.gradients.marker_profiles` of the named columns (cell-table
+    columns or sparse genes), densifying at most 64 genes at a time; same table as one call
+    on all the columns."""
+    result = context.compartments
+    n_lesions = len(result.lesions)
+    sd = result.signed_distance_um
+    if not columns:
+        return marker_profiles(sd, context.marker_frame([]), result.lesion_id, n_lesions,
+                               edges)
+    parts = [marker_profiles(sd, context.marker_frame(columns[i:i + _GENE_CHUNK]),
+                             result.lesion_id, n_lesions, edges)
+             for i in range(0, len(columns), _GENE_CHUNK)]
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 
 def _features(stats_table: pd.DataFrame, sd: np.ndarray, labels: np.ndarray,

@@ -41,7 +41,7 @@ import pandas as pd
 
 from metaniche import tables as T
 from metaniche.analyses.compartments import WHOLE
-from metaniche.analyses.gradients import gradient_statistics, marker_profiles
+from metaniche.analyses.gradients import gradient_statistics
 from metaniche.analyses.spots import (
     SpotData,
     band_edges_um,
@@ -136,12 +136,10 @@ def run(context: SampleContext) -> StageOutput:
         warnings.append("spot proportions without [spots] cells_per_spot: densities, cell "
                         "counts and gradient trend tests are NA (proportions are reported); "
                         "set cells_per_spot to assume a number of cells per spot.")
-    genes = _gene_columns(context)
+    genes = _gene_columns(context, warnings)
     if genes:
-        n_lesions = len(result.lesions)
-        tables[T.GRADIENT_MARKERS] = marker_profiles(
-            result.signed_distance_um, context.cells[genes].reset_index(drop=True),
-            result.lesion_id, n_lesions, edges)
+        tables[T.GRADIENT_MARKERS] = gradient_stage.sparse_marker_profiles(context, genes,
+                                                                           edges)
     features = _features(context, composition, stats, coloc)
     for row in proportion_stats[proportion_stats["lesion_id"].isna()].itertuples(index=False):
         features[_name("proportion_gradient_slope", row.cell_type)] = row.slope_per_100um
@@ -149,18 +147,24 @@ def run(context: SampleContext) -> StageOutput:
     return StageOutput(tables=tables, features=features, warnings=warnings)
 
 
-def _gene_columns(context: SampleContext) -> list[str]:
-    """Gene columns for the gene gradients (see module docstring)."""
+def _gene_columns(context: SampleContext, warnings: list[str]) -> list[str]:
+    """Gene columns (or sparse genes) for the gene gradients (see module docstring); a
+    warning when there are too many to profile by default."""
     params = context.config.gradients
     if not params.markers:
         return []
     if params.marker_columns:
-        return [c for c in params.marker_columns if c in context.cells.columns]
+        return [c for c in params.marker_columns if context.has_marker(c)]
     skip = {"array_row", "array_col", "array_x", "array_y", "pixel_x", "pixel_y",
             context.config.spots.region}
     genes = [c for c in context.marker_columns()
-             if not c.startswith(SPOT_TYPE_PREFIX) and c not in skip]
-    return genes if len(genes) <= MAX_GRADIENT_GENES else []
+             if not c.startswith(SPOT_TYPE_PREFIX) and c not in skip] + context.gene_names
+    if len(genes) <= MAX_GRADIENT_GENES:
+        return genes
+    warnings.append(f"the spots carry {len(genes):,} genes, more than the "
+                    f"{MAX_GRADIENT_GENES} profiled by default, so gradient_markers is not "
+                    "written; list the genes to profile in [gradients] marker_columns.")
+    return []
 
 
 def _compartments(context: SampleContext) -> pd.DataFrame:

@@ -83,8 +83,8 @@ def run(context: SampleContext) -> StageOutput:
     tables = {}
     cell_columns = {}
     if params.rules:
-        calls = call_states(context.cells, labels, params.rules, context.name,
-                            params.cohort_thresholds)
+        calls = call_states(context.with_genes(_rule_markers(params.rules)), labels,
+                            params.rules, context.name, params.cohort_thresholds)
         table = state_table(calls, context.type_codes, context.cell_types, result.compartment,
                             result.lesion_id, result.areas)
         gparams = config.gradients
@@ -141,20 +141,27 @@ def run(context: SampleContext) -> StageOutput:
                        warnings=warnings + marker_warnings)
 
 
+def _rule_markers(rules: dict) -> list[str]:
+    """The markers the ``[states]`` rules read (genes among them are densified, only they)."""
+    return [rule.marker for rule in rules.values() if rule.marker]
+
+
 def _marker_gradients(context: SampleContext) -> tuple[dict, dict[str, object], list[str]]:
     """Marker intensity per band (per type and pooled) and its trend test
     (:mod:`metaniche.analyses.marker_trends`)."""
     config = context.config
     params = config.states
     column_of, types_of, missing = trend_markers(
-        params.rules, params.gradient_markers, [str(c) for c in context.cells.columns])
+        params.rules, params.gradient_markers,
+        [str(c) for c in context.cells.columns] + context.gene_names)
     warnings = [f"[states] gradient_markers names '{name}', which has no column in the cell "
                 f"table; fix the name or remove it." for name in missing]
     if not column_of:
         return {}, {}, warnings
     gparams = config.gradients
     edges = bin_edges_um(gparams.min_um, gparams.max_um, gparams.bin_um)
-    values = {marker: pd.to_numeric(context.cells[column], errors="coerce").to_numpy(
+    frame = context.marker_frame(list(dict.fromkeys(column_of.values())))
+    values = {marker: pd.to_numeric(frame[column], errors="coerce").to_numpy(
         np.float64) for marker, column in column_of.items()}
     profiles = marker_band_means(context.compartments.signed_distance_um, values,
                                  context.type_codes, context.cell_types, types_of, edges)
