@@ -19,7 +19,7 @@ from metaniche import tables as T
 from metaniche.analyses.compartments import COMPARTMENTS
 from metaniche.report import svg
 from metaniche.report.rundata import RunData
-from metaniche.report.sections import Section, Table, save_svg
+from metaniche.report.sections import Section, Table, inline_svg, save_svg
 
 __all__ = ["contact_cohort_section", "contact_sample_section"]
 
@@ -47,7 +47,7 @@ def _ranked(rows: pd.DataFrame, columns: list[str]) -> Table:
         index=False)], sortable=True)
 
 
-def _profile_chart(profiles: pd.DataFrame, pairs: pd.DataFrame, report_dir: Path,
+def _profile_chart(profiles: pd.DataFrame, pairs: pd.DataFrame, report_dir: Path | None,
                    stem: str) -> tuple[Markup, str] | None:
     """Small multiples: one panel per (top pair, compartment), mean outcome vs partners."""
     panels = []
@@ -70,7 +70,9 @@ def _profile_chart(profiles: pd.DataFrame, pairs: pd.DataFrame, report_dir: Path
     chart = svg.small_multiples(panels, title="Marker vs partners within the contact radius",
                                 xlabel="partner cells within the radius (3 = three or more)",
                                 ylabel="mean marker (log1p) or state fraction", ncols=3)
-    return save_svg(chart, report_dir, stem)
+    # a sample's chart lives once, inline in its page; the cohort's is also a file
+    return save_svg(chart, report_dir, stem) if report_dir is not None else inline_svg(
+        chart, stem)
 
 
 def contact_sample_section(run: RunData, sample: str, stem: str,
@@ -82,7 +84,7 @@ def contact_sample_section(run: RunData, sample: str, stem: str,
     profiles = run.sample_rows(T.STATE_CHANGE_PROFILES, sample)
     top = rows.sort_values("p").head(MAX_PAIRS)[_PAIR]
     drawn = (None if profiles is None or profiles.empty
-             else _profile_chart(profiles, top, report_dir, f"{stem}.contact"))
+             else _profile_chart(profiles, top, None, f"{stem}.contact"))
     first = rows.iloc[0]
     caption = (f"Does contact change state? Effect of each partner type on a marker or state "
                f"of a cell type, per partner cell ({first['exposure']}), adjusted for "
@@ -97,8 +99,7 @@ def contact_sample_section(run: RunData, sample: str, stem: str,
     section = Section("contact", "Does contact change state?", caption=caption,
                       table=_ranked(rows, _SAMPLE_COLUMNS))
     if drawn is not None:
-        section.svg, path = drawn
-        section.files = [path]
+        section.svg, section.download = drawn
     return section
 
 
