@@ -10,7 +10,7 @@ all pairs on a 1M-cell sample in < 30 s (``under_30s``, per row).
 
 Run ``python benchmarks/bench_contact.py`` (1M cells; writes
 ``benchmarks/results/contact.json``) or ``--sizes small`` (20k cells, a smoke run that writes
-``contact_small.json``).
+``contact_small.json``); ``--n-cells N`` times one size (writes ``contact_N.json``).
 """
 
 from __future__ import annotations
@@ -52,7 +52,11 @@ def main() -> None:
     """Time all pairs per sample size, model only and with the default nulls."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", choices=sorted(SIZES), default="full")
-    sizes = SIZES[parser.parse_args().sizes]
+    parser.add_argument("--n-cells", type=int, default=0,
+                        help="time this one sample size instead of --sizes")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    options = parser.parse_args()
+    sizes = (options.n_cells,) if options.n_cells > 0 else SIZES[options.sizes]
     radius = RelationsParams().contact_radius_um
     rows = []
     for n_cells in sizes:
@@ -67,7 +71,13 @@ def main() -> None:
                          "n_tests": len(result.table), "seconds": round(seconds, 2),
                          "peak_rss_mib": round(process_peak_rss_mib(), 1),
                          "under_30s": seconds < 30})
-    write_results("contact" if sizes == SIZES["full"] else "contact_small", rows)
+    name = ("contact" if sizes == SIZES["full"] else "contact_small" if sizes == SIZES["small"]
+            else f"contact_{sizes[0]}")
+    if options.no_write:
+        for row in rows:
+            print(row)
+    else:
+        write_results(name, rows)
 
 
 if __name__ == "__main__":
