@@ -333,18 +333,19 @@ def _shuffle_segments(uniforms: np.ndarray, values: np.ndarray,
 
 
 @numba.njit(cache=True, nogil=True)
-def _shift_fill(qx: np.ndarray, qy: np.ndarray, vx: float, vy: float, x: np.ndarray,
-                y: np.ndarray, partner: np.ndarray, starts: np.ndarray, n_bx: int, n_by: int,
-                x0: float, y0: float, width: float, radius: float, out: np.ndarray,
+def _shift_fill(qx: np.ndarray, qy: np.ndarray, vx: float, vy: float, cells: np.ndarray,
+                starts: np.ndarray, n_bx: int, n_by: int, x0: float, y0: float, width: float,
+                radius: float, out: np.ndarray,
                 squares: np.ndarray) -> None:  # pragma: no cover - numba
     """One toroidal shift v: ``out[i, p]`` = partner-p cells within ``radius`` (``<=``,
-    minimum-image distance) of query point i translated by −v on the torus of whole bins
-    (partner index per sorted cell; ``out.shape[1]`` = none, not counted); ``squares[p]`` =
-    Σ_i out[i, p]².
+    minimum-image distance) of query point i translated by −v on the torus of whole bins;
+    ``squares[p]`` = Σ_i out[i, p]².
 
-    A point whose scanned bins do not wrap, on a torus wider than twice the scanned reach, has
-    minimum-image differences equal to the plain ones, so it scans each row of bins as one
-    contiguous range without wrapping (the same decisions as the general path).
+    ``cells`` (n, 3) holds x, y and the partner index (as a float; ``out.shape[1]`` = none,
+    not counted) of every cell in the cell list's order. A point whose scanned bins do not
+    wrap, on a torus wider than twice the scanned reach, has minimum-image differences equal
+    to the plain ones, so it scans each row of bins as one contiguous range without wrapping
+    (the same decisions as the general path).
     """
     n_pairs = out.shape[1]
     r2 = radius * radius
@@ -359,8 +360,12 @@ def _shift_fill(qx: np.ndarray, qy: np.ndarray, vx: float, vy: float, x: np.ndar
     for i in range(len(qx)):
         px = qx[i] - vx - x0
         py = qy[i] - vy - y0
-        px -= period_x * np.floor(px / period_x)
-        py -= period_y * np.floor(py / period_y)
+        turns = px / period_x                      # px − period·⌊px/period⌋, ⌊⌋ = 0 skipped
+        if turns < 0.0 or turns >= 1.0:
+            px -= period_x * np.floor(turns)
+        turns = py / period_y
+        if turns < 0.0 or turns >= 1.0:
+            py -= period_y * np.floor(turns)
         bx = min(int(px / width), n_bx - 1)
         by = min(int(py / width), n_by - 1)
         px += x0
@@ -369,17 +374,17 @@ def _shift_fill(qx: np.ndarray, qy: np.ndarray, vx: float, vy: float, x: np.ndar
             for cy in range(by - reach, by + reach + 1):
                 row = cy * n_bx
                 for j in range(starts[row + bx - reach], starts[row + bx + reach + 1]):
-                    dx = px - x[j]
-                    dy = py - y[j]
-                    counts[partner[j]] += dx * dx + dy * dy <= r2
+                    dx = px - cells[j, 0]
+                    dy = py - cells[j, 1]
+                    counts[int(cells[j, 2])] += dx * dx + dy * dy <= r2
         else:
             for oy in range(-reach, reach + 1):
                 cy = (by + oy) % n_by
                 for ox in range(-reach, reach + 1):
                     b = cy * n_bx + (bx + ox) % n_bx
                     for j in range(starts[b], starts[b + 1]):
-                        dx = px - x[j]
-                        dy = py - y[j]
+                        dx = px - cells[j, 0]
+                        dy = py - cells[j, 1]
                         if dx > half_x:
                             dx -= period_x
                         elif dx < -half_x:
@@ -388,7 +393,7 @@ def _shift_fill(qx: np.ndarray, qy: np.ndarray, vx: float, vy: float, x: np.ndar
                             dy -= period_y
                         elif dy < -half_y:
                             dy += period_y
-                        counts[partner[j]] += dx * dx + dy * dy <= r2
+                        counts[int(cells[j, 2])] += dx * dx + dy * dy <= r2
         for p in range(n_pairs):
             out[i, p] = counts[p]
             total[p] += counts[p] * counts[p]
@@ -763,9 +768,61 @@ def contact_effects(
     focus cell, one QR of each focus type's place design, then matrix products: O(n_A (K +
     P·M)) per focus type (P partners, M outcomes, K design columns); the logistic fits are
     statsmodels GLMs, one per (A, state, B). Each null draw costs what the module docstring
-    says; draws run on Numba's thread count (:func:`numba.set_num_threads`) with
-    single-threaded BLAS, and the result does not depend on the number of threads.
+    says; draws run on Numba's thread count (:func:`numba.set_num_threads`), and the result
+    does not depend on the number of threads. BLAS runs single-threaded throughout
+    (threadpoolctl): the products here are thin, (P, n)·(n, K), for which multithreaded
+    OpenBLAS was slower.
     """
+    with threadpool_limits(1):   # single-threaded BLAS: see Notes
+        return _contact_effects(
+            coordinates, labels, outcomes, signed_distance_um, compartment, lesion_id,
+            state_types=state_types,
+            cell_types=cell_types,
+            partner_types=partner_types,
+            radius_um=radius_um,
+            exposure=exposure,
+            transform=transform,
+            adjust=adjust,
+            spline_knots=spline_knots,
+            density_radius_um=density_radius_um,
+            block_um=block_um,
+            band_um=band_um,
+            min_cells=min_cells,
+            min_exposed=min_exposed,
+            n_permutations=n_permutations,
+            seed=seed,
+            confidence=confidence,
+            top_profiles=top_profiles,
+        )
+
+
+def _contact_effects(
+    coordinates: np.ndarray,
+    labels: np.ndarray,
+    outcomes: pd.DataFrame,
+    signed_distance_um: np.ndarray,
+    compartment: np.ndarray,
+    lesion_id: np.ndarray,
+    *,
+    state_types: Mapping[str, Sequence[str] | None] | None = None,
+    cell_types: Sequence[str] = ContactParams.cell_types,
+    partner_types: Sequence[str] = ContactParams.partner_types,
+    radius_um: float = 30.0,
+    exposure: str = ContactParams.exposure,
+    transform: str = ContactParams.transform,
+    adjust: bool = ContactParams.adjust,
+    spline_knots: int = ContactParams.spline_knots,
+    density_radius_um: float = ContactParams.density_radius_um,
+    block_um: float = ContactParams.block_um,
+    band_um: float = ContactParams.band_um,
+    min_cells: int = ContactParams.min_cells,
+    min_exposed: int = ContactParams.min_exposed,
+    n_permutations: int = ContactParams.n_permutations,
+    seed: int = ContactParams.seed,
+    confidence: float = 0.95,
+    top_profiles: int = ContactParams.top_profiles,
+) -> ContactResult:
+    """:func:`contact_effects` without the BLAS thread limit."""
     coordinates = np.asarray(coordinates, dtype=np.float64).reshape(-1, 2)
     labels = np.asarray(labels).astype(str)
     n = len(labels)
@@ -1025,50 +1082,59 @@ def _n_workers() -> int:
     return max(1, int(numba.get_num_threads()))
 
 
+#: Null draws filled and fitted together by one thread (one product for all of them: the
+#: weights are read once); fixed, so the results do not depend on the number of threads.
+_DRAWS_PER_TASK = 4
+
+
 def _threaded_beta(q: np.ndarray, y_res: np.ndarray, n_pairs: int, n_draws: int, fill,
                    order: np.ndarray) -> np.ndarray:
     """β (n_draws, P, M) of draws whose exposures ``fill(k, e, s)`` writes into ``e`` (n, P),
     row t of ``e`` being row ``order[t]`` of ``q`` and ``y_res``, with ``s`` (P,) = e'e.
 
-    Each draw is filled and fitted whole by one of :func:`_n_workers` threads (the kernels and
-    single-threaded BLAS release the GIL) from its own generator: β = e'ỹ / (e'e − ‖q'e‖²)
-    (= ẽ'ỹ / ẽ'ẽ, as ỹ ⟂ q and q is orthonormal), one (P, n)·(n, M + rank) product, NaN
-    where ẽ'ẽ vanishes (as in :func:`_fwl`). The result does not depend on the number of
-    threads.
+    Draws ``[j·D, (j + 1)·D)`` (D = :data:`_DRAWS_PER_TASK`) are filled and fitted by one of
+    :func:`_n_workers` threads (the kernels and single-threaded BLAS release the GIL), each
+    draw from its own generator: β = e'ỹ / (e'e − ‖q'e‖²) (= ẽ'ỹ / ẽ'ẽ, as ỹ ⟂ q and q is
+    orthonormal), one (D·P, n)·(n, M + rank) product per task, NaN where ẽ'ẽ vanishes (as in
+    :func:`_fwl`). The result does not depend on the number of threads.
     """
     n, n_out = len(q), y_res.shape[1]
     weights = np.ascontiguousarray(np.hstack([y_res, q])[order])
     out = np.empty((n_draws, n_pairs, n_out))
     local = threading.local()
+    size = _DRAWS_PER_TASK
 
-    def one(k: int) -> None:
-        exposure = getattr(local, "exposure", None)
-        if exposure is None:
-            exposure = local.exposure = np.empty((n, n_pairs))
-            local.squares = np.empty(n_pairs)
-        fill(k, exposure, local.squares)
-        products = exposure.T @ weights
+    def task(j: int) -> None:
+        if getattr(local, "exposure", None) is None:
+            local.exposure = np.empty((n, size * n_pairs))
+            local.squares = np.empty(size * n_pairs)
+        draws = range(j * size, min(n_draws, (j + 1) * size))
+        width = len(draws) * n_pairs
+        for at, k in enumerate(draws):
+            block = slice(at * n_pairs, (at + 1) * n_pairs)
+            fill(k, local.exposure[:, block], local.squares[block])
+        products = local.exposure[:, :width].T @ weights
         projected = products[:, n_out:]
-        denominator = local.squares - np.einsum("pr,pr->p", projected, projected)
+        denominator = local.squares[:width] - np.einsum("pr,pr->p", projected, projected)
         with np.errstate(invalid="ignore", divide="ignore"):
             beta = products[:, :n_out] / denominator[:, None]
         beta[~(denominator > 1e-12 * max(n, 1))] = np.nan
-        out[k] = beta
+        out[draws.start:draws.stop] = beta.reshape(len(draws), n_pairs, n_out)
 
     with threadpool_limits(1):
-        _run_threaded(one, n_draws)
+        _run_threaded(task, -(-n_draws // size))
     return out
 
 
-def _run_threaded(one, n_draws: int) -> None:
-    """``one(k)`` for k = 0 … n_draws − 1 on :func:`_n_workers` threads."""
-    workers = min(_n_workers(), n_draws)
+def _run_threaded(one, n_tasks: int) -> None:
+    """``one(j)`` for j = 0 … n_tasks − 1 on :func:`_n_workers` threads."""
+    workers = min(_n_workers(), n_tasks)
     if workers <= 1:
-        for k in range(n_draws):
-            one(k)
+        for j in range(n_tasks):
+            one(j)
         return
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(one, range(n_draws)))
+        list(pool.map(one, range(n_tasks)))
 
 
 def _csr_rows(ptr: np.ndarray, index: np.ndarray, rows: np.ndarray,
@@ -1225,14 +1291,14 @@ def _shift_null(coordinates, codes, sub, pair_codes, counter, exposure, q, y_res
     grid = counter.grid
     remap = np.full(n_types, n_pairs, dtype=np.int64)        # n_pairs: not a partner
     remap[pair_codes] = np.arange(n_pairs)
-    sorted_partner = remap[np.asarray(codes, np.int64)[grid.order]]
+    cells = np.column_stack([grid.x, grid.y, remap[np.asarray(codes, np.int64)[grid.order]]])
     qx = np.ascontiguousarray(coordinates[sub[order], 0])
     qy = np.ascontiguousarray(coordinates[sub[order], 1])
 
     def fill(k: int, out: np.ndarray, squares: np.ndarray) -> None:
         vx, vy = (float(v) for v in shifts[k])
-        _shift_fill(qx, qy, vx, vy, grid.x, grid.y, sorted_partner, grid.starts, grid.n_bx,
-                    grid.n_by, grid.x0, grid.y0, grid.width, counter.radius, out, squares)
+        _shift_fill(qx, qy, vx, vy, cells, grid.starts, grid.n_bx, grid.n_by, grid.x0,
+                    grid.y0, grid.width, counter.radius, out, squares)
 
     return _threaded_beta(q, y_res, n_pairs, len(shifts), fill, order)
 
