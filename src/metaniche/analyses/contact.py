@@ -71,8 +71,9 @@ threads (draws run on Numba's thread count, each draw whole on one thread).
 
 Cost per draw, with n_A focus cells, P partners, M outcomes and K place columns: the shuffle
 is O(n) once plus, per focus type, O(n + neighbour pairs of the A cells + n_A·P·(M + K)); the
-shift scans, per focus type, the cells in the bins within ``radius_um`` of every translated A
-cell, O(n_A·(ρ·(2·⌈r/w⌉ + 1)²·w² + P·(M + K))) for density ρ and cell-list bin width w ≥ r.
+shift scans, per focus type, the partner cells in the bins within ``radius_um`` of every
+translated A cell, O(n_A·(ρ_B·(2·⌈r/w⌉ + 1)²·w² + P·(M + K))) for the density ρ_B of all
+partner cells and cell-list bin width w ≥ r.
 
 Pairs with B = A are not tested (the shuffle cannot move A's own labels without changing the
 cells analysed). ``q`` is the Benjamini–Hochberg adjustment of ``p`` over every row of the
@@ -341,11 +342,11 @@ def _shift_fill(qx: np.ndarray, qy: np.ndarray, vx: float, vy: float, cells: np.
     minimum-image distance) of query point i translated by −v on the torus of whole bins;
     ``squares[p]`` = Σ_i out[i, p]².
 
-    ``cells`` (n, 3) holds x, y and the partner index (as a float; ``out.shape[1]`` = none,
-    not counted) of every cell in the cell list's order. A point whose scanned bins do not
-    wrap, on a torus wider than twice the scanned reach, has minimum-image differences equal
-    to the plain ones, so it scans each row of bins as one contiguous range without wrapping
-    (the same decisions as the general path).
+    ``cells`` (m, 3) holds x, y and the partner index (as a float; ``out.shape[1]`` = none,
+    not counted) of the cells of a cell list, bin b being ``starts[b]:starts[b + 1]``. A
+    point whose scanned bins do not wrap, on a torus wider than twice the scanned reach, has
+    minimum-image differences equal to the plain ones, so it scans each row of bins as one
+    contiguous range without wrapping (the same decisions as the general path).
     """
     n_pairs = out.shape[1]
     r2 = radius * radius
@@ -1276,9 +1277,10 @@ def _shift_null(coordinates, codes, sub, pair_codes, counter, exposure, q, y_res
     """β of every (partner, outcome) with the partner pattern translated on the torus.
 
     Counting partners translated by +v around a cell equals counting the original partners
-    around the cell translated by −v (wrapped), so one cell list serves every draw; a draw is
-    one pass of :func:`_shift_fill` over the A cells (in the cell list's order, for locality)
-    and one (P, n_A)·(n_A, M + rank) product, O(n_A·(candidates + P·(M + rank))).
+    around the cell translated by −v (wrapped), so one cell list of the partner cells (the
+    sample's bins) serves every draw; a draw is one pass of :func:`_shift_fill` over the A
+    cells (in the cell list's order, for locality) and one (P, n_A)·(n_A, M + rank) product,
+    O(n_A·(partner candidates + P·(M + rank))).
     """
     n_pairs = len(pair_codes)
     if exposure != "count":
@@ -1289,16 +1291,22 @@ def _shift_null(coordinates, codes, sub, pair_codes, counter, exposure, q, y_res
 
         return _batched_beta(q, y_res, n_pairs, len(shifts), exposure_of)
     grid = counter.grid
-    remap = np.full(n_types, n_pairs, dtype=np.int64)        # n_pairs: not a partner
+    remap = np.full(n_types, -1, dtype=np.int64)
     remap[pair_codes] = np.arange(n_pairs)
-    cells = np.column_stack([grid.x, grid.y, remap[np.asarray(codes, np.int64)[grid.order]]])
+    partner = remap[np.asarray(codes, np.int64)[grid.order]]
+    # the cell list of the partner cells only (same bins, same order): other cells never count
+    keep = partner >= 0
+    bins = np.repeat(np.arange(len(grid.starts) - 1), np.diff(grid.starts))[keep]
+    starts = np.zeros(len(grid.starts), dtype=np.int64)
+    np.cumsum(np.bincount(bins, minlength=len(grid.starts) - 1), out=starts[1:])
+    cells = np.column_stack([grid.x[keep], grid.y[keep], partner[keep]])
     qx = np.ascontiguousarray(coordinates[sub[order], 0])
     qy = np.ascontiguousarray(coordinates[sub[order], 1])
 
     def fill(k: int, out: np.ndarray, squares: np.ndarray) -> None:
         vx, vy = (float(v) for v in shifts[k])
-        _shift_fill(qx, qy, vx, vy, cells, grid.starts, grid.n_bx, grid.n_by, grid.x0,
-                    grid.y0, grid.width, counter.radius, out, squares)
+        _shift_fill(qx, qy, vx, vy, cells, starts, grid.n_bx, grid.n_by, grid.x0, grid.y0,
+                    grid.width, counter.radius, out, squares)
 
     return _threaded_beta(q, y_res, n_pairs, len(shifts), fill, order)
 
