@@ -188,6 +188,8 @@ def test_null_draws_do_not_depend_on_batching_or_on_other_pairs(monkeypatch) -> 
     one = C.contact_effects(*args, cell_types=["CD8_T"], min_cells=20, min_exposed=3,
                             n_permutations=30, seed=4).table
     monkeypatch.setattr(C, "_CHUNK_ELEMENTS", 1)       # one draw per batch
+    monkeypatch.setattr(C, "_DRAWS_PER_TASK", 3)       # other groups of draws per product
+    monkeypatch.setattr(C, "_SHUFFLE_CACHE_BYTES", 0)  # reshuffle for every focus type
     every = C.contact_effects(*args, min_cells=20, min_exposed=3, n_permutations=30,
                               seed=4).table
     subset = every[every["cell_type"] == "CD8_T"].reset_index(drop=True)

@@ -1152,7 +1152,7 @@ def _csr_rows(ptr: np.ndarray, index: np.ndarray, rows: np.ndarray,
 
 #: Largest cache (bytes) of every draw's shuffled labels, shared by the focus types; a larger
 #: sample reshuffles per focus type (the same draws, only slower).
-_SHUFFLE_CACHE_BYTES = 256_000_000
+_SHUFFLE_CACHE_BYTES = 512_000_000
 
 
 class _Shuffles:
