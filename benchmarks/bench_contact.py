@@ -6,7 +6,9 @@ and the shuffle strata are all used) goes through :func:`metaniche.analyses.cont
 contact_effects`: every focus type × marker × partner type (10 × 5 × 9 = 450 tests), once
 with the model only (``n_permutations = 0``) and once with the default nulls
 (:attr:`metaniche.config.ContactParams.n_permutations` draws of each). Target (issue 19):
-all pairs on a 1M-cell sample in < 30 s (``under_30s``, per row).
+all pairs on a 1M-cell sample in < 30 s (``under_30s``, per row). Each row also records the
+process CPU seconds (all threads), Numba's thread count, the machine's CPUs and its 1-minute
+load average just before the run: on a shared machine the wall time depends on the load.
 
 Run ``python benchmarks/bench_contact.py`` (1M cells; writes
 ``benchmarks/results/contact.json``) or ``--sizes small`` (20k cells, a smoke run that writes
@@ -16,9 +18,12 @@ Run ``python benchmarks/bench_contact.py`` (1M cells; writes
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from pathlib import Path
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -62,6 +67,8 @@ def main() -> None:
     for n_cells in sizes:
         sample = tissue(n_cells)
         for n_permutations in (0, ContactParams.n_permutations):
+            load = os.getloadavg()[0]
+            cpu = time.process_time()
             seconds, _, result = measure(
                 lambda s=sample, k=n_permutations: contact_effects(
                     s["coordinates"], s["labels"], s["outcomes"], s["signed_distance_um"],
@@ -69,6 +76,9 @@ def main() -> None:
                 trace_memory=False)
             rows.append({"n_cells": n_cells, "n_permutations": n_permutations,
                          "n_tests": len(result.table), "seconds": round(seconds, 2),
+                         "cpu_seconds": round(time.process_time() - cpu, 2),
+                         "threads": numba.get_num_threads(), "cpus": os.cpu_count(),
+                         "load_1min_before": round(load, 2),
                          "peak_rss_mib": round(process_peak_rss_mib(), 1),
                          "under_30s": seconds < 30})
     name = ("contact" if sizes == SIZES["full"] else "contact_small" if sizes == SIZES["small"]
