@@ -352,3 +352,31 @@ def test_results_do_not_depend_on_the_number_of_threads() -> None:
     pd.testing.assert_frame_equal(
         C.contact_effects(*args, min_cells=20, min_exposed=3, n_permutations=19,
                           seed=2).table, single, check_exact=True)
+
+
+def test_unshuffled_draws_reproduce_the_observed_effect_for_every_finite_pattern(
+        monkeypatch) -> None:
+    sample = simulate_sample("U", n_cells=6_000, seed=8, phenotype="inflamed",
+                             contact="effect")
+    cells, truth = sample.cells, sample.truth
+    signed = truth["signed_distance_um"].to_numpy()
+    outcomes = cells[["GZMB", "CD8"]].copy()
+    rng = np.random.default_rng(1)
+    outcomes.loc[rng.random(len(cells)) < 0.2, "GZMB"] = np.nan  # two sets of cells fitted
+    monkeypatch.setattr(C._Shuffles, "draw", lambda self, k: self.labels)  # identity
+    seen: list[tuple[float, np.ndarray]] = []
+    original = C._monte_carlo_p
+
+    def record(observed: float, draws: np.ndarray) -> float:
+        seen.append((observed, draws.copy()))
+        return original(observed, draws)
+
+    monkeypatch.setattr(C, "_monte_carlo_p", record)
+    table = C.contact_effects(cells[["x", "y"]].to_numpy(), cells["cell_type"].to_numpy(),
+                              outcomes, signed, compartment_of(signed, BORDER_UM),
+                              truth["lesion_id"].to_numpy(), min_cells=20, min_exposed=3,
+                              n_permutations=3, seed=1).table
+    assert len(seen) == 2 * len(table) and table["marker"].nunique() == 2
+    shuffle_draws = seen[0::2]                     # p_perm is computed before p_shift
+    for observed, draws in shuffle_draws:
+        np.testing.assert_allclose(draws, observed, rtol=1e-9)
