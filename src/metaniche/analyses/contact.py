@@ -98,7 +98,7 @@ from __future__ import annotations
 import math
 import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -774,7 +774,10 @@ def contact_effects(
     (threadpoolctl): the products here are thin, (P, n)·(n, K), for which multithreaded
     OpenBLAS was slower.
     """
-    with threadpool_limits(1):   # single-threaded BLAS: see Notes
+    # single-threaded BLAS (see Notes); null draws on worker threads, which run while the
+    # next focus type's model is fitted
+    workers = _n_workers() if n_permutations > 0 else 1
+    with threadpool_limits(1), ThreadPoolExecutor(max_workers=workers) as executor:
         return _contact_effects(
             coordinates, labels, outcomes, signed_distance_um, compartment, lesion_id,
             state_types=state_types,
@@ -794,6 +797,7 @@ def contact_effects(
             seed=seed,
             confidence=confidence,
             top_profiles=top_profiles,
+            executor=executor if workers > 1 else None,
         )
 
 
@@ -822,8 +826,9 @@ def _contact_effects(
     seed: int = ContactParams.seed,
     confidence: float = 0.95,
     top_profiles: int = ContactParams.top_profiles,
+    executor: ThreadPoolExecutor | None = None,
 ) -> ContactResult:
-    """:func:`contact_effects` without the BLAS thread limit."""
+    """:func:`contact_effects` inside its BLAS limit, null draws on ``executor``'s threads."""
     coordinates = np.asarray(coordinates, dtype=np.float64).reshape(-1, 2)
     labels = np.asarray(labels).astype(str)
     n = len(labels)
@@ -859,6 +864,8 @@ def _contact_effects(
               if shift_ok and counter is not None and n_permutations > 0 else None)
 
     shuffles: _Shuffles | None = None           # made when the first shuffle null needs it
+    deferred: list[tuple[dict[str, Callable[[], np.ndarray]], np.ndarray,
+                         list[tuple[dict, int, int]]]] = []
     rows: list[dict] = []
     profiles: list[pd.DataFrame] = []
     exposure_name = (f"count_within_{_fmt(radius_um)}um" if exposure == "count"
@@ -911,8 +918,9 @@ def _contact_effects(
             fit = _fwl(place.q, y_res, observed[keep], starts)
             n_exposed = (within[keep] > 0).sum(axis=0)
             tested = n_exposed >= min_exposed
-            null_beta = {}
+            null_beta: dict[str, Callable[[], np.ndarray]] = {}
             if n_permutations > 0 and tested.any() and n_clusters > 1:
+                _resolve(deferred)      # one fit's draws in flight at a time (bounds memory)
                 order = np.argsort(position[sub], kind="stable")    # the cell list's order
                 if shuffles is None:
                     shuffles = _Shuffles(coordinates, codes, strata, n_types, n_permutations,
@@ -920,11 +928,13 @@ def _contact_effects(
                 null_beta["p_perm"] = _shuffle_null(
                     coordinates, codes, sub, a_code, pair_codes, shuffles, counter, exposure,
                     place.q, y_res, n_types,
-                    _csr_rows(*neighbours, row_in_grid[np.flatnonzero(keep)[order]]), order)
+                    _csr_rows(*neighbours, row_in_grid[np.flatnonzero(keep)[order]]), order,
+                    executor)
                 if shifts is not None:
                     null_beta["p_shift"] = _shift_null(
                         coordinates, codes, sub, pair_codes, counter, exposure, place.q, y_res,
-                        shifts, n_types, order)
+                        shifts, n_types, order, executor)
+            waiting: list[tuple[dict, int, int]] = []
             adjusted_for = " + ".join(place.terms) if place.terms else "none"
             df = n_clusters - 1
             t_crit = stats.t.ppf(0.5 + confidence / 2, df) if df > 0 else np.nan
@@ -941,9 +951,7 @@ def _contact_effects(
                            "n_exposed": int(n_exposed[p_local]), "adjusted_for": adjusted_for,
                            "n_clusters": int(n_clusters)}
                     t_obs = fit.t[p_local, m_local]
-                    for key, draws in null_beta.items():
-                        row[key] = _monte_carlo_p(fit.beta[p_local, m_local],
-                                                  draws[:, p_local, m_local])
+                    waiting.append((row, p_local, m_local))
                     if state:
                         row |= _logistic(place.design, y[:, m_local],
                                          observed[keep][:, p_local], blocks[sub], confidence)
@@ -953,9 +961,12 @@ def _contact_effects(
                                 "ci_low": beta - t_crit * se, "ci_high": beta + t_crit * se,
                                 "p": float(p_model[p_local, m_local])}
                     rows.append(row)
+            if null_beta:
+                deferred.append((null_beta, fit.beta, waiting))
             profiles.append(_profiles(a, [wanted[j] for j in columns_here], y,
                                       within[keep], [names[c] for c in pair_codes],
                                       compartment[sub]))
+    _resolve(deferred)
     table = pd.DataFrame(rows)
     for column in CONTACT_COLUMNS:
         if column not in table.columns:
@@ -965,6 +976,16 @@ def _contact_effects(
     table["q"] = benjamini_hochberg(table["p"].to_numpy(np.float64)) if len(table) else []
     table = table[CONTACT_COLUMNS].reset_index(drop=True)
     return ContactResult(table, _top_profiles(table, profiles, top_profiles), notes)
+
+
+def _resolve(deferred: list) -> None:
+    """Wait for the null draws of every deferred fit and write its rows' Monte Carlo p."""
+    for null_beta, beta, waiting in deferred:
+        for key, pending in null_beta.items():
+            draws = pending()
+            for row, p_local, m_local in waiting:
+                row[key] = _monte_carlo_p(beta[p_local, m_local], draws[:, p_local, m_local])
+    deferred.clear()
 
 
 def _strata(compartment: np.ndarray, band: np.ndarray) -> np.ndarray:
@@ -1089,15 +1110,18 @@ _DRAWS_PER_TASK = 4
 
 
 def _threaded_beta(q: np.ndarray, y_res: np.ndarray, n_pairs: int, n_draws: int, fill,
-                   order: np.ndarray) -> np.ndarray:
+                   order: np.ndarray,
+                   executor: ThreadPoolExecutor | None) -> Callable[[], np.ndarray]:
     """β (n_draws, P, M) of draws whose exposures ``fill(k, e, s)`` writes into ``e`` (n, P),
-    row t of ``e`` being row ``order[t]`` of ``q`` and ``y_res``, with ``s`` (P,) = e'e.
+    row t of ``e`` being row ``order[t]`` of ``q`` and ``y_res``, with ``s`` (P,) = e'e;
+    returned as a function that waits for the draws.
 
-    Draws ``[j·D, (j + 1)·D)`` (D = :data:`_DRAWS_PER_TASK`) are filled and fitted by one of
-    :func:`_n_workers` threads (the kernels and single-threaded BLAS release the GIL), each
-    draw from its own generator: β = e'ỹ / (e'e − ‖q'e‖²) (= ẽ'ỹ / ẽ'ẽ, as ỹ ⟂ q and q is
-    orthonormal), one (D·P, n)·(n, M + rank) product per task, NaN where ẽ'ẽ vanishes (as in
-    :func:`_fwl`). The result does not depend on the number of threads.
+    Draws ``[j·D, (j + 1)·D)`` (D = :data:`_DRAWS_PER_TASK`) are filled and fitted by one task
+    on ``executor``'s threads (the kernels and BLAS release the GIL; without an executor, at
+    once in this thread), each draw from its own generator: β = e'ỹ / (e'e − ‖q'e‖²) (= ẽ'ỹ /
+    ẽ'ẽ, as ỹ ⟂ q and q is orthonormal), one (D·P, n)·(n, M + rank) product per task, NaN
+    where ẽ'ẽ vanishes (as in :func:`_fwl`). The result does not depend on the number of
+    threads.
     """
     n, n_out = len(q), y_res.shape[1]
     weights = np.ascontiguousarray(np.hstack([y_res, q])[order])
@@ -1122,9 +1146,19 @@ def _threaded_beta(q: np.ndarray, y_res: np.ndarray, n_pairs: int, n_draws: int,
         beta[~(denominator > 1e-12 * max(n, 1))] = np.nan
         out[draws.start:draws.stop] = beta.reshape(len(draws), n_pairs, n_out)
 
-    with threadpool_limits(1):
-        _run_threaded(task, -(-n_draws // size))
-    return out
+    n_tasks = -(-n_draws // size)
+    if executor is None:
+        for j in range(n_tasks):
+            task(j)
+        return lambda: out
+    futures = [executor.submit(task, j) for j in range(n_tasks)]
+
+    def result() -> np.ndarray:
+        for future in futures:
+            future.result()
+        return out
+
+    return result
 
 
 def _run_threaded(one, n_tasks: int) -> None:
@@ -1196,8 +1230,9 @@ class _Shuffles:
 
 
 def _shuffle_null(coordinates, codes, sub, a_code, pair_codes, shuffles, counter, exposure, q,
-                  y_res, n_types, neighbours, order):
-    """β of every (partner, outcome) under the stratified label shuffles.
+                  y_res, n_types, neighbours, order, executor=None):
+    """β (n_draws, P, M) of every (partner, outcome) under the stratified label shuffles, as a
+    function that waits for the draws (:func:`_threaded_beta`).
 
     For focus type A, draw k gives the cells not of type A the labels other than A of the
     draw's shuffled labels, in canonical order (:class:`_Shuffles`); within every stratum this
@@ -1227,7 +1262,7 @@ def _shuffle_null(coordinates, codes, sub, a_code, pair_codes, shuffles, counter
             _shuffle_fill(shuffles.draw(k), a_code, moved_ptr, neighbour_slot, partner_of, out,
                           squares)
 
-        return _threaded_beta(q, y_res, n_pairs, shuffles.n_draws, fill, order)
+        return _threaded_beta(q, y_res, n_pairs, shuffles.n_draws, fill, order, executor)
 
     def exposure_of(k: int) -> np.ndarray:
         labels = shuffles.draw(k)
@@ -1235,7 +1270,8 @@ def _shuffle_null(coordinates, codes, sub, a_code, pair_codes, shuffles, counter
         permuted[eligible] = labels[labels != a_code]
         return _log_nearest(coordinates, permuted, sub, pair_codes, None)
 
-    return _batched_beta(q, y_res, n_pairs, shuffles.n_draws, exposure_of)
+    draws = _batched_beta(q, y_res, n_pairs, shuffles.n_draws, exposure_of)
+    return lambda: draws
 
 
 def _shift_allowed(coordinates: np.ndarray, counter: _Counter | None, band_um: float,
@@ -1273,8 +1309,9 @@ def _draw_shifts(counter: _Counter, n_draws: int, seed: int,
 
 
 def _shift_null(coordinates, codes, sub, pair_codes, counter, exposure, q, y_res, shifts,
-                n_types, order):
-    """β of every (partner, outcome) with the partner pattern translated on the torus.
+                n_types, order, executor=None):
+    """β (n_draws, P, M) of every (partner, outcome) with the partner pattern translated on the
+    torus, as a function that waits for the draws (:func:`_threaded_beta`).
 
     Counting partners translated by +v around a cell equals counting the original partners
     around the cell translated by −v (wrapped), so one cell list of the partner cells (the
@@ -1289,7 +1326,8 @@ def _shift_null(coordinates, codes, sub, pair_codes, counter, exposure, q, y_res
         def exposure_of(k: int) -> np.ndarray:
             return _log_nearest(coordinates, codes, sub, pair_codes, (shifts[k], periods))
 
-        return _batched_beta(q, y_res, n_pairs, len(shifts), exposure_of)
+        draws = _batched_beta(q, y_res, n_pairs, len(shifts), exposure_of)
+        return lambda: draws
     grid = counter.grid
     remap = np.full(n_types, -1, dtype=np.int64)
     remap[pair_codes] = np.arange(n_pairs)
@@ -1308,7 +1346,7 @@ def _shift_null(coordinates, codes, sub, pair_codes, counter, exposure, q, y_res
         _shift_fill(qx, qy, vx, vy, cells, starts, grid.n_bx, grid.n_by, grid.x0, grid.y0,
                     grid.width, counter.radius, out, squares)
 
-    return _threaded_beta(q, y_res, n_pairs, len(shifts), fill, order)
+    return _threaded_beta(q, y_res, n_pairs, len(shifts), fill, order, executor)
 
 
 def _monte_carlo_p(observed: float, draws: np.ndarray) -> float:
