@@ -8,6 +8,7 @@ the statistics are checked against statsmodels, brute-force neighbour counts and
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pandas as pd
 import pytest
@@ -187,6 +188,8 @@ def test_null_draws_do_not_depend_on_batching_or_on_other_pairs(monkeypatch) -> 
     one = C.contact_effects(*args, cell_types=["CD8_T"], min_cells=20, min_exposed=3,
                             n_permutations=30, seed=4).table
     monkeypatch.setattr(C, "_CHUNK_ELEMENTS", 1)       # one draw per batch
+    monkeypatch.setattr(C, "_DRAWS_PER_TASK", 3)       # other groups of draws per product
+    monkeypatch.setattr(C, "_SHUFFLE_CACHE_BYTES", 0)  # reshuffle for every focus type
     every = C.contact_effects(*args, min_cells=20, min_exposed=3, n_permutations=30,
                               seed=4).table
     subset = every[every["cell_type"] == "CD8_T"].reset_index(drop=True)
@@ -233,3 +236,147 @@ def test_profiles_are_the_mean_outcome_by_partner_count_and_compartment() -> Non
     got = profiles.set_index(["compartment", "n_partners"]).sort_index()
     np.testing.assert_allclose(got["mean"], expected["mean"].sort_index(), rtol=1e-12)
     np.testing.assert_array_equal(got["n_cells"], expected["size"].sort_index())
+
+
+# --- the nulls against brute force -------------------------------------------------------------
+
+def _null_sample(seed: int = 0, n: int = 1500):
+    """A small sample with integer coordinates (ties at the radius) and one focus type's fit."""
+    rng = np.random.default_rng(seed)
+    xy = np.round(rng.random((n, 2)) * 600)
+    xy[1] = xy[0]                                       # a coincident pair
+    codes = rng.integers(0, 3, n)
+    codes[0] = 0
+    xy[2] = xy[0] + [30.0, 0.0]                         # exactly at the radius of a focus cell
+    signed = xy[:, 0] - 300.0
+    compartment = compartment_of(signed, 100.0)
+    strata = C._strata(compartment, np.floor(signed / 50.0).astype(np.int64))
+    counter = C._Counter(xy, 30.0)
+    sub = np.flatnonzero(codes == 0)
+    place = C._place_design(signed[sub], compartment[sub], np.ones(len(sub)),
+                            rng.normal(size=len(sub)), 5, 50.0, True)
+    y = rng.normal(size=(len(sub), 2))
+    position = np.empty(n, dtype=np.int64)
+    position[counter.grid.order] = np.arange(n)
+    order = np.argsort(position[sub], kind="stable")
+    return xy, codes, strata, counter, sub, place, y, order
+
+
+def _brute_beta(design: np.ndarray, y: np.ndarray, exposure: np.ndarray) -> np.ndarray:
+    """β of exposure p on outcome m in the full least-squares fit on [design, e_p]."""
+    beta = np.empty((exposure.shape[1], y.shape[1]))
+    for p in range(exposure.shape[1]):
+        x = np.column_stack([design, exposure[:, p]])
+        beta[p] = np.linalg.lstsq(x, y, rcond=None)[0][-1]
+    return beta
+
+
+def test_neighbour_lists_match_brute_force_with_boundary_and_coincident_cells() -> None:
+    xy, _, _, counter, sub, *_ = _null_sample()
+    ptr, index = counter.neighbours(xy[sub], sub)
+    distance = np.sqrt(((xy[sub][:, None, :] - xy[None, :, :]) ** 2).sum(-1))
+    near = (distance <= 30.0) & (sub[:, None] != np.arange(len(xy))[None, :])
+    for row in range(len(sub)):
+        got = np.sort(counter.grid.order[index[ptr[row]:ptr[row + 1]]])
+        np.testing.assert_array_equal(got, np.flatnonzero(near[row]))
+    assert {1, 2} <= set(counter.grid.order[index[ptr[0]:ptr[1]]])
+
+
+def test_density_counts_every_other_cell_within_the_radius_like_the_kd_tree() -> None:
+    xy = _null_sample()[0]                                     # integer µm: ties at 50 µm
+    expected = cKDTree(xy).query_ball_point(xy, 50.0, return_length=True) - 1
+    np.testing.assert_array_equal(C._Counter(xy, 50.0).totals(), expected)
+    np.testing.assert_allclose(C._density(xy, 50.0), expected / (np.pi * 50.0**2 / 1e6))
+
+
+def test_shuffle_null_permutes_within_strata_and_matches_a_brute_force_refit() -> None:
+    xy, codes, strata, counter, sub, place, y, order = _null_sample()
+    pair_codes = np.array([1, 2])
+    shuffles = C._Shuffles(xy, codes, strata, 3, 4, seed=9)
+    draws = C._shuffle_null(xy, codes, sub, 0, pair_codes, shuffles, counter, "count",
+                            place.q, C._residualise(place.q, y), 3,
+                            C._csr_rows(*counter.neighbours(xy[sub], sub), order), order)()
+    distance = np.sqrt(((xy[sub][:, None, :] - xy[None, :, :]) ** 2).sum(-1))
+    near = (distance <= 30.0) & (sub[:, None] != np.arange(len(xy))[None, :])
+    eligible = shuffles.canonical[codes[shuffles.canonical] != 0]
+    moved = 0
+    for k in range(4):
+        labels = shuffles.draw(k)
+        permuted = codes.copy()
+        permuted[eligible] = labels[labels != 0]
+        assert (permuted[codes == 0] == 0).all() and (permuted[codes != 0] != 0).all()
+        for stratum in np.unique(strata):   # every stratum keeps its labels
+            inside = strata == stratum
+            np.testing.assert_array_equal(np.bincount(permuted[inside], minlength=3),
+                                          np.bincount(codes[inside], minlength=3))
+        moved += (permuted != codes).sum()
+        exposure = np.stack([(near & (permuted[None, :] == b)).sum(1) for b in pair_codes], 1)
+        np.testing.assert_allclose(draws[k], _brute_beta(place.design, y, exposure),
+                                   rtol=1e-9)
+    assert moved > 0
+
+
+def test_shift_null_matches_a_brute_force_count_on_the_torus() -> None:
+    xy, codes, _, counter, sub, place, y, order = _null_sample(seed=1)
+    pair_codes = np.array([1, 2])
+    shifts = C._draw_shifts(counter, 4, 3, 30.0)
+    draws = C._shift_null(xy, codes, sub, pair_codes, counter, "count", place.q,
+                          C._residualise(place.q, y), shifts, 3, order)()
+    periods = np.asarray(counter.periods)
+    origin = xy.min(axis=0)
+    for k, vector in enumerate(shifts):
+        moved = np.mod(xy - origin + vector, periods)            # partners translated by +v
+        diff = np.mod(xy[sub] - origin, periods)[:, None, :] - moved[None, :, :]
+        diff -= periods * np.round(diff / periods)                # minimum image
+        near = np.sqrt((diff ** 2).sum(-1)) <= 30.0
+        exposure = np.stack([(near & (codes[None, :] == b)).sum(1) for b in pair_codes], 1)
+        np.testing.assert_allclose(draws[k], _brute_beta(place.design, y, exposure),
+                                   rtol=1e-9)
+
+
+def test_results_do_not_depend_on_the_number_of_threads() -> None:
+    sample = simulate_sample("W", n_cells=8_000, seed=6, phenotype="inflamed",
+                             contact="effect")
+    cells, truth = sample.cells, sample.truth
+    signed = truth["signed_distance_um"].to_numpy()
+    args = (cells[["x", "y"]].to_numpy(), cells["cell_type"].to_numpy(),
+            cells[["GZMB", "CD8"]], signed, compartment_of(signed, BORDER_UM),
+            truth["lesion_id"].to_numpy())
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        single = C.contact_effects(*args, min_cells=20, min_exposed=3, n_permutations=19,
+                                   seed=2).table
+    finally:
+        numba.set_num_threads(threads)
+    pd.testing.assert_frame_equal(
+        C.contact_effects(*args, min_cells=20, min_exposed=3, n_permutations=19,
+                          seed=2).table, single, check_exact=True)
+
+
+def test_unshuffled_draws_reproduce_the_observed_effect_for_every_finite_pattern(
+        monkeypatch) -> None:
+    sample = simulate_sample("U", n_cells=6_000, seed=8, phenotype="inflamed",
+                             contact="effect")
+    cells, truth = sample.cells, sample.truth
+    signed = truth["signed_distance_um"].to_numpy()
+    outcomes = cells[["GZMB", "CD8"]].copy()
+    rng = np.random.default_rng(1)
+    outcomes.loc[rng.random(len(cells)) < 0.2, "GZMB"] = np.nan  # two sets of cells fitted
+    monkeypatch.setattr(C._Shuffles, "draw", lambda self, k: self.labels)  # identity
+    monkeypatch.setattr(C, "_shift_allowed", lambda *args: (False, ""))     # shuffle only
+    seen: list[tuple[float, np.ndarray]] = []
+    original = C._monte_carlo_p
+
+    def record(observed: float, draws: np.ndarray) -> float:
+        seen.append((observed, draws.copy()))
+        return original(observed, draws)
+
+    monkeypatch.setattr(C, "_monte_carlo_p", record)
+    table = C.contact_effects(cells[["x", "y"]].to_numpy(), cells["cell_type"].to_numpy(),
+                              outcomes, signed, compartment_of(signed, BORDER_UM),
+                              truth["lesion_id"].to_numpy(), min_cells=20, min_exposed=3,
+                              n_permutations=3, seed=1).table
+    assert len(seen) == len(table) and table["marker"].nunique() == 2
+    for observed, draws in seen:
+        np.testing.assert_allclose(draws, observed, rtol=1e-9)

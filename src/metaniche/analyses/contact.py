@@ -51,7 +51,12 @@ Two-sided: ``p = (1 + #{|β*| >= |β|}) / (1 + n)``.
 1. ``p_perm`` — **stratified label shuffle**: the labels of the cells not of type A are
    permuted within strata of compartment × signed-distance band (``band_um`` wide), so every
    stratum keeps its number of B cells (B stays dense where it is dense) while its position
-   relative to the A cells within the stratum is randomised; exposures are recounted.
+   relative to the A cells within the stratum is randomised; exposures are recounted. Draw k
+   shuffles the labels of *all* cells within every stratum once (Fisher–Yates over the cells
+   in (stratum, y, x) order, so independent of the input's row order); for focus type A the
+   cells not of type A take, in that order, the draw's labels other than A — within a stratum
+   a uniformly random permutation of their own labels, A cells untouched — so one shuffle
+   serves every focus type.
 2. ``p_shift`` — **toroidal shift**: the whole pattern of partner cells is translated by a
    random vector on the torus of the sample's bounding box (wrapping around), so B keeps its
    own clustering but loses its alignment with the A cells (and with place) [4]_; the shift is
@@ -59,9 +64,16 @@ Two-sided: ``p = (1 + #{|β*| >= |β|}) / (1 + n)``.
    least :data:`MIN_SHIFT_OCCUPANCY` of its bounding box (share of ``band_um`` squares
    holding a cell), else NaN with a warning.
 
-Draw k of a null uses its own generator ``SeedSequence(seed, spawn_key=(null, key_A, k))``
-(``key_A`` the CRC-32 of A's label; one shift per k for every A), so the result of a pair
-depends neither on the other pairs analysed nor on how draws are split into blocks.
+Draw k of a null uses its own generator ``SeedSequence(seed, spawn_key=(null, 0, k))``
+(null 0 = shuffle, 1 = shift; one shuffle and one shift per k for every A), so the result of
+a pair depends neither on the other pairs analysed nor on how draws are split into blocks or
+threads (draws run on Numba's thread count, each draw whole on one thread).
+
+Cost per draw, with n_A focus cells, P partners, M outcomes and K place columns: the shuffle
+is O(n) once plus, per focus type, O(n + neighbour pairs of the A cells + n_A·P·(M + K)); the
+shift scans, per focus type, the partner cells in the bins within ``radius_um`` of every
+translated A cell, O(n_A·(ρ_B·(2·⌈r/w⌉ + 1)²·w² + P·(M + K))) for the density ρ_B of all
+partner cells and cell-list bin width w ≥ r.
 
 Pairs with B = A are not tested (the shuffle cannot move A's own labels without changing the
 cells analysed). ``q`` is the Benjamini–Hochberg adjustment of ``p`` over every row of the
@@ -84,9 +96,10 @@ References
 from __future__ import annotations
 
 import math
+import threading
 import warnings
-import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numba
@@ -96,6 +109,7 @@ from numba import prange
 from scipy import stats
 from scipy.linalg import qr
 from scipy.spatial import cKDTree
+from threadpoolctl import threadpool_limits
 
 from metaniche._multitest import benjamini_hochberg
 from metaniche.analyses.compartments import COMPARTMENTS
@@ -203,43 +217,175 @@ _counts_serial = numba.njit(cache=True)(_counts_body)
 _PARALLEL_MIN_QUERIES = 2_000_000
 
 
+@numba.njit(cache=True, parallel=True)
+def _totals_sorted(x: np.ndarray, y: np.ndarray, starts: np.ndarray, n_bx: int, n_by: int,
+                   x0: float, y0: float, width: float,
+                   radius: float) -> np.ndarray:  # pragma: no cover - numba
+    """Per sorted cell, the other cells at ``d <= radius`` (the test of :func:`_counts_body`),
+    in the cell list's order."""
+    n = len(x)
+    out = np.zeros(n, dtype=np.int64)
+    r2 = radius * radius
+    reach = int(np.ceil(radius / width))
+    for i in prange(n):
+        xi = x[i]
+        yi = y[i]
+        bx = min(max(int((xi - x0) / width), 0), n_bx - 1)
+        by = min(max(int((yi - y0) / width), 0), n_by - 1)
+        count = 0
+        for cy in range(max(by - reach, 0), min(by + reach, n_by - 1) + 1):
+            row = cy * n_bx
+            for j in range(starts[row + max(bx - reach, 0)],
+                           starts[row + min(bx + reach, n_bx - 1) + 1]):
+                dx = xi - x[j]
+                dy = yi - y[j]
+                count += dx * dx + dy * dy <= r2
+        out[i] = count - 1                                   # the cell itself
+    return out
 
-def _shift_body(qx: np.ndarray, qy: np.ndarray, vx: np.ndarray, vy: np.ndarray, x: np.ndarray,
-                y: np.ndarray, partner: np.ndarray, starts: np.ndarray, n_bx: int, n_by: int,
-                x0: float, y0: float, width: float, radius: float,
-                n_pairs: int) -> np.ndarray:  # pragma: no cover - numba
-    """Partner counts within ``radius`` of every query point translated by −v (on the torus
-    of whole bins) for every shift v; column ``d·n_pairs + partner`` of row i."""
+
+
+def _neighbours_body(qx: np.ndarray, qy: np.ndarray, qself: np.ndarray, x: np.ndarray,
+                     y: np.ndarray, order: np.ndarray, starts: np.ndarray, n_bx: int, n_by: int,
+                     x0: float, y0: float, width: float, radius: float, ptr: np.ndarray,
+                     out: np.ndarray, fill: bool) -> None:  # pragma: no cover - numba
+    """Sorted index of every cell at ``d <= radius`` from each query point (its own cell
+    excluded; the test of :func:`_counts_body`): ``fill`` writes them to ``out[ptr[i]:ptr[i +
+    1]]`` (in bin order), else the number of them to ``ptr[i + 1]``."""
     n_q = len(qx)
-    n_d = len(vx)
-    out = np.zeros((n_q, n_d * n_pairs), dtype=np.int32)
+    r2 = radius * radius
+    reach = int(np.ceil(radius / width))
+    for i in prange(n_q):
+        xi = qx[i]
+        yi = qy[i]
+        bx = min(max(int((xi - x0) / width), 0), n_bx - 1)
+        by = min(max(int((yi - y0) / width), 0), n_by - 1)
+        at = ptr[i] if fill else 0
+        for oy in range(-reach, reach + 1):
+            cy = by + oy
+            if cy < 0 or cy >= n_by:
+                continue
+            for ox in range(-reach, reach + 1):
+                cx = bx + ox
+                if cx < 0 or cx >= n_bx:
+                    continue
+                b = cy * n_bx + cx
+                for j in range(starts[b], starts[b + 1]):
+                    if order[j] == qself[i]:
+                        continue
+                    dx = xi - x[j]
+                    dy = yi - y[j]
+                    if dx * dx + dy * dy <= r2:
+                        if fill:
+                            out[at] = j
+                        at += 1
+        if not fill:
+            ptr[i + 1] = at
+
+
+_neighbours_parallel = numba.njit(cache=True, parallel=True)(_neighbours_body)
+
+
+@numba.njit(cache=True, nogil=True)
+def _shuffle_fill(shuffled: np.ndarray, a_code: int, ptr: np.ndarray,
+                  neighbour_slot: np.ndarray, partner_of: np.ndarray, out: np.ndarray,
+                  squares: np.ndarray) -> None:  # pragma: no cover - numba
+    """Exposures of one stratified shuffle for focus type A.
+
+    ``shuffled`` holds the draw's labels of all cells in canonical order; its labels other
+    than ``a_code``, in order, are the labels of the cells not of type A in canonical order
+    (within every stratum the number of such labels equals the number of such cells).
+    ``out[i, p]`` is the number of row i's neighbours (indices ``neighbour_slot[ptr[i]:ptr[i
+    + 1]]`` into those cells) whose label maps to partner p (``partner_of``; ``out.shape[1]`` =
+    none, not counted); ``squares[p]`` = Σ_i out[i, p]².
+    """
+    values = np.empty(len(shuffled), dtype=shuffled.dtype)
+    n_values = 0
+    for t in range(len(shuffled)):
+        label = shuffled[t]
+        values[n_values] = label
+        n_values += label != a_code
+    n_pairs = out.shape[1]
+    counts = np.zeros(n_pairs + 1, dtype=np.int64)
+    total = np.zeros(n_pairs, dtype=np.int64)
+    for i in range(len(ptr) - 1):
+        for t in range(ptr[i], ptr[i + 1]):
+            counts[partner_of[values[neighbour_slot[t]]]] += 1
+        for p in range(n_pairs):
+            out[i, p] = counts[p]
+            total[p] += counts[p] * counts[p]
+        counts[:] = 0
+    squares[:] = total
+
+
+@numba.njit(cache=True, nogil=True)
+def _shuffle_segments(uniforms: np.ndarray, values: np.ndarray,
+                      bounds: np.ndarray) -> None:  # pragma: no cover - numba
+    """Fisher–Yates shuffle of ``values[bounds[s]:bounds[s + 1]]`` for every segment s, in
+    order, i from the segment's end down to its second element, swapping values[i] with
+    ``values[lo + ⌊u·(i − lo + 1)⌋]`` for the next uniform u."""
+    at = 0
+    for s in range(len(bounds) - 1):
+        lo = bounds[s]
+        for i in range(bounds[s + 1] - 1, lo, -1):
+            j = lo + int(uniforms[at] * (i - lo + 1))
+            at += 1
+            values[i], values[j] = values[j], values[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _shift_fill(qx: np.ndarray, qy: np.ndarray, vx: float, vy: float, cells: np.ndarray,
+                starts: np.ndarray, n_bx: int, n_by: int, x0: float, y0: float, width: float,
+                radius: float, out: np.ndarray,
+                squares: np.ndarray) -> None:  # pragma: no cover - numba
+    """One toroidal shift v: ``out[i, p]`` = partner-p cells within ``radius`` (``<=``,
+    minimum-image distance) of query point i translated by −v on the torus of whole bins;
+    ``squares[p]`` = Σ_i out[i, p]².
+
+    ``cells`` (m, 3) holds x, y and the partner index (as a float; ``out.shape[1]`` = none,
+    not counted) of the cells of a cell list, bin b being ``starts[b]:starts[b + 1]``. A
+    point whose scanned bins do not wrap, on a torus wider than twice the scanned reach, has
+    minimum-image differences equal to the plain ones, so it scans each row of bins as one
+    contiguous range without wrapping (the same decisions as the general path).
+    """
+    n_pairs = out.shape[1]
     r2 = radius * radius
     reach = int(np.ceil(radius / width))
     period_x = n_bx * width
     period_y = n_by * width
     half_x = period_x / 2
     half_y = period_y / 2
-    for i in prange(n_q):
-        for d in range(n_d):
-            px = qx[i] - vx[d] - x0
-            py = qy[i] - vy[d] - y0
-            px -= period_x * np.floor(px / period_x)
-            py -= period_y * np.floor(py / period_y)
-            bx = min(int(px / width), n_bx - 1)
-            by = min(int(py / width), n_by - 1)
-            px += x0
-            py += y0
-            base = d * n_pairs
+    plain = n_bx > 2 * (reach + 1) and n_by > 2 * (reach + 1)
+    counts = np.zeros(n_pairs + 1, dtype=np.int64)
+    total = np.zeros(n_pairs, dtype=np.int64)
+    for i in range(len(qx)):
+        px = qx[i] - vx - x0
+        py = qy[i] - vy - y0
+        turns = px / period_x                      # px − period·⌊px/period⌋, ⌊⌋ = 0 skipped
+        if turns < 0.0 or turns >= 1.0:
+            px -= period_x * np.floor(turns)
+        turns = py / period_y
+        if turns < 0.0 or turns >= 1.0:
+            py -= period_y * np.floor(turns)
+        bx = min(int(px / width), n_bx - 1)
+        by = min(int(py / width), n_by - 1)
+        px += x0
+        py += y0
+        if plain and reach <= bx < n_bx - reach and reach <= by < n_by - reach:
+            for cy in range(by - reach, by + reach + 1):
+                row = cy * n_bx
+                for j in range(starts[row + bx - reach], starts[row + bx + reach + 1]):
+                    dx = px - cells[j, 0]
+                    dy = py - cells[j, 1]
+                    counts[int(cells[j, 2])] += dx * dx + dy * dy <= r2
+        else:
             for oy in range(-reach, reach + 1):
                 cy = (by + oy) % n_by
                 for ox in range(-reach, reach + 1):
                     b = cy * n_bx + (bx + ox) % n_bx
                     for j in range(starts[b], starts[b + 1]):
-                        k = partner[j]
-                        if k < 0:
-                            continue
-                        dx = px - x[j]
-                        dy = py - y[j]
+                        dx = px - cells[j, 0]
+                        dy = py - cells[j, 1]
                         if dx > half_x:
                             dx -= period_x
                         elif dx < -half_x:
@@ -248,13 +394,12 @@ def _shift_body(qx: np.ndarray, qy: np.ndarray, vx: np.ndarray, vy: np.ndarray, 
                             dy -= period_y
                         elif dy < -half_y:
                             dy += period_y
-                        if dx * dx + dy * dy <= r2:
-                            out[i, base + k] += 1
-    return out
-
-
-_shift_parallel = numba.njit(cache=True, parallel=True)(_shift_body)
-_shift_serial = numba.njit(cache=True)(_shift_body)
+                        counts[int(cells[j, 2])] += dx * dx + dy * dy <= r2
+        for p in range(n_pairs):
+            out[i, p] = counts[p]
+            total[p] += counts[p] * counts[p]
+        counts[:] = 0
+    squares[:] = total
 
 
 class _Counter:
@@ -282,20 +427,30 @@ class _Counter:
         sorted_codes = np.asarray(codes, np.int64)[self.grid.order]
         return self.counts_sorted(query, query_self, sorted_codes, n_types, periodic)
 
-    def shifted_counts(self, query: np.ndarray, shifts: np.ndarray,
-                       sorted_partner: np.ndarray, n_pairs: int) -> np.ndarray:
-        """(n_query, n_shifts · n_pairs) partner counts around each query point translated by
-        −v on the torus, for every shift v (partner index per sorted cell, −1 = none)."""
+    def totals(self) -> np.ndarray:
+        """(n,) other cells at ``d <= radius`` of every cell (input order)."""
         grid = self.grid
-        shifts = np.asarray(shifts, dtype=np.float64).reshape(-1, 2)
-        work = len(query) * len(shifts)
-        kernel = _shift_parallel if work >= _PARALLEL_MIN_QUERIES else _shift_serial
-        return kernel(np.ascontiguousarray(query[:, 0], dtype=np.float64),
-                      np.ascontiguousarray(query[:, 1], dtype=np.float64),
-                      np.ascontiguousarray(shifts[:, 0]), np.ascontiguousarray(shifts[:, 1]),
-                      grid.x, grid.y, np.ascontiguousarray(sorted_partner, dtype=np.int64),
-                      grid.starts, grid.n_bx, grid.n_by, grid.x0, grid.y0, grid.width,
-                      self.radius, int(n_pairs))
+        out = np.empty(len(grid.order), dtype=np.int64)
+        out[grid.order] = _totals_sorted(grid.x, grid.y, grid.starts, grid.n_bx, grid.n_by,
+                                         grid.x0, grid.y0, grid.width, self.radius)
+        return out
+
+    def neighbours(self, query: np.ndarray, query_self: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Cells at ``d <= radius`` of each query point (cell ``query_self[i]`` excluded) as a
+        compressed row list: sorted-cell indices ``index[ptr[i]:ptr[i + 1]]`` (bin order)."""
+        grid = self.grid
+        qx = np.ascontiguousarray(query[:, 0], dtype=np.float64)
+        qy = np.ascontiguousarray(query[:, 1], dtype=np.float64)
+        qself = np.ascontiguousarray(query_self, dtype=np.int64)
+        ptr = np.zeros(len(qx) + 1, dtype=np.int64)
+        args = (qx, qy, qself, grid.x, grid.y, grid.order, grid.starts, grid.n_bx, grid.n_by,
+                grid.x0, grid.y0, grid.width, self.radius, ptr)
+        _neighbours_parallel(*args, np.zeros(0, dtype=np.int64), False)
+        np.cumsum(ptr, out=ptr)
+        index = np.empty(int(ptr[-1]), dtype=np.int64)
+        _neighbours_parallel(*args, index, True)
+        return ptr, index
 
     def counts_sorted(self, query: np.ndarray, query_self: np.ndarray, sorted_codes: np.ndarray,
                       n_types: int, periodic: bool = False) -> np.ndarray:
@@ -610,11 +765,70 @@ def contact_effects(
 
     Notes
     -----
-    One cell-list count of every type around every focus cell, one QR of each focus type's
-    place design, then matrix products: O(n_A (K + P·M)) per focus type and per null draw
-    (P partners, M outcomes, K design columns); the logistic fits are statsmodels GLMs, one per
-    (A, state, B).
+    One cell-list pass for the density of every cell, one cell-list neighbour list of every
+    focus cell, one QR of each focus type's place design, then matrix products: O(n_A (K +
+    P·M)) per focus type (P partners, M outcomes, K design columns); the logistic fits are
+    statsmodels GLMs, one per (A, state, B). Each null draw costs what the module docstring
+    says; draws run on Numba's thread count (:func:`numba.set_num_threads`), and the result
+    does not depend on the number of threads. BLAS runs single-threaded throughout
+    (threadpoolctl): the products here are thin, (P, n)·(n, K), for which multithreaded
+    OpenBLAS was slower.
     """
+    # single-threaded BLAS (see Notes); null draws on worker threads, which run while the
+    # next focus type's model is fitted
+    workers = _n_workers() if n_permutations > 0 else 1
+    with threadpool_limits(1), ThreadPoolExecutor(max_workers=workers) as executor:
+        return _contact_effects(
+            coordinates, labels, outcomes, signed_distance_um, compartment, lesion_id,
+            state_types=state_types,
+            cell_types=cell_types,
+            partner_types=partner_types,
+            radius_um=radius_um,
+            exposure=exposure,
+            transform=transform,
+            adjust=adjust,
+            spline_knots=spline_knots,
+            density_radius_um=density_radius_um,
+            block_um=block_um,
+            band_um=band_um,
+            min_cells=min_cells,
+            min_exposed=min_exposed,
+            n_permutations=n_permutations,
+            seed=seed,
+            confidence=confidence,
+            top_profiles=top_profiles,
+            executor=executor if workers > 1 else None,
+        )
+
+
+def _contact_effects(
+    coordinates: np.ndarray,
+    labels: np.ndarray,
+    outcomes: pd.DataFrame,
+    signed_distance_um: np.ndarray,
+    compartment: np.ndarray,
+    lesion_id: np.ndarray,
+    *,
+    state_types: Mapping[str, Sequence[str] | None] | None = None,
+    cell_types: Sequence[str] = ContactParams.cell_types,
+    partner_types: Sequence[str] = ContactParams.partner_types,
+    radius_um: float = 30.0,
+    exposure: str = ContactParams.exposure,
+    transform: str = ContactParams.transform,
+    adjust: bool = ContactParams.adjust,
+    spline_knots: int = ContactParams.spline_knots,
+    density_radius_um: float = ContactParams.density_radius_um,
+    block_um: float = ContactParams.block_um,
+    band_um: float = ContactParams.band_um,
+    min_cells: int = ContactParams.min_cells,
+    min_exposed: int = ContactParams.min_exposed,
+    n_permutations: int = ContactParams.n_permutations,
+    seed: int = ContactParams.seed,
+    confidence: float = 0.95,
+    top_profiles: int = ContactParams.top_profiles,
+    executor: ThreadPoolExecutor | None = None,
+) -> ContactResult:
+    """:func:`contact_effects` inside its BLAS limit, null draws on ``executor``'s threads."""
     coordinates = np.asarray(coordinates, dtype=np.float64).reshape(-1, 2)
     labels = np.asarray(labels).astype(str)
     n = len(labels)
@@ -636,18 +850,22 @@ def contact_effects(
     n_types = len(names)
 
     counter = _Counter(coordinates, radius_um) if n else None
-    density_tree = cKDTree(coordinates) if n else None
+    density_all: np.ndarray | None = None       # made when the first focus type needs it
     blocks = spatial_blocks(coordinates, block_um)
     band = np.where(np.isfinite(signed), np.floor(signed / band_um), -(2**40)).astype(np.int64)
-    _, strata = np.unique(np.column_stack([np.unique(compartment, return_inverse=True)[1],
-                                           band]), axis=0, return_inverse=True)
-    strata = strata.ravel()
+    strata = _strata(compartment, band)
+    position = np.empty(n, dtype=np.int64)          # place of every cell in the cell list
+    if counter is not None:
+        position[counter.grid.order] = np.arange(n)
     shift_ok, shift_note = _shift_allowed(coordinates, counter, band_um, radius_um)
     if shift_note and n_permutations > 0 and focus and partners:
         notes.append(shift_note)
     shifts = (_draw_shifts(counter, n_permutations, seed, radius_um)
               if shift_ok and counter is not None and n_permutations > 0 else None)
 
+    shuffles: _Shuffles | None = None           # made when the first shuffle null needs it
+    deferred: list[tuple[dict[str, Callable[[], np.ndarray]], np.ndarray,
+                         list[tuple[dict, int, int]]]] = []
     rows: list[dict] = []
     profiles: list[pd.DataFrame] = []
     exposure_name = (f"count_within_{_fmt(radius_um)}um" if exposure == "count"
@@ -664,18 +882,27 @@ def contact_effects(
                   or a in types]
         if not wanted:
             continue
-        assert counter is not None and density_tree is not None  # members: n > 0
-        density = _density(density_tree, coordinates[members], density_radius_um)
-        within = counter.counts(coordinates[members], members, codes, n_types)[:, pair_codes]
+        assert counter is not None  # members: n > 0
+        if density_all is None:
+            density_all = _density(coordinates, density_radius_um)
+        density = density_all[members]
+        # neighbour lists of the members in the cell list's order (for locality)
+        in_grid = np.argsort(position[members], kind="stable")
+        neighbours = counter.neighbours(coordinates[members[in_grid]], members[in_grid])
+        within = np.empty((len(members), len(pair_codes)), dtype=np.int64)
+        within[in_grid] = _partner_counts(neighbours, codes[counter.grid.order], pair_codes,
+                                          n_types)
+        row_in_grid = np.empty(len(members), dtype=np.int64)
+        row_in_grid[in_grid] = np.arange(len(members))
         observed = (within if exposure == "count"
                     else _log_nearest(coordinates, codes, members, pair_codes, None))
         values = _outcome_matrix(outcomes, wanted, members, transform)
         # one fit per set of cells with finite outcomes (normally one set for all outcomes)
         finite = np.isfinite(values)
-        patterns, pattern_of = np.unique(finite, axis=1, return_inverse=True)
+        patterns, pattern_of = _finite_patterns(finite)
         for p_index in range(patterns.shape[1]):
             keep = patterns[:, p_index]
-            columns_here = np.flatnonzero(pattern_of.ravel() == p_index)
+            columns_here = np.flatnonzero(pattern_of == p_index)
             if keep.sum() < min_cells:
                 notes.extend(f"'{wanted[j]}' is finite in {int(keep.sum())} {a} cells, fewer "
                              f"than [contact] min_cells = {min_cells}; not tested."
@@ -691,15 +918,23 @@ def contact_effects(
             fit = _fwl(place.q, y_res, observed[keep], starts)
             n_exposed = (within[keep] > 0).sum(axis=0)
             tested = n_exposed >= min_exposed
-            null_beta = {}
+            null_beta: dict[str, Callable[[], np.ndarray]] = {}
             if n_permutations > 0 and tested.any() and n_clusters > 1:
+                _resolve(deferred)      # one fit's draws in flight at a time (bounds memory)
+                order = np.argsort(position[sub], kind="stable")    # the cell list's order
+                if shuffles is None:
+                    shuffles = _Shuffles(coordinates, codes, strata, n_types, n_permutations,
+                                         seed)
                 null_beta["p_perm"] = _shuffle_null(
-                    coordinates, codes, sub, a_code, a, pair_codes, strata, counter, exposure,
-                    place.q, y_res, n_permutations, seed, n_types)
+                    coordinates, codes, sub, a_code, pair_codes, shuffles, counter, exposure,
+                    place.q, y_res, n_types,
+                    _csr_rows(*neighbours, row_in_grid[np.flatnonzero(keep)[order]]), order,
+                    executor)
                 if shifts is not None:
                     null_beta["p_shift"] = _shift_null(
                         coordinates, codes, sub, pair_codes, counter, exposure, place.q, y_res,
-                        shifts, n_types)
+                        shifts, n_types, order, executor)
+            waiting: list[tuple[dict, int, int]] = []
             adjusted_for = " + ".join(place.terms) if place.terms else "none"
             df = n_clusters - 1
             t_crit = stats.t.ppf(0.5 + confidence / 2, df) if df > 0 else np.nan
@@ -716,9 +951,7 @@ def contact_effects(
                            "n_exposed": int(n_exposed[p_local]), "adjusted_for": adjusted_for,
                            "n_clusters": int(n_clusters)}
                     t_obs = fit.t[p_local, m_local]
-                    for key, draws in null_beta.items():
-                        row[key] = _monte_carlo_p(fit.beta[p_local, m_local],
-                                                  draws[:, p_local, m_local])
+                    waiting.append((row, p_local, m_local))
                     if state:
                         row |= _logistic(place.design, y[:, m_local],
                                          observed[keep][:, p_local], blocks[sub], confidence)
@@ -728,9 +961,12 @@ def contact_effects(
                                 "ci_low": beta - t_crit * se, "ci_high": beta + t_crit * se,
                                 "p": float(p_model[p_local, m_local])}
                     rows.append(row)
+            if null_beta:
+                deferred.append((null_beta, fit.beta, waiting))
             profiles.append(_profiles(a, [wanted[j] for j in columns_here], y,
                                       within[keep], [names[c] for c in pair_codes],
                                       compartment[sub]))
+    _resolve(deferred)
     table = pd.DataFrame(rows)
     for column in CONTACT_COLUMNS:
         if column not in table.columns:
@@ -740,6 +976,49 @@ def contact_effects(
     table["q"] = benjamini_hochberg(table["p"].to_numpy(np.float64)) if len(table) else []
     table = table[CONTACT_COLUMNS].reset_index(drop=True)
     return ContactResult(table, _top_profiles(table, profiles, top_profiles), notes)
+
+
+def _resolve(deferred: list) -> None:
+    """Wait for the null draws of every deferred fit and write its rows' Monte Carlo p."""
+    for null_beta, beta, waiting in deferred:
+        for key, pending in null_beta.items():
+            draws = pending()
+            for row, p_local, m_local in waiting:
+                row[key] = _monte_carlo_p(beta[p_local, m_local], draws[:, p_local, m_local])
+    deferred.clear()
+
+
+def _strata(compartment: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """Stratum id of every cell: rank of (compartment, band) in lexicographic order."""
+    _, comp = np.unique(compartment, return_inverse=True)
+    _, level = np.unique(band, return_inverse=True)
+    _, strata = np.unique(comp.ravel() * (int(level.max(initial=0)) + 1) + level.ravel(),
+                          return_inverse=True)
+    return strata.ravel().astype(np.int64)
+
+
+def _finite_patterns(finite: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct columns of the (n, M) mask ``finite`` (lexicographic order, False < True) and
+    the pattern of every column, as ``np.unique(finite, axis=1, return_inverse=True)``."""
+    keys = [np.packbits(finite[:, j]).tobytes() for j in range(finite.shape[1])]
+    distinct = sorted(set(keys))
+    pattern_of = np.array([distinct.index(k) for k in keys], dtype=np.int64)
+    first = [keys.index(k) for k in distinct]
+    return finite[:, first], pattern_of
+
+
+def _partner_counts(neighbours: tuple[np.ndarray, np.ndarray], sorted_codes: np.ndarray,
+                    pair_codes: np.ndarray, n_types: int) -> np.ndarray:
+    """(n_rows, P) neighbours of each partner code per row of a compressed row list."""
+    ptr, index = neighbours
+    n_rows, n_pairs = len(ptr) - 1, len(pair_codes)
+    partner_of = np.full(n_types, -1, dtype=np.int64)
+    partner_of[pair_codes] = np.arange(n_pairs)
+    partner = partner_of[sorted_codes[index]]
+    use = partner >= 0
+    row = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(ptr))[use]
+    return np.bincount(row * n_pairs + partner[use],
+                       minlength=n_rows * n_pairs).reshape(n_rows, n_pairs)
 
 
 def _chosen(wanted: Sequence[str], names: list[str], enough: list[str], key: str,
@@ -781,9 +1060,9 @@ def _outcome_matrix(outcomes: pd.DataFrame, wanted: list[str], members: np.ndarr
     return out
 
 
-def _density(tree: cKDTree, points: np.ndarray, radius_um: float) -> np.ndarray:
-    """Cells per mm² within ``radius_um`` of each point (the cell itself excluded)."""
-    counts = tree.query_ball_point(points, radius_um, return_length=True) - 1
+def _density(coordinates: np.ndarray, radius_um: float) -> np.ndarray:
+    """Cells per mm² within ``radius_um`` (``<=``) of every cell (the cell itself excluded)."""
+    counts = _Counter(coordinates, radius_um).totals()
     return counts / (math.pi * radius_um**2 / 1e6)
 
 
@@ -819,82 +1098,180 @@ def _stream(null: int, key: int, draw: int, seed: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(null, key, draw)))
 
 
-@numba.njit(cache=True)
-def _shuffle_segments(rng: np.random.Generator, values: np.ndarray,
-                      bounds: np.ndarray) -> None:  # pragma: no cover - numba
-    """Fisher–Yates shuffle of ``values[bounds[s]:bounds[s + 1]]`` for every segment s."""
-    for s in range(len(bounds) - 1):
-        lo = bounds[s]
-        for i in range(bounds[s + 1] - 1, lo, -1):
-            j = lo + int(rng.random() * (i - lo + 1))
-            values[i], values[j] = values[j], values[i]
+def _n_workers() -> int:
+    """Threads filling null draws: Numba's thread count (``NUMBA_NUM_THREADS``,
+    :func:`numba.set_num_threads`)."""
+    return max(1, int(numba.get_num_threads()))
 
 
-def _neighbour_pairs(coordinates: np.ndarray, rows: np.ndarray,
-                     radius_um: float) -> tuple[np.ndarray, np.ndarray]:
-    """(row position in ``rows``, cell index) of every cell at ``d <= radius_um`` from each
-    row cell, the cell itself excluded (coincident other cells kept)."""
-    tree = cKDTree(coordinates)
-    pairs = cKDTree(coordinates[rows]).sparse_distance_matrix(tree, radius_um,
-                                                              output_type="ndarray")
-    i = pairs["i"].astype(np.int64)
-    j = pairs["j"].astype(np.int64)
-    keep = rows[i] != j
-    return i[keep], j[keep]
+#: Null draws filled and fitted together by one thread (one product for all of them: the
+#: weights are read once); fixed, so the results do not depend on the number of threads.
+_DRAWS_PER_TASK = 4
 
 
-def _pair_counts(rows: np.ndarray, partner: np.ndarray, n_rows: int,
-                 n_pairs: int) -> np.ndarray:
-    """(n_rows, n_pairs) counts of neighbours by partner index (−1 = not a partner)."""
-    use = partner >= 0
-    flat = rows[use] * n_pairs + partner[use]
-    return np.bincount(flat, minlength=n_rows * n_pairs).reshape(n_rows, n_pairs)
+def _threaded_beta(q: np.ndarray, y_res: np.ndarray, n_pairs: int, n_draws: int, fill,
+                   order: np.ndarray,
+                   executor: ThreadPoolExecutor | None) -> Callable[[], np.ndarray]:
+    """β (n_draws, P, M) of draws whose exposures ``fill(k, e, s)`` writes into ``e`` (n, P),
+    row t of ``e`` being row ``order[t]`` of ``q`` and ``y_res``, with ``s`` (P,) = e'e;
+    returned as a function that waits for the draws.
 
-
-def _shuffle_null(coordinates, codes, sub, a_code, a_label, pair_codes, strata, counter,
-                  exposure, q, y_res, n_draws, seed, n_types):
-    """t of every (partner, outcome) under ``n_draws`` stratified label shuffles.
-
-    The labels of the cells not of type A are shuffled within each stratum (Fisher–Yates on
-    the draw's own generator over the cells in (stratum, y, x) order, so the draw does not
-    depend on the input's row order), written in the cell list's order so that no re-sorting
-    is needed.
+    Draws ``[j·D, (j + 1)·D)`` (D = :data:`_DRAWS_PER_TASK`) are filled and fitted by one task
+    on ``executor``'s threads (the kernels and BLAS release the GIL; without an executor, at
+    once in this thread), each draw from its own generator: β = e'ỹ / (e'e − ‖q'e‖²) (= ẽ'ỹ /
+    ẽ'ẽ, as ỹ ⟂ q and q is orthonormal), one (D·P, n)·(n, M + rank) product per task, NaN
+    where ẽ'ẽ vanishes (as in :func:`_fwl`). The result does not depend on the number of
+    threads.
     """
-    grid = counter.grid
-    grid_codes = np.asarray(codes, np.int64)[grid.order]
-    position = np.empty(len(grid.order), dtype=np.int64)
-    position[grid.order] = np.arange(len(grid.order))
-    # eligible cells in a canonical order (stratum, y, x): independent of the input row order
-    eligible = np.flatnonzero(np.asarray(codes) != a_code)
-    canonical = eligible[np.lexsort((coordinates[eligible, 0], coordinates[eligible, 1],
-                                     strata[eligible]))]
-    slots = position[canonical]
-    bounds = np.concatenate([[0], np.flatnonzero(np.diff(strata[canonical])) + 1,
-                             [len(slots)]]).astype(np.int64)
-    key = zlib.crc32(a_label.encode())
+    n, n_out = len(q), y_res.shape[1]
+    weights = np.ascontiguousarray(np.hstack([y_res, q])[order])
+    out = np.empty((n_draws, n_pairs, n_out))
+    local = threading.local()
+    size = _DRAWS_PER_TASK
+
+    def task(j: int) -> None:
+        if getattr(local, "exposure", None) is None:
+            local.exposure = np.empty((n, size * n_pairs))
+            local.squares = np.empty(size * n_pairs)
+        draws = range(j * size, min(n_draws, (j + 1) * size))
+        width = len(draws) * n_pairs
+        for at, k in enumerate(draws):
+            block = slice(at * n_pairs, (at + 1) * n_pairs)
+            fill(k, local.exposure[:, block], local.squares[block])
+        products = local.exposure[:, :width].T @ weights
+        projected = products[:, n_out:]
+        denominator = local.squares[:width] - np.einsum("pr,pr->p", projected, projected)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            beta = products[:, :n_out] / denominator[:, None]
+        beta[~(denominator > 1e-12 * max(n, 1))] = np.nan
+        out[draws.start:draws.stop] = beta.reshape(len(draws), n_pairs, n_out)
+
+    n_tasks = -(-n_draws // size)
+    if executor is None:
+        for j in range(n_tasks):
+            task(j)
+        return lambda: out
+    futures = [executor.submit(task, j) for j in range(n_tasks)]
+
+    def result() -> np.ndarray:
+        for future in futures:
+            future.result()
+        return out
+
+    return result
+
+
+def _run_threaded(one, n_tasks: int) -> None:
+    """``one(j)`` for j = 0 … n_tasks − 1 on :func:`_n_workers` threads."""
+    workers = min(_n_workers(), n_tasks)
+    if workers <= 1:
+        for j in range(n_tasks):
+            one(j)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(one, range(n_tasks)))
+
+
+def _csr_rows(ptr: np.ndarray, index: np.ndarray, rows: np.ndarray,
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The rows ``rows`` of a compressed row list."""
+    if len(rows) == len(ptr) - 1 and np.array_equal(rows, np.arange(len(rows))):
+        return ptr, index
+    lengths = np.diff(ptr)[rows]
+    new_ptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=new_ptr[1:])
+    starts = np.repeat(ptr[rows] - new_ptr[:-1], lengths)
+    return new_ptr, index[np.arange(int(new_ptr[-1]), dtype=np.int64) + starts]
+
+
+#: Largest cache (bytes) of every draw's shuffled labels, shared by the focus types; a larger
+#: sample reshuffles per focus type (the same draws, only slower).
+_SHUFFLE_CACHE_BYTES = 512_000_000
+
+
+class _Shuffles:
+    """The stratified label shuffles of one sample, shared by every focus type.
+
+    Draw k permutes the labels of all cells within each stratum: a Fisher–Yates shuffle
+    (:func:`_shuffle_segments`) of the cells in canonical order (stratum, y, x; ties by row),
+    so it does not depend on the input's row order, with the uniforms of its own generator
+    ``SeedSequence(seed, spawn_key=(0, 0, k))``.
+    """
+
+    def __init__(self, coordinates: np.ndarray, codes: np.ndarray, strata: np.ndarray,
+                 n_types: int, n_draws: int, seed: int) -> None:
+        self.canonical = np.lexsort((coordinates[:, 0], coordinates[:, 1], strata))
+        dtype = np.uint8 if n_types <= 255 else np.int32
+        self.labels = np.ascontiguousarray(codes[self.canonical], dtype=dtype)
+        ordered = strata[self.canonical]
+        self.bounds = np.concatenate([[0], np.flatnonzero(np.diff(ordered)) + 1,
+                                      [len(ordered)]]).astype(np.int64)
+        self.n_steps = len(ordered) - (len(self.bounds) - 1)
+        self.n_draws, self.seed = n_draws, seed
+        self._cache: np.ndarray | None = None
+        if n_draws * self.labels.nbytes <= _SHUFFLE_CACHE_BYTES:
+            cache = np.empty((n_draws, len(self.labels)), dtype=dtype)
+
+            def one(k: int) -> None:
+                cache[k] = self._shuffle(k)
+
+            _run_threaded(one, n_draws)
+            self._cache = cache
+
+    def _shuffle(self, k: int) -> np.ndarray:
+        values = self.labels.copy()
+        uniforms = _stream(_NULL_SHUFFLE, 0, k, self.seed).random(self.n_steps)
+        _shuffle_segments(uniforms, values, self.bounds)
+        return values
+
+    def draw(self, k: int) -> np.ndarray:
+        """Labels of all cells in canonical order after draw k."""
+        return self._cache[k] if self._cache is not None else self._shuffle(k)
+
+
+def _shuffle_null(coordinates, codes, sub, a_code, pair_codes, shuffles, counter, exposure, q,
+                  y_res, n_types, neighbours, order, executor=None):
+    """β (n_draws, P, M) of every (partner, outcome) under the stratified label shuffles, as a
+    function that waits for the draws (:func:`_threaded_beta`).
+
+    For focus type A, draw k gives the cells not of type A the labels other than A of the
+    draw's shuffled labels, in canonical order (:class:`_Shuffles`); within every stratum this
+    is a uniformly random permutation of their labels, A cells and their labels fixed.
+    ``count``: the neighbours of every A cell are fixed (``neighbours``, the compressed row
+    list of :meth:`_Counter.neighbours`), so a draw only relabels them
+    (:func:`_shuffle_fill`), O(cells + pairs + n_A·P·(M + rank)) per draw.
+    """
+    n_pairs = len(pair_codes)
+    eligible = shuffles.canonical[codes[shuffles.canonical] != a_code]
     if exposure == "count":
-        rows, cols = _neighbour_pairs(coordinates, sub, counter.radius)
-        grid_cols = position[cols]
-        slot_of = np.full(len(grid_codes), -1, dtype=np.int64)
-        slot_of[slots] = np.arange(len(slots))
-        col_slot = slot_of[grid_cols]
-        fixed = col_slot < 0
-        remap = np.full(n_types, -1, dtype=np.int64)
-        remap[pair_codes] = np.arange(len(pair_codes))
+        grid = counter.grid
+        ptr, index = neighbours
+        slot_of = np.full(len(codes), -1, dtype=np.int64)
+        slot_of[eligible] = np.arange(len(eligible))
+        neighbour_slot = slot_of[grid.order[index]]
+        # neighbours of type A keep their label, and A is never a partner: leave them out
+        movable = neighbour_slot >= 0
+        row_of = np.repeat(np.arange(len(sub)), np.diff(ptr))
+        moved_ptr = np.zeros(len(sub) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(row_of[movable], minlength=len(sub)), out=moved_ptr[1:])
+        neighbour_slot = np.ascontiguousarray(neighbour_slot[movable])
+        partner_of = np.full(n_types, n_pairs, dtype=np.int64)   # n_pairs: not a partner
+        partner_of[pair_codes] = np.arange(n_pairs)
+
+        def fill(k: int, out: np.ndarray, squares: np.ndarray) -> None:
+            _shuffle_fill(shuffles.draw(k), a_code, moved_ptr, neighbour_slot, partner_of, out,
+                          squares)
+
+        return _threaded_beta(q, y_res, n_pairs, shuffles.n_draws, fill, order, executor)
 
     def exposure_of(k: int) -> np.ndarray:
-        values = grid_codes[slots]
-        _shuffle_segments(_stream(_NULL_SHUFFLE, key, k, seed), values, bounds)
-        if exposure == "count":
-            neighbour = np.where(fixed, grid_codes[grid_cols], values[col_slot])
-            return _pair_counts(rows, remap[neighbour], len(sub), len(pair_codes))
-        permuted = grid_codes.copy()
-        permuted[slots] = values
-        original = np.empty_like(permuted)
-        original[grid.order] = permuted
-        return _log_nearest(coordinates, original, sub, pair_codes, None)
+        labels = shuffles.draw(k)
+        permuted = np.asarray(codes, np.int64).copy()
+        permuted[eligible] = labels[labels != a_code]
+        return _log_nearest(coordinates, permuted, sub, pair_codes, None)
 
-    return _batched_beta(q, y_res, len(pair_codes), n_draws, exposure_of)
+    draws = _batched_beta(q, y_res, n_pairs, shuffles.n_draws, exposure_of)
+    return lambda: draws
 
 
 def _shift_allowed(coordinates: np.ndarray, counter: _Counter | None, band_um: float,
@@ -932,12 +1309,15 @@ def _draw_shifts(counter: _Counter, n_draws: int, seed: int,
 
 
 def _shift_null(coordinates, codes, sub, pair_codes, counter, exposure, q, y_res, shifts,
-                n_types):
-    """β of every (partner, outcome) with the partner pattern translated on the torus.
+                n_types, order, executor=None):
+    """β (n_draws, P, M) of every (partner, outcome) with the partner pattern translated on the
+    torus, as a function that waits for the draws (:func:`_threaded_beta`).
 
     Counting partners translated by +v around a cell equals counting the original partners
-    around the cell translated by −v (wrapped), so one cell list serves every draw, and a
-    batch of draws is one kernel call.
+    around the cell translated by −v (wrapped), so one cell list of the partner cells (the
+    sample's bins) serves every draw; a draw is one pass of :func:`_shift_fill` over the A
+    cells (in the cell list's order, for locality) and one (P, n_A)·(n_A, M + rank) product,
+    O(n_A·(partner candidates + P·(M + rank))).
     """
     n_pairs = len(pair_codes)
     if exposure != "count":
@@ -946,20 +1326,27 @@ def _shift_null(coordinates, codes, sub, pair_codes, counter, exposure, q, y_res
         def exposure_of(k: int) -> np.ndarray:
             return _log_nearest(coordinates, codes, sub, pair_codes, (shifts[k], periods))
 
-        return _batched_beta(q, y_res, n_pairs, len(shifts), exposure_of)
+        draws = _batched_beta(q, y_res, n_pairs, len(shifts), exposure_of)
+        return lambda: draws
+    grid = counter.grid
     remap = np.full(n_types, -1, dtype=np.int64)
     remap[pair_codes] = np.arange(n_pairs)
-    sorted_partner = remap[np.asarray(codes, np.int64)[counter.grid.order]]
-    query = coordinates[sub]
-    n_draws = len(shifts)
-    batch = max(1, min(n_draws, _CHUNK_ELEMENTS // max(len(sub) * n_pairs, 1)))
-    out = np.empty((n_draws, n_pairs, y_res.shape[1]))
-    for k0 in range(0, n_draws, batch):
-        k1 = min(n_draws, k0 + batch)
-        stacked = counter.shifted_counts(query, np.asarray(shifts[k0:k1]), sorted_partner,
-                                         n_pairs)
-        out[k0:k1] = _null_beta(q, y_res, stacked).reshape(k1 - k0, n_pairs, -1)
-    return out
+    partner = remap[np.asarray(codes, np.int64)[grid.order]]
+    # the cell list of the partner cells only (same bins, same order): other cells never count
+    keep = partner >= 0
+    bins = np.repeat(np.arange(len(grid.starts) - 1), np.diff(grid.starts))[keep]
+    starts = np.zeros(len(grid.starts), dtype=np.int64)
+    np.cumsum(np.bincount(bins, minlength=len(grid.starts) - 1), out=starts[1:])
+    cells = np.column_stack([grid.x[keep], grid.y[keep], partner[keep]])
+    qx = np.ascontiguousarray(coordinates[sub[order], 0])
+    qy = np.ascontiguousarray(coordinates[sub[order], 1])
+
+    def fill(k: int, out: np.ndarray, squares: np.ndarray) -> None:
+        vx, vy = (float(v) for v in shifts[k])
+        _shift_fill(qx, qy, vx, vy, cells, starts, grid.n_bx, grid.n_by, grid.x0, grid.y0,
+                    grid.width, counter.radius, out, squares)
+
+    return _threaded_beta(q, y_res, n_pairs, len(shifts), fill, order, executor)
 
 
 def _monte_carlo_p(observed: float, draws: np.ndarray) -> float:
