@@ -280,17 +280,24 @@ def test_sample_page_fits_one_laptop_screen(demo_report, tmp_path):
     screenshot(page, folder / f"{page.stem}.1366x768.png", width=width, height=height)
 
 
-#: Moves the pointer onto two cells of the enrichment heatmap and reports their titles.
+#: Moves the pointer onto the first and the last cell of the enrichment heatmap and reports
+#: the tip shown beside it each time.
 TIP_PROBE = """
 window.addEventListener('load', function () {
   var svg = document.querySelector('#enrichment svg.heatmap');
   if (!svg) { document.body.dataset.probe = JSON.stringify({error: 'no heatmap'}); return; }
-  var rects = svg.querySelectorAll('g.cells rect');
-  var picks = [0, rects.length - 1];
+  var image = svg.querySelector('g.cells image');
+  var data = JSON.parse(svg.getAttribute('data-tips'));
+  var nrow = data.rows.length, ncol = data.cols.length;
+  var box = image.getBoundingClientRect();
+  var picks = [0, nrow * ncol - 1];
   var titles = picks.map(function (k) {
-    rects[k].dispatchEvent(new MouseEvent('mouseover', {bubbles: true}));
-    var t = rects[k].querySelector('title');
-    return t ? t.textContent : null;
+    var i = Math.floor(k / ncol), j = k % ncol;
+    image.dispatchEvent(new MouseEvent('mousemove', {bubbles: true,
+      clientX: box.left + (j + 0.5) * box.width / ncol,
+      clientY: box.top + (i + 0.5) * box.height / nrow}));
+    var shown = document.querySelector('.heatmap-tip');
+    return shown && shown.style.display === 'block' ? shown.textContent : null;
   });
   document.body.dataset.probe = JSON.stringify({picks: picks, titles: titles,
                                                 tips: svg.getAttribute('data-tips')});

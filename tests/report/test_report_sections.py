@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -9,6 +11,8 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib import colormaps
+from PIL import Image
 
 from metaniche.report import render_report
 from metaniche.report.rundata import RunData
@@ -167,7 +171,17 @@ def test_enrichment_uses_the_sample_null_and_reports_z(make_run, tmp_path):
     root = ET.fromstring(str(section.svg))
     data = json.loads(root.get("data-tips"))
     n_rows, n_cols = len(data["rows"]), len(data["cols"])
-    assert len(list(root.iter(f"{SVG}rect"))) >= n_rows * n_cols
+    # the cells: one image, a pixel per cell, in the colour of its z on the symmetric scale
+    image = next(root.iter(f"{SVG}image"))
+    assert (int(image.get("width")), int(image.get("height"))) == (n_cols, n_rows)
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(
+        image.get("href").split(",", 1)[1]))).convert("RGB"))
+    assert pixels.shape == (n_rows, n_cols, 3)
+    z = np.array([[float(heatmap_tip(data, i, j).split("z ")[1].split(",")[0])
+                   for j in range(n_cols)] for i in range(n_rows)])
+    limit = np.abs(z).max()
+    expected = (np.asarray(colormaps["RdBu_r"]((z + limit) / (2 * limit)))[..., :3] * 255)
+    np.testing.assert_allclose(pixels, expected, atol=1.01)
     tips = [heatmap_tip(data, i, j) for i in range(n_rows) for j in range(n_cols)]
     # Tumor (i=2) vs B (j=0): z = 5, observed 15, expected 10; the compartment null is ignored.
     tip = next(t for t in tips if t.startswith("Tumor – B:"))
