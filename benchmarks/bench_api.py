@@ -27,10 +27,11 @@ import time
 from pathlib import Path
 
 from _common import write_results
+from metaniche.stages import SAMPLE_STAGES
 
-#: Per-sample stages of run.json that are analysis (not writing, maps or run-level steps).
-ANALYSIS_STAGES = ("compartments", "composition", "gradients", "zonation", "relations",
-                   "communities", "states")
+#: Per-sample stages of run.json that are analysis (not writing, maps or run-level steps):
+#: building the compartments, then every registered stage (the registry is the one list).
+ANALYSIS_STAGES = ("compartments", *(name for name, _, _ in SAMPLE_STAGES))
 
 _API_CHILD = """
 import sys, time, pandas as pd, anndata as ad, numpy as np
