@@ -85,8 +85,12 @@ def assert_same_as(expected: Path, actual: Path) -> None:
                                       obj=str(relative))
     for name in SAMPLES:
         for suffix in ("map.png", "map.zoom.png", "map.zoom.json"):
+            # a small sample has no zoomable copy (report.zoom.zoom_adds_detail): then the
+            # interrupted run must not have one either
             relative = Path("report") / "figures" / f"{name}.{suffix}"
-            assert (expected / relative).read_bytes() == (actual / relative).read_bytes()
+            assert (expected / relative).is_file() == (actual / relative).is_file(), relative
+            if (expected / relative).is_file():
+                assert (expected / relative).read_bytes() == (actual / relative).read_bytes()
         assert (actual / "report" / f"{name}.html").is_file()
     assert (actual / "report" / "index.html").is_file()
     assert not [p for p in actual.rglob("*") if p.name.endswith(".tmp")]
