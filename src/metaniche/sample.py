@@ -66,9 +66,13 @@ class SampleAnalysis:
 
 def build_context(name: str, cells: pd.DataFrame, config: Config,
                   annotation: Sequence[Any] | None = None,
-                  genes: GeneMatrix | None = None) -> SampleContext:
+                  genes: GeneMatrix | None = None,
+                  compartments: CompartmentResult | None = None) -> SampleContext:
     """Type codes, roles and compartments of one standardised cell table (µm coordinates);
-    ``genes`` is its sparse expression matrix, if any (:mod:`metaniche.genes`)."""
+    ``genes`` is its sparse expression matrix, if any (:mod:`metaniche.genes`).
+    ``compartments``, when given, is the result this function computed earlier for the same
+    cells and configuration (the notebook API's memo, :func:`metaniche._api._adapter.
+    contexts`) and is used instead of computing it again."""
     labels = cells["cell_type"].astype(str).to_numpy()
     codes, types = pd.factorize(labels, sort=True)    # = np.unique(labels), by hashing
     types = [str(t) for t in types]
@@ -80,7 +84,9 @@ def build_context(name: str, cells: pd.DataFrame, config: Config,
     is_tumor = np.isin(codes, [types.index(t) for t in tumor_types])
     is_immune = np.isin(codes, [types.index(t) for t in immune_types])
     spots = spot_data(cells, config)
-    if spots is None:
+    if compartments is not None:
+        result = compartments
+    elif spots is None:
         result = sample_compartments(cells, x, y, is_tumor, is_immune, config, annotation)
     else:  # a spot sample: roles apply to the deconvolved types, not the dominant labels
         result = sample_spot_compartments(

@@ -21,7 +21,10 @@ compare by identity, so the frame still concatenates and copies as usual). With
 Each tool builds the same per-sample context as ``metaniche run``
 (:func:`metaniche.sample.build_context`: compartments included) and calls the pipeline's
 stages and kernels, so the numbers are those of the run's tables for the same cells and
-configuration.
+configuration. A sample's compartments are computed once per session for the same cells and
+parameters and reused by the tools after it (:class:`metaniche._api._adapter.CompartmentMemo`,
+keyed on a hash of every input they depend on, so never stale): after
+``mn.tl.compartments``, ``mn.tl.nhood_enrichment`` and the others skip that step.
 """
 
 from __future__ import annotations
