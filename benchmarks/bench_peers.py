@@ -57,6 +57,10 @@ PAIRS: tuple[tuple[str, str, str, str], ...] = (
      "graph_nhood_enrichment"),
     ("mn.tl.nhood_enrichment (both 1000 perms)", "tl_nhood_enrichment_perm1000", "squidpy",
      "graph_nhood_enrichment"),
+    ("mn.tl.nhood_enrichment after mn.tl.compartments (ours exact)",
+     "tl_nhood_enrichment_exact_after_compartments", "squidpy", "graph_nhood_enrichment"),
+    ("mn.tl.compartments (no squidpy counterpart; shown beside its nhood_enrichment)",
+     "tl_compartments", "squidpy", "graph_nhood_enrichment"),
     ("mn.tl.co_occurrence", "tl_co_occurrence", "squidpy", "co_occurrence"),
     ("mn.tl.ripley (ours all pairs, squidpy per type)", "tl_ripley", "squidpy", "ripley"),
 )
