@@ -80,8 +80,13 @@ def _uns(data: Any) -> dict:
     return data.attrs if isinstance(data, pd.DataFrame) else data.uns
 
 
+def _results(data: Any) -> dict:
+    """``uns["metaniche"]`` of ``data`` (empty when the tools never wrote into it)."""
+    return _uns(data).get(UNS_KEY, {})
+
+
 def _table(data: Any, name: str, tool: str, sample: str | None) -> pd.DataFrame:
-    results = _uns(data).get(UNS_KEY, {})
+    results = _results(data)
     if name not in results:
         raise InputError(f"no {name!r} results in this object; run mn.tl.{tool} on it first.")
     table = results[name]
@@ -114,7 +119,7 @@ def _squidpy(data: Any, key: str, tool: str, sample: str | None) -> dict:
 def _border_um(data: Any, given: float | None = None) -> float:
     if given is not None:
         return float(given)
-    used = _uns(data).get(UNS_KEY, {}).get("config", {}).get("compartments", {})
+    used = _run_config(data).get("compartments", {})
     return float(used.get("border_um", CompartmentParams.border_um))
 
 
@@ -135,7 +140,7 @@ def _colours(n: int) -> np.ndarray:
 def _tumour_types(data: Any, labels: list[str]) -> list[str]:
     """Tumour labels under the configuration the tools recorded (``[cell_types] tumor``,
     else the default pattern), as the pipeline resolves them for the report's map."""
-    recorded = ((_uns(data).get(UNS_KEY, {}).get("config", {}) or {}).get("cell_types")
+    recorded = (_run_config(data).get("cell_types")
                 or {}).get("tumor") or ()
     config = Config()
     if len(recorded):
@@ -147,7 +152,7 @@ def _tumour_types(data: Any, labels: list[str]) -> list[str]:
 def _sample_rows(data: Any, name: str | None, table_name: str) -> pd.DataFrame | None:
     """Rows of ``uns["metaniche"][table_name]`` for one sample (all rows when ``name`` is
     None; None when absent)."""
-    table = _uns(data).get(UNS_KEY, {}).get(table_name)
+    table = _results(data).get(table_name)
     if table is None or name is None or "sample" not in table.columns:
         return table
     return table[table["sample"].astype(str) == str(name)]
@@ -215,7 +220,7 @@ def tissue(data: Any, cluster_key: str = "cell_type", *, library_key: str | None
         names = obs[library_key].astype(str).to_numpy()
         name = _sample(list(dict.fromkeys(names)), sample)
         keep = names == name
-    xy = xy[keep] * float(_uns(data).get(UNS_KEY, {}).get("config", {}).get("um_per_unit", 1.0))
+    xy = xy[keep] * float(_run_config(data).get("um_per_unit", 1.0))
     codes, labels = type_codes(obs[cluster_key].astype(str).to_numpy()[keep])
     colours = map_colours(labels, codes, _tumour_types(data, labels))
     field, lesions = None, None
@@ -331,7 +336,7 @@ def nhood_enrichment(data: Any, cluster_key: str = "cell_type", *, sample: str |
     >>> ax = mn.pl.nhood_enrichment(adata, "cell_type")          # doctest: +SKIP
     """
     key = f"{cluster_key}_nhood_enrichment"
-    if key not in _uns(data) and "enrichment" in _uns(data).get(UNS_KEY, {}):
+    if key not in _uns(data) and "enrichment" in _results(data):
         rows = _table(data, "enrichment", "nhood_enrichment", sample)
         labels, grid, _ = prepare.enrichment_grid(rows)
         z = grid["z"].to_numpy(np.float64)
@@ -559,7 +564,7 @@ def aggregates(data: Any, *, library_key: str | None = None, sample: str | None 
     if library_key is not None:
         names = obs[library_key].astype(str).to_numpy()
         keep = names == _sample(list(dict.fromkeys(names)), sample)
-    scale = float(_uns(data).get(UNS_KEY, {}).get("config", {}).get("um_per_unit", 1.0))
+    scale = float(_run_config(data).get("um_per_unit", 1.0))
     xy = xy[keep] * scale
     ids = np.zeros(int(keep.sum()), dtype=np.int64)
     for column in ("aggregate_id", "unit_id"):
@@ -588,7 +593,7 @@ def aggregates(data: Any, *, library_key: str | None = None, sample: str | None 
 
 # --- the report's cohort figures on a run read back --------------------------------------
 def _run_table(data: Any, name: str) -> pd.DataFrame:
-    table = _uns(data).get(UNS_KEY, {}).get(name)
+    table = _results(data).get(name)
     if table is None:
         raise InputError(f"no {name!r} table in uns['metaniche']; read a finished run with "
                          "mn.read_run(OUT) (the cohort step writes it).")
@@ -596,7 +601,7 @@ def _run_table(data: Any, name: str) -> pd.DataFrame:
 
 
 def _run_config(data: Any) -> dict:
-    return dict(_uns(data).get(UNS_KEY, {}).get("config") or {})
+    return dict(_results(data).get("config") or {})
 
 
 def effector_density(data: Any, *, ax: Any = None) -> Any:
@@ -637,7 +642,7 @@ def effector_density(data: Any, *, ax: Any = None) -> Any:
         raise InputError("no effector cells in the composition table; set [phenotype] "
                          "effector_types to the effector labels.")
     density, types = found
-    grouping = prepare.outcome_groups(_uns(data).get(UNS_KEY, {}).get("clinical"), config)
+    grouping = prepare.outcome_groups(_results(data).get("clinical"), config)
     groups = (grouping[1].reindex(density.index).fillna("no outcome").astype(str)
               if grouping is not None else None)
     n_groups = len(set(groups)) if groups is not None else 1
@@ -676,7 +681,7 @@ def effector_gradient(data: Any, *, ax: Any = None) -> Any:
     gradients_table = _run_table(data, "gradients")
     labels = sorted(gradients_table["cell_type"].dropna().astype(str).unique())
     types = prepare.effector_labels(config, labels)
-    grouping = prepare.outcome_groups(_uns(data).get(UNS_KEY, {}).get("clinical"), config)
+    grouping = prepare.outcome_groups(_results(data).get("clinical"), config)
     profiles = prepare.gradient_profiles(gradients_table, types,
                                          grouping[1] if grouping is not None else None)
     if profiles is None:
@@ -757,7 +762,7 @@ def kaplan_meier(data: Any, *, feature: str | None = None, time_unit: str | None
     >>> ax = mn.pl.kaplan_meier(adata)                           # doctest: +SKIP
     """
     curves = _run_table(data, "km_curves")
-    association = _uns(data).get(UNS_KEY, {}).get("association")
+    association = _results(data).get("association")
     available = km_features(curves, association)
     if not available:
         raise InputError("the km_curves table is empty; the run has no survival outcome.")
@@ -768,11 +773,11 @@ def kaplan_meier(data: Any, *, feature: str | None = None, time_unit: str | None
     config = _run_config(data)
     unit = str((config.get("clinical") or {}).get("time_unit", "") or "") \
         if time_unit is None else time_unit
-    analysis_unit = str(_uns(data).get(UNS_KEY, {}).get("analysis_unit", "sample"))
+    analysis_unit = str(_results(data).get("analysis_unit", "sample"))
     part = curves[curves["feature"].astype(str) == feature]
     ax = _axes(ax, (5.0, 4.3))
     return draw_kaplan_meier(ax, part, feature, p=logrank_p(association).get(feature, np.nan),
-                             values=feature_values(_uns(data).get(UNS_KEY, {}).get("features"),
+                             values=feature_values(_results(data).get("features"),
                                                    feature),
                              time_unit=unit,
                              unit_name="patients" if analysis_unit == "patient" else "samples")
