@@ -12,8 +12,15 @@ import pytest
 import scipy.sparse as sp
 
 from metaniche import tables as T
-from metaniche.config import Config, GradientParams, StateRule, StatesParams
-from metaniche.genes import MAX_DENSE_VALUES, GeneMatrix, expression_markers, with_gene_columns
+from metaniche.config import Config, GradientParams, InputParams, StateRule, StatesParams
+from metaniche.errors import ConfigError
+from metaniche.genes import (
+    MAX_DENSE_VALUES,
+    GeneMatrix,
+    expression_markers,
+    normalise_expression,
+    with_gene_columns,
+)
 from metaniche.io import read_samples
 from metaniche.phenotype import apply_gating, parse_panel
 from metaniche.sample import build_context
@@ -187,3 +194,60 @@ def test_notebook_api_states_from_sparse_genes_equal_dense(monkeypatch) -> None:
         assert np.array_equal(sparse.obs[column].to_numpy(), dense.obs[column].to_numpy())
     pd.testing.assert_frame_equal(sparse.uns["metaniche"]["state_thresholds"],
                                   dense.uns["metaniche"]["state_thresholds"])
+
+
+def _brute_log1p_cp10k(counts: np.ndarray) -> np.ndarray:
+    """log1p(count / total × 1e4) cell by cell, total 0 → zeros (the formula, looped)."""
+    out = np.zeros_like(counts, dtype=np.float64)
+    for i, row in enumerate(counts):
+        total = row.sum()
+        if total > 0:
+            out[i] = np.log1p(row / total * 1e4)
+    return out
+
+
+def test_normalise_expression_equals_the_formula_dense_and_sparse() -> None:
+    rng = np.random.default_rng(3)
+    counts = rng.poisson(0.7, size=(40, 25)).astype(np.float64)
+    counts[5] = 0.0                                   # a cell without counts keeps zeros
+    want = _brute_log1p_cp10k(counts)
+    assert np.allclose(normalise_expression(counts, "log1p_cp10k"), want)
+    sparse = normalise_expression(sp.csr_matrix(counts.astype(np.float32)), "log1p_cp10k")
+    assert sp.issparse(sparse) and sparse.nnz == np.count_nonzero(counts)
+    assert np.allclose(sparse.toarray(), want)
+    assert normalise_expression(counts, "none") is counts
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_reader_normalises_genes_when_asked(tmp_path, monkeypatch, sparse) -> None:
+    import anndata
+
+    import metaniche.genes as genes_module
+
+    rng = np.random.default_rng(5)
+    counts = rng.poisson(1.5, size=(400, 12)).astype(np.float32)
+    names = [f"g{j}" for j in range(12)]
+    adata = anndata.AnnData(X=sp.csr_matrix(counts), obs=pd.DataFrame(
+        {"cell_type": pd.Categorical(rng.choice(["Tumor", "CD8_T"], 400))},
+        index=[f"c{i}" for i in range(400)]), var=pd.DataFrame(index=names))
+    adata.obsm["spatial"] = rng.uniform(0, 500, (400, 2))
+    path = tmp_path / "small.h5ad"
+    adata.write_h5ad(path)
+    if sparse:
+        monkeypatch.setattr(genes_module, "MAX_DENSE_VALUES", 10)
+    want = _brute_log1p_cp10k(counts.astype(np.float64))
+    [raw] = read_samples([path], Config())
+    [normalised] = read_samples([path], Config(
+        input=InputParams(gene_normalisation="log1p_cp10k")))
+    assert raw.ok and normalised.ok, (raw.error, normalised.error)
+    if sparse:
+        got, kept = normalised.genes.columns(names), raw.genes.columns(names)
+    else:
+        got, kept = normalised.cells[names], raw.cells[names]
+    assert np.allclose(got.to_numpy(), want)
+    assert np.array_equal(kept.to_numpy(), counts.astype(np.float64))   # default: as stored
+
+
+def test_gene_normalisation_rejects_an_unknown_method() -> None:
+    with pytest.raises(ConfigError, match="gene_normalisation"):
+        InputParams(gene_normalisation="cpm")

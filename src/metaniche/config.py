@@ -32,6 +32,7 @@ from metaniche import _contract
 from metaniche.errors import ConfigError
 
 __all__ = [
+    "GENE_NORMALISATIONS",
     "SPOT_KINDS",
     "AggregateParams",
     "CellTypeRoles",
@@ -1285,6 +1286,10 @@ class ContactParams(Validated):
         return self.radius_um if self.radius_um > 0 else relations.contact_radius_um
 
 
+#: ``[input] gene_normalisation`` values (:func:`metaniche.genes.normalise_expression`).
+GENE_NORMALISATIONS: tuple[str, ...] = ("none", "log1p_cp10k")
+
+
 @dataclass(frozen=True)
 class InputParams(Validated):
     """Side inputs read with the cell tables (section ``[input]``).
@@ -1298,9 +1303,20 @@ class InputParams(Validated):
         (10x's ``Barcode,Cluster`` exports). It replaces the input's own labels; cells
         without a row are labelled ``"Unlabeled"`` with a warning giving their count. Checked
         when the cells are read (see :mod:`metaniche.io.cell_types`). Default empty: none.
+    gene_normalisation
+        Per-cell normalisation of an expression matrix read with the cells (Xenium, CosMx,
+        MERSCOPE, Visium outputs; an AnnData's or SpatialData table's ``X``), applied once
+        when it is read, before gating, ``[states]``, gradients, the contact test or any
+        other use (:func:`metaniche.genes.normalise_expression`): ``"none"`` (default:
+        values as stored) or ``"log1p_cp10k"``: ``log1p(count / total × 10,000)`` with the
+        total over all genes of the cell, as scanpy's ``normalize_total(target_sum=1e4)``
+        then ``log1p`` and Seurat's ``LogNormalize``. Marker columns of a cell table
+        (imaging intensities) are never normalised.
     """
 
     cell_types: str = ""
+    gene_normalisation: str = field(default="none",
+                                    metadata={"check": OneOf(GENE_NORMALISATIONS)})
 
 
 #: ``[spots] kind`` values: what the numbers of the deconvolution table are.

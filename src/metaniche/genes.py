@@ -20,14 +20,20 @@ profiled when listed, and the run says so in one warning.
 
 Per-cell normalisation
 ----------------------
-None: values are used as stored in the input (Xenium / CosMx / MERSCOPE / Visium counts as
-in the files; an AnnData's ``X`` as it is, so an ``X`` that already holds normalised values
-is used normalised). Gating and ``[states]`` thresholds found automatically are computed on
-``log1p`` of those values (``transform = "log1p"``, :func:`metaniche.phenotype.
-auto_threshold`); a given threshold is in the stored units. :meth:`GeneMatrix.normalised`
-gives the usual library-size normalisation, ``log1p(counts / total × 10,000)`` with the total
-over **all** genes of the cell, for users who want it (e.g. to store in the AnnData ``X``
-before the run).
+``[input] gene_normalisation`` (:class:`metaniche.config.InputParams`). By default
+(``"none"``) values are used as stored in the input (Xenium / CosMx / MERSCOPE / Visium
+counts as in the files; an AnnData's ``X`` as it is, so an ``X`` that already holds
+normalised values is used normalised). With ``"log1p_cp10k"`` the matrix is normalised once
+when it is read (:func:`normalise_expression`, called by :func:`expression_markers`):
+``log1p(count / total × 10,000)``, the total over **all** genes of the matrix for that cell
+(the reader's gene features: negative-control probes and codewords are not genes and are
+not counted), as scanpy's ``normalize_total(target_sum=1e4)`` + ``log1p``; sparse stays
+sparse (zeros stay zero). Every later use (gating, ``[states]``, gradients, the contact
+test, ligand–receptor) then sees normalised values. Gating and ``[states]`` thresholds found
+automatically are computed on ``log1p`` of the values they get (``transform = "log1p"``,
+:func:`metaniche.phenotype.auto_threshold`; on already-logged values set ``transform =
+"none"``); a given threshold is in the units of those values. :meth:`GeneMatrix.normalised`
+gives the same normalisation of a few genes of a matrix kept as stored.
 
 Outputs: genes of a sparse matrix are not copied into ``cells/<sample>.parquet`` (one
 column per gene would make the file as large as the dense matrix); the run records one
@@ -45,10 +51,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from metaniche.config import GENE_NORMALISATIONS
 from metaniche.errors import InputError
 
 __all__ = ["MAX_DENSE_VALUES", "NORMALISATION_TARGET", "GeneMatrix", "expression_markers",
-           "resolved_genes", "with_gene_columns"]
+           "normalise_expression", "resolved_genes", "with_gene_columns"]
 
 #: Largest ``n_obs * n_vars`` expression matrix turned into dense float64 marker columns
 #: (2.5e8 values ≈ 2 GB); a larger matrix is kept sparse as a :class:`GeneMatrix`.
@@ -151,9 +158,7 @@ class GeneMatrix:
         >>> float(genes.normalised(["B"], target=4.0, log=False)["B"][0])
         3.0
         """
-        totals = self.totals()
-        scale = np.divide(target, totals, out=np.zeros_like(totals), where=totals > 0)
-        frame = self.columns(names).mul(scale, axis=0)
+        frame = self.columns(names).mul(_scale(self.totals(), target), axis=0)
         return np.log1p(frame) if log else frame
 
     def update_digest(self, digest: hashlib._Hash) -> None:
@@ -169,8 +174,58 @@ class GeneMatrix:
         digest.update(np.ascontiguousarray(matrix.data).tobytes())
 
 
+def normalise_expression(matrix: sp.spmatrix | np.ndarray, method: str,
+                         target: float = NORMALISATION_TARGET) -> sp.csr_matrix | np.ndarray:
+    """Per-cell library-size normalisation of a cells × genes matrix.
+
+    ``"log1p_cp10k"``: ``log1p(x / total × target)`` with ``total`` the cell's sum over all
+    columns (a cell with total 0 keeps its zeros), float64; a sparse matrix stays sparse
+    (CSR; only its stored values change, O(nnz)). ``"none"``: ``matrix`` unchanged. As
+    scanpy's ``normalize_total(target_sum=1e4)`` followed by ``log1p``.
+
+    Parameters
+    ----------
+    matrix
+        Cells × genes counts, dense or sparse.
+    method
+        One of :data:`metaniche.config.GENE_NORMALISATIONS`.
+    target
+        Counts per cell after scaling (default 10,000).
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix or numpy.ndarray
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = normalise_expression(np.array([[1.0, 3.0], [0.0, 0.0]]), "log1p_cp10k", 4.0)
+    >>> np.round(np.expm1(out), 6).tolist()
+    [[1.0, 3.0], [0.0, 0.0]]
+    """
+    if method == "none":
+        return matrix
+    if method not in GENE_NORMALISATIONS:
+        raise ValueError(f"`method` must be one of {', '.join(GENE_NORMALISATIONS)}; "
+                         f"got {method!r}.")
+    if isinstance(matrix, np.ndarray):
+        dense = np.asarray(matrix, dtype=np.float64)
+        return np.log1p(dense * _scale(dense.sum(axis=1), target)[:, None])
+    csr = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
+    csr.sum_duplicates()
+    scale = _scale(np.asarray(csr.sum(axis=1)).ravel(), target)
+    csr.data = np.log1p(csr.data * np.repeat(scale, np.diff(csr.indptr)))
+    return csr
+
+
+def _scale(totals: np.ndarray, target: float) -> np.ndarray:
+    """``target / total`` per cell, 0 where the total is 0."""
+    return np.divide(target, totals, out=np.zeros_like(totals), where=totals > 0)
+
+
 def expression_markers(matrix: sp.spmatrix | np.ndarray, names: Sequence[str],
-                       taken: Iterable[str]) -> tuple[pd.DataFrame, GeneMatrix | None]:
+                       taken: Iterable[str], normalisation: str = "none",
+                       ) -> tuple[pd.DataFrame, GeneMatrix | None]:
     """An expression matrix as dense marker columns (small) or a :class:`GeneMatrix` (large).
 
     Parameters
@@ -182,6 +237,9 @@ def expression_markers(matrix: sp.spmatrix | np.ndarray, names: Sequence[str],
     taken
         Column names of the cell table; genes of the same name are left out (the caller
         warns when it wants to).
+    normalisation
+        ``[input] gene_normalisation``: applied to the whole matrix (totals over all its
+        genes, those left out included) before anything else (:func:`normalise_expression`).
 
     Returns
     -------
@@ -197,6 +255,7 @@ def expression_markers(matrix: sp.spmatrix | np.ndarray, names: Sequence[str],
     >>> list(markers.columns), genes is None
     (['A', 'B'], True)
     """
+    matrix = normalise_expression(matrix, normalisation)
     n_obs, n_vars = matrix.shape
     used = set(taken)
     keep = [i for i, g in enumerate(names) if str(g) not in used]

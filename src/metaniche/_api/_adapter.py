@@ -178,7 +178,8 @@ def resolve(data: Any, cluster_key: str, library_key: str | None, config: Config
     genes = None
     if _is_anndata(data):
         obj = data.copy() if copy else data
-        frame, genes = _frame_of_anndata(obj, cluster_key, library_key, spatial_key)
+        frame, genes = _frame_of_anndata(obj, cluster_key, library_key, spatial_key,
+                                         config.input.gene_normalisation)
         is_frame = False
     elif isinstance(data, pd.DataFrame):
         obj = data
@@ -240,7 +241,8 @@ def _standard(columns: dict[str, Any], extra: pd.DataFrame) -> pd.DataFrame:
 
 
 def _frame_of_anndata(adata: Any, cluster_key: str, library_key: str | None,
-                      spatial_key: str) -> tuple[pd.DataFrame, GeneMatrix | None]:
+                      spatial_key: str, normalisation: str = "none",
+                      ) -> tuple[pd.DataFrame, GeneMatrix | None]:
     obs = adata.obs
     if cluster_key not in obs.columns:
         raise InputError(f"obs has no column {cluster_key!r} for the cell types (obs columns: "
@@ -267,7 +269,7 @@ def _frame_of_anndata(adata: Any, cluster_key: str, library_key: str | None,
     if adata.X is None or adata.n_vars == 0:
         return frame, None
     markers, genes = expression_markers(adata.X, [str(v) for v in adata.var_names],
-                                        [str(c) for c in frame.columns])
+                                        [str(c) for c in frame.columns], normalisation)
     if genes is None:
         frame = pd.concat([frame, markers], axis=1)
     return frame, genes

@@ -82,7 +82,8 @@ def read_h5ad_table(path: Path, config: Config) -> RawTable:
                 f"{path}: marker(s) {', '.join(clash[:5])} in var_names share a name "
                 "with an obs column; the obs column was kept and the marker dropped "
                 "(rename it in var_names to keep both).")
-        markers, genes = expression_markers(adata.X, names, taken)
+        markers, genes = expression_markers(adata.X, names, taken,
+                                            config.input.gene_normalisation)
         if genes is None:
             frame = pd.concat([frame, markers], axis=1)
     return RawTable(frame, row_base=1, warnings=out_warnings, genes=genes)

@@ -143,10 +143,12 @@ def _align(cells_path: Path, matrix_path: Path, cell_ids: np.ndarray,
 
 
 def _marker_frame(matrix: sp.spmatrix | np.ndarray, genes: list[str], taken: pd.Index,
-                  ) -> tuple[pd.DataFrame, GeneMatrix | None]:
+                  config: Config) -> tuple[pd.DataFrame, GeneMatrix | None]:
     """Genes as dense float64 marker columns, or kept sparse when the matrix is large
-    (:func:`metaniche.genes.expression_markers`); names clashing with cell columns skipped."""
-    return expression_markers(matrix, genes, [str(c) for c in taken])
+    (:func:`metaniche.genes.expression_markers`, normalised as ``[input]
+    gene_normalisation`` says); names clashing with cell columns skipped."""
+    return expression_markers(matrix, genes, [str(c) for c in taken],
+                              config.input.gene_normalisation)
 
 
 def _finish(path: Path, reader: Reader, config: Config, frame: pd.DataFrame, id_col: str,
@@ -199,7 +201,7 @@ def map_xenium(path: Path, source: None, config: Config, reader: Reader) -> Mapp
     frame = frame.reset_index(drop=True)
     frame[id_col] = cell_ids
     markers, kept = _marker_frame(matrix, [genes[i] for i in np.flatnonzero(gene)],
-                                  frame.columns)
+                                  frame.columns, config)
     frame = pd.concat([frame, markers], axis=1)
     return _finish(path, reader, config, frame, id_col, x_col, y_col, notes, raw.row_base,
                    genes=kept)
@@ -362,7 +364,8 @@ def map_cosmx(path: Path, source: None, config: Config, reader: Reader) -> Mappe
     x_col, y_col = unique_name(frame, "x_um"), unique_name(frame, "y_um")
     frame[x_col] = pd.to_numeric(frame[cx], errors="coerce").to_numpy(dtype=np.float64) * scale
     frame[y_col] = pd.to_numeric(frame[cy], errors="coerce").to_numpy(dtype=np.float64) * scale
-    markers, kept = _marker_frame(_gene_values(expr, genes)[rows], genes, frame.columns)
+    markers, kept = _marker_frame(_gene_values(expr, genes)[rows], genes, frame.columns,
+                                  config)
     frame = pd.concat([frame, markers], axis=1)
     return _finish(path, reader, config, frame, id_col, x_col, y_col, notes, 2,
                    {x_col: (cx,), y_col: (cy,)}, genes=kept)
@@ -399,7 +402,8 @@ def map_merscope(path: Path, source: None, config: Config, reader: Reader) -> Ma
     frame[id_col] = cell_ids
     if id_col != mid:
         frame = frame.drop(columns=[mid])
-    markers, kept = _marker_frame(_gene_values(expr, genes)[rows], genes, frame.columns)
+    markers, kept = _marker_frame(_gene_values(expr, genes)[rows], genes, frame.columns,
+                                  config)
     frame = pd.concat([frame, markers], axis=1)
     return _finish(path, reader, config, frame, id_col, cx, cy, notes, 2, genes=kept)
 

@@ -114,7 +114,7 @@ def map_spatialdata(path: Path, source: None, config: Config, reader: Reader) ->
     xy = _coordinates(path, sdata, name, table, frame, region_key, instance_key)
     x_col, y_col = unique_name(frame, "x"), unique_name(frame, "y")
     frame[x_col], frame[y_col] = xy[:, 0], xy[:, 1]
-    frame, notes, genes = _with_markers(path, frame, table)
+    frame, notes, genes = _with_markers(path, frame, table, config)
 
     raw = RawTable(frame, row_base=1, warnings=notes, genes=genes)
     cols = config.columns
@@ -215,14 +215,16 @@ def _coordinate_system(element) -> str:
     return "global" if "global" in systems or not systems else systems[0]
 
 
-def _with_markers(path: Path, frame: pd.DataFrame,
-                  table) -> tuple[pd.DataFrame, list[str], GeneMatrix | None]:
-    """Append ``X`` as marker columns (var names), skipping names taken by obs columns; a
-    matrix of more than :data:`~metaniche.genes.MAX_DENSE_VALUES` values is kept sparse."""
+def _with_markers(path: Path, frame: pd.DataFrame, table,
+                  config: Config) -> tuple[pd.DataFrame, list[str], GeneMatrix | None]:
+    """Append ``X`` as marker columns (var names), skipping names taken by obs columns,
+    normalised as ``[input] gene_normalisation`` says; a matrix of more than
+    :data:`~metaniche.genes.MAX_DENSE_VALUES` values is kept sparse."""
     if table.X is None or table.shape[1] == 0:
         return frame, [], None
     markers, genes = expression_markers(table.X, [str(v) for v in table.var_names],
-                                        [str(c) for c in frame.columns])
+                                        [str(c) for c in frame.columns],
+                                        config.input.gene_normalisation)
     if genes is not None:
         return frame, [], genes
     return pd.concat([frame, markers], axis=1), [], None

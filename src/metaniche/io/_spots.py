@@ -240,7 +240,8 @@ def map_visium(path: Path, source: None, config: Config, reader: Reader) -> Mapp
         notes.append(f"{matrix_path}: {int((~gene).sum()):,} features that are not "
                      f"'{_GENE}' (antibody capture, probes) were dropped; only genes are kept.")
     keep = np.flatnonzero(gene)
-    markers, kept = _marker_frame(matrix[:, keep], [genes[i] for i in keep], frame.columns)
+    markers, kept = _marker_frame(matrix[:, keep], [genes[i] for i in keep], frame.columns,
+                                  config)
     frame = pd.concat([frame, markers], axis=1)
     if config.spots.proportions:
         frame["cell_type"] = PLACEHOLDER_LABEL  # replaced by the deconvolution's dominant type
