@@ -42,6 +42,13 @@ def _open(width: float, height: float, label: str) -> list[str]:
             f'style="{_FONT};font-size:11px">']
 
 
+def _num(value: float) -> str:
+    """A coordinate with at most one decimal and no trailing ``.0`` (``148``, ``89.4``)."""
+    text = f"{value:.1f}"
+    text = text[:-2] if text.endswith(".0") else text
+    return "0" if text == "-0" else text
+
+
 def _colours(values: np.ndarray, cmap: str, vmin: float, vmax: float) -> list[str]:
     scale = (values - vmin) / (vmax - vmin) if vmax > vmin else np.full(values.shape, 0.5)
     rgb = np.rint(colormaps[cmap](np.clip(np.nan_to_num(scale, nan=0.5), 0.0, 1.0))[:, :3]
@@ -122,10 +129,11 @@ def heatmap(values: np.ndarray, rows: Sequence[str], columns: Sequence[str], *, 
                    f'height="{len(rows)}" preserveAspectRatio="none" '
                    f'style="image-rendering:pixelated" '
                    f'href="{cell_image(colours, len(rows), len(columns))}"/></g>')
+    out.append('<g text-anchor="end">' + "".join(
+        f'<text x="{left - 4:.0f}" y="{_num(top + i * cell_px + cell_px * 0.7)}">'
+        f'{esc(_short(str(row)))}</text>' for i, row in enumerate(rows)) + "</g>")
     for i, row in enumerate(rows):
         y = top + i * cell_px
-        out.append(f'<text x="{left - 4:.0f}" y="{y + cell_px * 0.7:.1f}" '
-                   f'text-anchor="end">{esc(_short(str(row)))}</text>')
         for j, column in enumerate(columns):
             if tip_values is not None:
                 break
@@ -134,10 +142,10 @@ def heatmap(values: np.ndarray, rows: Sequence[str], columns: Sequence[str], *, 
             out.append(f'<rect x="{left + j * cell_px:.1f}" y="{y:.1f}" width="{cell_px:.1f}" '
                        f'height="{cell_px:.1f}" fill="{colours[i * len(columns) + j]}">'
                        f'<title>{esc(tip)}</title></rect>')
-    for j, column in enumerate(columns):
-        x = left + (j + 0.5) * cell_px + 4
-        out.append(f'<text transform="translate({x:.1f},{top - 4:.0f}) rotate(-90)">'
-                   f'{esc(_short(str(column)))}</text>')
+    # column labels read upwards: a group rotated once, each label at (−y, x) in its frame
+    out.append('<g transform="rotate(-90)">' + "".join(
+        f'<text x="{-(top - 4):.0f}" y="{_num(left + (j + 0.5) * cell_px + 4)}">'
+        f'{esc(_short(str(column)))}</text>' for j, column in enumerate(columns)) + "</g>")
     out.extend(_colour_bar(left + cell_px * len(columns) + 14, top, cmap, vmin, vmax, unit))
     out.append("</svg>")
     return "".join(out)
@@ -176,8 +184,10 @@ def _colour_bar(x: float, y: float, cmap: str, vmin: float, vmax: float,
     steps = 20
     h = 5.0
     shades = _colours(np.linspace(vmax, vmin, steps), cmap, vmin, vmax)
-    out = [f'<rect x="{x:.1f}" y="{y + k * h:.1f}" width="12" height="{h + 0.5:.1f}" '
-           f'fill="{c}"/>' for k, c in enumerate(shades)]
+    # the 20 shades as one 1 × 20 image (:func:`cell_image`) stretched over the bar
+    out = [f'<image x="{_num(x)}" y="{_num(y)}" width="12" height="{steps * h:g}" '
+           'preserveAspectRatio="none" style="image-rendering:pixelated" '
+           f'href="{cell_image(shades, steps, 1)}"/>']
     out.append(f'<text x="{x + 16:.1f}" y="{y + 8:.1f}">{esc(fmt(vmax))}</text>')
     out.append(f'<text x="{x + 16:.1f}" y="{y + steps * h:.1f}">{esc(fmt(vmin))}</text>')
     if unit:
@@ -191,6 +201,10 @@ def small_multiples(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], *, tit
                         190, 110), colour: str = "#1f5fa8") -> str:
     """One line chart per panel (own y scale from 0), shared x range; x and y ticks are
     labelled at round values (0 among them when in range).
+
+    Each panel is a ``<g>`` translated to its corner, so its coordinates are local and short;
+    the frame and tick marks are one path, the tick labels share their anchor through a
+    group, and coordinates carry at most one decimal (:func:`_num`).
 
     Parameters
     ----------
@@ -212,6 +226,24 @@ def small_multiples(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], *, tit
     ncols = max(1, min(ncols, len(panels)))
     nrows = -(-len(panels) // ncols)
     cell_w, cell_h = pw + pad_l + 10, ph + pad_b + pad_t + 6
+
+    def px(v: np.ndarray | float) -> np.ndarray:
+        return np.asarray((np.asarray(v) - x0) / (x1 - x0) * pw)
+
+    # identical in every panel (shared x range): built once
+    x_tick_px = [float(px(t)) for t in x_ticks]
+    x_marks = "".join(f"M{_num(tx)} {ph}v3" for tx in x_tick_px)
+    x_labels = ('<g text-anchor="middle">'
+                + "".join(f'<text x="{_num(tx)}" y="{ph + 13}">{esc(fmt(t))}</text>'
+                          for tx, t in zip(x_tick_px, x_ticks, strict=True)) + "</g>")
+    shared = ""
+    if band is not None:
+        b0, b1 = (float(np.clip(px(b), 0, pw)) for b in band)
+        shared += (f'<rect x="{_num(b0)}" width="{_num(b1 - b0)}" height="{ph}" '
+                   'fill="#f6d8a8" opacity="0.6"/>')
+    if vline is not None and x0 <= vline <= x1:
+        shared += (f'<path d="M{_num(float(px(vline)))} 0v{ph}" stroke="#333" '
+                   'stroke-dasharray="3,2"/>')
     width, height = ncols * cell_w, nrows * cell_h + 40
     out = _open(width, height, title)
     out.append(f'<text x="2" y="14" font-weight="bold">{esc(title)}</text>')
@@ -225,37 +257,22 @@ def small_multiples(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], *, tit
         top = float(np.nanmax(y)) if np.isfinite(y).any() else 0.0
         top = top if top > 0 else 1.0
 
-        def px(v: np.ndarray | float, ox: float = ox) -> np.ndarray:
-            return np.asarray(ox + (np.asarray(v) - x0) / (x1 - x0) * pw)
+        def py(v: np.ndarray | float, top: float = top) -> np.ndarray:
+            return np.asarray(ph - np.asarray(v) / top * ph)
 
-        def py(v: np.ndarray | float, oy: float = oy, top: float = top) -> np.ndarray:
-            return np.asarray(oy + ph - np.asarray(v) / top * ph)
-
-        out.append(f'<text x="{ox:.0f}" y="{oy - 4:.0f}" font-weight="600">'
-                   f'{esc(_short(str(label), 30))}</text>')
-        if band is not None:
-            b0, b1 = (float(np.clip(px(b), ox, ox + pw)) for b in band)
-            out.append(f'<rect x="{b0:.1f}" y="{oy}" width="{b1 - b0:.1f}" height="{ph}" '
-                       'fill="#f6d8a8" opacity="0.6"/>')
-        out.append(f'<rect x="{ox}" y="{oy}" width="{pw}" height="{ph}" fill="none" '
-                   'stroke="#999"/>')
-        if vline is not None and x0 <= vline <= x1:
-            vx = float(px(vline))
-            out.append(f'<line x1="{vx:.1f}" x2="{vx:.1f}" y1="{oy}" y2="{oy + ph}" '
-                       'stroke="#333" stroke-dasharray="3,2"/>')
-        for tick in nice_ticks(0.0, top, 3):
-            ty = float(py(tick))
-            out.append(f'<line x1="{ox - 3}" x2="{ox}" y1="{ty:.1f}" y2="{ty:.1f}" '
-                       'stroke="#999"/>')
-            out.append(f'<text x="{ox - 5}" y="{ty + 4:.1f}" text-anchor="end">'
-                       f'{esc(fmt(tick))}</text>')
-        for tick in x_ticks:
-            tx = float(px(tick))
-            out.append(f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{oy + ph}" y2="{oy + ph + 3}" '
-                       'stroke="#999"/>')
-            out.append(f'<text x="{tx:.1f}" y="{oy + ph + 13}" text-anchor="middle">'
-                       f'{esc(fmt(tick))}</text>')
+        y_ticks = nice_ticks(0.0, top, 3)
+        y_tick_px = [float(py(t)) for t in y_ticks]
+        out.append(f'<g transform="translate({ox},{oy})">'
+                   f'<text y="-4" font-weight="600">{esc(_short(str(label), 30))}</text>'
+                   + shared
+                   + f'<path d="M0 0h{pw}v{ph}H0z'
+                   + "".join(f"M-3 {_num(ty)}h3" for ty in y_tick_px) + x_marks
+                   + '" fill="none" stroke="#999"/><g text-anchor="end">'
+                   + "".join(f'<text x="-5" y="{_num(ty + 4)}">{esc(fmt(t))}</text>'
+                             for ty, t in zip(y_tick_px, y_ticks, strict=True))
+                   + "</g>" + x_labels)
         out.extend(_polylines(px(x), py(y), colour, f"{label}"))
+        out.append("</g>")
     out.append("</svg>")
     return "".join(out)
 
@@ -267,8 +284,8 @@ def _polylines(px: np.ndarray, py: np.ndarray, colour: str, label: str) -> list[
     breaks = np.flatnonzero(np.diff(ok.astype(np.int8)) != 0) + 1
     for segment in np.split(np.arange(len(py)), breaks):
         if segment.size and ok[segment[0]]:
-            points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px[segment], py[segment],
-                                                                 strict=True))
+            points = " ".join(f"{_num(a)},{_num(b)}" for a, b in zip(px[segment], py[segment],
+                                                                   strict=True))
             out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" '
                        f'stroke-width="1.5"><title>{esc(label)}</title></polyline>')
     return out
@@ -318,30 +335,33 @@ def grouped_hbars(categories: Sequence[str], groups: Sequence[str], values: np.n
                    f'<text x="{lx + 13:.0f}" y="31">{esc(group)}</text>')
         lx += 13 + len(str(group)) * _CHAR_PX + 14
     axis_y = top + block * len(categories) + 2
-    for tick in ticks:
-        tx = left + to_px(float(tick))
-        out.append(f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{top - 2:.0f}" y2="{axis_y + 3:.0f}" '
-                   'stroke="#e6e6e6"/>')
-        out.append(f'<text x="{tx:.1f}" y="{axis_y + 14:.0f}" text-anchor="middle">'
-                   f'{esc(fmt(float(tick)))}</text>')
-    for i, category in enumerate(categories):
-        y = top + i * block
-        out.append(f'<text x="{left - 4:.0f}" y="{y + block / 2 + 2:.1f}" text-anchor="end">'
-                   f'{esc(_short(str(category)))}</text>')
-        for j, (group, colour) in enumerate(zip(groups, colours, strict=True)):
+    tick_px = [left + to_px(float(tick)) for tick in ticks]
+    out.append('<path d="' + "".join(f"M{_num(tx)} {top - 2:.0f}V{axis_y + 3:.0f}"
+                                     for tx in tick_px) + '" stroke="#e6e6e6"/>')
+    out.append('<g text-anchor="middle">'
+               + "".join(f'<text x="{_num(tx)}" y="{axis_y + 14:.0f}">{esc(fmt(float(t)))}'
+                         '</text>' for tx, t in zip(tick_px, ticks, strict=True)) + "</g>")
+    out.append('<g text-anchor="end">'
+               + "".join(f'<text x="{left - 4:.0f}" y="{_num(top + i * block + block / 2 + 2)}">'
+                         f'{esc(_short(str(category)))}</text>'
+                         for i, category in enumerate(categories)) + "</g>")
+    # one group per compartment colour, bars at local x 0 (the axis start)
+    for j, (group, colour) in enumerate(zip(groups, colours, strict=True)):
+        out.append(f'<g transform="translate({left:.0f},0)" fill="{colour}">')
+        for i, category in enumerate(categories):
             v = values[i, j]
             if not np.isfinite(v):
                 continue
+            y = _num(top + i * block + j * bar_px)
             tip = f"<title>{esc(f'{category}, {group}: {fmt(v)} {unit}')}</title>"
             if v > 0:
-                out.append(f'<rect x="{left:.0f}" y="{y + j * bar_px:.1f}" '
-                           f'width="{max(to_px(v), 1.0):.1f}" height="{bar_px - 1:.1f}" '
-                           f'fill="{colour}">{tip}</rect>')
+                out.append(f'<rect y="{y}" width="{_num(max(to_px(v), 1.0))}" '
+                           f'height="{_num(bar_px - 1)}">{tip}</rect>')
             else:
-                out.append(f'<rect x="{left:.0f}" y="{y + j * bar_px:.1f}" width="2" '
-                           f'height="{bar_px - 1:.1f}" fill="#bbbbbb">{tip}</rect>')
-    out.append(f'<line x1="{left:.0f}" x2="{left + plot_px:.0f}" y1="{axis_y:.0f}" '
-               f'y2="{axis_y:.0f}" stroke="#999"/>')
+                out.append(f'<rect y="{y}" width="2" height="{_num(bar_px - 1)}" '
+                           f'fill="#bbbbbb">{tip}</rect>')
+        out.append("</g>")
+    out.append(f'<path d="M{left:.0f} {axis_y:.0f}h{plot_px:.0f}" stroke="#999"/>')
     scale = "log scale" if log and positive.size else "linear scale"
     out.append(f'<text x="{left + plot_px / 2:.0f}" y="{axis_y + 30:.0f}" '
                f'text-anchor="middle">{esc(unit)} ({scale})</text>')
