@@ -40,3 +40,32 @@ def test_cohort_figures_use_no_pyplot_and_leave_the_backend_alone(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             check=False)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_cohort_png_is_a_palette_image_close_to_the_rendering(tmp_path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from metaniche.report import cohort_figures as cf
+
+    fig = cf.new_figure((5.0, 3.0))
+    ax = fig.add_subplot()
+    # worst case for a palette: a continuous colour map with thousands of distinct values
+    ax.imshow(np.linspace(0, 1, 100 * 100).reshape(100, 100), cmap="RdBu_r")
+    ax.set_title("time (months)")
+    paths = cf.save_figure(fig, tmp_path, "cohort.test")
+    assert paths == ["figures/cohort.test.png", "figures/cohort.test.svg"]
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=cf.FIGURE_DPI, facecolor="white")
+    with Image.open(buffer) as image:
+        rendered = np.asarray(image.convert("RGB")).astype(int)
+    with Image.open(tmp_path / paths[0]) as image:
+        assert image.mode == "P"
+        decoded = np.asarray(image.convert("RGB")).astype(int)
+    assert decoded.shape == rendered.shape
+    error = np.abs(decoded - rendered).max(axis=2)
+    assert np.percentile(error, 99) <= 8 and error.mean() < 2
+    svg = (tmp_path / paths[1]).read_text()
+    assert ">time (months)</text>" in svg

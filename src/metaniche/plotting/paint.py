@@ -95,15 +95,18 @@ def save_indexed_png(path: str | Path, index: np.ndarray, palette: np.ndarray) -
         image.save(tmp, format="PNG", optimize=False, compress_level=6)
 
 
-def save_quantized_png(path: str | Path, rgba: np.ndarray, colours: int = 96) -> None:
+def save_quantized_png(path: str | Path, rgba: np.ndarray, colours: int = 96,
+                       method: str = "fastoctree") -> None:
     """Write a rendered figure (uint8 RGB(A) on white) as a palette PNG of at most
-    ``colours`` colours (Pillow's fast octree quantizer; the anti-aliased edges of text and
-    lines are the only colours lost). About a third of the RGBA PNG's size."""
+    ``colours`` colours (Pillow's quantizer ``method``: ``"fastoctree"``, fast, the
+    anti-aliased edges of text and lines are the colours lost; ``"maxcoverage"``, closer on
+    continuous colour maps, every pixel within a few levels). About a third of the RGBA PNG's
+    size."""
     from PIL import Image
 
     rgb = np.asarray(rgba)[..., :3]
     image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), mode="RGB")
-    quantized = image.quantize(colors=colours, method=Image.Quantize.FASTOCTREE,
+    quantized = image.quantize(colors=colours, method=Image.Quantize[method.upper()],
                                dither=Image.Dither.NONE)
     with atomic_path(path, suffix=".png") as tmp:
         quantized.save(tmp, format="PNG", compress_level=6)
