@@ -73,7 +73,8 @@ def save_figure(fig: Figure, report_dir: Path, stem: str, svg: bool = True) -> l
 
     The PNG is the figure rendered at :data:`FIGURE_DPI` on white and stored as a palette PNG
     of at most :data:`FIGURE_COLOURS` colours (:func:`metaniche.plotting.paint.
-    save_quantized_png`, max-coverage quantizer); the SVG keeps its text as text (``svg.fonttype = "none"``)."""
+    save_quantized_png`, max-coverage quantizer); the SVG keeps its text as text
+    (``svg.fonttype = "none"``)."""
     import io
 
     from PIL import Image
