@@ -34,10 +34,15 @@ def test_small_multiples_keep_every_tick_label_and_put_points_at_their_values():
     root = ET.fromstring(markup)
     groups = [g for g in root.findall(f"{SVG}g") if g.get("transform")]
     assert len(groups) == len(panels)
+    # what every panel shares is drawn once and placed in each panel by <use>
+    shared = {g.get("id"): g for g in root.find(f"{SVG}defs")}
     x_ticks = [svg.fmt(t) for t in svg.nice_ticks(-200.0, 200.0, 5)]
     assert "0" in x_ticks
     for group, (label, px, py) in zip(groups, panels, strict=True):
+        (use,) = group.findall(f"{SVG}use")
+        placed = shared[use.get("href").removeprefix("#")]
         texts = ["".join(t.itertext()) for t in group.iter(f"{SVG}text")]
+        texts += ["".join(t.itertext()) for t in placed.iter(f"{SVG}text")]
         assert texts[0] == label
         top = float(np.nanmax(py))
         y_ticks = [svg.fmt(t) for t in svg.nice_ticks(0.0, top, 3)]
@@ -52,7 +57,7 @@ def test_small_multiples_keep_every_tick_label_and_put_points_at_their_values():
         assert [line.find(f"{SVG}title").text for line in group.iter(f"{SVG}polyline")] == [
             label]
         # the border band and the boundary line, in panel coordinates
-        band = group.find(f"{SVG}rect")
+        band = placed.find(f"{SVG}rect")
         assert float(band.get("x")) == round(100 / 400 * pw, 1)
         assert float(band.get("width")) == round(200 / 400 * pw, 1)
 
@@ -78,3 +83,13 @@ def test_heatmap_labels_every_row_and_column_and_draws_its_colour_bar():
     from matplotlib import colormaps
     expected = np.rint(np.asarray(colormaps["RdBu_r"]([1.0, 0.0]))[:, :3] * 255)
     np.testing.assert_array_equal(pixels[[0, -1], 0], expected)
+
+
+def test_small_multiples_ids_differ_between_charts_of_one_page():
+    x = np.arange(-100.0, 101.0, 20.0)
+    panels = [("CD8_T", x, np.linspace(0, 40, x.size))]
+    ids = set()
+    for title in ("Key gradients", "Gradients of every cell type"):
+        root = ET.fromstring(svg.small_multiples(panels, title=title, xlabel="x", ylabel="y"))
+        ids |= {g.get("id") for g in root.find(f"{SVG}defs")}
+    assert len(ids) == 2

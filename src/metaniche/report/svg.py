@@ -13,6 +13,7 @@ data each chart shows is prepared by :mod:`metaniche.plotting.prepare`.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 from collections.abc import Mapping, Sequence
@@ -203,8 +204,9 @@ def small_multiples(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], *, tit
     labelled at round values (0 among them when in range).
 
     Each panel is a ``<g>`` translated to its corner, so its coordinates are local and short;
-    the frame and tick marks are one path, the tick labels share their anchor through a
-    group, and coordinates carry at most one decimal (:func:`_num`).
+    what every panel shares (frame, x ticks and their labels, band, reference line) is
+    drawn once in ``<defs>`` and placed by ``<use>``; tick labels share their anchor through
+    a group, and coordinates carry at most one decimal (:func:`_num`).
 
     Parameters
     ----------
@@ -230,12 +232,8 @@ def small_multiples(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], *, tit
     def px(v: np.ndarray | float) -> np.ndarray:
         return np.asarray((np.asarray(v) - x0) / (x1 - x0) * pw)
 
-    # identical in every panel (shared x range): built once
+    # identical in every panel (shared x range): drawn once in <defs>, placed by <use>
     x_tick_px = [float(px(t)) for t in x_ticks]
-    x_marks = "".join(f"M{_num(tx)} {ph}v3" for tx in x_tick_px)
-    x_labels = ('<g text-anchor="middle">'
-                + "".join(f'<text x="{_num(tx)}" y="{ph + 13}">{esc(fmt(t))}</text>'
-                          for tx, t in zip(x_tick_px, x_ticks, strict=True)) + "</g>")
     shared = ""
     if band is not None:
         b0, b1 = (float(np.clip(px(b), 0, pw)) for b in band)
@@ -244,8 +242,16 @@ def small_multiples(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], *, tit
     if vline is not None and x0 <= vline <= x1:
         shared += (f'<path d="M{_num(float(px(vline)))} 0v{ph}" stroke="#333" '
                    'stroke-dasharray="3,2"/>')
+    shared += (f'<path d="M0 0h{pw}v{ph}H0z' + "".join(f"M{_num(tx)} {ph}v3" for tx in x_tick_px)
+               + '" fill="none" stroke="#999"/><g text-anchor="middle">'
+               + "".join(f'<text x="{_num(tx)}" y="{ph + 13}">{esc(fmt(t))}</text>'
+                         for tx, t in zip(x_tick_px, x_ticks, strict=True)) + "</g>")
+    # an id unique to this content, so charts inline in one page never clash (two charts with
+    # the same id have the same content)
+    uid = "sm" + hashlib.sha1((title + shared).encode("utf-8")).hexdigest()[:10]
     width, height = ncols * cell_w, nrows * cell_h + 40
     out = _open(width, height, title)
+    out.append(f'<defs><g id="{uid}">{shared}</g></defs>')
     out.append(f'<text x="2" y="14" font-weight="bold">{esc(title)}</text>')
     out.append(f'<text x="2" y="{height - 6:.0f}" fill="#555">x: {esc(xlabel)}; '
                f'y: {esc(ylabel)}</text>')
@@ -264,13 +270,12 @@ def small_multiples(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], *, tit
         y_tick_px = [float(py(t)) for t in y_ticks]
         out.append(f'<g transform="translate({ox},{oy})">'
                    f'<text y="-4" font-weight="600">{esc(_short(str(label), 30))}</text>'
-                   + shared
-                   + f'<path d="M0 0h{pw}v{ph}H0z'
-                   + "".join(f"M-3 {_num(ty)}h3" for ty in y_tick_px) + x_marks
-                   + '" fill="none" stroke="#999"/><g text-anchor="end">'
+                   f'<use href="#{uid}"/><path d="'
+                   + "".join(f"M-3 {_num(ty)}h3" for ty in y_tick_px)
+                   + '" stroke="#999"/><g text-anchor="end">'
                    + "".join(f'<text x="-5" y="{_num(ty + 4)}">{esc(fmt(t))}</text>'
                              for ty, t in zip(y_tick_px, y_ticks, strict=True))
-                   + "</g>" + x_labels)
+                   + "</g>")
         out.extend(_polylines(px(x), py(y), colour, f"{label}"))
         out.append("</g>")
     out.append("</svg>")
