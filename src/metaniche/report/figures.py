@@ -36,10 +36,18 @@ if TYPE_CHECKING:
     from metaniche.config import Config
     from metaniche.sample import SampleAnalysis
 
-__all__ = ["COMPARTMENT_COLOURS", "save_tissue_map", "tissue_figure"]
+__all__ = ["COMPARTMENT_COLOURS", "MAP_UM_PER_PX", "MAP_WIDTH_IN", "map_width_in",
+           "save_tissue_map", "tissue_figure"]
 
-#: Resolution of the static map (≈ 1,000 px wide: the width of the sample page).
+#: Resolution of the static map.
 _MAP_DPI = 100
+#: Bounds (inches) of the width of the static map's map part (Axes and y tick labels; the
+#: legend is beside it): at 100 dpi 500 to 750 px.
+MAP_WIDTH_IN = (5.0, 7.5)
+#: µm per pixel (at 100 dpi) the map part's width is sized for, within :data:`MAP_WIDTH_IN`:
+#: a small sample gets a smaller map (the same cells in fewer pixels), a large one the widest
+#: (its zoomable view holds the detail, :mod:`metaniche.report.zoom`).
+MAP_UM_PER_PX = 2.0
 
 
 def save_tissue_map(analysis: SampleAnalysis, title: str, path: str | Path,
@@ -99,7 +107,7 @@ def tissue_figure(analysis: SampleAnalysis, title: str, config: Config | None = 
                          else roles.tumour_types_by_position(codes, labels, sd))
     colours = map_colours(labels, codes, tumour_types)
     x0, x1, y0, y1 = map_extent(x, y)
-    map_w = 7.5
+    map_w = map_width_in(x1 - x0)
     map_h = float(np.clip(map_w * (y1 - y0) / max(x1 - x0, 1e-9), 2.5, 11.0))
     fig = Figure(figsize=(map_w + 2.6, map_h + 0.8), dpi=_MAP_DPI)
     FigureCanvasAgg(fig)   # object-oriented Agg drawing: no pyplot, no global backend
@@ -111,6 +119,13 @@ def tissue_figure(analysis: SampleAnalysis, title: str, config: Config | None = 
                 border_um=width, lesions=result.lesions, aggregate_id=aggregate_id,
                 aggregates=analysis.tables.get(AGGREGATES), width_px=MAP_WIDTH_PX, title=title)
     return fig, colours, codes, labels, width
+
+
+def map_width_in(width_um: float) -> float:
+    """Width (inches) of the static map's map part for a sample ``width_um`` wide:
+    ``width_um`` / :data:`MAP_UM_PER_PX` pixels at 100 dpi, clipped to :data:`MAP_WIDTH_IN`
+    (so an 820 µm sample gets 5 in, one of 1.5 mm or more 7.5 in)."""
+    return float(np.clip(width_um / MAP_UM_PER_PX / _MAP_DPI, *MAP_WIDTH_IN))
 
 
 def _border_width(cells: pd.DataFrame) -> float:

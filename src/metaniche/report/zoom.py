@@ -220,7 +220,7 @@ def save_thumbnail(map_png: str | Path, x: np.ndarray, y: np.ndarray, codes: np.
     rgb_colours = np.array([to_rgb(colours[t]) for t in labels]).reshape(-1, 3)
     index, palette = zoom_index(x, y, codes, rgb_colours, extent, result, border_um, size_px)
     if len(palette) <= 256:
-        save_indexed_png(thumb_path(map_png), index, palette)
+        save_indexed_png(thumb_path(map_png), index, palette, compress_level=9)
     else:
         with atomic_path(thumb_path(map_png), suffix=".png") as tmp:
             imsave(tmp, palette[index], format="png")
