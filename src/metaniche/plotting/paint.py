@@ -98,17 +98,24 @@ def save_indexed_png(path: str | Path, index: np.ndarray, palette: np.ndarray,
 
 
 def save_quantized_png(path: str | Path, rgba: np.ndarray, colours: int = 96,
-                       method: str = "fastoctree") -> None:
+                       method: str = "fastoctree", text: dict[str, str] | None = None) -> None:
     """Write a rendered figure (uint8 RGB(A) on white) as a palette PNG of at most
     ``colours`` colours (Pillow's quantizer ``method``: ``"fastoctree"``, fast, the
     anti-aliased edges of text and lines are the colours lost; ``"maxcoverage"``, closer on
     continuous colour maps, every pixel within a few levels), zlib level 9. About a
-    quarter of the RGBA PNG's size."""
+    quarter of the RGBA PNG's size. ``text``: key → value stored as PNG text chunks."""
     from PIL import Image
 
     rgb = np.asarray(rgba)[..., :3]
     image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), mode="RGB")
     quantized = image.quantize(colors=colours, method=Image.Quantize[method.upper()],
                                dither=Image.Dither.NONE)
+    info = None
+    if text:
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
     with atomic_path(path, suffix=".png") as tmp:
-        quantized.save(tmp, format="PNG", compress_level=9)
+        quantized.save(tmp, format="PNG", compress_level=9, pnginfo=info)

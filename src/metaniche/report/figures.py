@@ -3,8 +3,9 @@
 The figure is drawn by :func:`metaniche.plotting.tissue.draw_tissue`, the drawer
 ``metaniche.pl.tissue`` calls too (painted cell raster, border band, boundary, lesion ids,
 aggregate outlines, µm axes); here it gets the compartment rasters themselves
-(:func:`metaniche.plotting.tissue.field_from_compartments`) and is saved as a palette PNG with
-the zoomable raster and thumbnail beside it.
+(:func:`metaniche.plotting.tissue.field_from_compartments`) and is saved as a palette PNG
+carrying its Axes box (the cohort page shows the map cropped to it as the sample's
+thumbnail), with the zoomable raster beside it when that adds detail.
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ from metaniche.plotting.tissue import (
     type_codes,
 )
 from metaniche.report.colours import COMPARTMENT_COLOURS
-from metaniche.report.zoom import save_thumbnail, save_zoom_map, zoom_adds_detail, zoom_paths
+from metaniche.report.zoom import (
+    MAP_AXES_KEY,
+    map_axes_text,
+    save_zoom_map,
+    zoom_adds_detail,
+    zoom_paths,
+)
 from metaniche.tables import AGGREGATES
 
 if TYPE_CHECKING:
@@ -52,12 +59,14 @@ MAP_UM_PER_PX = 2.0
 
 def save_tissue_map(analysis: SampleAnalysis, title: str, path: str | Path,
                     config: Config | None = None) -> None:
-    """Write the tissue map PNG of one sample, its zoomable raster and thumbnail beside it.
+    """Write the tissue map PNG of one sample and, for a large sample, its zoomable raster.
 
-    The static map is a palette PNG (:func:`metaniche.report.paint.save_quantized_png`). The
-    zoomable view (``<stem>.map.zoom.png`` and ``.json``) and the cohort page's thumbnail
-    (``<stem>.map.thumb.png``) are written by :func:`metaniche.report.zoom.save_zoom_map` and
-    :func:`metaniche.report.zoom.save_thumbnail` with the same colours, extent and band.
+    The static map is a palette PNG (:func:`metaniche.report.paint.save_quantized_png`) whose
+    text chunk :data:`~metaniche.report.zoom.MAP_AXES_KEY` holds the Axes box in pixels: the
+    cohort page shows the map cropped to that box as the sample's thumbnail (no second
+    raster). The zoomable view (``<stem>.map.zoom.png`` and ``.json``) is written by
+    :func:`metaniche.report.zoom.save_zoom_map` with the same colours, extent and band when
+    it adds detail (:func:`metaniche.report.zoom.zoom_adds_detail`).
 
     Parameters
     ----------
@@ -79,14 +88,19 @@ def save_tissue_map(analysis: SampleAnalysis, title: str, path: str | Path,
     x = cells["x"].to_numpy(np.float64)
     y = cells["y"].to_numpy(np.float64)
     fig.canvas.draw()
-    save_quantized_png(path, np.asarray(fig.canvas.buffer_rgba()))  # type: ignore[attr-defined]  # Agg
+    rgba = np.asarray(fig.canvas.buffer_rgba())  # type: ignore[attr-defined]  # Agg
+    # the Axes box in image pixels (row 0 at the top): the cohort page crops the map to it
+    box = fig.axes[0].get_window_extent()
+    height = rgba.shape[0]
+    axes = map_axes_text((box.x0, height - box.y1, box.x1, height - box.y0),
+                         (rgba.shape[1], height))
+    save_quantized_png(path, rgba, text={MAP_AXES_KEY: axes})
     extent = map_extent(x, y)
     if zoom_adds_detail(extent, MAP_WIDTH_PX):
         save_zoom_map(path, x, y, codes, labels, colours, extent, analysis.compartments, width)
     else:  # the static map already shows every µm the raster would: no zoomable copy
         for stale in zoom_paths(path):
             stale.unlink(missing_ok=True)
-    save_thumbnail(path, x, y, codes, labels, colours, extent, analysis.compartments, width)
 
 
 def tissue_figure(analysis: SampleAnalysis, title: str, config: Config | None = None,
