@@ -131,11 +131,14 @@ def test_tissue_map_png_is_a_palette_image_of_the_rendering_sized_by_the_sample(
     assert dark[y1 - 2:y1, x0:x1].any(axis=0).mean() > 0.95      # bottom edge
     assert dark[y1 + 1:y1 + 3, x0:x1].any(axis=0).mean() < 0.2   # below it: tick marks only
     assert sorted(p.name for p in tmp_path.iterdir()) == ["S.map.png"]
-    # a sample under a millimetre wide gets the narrowest map; the width follows the sample
-    width_um = float(np.ptp(cells["x"]))
-    assert width_um < 1000 and map_width_in(width_um * 1.02) == MAP_WIDTH_IN[0]
-    assert fig.get_figwidth() == pytest.approx(MAP_WIDTH_IN[0] + 2.6)
+    # the map's width follows the sample: its width at 2 µm per pixel (100 dpi), clipped
+    from metaniche.plotting.tissue import map_extent
+
+    x0, x1, _, _ = map_extent(cells["x"].to_numpy(float), cells["y"].to_numpy(float))
+    assert 800 < x1 - x0 < 1000
+    assert fig.get_figwidth() == pytest.approx((x1 - x0) / 200 + 2.6)   # + the legend
     assert map_width_in(1200.0) == pytest.approx(6.0)
+    assert map_width_in(300.0) == MAP_WIDTH_IN[0]
     assert map_width_in(10_000.0) == MAP_WIDTH_IN[1]
 
 
@@ -165,3 +168,21 @@ def test_cohort_page_shows_each_map_cropped_to_its_axes(make_run):
                            'alt="tissue map of S1" loading="lazy"></span>')
     assert cards["S2"] == '<img src="figures/S2.map.png" alt="tissue map of S2" loading="lazy">'
     assert not list(figures.glob("*.thumb.png"))
+
+
+def test_tissue_map_legend_stays_inside_a_small_map_of_a_wide_sample():
+    from metaniche.config import Config
+    from metaniche.report.figures import tissue_figure
+    from metaniche.sample import analyse_sample
+    from metaniche.simulate import simulate_sample
+
+    cells = simulate_sample("W", n_cells=3000, seed=4, phenotype="inflamed", n_lesions=1).cells
+    cells["y"] = cells["y"] * 0.35          # about three times wider than tall
+    extra = np.random.default_rng(0).random(len(cells)) < 0.2
+    cells.loc[extra, "cell_type"] = [f"Extra_type_{k}" for k in np.arange(extra.sum()) % 10]
+    fig, *_ = tissue_figure(analyse_sample(cells, Config(), name="W"), "W", Config())
+    fig.canvas.draw()
+    legend = fig.axes[0].get_legend().get_window_extent()
+    assert len(fig.axes[0].get_legend().get_texts()) >= 25
+    assert legend.y0 >= 0 and legend.y1 <= fig.bbox.height          # no row cut off
+    assert legend.x1 <= fig.bbox.width

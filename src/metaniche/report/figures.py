@@ -49,12 +49,15 @@ __all__ = ["COMPARTMENT_COLOURS", "MAP_UM_PER_PX", "MAP_WIDTH_IN", "map_width_in
 #: Resolution of the static map.
 _MAP_DPI = 100
 #: Bounds (inches) of the width of the static map's map part (Axes and y tick labels; the
-#: legend is beside it): at 100 dpi 500 to 750 px.
-MAP_WIDTH_IN = (5.0, 7.5)
+#: legend is beside it): at 100 dpi 400 to 750 px.
+MAP_WIDTH_IN = (4.0, 7.5)
 #: µm per pixel (at 100 dpi) the map part's width is sized for, within :data:`MAP_WIDTH_IN`:
 #: a small sample gets a smaller map (the same cells in fewer pixels), a large one the widest
 #: (its zoomable view holds the detail, :mod:`metaniche.report.zoom`).
 MAP_UM_PER_PX = 2.0
+#: Height (inches) of one legend row (7.5 pt text and its spacing), a lower bound of the map's
+#: height so the legend is never cut.
+_LEGEND_ROW_IN = 0.17
 
 
 def save_tissue_map(analysis: SampleAnalysis, title: str, path: str | Path,
@@ -122,10 +125,13 @@ def tissue_figure(analysis: SampleAnalysis, title: str, config: Config | None = 
     colours = map_colours(labels, codes, tumour_types)
     x0, x1, y0, y1 = map_extent(x, y)
     map_w = map_width_in(x1 - x0)
-    map_h = float(np.clip(map_w * (y1 - y0) / max(x1 - x0, 1e-9), 2.5, 11.0))
+    # tall enough for the legend beside the map (types, band, boundary, aggregate kinds, title)
+    legend_h = _LEGEND_ROW_IN * (len(labels) + 5)
+    map_h = float(np.clip(max(map_w * (y1 - y0) / max(x1 - x0, 1e-9), legend_h), 2.5, 11.0))
     fig = Figure(figsize=(map_w + 2.6, map_h + 0.8), dpi=_MAP_DPI)
     FigureCanvasAgg(fig)   # object-oriented Agg drawing: no pyplot, no global backend
     ax = fig.add_axes((0.08, 0.07, map_w / (map_w + 2.6) - 0.08, 0.85))
+    ax.set_anchor("N")   # the map at the top, the legend (anchored to its top) below it
     width = config.compartments.border_um if config is not None else _border_width(cells)
     aggregate_id = (cells["aggregate_id"].to_numpy() if "aggregate_id" in cells.columns
                     else None)
@@ -138,7 +144,7 @@ def tissue_figure(analysis: SampleAnalysis, title: str, config: Config | None = 
 def map_width_in(width_um: float) -> float:
     """Width (inches) of the static map's map part for a sample ``width_um`` wide:
     ``width_um`` / :data:`MAP_UM_PER_PX` pixels at 100 dpi, clipped to :data:`MAP_WIDTH_IN`
-    (so an 820 µm sample gets 5 in, one of 1.5 mm or more 7.5 in)."""
+    (so an 820 µm sample gets 4.1 in, one of 1.5 mm or more 7.5 in)."""
     return float(np.clip(width_um / MAP_UM_PER_PX / _MAP_DPI, *MAP_WIDTH_IN))
 
 
