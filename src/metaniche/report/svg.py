@@ -43,6 +43,13 @@ def _open(width: float, height: float, label: str) -> list[str]:
             f'style="{_FONT};font-size:11px">']
 
 
+def _esc_single(text: str) -> str:
+    """Escape ``text`` for a single-quoted XML/HTML attribute (``&``, ``'``, ``<``, ``>``;
+    double quotes stay literal)."""
+    return (text.replace("&", "&amp;").replace("'", "&#39;").replace("<", "&lt;")
+            .replace(">", "&gt;"))
+
+
 def _num(value: float) -> str:
     """A coordinate with at most one decimal and no trailing ``.0`` (``148``, ``89.4``)."""
     text = f"{value:.1f}"
@@ -120,7 +127,8 @@ def heatmap(values: np.ndarray, rows: Sequence[str], columns: Sequence[str], *, 
         data = {"rows": [str(r) for r in rows], "cols": [str(c) for c in columns],
                 "names": names, "joiner": tip_joiner, "values": cells}
         packed = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        out[0] = out[0][:-1] + f' class="heatmap" data-tips="{esc(packed)}">'
+        # single-quoted, so the JSON's many double quotes need no escaping
+        out[0] = out[0][:-1] + f" class=\"heatmap\" data-tips='{_esc_single(packed)}'>"
     out.append(f'<text x="2" y="14" font-weight="bold">{esc(title)}</text>')
     if tip_values is not None:
         # every cell one pixel of a PNG scaled up without smoothing: ~60 bytes per cell as
@@ -276,14 +284,15 @@ def small_multiples(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], *, tit
                    + "".join(f'<text x="-5" y="{_num(ty + 4)}">{esc(fmt(t))}</text>'
                              for ty, t in zip(y_tick_px, y_ticks, strict=True))
                    + "</g>")
-        out.extend(_polylines(px(x), py(y), colour, f"{label}"))
+        out.extend(_polylines(px(x), py(y), colour))
         out.append("</g>")
     out.append("</svg>")
     return "".join(out)
 
 
-def _polylines(px: np.ndarray, py: np.ndarray, colour: str, label: str) -> list[str]:
-    """One ``<polyline>`` per run of finite points."""
+def _polylines(px: np.ndarray, py: np.ndarray, colour: str) -> list[str]:
+    """One ``<polyline>`` per run of finite points (no hover title: the panel's label is
+    written right above it)."""
     ok = np.isfinite(py)
     out = []
     breaks = np.flatnonzero(np.diff(ok.astype(np.int8)) != 0) + 1
@@ -292,7 +301,7 @@ def _polylines(px: np.ndarray, py: np.ndarray, colour: str, label: str) -> list[
             points = " ".join(f"{_num(a)},{_num(b)}" for a, b in zip(px[segment], py[segment],
                                                                    strict=True))
             out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" '
-                       f'stroke-width="1.5"><title>{esc(label)}</title></polyline>')
+                       'stroke-width="1.5"/>')
     return out
 
 
