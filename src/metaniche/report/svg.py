@@ -307,7 +307,7 @@ def _polylines(px: np.ndarray, py: np.ndarray, colour: str) -> list[str]:
 
 def grouped_hbars(categories: Sequence[str], groups: Sequence[str], values: np.ndarray, *,
                   title: str, colours: Sequence[str], unit: str, bar_px: float = 8.0,
-                  plot_px: float = 480.0, log: bool = True) -> str:
+                  plot_px: float = 480.0, log: bool = True, tooltips: bool = True) -> str:
     """Horizontal grouped bars: one block per category, one bar per group.
 
     ``values`` has shape (len(categories), len(groups)); NaN bars are omitted. With ``log``
@@ -315,7 +315,9 @@ def grouped_hbars(categories: Sequence[str], groups: Sequence[str], values: np.n
     to the decade at or above the largest, ticks labelled at every decade (and 2, 5 between
     them when the range spans under two decades), so 4 cells/mm² stays visible beside 2,500;
     zero values are drawn as a short grey mark at the axis start labelled 0 in the tooltip.
-    Without ``log`` the axis is linear from 0 with round ticks.
+    Without ``log`` the axis is linear from 0 with round ticks. ``tooltips``: each bar's
+    value as its hover title (off when a table beside the chart holds the numbers). Bars are
+    grouped by ``groups`` (one ``<g>`` per group, its colour as the fill), in category order.
     """
     values = np.asarray(values, dtype=np.float64)
     left = _label_px(categories)
@@ -367,13 +369,14 @@ def grouped_hbars(categories: Sequence[str], groups: Sequence[str], values: np.n
             if not np.isfinite(v):
                 continue
             y = _num(top + i * block + j * bar_px)
-            tip = f"<title>{esc(f'{category}, {group}: {fmt(v)} {unit}')}</title>"
+            end = (f"><title>{esc(f'{category}, {group}: {fmt(v)} {unit}')}</title></rect>"
+                   if tooltips else "/>")
             if v > 0:
                 out.append(f'<rect y="{y}" width="{_num(max(to_px(v), 1.0))}" '
-                           f'height="{_num(bar_px - 1)}">{tip}</rect>')
+                           f'height="{_num(bar_px - 1)}"' + end)
             else:
                 out.append(f'<rect y="{y}" width="2" height="{_num(bar_px - 1)}" '
-                           f'fill="#bbbbbb">{tip}</rect>')
+                           'fill="#bbbbbb"' + end)
         out.append("</g>")
     out.append(f'<path d="M{left:.0f} {axis_y:.0f}h{plot_px:.0f}" stroke="#999"/>')
     scale = "log scale" if log and positive.size else "linear scale"
