@@ -138,8 +138,9 @@ def heatmap(values: np.ndarray, rows: Sequence[str], columns: Sequence[str], *, 
                    f'height="{len(rows)}" preserveAspectRatio="none" '
                    f'style="image-rendering:pixelated" '
                    f'href="{cell_image(colours, len(rows), len(columns))}"/></g>')
-    out.append('<g text-anchor="end">' + "".join(
-        f'<text x="{left - 4:.0f}" y="{_num(top + i * cell_px + cell_px * 0.7)}">'
+    # labels share their anchor and x through their group
+    out.append(f'<g text-anchor="end" transform="translate({left - 4:.0f},0)">' + "".join(
+        f'<text y="{_num(top + i * cell_px + cell_px * 0.7)}">'
         f'{esc(_short(str(row)))}</text>' for i, row in enumerate(rows)) + "</g>")
     for i, row in enumerate(rows):
         y = top + i * cell_px
@@ -152,8 +153,8 @@ def heatmap(values: np.ndarray, rows: Sequence[str], columns: Sequence[str], *, 
                        f'height="{cell_px:.1f}" fill="{colours[i * len(columns) + j]}">'
                        f'<title>{esc(tip)}</title></rect>')
     # column labels read upwards: a group rotated once, each label at (−y, x) in its frame
-    out.append('<g transform="rotate(-90)">' + "".join(
-        f'<text x="{-(top - 4):.0f}" y="{_num(left + (j + 0.5) * cell_px + 4)}">'
+    out.append(f'<g transform="rotate(-90) translate({-(top - 4):.0f},0)">' + "".join(
+        f'<text y="{_num(left + (j + 0.5) * cell_px + 4)}">'
         f'{esc(_short(str(column)))}</text>' for j, column in enumerate(columns)) + "</g>")
     out.extend(_colour_bar(left + cell_px * len(columns) + 14, top, cmap, vmin, vmax, unit))
     out.append("</svg>")
@@ -251,8 +252,9 @@ def small_multiples(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], *, tit
         shared += (f'<path d="M{_num(float(px(vline)))} 0v{ph}" stroke="#333" '
                    'stroke-dasharray="3,2"/>')
     shared += (f'<path d="M0 0h{pw}v{ph}H0z' + "".join(f"M{_num(tx)} {ph}v3" for tx in x_tick_px)
-               + '" fill="none" stroke="#999"/><g text-anchor="middle">'
-               + "".join(f'<text x="{_num(tx)}" y="{ph + 13}">{esc(fmt(t))}</text>'
+               + f'" fill="none" stroke="#999"/><g text-anchor="middle" '
+               f'transform="translate(0,{ph + 13})">'
+               + "".join(f'<text x="{_num(tx)}">{esc(fmt(t))}</text>'
                          for tx, t in zip(x_tick_px, x_ticks, strict=True)) + "</g>")
     # an id unique to this content, so charts inline in one page never clash (two charts with
     # the same id have the same content)
@@ -291,15 +293,16 @@ def small_multiples(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], *, tit
 
 
 def _polylines(px: np.ndarray, py: np.ndarray, colour: str) -> list[str]:
-    """One ``<polyline>`` per run of finite points (no hover title: the panel's label is
-    written right above it)."""
+    """One ``<polyline>`` per run of finite points, at whole pixels (no hover title: the
+    panel's label is written right above it)."""
     ok = np.isfinite(py)
     out = []
     breaks = np.flatnonzero(np.diff(ok.astype(np.int8)) != 0) + 1
     for segment in np.split(np.arange(len(py)), breaks):
         if segment.size and ok[segment[0]]:
-            points = " ".join(f"{_num(a)},{_num(b)}" for a, b in zip(px[segment], py[segment],
-                                                                   strict=True))
+            # whole pixels: a line in a ~200 × 110 px panel, its numbers in the tables
+            points = " ".join(f"{a:.0f},{b:.0f}" for a, b in zip(px[segment], py[segment],
+                                                                 strict=True))
             out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" '
                        'stroke-width="1.5"/>')
     return out
@@ -354,11 +357,11 @@ def grouped_hbars(categories: Sequence[str], groups: Sequence[str], values: np.n
     tick_px = [left + to_px(float(tick)) for tick in ticks]
     out.append('<path d="' + "".join(f"M{_num(tx)} {top - 2:.0f}V{axis_y + 3:.0f}"
                                      for tx in tick_px) + '" stroke="#e6e6e6"/>')
-    out.append('<g text-anchor="middle">'
-               + "".join(f'<text x="{_num(tx)}" y="{axis_y + 14:.0f}">{esc(fmt(float(t)))}'
-                         '</text>' for tx, t in zip(tick_px, ticks, strict=True)) + "</g>")
-    out.append('<g text-anchor="end">'
-               + "".join(f'<text x="{left - 4:.0f}" y="{_num(top + i * block + block / 2 + 2)}">'
+    out.append(f'<g text-anchor="middle" transform="translate(0,{axis_y + 14:.0f})">'
+               + "".join(f'<text x="{_num(tx)}">{esc(fmt(float(t)))}</text>'
+                         for tx, t in zip(tick_px, ticks, strict=True)) + "</g>")
+    out.append(f'<g text-anchor="end" transform="translate({left - 4:.0f},0)">'
+               + "".join(f'<text y="{_num(top + i * block + block / 2 + 2)}">'
                          f'{esc(_short(str(category)))}</text>'
                          for i, category in enumerate(categories)) + "</g>")
     # one group per compartment colour, bars at local x 0 (the axis start)
