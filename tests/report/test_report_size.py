@@ -114,10 +114,11 @@ def test_tissue_map_png_is_a_palette_image_of_the_rendering_sized_by_the_sample(
         assert image.mode == "P"
         decoded = np.asarray(image.convert("RGB")).astype(int)
     assert decoded.shape == rendered.shape
-    # 96 colours (fast octree): anti-aliased edges snap to a near colour, the rest is within
-    # a level or two (with 32 colours 1 % of the pixels are 24 levels off, with 16 46 levels)
+    # 48 colours (fast octree): anti-aliased edges snap to a near colour (1 % of the pixels
+    # 13 levels off), the rest is within a level or two; with 32 colours 1 % of the pixels
+    # are 25-32 levels off, with 16 46 levels
     error = np.abs(decoded - rendered).max(axis=2)
-    assert error.mean() < 2 and np.percentile(error, 99) <= 12
+    assert error.mean() < 2 and np.percentile(error, 99) <= 16
     # the map carries its Axes box (the cohort page's thumbnail is the map cropped to it): the
     # box is the Axes' frame, so every pixel of its outline is drawn dark, and no thumbnail
     # file is written
