@@ -5,6 +5,7 @@ columns in the table, the KM split as the survival table made it, methods text o
 from __future__ import annotations
 
 import re
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pandas as pd
@@ -60,13 +61,13 @@ def test_volcano_panels_never_mix_effect_types(rng):
 def test_volcano_titles_name_the_contrasts(rng, tmp_path):
     table = _condition_rows(rng)
     paths = cf.volcano(table, tmp_path)
-    text = (tmp_path / paths[1]).read_text()
-    comments = re.findall(r"<!-- (.*?) -->", text)
-    joined = "\n".join(comments)
+    root = ET.parse(tmp_path / paths[1]).getroot()   # text kept as <text>, one per line
+    texts = ["".join(e.itertext()) for e in root.iter("{http://www.w3.org/2000/svg}text")]
+    joined = "\n".join(texts)
     assert "3 contrasts" in joined            # the pairwise AUCs of three groups
     assert "A / B / C" in joined              # the omnibus panel names its groups
-    assert "log2 hr_per_sd" in comments       # Cox HRs on their own log2 axis
-    assert "epsilon_squared" in comments and "difference_sd" in comments
+    assert "log2 hr_per_sd" in texts       # Cox HRs on their own log2 axis
+    assert "epsilon_squared" in texts and "difference_sd" in texts
 
 
 def test_association_table_shows_family_and_contrast(make_run, rng):

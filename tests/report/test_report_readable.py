@@ -79,9 +79,13 @@ def _km_curves() -> pd.DataFrame:
 
 
 def _svg_texts(path) -> list[str]:
-    text = path.read_text()
-    # matplotlib writes text as glyph paths with the string in a comment
-    return re.findall(r"<!-- (.*?) -->", text)
+    """Every text of a cohort figure's SVG: save_figure keeps text as <text> elements (one
+    per line), not as glyph outlines."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(path).getroot()
+    assert not re.search(r"<!-- .* -->", path.read_text())   # no glyph-outline text left
+    return ["".join(e.itertext()) for e in root.iter("{http://www.w3.org/2000/svg}text")]
 
 
 def test_km_figure_has_time_unit_numbers_at_risk_and_logrank_p(tmp_path):

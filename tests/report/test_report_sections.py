@@ -15,6 +15,7 @@ from matplotlib import colormaps
 from PIL import Image
 
 from metaniche.report import render_report
+from metaniche.report.colours import COMPARTMENT_COLOURS
 from metaniche.report.rundata import RunData
 from metaniche.report.sample_page import (
     _grids,
@@ -46,13 +47,6 @@ def composition_table(sample: str = "S1") -> pd.DataFrame:
 
 SAMPLE_SECTION_IDS = ["density", "gradients", "enrichment", "distances", "neighbourhoods",
                       "zonation", "aggregates"]
-
-
-def _titles(svg: str) -> dict[str, ET.Element]:
-    """Hover title text → its parent element (rect/polyline) of an SVG string."""
-    root = ET.fromstring(svg)
-    return {child.find(f"{SVG}title").text: child for child in root.iter()
-            if child.find(f"{SVG}title") is not None}
 
 
 def _ids(html: str) -> set[str]:
@@ -152,12 +146,22 @@ def test_each_section_appears_with_its_table(make_run, name):
 def test_density_bars_are_proportional_to_density(make_run, tmp_path):
     run = RunData(make_run({"composition": composition_table()}))
     section = density_section(run, "S1", "S1", tmp_path)
-    bars = _titles(str(section.svg))
+    # one group of bars per compartment (in its colour), a bar per type in the table's order;
+    # no hover titles: the table of the section holds the numbers
+    root = ET.fromstring(str(section.svg))
+    groups = {g.get("fill"): g.findall(f"{SVG}rect") for g in root.findall(f"{SVG}g")
+              if g.get("fill")}
+    assert not list(root.iter(f"{SVG}title"))
+    types = [r[0] for r in section.table.rows]
+
+    def bar(cell_type, compartment):
+        return groups[COMPARTMENT_COLOURS[compartment]][types.index(cell_type)]
+
     # CD8_T (index 1) in border (rank 2): 2 * 10 * 2 = 40; the largest bar is Tumor adjacent 90.
     # Log axis from the decade below the smallest density (10) to the decade above the
     # largest (100): a bar's length is log10(v / 10) / log10(100 / 10) of the axis.
-    width = float(bars["CD8_T, border: 40 cells/mm²"].get("width"))
-    full = float(bars["Tumor, adjacent: 90 cells/mm²"].get("width"))
+    width = float(bar("CD8_T", "border").get("width"))
+    full = float(bar("Tumor", "adjacent").get("width"))
     assert width / full == pytest.approx(np.log10(40 / 10) / np.log10(90 / 10), rel=1e-3)
     ticks = {t.text for t in ET.fromstring(str(section.svg)).iter(f"{SVG}text")}
     assert {"10", "20", "50", "100"} <= ticks  # under two decades: 1-2-5 ticks labelled

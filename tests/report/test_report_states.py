@@ -66,12 +66,13 @@ def test_state_profiles_mask_bands_with_few_cells(make_run, tmp_path):
     section = state_gradient_section(run, "S1", "S1", tmp_path)
     assert section is not None
     root = ET.fromstring(str(section.svg))
-    titles = [e.find(f"{SVG}title").text for e in root.iter(f"{SVG}polyline")
-              if e.find(f"{SVG}title") is not None]
-    assert titles and all(t.startswith("PDL1_pos · Macrophage") for t in titles)
+    # one panel, labelled by its state and type, holds every line
+    panels = [g for g in root.findall(f"{SVG}g") if g.get("transform")]
+    assert len(panels) == 1
+    assert panels[0].find(f"{SVG}text").text.startswith("PDL1_pos · Macrophage")
     # every 4th band has fewer than the minimum cells: the line breaks there, so 5 runs of
     # 3 bands each, with the drawn points the shares of the kept bands
-    polylines = [e for e in root.iter(f"{SVG}polyline")]
+    polylines = list(panels[0].iter(f"{SVG}polyline"))
     assert len(polylines) == 5
     assert all(len(p.get("points").split()) == 3 for p in polylines)
     assert f"fewer than {MIN_STATE_BAND_CELLS}" in section.caption

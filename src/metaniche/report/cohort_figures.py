@@ -13,15 +13,18 @@ nothing here reads or changes pyplot's global state or the process-wide backend.
 
 from __future__ import annotations
 
+import io
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from metaniche._atomic import atomic_path
+from metaniche._atomic import write_text
 from metaniche.plotting.cohort import (
     BOUNDED_EFFECTS,
     EFFECT_UNITS,
@@ -41,6 +44,7 @@ from metaniche.plotting.cohort import (
     svg_fmt,
     volcano_panels,
 )
+from metaniche.plotting.paint import save_quantized_png
 from metaniche.plotting.style import mpl_text
 
 if TYPE_CHECKING:
@@ -48,8 +52,9 @@ if TYPE_CHECKING:
 
 __all__ = ["BOUNDED_EFFECTS", "EFFECT_UNITS", "NULL_EFFECT", "RATIO_EFFECTS", "VOLCANO_MARGIN",
            "effector_strip", "feature_heatmap", "gradient_overlay", "kaplan_meier",
-           "km_group_labels", "new_figure", "robust_limits", "roc_curves", "save_figure",
-           "select_features", "svg_fmt", "volcano", "volcano_panels", "zscore"]
+           "km_group_labels", "new_figure", "robust_limits", "roc_curves",
+           "round_svg_coordinates", "save_figure", "select_features", "svg_fmt", "volcano",
+           "volcano_panels", "zscore"]
 
 
 def new_figure(figsize: tuple[float, float]) -> Figure:
@@ -59,16 +64,56 @@ def new_figure(figsize: tuple[float, float]) -> Figure:
     return fig
 
 
+#: Resolution of the cohort figures' PNGs.
+FIGURE_DPI = 110
+#: Colours of the cohort figures' palette PNGs: enough for the continuous colour maps of the
+#: heatmap and the shaded intervals; about a quarter of the RGBA file's size.
+FIGURE_COLOURS = 256
+
+
 def save_figure(fig: Figure, report_dir: Path, stem: str, svg: bool = True) -> list[str]:
-    """Write ``figures/<stem>.png`` (and ``.svg``); return the relative paths, PNG first."""
-    paths = []
-    for kind in ("png", "svg") if svg else ("png",):
-        relative = f"figures/{stem}.{kind}"
-        with atomic_path(report_dir / relative, suffix=f".{kind}") as tmp:
-            # The canvas switches to the SVG renderer for kind == "svg" by itself.
-            fig.savefig(tmp, format=kind, dpi=110)
-        paths.append(relative)
+    """Write ``figures/<stem>.png`` (and ``.svg``); return the relative paths, PNG first.
+
+    The PNG is the figure rendered at :data:`FIGURE_DPI` on white and stored as a palette PNG
+    of at most :data:`FIGURE_COLOURS` colours (:func:`metaniche.plotting.paint.
+    save_quantized_png`, max-coverage quantizer); the SVG keeps its text as text
+    (``svg.fonttype = "none"``)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=FIGURE_DPI, facecolor="white")
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        rgb = np.asarray(image.convert("RGB"))
+    paths = [f"figures/{stem}.png"]
+    save_quantized_png(report_dir / paths[0], rgb, colours=FIGURE_COLOURS, method="maxcoverage")
+    if svg:
+        paths.append(f"figures/{stem}.svg")
+        # text as <text> elements (editable, a third of the size of glyph outlines); the
+        # canvas switches to the SVG renderer by itself
+        text = io.StringIO()
+        with rc_context({"svg.fonttype": "none"}):
+            fig.savefig(text, format="svg", dpi=FIGURE_DPI)
+        write_text(report_dir / paths[1], round_svg_coordinates(text.getvalue()))
     return paths
+
+
+_GEOMETRY = re.compile(r'(\s(?:d|x|y|x1|x2|y1|y2|cx|cy|r|width|height|transform|points)=")'
+                       r'([^"]*)(")')
+_LONG_DECIMAL = re.compile(r"-?\d+\.\d{3,}")
+
+
+def round_svg_coordinates(svg: str, decimals: int = 2) -> str:
+    """``svg`` with the numbers of its geometry attributes (``d``, ``x``, ``y``, ``width``,
+    ``height``, ``transform``, ``points``, …) rounded to ``decimals`` places (matplotlib
+    writes six; a hundredth of a point is far below what any screen or print shows). Text
+    content and other attributes are left as they are."""
+    def short(number: re.Match[str]) -> str:
+        text = f"{float(number.group()):.{decimals}f}".rstrip("0").rstrip(".")
+        return "0" if text in ("-0", "") else text
+
+    return _GEOMETRY.sub(lambda m: m.group(1) + _LONG_DECIMAL.sub(short, m.group(2))
+                         + m.group(3), svg)
 
 
 def zscore(values: pd.DataFrame) -> pd.DataFrame:

@@ -65,7 +65,7 @@ def density_section(run: RunData, sample: str, stem: str, report_dir: Path) -> S
     chart = svg.grouped_hbars(types, groups, wide[groups].to_numpy(np.float64),
                               title="Density by compartment",
                               colours=[COMPARTMENT_COLOURS[g] for g in groups],
-                              unit="cells/mm²")
+                              unit="cells/mm²", tooltips=False)   # the table holds them
     markup, download = inline_svg(chart, f"{stem}.density")
     shown = groups + ([WHOLE] if WHOLE in wide.columns else [])
     table = Table(["cell type"] + [f"{c} (cells/mm²)" for c in shown] + ["n cells (all)"],

@@ -13,6 +13,7 @@ data each chart shows is prepared by :mod:`metaniche.plotting.prepare`.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 from collections.abc import Mapping, Sequence
@@ -40,6 +41,20 @@ def _open(width: float, height: float, label: str) -> list[str]:
     return [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
             f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="{esc(label)}" '
             f'style="{_FONT};font-size:11px">']
+
+
+def _esc_single(text: str) -> str:
+    """Escape ``text`` for a single-quoted XML/HTML attribute (``&``, ``'``, ``<``, ``>``;
+    double quotes stay literal)."""
+    return (text.replace("&", "&amp;").replace("'", "&#39;").replace("<", "&lt;")
+            .replace(">", "&gt;"))
+
+
+def _num(value: float) -> str:
+    """A coordinate with at most one decimal and no trailing ``.0`` (``148``, ``89.4``)."""
+    text = f"{value:.1f}"
+    text = text[:-2] if text.endswith(".0") else text
+    return "0" if text == "-0" else text
 
 
 def _colours(values: np.ndarray, cmap: str, vmin: float, vmax: float) -> list[str]:
@@ -112,7 +127,8 @@ def heatmap(values: np.ndarray, rows: Sequence[str], columns: Sequence[str], *, 
         data = {"rows": [str(r) for r in rows], "cols": [str(c) for c in columns],
                 "names": names, "joiner": tip_joiner, "values": cells}
         packed = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        out[0] = out[0][:-1] + f' class="heatmap" data-tips="{esc(packed)}">'
+        # single-quoted, so the JSON's many double quotes need no escaping
+        out[0] = out[0][:-1] + f" class=\"heatmap\" data-tips='{_esc_single(packed)}'>"
     out.append(f'<text x="2" y="14" font-weight="bold">{esc(title)}</text>')
     if tip_values is not None:
         # every cell one pixel of a PNG scaled up without smoothing: ~60 bytes per cell as
@@ -122,10 +138,12 @@ def heatmap(values: np.ndarray, rows: Sequence[str], columns: Sequence[str], *, 
                    f'height="{len(rows)}" preserveAspectRatio="none" '
                    f'style="image-rendering:pixelated" '
                    f'href="{cell_image(colours, len(rows), len(columns))}"/></g>')
+    # labels share their anchor and x through their group
+    out.append(f'<g text-anchor="end" transform="translate({left - 4:.0f},0)">' + "".join(
+        f'<text y="{_num(top + i * cell_px + cell_px * 0.7)}">'
+        f'{esc(_short(str(row)))}</text>' for i, row in enumerate(rows)) + "</g>")
     for i, row in enumerate(rows):
         y = top + i * cell_px
-        out.append(f'<text x="{left - 4:.0f}" y="{y + cell_px * 0.7:.1f}" '
-                   f'text-anchor="end">{esc(_short(str(row)))}</text>')
         for j, column in enumerate(columns):
             if tip_values is not None:
                 break
@@ -134,10 +152,10 @@ def heatmap(values: np.ndarray, rows: Sequence[str], columns: Sequence[str], *, 
             out.append(f'<rect x="{left + j * cell_px:.1f}" y="{y:.1f}" width="{cell_px:.1f}" '
                        f'height="{cell_px:.1f}" fill="{colours[i * len(columns) + j]}">'
                        f'<title>{esc(tip)}</title></rect>')
-    for j, column in enumerate(columns):
-        x = left + (j + 0.5) * cell_px + 4
-        out.append(f'<text transform="translate({x:.1f},{top - 4:.0f}) rotate(-90)">'
-                   f'{esc(_short(str(column)))}</text>')
+    # column labels read upwards: a group rotated once, each label at (−y, x) in its frame
+    out.append(f'<g transform="rotate(-90) translate({-(top - 4):.0f},0)">' + "".join(
+        f'<text y="{_num(left + (j + 0.5) * cell_px + 4)}">'
+        f'{esc(_short(str(column)))}</text>' for j, column in enumerate(columns)) + "</g>")
     out.extend(_colour_bar(left + cell_px * len(columns) + 14, top, cmap, vmin, vmax, unit))
     out.append("</svg>")
     return "".join(out)
@@ -176,8 +194,10 @@ def _colour_bar(x: float, y: float, cmap: str, vmin: float, vmax: float,
     steps = 20
     h = 5.0
     shades = _colours(np.linspace(vmax, vmin, steps), cmap, vmin, vmax)
-    out = [f'<rect x="{x:.1f}" y="{y + k * h:.1f}" width="12" height="{h + 0.5:.1f}" '
-           f'fill="{c}"/>' for k, c in enumerate(shades)]
+    # the 20 shades as one 1 × 20 image (:func:`cell_image`) stretched over the bar
+    out = [f'<image x="{_num(x)}" y="{_num(y)}" width="12" height="{steps * h:g}" '
+           'preserveAspectRatio="none" style="image-rendering:pixelated" '
+           f'href="{cell_image(shades, steps, 1)}"/>']
     out.append(f'<text x="{x + 16:.1f}" y="{y + 8:.1f}">{esc(fmt(vmax))}</text>')
     out.append(f'<text x="{x + 16:.1f}" y="{y + steps * h:.1f}">{esc(fmt(vmin))}</text>')
     if unit:
@@ -191,6 +211,11 @@ def small_multiples(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], *, tit
                         190, 110), colour: str = "#1f5fa8") -> str:
     """One line chart per panel (own y scale from 0), shared x range; x and y ticks are
     labelled at round values (0 among them when in range).
+
+    Each panel is a ``<g>`` translated to its corner, so its coordinates are local and short;
+    what every panel shares (frame, x ticks and their labels, band, reference line) is
+    drawn once in ``<defs>`` and placed by ``<use>``; tick labels share their anchor through
+    a group, and coordinates carry at most one decimal (:func:`_num`).
 
     Parameters
     ----------
@@ -212,8 +237,31 @@ def small_multiples(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], *, tit
     ncols = max(1, min(ncols, len(panels)))
     nrows = -(-len(panels) // ncols)
     cell_w, cell_h = pw + pad_l + 10, ph + pad_b + pad_t + 6
+
+    def px(v: np.ndarray | float) -> np.ndarray:
+        return np.asarray((np.asarray(v) - x0) / (x1 - x0) * pw)
+
+    # identical in every panel (shared x range): drawn once in <defs>, placed by <use>
+    x_tick_px = [float(px(t)) for t in x_ticks]
+    shared = ""
+    if band is not None:
+        b0, b1 = (float(np.clip(px(b), 0, pw)) for b in band)
+        shared += (f'<rect x="{_num(b0)}" width="{_num(b1 - b0)}" height="{ph}" '
+                   'fill="#f6d8a8" opacity="0.6"/>')
+    if vline is not None and x0 <= vline <= x1:
+        shared += (f'<path d="M{_num(float(px(vline)))} 0v{ph}" stroke="#333" '
+                   'stroke-dasharray="3,2"/>')
+    shared += (f'<path d="M0 0h{pw}v{ph}H0z' + "".join(f"M{_num(tx)} {ph}v3" for tx in x_tick_px)
+               + f'" fill="none" stroke="#999"/><g text-anchor="middle" '
+               f'transform="translate(0,{ph + 13})">'
+               + "".join(f'<text x="{_num(tx)}">{esc(fmt(t))}</text>'
+                         for tx, t in zip(x_tick_px, x_ticks, strict=True)) + "</g>")
+    # an id unique to this content, so charts inline in one page never clash (two charts with
+    # the same id have the same content)
+    uid = "sm" + hashlib.sha1((title + shared).encode("utf-8")).hexdigest()[:10]
     width, height = ncols * cell_w, nrows * cell_h + 40
     out = _open(width, height, title)
+    out.append(f'<defs><g id="{uid}">{shared}</g></defs>')
     out.append(f'<text x="2" y="14" font-weight="bold">{esc(title)}</text>')
     out.append(f'<text x="2" y="{height - 6:.0f}" fill="#555">x: {esc(xlabel)}; '
                f'y: {esc(ylabel)}</text>')
@@ -225,58 +273,44 @@ def small_multiples(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], *, tit
         top = float(np.nanmax(y)) if np.isfinite(y).any() else 0.0
         top = top if top > 0 else 1.0
 
-        def px(v: np.ndarray | float, ox: float = ox) -> np.ndarray:
-            return np.asarray(ox + (np.asarray(v) - x0) / (x1 - x0) * pw)
+        def py(v: np.ndarray | float, top: float = top) -> np.ndarray:
+            return np.asarray(ph - np.asarray(v) / top * ph)
 
-        def py(v: np.ndarray | float, oy: float = oy, top: float = top) -> np.ndarray:
-            return np.asarray(oy + ph - np.asarray(v) / top * ph)
-
-        out.append(f'<text x="{ox:.0f}" y="{oy - 4:.0f}" font-weight="600">'
-                   f'{esc(_short(str(label), 30))}</text>')
-        if band is not None:
-            b0, b1 = (float(np.clip(px(b), ox, ox + pw)) for b in band)
-            out.append(f'<rect x="{b0:.1f}" y="{oy}" width="{b1 - b0:.1f}" height="{ph}" '
-                       'fill="#f6d8a8" opacity="0.6"/>')
-        out.append(f'<rect x="{ox}" y="{oy}" width="{pw}" height="{ph}" fill="none" '
-                   'stroke="#999"/>')
-        if vline is not None and x0 <= vline <= x1:
-            vx = float(px(vline))
-            out.append(f'<line x1="{vx:.1f}" x2="{vx:.1f}" y1="{oy}" y2="{oy + ph}" '
-                       'stroke="#333" stroke-dasharray="3,2"/>')
-        for tick in nice_ticks(0.0, top, 3):
-            ty = float(py(tick))
-            out.append(f'<line x1="{ox - 3}" x2="{ox}" y1="{ty:.1f}" y2="{ty:.1f}" '
-                       'stroke="#999"/>')
-            out.append(f'<text x="{ox - 5}" y="{ty + 4:.1f}" text-anchor="end">'
-                       f'{esc(fmt(tick))}</text>')
-        for tick in x_ticks:
-            tx = float(px(tick))
-            out.append(f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{oy + ph}" y2="{oy + ph + 3}" '
-                       'stroke="#999"/>')
-            out.append(f'<text x="{tx:.1f}" y="{oy + ph + 13}" text-anchor="middle">'
-                       f'{esc(fmt(tick))}</text>')
-        out.extend(_polylines(px(x), py(y), colour, f"{label}"))
+        y_ticks = nice_ticks(0.0, top, 3)
+        y_tick_px = [float(py(t)) for t in y_ticks]
+        out.append(f'<g transform="translate({ox},{oy})">'
+                   f'<text y="-4" font-weight="600">{esc(_short(str(label), 30))}</text>'
+                   f'<use href="#{uid}"/><path d="'
+                   + "".join(f"M-3 {_num(ty)}h3" for ty in y_tick_px)
+                   + '" stroke="#999"/><g text-anchor="end">'
+                   + "".join(f'<text x="-5" y="{_num(ty + 4)}">{esc(fmt(t))}</text>'
+                             for ty, t in zip(y_tick_px, y_ticks, strict=True))
+                   + "</g>")
+        out.extend(_polylines(px(x), py(y), colour))
+        out.append("</g>")
     out.append("</svg>")
     return "".join(out)
 
 
-def _polylines(px: np.ndarray, py: np.ndarray, colour: str, label: str) -> list[str]:
-    """One ``<polyline>`` per run of finite points."""
+def _polylines(px: np.ndarray, py: np.ndarray, colour: str) -> list[str]:
+    """One ``<polyline>`` per run of finite points, at whole pixels (no hover title: the
+    panel's label is written right above it)."""
     ok = np.isfinite(py)
     out = []
     breaks = np.flatnonzero(np.diff(ok.astype(np.int8)) != 0) + 1
     for segment in np.split(np.arange(len(py)), breaks):
         if segment.size and ok[segment[0]]:
-            points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px[segment], py[segment],
+            # whole pixels: a line in a ~200 × 110 px panel, its numbers in the tables
+            points = " ".join(f"{a:.0f},{b:.0f}" for a, b in zip(px[segment], py[segment],
                                                                  strict=True))
             out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" '
-                       f'stroke-width="1.5"><title>{esc(label)}</title></polyline>')
+                       'stroke-width="1.5"/>')
     return out
 
 
 def grouped_hbars(categories: Sequence[str], groups: Sequence[str], values: np.ndarray, *,
                   title: str, colours: Sequence[str], unit: str, bar_px: float = 8.0,
-                  plot_px: float = 480.0, log: bool = True) -> str:
+                  plot_px: float = 480.0, log: bool = True, tooltips: bool = True) -> str:
     """Horizontal grouped bars: one block per category, one bar per group.
 
     ``values`` has shape (len(categories), len(groups)); NaN bars are omitted. With ``log``
@@ -284,7 +318,9 @@ def grouped_hbars(categories: Sequence[str], groups: Sequence[str], values: np.n
     to the decade at or above the largest, ticks labelled at every decade (and 2, 5 between
     them when the range spans under two decades), so 4 cells/mm² stays visible beside 2,500;
     zero values are drawn as a short grey mark at the axis start labelled 0 in the tooltip.
-    Without ``log`` the axis is linear from 0 with round ticks.
+    Without ``log`` the axis is linear from 0 with round ticks. ``tooltips``: each bar's
+    value as its hover title (off when a table beside the chart holds the numbers). Bars are
+    grouped by ``groups`` (one ``<g>`` per group, its colour as the fill), in category order.
     """
     values = np.asarray(values, dtype=np.float64)
     left = _label_px(categories)
@@ -318,30 +354,34 @@ def grouped_hbars(categories: Sequence[str], groups: Sequence[str], values: np.n
                    f'<text x="{lx + 13:.0f}" y="31">{esc(group)}</text>')
         lx += 13 + len(str(group)) * _CHAR_PX + 14
     axis_y = top + block * len(categories) + 2
-    for tick in ticks:
-        tx = left + to_px(float(tick))
-        out.append(f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{top - 2:.0f}" y2="{axis_y + 3:.0f}" '
-                   'stroke="#e6e6e6"/>')
-        out.append(f'<text x="{tx:.1f}" y="{axis_y + 14:.0f}" text-anchor="middle">'
-                   f'{esc(fmt(float(tick)))}</text>')
-    for i, category in enumerate(categories):
-        y = top + i * block
-        out.append(f'<text x="{left - 4:.0f}" y="{y + block / 2 + 2:.1f}" text-anchor="end">'
-                   f'{esc(_short(str(category)))}</text>')
-        for j, (group, colour) in enumerate(zip(groups, colours, strict=True)):
+    tick_px = [left + to_px(float(tick)) for tick in ticks]
+    out.append('<path d="' + "".join(f"M{_num(tx)} {top - 2:.0f}V{axis_y + 3:.0f}"
+                                     for tx in tick_px) + '" stroke="#e6e6e6"/>')
+    out.append(f'<g text-anchor="middle" transform="translate(0,{axis_y + 14:.0f})">'
+               + "".join(f'<text x="{_num(tx)}">{esc(fmt(float(t)))}</text>'
+                         for tx, t in zip(tick_px, ticks, strict=True)) + "</g>")
+    out.append(f'<g text-anchor="end" transform="translate({left - 4:.0f},0)">'
+               + "".join(f'<text y="{_num(top + i * block + block / 2 + 2)}">'
+                         f'{esc(_short(str(category)))}</text>'
+                         for i, category in enumerate(categories)) + "</g>")
+    # one group per compartment colour, bars at local x 0 (the axis start)
+    for j, (group, colour) in enumerate(zip(groups, colours, strict=True)):
+        out.append(f'<g transform="translate({left:.0f},0)" fill="{colour}">')
+        for i, category in enumerate(categories):
             v = values[i, j]
             if not np.isfinite(v):
                 continue
-            tip = f"<title>{esc(f'{category}, {group}: {fmt(v)} {unit}')}</title>"
+            y = _num(top + i * block + j * bar_px)
+            end = (f"><title>{esc(f'{category}, {group}: {fmt(v)} {unit}')}</title></rect>"
+                   if tooltips else "/>")
             if v > 0:
-                out.append(f'<rect x="{left:.0f}" y="{y + j * bar_px:.1f}" '
-                           f'width="{max(to_px(v), 1.0):.1f}" height="{bar_px - 1:.1f}" '
-                           f'fill="{colour}">{tip}</rect>')
+                out.append(f'<rect y="{y}" width="{_num(max(to_px(v), 1.0))}" '
+                           f'height="{_num(bar_px - 1)}"' + end)
             else:
-                out.append(f'<rect x="{left:.0f}" y="{y + j * bar_px:.1f}" width="2" '
-                           f'height="{bar_px - 1:.1f}" fill="#bbbbbb">{tip}</rect>')
-    out.append(f'<line x1="{left:.0f}" x2="{left + plot_px:.0f}" y1="{axis_y:.0f}" '
-               f'y2="{axis_y:.0f}" stroke="#999"/>')
+                out.append(f'<rect y="{y}" width="2" height="{_num(bar_px - 1)}" '
+                           'fill="#bbbbbb"' + end)
+        out.append("</g>")
+    out.append(f'<path d="M{left:.0f} {axis_y:.0f}h{plot_px:.0f}" stroke="#999"/>')
     scale = "log scale" if log and positive.size else "linear scale"
     out.append(f'<text x="{left + plot_px / 2:.0f}" y="{axis_y + 30:.0f}" '
                f'text-anchor="middle">{esc(unit)} ({scale})</text>')

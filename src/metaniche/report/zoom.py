@@ -25,9 +25,9 @@ from metaniche.report.paint import paint_codes, save_indexed_png
 if TYPE_CHECKING:
     from metaniche.analyses.compartments import CompartmentResult
 
-__all__ = ["THUMB_SIZE_PX", "ZOOM_MIN_GAIN", "ZOOM_SIZE_PX", "read_zoom_info", "save_thumbnail",
-           "save_zoom_map", "thumb_path", "zoom_adds_detail", "zoom_index", "zoom_paths",
-           "zoom_raster"]
+__all__ = ["MAP_AXES_KEY", "ZOOM_MIN_GAIN", "ZOOM_SIZE_PX", "map_axes_text", "read_map_axes",
+           "read_zoom_info", "save_zoom_map", "thumb_path", "zoom_adds_detail", "zoom_index",
+           "zoom_paths", "zoom_raster"]
 
 #: Longer side of the zoomable raster (pixels).
 ZOOM_SIZE_PX = 4096
@@ -200,30 +200,48 @@ def save_zoom_map(map_png: str | Path, x: np.ndarray, y: np.ndarray, codes: np.n
     })
 
 
-#: Longer side of the tissue-map thumbnail on the cohort page (pixels).
-THUMB_SIZE_PX = 240
-
-
 def thumb_path(map_png: str | Path) -> Path:
-    """``<stem>.map.thumb.png`` beside the static ``<stem>.map.png``."""
+    """``<stem>.map.thumb.png`` beside the static ``<stem>.map.png`` (written by runs of
+    metaniche before the cohort page cropped the static map, :func:`read_map_axes`; still
+    shown when present and the map carries no Axes box)."""
     map_png = Path(map_png)
     return map_png.with_name(f"{map_png.name.removesuffix('.png')}.thumb.png")
 
 
-def save_thumbnail(map_png: str | Path, x: np.ndarray, y: np.ndarray, codes: np.ndarray,
-                   labels: list[str], colours: dict[str, str],
-                   extent: tuple[float, float, float, float], result: CompartmentResult | None,
-                   border_um: float, size_px: int = THUMB_SIZE_PX) -> None:
-    """Write the small tissue-map thumbnail (:func:`thumb_path`) of the cohort page: the
-    zoomable raster's drawing (:func:`zoom_index`) at ``size_px`` pixels, as a palette PNG
-    of a few kB, so the cohort page never loads the full-size maps."""
-    rgb_colours = np.array([to_rgb(colours[t]) for t in labels]).reshape(-1, 3)
-    index, palette = zoom_index(x, y, codes, rgb_colours, extent, result, border_um, size_px)
-    if len(palette) <= 256:
-        save_indexed_png(thumb_path(map_png), index, palette)
-    else:
-        with atomic_path(thumb_path(map_png), suffix=".png") as tmp:
-            imsave(tmp, palette[index], format="png")
+#: PNG text key of the static map's Axes box: ``"x0 y0 x1 y1 width height"`` in pixels
+#: (row 0 at the top), the image's size last.
+MAP_AXES_KEY = "metaniche:map-axes"
+
+
+def map_axes_text(box: tuple[float, float, float, float], size: tuple[int, int]) -> str:
+    """The value stored under :data:`MAP_AXES_KEY`: the Axes box ``(x0, y0, x1, y1)`` (pixels,
+    rounded outward to whole pixels and one more pixel right and down, so the frame lines
+    drawn on the box's edges are inside it; clipped to the image) and the image ``size``
+    (width, height)."""
+    width, height = size
+    x0, y0, x1, y1 = box
+    clipped = (max(0, int(np.floor(x0))), max(0, int(np.floor(y0))),
+               min(width, int(np.ceil(x1)) + 1), min(height, int(np.ceil(y1)) + 1))
+    return " ".join(str(v) for v in (*clipped, width, height))
+
+
+def read_map_axes(map_png: str | Path) -> dict[str, float] | None:
+    """The Axes box the static map carries (:data:`MAP_AXES_KEY`), as the cohort page crops it:
+    ``x``, ``y``, ``w``, ``h`` of the box and the image's ``width`` and ``height`` (pixels);
+    None when the map has no (well-formed) box. Reads the PNG's header only."""
+    from PIL import Image
+
+    try:
+        with Image.open(map_png) as image:
+            values = [int(v) for v in str(image.info.get(MAP_AXES_KEY, "")).split()]
+    except (OSError, ValueError):
+        return None
+    if len(values) != 6:
+        return None
+    x0, y0, x1, y1, width, height = values
+    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+        return None
+    return {"x": x0, "y": y0, "w": x1 - x0, "h": y1 - y0, "width": width, "height": height}
 
 
 def read_zoom_info(map_png: str | Path) -> dict[str, Any] | None:
