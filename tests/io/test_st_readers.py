@@ -391,3 +391,48 @@ def test_xenium_window_runs_end_to_end(st: Path, tmp_path: Path) -> None:
     tumour = cells["cell_type"] == "Tumor"
     assert cells.loc[tumour, "lesion_id"].notna().mean() > 0.5
     assert {"core", "border"} <= set(cells["compartment"].dropna())
+
+
+# --- flat expression matrices read block by block, never whole and dense -----------------
+
+@pytest.mark.parametrize(("folder", "stem"), [("cosmx_lung12_giotto", "Lung12")])
+def test_cosmx_expression_read_in_small_blocks_equals_pandas(st: Path, tmp_path: Path,
+                                                             monkeypatch, folder: str,
+                                                             stem: str) -> None:
+    import metaniche.io._imaging as imaging
+
+    path = st / folder
+    meta = pd.read_csv(path / f"{stem}_metadata_file.csv")
+    expr = pd.read_csv(path / f"{stem}_exprMat_file.csv")
+    expr = expr[expr["cell_ID"] != 0]
+    genes = [c for c in expr.columns[2:] if not c.startswith("NegPrb")]
+    ids = (meta["fov"].astype(str) + "_" + meta["cell_ID"].astype(str)).tolist()
+    expected = expr.set_index(expr["fov"].astype(str) + "_" + expr["cell_ID"].astype(str))
+    monkeypatch.setattr(imaging, "EXPRESSION_BLOCK_BYTES", 65536)  # several blocks of rows
+    blocks = []
+    original = imaging.sp.vstack
+
+    def counting(parts, *args, **kwargs):
+        blocks.append(len(parts))
+        return original(parts, *args, **kwargs)
+
+    monkeypatch.setattr(imaging.sp, "vstack", counting)
+    cells = _one(read_samples([path], _config(_labels(tmp_path, ids))))
+    assert blocks and blocks[0] > 2
+    np.testing.assert_array_equal(cells[genes].to_numpy(), expected.loc[ids, genes].to_numpy())
+
+
+def test_a_non_numeric_expression_value_is_one_sentence(st: Path, tmp_path: Path) -> None:
+    src = st / "speio_tiny" / "MERSCOPE_small"
+    folder = tmp_path / "merscope"
+    shutil.copytree(src, folder)
+    matrix = next(folder.glob("*cell_by_gene.csv"))
+    lines = matrix.read_text().splitlines()
+    fields = lines[1].split(",")
+    fields[2] = "n/a?"
+    lines[1] = ",".join(fields)
+    matrix.write_text("\n".join(lines) + "\n")
+    [sample] = read_samples([folder], Config(), format="merscope")
+    assert not sample.ok
+    assert str(matrix) in sample.error and "not a number" in sample.error
+    assert "\n" not in sample.error and "Traceback" not in sample.error

@@ -39,6 +39,7 @@ still multiplies them (leave it at 1).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -298,8 +299,9 @@ def _read_mex(mex: Path, reader: Reader) -> tuple[sp.csr_matrix, np.ndarray, lis
 
 
 def _flat_pair(path: Path, reader: Reader, meta: tuple[str, str], expr: tuple[str, str],
-               vendor: str) -> tuple[Path, pd.DataFrame, Path, pd.DataFrame]:
-    """The metadata and expression tables of a vendor's flat-file folder.
+               vendor: str) -> tuple[Path, pd.DataFrame, Path]:
+    """The metadata table and the expression file of a vendor's flat-file folder (the
+    expression matrix is read by :func:`_sparse_expression`).
 
     ``meta`` and ``expr`` are ``(name shown to the user, file-name pattern)``. Raises a
     :class:`TableError` naming the folder and the missing file when either is absent.
@@ -315,8 +317,68 @@ def _flat_pair(path: Path, reader: Reader, meta: tuple[str, str], expr: tuple[st
                              "into the folder")
     meta_path, expr_path = found[meta[0]], found[expr[0]]
     assert meta_path is not None and expr_path is not None
-    return (meta_path, _read_table(meta_path, reader).frame, expr_path,
-            _read_table(expr_path, reader).frame)
+    return meta_path, _read_table(meta_path, reader).frame, expr_path
+
+
+#: Bytes of CSV text parsed per block by :func:`_sparse_expression` (a block of a 6,000-gene
+#: table is ~1,500 rows, densified to ~70 MB at a time).
+EXPRESSION_BLOCK_BYTES = 8 << 20
+
+
+def _sparse_expression(path: Path, reader: Reader, id_names: Sequence[str], fix: str,
+                       block_bytes: int | None = None,
+                       ) -> tuple[pd.DataFrame, list[str], sp.csr_matrix]:
+    """A flat cells × genes CSV (CosMx ``exprMat``, MERSCOPE ``cell_by_gene``) read block by
+    block into a sparse matrix, never whole as a dense table.
+
+    ``id_names`` are the identifier columns (found in any case; an empty string stands for
+    the first column); every other column is a feature whose values are read as float64
+    (empty → NaN). Returns the id columns (as text), the feature names in file order and the
+    CSR matrix (float64), rows in file order. Memory is that of the non-zero values plus one
+    block (``block_bytes`` of text, default :data:`EXPRESSION_BLOCK_BYTES`); time O(cells ×
+    columns) in pyarrow's CSV parser.
+
+    Raises
+    ------
+    TableError
+        The file cannot be parsed, lacks an id column, or holds a non-numeric value in a
+        feature column (named, with ``fix``).
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    block = block_bytes or EXPRESSION_BLOCK_BYTES
+    try:
+        with pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=block)) as head:
+            names = [str(n) for n in head.schema.names]
+    except (pa.ArrowInvalid, OSError) as error:
+        raise TableError(f"{path}: could not be read as the expression matrix of "
+                         f"{reader.described} ({str(error).splitlines()[0]}); {fix}.") from None
+    empty = pd.DataFrame(columns=names)
+    ids = [names[0] if not n else _column(path, reader, empty, n, fix) for n in id_names]
+    features = [n for n in names if n not in ids]
+    convert = pacsv.ConvertOptions(column_types={**{n: pa.string() for n in ids},
+                                                 **{n: pa.float64() for n in features}})
+    id_parts: list[pd.DataFrame] = []
+    blocks: list[sp.csr_matrix] = []
+    try:
+        with pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=block),
+                            convert_options=convert) as stream:
+            for batch in stream:
+                id_parts.append(pd.DataFrame({n: batch.column(n).to_numpy(zero_copy_only=False)
+                                              for n in ids}))
+                values = np.empty((batch.num_rows, len(features)))
+                for j, name in enumerate(features):
+                    values[:, j] = batch.column(name).to_numpy(zero_copy_only=False)
+                blocks.append(sp.csr_matrix(values))
+    except pa.ArrowInvalid as error:
+        raise TableError(f"{path}: a value of the expression matrix is not a number "
+                         f"({str(error).splitlines()[0]}); {fix}.") from None
+    table = (pd.concat(id_parts, ignore_index=True) if id_parts
+             else pd.DataFrame({n: pd.Series(dtype=object) for n in ids}))
+    matrix = (sp.vstack(blocks, format="csr") if blocks
+              else sp.csr_matrix((0, len(features))))
+    return table, features, matrix
 
 
 # --- CosMx --------------------------------------------------------------------------------
@@ -329,20 +391,20 @@ def map_cosmx(path: Path, source: None, config: Config, reader: Reader) -> Mappe
     TableError
         One sentence naming the folder or file, what is missing or inconsistent, and the fix.
     """
-    meta_path, meta, expr_path, expr = _flat_pair(
+    meta_path, meta, expr_path = _flat_pair(
         path, reader, ("*_metadata_file.csv", r"_metadata_file\.csv(\.gz)?$"),
         ("*_exprMat_file.csv", r"_exprMat_file\.csv(\.gz)?$"), "CosMx")
     fix = "use the flat files exported by AtoMx"
     mfov, mcell = (_column(meta_path, reader, meta, c, fix) for c in ("fov", "cell_ID"))
-    efov, ecell = (_column(expr_path, reader, expr, c, fix) for c in ("fov", "cell_ID"))
     cx = _column(meta_path, reader, meta, "CenterX_global_px", fix)
     cy = _column(meta_path, reader, meta, "CenterY_global_px", fix)
+    expr, genes_all, values = _sparse_expression(expr_path, reader, ("fov", "cell_ID"), fix)
+    efov, ecell = expr.columns
     inside = pd.to_numeric(expr[ecell], errors="coerce").to_numpy() != 0
-    expr = expr.loc[inside].reset_index(drop=True)
+    expr, values = expr.loc[inside].reset_index(drop=True), values[np.flatnonzero(inside)]
     cell_ids = _ids(meta[mfov]).astype(str) + "_" + _ids(meta[mcell]).astype(str)
     expr_ids = _ids(expr[efov]).astype(str) + "_" + _ids(expr[ecell]).astype(str)
     rows = _align(meta_path, expr_path, cell_ids.astype(object), expr_ids.astype(object))
-    genes_all = [str(c) for c in expr.columns if c not in (efov, ecell)]
     control = [g for g in genes_all if _COSMX_CONTROLS.match(g)]
     genes = [g for g in genes_all if not _COSMX_CONTROLS.match(g)]
     notes: list[str] = []
@@ -364,8 +426,8 @@ def map_cosmx(path: Path, source: None, config: Config, reader: Reader) -> Mappe
     x_col, y_col = unique_name(frame, "x_um"), unique_name(frame, "y_um")
     frame[x_col] = pd.to_numeric(frame[cx], errors="coerce").to_numpy(dtype=np.float64) * scale
     frame[y_col] = pd.to_numeric(frame[cy], errors="coerce").to_numpy(dtype=np.float64) * scale
-    markers, kept = _marker_frame(_gene_values(expr, genes)[rows], genes, frame.columns,
-                                  config)
+    markers, kept = _marker_frame(_columns_of(values, genes_all, genes)[rows], genes,
+                                  frame.columns, config)
     frame = pd.concat([frame, markers], axis=1)
     return _finish(path, reader, config, frame, id_col, x_col, y_col, notes, 2,
                    {x_col: (cx,), y_col: (cy,)}, genes=kept)
@@ -381,16 +443,17 @@ def map_merscope(path: Path, source: None, config: Config, reader: Reader) -> Ma
     TableError
         One sentence naming the folder or file, what is missing or inconsistent, and the fix.
     """
-    meta_path, meta, expr_path, expr = _flat_pair(
+    meta_path, meta, expr_path = _flat_pair(
         path, reader, ("cell_metadata.csv", r"cell_metadata\.csv(\.gz)?$"),
         ("cell_by_gene.csv", r"cell_by_gene\.csv(\.gz)?$"), "MERSCOPE")
     fix = "use the cell_metadata.csv written by the MERSCOPE pipeline"
     cx = _column(meta_path, reader, meta, "center_x", fix)
     cy = _column(meta_path, reader, meta, "center_y", fix)
+    expr, genes_all, values = _sparse_expression(
+        expr_path, reader, ("",), "use the cell_by_gene.csv written by the MERSCOPE pipeline")
     mid, eid = str(meta.columns[0]), str(expr.columns[0])
     cell_ids = _ids(meta[mid])
     rows = _align(meta_path, expr_path, cell_ids, _ids(expr[eid]))
-    genes_all = [str(c) for c in expr.columns[1:]]
     control = [g for g in genes_all if _MERSCOPE_CONTROLS.match(g)]
     genes = [g for g in genes_all if not _MERSCOPE_CONTROLS.match(g)]
     notes: list[str] = []
@@ -402,12 +465,13 @@ def map_merscope(path: Path, source: None, config: Config, reader: Reader) -> Ma
     frame[id_col] = cell_ids
     if id_col != mid:
         frame = frame.drop(columns=[mid])
-    markers, kept = _marker_frame(_gene_values(expr, genes)[rows], genes, frame.columns,
-                                  config)
+    markers, kept = _marker_frame(_columns_of(values, genes_all, genes)[rows], genes,
+                                  frame.columns, config)
     frame = pd.concat([frame, markers], axis=1)
     return _finish(path, reader, config, frame, id_col, cx, cy, notes, 2, genes=kept)
 
 
-def _gene_values(expr: pd.DataFrame, genes: list[str]) -> np.ndarray:
-    """The gene columns of a flat expression table as one float64 array."""
-    return expr[genes].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+def _columns_of(matrix: sp.csr_matrix, names: list[str], wanted: list[str]) -> sp.csr_matrix:
+    """The columns ``wanted`` (in that order) of a matrix whose columns are ``names``."""
+    where = {n: j for j, n in enumerate(names)}
+    return matrix[:, [where[n] for n in wanted]]
