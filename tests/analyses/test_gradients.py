@@ -311,3 +311,20 @@ def test_stage_runs_in_the_pipeline_and_names_features():
     assert "zonation_eta" in analysis.cells.columns
     whole = gradient_statistics(gradients, 100.0, 300.0)
     assert whole["lesion_id"].isna().sum() == gradients["cell_type"].nunique()
+
+
+@pytest.mark.parametrize(("n_bins", "max_bins"), [(1, 40), (7, 3), (40, 40), (41, 40), (97, 8)])
+def test_merge_adjacent_bins_equals_a_loop(n_bins, max_bins):
+    from metaniche.analyses.gradients import merge_adjacent_bins
+
+    rng = np.random.default_rng(n_bins)
+    start = np.arange(n_bins) * 10.0 - 200.0
+    values = rng.poisson(3.0, (4, n_bins)).astype(float)
+    merged = merge_adjacent_bins(start, start + 10.0, max_bins)
+    size = -(-n_bins // max_bins)                       # ceil: bins per merged bin
+    runs = [list(range(i, min(i + size, n_bins))) for i in range(0, n_bins, size)]
+    assert len(runs) <= max_bins and len(merged.start_um) == len(runs)
+    assert merged.start_um.tolist() == [start[r[0]] for r in runs]
+    assert merged.end_um.tolist() == [start[r[-1]] + 10.0 for r in runs]
+    want = np.array([[row[r].sum() for r in runs] for row in values])
+    np.testing.assert_array_equal(merged.sum(values), want)

@@ -67,12 +67,14 @@ from metaniche.errors import ConfigError
 __all__ = [
     "MIN_BAND_AREA_MM2",
     "OVERDISPERSION_THRESHOLD",
+    "MergedBins",
     "TrendResult",
     "band_areas_mm2",
     "bin_edges_um",
     "gradient_profiles",
     "gradient_statistics",
     "marker_profiles",
+    "merge_adjacent_bins",
     "pool_gradients",
     "trend_test",
 ]
@@ -141,6 +143,60 @@ def _gradient_at(field: np.ndarray, rows: np.ndarray, cols: np.ndarray, axis: in
     ahead, behind = read(hi), read(lo)
     step = np.float64(spacing)
     return np.where(interior, (ahead - behind) / (2.0 * step), (ahead - behind) / step)
+
+
+@dataclass(frozen=True)
+class MergedBins:
+    """Adjacent distance bins merged in runs of ``factor`` so that at most a given number
+    remain (:func:`merge_adjacent_bins`).
+
+    Attributes
+    ----------
+    group
+        (B,) merged bin of each original bin.
+    start_um, end_um
+        (G,) first start and last end of each merged bin (µm).
+    factor
+        Original bins per merged bin (the last may hold fewer).
+    """
+
+    group: np.ndarray
+    start_um: np.ndarray
+    end_um: np.ndarray
+    factor: int
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        """Sum ``values`` (..., B) over each merged bin: (..., G); NaN counts as 0."""
+        values = np.nan_to_num(np.asarray(values, dtype=np.float64))
+        out = np.zeros((*values.shape[:-1], len(self.start_um)))
+        np.add.at(np.moveaxis(out, -1, 0), self.group, np.moveaxis(values, -1, 0))
+        return out
+
+
+def merge_adjacent_bins(start_um: np.ndarray, end_um: np.ndarray,
+                        max_bins: int) -> MergedBins:
+    """Merge runs of ``ceil(B / max_bins)`` adjacent bins (the last run may be shorter).
+
+    The one rule for coarsening gradient profiles for display and for the cohort's shape
+    test: a merged bin's density is then Σ cells / Σ band area over its bins
+    (:meth:`MergedBins.sum` of both). O(B).
+
+    Examples
+    --------
+    >>> merged = merge_adjacent_bins(np.array([0., 10, 20, 30, 40]),
+    ...                              np.array([10., 20, 30, 40, 50]), 2)
+    >>> merged.start_um.tolist(), merged.end_um.tolist()
+    ([0.0, 30.0], [30.0, 50.0])
+    >>> merged.sum(np.array([1., 1, 1, 2, 2])).tolist()
+    [3.0, 4.0]
+    """
+    start = np.asarray(start_um, dtype=np.float64)
+    end = np.asarray(end_um, dtype=np.float64)
+    factor = max(1, -(-len(start) // max(int(max_bins), 1)))
+    group = np.arange(len(start)) // factor
+    n = int(group.max()) + 1 if len(start) else 0
+    last = np.minimum(np.arange(n) * factor + factor - 1, len(start) - 1)
+    return MergedBins(group, start[::factor], end[last], factor)
 
 
 def band_areas_mm2(pixel_signed_distance_um: np.ndarray, tissue: np.ndarray, pixel_um: float,

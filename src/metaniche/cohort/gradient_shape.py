@@ -41,7 +41,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from metaniche.analyses.gradients import MIN_BAND_AREA_MM2, pool_gradients
+from metaniche.analyses.gradients import (
+    MIN_BAND_AREA_MM2,
+    merge_adjacent_bins,
+    pool_gradients,
+)
 from metaniche.cohort.curves import curve_anova_permutation
 
 __all__ = ["MAX_SHAPE_BANDS", "gradient_shape_table", "pooled_group_gradients",
@@ -136,18 +140,9 @@ def unit_band_profiles(gradients: pd.DataFrame, cell_type: str, unit: pd.Series,
     starts = cells.columns.to_numpy(np.float64)
     ends = (rows.groupby("bin_start_um")["bin_end_um"].first().reindex(starts)
             .to_numpy(np.float64))
-    factor = max(1, -(-len(starts) // max_bands))
-    band = np.arange(len(starts)) // factor
-    n_bands = int(band.max()) + 1
-
-    def merged(frame: pd.DataFrame) -> np.ndarray:
-        out = np.zeros((len(frame), n_bands))
-        np.add.at(out.T, band, frame.to_numpy(np.float64).T)
-        return out
-
-    band_cells, band_area = merged(cells), merged(area)
-    band_start = starts[::factor]
-    band_end = ends[np.minimum(np.arange(n_bands) * factor + factor - 1, len(starts) - 1)]
+    bands = merge_adjacent_bins(starts, ends, max_bands)
+    band_cells, band_area = bands.sum(cells.to_numpy()), bands.sum(area.to_numpy())
+    band_start, band_end = bands.start_um, bands.end_um
     keep = np.all(band_area >= min_area_mm2, axis=0) & np.all(band_area > 0, axis=0)
     return (pd.DataFrame(band_cells[:, keep], index=cells.index), band_area[:, keep],
             band_start[keep], band_end[keep])

@@ -33,7 +33,7 @@ import pandas as pd
 
 from metaniche import roles
 from metaniche.analyses.compartments import COMPARTMENTS, WHOLE
-from metaniche.analyses.gradients import MIN_BAND_AREA_MM2
+from metaniche.analyses.gradients import MIN_BAND_AREA_MM2, merge_adjacent_bins
 from metaniche.config import ClinicalColumns, Config, PhenotypeParams
 
 __all__ = ["MAX_DISPLAY_BINS", "MIN_BAND_AREA_MM2", "OVERLAY_BINS", "composition_grid",
@@ -118,17 +118,14 @@ def merge_bins(part: pd.DataFrame, start: str, end: str, max_bins: int,
     Returns the merged bins' centres and densities (cells/mm²; NaN where the merged band area
     is below ``min_area_mm2``, default :data:`MIN_BAND_AREA_MM2`, or 0).
     """
-    factor = max(1, -(-len(part) // max_bins))
-    group = np.arange(len(part)) // factor
-    n = np.bincount(group, weights=part["n_cells"].to_numpy(np.float64))
-    area = np.bincount(group, weights=np.nan_to_num(part["area_mm2"].to_numpy(np.float64)))
-    first = part[start].to_numpy(np.float64)[::factor]
-    last = part[end].to_numpy(np.float64)[np.minimum(np.arange(len(n)) * factor + factor - 1,
-                                                     len(part) - 1)]
+    bins = merge_adjacent_bins(part[start].to_numpy(np.float64),
+                               part[end].to_numpy(np.float64), max_bins)
+    n = bins.sum(part["n_cells"].to_numpy(np.float64))
+    area = bins.sum(part["area_mm2"].to_numpy(np.float64))
     shown = (area > 0) & (area >= min_area_mm2)
     with np.errstate(invalid="ignore", divide="ignore"):
         density = np.where(shown, n / np.where(shown, area, 1.0), np.nan)
-    return (first + last) / 2, density
+    return (bins.start_um + bins.end_um) / 2, density
 
 
 def gradient_panels(rows: pd.DataFrame, max_bins: int = MAX_DISPLAY_BINS,
@@ -354,18 +351,9 @@ def gradient_profiles(gradients: pd.DataFrame | None, types: Sequence[str],
                             aggfunc="first", observed=True).reindex_like(cells).fillna(0.0)
     starts = cells.columns.to_numpy(np.float64)
     width = float(np.median(np.diff(starts))) if len(starts) > 1 else 1.0
-    factor = max(1, -(-len(starts) // max_bins))
-    merge = np.arange(len(starts)) // factor
-    n_bins = int(merge.max()) + 1
-
-    def merged(frame: pd.DataFrame) -> np.ndarray:
-        out = np.zeros((len(frame), n_bins))
-        np.add.at(out.T, merge, frame.to_numpy(np.float64).T)
-        return out
-
-    merged_cells, merged_area = merged(cells), merged(area)
-    first = starts[::factor]
-    last = starts[np.minimum(np.arange(n_bins) * factor + factor - 1, len(starts) - 1)] + width
+    bins = merge_adjacent_bins(starts, starts + width, max_bins)
+    merged_cells, merged_area = bins.sum(cells.to_numpy()), bins.sum(area.to_numpy())
+    first, last = bins.start_um, bins.end_um
     samples = cells.index.astype(str)
     labels = (groups.reindex(samples).fillna("no outcome").astype(str).to_numpy()
               if groups is not None else np.full(len(samples), "all samples"))
@@ -378,4 +366,4 @@ def gradient_profiles(gradients: pd.DataFrame | None, types: Sequence[str],
         per_sample = np.where(merged_area >= MIN_BAND_AREA_MM2,
                               merged_cells / np.where(merged_area > 0, merged_area, 1.0), np.nan)
     return {"centre": (first + last) / 2, "curves": curves, "per_sample": per_sample,
-            "sample_groups": labels, "bin_um": width * factor}
+            "sample_groups": labels, "bin_um": width * bins.factor}
