@@ -77,13 +77,15 @@ def disc_dilate(mask: np.ndarray, radius_px: float) -> np.ndarray:
     """Dilate a boolean raster by a disc of ``radius_px`` pixels: pixels within Euclidean
     distance ``<= radius_px`` of a True pixel (pixels outside the raster count as False).
 
-    Exact either way: a binary dilation with the disc as structuring element (5-8x faster for
-    small discs) or, above 32 px, a thresholded Euclidean distance transform.
+    Exact either way: the disc split into one horizontal run per row offset (a 1-D running
+    maximum per run width, then shifted ORs; about 2x faster than a binary dilation with the
+    disc as structuring element, the same pixels) or, above 32 px, a thresholded Euclidean
+    distance transform.
     """
     if radius_px <= 0:
         return mask.copy()
     if radius_px <= _STRUCTURE_MAX_PX:
-        return ndimage.binary_dilation(mask, structure=_disc(radius_px))
+        return _disc_by_rows(mask, radius_px, erode=False)
     return ndimage.distance_transform_edt(~mask) <= radius_px
 
 
