@@ -391,11 +391,12 @@ def tumor_mask_from_density(x_um: np.ndarray, y_um: np.ndarray, is_tumor: np.nda
     A tissue pixel is tumour where ``T / (T + O + immune_weight·I) > tumor_fraction`` with T, I,
     O the Gaussian-smoothed (sigma ``smoothing_um``) counts of tumour, immune and other cells.
     """
+    from metaniche.analyses._smoothing import gaussian_smooth
+
     sigma_px = params.smoothing_um / grid.pixel_um
     other = ~is_tumor & ~is_immune
-    tumor_density = ndimage.gaussian_filter(grid.counts(x_um[is_tumor], y_um[is_tumor]),
-                                            sigma_px)
-    other_density = ndimage.gaussian_filter(
+    tumor_density = gaussian_smooth(grid.counts(x_um[is_tumor], y_um[is_tumor]), sigma_px)
+    other_density = gaussian_smooth(
         grid.counts(x_um[other], y_um[other]) + params.immune_weight
         * grid.counts(x_um[is_immune & ~is_tumor], y_um[is_immune & ~is_tumor]), sigma_px)
     # A floor of 1% of a pixel's worth of cells keeps empty space from dividing 0 by 0.
@@ -464,8 +465,10 @@ def _clean_tumor_mask(tumor: np.ndarray, tissue: np.ndarray, grid: Grid,
     sigma_px = params.smoothing_um / grid.pixel_um
     # Normalised convolution: off-tissue pixels carry no vote, so the image edge and cell-free
     # gaps neither erode nor grow the tumour.
-    votes = ndimage.gaussian_filter((tumor & tissue).astype(np.float32), sigma_px)
-    weight = ndimage.gaussian_filter(tissue.astype(np.float32), sigma_px)
+    from metaniche.analyses._smoothing import gaussian_smooth
+
+    votes = gaussian_smooth((tumor & tissue).astype(np.float32), sigma_px)
+    weight = gaussian_smooth(tissue.astype(np.float32), sigma_px)
     tumor = (votes > 0.5 * weight) & (weight > 1e-3)
     labels, n_regions = ndimage.label(tumor, structure=_EIGHT_CONNECTED)
     if n_regions:
