@@ -116,7 +116,7 @@ def study_pvalues(design: DesignParams, effect: float, n_patients: int, cores: i
         patient = f"P{i + 1:0{width}d}"
         sequence = np.random.SeedSequence(design.seed, spawn_key=(study, i))
         pre, post, truth, _ = simulate_patient(patient, design.program, float(effect),
-                                               design.remodel, sequence)
+                                               design.remodel, sequence, markers=False)
         response = "responder" if truth["responder"] else "non-responder"
         for t, (timepoint, slide) in enumerate(((PRE, pre), (POST, post))):
             if cores == 0:
