@@ -6,12 +6,14 @@ x1.5, 10,000-cell slides), cuts 3 needle cores (1000 x 10,000 µm) per slide, ru
 core through the per-sample chain (compartments + composition) and the cohort step's paired
 test. The run goes through :func:`metaniche.studies.power.run_power`, the code path of the
 command. ``--sizes small`` runs 4 studies x 6 patients on 4,000-cell slides (a smoke test).
-Writes results/power.json (wall seconds, seconds per study, power of the cell).
+Writes results/power.json (wall seconds, seconds per study, power of the cell, and the
+1-minute load average before and after: other jobs on the machine slow the run).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +32,7 @@ def bench(n_studies: int, n_patients: int, cores: int, n_cells: int, workers: in
                           n_patients=(n_patients,), cores_per_patient=(cores,),
                           core_diameter_um=1000.0, core_length_um=10_000.0,
                           n_studies=n_studies, seed=0, remodel=RemodelParams(n_cells=n_cells))
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         table = run_power(design, Path(tmp), workers=workers)
@@ -39,7 +42,9 @@ def bench(n_studies: int, n_patients: int, cores: int, n_cells: int, workers: in
             "n_cells": n_cells, "workers": workers, "seconds": round(seconds, 1),
             "seconds_per_study": round(seconds / n_studies, 2),
             "cpu_seconds_per_study": round(float(primary["seconds_per_study"]), 2),
-            "power": float(primary["power"]), "target_seconds": 600}
+            "power": float(primary["power"]), "target_seconds": 600,
+            "load_1min_before": round(load_before, 2),
+            "load_1min_after": round(os.getloadavg()[0], 2)}
 
 
 def main() -> None:

@@ -65,18 +65,31 @@ def composition_features(composition: pd.DataFrame, phenotype: ImmunePhenotype,
     Whole-sample rows (null ``lesion_id``) only; per-lesion values stay in the tables.
     """
     whole = composition[composition["lesion_id"].isna()]
+    compartments = whole["compartment"].tolist()
+    cell_types = whole["cell_type"].tolist()
+    n_cells = whole["n_cells"].tolist()
     features: dict[str, object] = {
-        feature_name("n_cells"): int(whole.loc[whole["compartment"] == WHOLE, "n_cells"].sum()),
+        feature_name("n_cells"): int(sum(n for n, c in zip(n_cells, compartments, strict=True)
+                                         if c == WHOLE)),
         feature_name("n_lesions"): int(n_lesions),
     }
-    areas = whole.groupby("compartment", sort=False)["area_mm2"].first()
+    # The first non-null area of each compartment, in order of appearance.
+    areas: dict[str, float] = {}
+    for compartment, area in zip(compartments, whole["area_mm2"].tolist(), strict=True):
+        if compartment not in areas or math.isnan(areas[compartment]):
+            areas[compartment] = area
     for compartment, area in areas.items():
         features[feature_name("area_mm2", compartment)] = float(area)
-    for row in whole.itertuples(index=False):
-        features[feature_name("density", row.compartment, row.cell_type)] = row.density_per_mm2
-        features[feature_name("proportion", row.compartment, row.cell_type)] = row.proportion
-    immune = whole[whole["cell_type"].isin(list(immune_types))]
-    immune_counts = immune.groupby("compartment", sort=False)["n_cells"].sum()
+    for compartment, cell_type, density, proportion in zip(
+            compartments, cell_types, whole["density_per_mm2"].tolist(),
+            whole["proportion"].tolist(), strict=True):
+        features[feature_name("density", compartment, cell_type)] = density
+        features[feature_name("proportion", compartment, cell_type)] = proportion
+    immune = set(immune_types)
+    immune_counts: dict[str, int] = {}
+    for compartment, cell_type, count in zip(compartments, cell_types, n_cells, strict=True):
+        if cell_type in immune:
+            immune_counts[compartment] = immune_counts.get(compartment, 0) + count
     for compartment, count in immune_counts.items():
         area = areas.get(compartment, math.nan)
         features[feature_name("immune_density", compartment)] = (

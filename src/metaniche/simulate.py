@@ -815,12 +815,14 @@ def _candidate_distance(
     vertex_dist, vertex = tree.query(points, k=k)
     vertex_dist, vertex = vertex_dist.reshape(len(points), k), vertex.reshape(len(points), k)
     candidates = np.concatenate([vertex, previous[vertex]], axis=1)
-    a, b = starts[candidates], ends[candidates]
-    ab = b - a
-    ap = points[:, None, :] - a
-    t = np.clip((ap * ab).sum(-1) / (ab * ab).sum(-1), 0.0, 1.0)
-    gap = ap - t[..., None] * ab
-    seg_dist = np.hypot(gap[..., 0], gap[..., 1])
+    # x and y kept apart (the same operations, in the same order, as on (…, 2) arrays).
+    ab_x, ab_y = ends[:, 0] - starts[:, 0], ends[:, 1] - starts[:, 1]
+    ab2 = ab_x * ab_x + ab_y * ab_y
+    ab_x, ab_y, ab2 = ab_x[candidates], ab_y[candidates], ab2[candidates]
+    ap_x = points[:, 0, None] - starts[:, 0][candidates]
+    ap_y = points[:, 1, None] - starts[:, 1][candidates]
+    t = np.clip((ap_x * ab_x + ap_y * ab_y) / ab2, 0.0, 1.0)
+    seg_dist = np.hypot(ap_x - t * ab_x, ap_y - t * ab_y)
     best = seg_dist.argmin(1)
     rows = np.arange(len(points))
     return seg_dist[rows, best], candidates[rows, best], vertex_dist[:, -1]

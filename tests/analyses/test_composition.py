@@ -82,3 +82,37 @@ def test_phenotype_rules(core, border, expected):
 def test_phenotype_thresholds_come_from_params():
     strict = PhenotypeParams(desert_max_per_mm2=500.0)
     assert phenotype_of(200, 300, strict).phenotype == "desert"
+
+
+def test_composition_matches_brute_force_counts():
+    """Every row against a direct count over the cells (random labels, lesions 0/1/3/7,
+    a compartment outside the list and a type outside ``cell_types``, neither counted)."""
+    rng = np.random.default_rng(11)
+    n = 300
+    cell_type = rng.choice(["A", "B", "C", "Other"], n).astype(object)
+    compartment = rng.choice(["core", "border", "adjacent", "odd"], n).astype(object)
+    lesion = rng.choice([0, 1, 3, 7], n)
+    areas = AREAS.assign(lesion_id=[1, 1, 1, 3, 3, 3, 0, 0, 0, 0])
+    table = composition_table(cell_type, compartment, lesion, areas, cell_types=["B", "A", "C"])
+    assert len(table) == 3 * (3 * 3 + 3 + 1)       # lesions 1, 3, 7; whole; all
+    listed = np.isin(cell_type, ["A", "B", "C"])
+    for row in table.itertuples(index=False):
+        whole = pd.isna(row.lesion_id)
+        in_group = (np.ones(n, bool) if whole else lesion == row.lesion_id) & listed
+        if row.compartment != "all":
+            in_group &= compartment == row.compartment
+        count = int(np.sum(in_group & (cell_type == row.cell_type)))
+        assert row.n_cells == count
+        key = (0 if whole else row.lesion_id, row.compartment)
+        area = dict(zip(zip(areas["lesion_id"], areas["compartment"], strict=True),
+                        areas["area_mm2"], strict=True)).get(key, 0.0)
+        assert row.area_mm2 == area
+        if area > 0:
+            assert row.density_per_mm2 == pytest.approx(count / area)
+        else:
+            assert np.isnan(row.density_per_mm2)
+        total = int(in_group.sum())
+        if total:
+            assert row.proportion == pytest.approx(count / total)
+        else:
+            assert np.isnan(row.proportion)

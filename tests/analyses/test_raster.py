@@ -10,7 +10,7 @@ from metaniche.analyses._raster import _disc_by_rows, disc_dilate, disc_erode
 
 
 @pytest.mark.parametrize("dense", [False, True])
-@pytest.mark.parametrize("radius_px", [0.0, 1.0, 2.5, 6.0, 7.3, 32.0, 40.0])
+@pytest.mark.parametrize("radius_px", [0.0, 0.6, 1.0, 1.34, 2.5, 6.0, 7.3, 32.0, 40.0])
 def test_disc_morphology_matches_distance_transform(radius_px, dense):
     rng = np.random.default_rng(int(radius_px * 10))
     mask = ndimage.binary_dilation(rng.random((300, 260)) < 0.01, iterations=4)

@@ -38,6 +38,21 @@ def test_effect_one_is_no_change_and_livers_are_shared_across_effects():
         RemodelParams(n_cells=10)
 
 
+def test_slides_without_markers_have_the_same_cells_types_and_truth():
+    from metaniche.simulate import MARKERS
+
+    params = RemodelParams(n_cells=2000, shrinkage_um=50.0, **ALL_RESPOND)
+    full = simulate_patient("P1", "cd8_core_infiltration", 1.5, params, 3)
+    bare = simulate_patient("P1", "cd8_core_infiltration", 1.5, params, 3, markers=False)
+    for with_markers, without in zip(full[:2], bare[:2], strict=True):
+        assert not set(MARKERS) & set(without.cells.columns)
+        pd.testing.assert_frame_equal(with_markers.cells.drop(columns=list(MARKERS)),
+                                      without.cells)
+        pd.testing.assert_frame_equal(with_markers.truth, without.truth)
+    assert full[2] == bare[2]
+    pd.testing.assert_frame_equal(full[3], bare[3])
+
+
 def test_truth_densities_and_shrunk_geometry_are_exact():
     params = RemodelParams(n_cells=4000, shrinkage_um=40.0, **ALL_RESPOND)
     pre, post, truth, lesions = simulate_patient("P1", "spp1_macrophage_loss", 0.5, params, 2)

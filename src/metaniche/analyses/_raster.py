@@ -77,13 +77,15 @@ def disc_dilate(mask: np.ndarray, radius_px: float) -> np.ndarray:
     """Dilate a boolean raster by a disc of ``radius_px`` pixels: pixels within Euclidean
     distance ``<= radius_px`` of a True pixel (pixels outside the raster count as False).
 
-    Exact either way: a binary dilation with the disc as structuring element (5-8x faster for
-    small discs) or, above 32 px, a thresholded Euclidean distance transform.
+    Exact either way: the disc split into one horizontal run per row offset
+    (:func:`_disc_by_rows`; about 5x faster than a binary dilation with the disc as
+    structuring element, the same pixels) or, above 32 px, a thresholded Euclidean distance
+    transform.
     """
     if radius_px <= 0:
         return mask.copy()
     if radius_px <= _STRUCTURE_MAX_PX:
-        return ndimage.binary_dilation(mask, structure=_disc(radius_px))
+        return _disc_by_rows(mask, radius_px, erode=False)
     return ndimage.distance_transform_edt(~mask) <= radius_px
 
 
@@ -91,10 +93,9 @@ def disc_erode(mask: np.ndarray, radius_px: float) -> np.ndarray:
     """Erode a boolean raster by a disc of ``radius_px`` pixels: True pixels with no False
     pixel within Euclidean distance ``<= radius_px`` (pixels outside the raster do not erode).
 
-    Exact either way: the disc split into one horizontal run per row offset (a 1-D running
-    minimum per run width, then shifted ANDs; O(N · radius), 5x faster than a binary erosion
-    with the disc as structuring element on mostly-True masks) or, above 32 px, a
-    thresholded Euclidean distance transform.
+    Exact either way: the disc split into one horizontal run per row offset
+    (:func:`_disc_by_rows`, O(N · radius)) or, above 32 px, a thresholded Euclidean distance
+    transform.
     """
     if radius_px <= 0:
         return mask.copy()
@@ -106,28 +107,15 @@ def disc_erode(mask: np.ndarray, radius_px: float) -> np.ndarray:
 def _disc_by_rows(mask: np.ndarray, radius_px: float, erode: bool = True) -> np.ndarray:
     """Disc erosion (AND) or dilation (OR) as a union of horizontal runs, one per row offset.
 
-    Row offset dy of :func:`_disc` holds the run ``|dx| <= w(dy)``: a 1-D minimum (maximum)
-    filter of width ``2w + 1`` along rows, shifted by ±dy and combined. Outside the raster
-    counts as True for erosion and False for dilation (the filters' ``cval``; shifted-out rows
-    are skipped).
+    Row offset dy of :func:`_disc` holds the run ``|dx| <= w(dy)``; each run is tested from
+    the horizontal distance to the nearest deciding pixel of its row
+    (:func:`metaniche.analyses._rowruns.disc_runs`, numba). Outside the raster counts as True
+    for erosion and False for dilation.
     """
+    from metaniche.analyses._rowruns import disc_runs
+
     disc = _disc(radius_px)
     reach = disc.shape[0] // 2
-    filter1d = ndimage.minimum_filter1d if erode else ndimage.maximum_filter1d
-    values = np.ascontiguousarray(mask, dtype=np.uint8)
-    out = np.full(mask.shape, erode, dtype=bool)
-    n_rows = mask.shape[0]
-    for dy in range(reach + 1):
-        half_width = (int(disc[reach + dy].sum()) - 1) // 2
-        run = filter1d(values, 2 * half_width + 1, axis=1, mode="constant",
-                       cval=int(erode)).view(bool)
-        for shift in {dy, -dy}:
-            if abs(shift) >= n_rows:
-                continue
-            target = out[:n_rows - shift] if shift >= 0 else out[-shift:]
-            source = run[shift:] if shift >= 0 else run[:n_rows + shift]
-            if erode:
-                target &= source
-            else:
-                target |= source
-    return out
+    half_widths = np.array([(int(disc[reach + dy].sum()) - 1) // 2
+                            for dy in range(reach + 1)], dtype=np.int64)
+    return disc_runs(np.ascontiguousarray(mask, dtype=bool), half_widths, bool(erode))

@@ -97,7 +97,6 @@ import numpy as np
 import pandas as pd
 import shapely
 from scipy import ndimage
-from scipy.spatial import cKDTree
 
 from metaniche._contract import TISSUE_CATEGORY
 from metaniche.analyses._raster import Grid, disc_dilate, disc_erode
@@ -297,12 +296,13 @@ def median_nn_distance(x_um: np.ndarray, y_um: np.ndarray, max_queries: int = 50
     cells (deterministic); coincident cells are ignored. 20 µm for fewer than two cells and
     10 µm when every cell coincides with another (fallbacks that keep the masks defined).
     """
-    points = np.column_stack([x_um, y_um])
-    if len(points) < 2:
+    from metaniche.analyses._nearest import nearest_other_distance
+
+    if len(x_um) < 2:
         return 20.0
-    queries = points[:: max(1, len(points) // max_queries)]
-    distances, _ = cKDTree(points).query(queries, k=2)
-    nearest = distances[:, 1]
+    queries = np.arange(0, len(x_um), max(1, len(x_um) // max_queries))
+    # = cKDTree(points).query(points[queries], k=2)[0][:, 1], bit for bit, on a cell grid.
+    nearest = nearest_other_distance(x_um, y_um, queries)
     return float(np.median(nearest[nearest > 0])) if (nearest > 0).any() else 10.0
 
 
@@ -376,14 +376,7 @@ def tissue_mask(x_um: np.ndarray, y_um: np.ndarray, grid: Grid, radius_um: float
     the background around a biopsy or a large tear, unlike a bounding box.
     """
     occupied = grid.counts(x_um, y_um) > 0
-    radius_px = radius_um / grid.pixel_um
-    if radius_px <= 4:
-        # A small disc as a structuring element is much cheaper than a distance transform.
-        offsets = np.arange(-int(radius_px), int(radius_px) + 1)
-        disc = np.hypot(*np.meshgrid(offsets, offsets)) <= radius_px
-        mask = ndimage.binary_dilation(occupied, structure=disc)
-    else:
-        mask = disc_dilate(occupied, radius_px)
+    mask = disc_dilate(occupied, radius_um / grid.pixel_um)
     closing_px = closing_um / grid.pixel_um
     return disc_erode(disc_dilate(mask, closing_px), closing_px)
 
@@ -396,11 +389,12 @@ def tumor_mask_from_density(x_um: np.ndarray, y_um: np.ndarray, is_tumor: np.nda
     A tissue pixel is tumour where ``T / (T + O + immune_weight·I) > tumor_fraction`` with T, I,
     O the Gaussian-smoothed (sigma ``smoothing_um``) counts of tumour, immune and other cells.
     """
+    from metaniche.analyses._smoothing import gaussian_smooth
+
     sigma_px = params.smoothing_um / grid.pixel_um
     other = ~is_tumor & ~is_immune
-    tumor_density = ndimage.gaussian_filter(grid.counts(x_um[is_tumor], y_um[is_tumor]),
-                                            sigma_px)
-    other_density = ndimage.gaussian_filter(
+    tumor_density = gaussian_smooth(grid.counts(x_um[is_tumor], y_um[is_tumor]), sigma_px)
+    other_density = gaussian_smooth(
         grid.counts(x_um[other], y_um[other]) + params.immune_weight
         * grid.counts(x_um[is_immune & ~is_tumor], y_um[is_immune & ~is_tumor]), sigma_px)
     # A floor of 1% of a pixel's worth of cells keeps empty space from dividing 0 by 0.
@@ -469,8 +463,10 @@ def _clean_tumor_mask(tumor: np.ndarray, tissue: np.ndarray, grid: Grid,
     sigma_px = params.smoothing_um / grid.pixel_um
     # Normalised convolution: off-tissue pixels carry no vote, so the image edge and cell-free
     # gaps neither erode nor grow the tumour.
-    votes = ndimage.gaussian_filter((tumor & tissue).astype(np.float32), sigma_px)
-    weight = ndimage.gaussian_filter(tissue.astype(np.float32), sigma_px)
+    from metaniche.analyses._smoothing import gaussian_smooth
+
+    votes = gaussian_smooth((tumor & tissue).astype(np.float32), sigma_px)
+    weight = gaussian_smooth(tissue.astype(np.float32), sigma_px)
     tumor = (votes > 0.5 * weight) & (weight > 1e-3)
     labels, n_regions = ndimage.label(tumor, structure=_EIGHT_CONNECTED)
     if n_regions:
@@ -504,17 +500,30 @@ def _label_lesions(tumor: np.ndarray) -> np.ndarray:
 
 def _signed_distance_field(tumor: np.ndarray, tissue: np.ndarray, lesion_labels: np.ndarray,
                            grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel signed distance (µm) to the tumour boundary and the nearest lesion label."""
+    """Per-pixel signed distance (µm) to the tumour boundary and the nearest lesion label.
+
+    Distances are scipy's Euclidean distance transform; with one lesion and an integer pixel
+    size (:func:`metaniche.analyses._edt.exact_for`) the same values come from the faster
+    :func:`metaniche.analyses._edt.distance_to_features` (no nearest-pixel indices needed).
+    """
+    from metaniche.analyses._edt import distance_to_features, exact_for
+
     half = 0.5 * grid.pixel_um
     if not tumor.any():
         return np.full(grid.shape, np.nan, np.float32), np.zeros(grid.shape, np.int32)
-    outside_um, nearest = ndimage.distance_transform_edt(
-        ~tumor, sampling=grid.pixel_um, return_indices=True)
-    nearest_lesion = lesion_labels[nearest[0], nearest[1]]
-    del nearest
+    exact = exact_for(grid.pixel_um, grid.shape)
+    if exact and int(lesion_labels.max()) == 1:
+        outside_um = distance_to_features(tumor, grid.pixel_um)
+        nearest_lesion = np.ones(grid.shape, dtype=lesion_labels.dtype)
+    else:
+        outside_um, nearest = ndimage.distance_transform_edt(
+            ~tumor, sampling=grid.pixel_um, return_indices=True)
+        nearest_lesion = lesion_labels[nearest[0], nearest[1]]
+        del nearest
     host = tissue & ~tumor
     if host.any():
-        inside_um = ndimage.distance_transform_edt(~host, sampling=grid.pixel_um)
+        inside_um = (distance_to_features(host, grid.pixel_um) if exact else
+                     ndimage.distance_transform_edt(~host, sampling=grid.pixel_um))
     else:
         inside_um = np.full(grid.shape, np.inf)
     signed = np.where(tumor, -(inside_um - half), outside_um - half).astype(np.float32)

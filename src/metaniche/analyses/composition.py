@@ -70,41 +70,56 @@ def composition_table(cell_type: np.ndarray, compartment: np.ndarray, lesion_id:
         the compartment holds no cells).
     """
     types = list(cell_types) if cell_types is not None else sorted(pd.unique(cell_type))
-    cells = pd.DataFrame({
-        "lesion_id": np.asarray(lesion_id, dtype=np.int64),
-        "compartment": pd.Categorical(compartment, categories=[*COMPARTMENTS]),
-        "cell_type": pd.Categorical(cell_type, categories=types),
-    })
-    per_lesion = _counts(cells, ["lesion_id", "compartment", "cell_type"])
-    per_lesion = per_lesion[per_lesion["lesion_id"] > 0]
-    whole = _counts(cells, ["compartment", "cell_type"]).assign(lesion_id=0)
-    everything = _counts(cells.assign(compartment=WHOLE), ["compartment", "cell_type"])
-    parts = [per_lesion, whole, everything.assign(lesion_id=0)]
-    table = pd.concat([part for part in parts if not part.empty], ignore_index=True)
-    table = table.merge(areas, on=["lesion_id", "compartment"], how="left")
-    table["area_mm2"] = table["area_mm2"].fillna(0.0)
-    totals = table.groupby(["lesion_id", "compartment"], observed=True)["n_cells"].transform("sum")
+    lesion = np.asarray(lesion_id, dtype=np.int64)
+    # Codes -1: a compartment or type outside the lists (not counted, as in a groupby).
+    comp = pd.Categorical(compartment, categories=[*COMPARTMENTS]).codes.astype(np.int64)
+    kind = pd.Categorical(cell_type, categories=types).codes.astype(np.int64)
+    n_comp, n_types = len(COMPARTMENTS), len(types)
+    lesions = np.unique(lesion)
+    lesions = lesions[lesions > 0]
+    counted = (comp >= 0) & (kind >= 0)
+    in_lesion = counted & (lesion > 0)
+    slot = np.searchsorted(lesions, lesion[in_lesion])
+    per_lesion = np.bincount(
+        (slot * n_comp + comp[in_lesion]) * n_types + kind[in_lesion],
+        minlength=len(lesions) * n_comp * n_types).reshape(len(lesions), n_comp, n_types)
+    whole = np.bincount(comp[counted] * n_types + kind[counted],
+                        minlength=n_comp * n_types).reshape(n_comp, n_types)
+    everything = np.bincount(kind[kind >= 0], minlength=n_types)
+    # Rows: lesion × compartment × type, then the whole sample per compartment, then "all";
+    # the whole-sample rows only when there is a type to report ("all" also needs a cell).
+    blocks = [(np.repeat(lesions, n_comp), np.tile(np.arange(n_comp), len(lesions)),
+               per_lesion.reshape(len(lesions) * n_comp, n_types))]
+    if n_types:
+        blocks.append((np.zeros(n_comp, np.int64), np.arange(n_comp), whole))
+    if n_types and len(lesion):
+        blocks.append((np.zeros(1, np.int64), np.full(1, n_comp), everything[None, :]))
+    names = np.asarray([*COMPARTMENTS, WHOLE], dtype=object)
+    row_lesion = np.concatenate([b[0] for b in blocks])
+    row_comp = np.concatenate([b[1] for b in blocks])
+    counts = np.concatenate([b[2] for b in blocks]).astype(np.int64)   # (groups, n_types)
+    area_of = {(int(k), str(c)): float(a) for k, c, a in zip(
+        areas["lesion_id"], areas["compartment"], areas["area_mm2"], strict=True)}
+    group_area = np.array([area_of.get((int(k), str(names[c])), np.nan)
+                           for k, c in zip(row_lesion, row_comp, strict=True)], dtype=np.float64)
+    group_area = np.nan_to_num(group_area, nan=0.0)
+    totals = counts.sum(axis=1, keepdims=True)
+    n_cells = counts.ravel()
+    area = np.repeat(group_area, n_types)
     with np.errstate(divide="ignore", invalid="ignore"):
-        table["density_per_mm2"] = np.where(table["area_mm2"] > 0,
-                                            table["n_cells"] / table["area_mm2"], np.nan)
-        table["proportion"] = np.where(totals > 0, table["n_cells"] / totals, np.nan)
-    table["lesion_id"] = table["lesion_id"].astype("Int64").mask(table["lesion_id"] == 0)
-    table["compartment"] = table["compartment"].astype(str)
-    table["cell_type"] = table["cell_type"].astype(str)
-    return table[COMPOSITION_COLUMNS].reset_index(drop=True)
-
-
-def _counts(cells: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Counts for every combination of the categorical keys, zeros included."""
-    if "lesion_id" in keys:
-        lesions = np.unique(cells["lesion_id"])
-        full = pd.MultiIndex.from_product(
-            [lesions, cells["compartment"].cat.categories, cells["cell_type"].cat.categories],
-            names=keys)
-        counts = cells.groupby(keys, observed=True).size().reindex(full, fill_value=0)
-    else:
-        counts = cells.groupby(keys, observed=False).size()
-    return counts.rename("n_cells").reset_index()
+        density = np.where(area > 0, n_cells / area, np.nan)
+        proportion = np.where(np.repeat(totals[:, 0], n_types) > 0,
+                              n_cells / np.repeat(totals[:, 0], n_types), np.nan)
+    table = pd.DataFrame({
+        "lesion_id": pd.array(np.repeat(row_lesion, n_types), dtype="Int64"),
+        "compartment": names[np.repeat(row_comp, n_types)],
+        "cell_type": np.tile(np.asarray([str(t) for t in types], dtype=object),
+                             len(row_lesion)),
+        "n_cells": n_cells, "area_mm2": area, "density_per_mm2": density,
+        "proportion": proportion,
+    })
+    table["lesion_id"] = table["lesion_id"].mask(table["lesion_id"] == 0)
+    return table[COMPOSITION_COLUMNS]
 
 
 @dataclass(frozen=True)
@@ -136,12 +151,13 @@ def immune_phenotype(composition: pd.DataFrame, effector_types: Sequence[str],
         Thresholds; see the module docstring for the rules and their references.
     """
     params = params or PhenotypeParams()
-    whole = composition[composition["lesion_id"].isna()
-                        & composition["cell_type"].isin(list(effector_types))]
-    by_compartment = whole.groupby("compartment").agg(n=("n_cells", "sum"),
-                                                      area=("area_mm2", "first"))
-    core = _density(by_compartment, CORE)
-    border = _density(by_compartment, BORDER)
+    whole = (composition["lesion_id"].isna()
+             & composition["cell_type"].isin(list(effector_types))).to_numpy()
+    compartment = composition["compartment"].to_numpy()
+    n_cells = composition["n_cells"].to_numpy()
+    area = composition["area_mm2"].to_numpy(np.float64)
+    core = _density(whole & (compartment == CORE), n_cells, area)
+    border = _density(whole & (compartment == BORDER), n_cells, area)
     ratio = core / border if border > 0 else (np.inf if core > 0 else np.nan)
     reason = ""
     if np.isnan(core) or np.isnan(border):
@@ -181,8 +197,10 @@ def _undetermined_reason(composition: pd.DataFrame, effector_types: Sequence[str
     return "; and ".join(reasons)
 
 
-def _density(by_compartment: pd.DataFrame, name: str) -> float:
-    if name not in by_compartment.index or not by_compartment.loc[name, "area"] > 0:
+def _density(rows: np.ndarray, n_cells: np.ndarray, area: np.ndarray) -> float:
+    """Summed cells of the selected rows (one compartment's effector types) over their
+    first non-null area; NaN without rows or area."""
+    known = area[rows][~np.isnan(area[rows])]
+    if not len(known) or not known[0] > 0:
         return float("nan")
-    row = by_compartment.loc[name]
-    return float(row["n"] / row["area"])
+    return float(n_cells[rows].sum() / known[0])

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from metaniche import tables as T
-from metaniche.analyses.compartments import WHOLE, CompartmentResult
+from metaniche.analyses.compartments import COMPARTMENTS, WHOLE, CompartmentResult
 from metaniche.analyses.composition import composition_table, immune_phenotype
 from metaniche.context import SampleContext, StageOutput
 from metaniche.features import FEATURE_FAMILIES, composition_features, feature_namer
@@ -64,14 +64,30 @@ def compartment_counts(result: CompartmentResult) -> pd.DataFrame:
     on every row, so that the automatic scales are visible (see
     :func:`metaniche.analyses.compartments.resolve_scales`).
     """
-    cells = pd.DataFrame({"lesion_id": result.lesion_id, "compartment": result.compartment})
-    counts = pd.concat([
-        cells.value_counts(["lesion_id", "compartment"]).rename("n_cells").reset_index(),
-        cells.value_counts("compartment").rename("n_cells").reset_index().assign(lesion_id=0),
-        pd.DataFrame({"lesion_id": [0], "compartment": [WHOLE], "n_cells": [len(cells)]}),
-    ])
-    table = result.areas.merge(counts, on=["lesion_id", "compartment"], how="left")
-    table["n_cells"] = table["n_cells"].fillna(0).astype(np.int64)
-    table["lesion_id"] = table["lesion_id"].astype("Int64").mask(table["lesion_id"] == 0)
-    table = table[["lesion_id", "compartment", "n_cells", "area_mm2"]]
-    return table.assign(**{name: float(value) for name, value in result.scales.items()})
+    n_comp = len(COMPARTMENTS)
+    lesion = np.asarray(result.lesion_id, dtype=np.int64)
+    code = pd.Categorical(result.compartment, categories=[*COMPARTMENTS]).codes.astype(np.int64)
+    known = code >= 0
+    # Cell counts per (lesion, compartment) key: each lesion's, then the whole sample's
+    # (lesion 0), then every cell; a key found twice (cells of lesion 0: no tumour) gives
+    # two rows, as a join would.
+    found: dict[tuple[int, str], list[int]] = {}
+    keys, counts = np.unique(lesion[known] * n_comp + code[known], return_counts=True)
+    for key, count in zip(keys.tolist(), counts.tolist(), strict=True):
+        found.setdefault((key // n_comp, COMPARTMENTS[key % n_comp]), []).append(count)
+    for index, count in enumerate(np.bincount(code[known], minlength=n_comp).tolist()):
+        if count:
+            found.setdefault((0, COMPARTMENTS[index]), []).append(count)
+    found.setdefault((0, WHOLE), []).append(len(lesion))
+    rows = [(lesion_id, compartment, count, area) for lesion_id, compartment, area in zip(
+        result.areas["lesion_id"].tolist(), result.areas["compartment"].tolist(),
+        result.areas["area_mm2"].tolist(), strict=True)
+        for count in found.get((lesion_id, compartment), [0])]
+    lesion_ids = np.array([row[0] for row in rows], dtype=np.int64)
+    return pd.DataFrame({
+        "lesion_id": pd.arrays.IntegerArray(lesion_ids, lesion_ids == 0),
+        "compartment": np.array([row[1] for row in rows], dtype=object),
+        "n_cells": np.array([row[2] for row in rows], dtype=np.int64),
+        "area_mm2": np.array([row[3] for row in rows], dtype=np.float64),
+        **{name: np.full(len(rows), float(value)) for name, value in result.scales.items()},
+    })

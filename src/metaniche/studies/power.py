@@ -4,7 +4,8 @@ For every cell of the design grid (effect × patients × cores per patient) the 
 ``n_studies`` studies are simulated and analysed exactly as the pipeline would analyse them:
 
 1. each patient's pre and post slides come from
-   :func:`metaniche.studies.remodel.simulate_patient`;
+   :func:`metaniche.studies.remodel.simulate_patient` (one simulated liver per patient,
+   whose cells both slides share; no marker intensities, which the chain does not read);
 2. each slide is biopsied (``cores_per_patient`` needle cores or punches,
    :mod:`metaniche.studies.biopsy`; 0 = the whole slide) and every core is one image of
    the patient at that time point;
@@ -116,7 +117,7 @@ def study_pvalues(design: DesignParams, effect: float, n_patients: int, cores: i
         patient = f"P{i + 1:0{width}d}"
         sequence = np.random.SeedSequence(design.seed, spawn_key=(study, i))
         pre, post, truth, _ = simulate_patient(patient, design.program, float(effect),
-                                               design.remodel, sequence)
+                                               design.remodel, sequence, markers=False)
         response = "responder" if truth["responder"] else "non-responder"
         for t, (timepoint, slide) in enumerate(((PRE, pre), (POST, post))):
             if cores == 0:

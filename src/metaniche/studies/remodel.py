@@ -170,7 +170,8 @@ def _multiplier(rng: np.random.Generator, sd: float, size: int | None = None) ->
 
 def simulate_patient(patient: str, program: str, effect: float,
                      params: RemodelParams | None = None,
-                     seed: int | np.random.SeedSequence = 0) -> tuple[
+                     seed: int | np.random.SeedSequence = 0, *,
+                     markers: bool = True) -> tuple[
                          SimulatedSample, SimulatedSample, dict, pd.DataFrame]:
     """Simulate one patient's pre- and post-treatment slides under a remodeling program.
 
@@ -188,6 +189,10 @@ def simulate_patient(patient: str, program: str, effect: float,
         Seed or SeedSequence of the patient; it spawns four streams (patient-level draws,
         the liver, the pre draw, the post draw), so the liver and the pre slide do not
         depend on ``program`` or ``effect`` (common random numbers across a design grid).
+    markers
+        Draw the slides' marker intensities (:data:`metaniche.simulate.MARKERS`, the last
+        draw of each time point's stream, so cell types and truth do not depend on it);
+        False leaves the marker columns out (``metaniche power``: composition reads none).
 
     Returns
     -------
@@ -252,10 +257,10 @@ def simulate_patient(patient: str, program: str, effect: float,
     codes_post = _draw(rng_post, p_post, tls_post, phenotype, liver.cells["cell_type"], veins)
 
     pre = _slide(liver, f"{patient}_pre", codes_pre, tls_id > 0, signed_pre, lesion_pre,
-                 tls_id, liver.lesions, rng_pre)
+                 tls_id, liver.lesions, rng_pre, markers)
     remaining = [part for p in post_lesions for part in shapely.get_parts(p) if not p.is_empty]
     post = _slide(liver, f"{patient}_post", codes_post, tls_post > 0, signed_post,
-                  lesion_post, tls_post, remaining, rng_post)
+                  lesion_post, tls_post, remaining, rng_post, markers)
     true_pre = true_density(pre, spec.cell_type, spec.compartment)
     true_post = true_density(post, spec.cell_type, spec.compartment)
     truth = {
@@ -446,14 +451,18 @@ def _intratumoral_tls(rng: np.random.Generator, xy: np.ndarray, signed: np.ndarr
 
 def _slide(liver: SimulatedSample, name: str, codes: np.ndarray, in_tls: np.ndarray,
            signed: np.ndarray, lesion: np.ndarray, tls_id: np.ndarray,
-           lesions: list[shapely.Polygon], rng: np.random.Generator) -> SimulatedSample:
-    """A time point's slide: the liver's cells with new types, markers and truth."""
+           lesions: list[shapely.Polygon], rng: np.random.Generator,
+           markers: bool = True) -> SimulatedSample:
+    """A time point's slide: the liver's cells with new types, markers (unless ``markers``
+    is False: no marker column) and truth."""
     cell_id = name + "_" + pd.Series(np.arange(len(codes))).astype(str)
-    cells = liver.cells.copy()
+    cells = (liver.cells.copy() if markers else
+             liver.cells[[c for c in liver.cells.columns if c not in MARKERS]].copy())
     cells["sample"] = name
     cells["cell_id"] = cell_id.to_numpy()
     cells["cell_type"] = np.asarray(CELL_TYPES, dtype=object)[codes]
-    cells[list(MARKERS)] = marker_intensities(rng, codes, in_tls)
+    if markers:
+        cells[list(MARKERS)] = marker_intensities(rng, codes, in_tls)
     truth = pd.DataFrame({
         "cell_id": cell_id.to_numpy(),
         "lesion_id": np.asarray(lesion) + 1,
