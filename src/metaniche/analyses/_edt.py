@@ -33,71 +33,96 @@ def exact_for(pixel_um: float, shape: tuple[int, ...]) -> bool:
 
 
 @numba.njit(cache=True)
-def _squared_pixel_distance(features: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
+def _column_distances(features: np.ndarray, none: int) -> np.ndarray:  # pragma: no cover
+    """Rows to the nearest feature pixel in the same column (``none`` when the column has
+    none): a forward and a backward sweep over rows, each across contiguous rows."""
+    n_rows, n_cols = features.shape
+    column = np.empty((n_rows, n_cols), np.int64)
+    last = np.full(n_cols, -none, np.int64)
+    for r in range(n_rows):
+        for c in range(n_cols):
+            if features[r, c]:
+                last[c] = r
+            column[r, c] = r - last[c]
+    last[:] = n_rows + none
+    for r in range(n_rows - 1, -1, -1):
+        for c in range(n_cols):
+            if features[r, c]:
+                last[c] = r
+            column[r, c] = min(column[r, c], last[c] - r)
+    return column
+
+
+_BLOCK_ROWS = 64
+
+
+@numba.njit(cache=True, parallel=True)
+def _distance(features: np.ndarray, scale: float) -> np.ndarray:  # pragma: no cover - numba
+    """``sqrt(d² · scale)`` per pixel, d² the integer squared pixel distance to the nearest
+    feature pixel (the row pass of the lower envelope, blocks of rows in parallel; every row
+    depends only on the column pass, so the result does not depend on the thread count)."""
     n_rows, n_cols = features.shape
     none = n_rows + n_cols + 1                      # farther than any pixel of the raster
     infinite = np.int64(none) * np.int64(none) * 2
-    column = np.empty((n_rows, n_cols), np.int64)
-    for c in range(n_cols):
-        last = -none
-        for r in range(n_rows):
-            if features[r, c]:
-                last = r
-            column[r, c] = r - last
-        last = n_rows + none
-        for r in range(n_rows - 1, -1, -1):
-            if features[r, c]:
-                last = r
-            column[r, c] = min(column[r, c], last - r)
-    out = np.empty((n_rows, n_cols), np.int64)
-    f = np.empty(n_cols, np.int64)
-    v = np.empty(n_cols, np.int64)
-    z = np.empty(n_cols + 1, np.float64)
-    for r in range(n_rows):
-        for c in range(n_cols):
-            d = column[r, c]
-            f[c] = d * d if d < none else infinite
-        k = -1
-        for q in range(n_cols):
-            if f[q] >= infinite:
-                continue
-            if k < 0:
-                k = 0
-                v[0] = q
-                z[0] = -np.inf
-                z[1] = np.inf
-                continue
-            while True:
-                p = v[k]
-                s = ((f[q] + q * q) - (f[p] + p * p)) / (2.0 * (q - p))
-                if s <= z[k]:
-                    k -= 1
-                    if k < 0:
-                        break
-                else:
-                    break
-            k += 1
-            v[k] = q
-            z[k] = s if k > 0 else -np.inf
-            z[k + 1] = np.inf
-        if k < 0:
-            for c in range(n_cols):
-                out[r, c] = infinite
-            continue
-        k = 0
-        for c in range(n_cols):
-            while z[k + 1] < c:
-                k += 1
-            p = v[k]
-            out[r, c] = (c - p) * (c - p) + f[p]
+    column = _column_distances(features, none)
+    out = np.empty((n_rows, n_cols), np.float64)
+    n_blocks = (n_rows + _BLOCK_ROWS - 1) // _BLOCK_ROWS
+    for block in numba.prange(n_blocks):
+        f = np.empty(n_cols, np.int64)
+        v = np.empty(n_cols, np.int64)
+        z = np.empty(n_cols + 1, np.float64)
+        for r in range(block * _BLOCK_ROWS, min(n_rows, (block + 1) * _BLOCK_ROWS)):
+            _envelope_row(column[r], none, infinite, scale, f, v, z, out[r])
     return out
+
+
+@numba.njit(cache=True)
+def _envelope_row(column: np.ndarray, none: int, infinite: int, scale: float,
+                  f: np.ndarray, v: np.ndarray, z: np.ndarray,
+                  out: np.ndarray) -> None:  # pragma: no cover - numba
+    """One row of the lower envelope of parabolas ``(c − q)² + column[q]²``."""
+    n_cols = len(column)
+    for c in range(n_cols):
+        d = column[c]
+        f[c] = d * d if d < none else infinite
+    k = -1
+    for q in range(n_cols):
+        if f[q] >= infinite:
+            continue
+        if k < 0:
+            k = 0
+            v[0] = q
+            z[0] = -np.inf
+            z[1] = np.inf
+            continue
+        while True:
+            p = v[k]
+            s = ((f[q] + q * q) - (f[p] + p * p)) / (2.0 * (q - p))
+            if s <= z[k]:
+                k -= 1
+                if k < 0:
+                    break
+            else:
+                break
+        k += 1
+        v[k] = q
+        z[k] = s if k > 0 else -np.inf
+        z[k + 1] = np.inf
+    if k < 0:
+        for c in range(n_cols):
+            out[c] = np.sqrt(np.float64(infinite) * scale)
+        return
+    k = 0
+    for c in range(n_cols):
+        while z[k + 1] < c:
+            k += 1
+        p = v[k]
+        out[c] = np.sqrt(np.float64((c - p) * (c - p) + f[p]) * scale)
 
 
 def distance_to_features(features: np.ndarray, pixel_um: float) -> np.ndarray:
     """Distance (µm, float64) from every pixel to the nearest True pixel of ``features``
     (0 on them): ``scipy.ndimage.distance_transform_edt(~features, sampling=pixel_um)``
     when :func:`exact_for` holds. Needs at least one True pixel."""
-    squared = _squared_pixel_distance(np.ascontiguousarray(features, dtype=bool))
-    return np.sqrt(squared.astype(np.float64) * (float(pixel_um) * float(pixel_um)))
-
-
+    return _distance(np.ascontiguousarray(features, dtype=bool),
+                     float(pixel_um) * float(pixel_um))

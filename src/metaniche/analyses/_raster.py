@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from scipy import ndimage
 
@@ -58,10 +59,31 @@ class Grid:
     def counts(self, x_um: np.ndarray, y_um: np.ndarray,
                weights: np.ndarray | None = None) -> np.ndarray:
         """Number (or summed weights) of points per pixel, float32 raster."""
+        if weights is None:
+            return self.class_counts(x_um, y_um, np.zeros(len(x_um), np.intp), 1)[0]
         row, col = self.cell_index(x_um, y_um)
         flat = np.bincount(row * self.shape[1] + col, weights=weights,
                            minlength=self.shape[0] * self.shape[1])
         return flat.reshape(self.shape).astype(np.float32)
+
+    def class_counts(self, x_um: np.ndarray, y_um: np.ndarray, classes: np.ndarray,
+                     n_classes: int) -> np.ndarray:
+        """Points per pixel of each class ``0 … n_classes − 1``: float32, shape
+        ``(n_classes, *shape)``; ``result[k]`` holds the points of class k (exact integers
+        below 2²⁴ per pixel). One pass over the points straight into the float32 raster
+        (numba): ``np.bincount`` would fill an int64 raster 2× larger and convert it, which
+        took 0.5 s of the 1M-cell compartments."""
+        row, col = self.cell_index(x_um, y_um)
+        out = np.zeros((n_classes, *self.shape), np.float32)
+        _add_points(out, np.asarray(classes, np.intp), row, col)
+        return out
+
+
+@numba.njit(cache=True)
+def _add_points(out: np.ndarray, classes: np.ndarray, row: np.ndarray,
+                col: np.ndarray) -> None:  # pragma: no cover - numba
+    for i in range(len(row)):
+        out[classes[i], row[i], col[i]] += 1.0
 
 
 _STRUCTURE_MAX_PX = 32   # above this radius the distance transform is cheaper

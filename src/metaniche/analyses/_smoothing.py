@@ -6,8 +6,8 @@ kernel of :func:`scipy.ndimage._filters._gaussian_kernel1d`) for float32 and flo
 the same two separable passes (rows axis, then columns axis, the intermediate stored in the
 raster's dtype) and, for every pixel, the same float64 operations in the same order as
 scipy's symmetric 1-D correlation (``x[0]·w[0]``, then ``+= (x[−j] + x[j])·w[j]`` from the
-outermost tap inwards). The pass runs down the rows with the inner loop across a
-contiguous row, so it vectorises (the second pass on the transposed raster): about 3x faster
+outermost tap inwards). Both passes run one output row at a time with the inner loop across a
+contiguous row, so they vectorise without a transposed copy of the raster: about 5x faster
 than scipy on the compartment rasters. Complexity O(pixels · radius).
 """
 
@@ -30,25 +30,57 @@ def _reflect(index: int, n: int) -> int:  # pragma: no cover - numba
     return index if index < n else period - 1 - index
 
 
+_BLOCK_ROWS = 64
+
+
 @numba.njit(cache=True)
-def _smooth_rows_axis(image: np.ndarray, half: np.ndarray,
-                      out: np.ndarray) -> None:  # pragma: no cover - numba
-    """Correlate along axis 0 with the symmetric kernel ``half`` (centre, then tap j)."""
+def _smooth_row(image: np.ndarray, half: np.ndarray, r: int, acc: np.ndarray,
+                padded: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - numba
+    """Output row ``r`` of :func:`_smooth` (``acc``, ``padded``: the block's buffers)."""
     n_rows, n_cols = image.shape
     size = len(half) - 1
-    acc = np.empty(n_cols)
-    for r in range(n_rows):
-        centre = image[r]
+    centre = image[r]
+    for c in range(n_cols):
+        acc[c] = np.float64(centre[c]) * half[0]
+    for j in range(size, 0, -1):
+        low = image[_reflect(r - j, n_rows)]
+        high = image[_reflect(r + j, n_rows)]
+        weight = half[j]
         for c in range(n_cols):
-            acc[c] = np.float64(centre[c]) * half[0]
-        for j in range(size, 0, -1):
-            low = image[_reflect(r - j, n_rows)]
-            high = image[_reflect(r + j, n_rows)]
-            weight = half[j]
-            for c in range(n_cols):
-                acc[c] += (np.float64(low[c]) + np.float64(high[c])) * weight
+            acc[c] += (np.float64(low[c]) + np.float64(high[c])) * weight
+    for k in range(n_cols + 2 * size):
+        padded[k] = acc[_reflect(k - size, n_cols)]
+    for c in range(n_cols):
+        acc[c] = np.float64(padded[c + size]) * half[0]
+    for j in range(size, 0, -1):
+        weight = half[j]
         for c in range(n_cols):
-            out[r, c] = acc[c]
+            acc[c] += (np.float64(padded[c + size - j])
+                       + np.float64(padded[c + size + j])) * weight
+    for c in range(n_cols):
+        out[r, c] = acc[c]
+
+
+@numba.njit(cache=True, parallel=True)
+def _smooth(image: np.ndarray, half: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    """Both separable passes, one output row at a time (numba; blocks of rows in parallel).
+
+    For row r: the rows-axis pass correlates rows ``r ± j`` with the symmetric kernel
+    ``half`` (centre, then tap j from the outermost inwards) into a float64 accumulator,
+    rounds it to the raster's dtype (scipy's intermediate) into a reflect-padded buffer,
+    and the columns-axis pass correlates that buffer the same way into ``out[r]``. Every
+    inner loop runs across a contiguous row, so both passes vectorise and no transposed
+    copy of the raster is made. Each output row depends only on the input, so the blocks'
+    results do not depend on the number of threads.
+    """
+    n_rows, n_cols = image.shape
+    size = len(half) - 1
+    n_blocks = (n_rows + _BLOCK_ROWS - 1) // _BLOCK_ROWS
+    for block in numba.prange(n_blocks):
+        acc = np.empty(n_cols)
+        padded = np.empty(n_cols + 2 * size, dtype=image.dtype)
+        for r in range(block * _BLOCK_ROWS, min(n_rows, (block + 1) * _BLOCK_ROWS)):
+            _smooth_row(image, half, r, acc, padded, out)
 
 
 def gaussian_smooth(image: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -64,9 +96,6 @@ def gaussian_smooth(image: np.ndarray, sigma_px: float) -> np.ndarray:
     radius = int(_TRUNCATE * sigma + 0.5)
     weights = _filters._gaussian_kernel1d(sigma, 0, radius)[::-1]
     half = np.ascontiguousarray(weights[radius:], dtype=np.float64)
-    first = np.empty_like(image)
-    _smooth_rows_axis(np.ascontiguousarray(image), half, first)
-    across = np.ascontiguousarray(first.T)
-    second = np.empty_like(across)
-    _smooth_rows_axis(across, half, second)
-    return np.ascontiguousarray(second.T)
+    out = np.empty(image.shape, dtype=image.dtype)
+    _smooth(np.ascontiguousarray(image), half, out)
+    return out

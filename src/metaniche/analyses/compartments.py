@@ -93,6 +93,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+import numba
 import numpy as np
 import pandas as pd
 import shapely
@@ -392,14 +393,20 @@ def tumor_mask_from_density(x_um: np.ndarray, y_um: np.ndarray, is_tumor: np.nda
     from metaniche.analyses._smoothing import gaussian_smooth
 
     sigma_px = params.smoothing_um / grid.pixel_um
-    other = ~is_tumor & ~is_immune
-    tumor_density = gaussian_smooth(grid.counts(x_um[is_tumor], y_um[is_tumor]), sigma_px)
-    other_density = gaussian_smooth(
-        grid.counts(x_um[other], y_um[other]) + params.immune_weight
-        * grid.counts(x_um[is_immune & ~is_tumor], y_um[is_immune & ~is_tumor]), sigma_px)
+    # Each cell is tumour, immune (not tumour) or other: counts of the three classes per pixel.
+    role = np.where(is_tumor, 0, np.where(is_immune, 1, 2))
+    tumor_counts, immune_counts, other_counts = grid.class_counts(x_um, y_um, role, 3)
     # A floor of 1% of a pixel's worth of cells keeps empty space from dividing 0 by 0.
-    floor = 0.01 * max(float(np.mean(grid.counts(x_um, y_um)[tissue])), 1e-6)
-    fraction = tumor_density / (tumor_density + other_density + floor)
+    all_counts = tumor_counts + immune_counts + other_counts
+    floor = 0.01 * max(float(np.mean(all_counts[tissue])), 1e-6)
+    del all_counts
+    tumor_density = gaussian_smooth(tumor_counts, sigma_px)
+    immune_counts *= params.immune_weight   # in place: 13M-pixel float32 rasters at 1M cells
+    other_counts += immune_counts
+    fraction = gaussian_smooth(other_counts, sigma_px)  # the other density, then the fraction
+    fraction += tumor_density
+    fraction += floor
+    np.divide(tumor_density, fraction, out=fraction)
     threshold = params.tumor_fraction or isodata_threshold(fraction[tissue])
     return (fraction > threshold) & tissue
 
@@ -418,18 +425,35 @@ def isodata_threshold(values: np.ndarray, lower: float = 0.2, upper: float = 0.6
     .. [3] Ridler T.W., Calvard S. (1978) Picture thresholding using an iterative selection
        method. IEEE Trans Syst Man Cybern 8:630–632.
     """
-    values = np.asarray(values, dtype=np.float64)
+    values = np.ascontiguousarray(values, dtype=np.float64)
     threshold = 0.5
     for _ in range(max_iter):
-        above, below = values[values > threshold], values[values <= threshold]
-        if above.size == 0 or below.size == 0:
+        sum_above, n_above, sum_below, n_below = _split_sums(values, threshold)
+        if n_above == 0 or n_below == 0:
             break
-        new = 0.5 * (above.mean() + below.mean())
+        new = 0.5 * (sum_above / n_above + sum_below / n_below)
         if abs(new - threshold) < tol:
             threshold = new
             break
         threshold = new
     return float(np.clip(threshold, lower, upper))
+
+
+@numba.njit(cache=True)
+def _split_sums(values: np.ndarray, threshold: float
+                ) -> tuple[float, int, float, int]:  # pragma: no cover - numba
+    """Sum and count of the values above ``threshold`` and of those at or below it, in one
+    pass (the two boolean-indexed copies it replaces took 0.5 s on a 13M-pixel raster)."""
+    sum_above = 0.0
+    sum_below = 0.0
+    n_above = 0
+    for value in values:
+        if value > threshold:
+            sum_above += value
+            n_above += 1
+        else:
+            sum_below += value
+    return sum_above, n_above, sum_below, len(values) - n_above
 
 
 def tumor_mask_from_polygons(polygons: Sequence[shapely.Geometry], grid: Grid) -> np.ndarray:
@@ -526,8 +550,11 @@ def _signed_distance_field(tumor: np.ndarray, tissue: np.ndarray, lesion_labels:
                      ndimage.distance_transform_edt(~host, sampling=grid.pixel_um))
     else:
         inside_um = np.full(grid.shape, np.inf)
-    signed = np.where(tumor, -(inside_um - half), outside_um - half).astype(np.float32)
-    return signed, nearest_lesion
+    # In place: float64 rasters are the largest temporaries of the sample (8 bytes a pixel).
+    np.subtract(outside_um, half, out=outside_um)
+    np.subtract(half, inside_um, out=outside_um, where=tumor)
+    del inside_um
+    return outside_um.astype(np.float32), nearest_lesion
 
 
 def _compartment_areas(pixel_codes: np.ndarray, tissue: np.ndarray,
