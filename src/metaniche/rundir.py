@@ -50,10 +50,10 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -374,6 +374,42 @@ def _link_or_copy(source: Path, target: Path) -> None:
             os.link(source, tmp)
         except OSError:
             shutil.copyfile(source, tmp)
+
+
+_READ_THREADS = 4
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def read_parquet_files(paths: list[Path], columns: list[str] | None = None
+                       ) -> list[pd.DataFrame]:
+    """``[pd.read_parquet(p, columns=columns) for p in paths]``, faster for many small files.
+
+    Each file is read by ``pyarrow.parquet.read_table`` then ``to_pandas`` (what
+    ``pd.read_parquet`` does, without its per-call overhead), on a pool of
+    :data:`_READ_THREADS` threads (Parquet decoding releases the GIL); the order of
+    ``paths`` is kept. Measured on the NSCLC example's 14,459 per-sample tables (machine
+    busy with tests): 27 s with ``pd.read_parquet`` one by one, 18 s serially this way.
+    """
+    import pyarrow.parquet as pq
+
+    def read(path: Path) -> pd.DataFrame:
+        return pq.read_table(path, columns=columns, use_threads=False,
+                             pre_buffer=False).to_pandas()
+
+    return in_threads(read, paths)
+
+
+def in_threads(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``[function(item) for item in items]`` on a pool of :data:`_READ_THREADS` threads,
+    in the order of ``items`` (for file I/O that releases the GIL; the first exception is
+    raised)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(items) < 2:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(min(_READ_THREADS, len(items))) as pool:
+        return list(pool.map(function, items))
 
 
 class RunDir:
@@ -791,11 +827,8 @@ class RunDir:
 
     def read_sample_table(self, file_name: str, name: str) -> pd.DataFrame | None:
         """A cached table of one sample (None when absent)."""
-        try:
-            path = self.sample_table_path(file_name, name)
-        except LookupError:
-            return None
-        return pd.read_parquet(path) if path.is_file() else None
+        path = self._sample_table_file(file_name, name)
+        return None if path is None else pd.read_parquet(path)
 
     def read_sample_features(self, file_name: str) -> dict[str, Any]:
         """The cached features of one sample."""
@@ -843,15 +876,24 @@ class RunDir:
         names = sorted({name for stem in samples.values()
                         for name in self.sample_table_names(stem)})
         for name in names:
+            found = [(sample, path) for sample, stem in samples.items()
+                     if (path := self._sample_table_file(stem, name)) is not None]
             parts = []
-            for sample, stem in samples.items():
-                table = self.read_sample_table(stem, name)
-                if table is not None:
-                    table.insert(0, "sample", sample)
-                    parts.append(table)
+            for (sample, _), table in zip(found, read_parquet_files([p for _, p in found]),
+                                          strict=True):
+                table.insert(0, "sample", sample)
+                parts.append(table)
             parts = [part for part in parts if not part.empty] or parts[:1]
             write_parquet(self.table_path(name), pd.concat(parts, ignore_index=True))
         return names
+
+    def _sample_table_file(self, file_name: str, name: str) -> Path | None:
+        """The path of a sample's cached table, None when absent."""
+        try:
+            path = self.sample_table_path(file_name, name)
+        except LookupError:
+            return None
+        return path if path.is_file() else None
 
     def write_table(self, name: str, table: pd.DataFrame) -> None:
         """Write ``tables/<name>.parquet``."""

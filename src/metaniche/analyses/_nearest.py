@@ -17,7 +17,7 @@ import numpy as np
 __all__ = ["nearest_other_distance"]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def _nearest(x: np.ndarray, y: np.ndarray, queries: np.ndarray,
              size: float) -> np.ndarray:  # pragma: no cover - numba
     n = len(x)
@@ -38,7 +38,7 @@ def _nearest(x: np.ndarray, y: np.ndarray, queries: np.ndarray,
         start[c + 1] += start[c]
     out = np.empty(len(queries))
     reach = max(n_rows, n_cols)
-    for k in range(len(queries)):
+    for k in numba.prange(len(queries)):     # queries are independent: any thread count
         i = queries[k]
         best = np.inf
         for ring in range(reach + 1):

@@ -18,38 +18,45 @@ import numpy as np
 __all__ = ["disc_runs"]
 
 
-@numba.njit(cache=True)
+_BLOCK_ROWS = 64
+
+
+@numba.njit(cache=True, parallel=True)
 def disc_runs(mask: np.ndarray, half_widths: np.ndarray,
               erode: bool) -> np.ndarray:  # pragma: no cover - numba
     """Dilate (``erode=False``) or erode a boolean raster by the disc whose run at row offset
-    ±dy has half-width ``half_widths[dy]``."""
+    ±dy has half-width ``half_widths[dy]``. Blocks of rows run in parallel in both passes
+    (each output row depends only on the input: the same result for any thread count)."""
     n_rows, n_cols = mask.shape
     reach = len(half_widths) - 1
     far = n_cols + 1
     gap = np.empty((n_rows, n_cols), np.int32)
-    for r in range(n_rows):
-        last = -far
-        for c in range(n_cols):
-            if mask[r, c] != erode:
-                last = c
-            gap[r, c] = c - last
-        last = 2 * far
-        for c in range(n_cols - 1, -1, -1):
-            if mask[r, c] != erode:
-                last = c
-            gap[r, c] = min(gap[r, c], last - c)
-    out = np.empty((n_rows, n_cols), np.bool_)
-    hit = np.empty(n_cols, np.bool_)
-    for r in range(n_rows):
-        hit[:] = False
-        for dy in range(-reach, reach + 1):
-            row = r + dy
-            if row < 0 or row >= n_rows:
-                continue
-            width = half_widths[abs(dy)]
-            near = gap[row]
+    n_blocks = (n_rows + _BLOCK_ROWS - 1) // _BLOCK_ROWS
+    for block in numba.prange(n_blocks):
+        for r in range(block * _BLOCK_ROWS, min(n_rows, (block + 1) * _BLOCK_ROWS)):
+            last = -far
             for c in range(n_cols):
-                hit[c] |= near[c] <= width
-        for c in range(n_cols):
-            out[r, c] = hit[c] != erode
+                if mask[r, c] != erode:
+                    last = c
+                gap[r, c] = c - last
+            last = 2 * far
+            for c in range(n_cols - 1, -1, -1):
+                if mask[r, c] != erode:
+                    last = c
+                gap[r, c] = min(gap[r, c], last - c)
+    out = np.empty((n_rows, n_cols), np.bool_)
+    for block in numba.prange(n_blocks):
+        hit = np.empty(n_cols, np.bool_)
+        for r in range(block * _BLOCK_ROWS, min(n_rows, (block + 1) * _BLOCK_ROWS)):
+            hit[:] = False
+            for dy in range(-reach, reach + 1):
+                row = r + dy
+                if row < 0 or row >= n_rows:
+                    continue
+                width = half_widths[abs(dy)]
+                near = gap[row]
+                for c in range(n_cols):
+                    hit[c] |= near[c] <= width
+            for c in range(n_cols):
+                out[r, c] = hit[c] != erode
     return out

@@ -14,11 +14,12 @@ lists it.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
@@ -27,13 +28,15 @@ from metaniche.cohort.matrix import PATIENT, feature_patients
 from metaniche.cohort.state_changes import state_change_record
 from metaniche.config import Config
 from metaniche.errors import MetanicheError
-from metaniche.rundir import CN_WINDOWS, FAILED, OK, SKIPPED, RunDir, SampleRecord
+from metaniche.rundir import CN_WINDOWS, FAILED, OK, SKIPPED, RunDir, SampleRecord, in_threads
 
 __all__ = ["RUN_STEPS", "RunState", "RunStep", "StepResult", "feature_dictionary",
            "lesion_state_step", "lesion_step", "neighbourhood_step", "outcome_step", "run_step",
            "with_patients"]
 
 #: Data-dictionary row of the ``patient`` column of the features (not a feature).
+#: Samples whose cached neighbourhood windows are read at once (on threads).
+_READ_CHUNK = 64
 _PATIENT_ENTRY = ("input", "", "patient id of the sample, from the cell table's [columns] "
                                "patient (every row of a sample carries the same id); empty "
                                "when the cell table has none. Not a feature: the clinical "
@@ -107,19 +110,26 @@ def neighbourhood_step(state: RunState) -> StepResult:
     training = run.read_table("cn_training")
     assert training is not None  # see applies
 
-    def windows():
-        for name, record in state.samples.items():
-            counts = run.read_sample_table(record.stem, CN_WINDOWS)
-            if counts is None:
-                raise MetanicheError(f"sample '{name}': no cached {CN_WINDOWS} table; rerun "
-                                     "with --force.")
-            compartment = run.read_cells(record.stem, ["compartment"])["compartment"]
-            yield name, counts, compartment.to_numpy()
+    samples = list(state.samples.items())
+
+    def window(item: tuple[str, SampleRecord]) -> tuple[str, pd.DataFrame, np.ndarray]:
+        name, record = item
+        counts = run.read_sample_table(record.stem, CN_WINDOWS)
+        if counts is None:
+            raise MetanicheError(f"sample '{name}': no cached {CN_WINDOWS} table; rerun "
+                                 "with --force.")
+        compartment = run.read_cells(record.stem, ["compartment"])["compartment"]
+        return name, counts, compartment.to_numpy()
+
+    def windows() -> Iterator[tuple[str, pd.DataFrame, np.ndarray]]:
+        # read on threads, a bounded chunk of samples at a time (memory stays per chunk)
+        for start in range(0, len(samples), _READ_CHUNK):
+            yield from in_threads(window, samples[start:start + _READ_CHUNK])
 
     labels, table, features = cohort_neighbourhoods(training, windows(), state.config)
-    rewritten = 0
-    for name, record in state.samples.items():
-        rewritten += run.set_cell_column(record.stem, "neighbourhood", labels[name])
+    rewritten = sum(in_threads(
+        lambda item: run.set_cell_column(item[1].stem, "neighbourhood", labels[item[0]]),
+        samples))
     run.write_table("neighbourhoods", table)
     n_cn = int(table.loc[table["table"] == "composition", "neighbourhood"].nunique())
     return StepResult({"status": OK, "n_neighbourhoods": n_cn,
