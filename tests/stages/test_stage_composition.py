@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
-from metaniche.analyses.compartments import BORDER
+import pandas as pd
+
+from metaniche.analyses.compartments import BORDER, COMPARTMENTS, WHOLE
 from metaniche.config import Config
 from metaniche.sample import build_context
 from metaniche.simulate import simulate_sample
@@ -33,3 +35,18 @@ def test_no_effector_in_the_border_gives_an_na_ratio_with_its_reason():
         "s", n_cells=6000, seed=4, phenotype="inflamed").cells, config))
     assert math.isfinite(normal.features["effector_core_border_ratio"])
     assert not any("effector_core_border_ratio" in w for w in normal.warnings)
+
+
+def test_a_sample_without_tumour_has_one_compartments_row_per_key():
+    # every cell relabelled non-tumour: no lesion, every cell has lesion 0
+    cells = simulate_sample("s", n_cells=3_000, seed=2).cells
+    cells["cell_type"] = cells["cell_type"].replace({"Tumor": "Stroma"})
+    ctx = build_context("s", cells, Config())
+    assert int(ctx.compartments.lesion_id.max()) == 0
+    table = composition.compartment_counts(ctx.compartments)
+    keys = table[["lesion_id", "compartment"]].astype(str).agg("/".join, axis=1)
+    assert not keys.duplicated().any(), table
+    known = table[table["compartment"] != WHOLE]
+    counted = int(pd.Series(ctx.compartments.compartment).isin(COMPARTMENTS).sum())
+    assert known["n_cells"].sum() == counted
+    assert int(table.loc[table["compartment"] == WHOLE, "n_cells"].iloc[0]) == len(cells)

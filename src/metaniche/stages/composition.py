@@ -68,21 +68,22 @@ def compartment_counts(result: CompartmentResult) -> pd.DataFrame:
     lesion = np.asarray(result.lesion_id, dtype=np.int64)
     code = pd.Categorical(result.compartment, categories=[*COMPARTMENTS]).codes.astype(np.int64)
     known = code >= 0
-    # Cell counts per (lesion, compartment) key: each lesion's, then the whole sample's
-    # (lesion 0), then every cell; a key found twice (cells of lesion 0: no tumour) gives
-    # two rows, as a join would.
-    found: dict[tuple[int, str], list[int]] = {}
-    keys, counts = np.unique(lesion[known] * n_comp + code[known], return_counts=True)
+    # Cell counts per (lesion, compartment) key: each lesion's (cells of a lesion > 0), then
+    # the whole sample's (lesion 0), then every cell. Cells without a lesion (no tumour)
+    # count in the whole-sample rows only, so every key has one row.
+    found: dict[tuple[int, str], int] = {}
+    per_lesion = known & (lesion > 0)
+    keys, counts = np.unique(lesion[per_lesion] * n_comp + code[per_lesion],
+                             return_counts=True)
     for key, count in zip(keys.tolist(), counts.tolist(), strict=True):
-        found.setdefault((key // n_comp, COMPARTMENTS[key % n_comp]), []).append(count)
+        found[(key // n_comp, COMPARTMENTS[key % n_comp])] = count
     for index, count in enumerate(np.bincount(code[known], minlength=n_comp).tolist()):
-        if count:
-            found.setdefault((0, COMPARTMENTS[index]), []).append(count)
-    found.setdefault((0, WHOLE), []).append(len(lesion))
-    rows = [(lesion_id, compartment, count, area) for lesion_id, compartment, area in zip(
-        result.areas["lesion_id"].tolist(), result.areas["compartment"].tolist(),
-        result.areas["area_mm2"].tolist(), strict=True)
-        for count in found.get((lesion_id, compartment), [0])]
+        found[(0, COMPARTMENTS[index])] = count
+    found[(0, WHOLE)] = len(lesion)
+    rows = [(lesion_id, compartment, found.get((lesion_id, compartment), 0), area)
+            for lesion_id, compartment, area in zip(
+                result.areas["lesion_id"].tolist(), result.areas["compartment"].tolist(),
+                result.areas["area_mm2"].tolist(), strict=True)]
     lesion_ids = np.array([row[0] for row in rows], dtype=np.int64)
     return pd.DataFrame({
         "lesion_id": pd.arrays.IntegerArray(lesion_ids, lesion_ids == 0),
