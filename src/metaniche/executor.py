@@ -146,7 +146,7 @@ def _share_cores(workers: int) -> None:
     from threadpoolctl import threadpool_limits
 
     threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     threadpool_limits(threads)
 
 

@@ -99,7 +99,7 @@ def _distance(features: np.ndarray, scale: float, labels: np.ndarray
 
 
 @numba.njit(cache=True)
-def _envelope_row(column: np.ndarray, none: int, infinite: int, f: np.ndarray,
+def _envelope_row(column: np.ndarray, none: int, infinite: np.int64, f: np.ndarray,
                   v: np.ndarray, z: np.ndarray) -> int:  # pragma: no cover - numba
     """Lower envelope of the parabolas ``(c − q)² + column[q]²`` of one row: fills ``f``
     (squared column distances), ``v`` (parabola apexes) and ``z`` (their boundaries);
