@@ -7,8 +7,10 @@ the same two separable passes (rows axis, then columns axis, the intermediate st
 raster's dtype) and, for every pixel, the same float64 operations in the same order as
 scipy's symmetric 1-D correlation (``x[0]·w[0]``, then ``+= (x[−j] + x[j])·w[j]`` from the
 outermost tap inwards). Both passes run one output row at a time with the inner loop across a
-contiguous row, so they vectorise without a transposed copy of the raster: about 5x faster
-than scipy on the compartment rasters. Complexity O(pixels · radius).
+contiguous row, so they vectorise without a transposed copy of the raster, and blocks of
+rows run on Numba's threads: a 3701 × 3701 float32 raster (the 1M-cell compartments) with
+sigma 4 px takes 0.20 s on this 2-core machine against 0.35 s for scipy (one thread) and
+0.40 s for the earlier two-pass version with transposed copies. Complexity O(pixels · radius).
 """
 
 from __future__ import annotations
