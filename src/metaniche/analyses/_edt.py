@@ -151,7 +151,9 @@ def distance_and_label(labels: np.ndarray, pixel_um: float) -> tuple[np.ndarray,
     ``labels[tuple(distance_transform_edt(labels == 0, return_indices=True)[1])]`` gives
     it, except where several labelled pixels are equally near: scipy and this function may
     then pick different ones (both at the minimum distance; tested against brute force).
-    O(pixels), about 4x faster than scipy's transform with indices on a 13M-pixel raster.
+    O(pixels): 0.25 s on a 3701 × 3701 raster with three lesions on this 2-core machine,
+    against 1.4 s for scipy's transform with indices and the label lookup (same distances,
+    same labels there).
     """
     labels = np.ascontiguousarray(labels, dtype=np.int32)
     return _distance(labels > 0, float(pixel_um) * float(pixel_um), labels)
