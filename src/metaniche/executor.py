@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from metaniche.errors import MetanicheError
 
-__all__ = ["MAX_ATTEMPTS", "WorkerLost", "map_tasks"]
+__all__ = ["MAX_ATTEMPTS", "WorkerLost", "map_tasks", "process_pool"]
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -108,6 +108,18 @@ def _context() -> multiprocessing.context.BaseContext:
     a process that already ran an analysis."""
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """A local pool of ``workers`` processes for any parallel map of this package.
+
+    Started by forkserver (:func:`_context`), never a plain fork: a process that already
+    ran a Numba parallel kernel holds an OpenMP thread pool, and a forked child of it is
+    killed ("fork() called from a process already using GNU OpenMP"). Each worker gets its
+    share of the cores (:func:`_share_cores`).
+    """
+    return ProcessPoolExecutor(max_workers=workers, mp_context=_context(),
+                               initializer=_share_cores, initargs=(workers,))
 
 
 def _process_map(task, items: list, workers: int, on_start, on_event,

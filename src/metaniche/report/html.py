@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import pandas as pd
 
 from metaniche import tables as T
 from metaniche._atomic import write_text
+from metaniche.executor import process_pool
 from metaniche.report.cohort_page import cohort_sections
 from metaniche.report.methods import flatten_parameters, methods_paragraphs
 from metaniche.report.overview import sample_call_explanation
@@ -71,7 +71,7 @@ def render_report(run_dir: str | Path, manifest: Manifest | None = None) -> Path
     workers = _page_workers(len(samples))
     if workers > 1:
         # Interleaved chunks balance the load; the cohort figures are drawn meanwhile.
-        with ProcessPoolExecutor(workers) as pool:
+        with process_pool(workers) as pool:
             pending = [pool.submit(_render_pages, (run.run_dir, run.manifest), samples,
                                    range(k, len(samples), workers)) for k in range(workers)]
             sections = cohort_sections(run, report_dir)

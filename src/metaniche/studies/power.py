@@ -45,7 +45,6 @@ import json
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -56,6 +55,7 @@ from scipy import stats
 from metaniche._atomic import write_json, write_parquet, write_text
 from metaniche.config import CellTypeRoles, CohortParams, Config
 from metaniche.errors import MetanicheError
+from metaniche.executor import process_pool
 from metaniche.studies.agreement import slide_features
 from metaniche.studies.biopsy import cut_cores, place_cores
 from metaniche.studies.design import DesignParams
@@ -217,7 +217,7 @@ def run_power(design: DesignParams, out: str | Path, workers: int = 1,
             for c in design.cores_per_patient
             for d in ((None,) if c == 0 else tuple(float(v) for v in design.core_diameter_um))]
     results = []
-    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+    pool = process_pool(workers) if workers > 1 else None
     try:
         for effect, n_patients, cores, diameter in grid:
             key = cell_key(design, effect, n_patients, cores, diameter)
