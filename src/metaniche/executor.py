@@ -125,19 +125,17 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
 def _process_map(task, items: list, workers: int, on_start, on_event,
                  on_lost) -> Iterator[Any]:
     """Run ``items`` on local processes; retry the tasks of a broken pool (see map_tasks)."""
-    context = _context()
-    with context.Manager() as manager:
+    with _context().Manager() as manager:
         queues = (manager.Queue(), manager.Queue())   # events, task starts
         suspects: list[Any] = []
         todo = list(items)
         while todo:
             # A pool per round: a dead worker breaks its pool for good.
-            todo, handed_out = yield from _pool_round(task, todo, workers, context, queues,
-                                                      on_start, on_event)
+            todo, handed_out = yield from _pool_round(task, todo, workers, queues, on_start,
+                                                      on_event)
             suspects.extend(handed_out)
         for item in suspects:
-            _, again = yield from _pool_round(task, [item], 1, context, queues, on_start,
-                                              on_event)
+            _, again = yield from _pool_round(task, [item], 1, queues, on_start, on_event)
             if again:
                 yield _lost(item, f"its worker process died twice while running it (killed, "
                                   f"or out of memory); {MAX_ATTEMPTS} attempts made.", on_lost)
@@ -168,7 +166,7 @@ def _tracked(task, index: int, started, item, emit) -> Any:
     return task(item, emit)
 
 
-def _pool_round(task, items: list, workers: int, context, queues, on_start, on_event):
+def _pool_round(task, items: list, workers: int, queues, on_start, on_event):
     """Run ``items`` in one fresh pool, yielding results as they finish.
 
     Returns ``(not_started, started)`` when a worker died and broke the pool: the items whose
@@ -180,8 +178,7 @@ def _pool_round(task, items: list, workers: int, context, queues, on_start, on_e
     events, starts = queues
     emit = QueueEmitter(events) if on_event is not None else None
     finished: set[int] = set()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                             initializer=_share_cores, initargs=(workers,)) as pool:
+    with process_pool(workers) as pool:
         pending = {}
         broken = False
         for index, item in enumerate(items):

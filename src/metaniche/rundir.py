@@ -376,6 +376,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
             shutil.copyfile(source, tmp)
 
 
+#: Threads of :func:`in_threads` (reads and rewrites of many small files).
 _READ_THREADS = 4
 T = TypeVar("T")
 R = TypeVar("R")

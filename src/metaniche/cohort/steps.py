@@ -34,9 +34,9 @@ __all__ = ["RUN_STEPS", "RunState", "RunStep", "StepResult", "feature_dictionary
            "lesion_state_step", "lesion_step", "neighbourhood_step", "outcome_step", "run_step",
            "with_patients"]
 
-#: Data-dictionary row of the ``patient`` column of the features (not a feature).
 #: Samples whose cached neighbourhood windows are read at once (on threads).
 _READ_CHUNK = 64
+#: Data-dictionary row of the ``patient`` column of the features (not a feature).
 _PATIENT_ENTRY = ("input", "", "patient id of the sample, from the cell table's [columns] "
                                "patient (every row of a sample carries the same id); empty "
                                "when the cell table has none. Not a feature: the clinical "
