@@ -12,7 +12,6 @@ from matplotlib.figure import Figure
 
 import metaniche as mn
 from metaniche.config import Config
-from metaniche.report.figures import tissue_figure
 from metaniche.sample import analyse_sample
 from metaniche.simulate import simulate_sample
 
@@ -34,31 +33,33 @@ def _legend(ax):
     return [t.get_text() for t in ax.get_legend().get_texts()]
 
 
-def test_tissue_map_of_the_report_and_of_mn_pl_is_one_drawer(sample):
-    analysis, adata = sample
-    fig, *_ = tissue_figure(analysis, "shared", Config())
-    report = fig.axes[0]
-    mine = mn.pl.tissue(adata, "cell_type", ax=Figure().add_subplot())
-    # the painted cell raster (same cells, colours, extent, dot size) is identical
-    np.testing.assert_array_equal(np.asarray(report.images[-1].get_array()),
-                                  np.asarray(mine.images[-1].get_array()))
-    assert report.images[-1].get_extent() == mine.images[-1].get_extent()
-    assert report.get_xlim() == mine.get_xlim() and report.get_ylim() == mine.get_ylim()
-    assert (report.get_xlabel(), report.get_ylabel()) == (mine.get_xlabel(), mine.get_ylabel())
-    assert "µm" in mine.get_xlabel() and "µm" in mine.get_ylabel()
-    assert _legend(report) == _legend(mine)          # types (n), band (±w µm), boundary
-    assert [t.get_text() for t in report.texts] == [t.get_text() for t in mine.texts]  # lesions
-    # the field under the cells: the report's compartment rasters, mn.pl's from the cells;
-    # both shade the same band and draw its limits and the boundary as contours
-    assert len(report.images) == len(mine.images) == 2
-    assert len(report.collections) == len(mine.collections) == 2
-    def band_area_um2(image):
-        alpha = np.asarray(image.get_array())[..., 3]
-        x0, x1, y0, y1 = image.get_extent()
-        return np.isclose(alpha, 0.35).sum() * abs((x1 - x0) * (y1 - y0)) / alpha.size
+def test_tissue_map_of_the_report_and_of_mn_pl_share_colours_extent_legend_and_marks(
+        sample, tmp_path):
+    """The report paints its map (NumPy raster + description) and mn.pl draws it with
+    matplotlib; both take the colours, extent, legend, lesion ids and aggregate outlines
+    from metaniche.plotting.tissue."""
+    from matplotlib.colors import to_hex
 
-    assert band_area_um2(mine.images[0]) == pytest.approx(band_area_um2(report.images[0]),
-                                                          rel=0.05)
+    from metaniche.report.figures import save_tissue_map
+    from metaniche.report.zoom import read_map_info
+
+    analysis, adata = sample
+    save_tissue_map(analysis, "shared", tmp_path / "shared.map.png", Config())
+    report = read_map_info(tmp_path / "shared.map.png")
+    mine = mn.pl.tissue(adata, "cell_type", ax=Figure().add_subplot())
+    x0, x1, y0, y1 = report["extent_um"]
+    assert mine.get_xlim() == pytest.approx((x0, x1)) and mine.get_ylim() == pytest.approx(
+        (y1, y0))                                         # y grows downward on both
+    assert "µm" in mine.get_xlabel() and "µm" in mine.get_ylabel()
+    assert [i["label"] for i in report["legend"]] == _legend(mine)   # types (n), band, boundary
+    handles = mine.get_legend().legend_handles
+    assert [i["colour"] for i in report["legend"]] == [
+        to_hex(h.get_facecolor() if i["kind"] in ("type", "band") else h.get_edgecolor())
+        for h, i in zip(handles, report["legend"], strict=True)]
+    assert [d["id"] for d in report["lesions"]] == [t.get_text() for t in mine.texts]
+    # the field under the cells: the report's compartment rasters, mn.pl's from the cells;
+    # both shade the same band, mn.pl draws its limits and the boundary as contours
+    assert len(mine.images) == 2 and len(mine.collections) == 2
 
 
 # --- the cohort figures and the sample-page data, on one finished run --------------------

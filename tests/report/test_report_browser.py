@@ -246,7 +246,7 @@ window.addEventListener('load', function () {
   }
   document.body.dataset.probe = JSON.stringify({
     viewport: [window.innerWidth, window.innerHeight],
-    call: box('#call'), map: box('#map img'), density: box('#density svg'),
+    call: box('#call'), map: box('#map svg.tissue-map'), density: box('#density svg'),
     gradient: box('#key-gradients svg'),
     collapsed: Array.prototype.map.call(
       document.querySelectorAll('main > section > details'),

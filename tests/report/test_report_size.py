@@ -9,7 +9,7 @@ from PIL import Image
 
 from metaniche.report.paint import paint_cells, paint_codes, save_indexed_png, save_quantized_png
 from metaniche.report.zoom import (
-    read_map_axes,
+    read_map_info,
     save_zoom_map,
     zoom_paths,
     zoom_raster,
@@ -93,97 +93,107 @@ def test_mode_share_matches_pandas_value_counts(rng):
     np.testing.assert_allclose(_mode_share(values), expected.to_numpy())
 
 
-def test_tissue_map_png_is_a_palette_image_of_the_rendering_sized_by_the_sample(tmp_path):
+def test_tissue_map_is_the_painted_raster_with_its_description(tmp_path):
+    from matplotlib.colors import to_rgb
+    from scipy.spatial import ConvexHull
+
     from metaniche.config import Config
-    from metaniche.report.figures import (
-        MAP_WIDTH_IN,
-        map_width_in,
-        save_tissue_map,
-        tissue_figure,
-    )
+    from metaniche.plotting.tissue import map_extent
+    from metaniche.report.figures import MAP_PX, map_size_px, save_tissue_map
     from metaniche.sample import analyse_sample
     from metaniche.simulate import simulate_sample
 
     cells = simulate_sample("S", n_cells=2000, seed=4, phenotype="excluded", n_lesions=1).cells
     analysis = analyse_sample(cells, Config(), name="S")
-    fig, *_ = tissue_figure(analysis, "S", Config())
-    fig.canvas.draw()
-    rendered = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(int)
+    out = analysis.cells
     save_tissue_map(analysis, "S", tmp_path / "S.map.png", Config())
+    x, y = out["x"].to_numpy(float), out["y"].to_numpy(float)
+    extent = map_extent(x, y)
     with Image.open(tmp_path / "S.map.png") as image:
         assert image.mode == "P"
         decoded = np.asarray(image.convert("RGB")).astype(int)
-    assert decoded.shape == rendered.shape
-    # 48 colours (fast octree): anti-aliased edges snap to a near colour (1 % of the pixels
-    # 13 levels off), the rest is within a level or two; with 32 colours 1 % of the pixels
-    # are 25-32 levels off, with 16 46 levels
-    error = np.abs(decoded - rendered).max(axis=2)
-    assert error.mean() < 2 and np.percentile(error, 99) <= 16
-    # the map carries its Axes box (the cohort page's thumbnail is the map cropped to it): the
-    # box is the Axes' frame, so every pixel of its outline is drawn dark, and no thumbnail
-    # file is written
-    box = read_map_axes(tmp_path / "S.map.png")
-    assert (box["width"], box["height"]) == (decoded.shape[1], decoded.shape[0])
-    x0, y0, x1, y1 = box["x"], box["y"], box["x"] + box["w"], box["y"] + box["h"]
-    dark = decoded.sum(axis=2) < 200
-    assert dark[y0:y1, x0:x0 + 2].any(axis=1).mean() > 0.95      # left edge of the frame
-    assert dark[y0:y1, x1 - 2:x1].any(axis=1).mean() > 0.95      # right edge
-    assert dark[y0:y0 + 2, x0:x1].any(axis=0).mean() > 0.95      # top edge
-    assert dark[y1 - 2:y1, x0:x1].any(axis=0).mean() > 0.95      # bottom edge
-    assert dark[y1 + 1:y1 + 3, x0:x1].any(axis=0).mean() < 0.2   # below it: tick marks only
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["S.map.png"]
-    # the map's width follows the sample: its width at 2 µm per pixel (100 dpi), clipped
-    from metaniche.plotting.tissue import map_extent
+    # one pixel per µm for a sample under 1 mm (no zoomable copy needed), square pixels
+    assert 800 < extent[1] - extent[0] < 1000
+    assert decoded.shape[1] == map_size_px(extent) == round(extent[1] - extent[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["S.map.json", "S.map.png"]
+    info = read_map_info(tmp_path / "S.map.png")
+    assert (info["width_px"], info["height_px"]) == (decoded.shape[1], decoded.shape[0])
+    assert info["extent_um"] == pytest.approx(list(extent))
+    # ground truth on the pixels: every cell of the rarest type is painted in its colour at
+    # its own pixel unless the boundary line is drawn there; outside the tissue it is white
+    legend = {i["label"].rsplit(" (", 1)[0]: i for i in info["legend"] if i["kind"] == "type"}
+    rare = out["cell_type"].value_counts().index[-1]
+    pick = (out["cell_type"] == rare).to_numpy()
+    pixel = (extent[1] - extent[0]) / decoded.shape[1]
+    col = ((x[pick] - extent[0]) / pixel).astype(int)
+    row = ((y[pick] - extent[2]) / pixel).astype(int)
+    colour = np.round(np.array(to_rgb(legend[rare]["colour"])) * 255).astype(int)
+    hit = (decoded[row, col] == colour).all(axis=1)
+    black = (decoded[row, col] == 0).all(axis=1)
+    assert (hit | black).all() and hit.mean() > 0.9
+    assert (decoded[0, 0] == 255).all()
+    # the legend counts every type's cells (brute force) and names the band and boundary
+    counts = out["cell_type"].value_counts()
+    assert {k: int(i["label"].rsplit(" (", 1)[1].rstrip(")").replace(",", ""))
+            for k, i in legend.items()} == counts.to_dict()
+    assert [i["kind"] for i in info["legend"] if i["kind"] != "type"][:2] == ["band",
+                                                                           "boundary"]
+    # lesion ids at the lesion centroids
+    lesions = analysis.compartments.lesions
+    assert [(d["id"], d["x"], d["y"]) for d in info["lesions"]] == [
+        (str(r.lesion_id), pytest.approx(r.centroid_x), pytest.approx(r.centroid_y))
+        for r in lesions.itertuples()]
+    # aggregate outlines: the convex hulls of the member cells
+    members = out[out["aggregate_id"].fillna(0).astype(int) != 0]
+    hulls = [part[["x", "y"]].to_numpy()[ConvexHull(part[["x", "y"]].to_numpy()).vertices]
+             for _, part in members.groupby("aggregate_id") if len(part) >= 3]
+    assert len(info["outlines"]) == len(hulls)
+    for mine, hull in zip(info["outlines"], hulls, strict=True):
+        np.testing.assert_allclose(np.array(mine["points"]), hull, atol=0.05)
+    assert map_size_px((0.0, 300.0, 0.0, 100.0)) == MAP_PX[0]
+    assert map_size_px((0.0, 5000.0, 0.0, 100.0)) == MAP_PX[1]
+    assert map_size_px((0.0, 700.0, 0.0, 900.0)) == 900
 
-    x0, x1, _, _ = map_extent(cells["x"].to_numpy(float), cells["y"].to_numpy(float))
-    assert 800 < x1 - x0 < 1000
-    assert fig.get_figwidth() == pytest.approx((x1 - x0) / 200 + 2.6)   # + the legend
-    assert map_width_in(1200.0) == pytest.approx(6.0)
-    assert map_width_in(300.0) == MAP_WIDTH_IN[0]
-    assert map_width_in(10_000.0) == MAP_WIDTH_IN[1]
 
-
-def test_cohort_page_shows_each_map_cropped_to_its_axes(make_run):
+def test_cohort_page_shows_each_map_as_its_thumbnail_and_the_sample_page_frames_it(make_run):
     import re
 
+    from metaniche.plotting.tissue import LegendItem
     from metaniche.report import render_report
-    from metaniche.report.paint import save_quantized_png
-    from metaniche.report.zoom import MAP_AXES_KEY, map_axes_text
+    from metaniche.report.svg import MAP_PLOT_PX
+    from metaniche.report.zoom import save_map_info
 
     samples = {name: {"sample": name, "file_name": name, "status": "ok", "error": None,
                       "seconds": 1.0, "phenotype": "inflamed"} for name in ("S1", "S2")}
     run = make_run(samples=samples)
     figures = run / "report" / "figures"
     figures.mkdir(parents=True)
-    image = np.full((300, 500, 3), 255, dtype=np.uint8)
-    # S1: a map carrying its Axes box, (50, 20)–(250, 120) in a 500 × 300 image
-    save_quantized_png(figures / "S1.map.png", image,
-                       text={MAP_AXES_KEY: map_axes_text((50.0, 20.0, 249.0, 119.0),
-                                                         (500, 300))})
-    save_quantized_png(figures / "S2.map.png", image)    # an older map: no box
-    index = render_report(run).read_text()
-    cards = dict(re.findall(r'<div class="card"><a href="(S\d)\.html">(.*?)</a>', index))
-    assert cards["S1"] == ('<span class="crop" style="aspect-ratio:200/100">'
-                           '<img src="figures/S1.map.png" style="width:250.000%;'
-                           'margin-left:-25.000%;margin-top:-10.000%" '
-                           'alt="tissue map of S1" loading="lazy"></span>')
-    assert cards["S2"] == '<img src="figures/S2.map.png" alt="tissue map of S2" loading="lazy">'
-    assert not list(figures.glob("*.thumb.png"))
-
-
-def test_tissue_map_legend_stays_inside_a_small_map_of_a_wide_sample():
-    from metaniche.config import Config
-    from metaniche.report.figures import tissue_figure
-    from metaniche.sample import analyse_sample
-    from metaniche.simulate import simulate_sample
-
-    cells = simulate_sample("W", n_cells=3000, seed=4, phenotype="inflamed", n_lesions=1).cells
-    cells["y"] = cells["y"] * 0.35          # about three times wider than tall
-    extra = np.random.default_rng(0).random(len(cells)) < 0.2
-    cells.loc[extra, "cell_type"] = [f"Extra_type_{k}" for k in np.arange(extra.sum()) % 10]
-    fig, *_ = tissue_figure(analyse_sample(cells, Config(), name="W"), "W", Config())
-    fig.canvas.draw()
-    legend = fig.axes[0].get_legend().get_window_extent()
-    assert len(fig.axes[0].get_legend().get_texts()) >= 25
-    assert legend.y0 >= 0 and legend.y1 <= fig.bbox.height          # no row cut off
-    assert legend.x1 <= fig.bbox.width
+    index = np.zeros((300, 500), dtype=np.uint8)
+    save_indexed_png(figures / "S1.map.png", index, np.array([[255, 255, 255]]))
+    save_indexed_png(figures / "S2.map.png", index, np.array([[255, 255, 255]]))
+    # S1 has its description (extent -20..480 µm × 0..300 µm, one lesion); S2 is an older map
+    save_map_info(figures / "S1.map.png", index.shape, (-20.0, 480.0, 0.0, 300.0), 50.0,
+                  title="S1", n_cells=1234,
+                  legend=[LegendItem("T <b> (12)", "#ff0000", "type")],
+                  lesions=[("1", 230.0, 150.0)], outlines=[])
+    page = render_report(run).read_text()
+    cards = dict(re.findall(r'<div class="card"><a href="(S\d)\.html">(.*?)</a>', page))
+    for name in ("S1", "S2"):
+        assert cards[name] == (f'<img src="figures/{name}.map.png" alt="tissue map of {name}" '
+                               'loading="lazy">')
+    sample = (run / "report" / "S1.html").read_text()
+    svg = re.search(r'<svg class="tissue-map".*?</svg>', sample).group(0)
+    # the 500 × 300 px image scaled into the plot area (at most MAP_PLOT_PX, aspect kept)
+    scale = min(MAP_PLOT_PX[0] / 500, MAP_PLOT_PX[1] / 300)
+    assert f'href="figures/S1.map.png" width="{500 * scale:.0f}" height="{300 * scale:.0f}"' in svg
+    assert "S1 — 1,234 cells" in svg
+    # x ticks at round µm values incl. 0, placed at (value - x0) × pixels per µm
+    ticks = {v: float(k) for k, v in re.findall(r'<text x="([\d.]+)">(-?[\d,]+)</text>', svg)}
+    for value in (0, 100, 400):
+        assert ticks[f"{value:,}"] == pytest.approx((value + 20) * scale, abs=0.05)
+    assert "-0" not in ticks
+    lesion = re.search(r'<g transform="translate\(([\d.]+),([\d.]+)\)"><circle', svg)
+    assert (float(lesion[1]), float(lesion[2])) == pytest.approx((250 * scale, 150 * scale),
+                                                                  abs=0.05)
+    assert "T &lt;b&gt; (12)" in sample and "<b>" not in sample
+    assert '<svg class="tissue-map"' not in (run / "report" / "S2.html").read_text()

@@ -81,7 +81,7 @@ def nice_ticks(low: float, high: float, n: int = 5) -> np.ndarray:
     step = power * min((m for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * power >= raw),
                        default=10.0)
     ticks = np.arange(np.ceil(low / step) * step, high + step * 1e-9, step)
-    return np.round(ticks, 10)
+    return np.round(ticks, 10) + 0.0   # + 0.0: -0.0 (from ceil of a small negative) is 0
 
 
 def log_ticks(low: float, high: float) -> np.ndarray:

@@ -31,14 +31,16 @@ from metaniche.plotting.style import mpl_text, type_colours
 if TYPE_CHECKING:
     from metaniche.analyses.compartments import CompartmentResult
 
-__all__ = ["AGGREGATE_COLOURS", "BAND_COLOUR", "MAP_WIDTH_PX", "TissueField", "draw_tissue",
-           "field_from_cells", "field_from_compartments", "map_colours", "map_extent",
-           "type_codes"]
+__all__ = ["AGGREGATE_COLOURS", "BAND_ALPHA", "BAND_COLOUR", "MAP_WIDTH_PX", "LegendItem",
+           "TissueField", "aggregate_hulls", "draw_tissue", "field_from_cells",
+           "field_from_compartments", "legend_items", "map_colours", "map_extent", "type_codes"]
 
 #: Width (px) of the painted cell raster (≈ the width of the report's sample page).
 MAP_WIDTH_PX = 1100
 #: Colour of the border band and its limits.
 BAND_COLOUR = "#f5b041"
+#: Opacity of the border band's shading over the tissue grey.
+BAND_ALPHA = 0.35
 #: Outline colours of the aggregate kinds (in sorted kind order, repeating).
 AGGREGATE_COLOURS = ("#000000", "#8e44ad", "#16a085", "#2c3e50")
 #: Largest side (px) of the field drawn under the cells (larger rasters are strided).
@@ -225,7 +227,13 @@ def draw_tissue(ax: Any, x: np.ndarray, y: np.ndarray, codes: np.ndarray,
             ax.annotate(str(lesion.lesion_id), (lesion.centroid_x, lesion.centroid_y),
                         zorder=5, ha="center", va="center", fontsize=9, weight="bold",
                         color="white", bbox={"boxstyle": "circle", "fc": "black", "alpha": 0.7})
-    kinds = _draw_aggregates(ax, x, y, aggregate_id, aggregates)
+    kinds, hulls = aggregate_hulls(x, y, aggregate_id, aggregates)
+    if hulls:
+        from matplotlib.patches import Polygon
+
+        for kind, hull in hulls:
+            ax.add_patch(Polygon(hull, closed=True, fill=False, ls="--", lw=1.1,
+                                 ec=kinds[kind], zorder=6))
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[3], extent[2])
     ax.set_aspect("equal")
@@ -234,14 +242,17 @@ def draw_tissue(ax: Any, x: np.ndarray, y: np.ndarray, codes: np.ndarray,
     if title is not None:
         ax.set_title(mpl_text(f"{title} — {len(x):,} cells"), fontsize=10)
     if legend:
-        counts = np.bincount(codes, minlength=len(labels))
-        handles = [Patch(color=colours[t], label=mpl_text(f"{t} ({n:,})"))
-                   for t, n in zip(labels, counts, strict=True)]
-        if band:
-            handles += [Patch(fc=BAND_COLOUR, alpha=0.35, ec=BAND_COLOUR, ls="--",
-                              label=mpl_text(f"border band (±{border_um:g} µm)")),
-                        Patch(fc="none", ec="black", label="tumour boundary")]
-        handles += [Patch(fc="none", ec=c, ls="--", label=mpl_text(k)) for k, c in kinds.items()]
+        handles = []
+        for item in legend_items(labels, codes, colours, border_um if band else None, kinds):
+            if item.kind == "type":
+                handles.append(Patch(color=item.colour, label=mpl_text(item.label)))
+            elif item.kind == "band":
+                handles.append(Patch(fc=item.colour, alpha=BAND_ALPHA, ec=item.colour, ls="--",
+                                     label=mpl_text(item.label)))
+            else:   # boundary (solid), aggregate kinds (dashed)
+                handles.append(Patch(fc="none", ec=item.colour,
+                                     ls="-" if item.kind == "boundary" else "--",
+                                     label=mpl_text(item.label)))
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5,
                   frameon=False, title="cell type (n)", title_fontsize=8)
     return ax
@@ -257,7 +268,7 @@ def _draw_field(ax: Any, field: TissueField, border_um: float) -> None:
     if field.has_tumour:
         values = field.signed_distance_um
         band = field.tissue & (np.abs(np.nan_to_num(values, nan=np.inf)) <= border_um)
-        shade[band] = (*to_rgb(BAND_COLOUR), 0.35)
+        shade[band] = (*to_rgb(BAND_COLOUR), BAND_ALPHA)
         masked = np.where(field.tissue, values, np.nan)
         if border_um > 0:
             ax.contour(xs, ys, masked, levels=[-border_um, border_um], colors=BAND_COLOUR,
@@ -266,28 +277,79 @@ def _draw_field(ax: Any, field: TissueField, border_um: float) -> None:
     ax.imshow(shade, origin="lower", extent=extent, interpolation="nearest", zorder=1)
 
 
-def _draw_aggregates(ax: Any, x: np.ndarray, y: np.ndarray, aggregate_id: np.ndarray | None,
-                     aggregates: pd.DataFrame | None) -> dict[str, str]:
-    """Dashed convex hull of the member cells of each aggregate; returns kind → colour."""
+@dataclass(frozen=True)
+class LegendItem:
+    """One entry of the tissue map's legend.
+
+    Attributes
+    ----------
+    label
+        Text as shown (raw: the report escapes it, matplotlib gets :func:`mpl_text`).
+    colour
+        ``#rrggbb``.
+    kind
+        ``"type"`` (filled square), ``"band"`` (shaded, dashed edge), ``"boundary"`` (solid
+        line) or ``"aggregate"`` (dashed outline).
+    """
+
+    label: str
+    colour: str
+    kind: str
+
+
+def legend_items(labels: Sequence[str], codes: np.ndarray, colours: Mapping[str, str],
+                 border_um: float | None, aggregate_kinds: Mapping[str, str],
+                 ) -> list[LegendItem]:
+    """The legend of the tissue map, shared by the report and ``metaniche.pl.tissue``: each
+    type with its number of cells (``"CD8_T (1,234)"``), then, when a boundary is drawn
+    (``border_um`` not None), the band (``"border band (±w µm)"``) and the boundary, then
+    the aggregate kinds (:func:`aggregate_hulls`)."""
+    from matplotlib.colors import to_hex
+
+    counts = np.bincount(np.asarray(codes, dtype=np.intp), minlength=len(labels))
+    items = [LegendItem(f"{t} ({n:,})", to_hex(colours[t]), "type")
+             for t, n in zip(labels, counts, strict=True)]
+    if border_um is not None:
+        items += [LegendItem(f"border band (±{border_um:g} µm)", BAND_COLOUR, "band"),
+                  LegendItem("tumour boundary", "#000000", "boundary")]
+    items += [LegendItem(k, c, "aggregate") for k, c in aggregate_kinds.items()]
+    return items
+
+
+def aggregate_hulls(x: np.ndarray, y: np.ndarray, aggregate_id: np.ndarray | None,
+                    aggregates: pd.DataFrame | None,
+                    ) -> tuple[dict[str, str], list[tuple[str, np.ndarray]]]:
+    """Outline of each multicellular aggregate: the convex hull of its member cells
+    (:class:`scipy.spatial.ConvexHull`; aggregates of fewer than three cells, or collinear,
+    have none).
+
+    Returns
+    -------
+    kinds : dict
+        Aggregate kind → outline colour (:data:`AGGREGATE_COLOURS` in sorted kind order).
+    hulls : list of (kind, numpy.ndarray)
+        The hull vertices (µm, shape (k, 2), counter-clockwise) of each aggregate, in
+        ascending aggregate id.
+    """
     if aggregates is None or aggregates.empty or aggregate_id is None:
-        return {}
-    from matplotlib.patches import Polygon
+        return {}, []
     from scipy.spatial import ConvexHull, QhullError
 
     ids = pd.to_numeric(pd.Series(aggregate_id), errors="coerce").fillna(0).to_numpy(
         np.int64)
     member = np.flatnonzero(ids != 0)
     if member.size == 0:
-        return {}
+        return {}, []
     kind_column = (aggregates["kind"] if "kind" in aggregates.columns
                    else pd.Series("aggregate", index=aggregates.index))
     kind_of = dict(zip(aggregates["aggregate_id"].astype(np.int64), kind_column.astype(str),
                        strict=True))
     kinds = {k: AGGREGATE_COLOURS[i % len(AGGREGATE_COLOURS)]
-             for i, k in enumerate(sorted(set(kind_of.values())))}
+             for i, k in enumerate(sorted({*kind_of.values()}))}
     order = member[np.argsort(ids[member], kind="stable")]
     points = np.column_stack([x, y])[order]
     uniq, starts = np.unique(ids[order], return_index=True)
+    hulls = []
     for agg, part in zip(uniq, np.split(points, starts[1:]), strict=True):
         kind = kind_of.get(int(agg), "aggregate")
         if len(part) < 3:
@@ -296,6 +358,6 @@ def _draw_aggregates(ax: Any, x: np.ndarray, y: np.ndarray, aggregate_id: np.nda
             hull = part[ConvexHull(part).vertices]
         except QhullError:
             continue
-        ax.add_patch(Polygon(hull, closed=True, fill=False, ls="--", lw=1.1,
-                             ec=kinds.get(kind, "black"), zorder=6))
-    return kinds
+        kinds.setdefault(kind, AGGREGATE_COLOURS[len(kinds) % len(AGGREGATE_COLOURS)])
+        hulls.append((kind, hull))
+    return kinds, hulls

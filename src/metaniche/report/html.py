@@ -21,6 +21,7 @@ from typing import Any
 
 import jinja2
 import pandas as pd
+from markupsafe import Markup
 
 from metaniche import tables as T
 from metaniche._atomic import write_text
@@ -30,15 +31,16 @@ from metaniche.report.methods import flatten_parameters, methods_paragraphs
 from metaniche.report.overview import sample_call_explanation
 from metaniche.report.rundata import RunData
 from metaniche.report.sample_page import GLANCE, sample_sections
-from metaniche.report.zoom import read_map_axes, read_zoom_info, thumb_path
+from metaniche.report.svg import tissue_map
+from metaniche.report.zoom import read_map_info, read_zoom_info
 from metaniche.rundir import Manifest, SampleRecord
 
 __all__ = ["render_report"]
 
 #: Sample pages are rendered in parallel processes from this many samples on.
 PARALLEL_PAGES = 64
-#: Samples whose map carries no Axes box and has no thumbnail (runs made before either
-#: existed) show the full-size map on the cohort page up to this many samples.
+#: Maps without a description (drawn by runs before the maps were painted, a figure with
+#: axes and legend in the image) are shown on the cohort page up to this many samples.
 MAX_THUMBNAILS = 48
 
 _ENV = jinja2.Environment(
@@ -88,7 +90,7 @@ def render_report(run_dir: str | Path, manifest: Manifest | None = None) -> Path
         samples=samples,
         n_ok=sum(s["status"] in ("ok", "skipped") for s in samples),
         n_failed=sum(s["status"] == "failed" for s in samples),
-        thumbnails=[s for s in samples if s["crop"] or s["thumb"]
+        thumbnails=[s for s in samples if s["map_figure"]
                     or (s["map"] and len(samples) <= MAX_THUMBNAILS)],
         cohort=run.manifest.steps.get("cohort") or None,
         stage_columns=stage_columns,
@@ -164,28 +166,23 @@ def _summary(run: RunData, record: SampleRecord) -> dict[str, Any]:
         "phenotype_why": sample_call_explanation(run, record.sample),
         "n_cells": _n_cells(run, record.sample),
         "map": figure.relative_to(run.dir.report_dir).as_posix() if figure.is_file() else None,
-        "crop": (crop := _crop(figure)),
-        "thumb": (thumb.relative_to(run.dir.report_dir).as_posix()
-                  if crop is None and (thumb := thumb_path(figure)).is_file() else None),
+        "map_figure": _map_figure(figure, run.dir.report_dir),
         "zoom": read_zoom_info(figure) if figure.is_file() else None,
         "stages": _stage_seconds(record.stages),
         "slowest": _slowest(_stage_seconds(record.stages)),
     }
 
 
-def _crop(figure: Path) -> dict[str, str] | None:
-    """CSS of the cohort page's thumbnail: the static map shown cropped to its Axes box
-    (:func:`metaniche.report.zoom.read_map_axes`), in a box of the Axes' aspect ratio; the
-    image is scaled so the box spans the card's width (percent margins refer to the width).
-    None when the map is absent or carries no box (maps of older runs)."""
-    box = read_map_axes(figure) if figure.is_file() else None
-    if box is None:
+def _map_figure(figure: Path, report_dir: Path) -> dict[str, Any] | None:
+    """The sample page's tissue map: the painted PNG in its SVG frame (µm axes, lesion ids,
+    aggregate outlines; :func:`metaniche.report.svg.tissue_map`) and its legend, from the
+    map's description (:func:`metaniche.report.zoom.read_map_info`). None when the map or
+    its description is absent (a map of an older run: the page shows the PNG alone)."""
+    info = read_map_info(figure) if figure.is_file() else None
+    if info is None:
         return None
-    w = box["w"]
-    return {"box": f"aspect-ratio:{w}/{box['h']}",
-            "image": f"width:{100 * box['width'] / w:.3f}%;"
-                     f"margin-left:{-100 * box['x'] / w:.3f}%;"
-                     f"margin-top:{-100 * box['y'] / w:.3f}%"}
+    return {"svg": Markup(tissue_map(info, figure.relative_to(report_dir).as_posix())),
+            "legend": info["legend"]}
 
 
 def _slowest(stages: list[tuple[str, float]]) -> str:

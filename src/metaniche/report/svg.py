@@ -25,7 +25,7 @@ from matplotlib import colormaps
 from metaniche.plotting.style import fmt, log_ticks, nice_ticks
 
 __all__ = ["cell_image", "esc", "fmt", "grouped_hbars", "heatmap", "heatmap_tip", "log_ticks",
-           "nice_ticks", "small_multiples", "stacked_bars"]
+           "nice_ticks", "small_multiples", "stacked_bars", "tissue_map"]
 
 _FONT = "font-family:system-ui,sans-serif"
 _CHAR_PX = 6.2  # approximate width of one 11 px character
@@ -421,4 +421,63 @@ def stacked_bars(bars: Sequence[str], segments: Sequence[str], fractions: np.nda
                            '</title></rect>')
             x += w
     out.append("</svg>")
+    return "".join(out)
+
+
+#: Largest width and height of the tissue map's plot area (SVG units, about CSS pixels).
+MAP_PLOT_PX = (560, 620)
+
+
+def tissue_map(info: Mapping[str, Any], src: str) -> str:
+    """The sample's tissue map: the painted PNG ``src`` in a frame with µm axes, the lesion
+    ids at their centroids and the dashed aggregate outlines drawn over it.
+
+    ``info`` is the map's description (:func:`metaniche.report.zoom.read_map_info`): image
+    size (px), extent (µm; row 0 of the image is y0, so y grows downward as in the source
+    image), title, number of cells, lesions and outlines. Ticks at round µm values, 0 among
+    them when in range (:func:`nice_ticks`). The legend is HTML beside it (the sample
+    page). The plot area is at most :data:`MAP_PLOT_PX` in SVG units (the image keeps its
+    own resolution inside it), so the 11 px text stays about that size where the page
+    shows the map.
+    """
+    x0, x1, y0, y1 = (float(v) for v in info["extent_um"])
+    scale = min(MAP_PLOT_PX[0] / int(info["width_px"]), MAP_PLOT_PX[1] / int(info["height_px"]))
+    pw, ph = round(int(info["width_px"]) * scale), round(int(info["height_px"]) * scale)
+    left, top, bottom, right = 52, 24, 36, 10
+    sx, sy = pw / (x1 - x0), ph / (y1 - y0)
+    title = f"{info['title']} — {int(info['n_cells']):,} cells"
+    width, height = left + pw + right, top + ph + bottom
+    out = _open(width, height, f"tissue map of {info['title']}")
+    out[0] = out[0].replace("<svg ", '<svg class="tissue-map" ', 1)
+    out.append(f'<text x="{left}" y="15" font-weight="bold">{esc(_short(title, 90))}</text>')
+    out.append(f'<g transform="translate({left},{top})">')
+    out.append(f'<image href="{esc(src)}" width="{pw}" height="{ph}" '
+               'preserveAspectRatio="none"/>')
+    for outline in info.get("outlines", []):
+        points = " ".join(f"{_num((a - x0) * sx)},{_num((b - y0) * sy)}"
+                          for a, b in outline["points"])
+        out.append(f'<polygon points="{points}" fill="none" stroke="{esc(outline["colour"])}" '
+                   'stroke-width="1.5" stroke-dasharray="5,3"/>')
+    for lesion in info.get("lesions", []):
+        cx, cy = (lesion["x"] - x0) * sx, (lesion["y"] - y0) * sy
+        if 0 <= cx <= pw and 0 <= cy <= ph:
+            out.append(f'<g transform="translate({_num(cx)},{_num(cy)})"><circle r="9" '
+                       'fill="#000" fill-opacity="0.7"/><text y="4" text-anchor="middle" '
+                       f'fill="#fff" font-weight="bold">{esc(_short(lesion["id"], 4))}</text></g>')
+    x_ticks = [t for t in nice_ticks(x0, x1, 6) if x0 <= t <= x1]
+    y_ticks = [t for t in nice_ticks(y0, y1, 6) if y0 <= t <= y1]
+    xs = [(t - x0) * sx for t in x_ticks]
+    ys = [(t - y0) * sy for t in y_ticks]
+    out.append(f'<path d="M0 0h{pw}v{ph}H0z' + "".join(f"M{_num(v)} {ph}v4" for v in xs)
+               + "".join(f"M-4 {_num(v)}h4" for v in ys) + '" fill="none" stroke="#666"/>')
+    out.append(f'<g text-anchor="middle" transform="translate(0,{ph + 15})">'
+               + "".join(f'<text x="{_num(v)}">{esc(fmt(t))}</text>'
+                         for v, t in zip(xs, x_ticks, strict=True)) + "</g>")
+    out.append('<g text-anchor="end">'
+               + "".join(f'<text x="-6" y="{_num(v + 4)}">{esc(fmt(t))}</text>'
+                         for v, t in zip(ys, y_ticks, strict=True)) + "</g>")
+    out.append(f'<text x="{_num(pw / 2)}" y="{ph + 30}" text-anchor="middle">x (µm)</text>')
+    out.append(f'<text transform="translate({-left + 12},{_num(ph / 2)}) rotate(-90)" '
+               'text-anchor="middle">y (µm)</text>')
+    out.append("</g></svg>")
     return "".join(out)

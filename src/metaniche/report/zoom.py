@@ -1,7 +1,11 @@
-"""The zoomable tissue map: a high-resolution raster plus a small description beside it.
+"""The painted tissue map: a raster of cells and compartments plus a description beside it.
 
-The per-sample task writes ``<stem>.map.zoom.png`` (longer side :data:`ZOOM_SIZE_PX` pixels)
-and ``<stem>.map.zoom.json`` (extent in µm, legend); the sample page shows the raster in a
+The static map of every sample (``<stem>.map.png``, :mod:`metaniche.report.figures`) is
+:func:`zoom_index` at up to 1,000 pixels with ``<stem>.map.json`` beside it
+(:func:`save_map_info`: extent, legend, lesion ids, aggregate outlines, drawn over the image
+by :func:`metaniche.report.svg.tissue_map`). For a large sample the per-sample task also
+writes ``<stem>.map.zoom.png`` (longer side :data:`ZOOM_SIZE_PX` pixels) and
+``<stem>.map.zoom.json`` (extent in µm, legend); the sample page shows the raster in a
 viewer of its own (``templates/_zoom.js.html``: wheel zoom about the pointer, drag to pan, no
 network). The raster is painted with NumPy only: tissue grey, the border band shaded, every
 cell as a square dot in its type's colour (rare types on top), and the tumour boundary
@@ -20,14 +24,18 @@ from matplotlib.colors import to_hex, to_rgb
 from matplotlib.image import imsave
 
 from metaniche._atomic import atomic_path, write_json
+from metaniche.plotting.tissue import BAND_ALPHA, BAND_COLOUR
 from metaniche.report.paint import paint_codes, save_indexed_png
 
 if TYPE_CHECKING:
-    from metaniche.analyses.compartments import CompartmentResult
+    from collections.abc import Sequence
 
-__all__ = ["MAP_AXES_KEY", "ZOOM_MIN_GAIN", "ZOOM_SIZE_PX", "map_axes_text", "read_map_axes",
-           "read_zoom_info", "save_zoom_map", "thumb_path", "zoom_adds_detail", "zoom_index",
-           "zoom_paths", "zoom_raster"]
+    from metaniche.analyses.compartments import CompartmentResult
+    from metaniche.plotting.tissue import LegendItem
+
+__all__ = ["ZOOM_MIN_GAIN", "ZOOM_SIZE_PX", "map_info_path", "read_map_info",
+           "read_zoom_info", "save_map_info", "save_zoom_map", "zoom_adds_detail",
+           "zoom_index", "zoom_paths", "zoom_raster"]
 
 #: Longer side of the zoomable raster (pixels).
 ZOOM_SIZE_PX = 4096
@@ -40,8 +48,7 @@ _MIN_PIXEL_UM = 1.0
 #: Cell dots are at most this radius (µm) however far the raster is zoomed.
 _DOT_RADIUS_UM = 5.0
 _TISSUE_RGB = np.array([237, 237, 237], dtype=np.float64)
-_BAND_RGB = np.array([245, 176, 65], dtype=np.float64)
-_BAND_ALPHA = 0.35
+_BAND_RGB = np.array(to_rgb(BAND_COLOUR), dtype=np.float64) * 255
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
@@ -162,7 +169,7 @@ def zoom_index(x: np.ndarray, y: np.ndarray, codes: np.ndarray, colours: np.ndar
             thick[1:] |= edge[:-1]
             thick[:-1] |= edge[1:]
             kind[thick] = 3
-    band = np.round((1 - _BAND_ALPHA) * _TISSUE_RGB + _BAND_ALPHA * _BAND_RGB)
+    band = np.round((1 - BAND_ALPHA) * _TISSUE_RGB + BAND_ALPHA * _BAND_RGB)
     palette = np.concatenate([np.array([[255, 255, 255], _TISSUE_RGB, band, [0, 0, 0]]),
                               colours * 255]).astype(np.uint8)
     index = kind.astype(np.uint16)
@@ -200,50 +207,6 @@ def save_zoom_map(map_png: str | Path, x: np.ndarray, y: np.ndarray, codes: np.n
     })
 
 
-def thumb_path(map_png: str | Path) -> Path:
-    """``<stem>.map.thumb.png`` beside the static ``<stem>.map.png`` (written by runs of
-    metaniche before the cohort page cropped the static map, :func:`read_map_axes`; still
-    shown when present and the map carries no Axes box)."""
-    map_png = Path(map_png)
-    return map_png.with_name(f"{map_png.name.removesuffix('.png')}.thumb.png")
-
-
-#: PNG text key of the static map's Axes box: ``"x0 y0 x1 y1 width height"`` in pixels
-#: (row 0 at the top), the image's size last.
-MAP_AXES_KEY = "metaniche:map-axes"
-
-
-def map_axes_text(box: tuple[float, float, float, float], size: tuple[int, int]) -> str:
-    """The value stored under :data:`MAP_AXES_KEY`: the Axes box ``(x0, y0, x1, y1)`` (pixels,
-    rounded outward to whole pixels and one more pixel right and down, so the frame lines
-    drawn on the box's edges are inside it; clipped to the image) and the image ``size``
-    (width, height)."""
-    width, height = size
-    x0, y0, x1, y1 = box
-    clipped = (max(0, int(np.floor(x0))), max(0, int(np.floor(y0))),
-               min(width, int(np.ceil(x1)) + 1), min(height, int(np.ceil(y1)) + 1))
-    return " ".join(str(v) for v in (*clipped, width, height))
-
-
-def read_map_axes(map_png: str | Path) -> dict[str, float] | None:
-    """The Axes box the static map carries (:data:`MAP_AXES_KEY`), as the cohort page crops it:
-    ``x``, ``y``, ``w``, ``h`` of the box and the image's ``width`` and ``height`` (pixels);
-    None when the map has no (well-formed) box. Reads the PNG's header only."""
-    from PIL import Image
-
-    try:
-        with Image.open(map_png) as image:
-            values = [int(v) for v in str(image.info.get(MAP_AXES_KEY, "")).split()]
-    except (OSError, ValueError):
-        return None
-    if len(values) != 6:
-        return None
-    x0, y0, x1, y1, width, height = values
-    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-        return None
-    return {"x": x0, "y": y0, "w": x1 - x0, "h": y1 - y0, "width": width, "height": height}
-
-
 def read_zoom_info(map_png: str | Path) -> dict[str, Any] | None:
     """The zoom description beside ``map_png`` when it and its image exist and are well formed
     (colours must be ``#rrggbb``; the file is not trusted), else None."""
@@ -260,5 +223,74 @@ def read_zoom_info(map_png: str | Path) -> dict[str, Any] | None:
                   if _HEX.match(str(item.get("colour", "")))]
         return {"src": f"figures/{png.name}", "width_px": int(data["width_px"]),
                 "height_px": int(data["height_px"]), "extent_um": extent, "legend": legend}
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+#: Kinds of legend entries a map description may hold (:class:`~metaniche.plotting.tissue.
+#: LegendItem`).
+_LEGEND_KINDS = ("type", "band", "boundary", "aggregate")
+
+
+def map_info_path(map_png: str | Path) -> Path:
+    """``<stem>.map.json`` beside the static ``<stem>.map.png``."""
+    map_png = Path(map_png)
+    return map_png.with_name(f"{map_png.name.removesuffix('.png')}.json")
+
+
+def save_map_info(map_png: str | Path, shape: tuple[int, ...],
+                  extent: tuple[float, float, float, float], border_um: float, *, title: str,
+                  n_cells: int, legend: Sequence[LegendItem],
+                  lesions: Sequence[tuple[str, float, float]],
+                  outlines: Sequence[tuple[str, np.ndarray]]) -> None:
+    """Write the description of the static map ``map_png`` (:func:`map_info_path`).
+
+    The JSON holds ``image`` (the PNG's name), ``width_px``, ``height_px`` (of the image,
+    ``shape`` = (height, width)), ``extent_um`` (x0, x1, y0, y1; row 0 = y0), ``pixel_um``,
+    ``border_um``, ``title``, ``n_cells``, ``legend`` (label, colour, kind), ``lesions``
+    (id, x, y in µm) and ``outlines`` (colour, hull vertices in µm rounded to 0.1 µm).
+    """
+    height, width = int(shape[0]), int(shape[1])
+    write_json(map_info_path(map_png), {
+        "image": Path(map_png).name, "width_px": width, "height_px": height,
+        "extent_um": [float(v) for v in extent],
+        "pixel_um": float((extent[1] - extent[0]) / width), "border_um": float(border_um),
+        "title": str(title), "n_cells": int(n_cells),
+        "legend": [{"label": i.label, "colour": i.colour, "kind": i.kind} for i in legend],
+        "lesions": [{"id": str(k), "x": float(x), "y": float(y)} for k, x, y in lesions],
+        "outlines": [{"colour": str(c), "points": np.round(np.asarray(p, dtype=np.float64), 1)
+                      .tolist()} for c, p in outlines],
+    })
+
+
+def read_map_info(map_png: str | Path) -> dict[str, Any] | None:
+    """The description beside the static map ``map_png`` (:func:`save_map_info`) when it is
+    well formed, else None (a map of an older run, or a damaged file: the page shows the
+    PNG alone). The file is not trusted: numbers are parsed, colours must be ``#rrggbb``
+    and legend kinds known; text is escaped where it is shown."""
+    import json
+
+    path = map_info_path(map_png)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        extent = [float(v) for v in data["extent_um"]]
+        width, height = int(data["width_px"]), int(data["height_px"])
+        if len(extent) != 4 or width < 1 or height < 1 or not (
+                extent[1] > extent[0] and extent[3] > extent[2]) or not np.isfinite(extent).all():
+            return None
+        legend = [{"label": str(i["label"]), "colour": str(i["colour"]), "kind": str(i["kind"])}
+                  for i in data.get("legend", [])
+                  if _HEX.match(str(i.get("colour", ""))) and i.get("kind") in _LEGEND_KINDS]
+        lesions = [{"id": str(i["id"]), "x": float(i["x"]), "y": float(i["y"])}
+                   for i in data.get("lesions", [])]
+        outlines = [{"colour": str(i["colour"]),
+                     "points": [(float(a), float(b)) for a, b in i["points"]]}
+                    for i in data.get("outlines", []) if _HEX.match(str(i.get("colour", "")))]
+        return {"width_px": width, "height_px": height, "extent_um": extent,
+                "title": str(data.get("title", "")), "n_cells": int(data.get("n_cells", 0)),
+                "border_um": float(data.get("border_um", 0.0)), "legend": legend,
+                "lesions": lesions, "outlines": outlines}
     except (ValueError, KeyError, TypeError):
         return None
