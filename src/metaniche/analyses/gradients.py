@@ -53,7 +53,6 @@ References
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -77,6 +76,7 @@ __all__ = [
     "merge_adjacent_bins",
     "pool_gradients",
     "trend_test",
+    "trend_tests",
 ]
 
 #: Smallest band area (mm²) of a gradient bin that the report draws and the cohort shape test
@@ -450,61 +450,90 @@ def trend_test(centre_um: np.ndarray, counts: np.ndarray, area_mm2: np.ndarray,
     ``c_k`` (µm) and positive area; the side term is dropped when all bins lie on one side.
     NB2 (variance ``mu + alpha mu²``) replaces Poisson when the Pearson dispersion exceeds
     :data:`OVERDISPERSION_THRESHOLD`, with alpha = Σ((y − mu)² − y) / Σ mu² from the Poisson fit
-    (Cameron & Trivedi 1990). Fewer than ``min_cells`` cells or fewer than 3 bins: NaN result.
+    (Cameron & Trivedi 1990); when that alpha is not positive, the Poisson estimates with
+    Pearson scale (quasi-Poisson). Fewer than ``min_cells`` cells or fewer than 3 bins: NaN
+    result.
 
-    The dispersion is statsmodels' Pearson chi² over the residual degrees of freedom (at least
-    1) of the Poisson fit. The slope interval is the Wald interval
-    ``slope ± z · se`` with ``z = Φ⁻¹(0.5 + confidence / 2)`` (1.96 at the default
-    ``confidence = 0.95``); the p-value is the two-sided Wald p of slope = 0.
+    The dispersion is the Pearson chi² over the residual degrees of freedom (at least 1) of
+    the Poisson fit. The slope interval is the Wald interval ``slope ± z · se`` with
+    ``z = Φ⁻¹(0.5 + confidence / 2)`` (1.96 at the default ``confidence = 0.95``); the
+    p-value is the two-sided Wald p of slope = 0. The GLMs are fitted by
+    :func:`metaniche.analyses._glm.fit_log_glm` (statsmodels' IRLS, batched: the same
+    estimates as ``statsmodels.genmod.GLM``, tested against it); :func:`trend_tests` fits
+    many profiles at once.
     """
-    # The GLM module alone: statsmodels.api imports every model (seconds on first use).
-    from statsmodels.genmod import families
-    from statsmodels.genmod.generalized_linear_model import GLM
+    return trend_tests([centre_um], [counts], [area_mm2], min_cells, confidence)[0]
 
+
+def trend_tests(centre_um: Sequence[np.ndarray], counts: Sequence[np.ndarray],
+                area_mm2: Sequence[np.ndarray], min_cells: int = _MIN_CELLS_FOR_TREND,
+                confidence: float = 0.95) -> list[TrendResult]:
+    """:func:`trend_test` of each profile ``(centre_um[i], counts[i], area_mm2[i])``, the
+    models of all profiles fitted together (one batched IRLS per model form)."""
     if not 0 < confidence < 1:
         raise ValueError(f"`confidence` must be between 0 and 1 (exclusive); got {confidence}.")
-    centre = np.asarray(centre_um, dtype=np.float64)
-    y = np.asarray(counts, dtype=np.float64)
-    area = np.asarray(area_mm2, dtype=np.float64)
-    use = area > 0
-    centre, y, area = centre[use], y[use], area[use]
-    if y.sum() < min_cells or len(y) < 3:
-        return _NO_TREND
-    columns = [np.ones_like(centre), np.abs(centre) / 100.0]
-    outside = (centre > 0).astype(np.float64)
-    two_sided = 0 < outside.sum() < len(outside)
-    if two_sided:
-        columns.append(outside)
-    design = np.column_stack(columns)
-    offset = np.log(area)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            fit = GLM(y, design, family=families.Poisson(), offset=offset).fit()
-            mu = fit.mu
-            dispersion = float(fit.pearson_chi2 / max(fit.df_resid, 1))
-            model, alpha = "poisson", 0.0
-            if dispersion > OVERDISPERSION_THRESHOLD:
-                alpha = float(np.sum((y - mu) ** 2 - y) / np.sum(mu**2))
-                if alpha > 1e-6:
-                    fit = GLM(y, design, family=families.NegativeBinomial(alpha=alpha),
-                              offset=offset).fit()
-                    model = "negative_binomial"
-                else:
-                    # Excess variance not of the NB2 form: quasi-Poisson (Pearson scale).
-                    fit = GLM(y, design, family=families.Poisson(),
-                              offset=offset).fit(scale="X2")
-                    model, alpha = "quasi_poisson", 0.0
-        except (ValueError, np.linalg.LinAlgError, FloatingPointError):
-            return _NO_TREND
-    slope, se = float(fit.params[1]), float(fit.bse[1])
-    if not (np.isfinite(slope) and np.isfinite(se)):
-        return _NO_TREND
-    p = float(2 * stats.norm.sf(abs(slope / se))) if se > 0 else math.nan
-    half = float(stats.norm.ppf(0.5 + confidence / 2)) * se
-    return TrendResult(slope, slope - half, slope + half, p,
-                       float(fit.params[2]) if two_sided else math.nan, model,
-                       dispersion, alpha)
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    results = [_NO_TREND] * len(centre_um)
+    forms: dict[bool, list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]] = {True: [],
+                                                                              False: []}
+    for i, (c, n, a) in enumerate(zip(centre_um, counts, area_mm2, strict=True)):
+        c, n, a = (np.asarray(v, dtype=np.float64) for v in (c, n, a))
+        use = a > 0
+        c, n, a = c[use], n[use], a[use]
+        if n.sum() < min_cells or len(n) < 3:
+            continue
+        outside = c > 0
+        forms[bool(0 < outside.sum() < len(outside))].append((i, c, n, a))
+    for two_sided, profiles in forms.items():
+        if profiles:
+            _fit_trends(profiles, two_sided, z, results)
+    return results
+
+
+def _fit_trends(profiles: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]],
+                two_sided: bool, z: float, results: list[TrendResult]) -> None:
+    """Fit the profiles of one model form (with or without the side term) together and
+    store each :class:`TrendResult` at its index in ``results``."""
+    from metaniche.analyses._glm import fit_log_glm
+
+    width = max(len(p[2]) for p in profiles)
+    n_params = 3 if two_sided else 2
+    y = np.zeros((len(profiles), width))
+    offset = np.zeros_like(y)
+    design = np.zeros((len(profiles), width, n_params))
+    mask = np.zeros(y.shape, dtype=bool)
+    for g, (_, c, n, a) in enumerate(profiles):
+        k = len(n)
+        y[g, :k], offset[g, :k], mask[g, :k] = n, np.log(a), True
+        design[g, :k, 0], design[g, :k, 1] = 1.0, np.abs(c) / 100.0
+        if two_sided:
+            design[g, :k, 2] = c > 0
+    poisson = fit_log_glm(y, design, offset, mask)
+    dispersion = poisson.pearson_chi2 / np.maximum(poisson.df_resid, 1)
+    mu = poisson.mu
+    alpha = (np.where(mask, (y - mu) ** 2 - y, 0.0).sum(axis=1)
+             / np.where(mask, mu**2, 0.0).sum(axis=1))
+    over = dispersion > OVERDISPERSION_THRESHOLD
+    nb = over & (alpha > 1e-6)
+    params, bse = poisson.params, poisson.bse()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # excess variance not of the NB2 form: quasi-Poisson (Pearson scale)
+        quasi = over & ~nb
+        bse = np.where(quasi[:, None],
+                       poisson.bse(poisson.pearson_chi2 / poisson.df_resid), bse)
+    if nb.any():
+        refit = fit_log_glm(y[nb], design[nb], offset[nb], mask[nb], alpha[nb])
+        params, bse = params.copy(), bse.copy()
+        params[nb], bse[nb] = refit.params, refit.bse()
+    for g, (i, *_) in enumerate(profiles):
+        slope, se = float(params[g, 1]), float(bse[g, 1])
+        if not (np.isfinite(slope) and np.isfinite(se)):
+            continue
+        p = float(2 * stats.norm.sf(abs(slope / se))) if se > 0 else math.nan
+        model = "negative_binomial" if nb[g] else "quasi_poisson" if over[g] else "poisson"
+        results[i] = TrendResult(slope, slope - z * se, slope + z * se, p,
+                                 float(params[g, 2]) if two_sided else math.nan, model,
+                                 float(dispersion[g]), float(alpha[g]) if nb[g] else 0.0)
 
 
 def gradient_statistics(profiles: pd.DataFrame, border_um: float,
@@ -524,6 +553,7 @@ def gradient_statistics(profiles: pd.DataFrame, border_um: float,
     centre = 0.5 * (profiles["bin_start_um"].to_numpy() + profiles["bin_end_um"].to_numpy())
     window = profiles[np.abs(centre) <= window_um + 1e-9]
     rows = []
+    profiles_of: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for (lesion, cell_type), group in window.groupby(["lesion_id", "cell_type"],
                                                      dropna=False, sort=False):
         start = group["bin_start_um"].to_numpy()
@@ -531,7 +561,7 @@ def gradient_statistics(profiles: pd.DataFrame, border_um: float,
         counts = group["n_cells"].to_numpy()
         area = group["area_mm2"].to_numpy()
         mid = 0.5 * (start + end)
-        trend = trend_test(mid, counts, area, confidence=confidence)
+        profiles_of.append((mid, counts, area))
         usable = area >= 0.25 * np.median(area[area > 0]) if (area > 0).any() else area > 0
         if usable.any() and counts[usable].sum() > 0:
             density = counts[usable] / area[usable]
@@ -541,13 +571,21 @@ def gradient_statistics(profiles: pd.DataFrame, border_um: float,
             peak_um, peak_density = math.nan, math.nan
         rows.append({
             "lesion_id": lesion, "cell_type": cell_type, "n_cells": int(counts.sum()),
-            "slope_per_100um": trend.slope_per_100um, "ci_low": trend.ci_low,
-            "ci_high": trend.ci_high, "p": trend.p, "outside_log_ratio": trend.outside_log_ratio,
-            "model": trend.model, "dispersion": trend.dispersion, "alpha": trend.alpha,
             "peak_um": peak_um, "peak_density_per_mm2": peak_density,
             "borderline_index": borderline_index(start, end, counts, area, border_um,
                                                  window_um),
         })
+    trends = trend_tests([p[0] for p in profiles_of], [p[1] for p in profiles_of],
+                         [p[2] for p in profiles_of], confidence=confidence)
+    for row, trend in zip(rows, trends, strict=True):
+        row.update({
+            "slope_per_100um": trend.slope_per_100um, "ci_low": trend.ci_low,
+            "ci_high": trend.ci_high, "p": trend.p, "outside_log_ratio": trend.outside_log_ratio,
+            "model": trend.model, "dispersion": trend.dispersion, "alpha": trend.alpha})
+    columns = ["lesion_id", "cell_type", "n_cells", "slope_per_100um", "ci_low", "ci_high",
+               "p", "outside_log_ratio", "model", "dispersion", "alpha", "peak_um",
+               "peak_density_per_mm2", "borderline_index"]
+    rows = [{k: row[k] for k in columns} for row in rows]
     table = pd.DataFrame(rows)
     if not table.empty:
         table["lesion_id"] = pd.array(table["lesion_id"], dtype="Int64")
