@@ -52,9 +52,18 @@ def write_json(target: str | os.PathLike[str], obj: Any) -> None:
 
 
 def write_parquet(target: str | os.PathLike[str], table: pd.DataFrame) -> None:
-    """Write a DataFrame to Parquet atomically (index dropped)."""
+    """Write a DataFrame to Parquet atomically (index dropped).
+
+    What ``table.to_parquet(path, index=False)`` writes (pandas metadata, snappy), converted
+    on the calling thread: pyarrow's default converts the columns on its thread pool, whose
+    hand-offs cost more than the conversion for the small per-sample tables (about 1 ms of
+    the 3 ms a table took; a sample writes 20 of them)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrow = pa.Table.from_pandas(table, preserve_index=False, nthreads=1)
     with atomic_path(target, suffix=".parquet") as tmp:
-        table.to_parquet(tmp, index=False)
+        pq.write_table(arrow, tmp, compression="snappy")
 
 
 def write_bytes_with(target: str | os.PathLike[str], writer: Any) -> None:
