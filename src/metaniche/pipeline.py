@@ -171,10 +171,8 @@ def _run_locked(inputs: Sequence[str | Path], rundir: RunDir, config: Config,
     # Completion order depends on the executor; the manifest keeps input order.
     records = {s.name: records[s.name] for s in samples if s.name in records}
     try:
-        # the run-level steps use local processes only (a cluster ran the samples)
         return _run_level(inputs, rundir, config, clinical, clinical_table, records,
-                          {s.name: s.patient for s in samples}, chash, started, notify,
-                          workers if scheduler is None else 1)
+                          {s.name: s.patient for s in samples}, chash, started, notify)
     except OSError as err:
         # os.replace(temporary, target) names the target second.
         where = err.filename2 or err.filename or rundir.root
@@ -221,15 +219,14 @@ def _scan_indexed(item: tuple[int, tuple[Any, Config]],
 def _run_level(inputs: Sequence[str | Path], rundir: RunDir, config: Config,
                clinical: str | Path | None, clinical_table: pd.DataFrame | None,
                records: dict[str, SampleRecord], patients: dict[str, str | None],
-               chash: str, started: float, notify: ProgressCallback,
-               workers: int = 1) -> RunResult:
+               chash: str, started: float, notify: ProgressCallback) -> RunResult:
     """Gather, the run-level steps, the features, the report and run.json.
 
     ``patients`` maps each sample to the patient its cell table names (None when it names
     none); :func:`metaniche.cohort.steps.with_patients` reconciles it with the clinical table.
     """
     state = RunState(rundir, config, {n: r for n, r in records.items() if r.succeeded},
-                     clinical_table, workers=workers)
+                     clinical_table)
     clock = StageClock(None, notify)
     crash_point("gather", "run")
     with clock.stage("gather"):

@@ -28,8 +28,7 @@ __all__ = ["cohort_neighbourhoods"]
 
 def cohort_neighbourhoods(training: pd.DataFrame,
                           windows: Iterable[tuple[str, pd.DataFrame, np.ndarray]],
-                          config: Config, workers: int = 1,
-                          ) -> tuple[dict[str, np.ndarray], pd.DataFrame,
+                          config: Config) -> tuple[dict[str, np.ndarray], pd.DataFrame,
                                                    dict[str, dict[str, float]]]:
     """The cohort step of the cellular neighbourhoods (no I/O).
 
@@ -47,9 +46,6 @@ def cohort_neighbourhoods(training: pd.DataFrame,
         per-cell compartment labels (same cell order), consumed one at a time.
     config
         Run configuration (``[neighbourhoods]``).
-    workers
-        Processes choosing the number of CNs (:func:`~metaniche.analyses.communities.
-        fit_neighbourhoods`; the same model for any number).
 
     Returns
     -------
@@ -63,8 +59,7 @@ def cohort_neighbourhoods(training: pd.DataFrame,
         Sample → ``cn_fraction.CN<i>`` (fraction of the sample's cells in CN i).
     """
     params = config.neighbourhoods
-    model = fit_neighbourhoods(training, params.n_neighbourhoods, params.seed,
-                               workers=workers)
+    model = fit_neighbourhoods(training, params.n_neighbourhoods, params.seed)
     labels, parts, features = {}, [], {}
     for name, counts, compartment in windows:
         labels[name] = assign_neighbourhoods(model, window_fractions(counts),

@@ -59,8 +59,6 @@ class RunState:
         in input order.
     clinical
         The validated clinical table, or None.
-    workers
-        Local processes a step may use (the run's ``--workers``).
     features
         One row per sample of ``samples`` (column ``sample`` first): the per-sample features,
         joined with the features of every step run so far.
@@ -71,7 +69,6 @@ class RunState:
     samples: dict[str, SampleRecord]
     clinical: pd.DataFrame | None = None
     features: pd.DataFrame = field(default_factory=pd.DataFrame)
-    workers: int = 1
 
 
 @dataclass
@@ -129,8 +126,7 @@ def neighbourhood_step(state: RunState) -> StepResult:
         for start in range(0, len(samples), _READ_CHUNK):
             yield from in_threads(window, samples[start:start + _READ_CHUNK])
 
-    labels, table, features = cohort_neighbourhoods(training, windows(), state.config,
-                                                    workers=state.workers)
+    labels, table, features = cohort_neighbourhoods(training, windows(), state.config)
     rewritten = sum(in_threads(
         lambda item: run.set_cell_column(item[1].stem, "neighbourhood", labels[item[0]]),
         samples))

@@ -99,14 +99,3 @@ def test_assignment_aligns_vocabularies_and_is_deterministic():
     np.testing.assert_array_equal(per.sum().to_numpy(), sizes)
     comp = tables["composition"].groupby("neighbourhood")["fraction"].sum()
     np.testing.assert_allclose(comp, 1.0, atol=1e-6)
-
-
-def test_choosing_the_number_on_worker_processes_gives_the_same_model():
-    xy, codes, _ = _planted(5, side=40)
-    windows = neighbourhood_composition(cKDTree(xy), codes, 5)
-    training = training_windows(windows, TYPES, 1000, seed=0).assign(sample="s")
-    alone = fit_neighbourhoods(training, 0, seed=3, candidates=(3, 4, 5))
-    shared = fit_neighbourhoods(training, 0, seed=3, candidates=(3, 4, 5), workers=2)
-    np.testing.assert_array_equal(alone.centres, shared.centres)
-    pd.testing.assert_frame_equal(alone.selection, shared.selection)
-    assert list(alone.selection["n_neighbourhoods"]) == [3, 4, 5]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -170,7 +169,7 @@ def fit_neighbourhoods(training: pd.DataFrame,
                        n_neighbourhoods: int = NeighbourhoodParams.n_neighbourhoods,
                        seed: int = NeighbourhoodParams.seed,
                        candidates: Sequence[int] = tuple(range(4, 13)),
-                       n_silhouette: int = 2500, workers: int = 1) -> NeighbourhoodModel:
+                       n_silhouette: int = 2500) -> NeighbourhoodModel:
     """Fit cellular neighbourhoods on pooled training windows of the whole cohort.
 
     Parameters
@@ -189,12 +188,6 @@ def fit_neighbourhoods(training: pd.DataFrame,
         windows).
     n_silhouette
         Size of the silhouette subsample; each candidate costs O(n_silhouette²). Default 2,500.
-    workers
-        Processes fitting the candidates side by side (:func:`metaniche.executor.
-        process_pool`; each fit is seeded, so the model is the same for any number). A
-        mini-batch k-means fit runs on one core, and choosing among the nine default
-        candidates is most of the step on a large cohort (23 s of 34 s on the 880k windows
-        of the NSCLC example).
 
     Returns
     -------
@@ -206,29 +199,33 @@ def fit_neighbourhoods(training: pd.DataFrame,
     scikit-learn ``MiniBatchKMeans(n_init=3, batch_size=4096)`` on Euclidean composition vectors;
     O(n_windows · n_types · n_neighbourhoods) per pass.
     """
+    from sklearn.cluster import MiniBatchKMeans
+    from sklearn.metrics import silhouette_score
+
     matrix, types = windows_matrix(training)
     if matrix.shape[0] == 0:
         raise ValueError("no training windows: every sample failed or had no cells.")
     n_distinct = len(np.unique(matrix.round(6), axis=0))
+
+    def fit(n_clusters: int) -> MiniBatchKMeans:
+        return MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, n_init=3,
+                               batch_size=4096).fit(matrix)
+
     rows = []
     if n_neighbourhoods:
-        model, _ = _fit_candidate(matrix, min(n_neighbourhoods, n_distinct), seed, None)
+        model = fit(min(n_neighbourhoods, n_distinct))
     else:
         rng = np.random.default_rng(seed)
         subsample = rng.choice(matrix.shape[0], min(matrix.shape[0], n_silhouette),
                                replace=False)
-        tried = [c for c in candidates if 2 <= c < n_distinct] or [max(1, min(2, n_distinct))]
-        if workers > 1 and len(tried) > 1:
-            from metaniche.executor import process_pool
-
-            with process_pool(min(workers, len(tried))) as pool:
-                fits = list(pool.map(_fit_candidate, *zip(*[(matrix, c, seed, subsample)
-                                                            for c in tried], strict=True)))
-        else:
-            fits = [_fit_candidate(matrix, c, seed, subsample) for c in tried]
         best, model = -np.inf, None
-        for n_clusters, (fitted, score) in zip(tried, fits, strict=True):
-            rows.append({"n_neighbourhoods": n_clusters, "silhouette": score})
+        for n_clusters in [c for c in candidates if 2 <= c < n_distinct] or [
+                max(1, min(2, n_distinct))]:
+            fitted = fit(n_clusters)
+            labels = fitted.predict(matrix[subsample])
+            score = (silhouette_score(matrix[subsample], labels)
+                     if len(np.unique(labels)) > 1 else -1.0)
+            rows.append({"n_neighbourhoods": n_clusters, "silhouette": float(score)})
             if score > best:
                 best, model = score, fitted
         assert model is not None
@@ -236,23 +233,6 @@ def fit_neighbourhoods(training: pd.DataFrame,
     order = np.lexsort((np.arange(len(sizes)), -sizes))
     selection = pd.DataFrame(rows, columns=["n_neighbourhoods", "silhouette"])
     return NeighbourhoodModel(tuple(types), model.cluster_centers_[order].copy(), selection)
-
-
-def _fit_candidate(matrix: np.ndarray, n_clusters: int, seed: int,
-                   subsample: np.ndarray | None) -> tuple[Any, float]:
-    """Mini-batch k-means with ``n_clusters`` on ``matrix`` and the mean silhouette of the
-    ``subsample`` rows under it (NaN without a subsample, -1 when they fall in one cluster)."""
-    from sklearn.cluster import MiniBatchKMeans
-    from sklearn.metrics import silhouette_score
-
-    fitted = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, n_init=3,
-                             batch_size=4096).fit(matrix)
-    if subsample is None:
-        return fitted, float("nan")
-    labels = fitted.predict(matrix[subsample])
-    score = (silhouette_score(matrix[subsample], labels) if len(np.unique(labels)) > 1
-             else -1.0)
-    return fitted, float(score)
 
 
 def assign_neighbourhoods(model: NeighbourhoodModel, compositions: np.ndarray,
