@@ -316,3 +316,46 @@ def test_set_cell_column_rewrites_only_on_change(tmp_path):
     check = run.check_sample("S1", "abc", "cfg")
     assert check.marker is not None and check.warnings == []
     assert "neighbourhood" in run.read_cells("S1").columns
+
+
+def test_concat_parquet_files_is_pandas_concat_of_each_file(tmp_path):
+    from metaniche.rundir import concat_parquet_files
+
+    def pandas_way(paths, labels):
+        parts = []
+        for path, label in zip(paths, labels, strict=True):
+            table = pd.read_parquet(path)
+            table.insert(0, "sample", label)
+            parts.append(table)
+        parts = [p for p in parts if not p.empty] or parts[:1]
+        return pd.concat(parts, ignore_index=True)
+
+    rng = np.random.default_rng(0)
+
+    def frame(n, kind="same"):
+        out = pd.DataFrame({"cell_type": rng.choice(["A", "B"], n), "x": rng.random(n),
+                            "n": pd.array(rng.integers(0, 5, n), dtype="Int64")})
+        if kind == "int":
+            out["x"] = rng.integers(0, 9, n)          # another dtype in one file
+        if kind == "cat":
+            out["cell_type"] = pd.Categorical(out["cell_type"], categories=["B", "A", "C"][:n % 3 + 1]
+                                              if n % 3 else ["A", "B"])
+        return out
+
+    cases = {"same": ["same"] * 4, "mixed": ["same", "int", "same", "same"],
+             "categorical": ["cat"] * 4}
+    for case, kinds in cases.items():
+        paths, labels = [], []
+        for k, (kind, n) in enumerate(zip(kinds, [5, 0, 7, 3], strict=True)):
+            path = tmp_path / f"{case}{k}.parquet"
+            frame(n, kind).to_parquet(path, index=False)
+            paths.append(path)
+            labels.append(f"S{k}")
+        pd.testing.assert_frame_equal(concat_parquet_files(paths, labels, "sample"),
+                                      pandas_way(paths, labels), obj=case)
+    # every file empty: the first keeps the columns
+    empty = [tmp_path / "e0.parquet", tmp_path / "e1.parquet"]
+    for path in empty:
+        frame(0).to_parquet(path, index=False)
+    pd.testing.assert_frame_equal(concat_parquet_files(empty, ["a", "b"], "sample"),
+                                  pandas_way(empty, ["a", "b"]))

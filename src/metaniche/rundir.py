@@ -392,11 +392,46 @@ def read_parquet_files(paths: list[Path], columns: list[str] | None = None
     ``paths`` is kept. Measured on the NSCLC example's 14,459 per-sample tables (machine
     busy with tests): 27 s with ``pd.read_parquet`` one by one, 18 s serially this way.
     """
+    return [table.to_pandas() for table in _read_arrow_files(paths, columns)]
+
+
+def concat_parquet_files(paths: list[Path], labels: list[str], label_column: str,
+                         ) -> pd.DataFrame:
+    """``pd.concat`` of the files (empty ones dropped unless all are) with column
+    ``label_column`` first holding each row's file label, as reading each file with
+    ``pd.read_parquet``, inserting the column and concatenating would give.
+
+    When every file has the same Arrow schema (pandas metadata included) and no dictionary
+    (categorical) column, the files are concatenated as Arrow tables and converted to pandas
+    once; otherwise (pandas would unify differing dtypes its own way) each is converted and
+    :func:`pandas.concat` joins them. Measured on the NSCLC example's 761 samples, 19 tables
+    each: 25 s → see the README's timing line.
+    """
+    import pyarrow as pa
+
+    tables = _read_arrow_files(paths, None)
+    keep = [k for k, t in enumerate(tables) if t.num_rows > 0] or list(range(len(tables)))[:1]
+    tables = [tables[k] for k in keep]
+    labels = [labels[k] for k in keep]
+    schema = tables[0].schema if tables else None
+    same = schema is not None and all(t.schema.equals(schema, check_metadata=True)
+                                      for t in tables)
+    if same and not any(pa.types.is_dictionary(f.type) for f in schema):
+        frame = pa.concat_tables(tables).to_pandas()
+    else:
+        frame = pd.concat([t.to_pandas() for t in tables], ignore_index=True) if tables \
+            else pd.DataFrame()
+    frame.insert(0, label_column, np.repeat(np.array(labels, dtype=object),
+                                            [t.num_rows for t in tables]))
+    return frame
+
+
+def _read_arrow_files(paths: list[Path], columns: list[str] | None) -> list[Any]:
+    """``pyarrow.parquet.read_table`` of each path on :data:`_READ_THREADS` threads."""
     import pyarrow.parquet as pq
 
-    def read(path: Path) -> pd.DataFrame:
-        return pq.read_table(path, columns=columns, use_threads=False,
-                             pre_buffer=False).to_pandas()
+    def read(path: Path) -> Any:
+        return pq.read_table(path, columns=columns, use_threads=False, pre_buffer=False)
 
     return in_threads(read, paths)
 
@@ -879,13 +914,8 @@ class RunDir:
         for name in names:
             found = [(sample, path) for sample, stem in samples.items()
                      if (path := self._sample_table_file(stem, name)) is not None]
-            parts = []
-            for (sample, _), table in zip(found, read_parquet_files([p for _, p in found]),
-                                          strict=True):
-                table.insert(0, "sample", sample)
-                parts.append(table)
-            parts = [part for part in parts if not part.empty] or parts[:1]
-            write_parquet(self.table_path(name), pd.concat(parts, ignore_index=True))
+            write_parquet(self.table_path(name), concat_parquet_files(
+                [p for _, p in found], [sample for sample, _ in found], "sample"))
         return names
 
     def _sample_table_file(self, file_name: str, name: str) -> Path | None:
