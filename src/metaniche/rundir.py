@@ -413,10 +413,9 @@ def concat_parquet_files(paths: list[Path], labels: list[str], label_column: str
     keep = [k for k, t in enumerate(tables) if t.num_rows > 0] or list(range(len(tables)))[:1]
     tables = [tables[k] for k in keep]
     labels = [labels[k] for k in keep]
-    schema = tables[0].schema if tables else None
-    same = schema is not None and all(t.schema.equals(schema, check_metadata=True)
-                                      for t in tables)
-    if same and not any(pa.types.is_dictionary(f.type) for f in schema):
+    schema = tables[0].schema if tables else pa.schema([])
+    same = all(t.schema.equals(schema, check_metadata=True) for t in tables)
+    if tables and same and not any(pa.types.is_dictionary(f.type) for f in schema):
         frame = pa.concat_tables(tables).to_pandas()
     else:
         frame = pd.concat([t.to_pandas() for t in tables], ignore_index=True) if tables \
