@@ -115,7 +115,7 @@ def test_tissue_map_is_the_painted_raster_with_its_description(tmp_path):
     # one pixel per µm for a sample under 1 mm (no zoomable copy needed), square pixels
     assert 800 < extent[1] - extent[0] < 1000
     assert decoded.shape[1] == map_size_px(extent) == round(extent[1] - extent[0])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["S.map.json", "S.map.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["S.map.png"]   # description inside
     info = read_map_info(tmp_path / "S.map.png")
     assert (info["width_px"], info["height_px"]) == (decoded.shape[1], decoded.shape[0])
     assert info["extent_um"] == pytest.approx(list(extent))
@@ -161,7 +161,7 @@ def test_cohort_page_shows_each_map_as_its_thumbnail_and_the_sample_page_frames_
     from metaniche.plotting.tissue import LegendItem
     from metaniche.report import render_report
     from metaniche.report.svg import MAP_PLOT_PX
-    from metaniche.report.zoom import save_map_info
+    from metaniche.report.zoom import save_static_map
 
     samples = {name: {"sample": name, "file_name": name, "status": "ok", "error": None,
                       "seconds": 1.0, "phenotype": "inflamed"} for name in ("S1", "S2")}
@@ -169,13 +169,13 @@ def test_cohort_page_shows_each_map_as_its_thumbnail_and_the_sample_page_frames_
     figures = run / "report" / "figures"
     figures.mkdir(parents=True)
     index = np.zeros((300, 500), dtype=np.uint8)
-    save_indexed_png(figures / "S1.map.png", index, np.array([[255, 255, 255]]))
+    # S1 carries its description (extent -20..480 µm × 0..300 µm, one lesion); S2 is a map
+    # of an older run (no description)
+    save_static_map(figures / "S1.map.png", index, np.array([[255, 255, 255]]),
+                    (-20.0, 480.0, 0.0, 300.0), 50.0, title="S1", n_cells=1234,
+                    legend=[LegendItem("T <b> (12)", "#ff0000", "type")],
+                    lesions=[("1", 230.0, 150.0)], outlines=[])
     save_indexed_png(figures / "S2.map.png", index, np.array([[255, 255, 255]]))
-    # S1 has its description (extent -20..480 µm × 0..300 µm, one lesion); S2 is an older map
-    save_map_info(figures / "S1.map.png", index.shape, (-20.0, 480.0, 0.0, 300.0), 50.0,
-                  title="S1", n_cells=1234,
-                  legend=[LegendItem("T <b> (12)", "#ff0000", "type")],
-                  lesions=[("1", 230.0, 150.0)], outlines=[])
     page = render_report(run).read_text()
     cards = dict(re.findall(r'<div class="card"><a href="(S\d)\.html">(.*?)</a>', page))
     for name in ("S1", "S2"):
@@ -197,3 +197,28 @@ def test_cohort_page_shows_each_map_as_its_thumbnail_and_the_sample_page_frames_
                                                                   abs=0.05)
     assert "T &lt;b&gt; (12)" in sample and "<b>" not in sample
     assert '<svg class="tissue-map"' not in (run / "report" / "S2.html").read_text()
+
+
+def test_map_description_is_not_trusted(tmp_path):
+    import json
+
+    from metaniche.report.zoom import MAP_INFO_KEY
+
+    index = np.zeros((10, 20), dtype=np.uint8)
+    palette = np.array([[255, 255, 255]])
+    good = {"width_px": 20, "height_px": 10, "extent_um": [0, 20, 0, 10], "title": "S",
+            "n_cells": 3, "legend": [{"label": "A", "colour": "#00ff00", "kind": "type"},
+                                     {"label": "B", "colour": "red;x:url(y)", "kind": "type"},
+                                     {"label": "C", "colour": "#000000", "kind": "script"}],
+            "lesions": [], "outlines": [{"colour": "url(#x)", "points": [[0, 0], [1, 1]]}]}
+    save_indexed_png(tmp_path / "a.png", index, palette, text={MAP_INFO_KEY: json.dumps(good)})
+    info = read_map_info(tmp_path / "a.png")
+    assert [i["label"] for i in info["legend"]] == ["A"] and info["outlines"] == []
+    for bad in ("{not json", json.dumps({**good, "extent_um": [0, 0, 0, 10]}),
+                json.dumps({**good, "width_px": "x"}), json.dumps([1, 2])):
+        save_indexed_png(tmp_path / "b.png", index, palette, text={MAP_INFO_KEY: bad})
+        assert read_map_info(tmp_path / "b.png") is None
+    save_indexed_png(tmp_path / "c.png", index, palette)
+    assert read_map_info(tmp_path / "c.png") is None
+    (tmp_path / "d.png").write_bytes(b"not a png")
+    assert read_map_info(tmp_path / "d.png") is None

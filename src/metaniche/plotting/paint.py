@@ -4,6 +4,7 @@ report and of ``metaniche.pl``, and the report's zoomable view; no matplotlib st
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -79,12 +80,13 @@ def paint_cells(x: np.ndarray, y: np.ndarray, codes: np.ndarray, colours: np.nda
 
 
 def save_indexed_png(path: str | Path, index: np.ndarray, palette: np.ndarray,
-                     compress_level: int = 6) -> None:
+                     compress_level: int = 6, text: dict[str, str] | None = None) -> None:
     """Write an index raster as a palette PNG (exact colours, a fraction of the RGB size).
 
     ``index`` (integers < len(palette) ≤ 256) selects rows of ``palette`` (uint8 RGB);
     ``compress_level`` is zlib's (9: about 5 % smaller, several times slower: for small
-    images). The file is written atomically.
+    images); ``text``: key → value stored as PNG text chunks. The file is written
+    atomically.
     """
     from PIL import Image
 
@@ -94,7 +96,8 @@ def save_indexed_png(path: str | Path, index: np.ndarray, palette: np.ndarray,
     image = Image.fromarray(np.ascontiguousarray(index, dtype=np.uint8), mode="P")
     image.putpalette(palette.ravel().tolist())
     with atomic_path(path, suffix=".png") as tmp:
-        image.save(tmp, format="PNG", optimize=False, compress_level=compress_level)
+        image.save(tmp, format="PNG", optimize=False, compress_level=compress_level,
+                   pnginfo=_png_text(text))
 
 
 def save_quantized_png(path: str | Path, rgba: np.ndarray, colours: int = 96,
@@ -110,12 +113,17 @@ def save_quantized_png(path: str | Path, rgba: np.ndarray, colours: int = 96,
     image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), mode="RGB")
     quantized = image.quantize(colors=colours, method=Image.Quantize[method.upper()],
                                dither=Image.Dither.NONE)
-    info = None
-    if text:
-        from PIL.PngImagePlugin import PngInfo
-
-        info = PngInfo()
-        for key, value in text.items():
-            info.add_text(key, value)
     with atomic_path(path, suffix=".png") as tmp:
-        quantized.save(tmp, format="PNG", compress_level=9, pnginfo=info)
+        quantized.save(tmp, format="PNG", compress_level=9, pnginfo=_png_text(text))
+
+
+def _png_text(text: dict[str, str] | None) -> Any:
+    """Pillow's ``PngInfo`` holding ``text`` as text chunks (compressed: zTXt), or None."""
+    if not text:
+        return None
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for key, value in text.items():
+        info.add_text(key, value, zip=True)
+    return info

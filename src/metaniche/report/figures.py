@@ -2,8 +2,8 @@
 
 The report's map is a raster of the cells and the compartments painted with NumPy
 (:func:`metaniche.report.zoom.zoom_index`: tissue grey, border band shaded, each cell a dot
-in its type's colour, the tumour boundary in black) and saved as an exact palette PNG, with
-a JSON description beside it (:func:`metaniche.report.zoom.save_map_info`: extent in µm,
+in its type's colour, the tumour boundary in black) and saved as an exact palette PNG
+carrying its description (:func:`metaniche.report.zoom.save_static_map`: extent in µm,
 legend, lesion ids, aggregate outlines). The sample page draws the axes (µm), lesion ids,
 aggregate outlines and legend over it as SVG and HTML (:func:`metaniche.report.svg.
 tissue_map`); the cohort page shows the PNG itself as the sample's thumbnail. The colours,
@@ -27,7 +27,6 @@ from matplotlib.colors import to_rgb
 
 from metaniche import roles
 from metaniche.analyses.compartments import BORDER
-from metaniche.plotting.paint import save_indexed_png
 from metaniche.plotting.tissue import (
     aggregate_hulls,
     legend_items,
@@ -37,7 +36,7 @@ from metaniche.plotting.tissue import (
 )
 from metaniche.report.colours import COMPARTMENT_COLOURS
 from metaniche.report.zoom import (
-    save_map_info,
+    save_static_map,
     save_zoom_map,
     zoom_adds_detail,
     zoom_index,
@@ -66,8 +65,8 @@ def save_tissue_map(analysis: SampleAnalysis, title: str, path: str | Path,
     large sample, the zoomable raster.
 
     The PNG (``path``) is :func:`metaniche.report.zoom.zoom_index` at
-    :func:`map_size_px` pixels along the longer side, saved as a palette PNG; the description
-    (``<stem>.map.json``, :func:`metaniche.report.zoom.save_map_info`) holds its extent, the
+    :func:`map_size_px` pixels along the longer side, saved as a palette PNG whose
+    description (:func:`metaniche.report.zoom.save_static_map`) holds its extent, the
     legend (:func:`metaniche.plotting.tissue.legend_items`), the lesion ids at their
     centroids and the aggregate outlines (:func:`metaniche.plotting.tissue.aggregate_hulls`).
     The zoomable view (``<stem>.map.zoom.png`` and ``.json``,
@@ -82,7 +81,7 @@ def save_tissue_map(analysis: SampleAnalysis, title: str, path: str | Path,
     title
         Title (the sample name; shown literally).
     path
-        Target ``.png`` (written atomically, as the description).
+        Target ``.png`` (written atomically).
     config
         The run's configuration: border half-width w of the shaded band
         (``[compartments] border_um``) and the tumour labels (``[cell_types] tumor``, drawn in
@@ -103,13 +102,12 @@ def save_tissue_map(analysis: SampleAnalysis, title: str, path: str | Path,
     size = map_size_px(extent)
     rgb = np.array([to_rgb(colours[t]) for t in labels]).reshape(-1, 3)
     index, palette = zoom_index(x, y, codes, rgb, extent, result, width, size)
-    save_indexed_png(path, index, palette)
     aggregate_id = (cells["aggregate_id"].to_numpy() if "aggregate_id" in cells.columns
                     else None)
     kinds, hulls = aggregate_hulls(x, y, aggregate_id, analysis.tables.get(AGGREGATES))
     has_boundary = bool(result.tumor.any() and result.tissue.any())
     lesions = result.lesions
-    save_map_info(path, index.shape, extent, width, title=title, n_cells=len(x),
+    save_static_map(path, index, palette, extent, width, title=title, n_cells=len(x),
                   legend=legend_items(labels, codes, colours, width if has_boundary else None,
                                       kinds),
                   lesions=[(str(r.lesion_id), float(r.centroid_x), float(r.centroid_y))

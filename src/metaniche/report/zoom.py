@@ -1,9 +1,9 @@
 """The painted tissue map: a raster of cells and compartments plus a description beside it.
 
 The static map of every sample (``<stem>.map.png``, :mod:`metaniche.report.figures`) is
-:func:`zoom_index` at up to 1,000 pixels with ``<stem>.map.json`` beside it
-(:func:`save_map_info`: extent, legend, lesion ids, aggregate outlines, drawn over the image
-by :func:`metaniche.report.svg.tissue_map`). For a large sample the per-sample task also
+:func:`zoom_index` at up to 1,000 pixels carrying its description (:func:`save_static_map`:
+extent, legend, lesion ids, aggregate outlines, drawn over the image by
+:func:`metaniche.report.svg.tissue_map`). For a large sample the per-sample task also
 writes ``<stem>.map.zoom.png`` (longer side :data:`ZOOM_SIZE_PX` pixels) and
 ``<stem>.map.zoom.json`` (extent in µm, legend); the sample page shows the raster in a
 viewer of its own (``templates/_zoom.js.html``: wheel zoom about the pointer, drag to pan, no
@@ -33,9 +33,9 @@ if TYPE_CHECKING:
     from metaniche.analyses.compartments import CompartmentResult
     from metaniche.plotting.tissue import LegendItem
 
-__all__ = ["ZOOM_MIN_GAIN", "ZOOM_SIZE_PX", "map_info_path", "read_map_info",
-           "read_zoom_info", "save_map_info", "save_zoom_map", "zoom_adds_detail",
-           "zoom_index", "zoom_paths", "zoom_raster"]
+__all__ = ["MAP_INFO_KEY", "ZOOM_MIN_GAIN", "ZOOM_SIZE_PX", "read_map_info", "read_zoom_info",
+           "save_static_map", "save_zoom_map", "zoom_adds_detail", "zoom_index", "zoom_paths",
+           "zoom_raster"]
 
 #: Longer side of the zoomable raster (pixels).
 ZOOM_SIZE_PX = 4096
@@ -230,51 +230,54 @@ def read_zoom_info(map_png: str | Path) -> dict[str, Any] | None:
 #: Kinds of legend entries a map description may hold (:class:`~metaniche.plotting.tissue.
 #: LegendItem`).
 _LEGEND_KINDS = ("type", "band", "boundary", "aggregate")
+#: PNG text key of the static map's description (JSON, :func:`save_static_map`).
+MAP_INFO_KEY = "metaniche:map"
 
 
-def map_info_path(map_png: str | Path) -> Path:
-    """``<stem>.map.json`` beside the static ``<stem>.map.png``."""
-    map_png = Path(map_png)
-    return map_png.with_name(f"{map_png.name.removesuffix('.png')}.json")
+def save_static_map(map_png: str | Path, index: np.ndarray, palette: np.ndarray,
+                    extent: tuple[float, float, float, float], border_um: float, *,
+                    title: str, n_cells: int, legend: Sequence[LegendItem],
+                    lesions: Sequence[tuple[str, float, float]],
+                    outlines: Sequence[tuple[str, np.ndarray]]) -> None:
+    """Write the static map: the palette PNG of ``index`` (:func:`zoom_index`) carrying its
+    description as a compressed text chunk :data:`MAP_INFO_KEY` (one file, one atomic
+    write: the description can never belong to another image).
 
-
-def save_map_info(map_png: str | Path, shape: tuple[int, ...],
-                  extent: tuple[float, float, float, float], border_um: float, *, title: str,
-                  n_cells: int, legend: Sequence[LegendItem],
-                  lesions: Sequence[tuple[str, float, float]],
-                  outlines: Sequence[tuple[str, np.ndarray]]) -> None:
-    """Write the description of the static map ``map_png`` (:func:`map_info_path`).
-
-    The JSON holds ``image`` (the PNG's name), ``width_px``, ``height_px`` (of the image,
-    ``shape`` = (height, width)), ``extent_um`` (x0, x1, y0, y1; row 0 = y0), ``pixel_um``,
-    ``border_um``, ``title``, ``n_cells``, ``legend`` (label, colour, kind), ``lesions``
-    (id, x, y in µm) and ``outlines`` (colour, hull vertices in µm rounded to 0.1 µm).
+    The description (JSON) holds ``width_px``, ``height_px`` (of ``index``), ``extent_um``
+    (x0, x1, y0, y1; row 0 = y0), ``pixel_um``, ``border_um``, ``title``, ``n_cells``,
+    ``legend`` (label, colour, kind), ``lesions`` (id, x, y in µm) and ``outlines``
+    (colour, hull vertices in µm rounded to 0.1 µm).
     """
-    height, width = int(shape[0]), int(shape[1])
-    write_json(map_info_path(map_png), {
-        "image": Path(map_png).name, "width_px": width, "height_px": height,
-        "extent_um": [float(v) for v in extent],
+    import json
+
+    height, width = (int(v) for v in index.shape[:2])
+    info = {
+        "width_px": width, "height_px": height, "extent_um": [float(v) for v in extent],
         "pixel_um": float((extent[1] - extent[0]) / width), "border_um": float(border_um),
         "title": str(title), "n_cells": int(n_cells),
         "legend": [{"label": i.label, "colour": i.colour, "kind": i.kind} for i in legend],
         "lesions": [{"id": str(k), "x": float(x), "y": float(y)} for k, x, y in lesions],
         "outlines": [{"colour": str(c), "points": np.round(np.asarray(p, dtype=np.float64), 1)
                       .tolist()} for c, p in outlines],
-    })
+    }
+    save_indexed_png(map_png, index, palette, text={MAP_INFO_KEY: json.dumps(info)})
 
 
 def read_map_info(map_png: str | Path) -> dict[str, Any] | None:
-    """The description beside the static map ``map_png`` (:func:`save_map_info`) when it is
-    well formed, else None (a map of an older run, or a damaged file: the page shows the
-    PNG alone). The file is not trusted: numbers are parsed, colours must be ``#rrggbb``
-    and legend kinds known; text is escaped where it is shown."""
+    """The description the static map ``map_png`` carries (:func:`save_static_map`) when it
+    is well formed, else None (a map of an older run, or a damaged file: the page shows the
+    PNG alone). Reads the PNG's header only. The file is not trusted: numbers are parsed,
+    colours must be ``#rrggbb`` and legend kinds known; text is escaped where it is shown."""
     import json
 
-    path = map_info_path(map_png)
-    if not path.is_file():
-        return None
+    from PIL import Image
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with Image.open(map_png) as image:
+            text = image.info.get(MAP_INFO_KEY)
+        if not isinstance(text, str):
+            return None
+        data = json.loads(text)
         extent = [float(v) for v in data["extent_um"]]
         width, height = int(data["width_px"]), int(data["height_px"])
         if len(extent) != 4 or width < 1 or height < 1 or not (
@@ -292,5 +295,5 @@ def read_map_info(map_png: str | Path) -> dict[str, Any] | None:
                 "title": str(data.get("title", "")), "n_cells": int(data.get("n_cells", 0)),
                 "border_um": float(data.get("border_um", 0.0)), "legend": legend,
                 "lesions": lesions, "outlines": outlines}
-    except (ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
