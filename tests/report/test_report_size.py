@@ -112,9 +112,9 @@ def test_tissue_map_is_the_painted_raster_with_its_description(tmp_path):
     with Image.open(tmp_path / "S.map.png") as image:
         assert image.mode == "P"
         decoded = np.asarray(image.convert("RGB")).astype(int)
-    # one pixel per µm for a sample under 1 mm (no zoomable copy needed), square pixels
+    # 1.25 µm per pixel for a sample under 1.1 mm (no zoomable copy needed), square pixels
     assert 800 < extent[1] - extent[0] < 1000
-    assert decoded.shape[1] == map_size_px(extent) == round(extent[1] - extent[0])
+    assert decoded.shape[1] == map_size_px(extent) == round((extent[1] - extent[0]) / 1.25)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["S.map.png"]   # description inside
     info = read_map_info(tmp_path / "S.map.png")
     assert (info["width_px"], info["height_px"]) == (decoded.shape[1], decoded.shape[0])
@@ -152,7 +152,7 @@ def test_tissue_map_is_the_painted_raster_with_its_description(tmp_path):
         np.testing.assert_allclose(np.array(mine["points"]), hull, atol=0.05)
     assert map_size_px((0.0, 300.0, 0.0, 100.0)) == MAP_PX[0]
     assert map_size_px((0.0, 5000.0, 0.0, 100.0)) == MAP_PX[1]
-    assert map_size_px((0.0, 700.0, 0.0, 900.0)) == 900
+    assert map_size_px((0.0, 700.0, 0.0, 900.0)) == 720
 
 
 def test_cohort_page_shows_each_map_as_its_thumbnail_and_the_sample_page_frames_it(make_run):

@@ -51,12 +51,14 @@ if TYPE_CHECKING:
 __all__ = ["COMPARTMENT_COLOURS", "MAP_PX", "MAP_UM_PER_PX", "map_size_px", "save_tissue_map"]
 
 #: Bounds (pixels) of the longer side of the static map.
-MAP_PX = (400, 1000)
-#: µm per pixel the static map is sized for, within :data:`MAP_PX`: a sample up to 1 mm
-#: across is shown at full detail (one pixel per µm, the zoomable raster's finest,
-#: :mod:`metaniche.report.zoom`; so it needs no zoomable copy), a larger one at 1,000 px
-#: (its zoomable view holds the detail).
-MAP_UM_PER_PX = 1.0
+MAP_PX = (400, 900)
+#: µm per pixel the static map is sized for, within :data:`MAP_PX`: a 930 µm Vectra field
+#: gets 744 px (cells of ~10 µm are dots of a few pixels; its zoomable raster at 1 µm per
+#: pixel would not add the 1.5× detail it needs to be written,
+#: :func:`~metaniche.report.zoom.zoom_adds_detail`), a sample of 1.1 mm or more 900 px and a
+#: zoomable view. 1 µm per pixel put the 150-sample simulated report at 10.5 MB, over its
+#: 10 MB budget.
+MAP_UM_PER_PX = 1.25
 
 
 def save_tissue_map(analysis: SampleAnalysis, title: str, path: str | Path,
@@ -124,7 +126,7 @@ def save_tissue_map(analysis: SampleAnalysis, title: str, path: str | Path,
 def map_size_px(extent: tuple[float, float, float, float]) -> int:
     """Longer side (pixels) of the static map of a sample covering ``extent`` (µm): its longer
     side / :data:`MAP_UM_PER_PX`, clipped to :data:`MAP_PX` (so a 930 µm sample gets
-    930 px, one of 1 mm or more 1,000 px; :func:`~metaniche.report.zoom.zoom_index` keeps
+    744 px, one of 1,125 µm or more 900 px; :func:`~metaniche.report.zoom.zoom_index` keeps
     pixels of at least 1 µm, so a sample under 400 µm gets one pixel per µm)."""
     longest = max(extent[1] - extent[0], extent[3] - extent[2])
     return int(np.clip(round(longest / MAP_UM_PER_PX), *MAP_PX))

@@ -1,7 +1,7 @@
 """The painted tissue map: a raster of cells and compartments plus a description beside it.
 
 The static map of every sample (``<stem>.map.png``, :mod:`metaniche.report.figures`) is
-:func:`zoom_index` at up to 1,000 pixels carrying its description (:func:`save_static_map`:
+:func:`zoom_index` at up to 900 pixels carrying its description (:func:`save_static_map`:
 extent, legend, lesion ids, aggregate outlines, drawn over the image by
 :func:`metaniche.report.svg.tissue_map`). For a large sample the per-sample task also
 writes ``<stem>.map.zoom.png`` (longer side :data:`ZOOM_SIZE_PX` pixels) and
