@@ -99,3 +99,35 @@ def test_assignment_aligns_vocabularies_and_is_deterministic():
     np.testing.assert_array_equal(per.sum().to_numpy(), sizes)
     comp = tables["composition"].groupby("neighbourhood")["fraction"].sum()
     np.testing.assert_allclose(comp, 1.0, atol=1e-6)
+
+
+def test_fit_is_k_means_of_all_windows():
+    """Fitted on the distinct windows weighted by their counts, the centres are a Lloyd fixed
+    point of k-means on every window (brute force over all windows: each centre is the mean
+    of the windows nearest to it) and reach at least mini-batch k-means' objective."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    from metaniche.analyses.communities.neighbourhoods import windows_matrix
+
+    parts = []
+    for index, seed in enumerate((1, 2)):
+        xy, codes, _ = _planted(seed)
+        windows = neighbourhood_composition(cKDTree(xy), codes, 5, k=10)
+        parts.append(training_windows(windows, TYPES, 5000, seed=index)
+                     .assign(sample=f"s{index}"))
+    training = pd.concat(parts, ignore_index=True)
+    matrix, types = windows_matrix(training)
+    assert len(np.unique(matrix, axis=0)) < len(matrix) / 5      # many repeated windows
+    model = fit_neighbourhoods(training, 6, seed=0)
+    distance = ((matrix[:, None, :] - model.centres[None]) ** 2).sum(axis=2)
+    nearest = distance.argmin(axis=1)
+    for c in range(model.n_neighbourhoods):
+        np.testing.assert_allclose(matrix[nearest == c].mean(axis=0), model.centres[c],
+                                   atol=1e-9)
+    inertia = distance.min(axis=1).sum()
+    mini = MiniBatchKMeans(n_clusters=6, random_state=0, n_init=3, batch_size=4096).fit(matrix)
+    mini_inertia = ((matrix[:, None, :] - mini.cluster_centers_[None]) ** 2).sum(axis=2)
+    assert inertia <= mini_inertia.min(axis=1).sum() * (1 + 1e-9)
+    # CN 1 is the most common: sizes decrease
+    sizes = np.bincount(nearest, minlength=model.n_neighbourhoods)
+    assert (np.diff(sizes) <= 0).all()
