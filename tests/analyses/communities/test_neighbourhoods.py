@@ -116,7 +116,7 @@ def test_fit_is_k_means_of_all_windows():
         parts.append(training_windows(windows, TYPES, 5000, seed=index)
                      .assign(sample=f"s{index}"))
     training = pd.concat(parts, ignore_index=True)
-    matrix, types = windows_matrix(training)
+    matrix, _ = windows_matrix(training)
     assert len(np.unique(matrix, axis=0)) < len(matrix) / 5      # many repeated windows
     model = fit_neighbourhoods(training, 6, seed=0)
     distance = ((matrix[:, None, :] - model.centres[None]) ** 2).sum(axis=2)
