@@ -7,6 +7,7 @@ pipeline before it writes run.json), sample records are :class:`~metaniche.rundi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ class RunData:
         self.manifest: Manifest = manifest if manifest is not None else self.dir.read_manifest()
         self._tables: dict[str, pd.DataFrame | None] = {}
         self._by_sample: dict[str, dict[str, pd.DataFrame]] = {}
+        self._derived: tuple[str, dict[str, Any]] = ("", {})
 
     @property
     def config(self) -> dict[str, Any]:
@@ -65,6 +67,18 @@ class RunData:
         if name not in self._by_sample:
             self._by_sample[name] = {str(k): g for k, g in table.groupby("sample", sort=False)}
         return self._by_sample[name].get(sample, table.iloc[:0])
+
+    def derived(self, key: str, sample: str, build: Callable[[], Any]) -> Any:
+        """``build()``, computed once per sample page: sections of one page that show the
+        same derived data (the gradient panels: the key gradients and every type's) share it.
+        Only the current sample's values are kept."""
+        current, values = self._derived
+        if current != sample:
+            values = {}
+            self._derived = (sample, values)
+        if key not in values:
+            values[key] = build()
+        return values[key]
 
     def cohort_table(self, name: str) -> pd.DataFrame | None:
         """``cohort/<name>.parquet`` or None when absent."""

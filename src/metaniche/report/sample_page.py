@@ -86,7 +86,8 @@ def _gradient_panels(run: RunData, sample: str) -> list[tuple[str, np.ndarray, n
     """``(cell type, bin centres, density)`` of every type with cells in the sample's
     whole-sample gradient (the first lesion's when there is no whole-sample row):
     :func:`metaniche.plotting.prepare.gradient_panels`, as ``mn.pl.gradients`` draws them."""
-    return gradient_panels(run.sample_rows(T.GRADIENTS, sample))
+    return run.derived("gradient_panels", sample,
+                       lambda: gradient_panels(run.sample_rows(T.GRADIENTS, sample)))
 
 
 #: Panels of the key gradient chart beside the tissue map (effector and tumour types).
