@@ -161,14 +161,9 @@ def _share_cores(workers: int) -> None:
 
 
 def _tracked(task, index: int, started, item, emit) -> Any:
-    """Run in a worker: say that task ``index`` started (before it can die), then run it and
-    send its last progress events (before its result)."""
+    """Run in a worker: say that task ``index`` started (before it can die), then run it."""
     started.put(index)
-    try:
-        return task(item, emit)
-    finally:
-        if emit is not None:
-            emit.flush()
+    return task(item, emit)
 
 
 def _pool_round(task, items: list, workers: int, queues, on_start, on_event):
@@ -200,9 +195,8 @@ def _pool_round(task, items: list, workers: int, queues, on_start, on_event):
             done, _ = (wait(pending) if broken else
                        wait(pending, timeout=0.2, return_when=FIRST_COMPLETED))
             if on_event is not None:
-                # A task's put() returned before it did, so its events are all queued by now
-                # (in batches: QueueEmitter).
-                _drain(events, _each(on_event))
+                # A task's put() returned before it did, so its events are all queued by now.
+                _drain(events, on_event)
             for future in done:
                 index = pending.pop(future)
                 try:
@@ -219,15 +213,6 @@ def _pool_round(task, items: list, workers: int, queues, on_start, on_event):
     _drain(starts, started.add)
     return ([item for i, item in enumerate(items) if i not in started],
             [item for i, item in enumerate(items) if i in started and i not in finished])
-
-
-def _each(on_event: Callable[[Any], None]) -> Callable[[list[Any]], None]:
-    """A callback passing each event of a batch to ``on_event``."""
-    def deliver(batch: list[Any]) -> None:
-        for event in batch:
-            on_event(event)
-
-    return deliver
 
 
 def _drain(queue, on_event: Callable[[Any], None]) -> None:

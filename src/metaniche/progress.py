@@ -63,10 +63,6 @@ class ProgressEvent:
 
 ProgressCallback = Callable[[ProgressEvent], None]
 
-#: Longest time (s) a worker process holds progress events before sending them
-#: (:class:`QueueEmitter`).
-QUEUE_FLUSH_S = 0.5
-
 
 def sample_stage_names() -> list[str]:
     """Stages of every sample in execution order: ``compartments`` (context build), each
@@ -127,48 +123,21 @@ class StageClock:
 class QueueEmitter:
     """A picklable progress callback that puts events on a queue (for worker processes).
 
-    Events are put in batches (a list per ``put``): a batch goes out once
-    :data:`QUEUE_FLUSH_S` has passed since the last one, and :meth:`flush` sends the rest (the
-    executor calls it when the task returns, so the parent has every event of a task before
-    its result). One ``put`` on a ``multiprocessing.Manager`` queue is a round trip through
-    the manager process; sent one by one, the 24 events of a small sample cost the worker,
-    the manager and the parent more CPU than the sample's own analysis (the NSCLC example's
-    761 images: 18k puts on a 2-core machine).
-
     Parameters
     ----------
     queue
         A queue shared with the parent, e.g. ``multiprocessing.Manager().Queue()``, whose
-        ``put`` has returned once the batch is in the queue.
+        ``put`` has returned once the event is in the queue (so the parent sees every event
+        of a task before the task's result).
     """
 
     def __init__(self, queue: Any) -> None:
         self.queue = queue
-        self._pending: list[ProgressEvent] = []
-        self._sent = time.monotonic()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"queue": self.queue}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.queue = state["queue"]
-        self._pending = []
-        self._sent = time.monotonic()
 
     def __call__(self, event: ProgressEvent) -> None:
-        """Queue ``event``; send the batch when :data:`QUEUE_FLUSH_S` has passed."""
-        self._pending.append(event)
-        if time.monotonic() - self._sent >= QUEUE_FLUSH_S:
-            self.flush()
-
-    def flush(self) -> None:
-        """Put the events not sent yet as one batch; a broken queue never fails the sample."""
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, []
-        self._sent = time.monotonic()
+        """Put ``event`` on the queue; a broken queue never fails the sample."""
         try:
-            self.queue.put(batch)
+            self.queue.put(event)
         except Exception:  # progress is best effort; the record has the stage times
             pass
 

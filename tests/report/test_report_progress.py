@@ -149,35 +149,3 @@ def test_failed_stage_is_reported_and_timed():
         1 / 0  # noqa: B018
     assert [(e.stage, e.status) for e in events] == [("bad", "started"), ("bad", "failed")]
     assert events[1].seconds == clock.seconds["bad"] >= 0
-
-
-def test_queue_emitter_sends_events_in_batches(monkeypatch):
-    import copy as copy_module
-
-    from metaniche import progress
-
-    class Fake:
-        def __init__(self):
-            self.puts = []
-
-        def put(self, batch):
-            self.puts.append(list(batch))
-
-    queue = Fake()
-    emit = progress.QueueEmitter(queue)
-    events = [ProgressEvent("s", f"stage{k}", "started") for k in range(24)]
-    for event in events:
-        emit(event)
-    assert queue.puts == []                      # held: less than QUEUE_FLUSH_S has passed
-    emit.flush()
-    assert queue.puts == [events]                # one put for the whole task
-    emit.flush()
-    assert len(queue.puts) == 1                  # nothing pending, nothing sent
-    monkeypatch.setattr(progress, "QUEUE_FLUSH_S", 0.0)
-    emit(events[0])
-    assert queue.puts[-1] == [events[0]]         # a long stage's events are not held
-    # a copy sent to a worker (one per task) starts with nothing pending
-    emit._pending.append(events[1])
-    copy = copy_module.copy(emit)
-    copy.flush()
-    assert queue.puts[-1] == [events[0]]
