@@ -404,8 +404,9 @@ def concat_parquet_files(paths: list[Path], labels: list[str], label_column: str
     When every file has the same Arrow schema (pandas metadata included) and no dictionary
     (categorical) column, the files are concatenated as Arrow tables and converted to pandas
     once; otherwise (pandas would unify differing dtypes its own way) each is converted and
-    :func:`pandas.concat` joins them. Measured on the NSCLC example's 761 samples, 19 tables
-    each: 25 s → see the README's timing line.
+    :func:`pandas.concat` joins them. Measured on the NSCLC example's 761 samples (19 tables
+    each, 14,459 files): the run's gather took 24.1 s reading each file into pandas, 11.7 s
+    this way.
     """
     import pyarrow as pa
 
