@@ -113,3 +113,13 @@ def test_trend_test_matches_its_statsmodels_formulation(rng):
         assert mine.ci_high - mine.ci_low == pytest.approx(2 * 1.959964 * se, rel=1e-5)
         assert mine.dispersion == pytest.approx(dispersion, rel=1e-6)
     assert {"poisson", "negative_binomial"} <= seen
+
+
+def test_a_fit_that_cannot_converge_gets_nan_and_leaves_the_others_alone(rng):
+    y, design, offset, mask = _profiles(rng, n_fits=3)
+    alone = fit_log_glm(y, design, offset, mask)
+    offset = offset.copy()
+    offset[1, 0] = np.inf                           # an infinite mean: this fit cannot converge
+    fit = fit_log_glm(y, design, offset, mask)
+    assert np.isnan(fit.params[1]).all() and not fit.converged[1]
+    np.testing.assert_array_equal(fit.params[[0, 2]], alone.params[[0, 2]])

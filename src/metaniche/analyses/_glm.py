@@ -45,7 +45,8 @@ class LogGLMFit:
     df_resid
         (G,) observations minus parameters.
     converged
-        (G,) whether the deviance changed by at most ``tol`` within ``max_iter`` iterations.
+        (G,) whether the deviance changed by at most ``tol`` within ``max_iter`` iterations
+        (a fit whose means overflow stops with NaN estimates, not converged).
     """
 
     params: np.ndarray
@@ -140,10 +141,19 @@ def fit_log_glm(y: np.ndarray, design: np.ndarray, offset: np.ndarray, mask: np.
         if g.size == 0:
             break
         m = mu[g]
-        weight = np.where(mask[g], m / (1 + alpha[g, None] * m), 0.0)
-        z = eta[g] - offset[g] + (y[g] - m) / m
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            weight = np.where(mask[g], m / (1 + alpha[g, None] * m), 0.0)
+            z = eta[g] - offset[g] + (y[g] - m) / m
         xtw = np.swapaxes(design[g], 1, 2) * weight[:, None, :]
-        inverse = np.linalg.pinv(xtw @ design[g])
+        normal = xtw @ design[g]
+        finite = np.isfinite(normal).all(axis=(1, 2)) & np.isfinite(z).all(axis=1)
+        if not finite.all():   # diverged (means overflowed): NaN estimates, stop that fit
+            lost = g[~finite]
+            params[lost], cov[lost], active[lost] = np.nan, np.nan, False
+            g, xtw, normal, z = g[finite], xtw[finite], normal[finite], z[finite]
+            if g.size == 0:
+                break
+        inverse = np.linalg.pinv(normal)
         beta = (inverse @ (xtw @ z[..., None]))[..., 0]
         params[g], cov[g] = beta, inverse
         eta_g = np.einsum("gkp,gp->gk", design[g], beta) + offset[g]
