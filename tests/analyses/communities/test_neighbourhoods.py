@@ -131,3 +131,18 @@ def test_fit_is_k_means_of_all_windows():
     # CN 1 is the most common: sizes decrease
     sizes = np.bincount(nearest, minlength=model.n_neighbourhoods)
     assert (np.diff(sizes) <= 0).all()
+
+
+def test_distinct_rows_are_numpy_unique_rows_with_counts():
+    from metaniche.analyses.communities.neighbourhoods import _distinct_rows
+
+    rng = np.random.default_rng(0)
+    matrix = rng.integers(0, 4, (5000, 3)) / 4.0
+    distinct, counts = _distinct_rows(matrix)
+    expected, expected_counts = np.unique(matrix, axis=0, return_counts=True)
+    order = np.lexsort(expected.T[::-1])               # numeric lexicographic order
+    np.testing.assert_array_equal(distinct, expected[order])
+    np.testing.assert_array_equal(counts, expected_counts[order])
+    one, n = _distinct_rows(matrix[:, :1])
+    np.testing.assert_array_equal(one[:, 0], np.unique(matrix[:, 0]))
+    assert n.sum() == len(matrix)

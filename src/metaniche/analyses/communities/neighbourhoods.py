@@ -221,7 +221,7 @@ def fit_neighbourhoods(training: pd.DataFrame,
     matrix, types = windows_matrix(training)
     if matrix.shape[0] == 0:
         raise ValueError("no training windows: every sample failed or had no cells.")
-    distinct, weight = np.unique(matrix, axis=0, return_counts=True)
+    distinct, weight = _distinct_rows(matrix)
     n_distinct = len(np.unique(distinct.round(6), axis=0))
 
     def fit(n_clusters: int) -> KMeans | MiniBatchKMeans:
@@ -254,6 +254,16 @@ def fit_neighbourhoods(training: pd.DataFrame,
     order = np.lexsort((np.arange(len(sizes)), -sizes))
     selection = pd.DataFrame(rows, columns=["n_neighbourhoods", "silhouette"])
     return NeighbourhoodModel(tuple(types), model.cluster_centers_[order].copy(), selection)
+
+
+def _distinct_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``matrix`` in ascending lexicographic order and how many times
+    each occurs. A hash group-by (O(n) plus sorting the distinct rows): ``np.unique(axis=0)``
+    sorts all n rows as bytes, 2.7 s against 0.1 s on the NSCLC example's 880k windows."""
+    frame = pd.DataFrame(matrix)
+    sizes = frame.groupby(list(frame.columns), sort=True).size()
+    distinct = sizes.index.to_frame(index=False).to_numpy(np.float64).reshape(len(sizes), -1)
+    return distinct, sizes.to_numpy(np.int64)
 
 
 def assign_neighbourhoods(model: NeighbourhoodModel, compositions: np.ndarray,
