@@ -360,3 +360,23 @@ def test_concat_parquet_files_is_pandas_concat_of_each_file(tmp_path):
         frame(0).to_parquet(path, index=False)
     pd.testing.assert_frame_equal(concat_parquet_files(empty, ["a", "b"], "sample"),
                                   pandas_way(empty, ["a", "b"]))
+
+
+def test_set_cell_column_reads_back_as_the_pandas_assign(tmp_path):
+    run = RunDir(tmp_path)
+    cells = pd.DataFrame({"x": [0.0, 1.0, 2.0], "cell_type": pd.Categorical(["A", "B", "A"]),
+                          "name": ["a", "b", None], "lesion_id": pd.array([1, None, 2],
+                                                                         dtype="Int64"),
+                          "compartment": ["core", "border", "adjacent"]})
+    _write(run, "S1", cells)
+    before = run.read_cells("S1")
+    labels = np.array([3, 1, 2], dtype=np.int32)
+    assert run.set_cell_column("S1", "neighbourhood", labels)        # appended
+    pd.testing.assert_frame_equal(run.read_cells("S1"), before.assign(neighbourhood=labels))
+    assert run.set_cell_column("S1", "neighbourhood", labels + 1)    # replaced
+    pd.testing.assert_frame_equal(run.read_cells("S1"),
+                                  before.assign(neighbourhood=labels + 1))
+    assert not run.set_cell_column("S1", "neighbourhood", labels + 1)
+    # a column of another dtype with the same numbers is rewritten with the new dtype
+    assert run.set_cell_column("S1", "neighbourhood", (labels + 1).astype(np.int64))
+    assert run.read_cells("S1")["neighbourhood"].dtype == np.int64
