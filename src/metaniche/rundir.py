@@ -921,11 +921,19 @@ class RunDir:
         Returns the names of the tables written. Empty per-sample parts are dropped unless
         every part is empty (then the first keeps the columns).
         """
-        names = sorted({name for stem in samples.values()
-                        for name in self.sample_table_names(stem)})
+        # each sample's current generation looked up once (its done.json), not once per table
+        folders = {}
+        for sample, stem in samples.items():
+            try:
+                folders[sample] = self.generation_dir(stem) / "tables"
+            except LookupError:
+                continue
+        present = {sample: {path.stem for path in folder.glob("*.parquet")}
+                   for sample, folder in folders.items()}
+        names = sorted(set().union(*present.values()))
         for name in names:
-            found = [(sample, path) for sample, stem in samples.items()
-                     if (path := self._sample_table_file(stem, name)) is not None]
+            found = [(sample, folders[sample] / f"{name}.parquet")
+                     for sample in folders if name in present[sample]]
             write_parquet(self.table_path(name), concat_parquet_files(
                 [p for _, p in found], [sample for sample, _ in found], "sample"))
         return names
