@@ -51,17 +51,18 @@ def write_json(target: str | os.PathLike[str], obj: Any) -> None:
     write_text(target, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
-def write_parquet(target: str | os.PathLike[str], table: pd.DataFrame) -> None:
-    """Write a DataFrame to Parquet atomically (index dropped).
+def write_parquet(target: str | os.PathLike[str], table: pd.DataFrame | Any) -> None:
+    """Write a DataFrame (index dropped) or a ``pyarrow.Table`` to Parquet atomically.
 
-    What ``table.to_parquet(path, index=False)`` writes (pandas metadata, snappy), converted
-    on the calling thread: pyarrow's default converts the columns on its thread pool, whose
-    hand-offs cost more than the conversion for the small per-sample tables (about 1 ms of
-    the 3 ms a table took; a sample writes 20 of them)."""
+    A DataFrame is written as ``table.to_parquet(path, index=False)`` would (pandas metadata,
+    snappy), converted on the calling thread: pyarrow's default converts the columns on its
+    thread pool, whose hand-offs cost more than the conversion for the small per-sample
+    tables (about 1 ms of the 3 ms a table took; a sample writes 20 of them)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    arrow = pa.Table.from_pandas(table, preserve_index=False, nthreads=1)
+    arrow = (table if isinstance(table, pa.Table)
+             else pa.Table.from_pandas(table, preserve_index=False, nthreads=1))
     with atomic_path(target, suffix=".parquet") as tmp:
         pq.write_table(arrow, tmp, compression="snappy")
 

@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from metaniche._atomic import atomic_path, write_json, write_parquet, write_text
+from metaniche._atomic import write_json, write_parquet, write_text
 from metaniche.errors import InputError, MetanicheError
 from metaniche.tables import CN_WINDOWS, PRIVATE_TABLES
 
@@ -900,8 +900,7 @@ class RunDir:
         # Arrow in, Arrow out: the other columns are not converted to pandas and back (a
         # NumPy column outside the pandas metadata reads back as the same dtype); 14 ms per
         # small NSCLC cells file through pandas.
-        with atomic_path(path, suffix=".parquet") as tmp:
-            pq.write_table(table, tmp, compression="snappy")
+        write_parquet(path, table)
         recorded = self._read_published(file_name)
         if recorded.get("generation"):
             files = dict(recorded.get("files") or {})
