@@ -414,16 +414,26 @@ def concat_parquet_files(paths: list[Path], labels: list[str], label_column: str
     keep = [k for k, t in enumerate(tables) if t.num_rows > 0] or list(range(len(tables)))[:1]
     tables = [tables[k] for k in keep]
     labels = [labels[k] for k in keep]
-    schema = tables[0].schema if tables else pa.schema([])
-    same = all(t.schema.equals(schema, check_metadata=True) for t in tables)
-    if tables and same and not any(pa.types.is_dictionary(f.type) for f in schema):
+    if not tables:
+        frame = pd.DataFrame()
+    elif _one_plain_schema(tables):
         frame = pa.concat_tables(tables).to_pandas()
     else:
-        frame = pd.concat([t.to_pandas() for t in tables], ignore_index=True) if tables \
-            else pd.DataFrame()
+        frame = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
     frame.insert(0, label_column, np.repeat(np.array(labels, dtype=object),
                                             [t.num_rows for t in tables]))
     return frame
+
+
+def _one_plain_schema(tables: list[Any]) -> bool:
+    """Whether the Arrow tables share one schema (pandas metadata included) without
+    dictionary (categorical) columns, so that concatenating them as Arrow gives what
+    :func:`pandas.concat` of their frames would."""
+    import pyarrow as pa
+
+    schema = tables[0].schema
+    return (all(t.schema.equals(schema, check_metadata=True) for t in tables)
+            and not any(pa.types.is_dictionary(f.type) for f in schema))
 
 
 def _read_arrow_files(paths: list[Path], columns: list[str] | None) -> list[Any]:

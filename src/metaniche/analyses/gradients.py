@@ -585,8 +585,7 @@ def gradient_statistics(profiles: pd.DataFrame, border_um: float,
     columns = ["lesion_id", "cell_type", "n_cells", "slope_per_100um", "ci_low", "ci_high",
                "p", "outside_log_ratio", "model", "dispersion", "alpha", "peak_um",
                "peak_density_per_mm2", "borderline_index"]
-    rows = [{k: row[k] for k in columns} for row in rows]
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame()
     if not table.empty:
         table["lesion_id"] = pd.array(table["lesion_id"], dtype="Int64")
     return table
