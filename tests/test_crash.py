@@ -221,8 +221,12 @@ def dask_cluster(n_workers: int, crash: str | None = None, nanny: bool = False):
     """A Dask scheduler and workers in subprocesses; yields (address, scheduler, workers)."""
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
+    # One task per worker at a time (Dask's default saturation 1.1 gives a 1-thread worker two
+    # task slots): Dask charges a failure to every task on a dying worker, so a sample queued
+    # beside the crashing one would otherwise share its fate at random under load.
     env = {**os.environ, "PYTHONPATH": str(SRC),
-           "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"}
+           "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",
+           "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0"}
     if crash:
         env[CRASH_ENV] = crash
     dask = [sys.executable, "-m", "dask"]

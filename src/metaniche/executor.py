@@ -82,8 +82,13 @@ def map_tasks(task: Callable[[Item, Callable[[Any], None] | None], Result],
     it dies again it is lost (:data:`MAX_ATTEMPTS` attempts in all). On a Dask cluster the
     scheduler reschedules the tasks of a lost worker on another one (up to its
     ``allowed-failures``, 3 by default) and then gives up on the task (``KilledWorker``): that
-    task is lost. When the connection to the scheduler is lost, every unfinished task is
-    lost. Results already yielded stay valid in every case.
+    task is lost. Dask charges a failure to every task on the dying worker, including one
+    queued there beside the task that killed it (a worker holds up to
+    ``ceil(worker-saturation * nthreads)`` tasks; ``worker-saturation`` is 1.1 by default, so
+    a one-thread worker holds two); set ``distributed.scheduler.worker-saturation: 1.0`` to
+    keep one sample per worker thread so that a crashing sample fails alone. A lost sample is
+    recorded with its reason and a rerun resumes it. When the connection to the scheduler is
+    lost, every unfinished task is lost. Results already yielded stay valid in every case.
     """
     if scheduler:
         yield from _dask_map(task, items, scheduler, on_start, on_event, on_lost)
