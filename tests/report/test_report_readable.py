@@ -4,6 +4,7 @@ robust volcano limits, the overview first, methods from what ran."""
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -207,3 +208,26 @@ def test_heatmap_selection_skips_near_constant_columns():
     chosen = cf.select_features(features, None)
     assert "spike" not in chosen
     assert chosen == ["spread", "narrow"]   # larger IQR / median first
+
+
+def test_heatmap_treats_infinite_values_as_missing(tmp_path):
+    """borderline_index is inf where a type is absent from core and adjacent: the heatmap
+    neither warns on it nor z-scores it; too many inf drop the column like missing values."""
+    rng = np.random.default_rng(4)
+    n = 20
+    ratio = rng.lognormal(0.0, 1.0, n)
+    ratio[:2] = np.inf                      # 10 % infinite: kept, those cells blank
+    mostly_inf = rng.lognormal(0.0, 1.0, n)
+    mostly_inf[:6] = np.inf                 # 30 % infinite: over max_missing (20 %)
+    features = pd.DataFrame({"sample": [f"S{i}" for i in range(n)], "ratio": ratio,
+                             "mostly_inf": mostly_inf, "spread": rng.normal(10.0, 3.0, n)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        chosen = cf.select_features(features.drop(columns="sample"), None)
+        drawn = cf.feature_heatmap(features, None, tmp_path)
+    assert set(chosen) == {"ratio", "spread"}
+    assert drawn is not None and drawn[1] == 2
+    z = cf.zscore(cf.finite(features[["ratio"]]))["ratio"].to_numpy()
+    assert np.isnan(z[:2]).all() and np.isfinite(z[2:]).all()
+    finite_part = ratio[2:]
+    assert np.allclose(z[2:], (finite_part - finite_part.mean()) / finite_part.std(ddof=1))

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from metaniche.config import PhenotypeParams
 
 __all__ = ["BOUNDED_EFFECTS", "EFFECT_UNITS", "NULL_EFFECT", "RATIO_EFFECTS", "VOLCANO_MARGIN",
-           "effector_strip", "feature_heatmap", "gradient_overlay", "kaplan_meier",
+           "effector_strip", "feature_heatmap", "finite", "gradient_overlay", "kaplan_meier",
            "km_group_labels", "new_figure", "robust_limits", "roc_curves",
            "round_svg_coordinates", "save_figure", "select_features", "svg_fmt", "volcano",
            "volcano_panels", "zscore"]
@@ -116,6 +116,11 @@ def round_svg_coordinates(svg: str, decimals: int = 2) -> str:
                          + m.group(3), svg)
 
 
+def finite(values: pd.DataFrame) -> pd.DataFrame:
+    """``values`` (numeric) with ±inf replaced by NaN."""
+    return values.where(np.isfinite(values.to_numpy(np.float64)))
+
+
 def zscore(values: pd.DataFrame) -> pd.DataFrame:
     """Column-wise z-scores (x − mean) / sd (sd with ddof=1; NaN stays NaN)."""
     return (values - values.mean()) / values.std(ddof=1)
@@ -131,13 +136,15 @@ def select_features(features: pd.DataFrame, association: pd.DataFrame | None,
                     max_mode_share: float = MAX_MODE_SHARE) -> list[str]:
     """Informative numeric feature columns for the heatmap.
 
-    Columns with more than ``max_missing`` missing values, zero variance, or one value shared
+    Infinite values (a ratio over a zero reference, e.g. ``borderline_index`` where a type
+    is absent from core and adjacent) count as missing: they cannot be z-scored. Columns
+    with more than ``max_missing`` missing values, zero variance, or one value shared
     by more than ``max_mode_share`` of the non-missing samples (near-constant) are dropped;
     when an association table exists the features with the smallest p come first, otherwise
     those with the largest robust spread, the interquartile range over the median absolute
     value (a scale-free spread that one outlier cannot inflate).
     """
-    numeric = features.select_dtypes(include=[np.number])
+    numeric = finite(features.select_dtypes(include=[np.number]))
     numeric = numeric.loc[:, numeric.isna().mean() <= max_missing]
     sd = numeric.std(ddof=1)
     numeric = numeric.loc[:, sd > 0]
@@ -189,7 +196,7 @@ def feature_heatmap(features: pd.DataFrame, association: pd.DataFrame | None,
     if not chosen or len(features) < 2:
         return None
     units = units or {}
-    z = zscore(features[chosen].astype(np.float64))
+    z = zscore(finite(features[chosen].astype(np.float64)))
     filled = z.fillna(0.0).to_numpy()
     rows = _leaf_order(filled)            # samples
     cols = _leaf_order(filled.T)          # features
