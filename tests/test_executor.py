@@ -1,14 +1,21 @@
-"""Dask cluster checks of :mod:`metaniche.executor` (version agreement between client and
-workers), with a stand-in client so no cluster is started."""
+"""Checks of :mod:`metaniche.executor`: Dask version agreement between client and workers
+(with a stand-in client so no cluster is started) and the local pool's preloaded imports."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from metaniche import __version__
 from metaniche.errors import MetanicheError
-from metaniche.executor import _check_worker_versions, _installed_version
+from metaniche.executor import _check_worker_versions, _context, _installed_version
+
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 class Client:
@@ -104,3 +111,23 @@ def test_a_deferred_sample_whose_file_changed_fails_alone_naming_the_file(tmp_pa
     changed = reload_sample(dataclasses.replace(first, checksum="0" * 64), config)
     assert not changed.ok and str(first.source) in changed.error
     assert "changed while the run was reading it" in changed.error
+
+
+@pytest.mark.skipif(_context().get_start_method() != "forkserver",
+                    reason="start_workers only acts where forkserver is the start method")
+@pytest.mark.parametrize("preload", [True, False])
+def test_workers_forked_after_start_workers_have_its_modules_imported(preload):
+    """A fresh interpreter (its forkserver not yet running) starts the workers with a module
+    preloaded: a pool's worker holds it before any task imports it; without, it does not."""
+    module = "metaniche.analyses.compartments"   # not imported by the pool's own machinery
+    script = textwrap.dedent(f"""
+        from metaniche import executor
+        if {preload}:
+            executor.start_workers([{module!r}])
+        with executor.process_pool(1) as pool:
+            print(pool.submit(eval, "{module!r} in __import__('sys').modules").result())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(SRC), "PATH": ""}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(preload)]

@@ -38,7 +38,7 @@ from metaniche.cohort.steps import (
 )
 from metaniche.config import Config
 from metaniche.errors import InputError, MetanicheError
-from metaniche.executor import map_tasks
+from metaniche.executor import map_tasks, start_workers
 from metaniche.genes import with_gene_columns
 from metaniche.io import read_clinical, read_samples
 from metaniche.io._tables import file_stem
@@ -54,6 +54,9 @@ from metaniche.rundir import FAILED, SKIPPED, Manifest, RunDir, SampleRecord, co
 from metaniche.sample import SampleTask, crash_point, sample_task
 
 __all__ = ["OutputError", "RunResult", "run"]
+
+#: What the run's worker processes import: the sample task and the report's page renderer.
+_WORKER_MODULES = ["metaniche.sample", "metaniche.report.html"]
 
 
 @dataclass
@@ -158,6 +161,9 @@ def _run_locked(inputs: Sequence[str | Path], rundir: RunDir, config: Config,
                 notify: ProgressCallback, scheduler: str | None) -> RunResult:
     """:func:`run`, holding the directory's lock."""
     started = time.perf_counter()
+    if workers > 1 and not scheduler:
+        # The worker processes' imports overlap the reading (see start_workers).
+        start_workers(_WORKER_MODULES)
     samples = _read_inputs(inputs, config, scheduler)
     if not samples:
         raise InputError("no cell tables found in the inputs; give .csv/.tsv/.parquet/.h5ad "
