@@ -133,7 +133,7 @@ def start_workers(modules: list[str]) -> None:
 
     if getattr(forkserver._forkserver, "_forkserver_pid", None) is not None:
         return
-    context.set_forkserver_preload(modules)  # type: ignore[attr-defined]
+    context.set_forkserver_preload(modules)
     forkserver.ensure_running()
 
 
