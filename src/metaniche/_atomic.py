@@ -63,8 +63,8 @@ def write_parquet(target: str | os.PathLike[str], table: pd.DataFrame | Any) -> 
     integer, float, object) and whose column labels are plain strings is built column by
     column (:func:`_plain_arrow`) without pandas' schema metadata, which only such a frame can
     do without (it restores extension dtypes such as ``Int64`` and categoricals, and column
-    index names); pandas' general conversion took 3.5× as long on the NSCLC example's
-    tables (16.6 against 4.7 ms per sample)."""
+    index names); pandas' general conversion took 2.4× as long on the NSCLC example's
+    plain tables (5.8 against 2.4 ms per sample, best of 15 interleaved runs)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -97,8 +97,7 @@ def _plain_arrow(frame: pd.DataFrame) -> Any:
                        for t in frame.dtypes)):
         return None
     try:
-        arrays = [pa.array(frame.iloc[:, k].to_numpy(), from_pandas=True)
-                  for k in range(frame.shape[1])]
+        arrays = [pa.array(column.to_numpy(), from_pandas=True) for _, column in frame.items()]
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return None
     return pa.Table.from_arrays(arrays, names=list(columns))
