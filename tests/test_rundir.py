@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from metaniche._atomic import write_parquet
 from metaniche.config import CompartmentParams, Config
 from metaniche.errors import InputError
 from metaniche.rundir import (
@@ -343,13 +344,23 @@ def test_concat_parquet_files_is_pandas_concat_of_each_file(tmp_path):
             out["cell_type"] = pd.Categorical(out["cell_type"], categories=categories)
         return out
 
+    def plain(n):   # plain dtypes: write_parquet stores them without pandas metadata
+        return pd.DataFrame({"cell_type": rng.choice(["A", "B"], n), "x": rng.random(n),
+                             "n": rng.integers(0, 5, n)})
+
     cases = {"same": ["same"] * 4, "mixed": ["same", "int", "same", "same"],
-             "categorical": ["cat"] * 4}
+             "categorical": ["cat"] * 4, "ours": ["ours"] * 4,
+             "both writers": ["ours", "pandas", "ours", "pandas"]}
     for case, kinds in cases.items():
         paths, labels = [], []
         for k, (kind, n) in enumerate(zip(kinds, [5, 0, 7, 3], strict=True)):
             path = tmp_path / f"{case}{k}.parquet"
-            frame(n, kind).to_parquet(path, index=False)
+            if kind == "ours":
+                write_parquet(path, plain(n))
+            elif kind == "pandas":
+                plain(n).to_parquet(path, index=False)
+            else:
+                frame(n, kind).to_parquet(path, index=False)
             paths.append(path)
             labels.append(f"S{k}")
         pd.testing.assert_frame_equal(concat_parquet_files(paths, labels, "sample"),
@@ -360,6 +371,24 @@ def test_concat_parquet_files_is_pandas_concat_of_each_file(tmp_path):
         frame(0).to_parquet(path, index=False)
     pd.testing.assert_frame_equal(concat_parquet_files(empty, ["a", "b"], "sample"),
                                   pandas_way(empty, ["a", "b"]))
+
+
+def test_read_arrow_and_read_frame_are_read_table_and_read_parquet(tmp_path):
+    import pyarrow.parquet as pq
+
+    from metaniche.rundir import read_arrow, read_frame
+
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"s": rng.choice(["a", "b", None], 9), "x": rng.random(9),
+                          "n": pd.array(rng.integers(0, 5, 9), dtype="Int64"),
+                          "c": pd.Categorical(rng.choice(["p", "q"], 9))})
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path, index=False)
+    for columns in (None, ["x", "n"], ["c"]):
+        assert read_arrow(path, columns).equals(pq.read_table(path, columns=columns),
+                                                check_metadata=True)
+        pd.testing.assert_frame_equal(read_frame(path, columns),
+                                      pd.read_parquet(path, columns=columns))
 
 
 def test_set_cell_column_reads_back_as_the_pandas_assign(tmp_path):

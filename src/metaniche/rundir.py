@@ -386,7 +386,7 @@ def read_parquet_files(paths: list[Path], columns: list[str] | None = None
                        ) -> list[pd.DataFrame]:
     """``[pd.read_parquet(p, columns=columns) for p in paths]``, faster for many small files.
 
-    Each file is read by ``pyarrow.parquet.read_table`` then ``to_pandas`` (what
+    Each file is read by :func:`read_arrow` then ``to_pandas`` (what
     ``pd.read_parquet`` does, without its per-call overhead), on a pool of
     :data:`_READ_THREADS` threads (Parquet decoding releases the GIL); the order of
     ``paths`` is kept. Measured on the NSCLC example's 14,459 per-sample tables (machine
@@ -436,14 +436,27 @@ def _one_plain_schema(tables: list[Any]) -> bool:
             and not any(pa.types.is_dictionary(f.type) for f in schema))
 
 
-def _read_arrow_files(paths: list[Path], columns: list[str] | None) -> list[Any]:
-    """``pyarrow.parquet.read_table`` of each path on :data:`_READ_THREADS` threads."""
+def read_arrow(path: str | os.PathLike[str], columns: list[str] | None = None) -> Any:
+    """One Parquet file as a ``pyarrow.Table``: ``pyarrow.parquet.read_table(path,
+    columns=columns)`` read through :class:`pyarrow.parquet.ParquetFile` on the calling
+    thread, without the dataset layer ``read_table`` builds for every file (the same table,
+    schema metadata included; about half the time per small file: 430 against 910 µs on the
+    NSCLC example's per-sample tables)."""
     import pyarrow.parquet as pq
 
-    def read(path: Path) -> Any:
-        return pq.read_table(path, columns=columns, use_threads=False, pre_buffer=False)
+    with pq.ParquetFile(path) as handle:
+        return handle.read(columns=columns, use_threads=False, use_pandas_metadata=True)
 
-    return in_threads(read, paths)
+
+def read_frame(path: str | os.PathLike[str], columns: list[str] | None = None) -> pd.DataFrame:
+    """``pd.read_parquet(path, columns=columns)`` by :func:`read_arrow` then ``to_pandas``
+    (what pandas' pyarrow engine does, without its per-call overhead)."""
+    return read_arrow(path, columns).to_pandas()
+
+
+def _read_arrow_files(paths: list[Path], columns: list[str] | None) -> list[Any]:
+    """:func:`read_arrow` of each path on :data:`_READ_THREADS` threads."""
+    return in_threads(lambda path: read_arrow(path, columns), paths)
 
 
 def in_threads(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -874,7 +887,7 @@ class RunDir:
     def read_sample_table(self, file_name: str, name: str) -> pd.DataFrame | None:
         """A cached table of one sample (None when absent)."""
         path = self._sample_table_file(file_name, name)
-        return None if path is None else pd.read_parquet(path)
+        return None if path is None else read_frame(path)
 
     def read_sample_features(self, file_name: str) -> dict[str, Any]:
         """The cached features of one sample."""
@@ -882,7 +895,7 @@ class RunDir:
 
     def read_cells(self, file_name: str, columns: list[str] | None = None) -> pd.DataFrame:
         """``cells/<file>.parquet`` (only ``columns`` when given)."""
-        return pd.read_parquet(self.cells_path(file_name), columns=columns)
+        return read_frame(self.cells_path(file_name), columns)
 
     def set_cell_column(self, file_name: str, column: str, values: np.ndarray) -> bool:
         """Set one column of a sample's cells file (appended when new).
@@ -892,11 +905,10 @@ class RunDir:
         new checksum is then recorded in ``published.json`` (so the skip decision keeps it).
         """
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         path = self.cells_path(file_name)
         values = np.asarray(values)
-        table = pq.read_table(path)
+        table = read_arrow(path)
         new = pa.array(values)
         if column in table.column_names:
             index = table.column_names.index(column)
