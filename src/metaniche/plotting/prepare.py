@@ -24,6 +24,7 @@ every bin.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -288,8 +289,15 @@ def phenotype_params(config: Mapping[str, Any] | None) -> PhenotypeParams:
 def effector_labels(config: Mapping[str, Any] | None, labels: Sequence[str]) -> list[str]:
     """The effector labels among ``labels`` under a recorded configuration
     (:func:`metaniche.roles.effector_types`), in the order of ``labels``."""
-    wanted = set(roles.effector_types(list(labels), Config(phenotype=phenotype_params(config))))
+    wanted = set(roles.effector_types(list(labels), _phenotype_config(phenotype_params(config))))
     return [t for t in labels if t in wanted]
+
+
+@functools.lru_cache(maxsize=8)
+def _phenotype_config(params: PhenotypeParams) -> Config:
+    """A default configuration with these ``[phenotype]`` parameters, built (and validated)
+    once per distinct parameters rather than once per report page."""
+    return Config(phenotype=params)
 
 
 def effector_densities(composition: pd.DataFrame | None, config: Mapping[str, Any] | None,

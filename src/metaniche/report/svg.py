@@ -13,6 +13,7 @@ data each chart shows is prepared by :mod:`metaniche.plotting.prepare`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
@@ -57,9 +58,16 @@ def _num(value: float) -> str:
     return "0" if text == "-0" else text
 
 
+@functools.lru_cache(maxsize=16)
+def _colormap(name: str) -> Any:
+    """``matplotlib.colormaps[name]``, looked up once: the registry returns a fresh copy on
+    every lookup (0.57 ms, against 0.03 ms to apply it; two lookups per heatmap)."""
+    return colormaps[name]
+
+
 def _colours(values: np.ndarray, cmap: str, vmin: float, vmax: float) -> list[str]:
     scale = (values - vmin) / (vmax - vmin) if vmax > vmin else np.full(values.shape, 0.5)
-    rgb = np.rint(colormaps[cmap](np.clip(np.nan_to_num(scale, nan=0.5), 0.0, 1.0))[:, :3]
+    rgb = np.rint(_colormap(cmap)(np.clip(np.nan_to_num(scale, nan=0.5), 0.0, 1.0))[:, :3]
                   * 255).astype(int)
     return [f"#{r:02x}{g:02x}{b:02x}" if ok else _MISSING
             for (r, g, b), ok in zip(rgb.tolist(), np.isfinite(values), strict=True)]
