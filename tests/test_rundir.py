@@ -291,6 +291,25 @@ def test_lock_refuses_a_second_holder_and_is_released(tmp_path):
         assert run.lock_path.read_text().strip() == str(os.getpid())
 
 
+def test_gather_on_worker_processes_writes_the_same_tables(tmp_path):
+    rng = np.random.default_rng(5)
+    runs = {workers: RunDir(tmp_path / f"w{workers}") for workers in (1, 2)}
+    for name in ("S3", "S1", "S2"):
+        n = int(rng.integers(0, 6))
+        tables = {"small": pd.DataFrame({"v": rng.random(n)}),
+                  "large": pd.DataFrame({"cell_type": rng.choice(["A", "B"], 50 * n + 1),
+                                         "x": rng.random(50 * n + 1)}),
+                  "nullable": pd.DataFrame({"id": pd.array([1, None], dtype="Int64")})}
+        for run in runs.values():
+            _write(run, name, pd.DataFrame({"x": [0.0]}), tables)
+    order = {"S3": "S3", "S1": "S1", "S2": "S2"}
+    names = {w: run.gather_tables(order, workers=w) for w, run in runs.items()}
+    assert names[1] == names[2] == ["large", "nullable", "small"]
+    for name in names[1]:
+        pd.testing.assert_frame_equal(runs[2].read_table(name), runs[1].read_table(name),
+                                      obj=name)
+
+
 def test_gather_puts_sample_first_and_keeps_output_order(tmp_path):
     run = RunDir(tmp_path)
     for name, n in (("S2", 2), ("S1", 1)):

@@ -178,7 +178,8 @@ def _run_locked(inputs: Sequence[str | Path], rundir: RunDir, config: Config,
     records = {s.name: records[s.name] for s in samples if s.name in records}
     try:
         return _run_level(inputs, rundir, config, clinical, clinical_table, records,
-                          {s.name: s.patient for s in samples}, chash, started, notify)
+                          {s.name: s.patient for s in samples}, chash, started, notify,
+                          workers=1 if scheduler else workers)
     except OSError as err:
         # os.replace(temporary, target) names the target second.
         where = err.filename2 or err.filename or rundir.root
@@ -225,8 +226,10 @@ def _scan_indexed(item: tuple[int, tuple[Any, Config]],
 def _run_level(inputs: Sequence[str | Path], rundir: RunDir, config: Config,
                clinical: str | Path | None, clinical_table: pd.DataFrame | None,
                records: dict[str, SampleRecord], patients: dict[str, str | None],
-               chash: str, started: float, notify: ProgressCallback) -> RunResult:
-    """Gather, the run-level steps, the features, the report and run.json.
+               chash: str, started: float, notify: ProgressCallback,
+               workers: int = 1) -> RunResult:
+    """Gather (on ``workers`` local processes), the run-level steps, the features, the
+    report and run.json.
 
     ``patients`` maps each sample to the patient its cell table names (None when it names
     none); :func:`metaniche.cohort.steps.with_patients` reconciles it with the clinical table.
@@ -236,7 +239,8 @@ def _run_level(inputs: Sequence[str | Path], rundir: RunDir, config: Config,
     clock = StageClock(None, notify)
     crash_point("gather", "run")
     with clock.stage("gather"):
-        rundir.gather_tables({name: rec.stem for name, rec in state.samples.items()})
+        rundir.gather_tables({name: rec.stem for name, rec in state.samples.items()},
+                             workers=workers)
         crash_point("gathered", "run")
         state.features = with_patients(_sample_features(rundir, state.samples),
                                        patients)

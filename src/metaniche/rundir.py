@@ -454,6 +454,12 @@ def read_frame(path: str | os.PathLike[str], columns: list[str] | None = None) -
     return read_arrow(path, columns).to_pandas()
 
 
+def _gather_table(job: tuple[Path, list[Path], list[str]]) -> None:
+    """Write ``target`` as :func:`concat_parquet_files` of ``paths`` labelled by sample."""
+    target, paths, labels = job
+    write_parquet(target, concat_parquet_files(paths, labels, "sample"))
+
+
 def _read_arrow_files(paths: list[Path], columns: list[str] | None) -> list[Any]:
     """:func:`read_arrow` of each path on :data:`_READ_THREADS` threads."""
     return in_threads(lambda path: read_arrow(path, columns), paths)
@@ -931,13 +937,18 @@ class RunDir:
         return True
 
     # --- run-level outputs ------------------------------------------------------------------
-    def gather_tables(self, samples: dict[str, str]) -> list[str]:
+    def gather_tables(self, samples: dict[str, str], workers: int = 1) -> list[str]:
         """Concatenate the samples' cached tables into ``tables/`` (``sample`` column first).
 
         Parameters
         ----------
         samples
             Sample name → file stem, in output order.
+        workers
+            Processes gathering whole tables at once (largest first), each reading its
+            files on threads; 1 gathers here. Reading many small files is bound by the
+            interpreter lock, so threads alone use one core: on the NSCLC example (19
+            tables of 761 samples) 7.8–8.1 s in one process, 5.5–6.7 s on 2 (two runs each).
 
         Returns the names of the tables written. Empty per-sample parts are dropped unless
         every part is empty (then the first keeps the columns).
@@ -952,11 +963,22 @@ class RunDir:
         present = {sample: {path.stem for path in folder.glob("*.parquet")}
                    for sample, folder in folders.items()}
         names = sorted(set().union(*present.values()))
+        jobs = []
         for name in names:
             found = [(sample, folders[sample] / f"{name}.parquet")
                      for sample in folders if name in present[sample]]
-            write_parquet(self.table_path(name), concat_parquet_files(
-                [p for _, p in found], [sample for sample, _ in found], "sample"))
+            jobs.append((self.table_path(name), [p for _, p in found],
+                         [sample for sample, _ in found]))
+        if workers > 1 and len(jobs) > 1:
+            from metaniche.executor import process_pool
+
+            jobs.sort(key=lambda job: -sum(p.stat().st_size for p in job[1]))
+            with process_pool(min(workers, len(jobs))) as pool:
+                for _ in pool.map(_gather_table, jobs):
+                    pass
+        else:
+            for job in jobs:
+                _gather_table(job)
         return names
 
     def _sample_table_file(self, file_name: str, name: str) -> Path | None:
