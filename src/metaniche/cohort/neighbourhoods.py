@@ -15,12 +15,13 @@ import pandas as pd
 
 from metaniche import tables as T
 from metaniche.analyses.communities import (
+    abundance_counts,
+    abundance_table,
     assign_neighbourhoods,
     fit_neighbourhoods,
     neighbourhood_tables,
     window_fractions,
 )
-from metaniche.analyses.compartments import WHOLE
 from metaniche.config import Config
 
 __all__ = ["cohort_neighbourhoods"]
@@ -60,17 +61,28 @@ def cohort_neighbourhoods(training: pd.DataFrame,
     """
     params = config.neighbourhoods
     model = fit_neighbourhoods(training, params.n_neighbourhoods, params.seed)
-    labels, parts, features = {}, [], {}
-    for name, counts, compartment in windows:
-        labels[name] = assign_neighbourhoods(model, window_fractions(counts),
-                                             [str(t) for t in counts.columns])
-        tables = neighbourhood_tables(labels[name], np.asarray(compartment).astype(str), model)
-        abundance = tables[T.NEIGHBOURHOOD_ABUNDANCE].assign(table=T.NEIGHBOURHOOD_ABUNDANCE)
-        parts.append(abundance.assign(sample=name))
-        whole = abundance[abundance["compartment"] == WHOLE]
+    n_cn = model.n_neighbourhoods
+    labels, features = {}, {}
+    # per sample only counts; the abundance rows of all samples are built as one table
+    names: list[str] = []
+    groups: list[str] = []
+    counts: list[np.ndarray] = []
+    for name, window, compartment in windows:
+        labels[name] = assign_neighbourhoods(model, window_fractions(window),
+                                             [str(t) for t in window.columns])
+        sample_groups, sample_counts = abundance_counts(labels[name], compartment, n_cn)
+        names += [name] * len(sample_groups)
+        groups += sample_groups
+        counts.append(sample_counts)
+        whole = sample_counts[0]            # the first group is the whole sample
+        fractions = whole / whole.sum() if whole.sum() else np.full(n_cn, np.nan)
         features[name] = {f"cn_fraction.CN{cn}": float(f)
-                          for cn, f in zip(whole["neighbourhood"], whole["fraction"],
-                                           strict=True)}
+                          for cn, f in enumerate(fractions, start=1)}
+    abundance = abundance_table(groups, np.concatenate(counts) if counts
+                                else np.zeros((0, n_cn), dtype=np.int64))
+    abundance["table"] = T.NEIGHBOURHOOD_ABUNDANCE
+    abundance["sample"] = np.repeat(np.asarray(names, dtype=object), n_cn)
+    parts = [abundance]
     composition = neighbourhood_tables(np.zeros(0, dtype=np.int32), np.zeros(0, dtype=object),
                                        model)[T.NEIGHBOURHOOD_COMPOSITION]
     parts.append(composition.assign(table=T.NEIGHBOURHOOD_COMPOSITION, sample=None))

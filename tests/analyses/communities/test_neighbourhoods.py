@@ -146,3 +146,27 @@ def test_distinct_rows_are_numpy_unique_rows_with_counts():
     one, n = _distinct_rows(matrix[:, :1])
     np.testing.assert_array_equal(one[:, 0], np.unique(matrix[:, 0]))
     assert n.sum() == len(matrix)
+
+
+@pytest.mark.parametrize("n_cells", [0, 1, 500])
+def test_abundance_counts_and_table_equal_a_loop_over_groups(n_cells):
+    from metaniche.analyses.communities import abundance_counts, abundance_table
+
+    rng = np.random.default_rng(n_cells)
+    n_cn = 6
+    labels = rng.integers(1, n_cn + 1, n_cells)
+    compartment = rng.choice(["core", "border", "adjacent"], n_cells)
+    groups, counts = abundance_counts(labels, compartment, n_cn)
+    present = sorted(set(compartment.tolist()))
+    assert groups == ["all", *present]
+    for g, mask in enumerate([np.ones(n_cells, bool)] + [compartment == c for c in present]):
+        for cn in range(1, n_cn + 1):
+            assert counts[g, cn - 1] == np.sum(labels[mask] == cn)
+    table = abundance_table(groups, counts)
+    assert table["compartment"].tolist() == [g for g in groups for _ in range(n_cn)]
+    assert table["neighbourhood"].tolist() == list(range(1, n_cn + 1)) * len(groups)
+    for g in range(len(groups)):
+        rows = table.iloc[g * n_cn:(g + 1) * n_cn]
+        total = counts[g].sum()
+        want = counts[g] / total if total else np.full(n_cn, np.nan)
+        np.testing.assert_array_equal(rows["fraction"].to_numpy(), want)

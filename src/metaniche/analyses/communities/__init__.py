@@ -21,6 +21,8 @@ from metaniche.analyses.communities.ligrec import (
 )
 from metaniche.analyses.communities.neighbourhoods import (
     NeighbourhoodModel,
+    abundance_counts,
+    abundance_table,
     assign_neighbourhoods,
     fit_neighbourhoods,
     neighbourhood_composition,
@@ -36,6 +38,8 @@ __all__ = [
     "Clusters",
     "NeighbourPairs",
     "NeighbourhoodModel",
+    "abundance_counts",
+    "abundance_table",
     "aggregate_tables",
     "assign_neighbourhoods",
     "benjamini_hochberg",

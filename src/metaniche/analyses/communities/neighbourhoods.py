@@ -39,6 +39,8 @@ from metaniche.config import NeighbourhoodParams
 __all__ = [
     "EXACT_MAX_DISTINCT",
     "NeighbourhoodModel",
+    "abundance_counts",
+    "abundance_table",
     "assign_neighbourhoods",
     "fit_neighbourhoods",
     "neighbourhood_composition",
@@ -293,27 +295,65 @@ def neighbourhood_tables(labels: np.ndarray, compartment: np.ndarray,
     """Per-sample CN abundance (whole sample and by compartment) and the CN compositions.
 
     Returns ``{"abundance": compartment, neighbourhood, n_cells, fraction}`` (fraction of the
-    compartment's cells; compartment ``all`` for the whole sample) and ``{"composition":
+    compartment's cells; compartment ``all`` for the whole sample; from
+    :func:`abundance_counts` and :func:`abundance_table`) and ``{"composition":
     neighbourhood, cell_type, fraction}`` (the centre: mean window composition).
     """
     n_cn = model.n_neighbourhoods
-    groups = [(WHOLE, np.ones(len(labels), dtype=bool))]
-    groups += [(c, compartment == c) for c in sorted(np.unique(compartment.astype(str)))]
-    parts = []
-    for name, mask in groups:
-        counts = np.bincount(labels[mask], minlength=n_cn + 1)[1:]
-        total = counts.sum()
-        parts.append(pd.DataFrame({
-            "compartment": name, "neighbourhood": np.arange(1, n_cn + 1),
-            "n_cells": counts.astype(np.int64),
-            "fraction": counts / total if total else np.full(n_cn, np.nan)}))
-    abundance = pd.concat(parts, ignore_index=True)
+    groups, counts = abundance_counts(labels, compartment, n_cn)
     composition = pd.DataFrame({
         "neighbourhood": np.repeat(np.arange(1, n_cn + 1), len(model.cell_types)),
         "cell_type": np.tile(np.asarray(model.cell_types, dtype=object), n_cn),
         "fraction": model.centres.ravel(),
     })
-    return {T.NEIGHBOURHOOD_ABUNDANCE: abundance, T.NEIGHBOURHOOD_COMPOSITION: composition}
+    return {T.NEIGHBOURHOOD_ABUNDANCE: abundance_table(groups, counts),
+            T.NEIGHBOURHOOD_COMPOSITION: composition}
+
+
+def abundance_counts(labels: np.ndarray, compartment: np.ndarray, n_cn: int
+                     ) -> tuple[list[str], np.ndarray]:
+    """Cells in each CN, of the whole sample and of each compartment.
+
+    Parameters
+    ----------
+    labels
+        Per-cell CN (1…``n_cn``).
+    compartment
+        Per-cell compartment label (same order).
+    n_cn
+        Number of CNs.
+
+    Returns
+    -------
+    groups
+        ``all`` (the whole sample), then the compartments present, sorted.
+    counts
+        ``(len(groups), n_cn)`` int64: cells of group g in CN k + 1.
+    """
+    names, codes = np.unique(np.asarray(compartment).astype(str), return_inverse=True)
+    labels = np.asarray(labels, dtype=np.int64)
+    width = n_cn + 1
+    counts = np.zeros((len(names) + 1, n_cn), dtype=np.int64)
+    counts[0] = np.bincount(labels, minlength=width)[1:width]
+    if len(names):
+        by_group = np.bincount(codes.ravel() * width + labels, minlength=len(names) * width)
+        counts[1:] = by_group.reshape(len(names), width)[:, 1:]
+    return [WHOLE, *names.tolist()], counts
+
+
+def abundance_table(groups: list[str], counts: np.ndarray) -> pd.DataFrame:
+    """``compartment, neighbourhood, n_cells, fraction`` rows of :func:`abundance_counts`
+    output (rows of several samples may be stacked): one row per group × CN, the fraction
+    of the group's cells (NaN for a group without cells)."""
+    n_cn = counts.shape[1]
+    totals = counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = np.where(totals > 0, counts / np.where(totals > 0, totals, 1), np.nan)
+    return pd.DataFrame({
+        "compartment": np.repeat(np.asarray(groups, dtype=object), n_cn),
+        "neighbourhood": np.tile(np.arange(1, n_cn + 1), len(groups)),
+        "n_cells": counts.astype(np.int64).ravel(),
+        "fraction": fraction.ravel()})
 
 
 def window_counts(compositions: np.ndarray, cell_types: list[str], k: int) -> pd.DataFrame:
