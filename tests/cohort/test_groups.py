@@ -339,3 +339,21 @@ def test_epsilon_squared_interval_equals_a_brute_force_stratified_bootstrap():
     np.testing.assert_allclose(table["ci_high"], high, rtol=1e-10)
     assert table["ci_low"][0] > 0.2 and (table["ci_low"] <= table["effect"]).all()
     assert (table["effect"] <= table["ci_high"]).all()
+
+
+def test_mixed_model_of_a_feature_without_values_is_nan_without_warnings():
+    """A feature no image has a value for (a contact pair absent from every sample) gives
+    NaN rows and no NumPy warning (the state_changes step tests hundreds of such pairs)."""
+    import warnings
+
+    rng = np.random.default_rng(2)
+    n = 24
+    index = pd.Index([f"s{i}" for i in range(n)])
+    values = pd.DataFrame({"empty": np.full(n, np.nan), "x": rng.normal(size=n)}, index=index)
+    arm = pd.Series(np.repeat(["sham", "arm_a"], n // 2), index=index)
+    patient = pd.Series([f"p{i // 2}" for i in range(n)], index=index)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = mixed_model_groups(values, arm, ("sham", "arm_a"), patient).set_index("feature")
+    assert table.loc["empty", "n"] == 0 and np.isnan(table.loc["empty", "p"])
+    assert np.isfinite(table.loc["x", "p"])

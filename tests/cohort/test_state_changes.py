@@ -113,3 +113,19 @@ def test_run_writes_the_cohort_table_with_the_planted_effect(tmp_path) -> None:
     assert abs(row["effect"] - CONTACT_EFFECT) < 0.1 and row["p"] < 0.01
     assert set(cohort["term"]) == {"contact", RESPONSE_TERM}
     assert (out / "report" / "index.html").is_file()
+
+
+def test_only_measured_pairs_get_rows() -> None:
+    """Pairs are those some sample measured: CD8_T/GZMB and B/CD69 give two contact rows,
+    not the four combinations of their cell types and markers; a measured pair whose
+    effects are all NaN keeps its (NaN) row."""
+    rng = np.random.default_rng(4)
+    samples = [f"s{i}" for i in range(6)]
+    parts = [_table(rng.normal(1.0, 0.2, 6), samples),
+             _table(rng.normal(0.0, 0.2, 6), samples).assign(cell_type="B", marker="CD69"),
+             _table(np.full(6, np.nan), samples).assign(cell_type="B", marker="PD1")]
+    out = cohort_state_changes(pd.concat(parts, ignore_index=True), pd.Series(dtype=object))
+    assert len(out) == 3 and set(out["term"]) == {"contact"}
+    assert list(zip(out["cell_type"], out["marker"], strict=True)) == [
+        ("B", "CD69"), ("B", "PD1"), ("CD8_T", "GZMB")]
+    assert out["p"].isna().tolist() == [False, True, False]

@@ -113,7 +113,7 @@ def mixed_model_groups(values: pd.DataFrame, labels: pd.Series, levels: tuple[st
                            "contrast": everyone, "df": k - 1}) if k > 2 else None
         per_patient = pd.Series(code[keep]).groupby(groups[keep]).first()
         counts = np.bincount(per_patient.to_numpy(np.int64), minlength=k)
-        sd = x[keep].std()
+        sd = float(x[keep].std()) if keep.any() else 0.0   # no value: no fit, no warning
         n_patients = base["n_patients"]
         df = n_patients - k
         weighted = weights is not None and name in weights.columns

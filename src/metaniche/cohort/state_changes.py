@@ -86,10 +86,15 @@ def cohort_state_changes(table: pd.DataFrame, patient: pd.Series,
     """
     if table.empty:
         return pd.DataFrame(columns=COHORT_COLUMNS)
-    keyed = table.assign(sample=table["sample"].astype(str))
-    wide = keyed.pivot_table(index="sample", columns=PAIR_COLUMNS, values="effect",
-                             aggfunc="first", dropna=False)
-    pairs = list(wide.columns)
+    # The pairs some sample measured, sorted (a pivot on the four columns with dropna=False
+    # would add every combination of their values, pairs no sample has).
+    measured = pd.MultiIndex.from_frame(
+        table[PAIR_COLUMNS].drop_duplicates().sort_values(PAIR_COLUMNS))
+    keyed = table.assign(sample=table["sample"].astype(str),
+                         pair=measured.get_indexer(pd.MultiIndex.from_frame(table[PAIR_COLUMNS])))
+    wide = keyed.pivot_table(index="sample", columns="pair", values="effect", aggfunc="first",
+                             dropna=False).reindex(columns=range(len(measured)))
+    pairs = list(measured)
     wide.columns = pd.RangeIndex(len(pairs))
     samples = wide.index.astype(str)
     ids = patient.reindex(samples)
