@@ -310,6 +310,31 @@ def test_gather_on_worker_processes_writes_the_same_tables(tmp_path):
                                       obj=name)
 
 
+def test_gather_whose_worker_dies_fails_in_one_sentence(tmp_path, monkeypatch):
+    from concurrent.futures.process import BrokenProcessPool
+
+    from metaniche import executor
+    from metaniche.errors import MetanicheError
+
+    class DyingPool:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def map(self, function, jobs):
+            raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+
+    monkeypatch.setattr(executor, "process_pool", lambda workers: DyingPool())
+    run = RunDir(tmp_path)
+    for name in ("S1", "S2"):
+        _write(run, name, pd.DataFrame({"x": [0.0]}),
+               {"a": pd.DataFrame({"v": [1]}), "b": pd.DataFrame({"w": [2]})})
+    with pytest.raises(MetanicheError, match=r"a worker process died .* --workers 1"):
+        run.gather_tables({"S1": "S1", "S2": "S2"}, workers=2)
+
+
 def test_gather_puts_sample_first_and_keeps_output_order(tmp_path):
     run = RunDir(tmp_path)
     for name, n in (("S2", 2), ("S1", 1)):

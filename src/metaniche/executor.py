@@ -121,9 +121,11 @@ def start_workers(modules: list[str]) -> None:
     Call it before slow work of this process (reading the inputs): the forkserver imports
     ``modules`` (NumPy, pandas, Numba, the analyses) on another core meanwhile, and every
     worker of every later pool (:func:`process_pool`) is a fork of it that starts with them
-    imported instead of importing them itself (2.3 s per pool on the NSCLC example, measured
-    while reading its 880k-row table took 5 s). Without forkserver (spawn), or once the
-    forkserver runs, it does nothing. The modules must only import: a module that started
+    imported instead of importing them itself: a 2-process pool's first task waited 4.7 s
+    for the imports, 0.1 s with them preloaded (machine busy with tests); the NSCLC example
+    reads its 880k-row table meanwhile. Without forkserver (spawn), or once the forkserver
+    runs (``multiprocessing.forkserver`` keeps its pid in a private attribute, read
+    defensively), it does nothing. The modules must only import: a module that started
     threads at import would make the forks unsafe. Results do not change.
     """
     context = _context()

@@ -970,12 +970,20 @@ class RunDir:
             jobs.append((self.table_path(name), [p for _, p in found],
                          [sample for sample, _ in found]))
         if workers > 1 and len(jobs) > 1:
+            from concurrent.futures.process import BrokenProcessPool
+
             from metaniche.executor import process_pool
 
             jobs.sort(key=lambda job: -sum(p.stat().st_size for p in job[1]))
-            with process_pool(min(workers, len(jobs))) as pool:
-                for _ in pool.map(_gather_table, jobs):
-                    pass
+            try:
+                with process_pool(min(workers, len(jobs))) as pool:
+                    for _ in pool.map(_gather_table, jobs):
+                        pass
+            except BrokenProcessPool:
+                raise MetanicheError(
+                    f"gathering the per-sample tables into {self.tables_dir} failed: a worker "
+                    "process died (killed, or out of memory); rerun (the analysed samples are "
+                    "reused), with --workers 1 if memory is short.") from None
         else:
             for job in jobs:
                 _gather_table(job)
