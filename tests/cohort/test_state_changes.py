@@ -71,13 +71,15 @@ def test_too_few_samples_give_nan_and_the_interaction_reuses_the_mixed_model() -
     table = pd.concat([_table(effects, samples),
                        _table(np.array([0.1, 0.2]), samples[:2]).assign(marker="CD8")])
     labels = pd.Series(group, index=samples)
-    patients = pd.Series(samples, index=samples)
+    # two samples per patient (same group): the interaction is the mixed model
+    patients = pd.Series([f"p{i % 6}" for i in range(12)], index=samples)
     out = cohort_state_changes(table, patients, Groups(labels, ("NR", "R")))
     contact = out[out["term"] == "contact"].set_index("marker")
     assert np.isnan(contact.loc["CD8", "p"]) and contact.loc["CD8", "n_samples"] == 2
     interaction = out[(out["term"] == RESPONSE_TERM) & (out["marker"] == "GZMB")].iloc[0]
     direct = mixed_model_groups(pd.DataFrame({"f": effects}, index=samples), labels,
                                 ("NR", "R"), patients).iloc[0]
+    assert interaction["model"] == "mixed_model"
     assert interaction["effect"] == pytest.approx(direct["effect"])
     assert interaction["p"] == pytest.approx(direct["p"])
     assert interaction["contrast"] == "R vs NR" and interaction["effect"] < 0
@@ -129,3 +131,29 @@ def test_only_measured_pairs_get_rows() -> None:
     assert list(zip(out["cell_type"], out["marker"], strict=True)) == [
         ("B", "CD69"), ("B", "PD1"), ("CD8_T", "GZMB")]
     assert out["p"].isna().tolist() == [False, True, False]
+
+
+def test_interaction_without_repeated_patients_is_students_t_test_of_the_z_scores() -> None:
+    """One sample per patient: the patient intercept cannot be separated from the residual,
+    so the interaction is z ~ group by least squares, Student's two-sample t-test."""
+    rng = np.random.default_rng(6)
+    samples = [f"s{i}" for i in range(14)]
+    group = np.array(["NR", "R"] * 7, dtype=object)
+    effects = np.where(group == "R", -0.5, 0.0) + rng.normal(0, 0.3, 14)
+    effects[3] = np.nan                         # a sample without an effect is left out
+    labels = pd.Series(group, index=samples)
+    out = cohort_state_changes(_table(effects, samples), pd.Series(samples, index=samples),
+                               Groups(labels, ("NR", "R")))
+    row = out[out["term"] == RESPONSE_TERM].iloc[0]
+    keep = np.isfinite(effects)
+    z = (effects[keep] - effects[keep].mean()) / effects[keep].std()
+    responder = group[keep] == "R"
+    test = stats.ttest_ind(z[responder], z[~responder], equal_var=True)
+    assert row["model"] == "t_test" and row["contrast"] == "R vs NR"
+    assert row["df"] == keep.sum() - 2 and row["n_samples"] == keep.sum()
+    assert row["effect"] == pytest.approx(z[responder].mean() - z[~responder].mean())
+    assert row["statistic"] == pytest.approx(test.statistic)
+    assert row["p"] == pytest.approx(test.pvalue)
+    half = stats.t.ppf(0.975, keep.sum() - 2) * row["effect"] / row["statistic"]
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((row["effect"] - half,
+                                                             row["effect"] + half))

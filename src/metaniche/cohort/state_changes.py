@@ -18,6 +18,10 @@ adjusted contact effect per sample and (cell type, marker, partner type, exposur
   difference of the contact effect between response groups, ``z ~ group + (1 | patient)``
   with :func:`metaniche.cohort.mixed.mixed_model_groups` (the effects z-scored over samples,
   so ``effect`` is in SDs of the per-sample effects, ``effect_name`` = ``difference_sd``).
+  When no patient has two samples with an effect, the patient intercept cannot be told
+  apart from the residual and the model is the fixed-effect one, ``z ~ group`` by least
+  squares: Student's two-sample t-test for two groups (``model`` = ``t_test``, df =
+  samples − groups), as for the ``contact`` term.
 
 ``q``: Benjamini–Hochberg over the rows of each term (:func:`metaniche.cohort._qvalues.
 add_q_values`). Pairs need ``min_samples`` samples with a finite effect (``[cohort]
@@ -107,17 +111,76 @@ def cohort_state_changes(table: pd.DataFrame, patient: pd.Series,
                     | _mean_effect(values, ids.to_numpy(), min_samples, confidence))
     out = pd.DataFrame(rows)
     if groups is not None:
-        mixed = mixed_model_groups(wide, groups.labels.reindex(samples), groups.levels, ids,
-                                   min_samples, confidence)
-        mixed = mixed[mixed["test"] == "mixed_model"]
+        labels = groups.labels.reindex(samples)
+        known = labels.isin(list(groups.levels)).to_numpy()
+        patient_ids = ids.to_numpy()
+        repeats = []
+        for j in range(len(pairs)):
+            keep = np.isfinite(wide[j].to_numpy(np.float64)) & known
+            repeats.append(len(np.unique(patient_ids[keep])) < keep.sum())
+        repeat = np.asarray(repeats, dtype=bool)
+        parts = []
+        if repeat.any():
+            mixed = mixed_model_groups(wide.loc[:, repeat], labels, groups.levels, ids,
+                                       min_samples, confidence)
+            parts.append(mixed[mixed["test"] == "mixed_model"].assign(model="mixed_model"))
+        if not repeat.all():
+            parts.append(_t_test_groups(wide.loc[:, ~repeat], labels, groups.levels,
+                                        min_samples, confidence).assign(model="t_test"))
+        fits = pd.concat(parts, ignore_index=True).sort_values("feature", kind="stable",
+                                                               ignore_index=True)
         named = pd.DataFrame([dict(zip(PAIR_COLUMNS, pairs[int(f)], strict=True))
-                              for f in mixed["feature"]], index=mixed.index)
-        interaction = pd.concat([named, mixed], axis=1).assign(
-            term=RESPONSE_TERM, model="mixed_model", n_samples=mixed["n"])
+                              for f in fits["feature"]], index=fits.index)
+        interaction = pd.concat([named, fits], axis=1).assign(term=RESPONSE_TERM,
+                                                              n_samples=fits["n"])
         out = pd.concat([out, interaction.reindex(columns=[c for c in COHORT_COLUMNS
                                                            if c != "q"])], ignore_index=True)
     out = add_q_values(out, "term")
     return out[COHORT_COLUMNS]
+
+
+def _t_test_groups(values: pd.DataFrame, labels: pd.Series, levels: tuple[str, ...],
+                   min_group: int, confidence: float) -> pd.DataFrame:
+    """Per column and non-reference level, the least-squares ``z ~ group`` of the z-scored
+    values (one sample per patient): the rows :func:`~metaniche.cohort.mixed.
+    mixed_model_groups` gives (``feature``, ``contrast``, ``statistic``, ``df`` = n − k,
+    ``effect``, ``ci_low``, ``ci_high``, ``effect_name``, ``n``, ``n_patients``, ``p``), NaN
+    below ``min_group`` samples in a group. For two groups it is Student's two-sample
+    t-test of the z-scores."""
+    label = labels.to_numpy(dtype=object)
+    code = np.full(len(label), -1)
+    for j, level in enumerate(levels):
+        code[label == level] = j
+    k = len(levels)
+    rows: list[dict[str, Any]] = []
+    for name in values.columns:
+        x = values[name].to_numpy(np.float64)
+        keep = np.isfinite(x) & (code >= 0)
+        n = int(keep.sum())
+        level_rows = [{"feature": name, "contrast": f"{level} vs {levels[0]}", "n": n,
+                       "n_patients": n, "effect_name": "difference_sd"} for level in levels[1:]]
+        rows.extend(level_rows)
+        df = n - k
+        sd = float(x[keep].std()) if n else 0.0
+        counts = np.bincount(code[keep], minlength=k)
+        if not (counts.min() >= max(min_group, 1) and df > 0 and sd > 0):
+            continue
+        z = (x[keep] - x[keep].mean()) / sd
+        design = np.column_stack([np.ones(n)] + [(code[keep] == j).astype(np.float64)
+                                                 for j in range(1, k)])
+        beta, *_ = np.linalg.lstsq(design, z, rcond=None)
+        residual = z - design @ beta
+        cov = (residual @ residual / df) * np.linalg.inv(design.T @ design)
+        se = np.sqrt(np.diag(cov))[1:]
+        if not np.all(se > 0):
+            continue
+        t_crit = stats.t.ppf(0.5 + confidence / 2, df)
+        for j, row in enumerate(level_rows):
+            coef = float(beta[j + 1])
+            row |= {"statistic": coef / se[j], "df": df, "effect": coef,
+                    "ci_low": coef - t_crit * se[j], "ci_high": coef + t_crit * se[j],
+                    "p": float(2 * stats.t.sf(abs(coef / se[j]), df))}
+    return pd.DataFrame(rows)
 
 
 def _mean_effect(values: np.ndarray, patient: np.ndarray, min_samples: int,

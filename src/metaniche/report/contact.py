@@ -115,8 +115,9 @@ def contact_cohort_section(run: RunData, report_dir: Path) -> Section | None:
                 "effects from a linear mixed model with a patient random intercept (t on "
                 "patients − 1 df; a one-sample t-test when no patient has two samples); "
                 "term contact:response: their difference between response groups in SDs "
-                "of the per-sample effects (mixed model). q: Benjamini–Hochberg within each "
-                "term. Full table: cohort/state_changes.parquet.")
+                "of the per-sample effects (mixed model; Student's t-test when no patient "
+                "has two samples; column model). q: Benjamini–Hochberg within each term. "
+                "Full table: cohort/state_changes.parquet.")
     profiles = run.table(T.STATE_CHANGE_PROFILES)
     contact_rows = table[table["term"] == "contact"].sort_values("p")
     if profiles is not None and not profiles.empty and not contact_rows.empty:
