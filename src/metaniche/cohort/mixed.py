@@ -23,7 +23,24 @@ from scipy import stats
 
 from metaniche.cohort.weighted_mixed import fit_weighted_mixed
 
-__all__ = ["mixed_model_groups"]
+__all__ = ["group_design", "level_codes", "mixed_model_groups"]
+
+
+def level_codes(labels: pd.Series, levels: tuple[str, ...]) -> np.ndarray:
+    """Index of each label in ``levels`` (reference 0), -1 for a missing or other label."""
+    label = labels.to_numpy(dtype=object)
+    known = ~pd.isna(label)
+    code = np.full(len(label), -1)
+    for j, level in enumerate(levels):
+        code[known & (label == level)] = j
+    return code
+
+
+def group_design(code: np.ndarray, k: int) -> np.ndarray:
+    """Design matrix of ``y ~ group``: an intercept and one indicator per non-reference level
+    (``code`` from :func:`level_codes`, all ≥ 0), shape ``(len(code), k)``."""
+    return np.column_stack([np.ones(len(code))]
+                           + [(code == j).astype(np.float64) for j in range(1, k)])
 
 
 def mixed_model_groups(values: pd.DataFrame, labels: pd.Series, levels: tuple[str, ...],
@@ -93,11 +110,7 @@ def mixed_model_groups(values: pd.DataFrame, labels: pd.Series, levels: tuple[st
     """
     import statsmodels.api as sm
 
-    label = labels.reindex(values.index).to_numpy(dtype=object)
-    known = ~pd.isna(label)
-    code = np.full(len(label), -1)
-    for j, level in enumerate(levels):
-        code[known & (label == level)] = j
+    code = level_codes(labels.reindex(values.index), levels)
     groups = patient.reindex(values.index).astype(str).to_numpy()
     k = len(levels)
     everyone = " / ".join(levels)
@@ -122,13 +135,11 @@ def mixed_model_groups(values: pd.DataFrame, labels: pd.Series, levels: tuple[st
         if weighted and counts.min() >= max(min_group, 1) and df > 0 and sd > 0:
             assert weights is not None  # weighted
             w = weights[name].reindex(values.index).to_numpy(np.float64)[keep]
-            exog = np.column_stack([np.ones(keep.sum())]
-                                   + [(code[keep] == j).astype(np.float64) for j in range(1, k)])
+            exog = group_design(code[keep], k)
             _weighted_rows(x[keep], exog, groups[keep], w, level_rows, omnibus, df, confidence)
         elif counts.min() >= max(min_group, 1) and df > 0 and sd > 0:
             z = (x[keep] - x[keep].mean()) / sd
-            exog = np.column_stack([np.ones(keep.sum())]
-                                   + [(code[keep] == j).astype(np.float64) for j in range(1, k)])
+            exog = group_design(code[keep], k)
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")

@@ -46,7 +46,7 @@ from scipy import stats
 from metaniche import tables as T
 from metaniche.cohort._qvalues import add_q_values
 from metaniche.cohort.matrix import feature_patients, join_clinical, sample_patients
-from metaniche.cohort.mixed import mixed_model_groups
+from metaniche.cohort.mixed import group_design, level_codes, mixed_model_groups
 from metaniche.config import Config
 from metaniche.errors import InputError
 from metaniche.io.clinical import ContrastUnavailable, Groups, response_contrast
@@ -112,7 +112,7 @@ def cohort_state_changes(table: pd.DataFrame, patient: pd.Series,
     out = pd.DataFrame(rows)
     if groups is not None:
         labels = groups.labels.reindex(samples)
-        known = labels.isin(list(groups.levels)).to_numpy()
+        known = level_codes(labels, groups.levels) >= 0
         patient_ids = ids.to_numpy()
         repeats = []
         for j in range(len(pairs)):
@@ -147,10 +147,7 @@ def _t_test_groups(values: pd.DataFrame, labels: pd.Series, levels: tuple[str, .
     ``effect``, ``ci_low``, ``ci_high``, ``effect_name``, ``n``, ``n_patients``, ``p``), NaN
     below ``min_group`` samples in a group. For two groups it is Student's two-sample
     t-test of the z-scores."""
-    label = labels.to_numpy(dtype=object)
-    code = np.full(len(label), -1)
-    for j, level in enumerate(levels):
-        code[label == level] = j
+    code = level_codes(labels, levels)
     k = len(levels)
     rows: list[dict[str, Any]] = []
     for name in values.columns:
@@ -166,8 +163,7 @@ def _t_test_groups(values: pd.DataFrame, labels: pd.Series, levels: tuple[str, .
         if not (counts.min() >= max(min_group, 1) and df > 0 and sd > 0):
             continue
         z = (x[keep] - x[keep].mean()) / sd
-        design = np.column_stack([np.ones(n)] + [(code[keep] == j).astype(np.float64)
-                                                 for j in range(1, k)])
+        design = group_design(code[keep], k)
         beta, *_ = np.linalg.lstsq(design, z, rcond=None)
         residual = z - design @ beta
         cov = (residual @ residual / df) * np.linalg.inv(design.T @ design)
