@@ -154,7 +154,7 @@ def test_damaged_outputs_are_recomputed_or_restored_with_a_warning(cohort, refer
     statuses = {n: r.status for n, r in result.samples.items()}
     assert statuses == {"S01": "ok", "S02": "skipped", "S03": "ok"}
     (s01,), (s02,), (s03,) = (result.samples[n].warnings for n in SAMPLES)
-    assert "composition.parquet" in s01 and "recomputed" in s01
+    assert "composition.arrow" in s01 and "recomputed" in s01
     assert "cells/S02.parquet" in s02 and "restored" in s02
     assert "cells.parquet" in s03 and "recomputed" in s03
     manifest = json.loads((out / "run.json").read_text())

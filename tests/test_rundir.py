@@ -91,7 +91,7 @@ def test_every_path_is_under_the_run_directory(tmp_path):
     assert run.table_path("x") == tmp_path / "tables" / "x.parquet"
     assert run.map_path("S1") == tmp_path / "report" / "figures" / "S1.map.png"
     generation = tmp_path / ".samples" / "S1" / "gen-2"
-    assert run.sample_table_path("S1", "x", "gen-2") == generation / "tables" / "x.parquet"
+    assert run.sample_table_path("S1", "x", "gen-2") == generation / "tables" / "x.arrow"
     assert run.sample_table_path("S1", CN_WINDOWS, "gen-2").parent == generation
     with pytest.raises(LookupError, match="no finished analysis"):
         run.sample_table_path("S1", "x")  # no current generation yet
@@ -188,8 +188,8 @@ def test_sample_cache_round_trip_and_skip_decision(tmp_path):
     run.write_done("S1", DoneMarker("abc", "cfg", 1.5, {"writing": 0.2}, generation=generation))
     marker = run.is_current("S1", "abc", "cfg")
     assert marker is not None and marker.seconds == 1.5 and marker.stages == {"writing": 0.2}
-    assert set(marker.files) == {"cells.parquet", "features.json", "tables/composition.parquet",
-                                 f"{CN_WINDOWS}.parquet"}
+    assert set(marker.files) == {"cells.parquet", "features.json", "tables/composition.arrow",
+                                 f"{CN_WINDOWS}.arrow"}
     # The recorded checksums are those of the files, computed independently.
     features = run.sample_features_path("S1")
     assert marker.files["features.json"] == {
@@ -246,7 +246,7 @@ def test_damaged_cache_is_recomputed_and_damaged_cells_file_restored(tmp_path):
     table.write_bytes(table.read_bytes()[:-10])
     check = run.check_sample("S1", "abc", "cfg")
     assert check.marker is None
-    assert "composition.parquet" in check.warnings[0] and "recomputed" in check.warnings[0]
+    assert "composition.arrow" in check.warnings[0] and "recomputed" in check.warnings[0]
     # A truncated cells file sharing the generation's inode (truncated in place) likewise.
     _write(run, "S2", cells)
     with open(run.cells_path("S2"), "r+b") as handle:
@@ -363,13 +363,13 @@ def test_set_cell_column_rewrites_only_on_change(tmp_path):
     assert "neighbourhood" in run.read_cells("S1").columns
 
 
-def test_concat_parquet_files_is_pandas_concat_of_each_file(tmp_path):
-    from metaniche.rundir import concat_parquet_files
+def test_concat_table_files_is_pandas_concat_of_each_file(tmp_path):
+    from metaniche.rundir import concat_table_files, read_frame, write_cache_table
 
     def pandas_way(paths, labels):
         parts = []
         for path, label in zip(paths, labels, strict=True):
-            table = pd.read_parquet(path)
+            table = pd.read_parquet(path) if path.suffix == ".parquet" else read_frame(path)
             table.insert(0, "sample", label)
             parts.append(table)
         parts = [p for p in parts if not p.empty] or parts[:1]
@@ -394,12 +394,16 @@ def test_concat_parquet_files_is_pandas_concat_of_each_file(tmp_path):
 
     cases = {"same": ["same"] * 4, "mixed": ["same", "int", "same", "same"],
              "categorical": ["cat"] * 4, "ours": ["ours"] * 4,
-             "both writers": ["ours", "pandas", "ours", "pandas"]}
+             "both writers": ["ours", "pandas", "ours", "pandas"],
+             "cache": ["cache"] * 4, "cache and parquet": ["cache", "ours", "pandas", "cache"]}
     for case, kinds in cases.items():
         paths, labels = [], []
         for k, (kind, n) in enumerate(zip(kinds, [5, 0, 7, 3], strict=True)):
             path = tmp_path / f"{case}{k}.parquet"
-            if kind == "ours":
+            if kind == "cache":   # a generation's cached table (Arrow IPC)
+                path = path.with_suffix(".arrow")
+                write_cache_table(path, plain(n))
+            elif kind == "ours":
                 write_parquet(path, plain(n))
             elif kind == "pandas":
                 plain(n).to_parquet(path, index=False)
@@ -407,13 +411,13 @@ def test_concat_parquet_files_is_pandas_concat_of_each_file(tmp_path):
                 frame(n, kind).to_parquet(path, index=False)
             paths.append(path)
             labels.append(f"S{k}")
-        pd.testing.assert_frame_equal(concat_parquet_files(paths, labels, "sample"),
+        pd.testing.assert_frame_equal(concat_table_files(paths, labels, "sample"),
                                       pandas_way(paths, labels), obj=case)
     # every file empty: the first keeps the columns
     empty = [tmp_path / "e0.parquet", tmp_path / "e1.parquet"]
     for path in empty:
         frame(0).to_parquet(path, index=False)
-    pd.testing.assert_frame_equal(concat_parquet_files(empty, ["a", "b"], "sample"),
+    pd.testing.assert_frame_equal(concat_table_files(empty, ["a", "b"], "sample"),
                                   pandas_way(empty, ["a", "b"]))
 
 
@@ -433,6 +437,44 @@ def test_read_arrow_and_read_frame_are_read_table_and_read_parquet(tmp_path):
                                                 check_metadata=True)
         pd.testing.assert_frame_equal(read_frame(path, columns),
                                       pd.read_parquet(path, columns=columns))
+
+
+def test_cached_table_reads_back_as_its_parquet_file(tmp_path):
+    """A generation's cached table (Arrow IPC) reads back as the Parquet file write_parquet
+    writes of the same frame: dtypes, nulls, categoricals, column selection; a large table is
+    compressed and still reads back the same."""
+    import pyarrow as pa
+
+    from metaniche.rundir import _COMPRESS_BYTES, read_arrow, read_frame, write_cache_table
+
+    rng = np.random.default_rng(2)
+    n = 11
+    frames = {
+        "plain": pd.DataFrame({"s": rng.choice(["a", "b", None], n), "x": rng.random(n),
+                               "i": rng.integers(-5, 5, n), "u": rng.integers(0, 9, n)
+                               .astype(np.uint16), "b": rng.random(n) > 0.5}),
+        "extension": pd.DataFrame({"n": pd.array(rng.integers(0, 5, n), dtype="Int64"),
+                                   "c": pd.Categorical(rng.choice(["p", "q"], n)),
+                                   "x": np.where(rng.random(n) > 0.5, np.nan, 1.0)}),
+        "empty": pd.DataFrame({"cell_type": pd.Series([], dtype=object),
+                               "x": pd.Series([], dtype=float)}),
+        "large": pd.DataFrame({"A": rng.poisson(0.5, 400_000).astype(np.uint16),
+                               "B": rng.poisson(2.0, 400_000).astype(np.uint16)}),
+    }
+    assert frames["large"].memory_usage(index=False).sum() > _COMPRESS_BYTES
+    for name, frame in frames.items():
+        cached, parquet = tmp_path / f"{name}.arrow", tmp_path / f"{name}.parquet"
+        write_cache_table(cached, frame)
+        write_parquet(parquet, frame)
+        with pa.OSFile(str(cached), "rb") as handle:   # an Arrow IPC file
+            assert pa.ipc.open_file(handle).schema.names == list(frame.columns)
+        pd.testing.assert_frame_equal(read_frame(cached), pd.read_parquet(parquet), obj=name)
+        columns = list(frame.columns[::-1][:2])
+        pd.testing.assert_frame_equal(read_frame(cached, columns),
+                                      pd.read_parquet(parquet, columns=columns), obj=name)
+        assert read_arrow(cached).schema.equals(read_arrow(parquet).schema)
+    assert (tmp_path / "large.arrow").stat().st_size < frames["large"].memory_usage(
+        index=False).sum() / 2      # LZ4 took the window counts to under half
 
 
 def test_set_cell_column_reads_back_as_the_pandas_assign(tmp_path):
