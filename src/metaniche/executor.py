@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from queue import Empty
 from typing import Any, TypeVar
 
 from metaniche.errors import MetanicheError
@@ -62,10 +61,11 @@ def map_tasks(task: Callable[[Item, Callable[[Any], None] | None], Result],
         running the task; a retried task is handed out again).
     on_event
         Receives the events a task emits, always in this process and thread: in-process
-        tasks call it directly; local worker processes put events on a
-        ``multiprocessing.Manager`` queue that is drained here while waiting, and completely
-        before a task's result is yielded. Dask tasks log events on a topic this client
-        subscribes to (:class:`metaniche.progress.DaskEmitter`), drained here while waiting;
+        tasks call it directly; local worker processes put events on a pipe
+        (:class:`multiprocessing.SimpleQueue`, see :func:`_process_map`) that is drained here
+        while waiting, and completely before a task's result is yielded. Dask tasks log
+        events on a topic this client subscribes to
+        (:class:`metaniche.progress.DaskEmitter`), drained here while waiting;
         they may arrive after the task's result, so the record should carry what the caller
         needs and the caller should ignore events of a task already yielded.
     on_lost
@@ -139,35 +139,54 @@ def start_workers(modules: list[str]) -> None:
     forkserver.ensure_running()
 
 
-def process_pool(workers: int) -> ProcessPoolExecutor:
+def process_pool(workers: int, queues: tuple[Any, Any] | None = None) -> ProcessPoolExecutor:
     """A local pool of ``workers`` processes for any parallel map of this package.
 
     Started by forkserver (:func:`_context`), never a plain fork: a process that already
     ran a Numba parallel kernel holds an OpenMP thread pool, and a forked child of it is
     killed ("fork() called from a process already using GNU OpenMP"). Each worker gets its
-    share of the cores (:func:`_share_cores`).
+    share of the cores (:func:`_share_cores`) and, when given, the ``(events, starts)``
+    queues of :func:`_process_map` (handed over at process start, the only way a
+    ``multiprocessing`` queue can reach a pool's worker).
     """
     return ProcessPoolExecutor(max_workers=workers, mp_context=_context(),
-                               initializer=_share_cores, initargs=(workers,))
+                               initializer=_init_worker, initargs=(workers, queues))
+
+
+#: The ``(events, starts)`` queues of this worker process's pool (set by _init_worker).
+_QUEUES: tuple[Any, Any] | None = None
+
+
+def _init_worker(workers: int, queues: tuple[Any, Any] | None) -> None:
+    """Worker-process initialiser: :func:`_share_cores`, and keep the pool's queues."""
+    global _QUEUES
+    _QUEUES = queues
+    _share_cores(workers)
 
 
 def _process_map(task, items: list, workers: int, on_start, on_event,
                  on_lost) -> Iterator[Any]:
-    """Run ``items`` on local processes; retry the tasks of a broken pool (see map_tasks)."""
-    with _context().Manager() as manager:
-        queues = (manager.Queue(), manager.Queue())   # events, task starts
-        suspects: list[Any] = []
-        todo = list(items)
-        while todo:
-            # A pool per round: a dead worker breaks its pool for good.
-            todo, handed_out = yield from _pool_round(task, todo, workers, queues, on_start,
-                                                      on_event)
-            suspects.extend(handed_out)
-        for item in suspects:
-            _, again = yield from _pool_round(task, [item], 1, queues, on_start, on_event)
-            if again:
-                yield _lost(item, f"its worker process died twice while running it (killed, "
-                                  f"or out of memory); {MAX_ATTEMPTS} attempts made.", on_lost)
+    """Run ``items`` on local processes; retry the tasks of a broken pool (see map_tasks).
+
+    Workers pass events and task starts back on two pipes (``multiprocessing.SimpleQueue``),
+    new for every pool. A put writes the whole message before it returns (so a task's events
+    are readable before its result) in one ``write`` of at most ``PIPE_BUF`` bytes for these
+    small messages (so a worker killed at any moment leaves no partial message). A
+    ``multiprocessing.Manager`` queue, used before, made every put and every poll a round
+    trip to a server process: on the NSCLC example (761 images, about 18,000 events) the
+    run took 75.4 s with the events against 73.4 s with none.
+    """
+    suspects: list[Any] = []
+    todo = list(items)
+    while todo:
+        # A pool per round: a dead worker breaks its pool for good.
+        todo, handed_out = yield from _pool_round(task, todo, workers, on_start, on_event)
+        suspects.extend(handed_out)
+    for item in suspects:
+        _, again = yield from _pool_round(task, [item], 1, on_start, on_event)
+        if again:
+            yield _lost(item, f"its worker process died twice while running it (killed, "
+                              f"or out of memory); {MAX_ATTEMPTS} attempts made.", on_lost)
 
 
 def _share_cores(workers: int) -> None:
@@ -189,30 +208,35 @@ def _share_cores(workers: int) -> None:
     threadpool_limits(threads)
 
 
-def _tracked(task, index: int, started, item, emit) -> Any:
-    """Run in a worker: say that task ``index`` started (before it can die), then run it."""
-    started.put(index)
-    return task(item, emit)
+def _tracked(task, index: int, item, with_events: bool) -> Any:
+    """Run in a worker: say that task ``index`` started (before it can die), then run it
+    with an emitter on the pool's events queue (none when ``with_events`` is false)."""
+    from metaniche.progress import QueueEmitter
+
+    assert _QUEUES is not None, "a tracked task runs in a pool made by _pool_round"
+    events, starts = _QUEUES
+    starts.put(index)
+    return task(item, QueueEmitter(events) if with_events else None)
 
 
-def _pool_round(task, items: list, workers: int, queues, on_start, on_event):
+def _pool_round(task, items: list, workers: int, on_start, on_event):
     """Run ``items`` in one fresh pool, yielding results as they finish.
 
     Returns ``(not_started, started)`` when a worker died and broke the pool: the items whose
     task never started, and those whose task started without finishing (one of them killed
-    the worker); two empty lists otherwise.
+    the worker); two empty lists otherwise. Both queues are drained at every wake-up, so a
+    full pipe never holds a worker up for long.
     """
-    from metaniche.progress import QueueEmitter
-
-    events, starts = queues
-    emit = QueueEmitter(events) if on_event is not None else None
+    context = _context()
+    events, starts = context.SimpleQueue(), context.SimpleQueue()
+    started: set[int] = set()
     finished: set[int] = set()
-    with process_pool(workers) as pool:
+    with process_pool(workers, (events, starts)) as pool:
         pending = {}
         broken = False
         for index, item in enumerate(items):
             try:
-                future = pool.submit(_tracked, task, index, starts, item, emit)
+                future = pool.submit(_tracked, task, index, item, on_event is not None)
             except BrokenProcessPool:   # a worker died already: the rest wait for a new pool
                 broken = True
                 break
@@ -223,6 +247,7 @@ def _pool_round(task, items: list, workers: int, queues, on_start, on_event):
             # Once the pool is broken, every pending future resolves at once: collect them all.
             done, _ = (wait(pending) if broken else
                        wait(pending, timeout=0.2, return_when=FIRST_COMPLETED))
+            _drain(starts, started.add)
             if on_event is not None:
                 # A task's put() returned before it did, so its events are all queued by now.
                 _drain(events, on_event)
@@ -235,22 +260,19 @@ def _pool_round(task, items: list, workers: int, queues, on_start, on_event):
                     continue
                 finished.add(index)
                 yield result
-    if not broken:
-        _drain(starts, lambda index: None)
-        return [], []
-    started: set[int] = set()
     _drain(starts, started.add)
+    for queue in (events, starts):
+        queue.close()
+    if not broken:
+        return [], []
     return ([item for i, item in enumerate(items) if i not in started],
             [item for i, item in enumerate(items) if i in started and i not in finished])
 
 
-def _drain(queue, on_event: Callable[[Any], None]) -> None:
-    while True:
-        try:
-            event = queue.get_nowait()
-        except Empty:
-            return
-        on_event(event)
+def _drain(queue: Any, on_event: Callable[[Any], None]) -> None:
+    """Pass every message already in ``queue`` (a ``SimpleQueue``) to ``on_event``."""
+    while not queue.empty():
+        on_event(queue.get())
 
 
 #: Loggers of distributed that print tracebacks of a lost connection the run reports itself.

@@ -126,7 +126,7 @@ class QueueEmitter:
     Parameters
     ----------
     queue
-        A queue shared with the parent, e.g. ``multiprocessing.Manager().Queue()``, whose
+        A queue shared with the parent, e.g. ``multiprocessing.SimpleQueue()``, whose
         ``put`` has returned once the event is in the queue (so the parent sees every event
         of a task before the task's result).
     """

@@ -519,7 +519,8 @@ def _standardise(path: Path, stem: str, raw: RawTable, config: Config, fmt: str 
         if error is not None:
             results.append(SampleInput(name, path, None, error, list(file_warnings)))
             continue
-        cells = out.take(idx).reset_index(drop=True)
+        cells = out.take(idx)
+        cells.index = pd.RangeIndex(idx.size)   # reset_index would copy every column again
         genes = raw.genes.take(idx) if raw.genes is not None else None
         digest = hashlib.sha256(header)
         digest.update(np.ascontiguousarray(row_hashes[idx]).tobytes())
