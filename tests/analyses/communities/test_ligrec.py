@@ -131,6 +131,10 @@ def test_pair_table_and_matching(tmp_path):
                              ("VEGFA", "KDR"), ("SPP1", "CD44"), ("CD274", "PDCD1")]:
         assert ((shipped["ligand"] == ligand) & (shipped["receptor"] == receptor)).any()
     assert match_pairs(shipped, ["ccl19", "CCR7", "CD3"]) == [("CCL19", "CCR7", "ccl19", "CCR7")]
+    # The shipped table is parsed once, but every caller gets its own copy.
+    shipped.loc[0, "ligand"] = "CHANGED"
+    assert load_pairs()["ligand"].iloc[0] != "CHANGED"
+    pd.testing.assert_frame_equal(load_pairs(), load_pairs(""))
     bad = tmp_path / "pairs.csv"
     bad.write_text("lig,rec\nA,B\n")
     with pytest.raises(InputError, match="receptor"):

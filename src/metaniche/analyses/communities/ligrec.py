@@ -87,6 +87,7 @@ References
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -116,12 +117,12 @@ def load_pairs(path: str | Path | None = None) -> pd.DataFrame:
     """The ligand–receptor table: the shipped one (``ligrec_pairs.csv``) or a user CSV.
 
     A user table needs columns ``ligand`` and ``receptor`` (gene / marker names, matched to
-    columns case-insensitively); other columns are kept.
+    columns case-insensitively); other columns are kept. The shipped table is parsed once per
+    process (every sample's communities stage asks for it: 1.4 ms a sample on the NSCLC
+    example) and a copy returned.
     """
     if path is None or str(path) == "":
-        with resources.files("metaniche.analyses.communities").joinpath(
-                "ligrec_pairs.csv").open("r") as handle:
-            return pd.read_csv(handle)
+        return _shipped_pairs().copy()
     try:
         table = pd.read_csv(path)
     except FileNotFoundError:
@@ -132,6 +133,14 @@ def load_pairs(path: str | Path | None = None) -> pd.DataFrame:
         raise InputError(f"{path}: ligand–receptor table lacks column(s) "
                          f"{', '.join(sorted(missing))}; give a CSV with ligand,receptor.")
     return table
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_pairs() -> pd.DataFrame:
+    """The shipped ``ligrec_pairs.csv``, parsed once (callers get copies)."""
+    with resources.files("metaniche.analyses.communities").joinpath(
+            "ligrec_pairs.csv").open("r") as handle:
+        return pd.read_csv(handle)
 
 
 def match_pairs(pairs: pd.DataFrame, columns: Sequence[str]) -> list[tuple[str, str, str, str]]:
