@@ -46,3 +46,23 @@ def test_mann_whitney_table_uses_exact_p_for_small_untied_groups():
     row = mann_whitney_table(values, label).iloc[0]
     # U = 11 of 12 pairs; exact two-sided p = 2 · P(U >= 11) = 2 · 2/35 (brute force)
     assert row["statistic"] == 11 and row["p"] == pytest.approx(4 / 35)
+
+
+def test_exact_p_values_shared_across_features_equal_scipy_per_feature():
+    """Exact p-values are looked up by (n_responder, n_non_responder, U): every feature
+    still gets exactly scipy's own exact p, whatever its split after missing values."""
+    rng = np.random.default_rng(7)
+    label = np.array([1.0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0, 1])
+    x = rng.normal(size=(12, 300)) + 0.8 * label[:, None]
+    x[rng.random(x.shape) < 0.15] = np.nan       # splits such as 5/6, 6/5, 4/6, …
+    table = mann_whitney_table(pd.DataFrame(x), pd.Series(label))
+    checked = set()
+    for j, row in table.iterrows():
+        pos = x[(label == 1) & np.isfinite(x[:, j]), j]
+        neg = x[(label == 0) & np.isfinite(x[:, j]), j]
+        if min(len(pos), len(neg)) < 3:
+            continue
+        exact = stats.mannwhitneyu(pos, neg, alternative="two-sided", method="exact")
+        assert row["p"] == exact.pvalue
+        checked.add((len(pos), len(neg), row["statistic"]))
+    assert len(checked) > 40                     # many distinct (n1, n2, U) keys
