@@ -142,6 +142,22 @@ def test_every_event_of_a_task_arrives_before_its_result(workers):
     assert len(events) == 16
 
 
+def _chatty_task(item: int, emit) -> str:
+    for k in range(2_000):      # ~200 KB of events: more than a pipe holds (64 KiB)
+        emit(ProgressEvent(f"s{item}", f"stage{k}", "started"))
+    return f"s{item}"
+
+
+def test_more_events_than_a_pipe_holds_all_arrive_in_order_before_the_result():
+    """Workers block on a full event pipe until this process drains it: no event is lost,
+    none arrives after its task's result, and nothing deadlocks."""
+    events: list[ProgressEvent] = []
+    for sample in map_tasks(_chatty_task, [0, 1, 2], 2, on_event=events.append):
+        mine = [int(e.stage[5:]) for e in events if e.sample == sample]
+        assert mine == list(range(2_000))
+    assert len(events) == 6_000
+
+
 def test_failed_stage_is_reported_and_timed():
     events: list[ProgressEvent] = []
     clock = StageClock("s", events.append)
