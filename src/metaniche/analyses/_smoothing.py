@@ -64,7 +64,8 @@ def _smooth_row(image: np.ndarray, half: np.ndarray, r: int, acc: np.ndarray,
 
 
 @numba.njit(cache=True, parallel=True)
-def _smooth(image: np.ndarray, half: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+def _smooth(image: np.ndarray, half: np.ndarray, acc: np.ndarray, padded: np.ndarray,
+            out: np.ndarray) -> None:  # pragma: no cover - numba
     """Both separable passes, one output row at a time (numba; blocks of rows in parallel).
 
     For row r: the rows-axis pass correlates rows ``r ± j`` with the symmetric kernel
@@ -73,16 +74,13 @@ def _smooth(image: np.ndarray, half: np.ndarray, out: np.ndarray) -> None:  # pr
     and the columns-axis pass correlates that buffer the same way into ``out[r]``. Every
     inner loop runs across a contiguous row, so both passes vectorise and no transposed
     copy of the raster is made. Each output row depends only on the input, so the blocks'
-    results do not depend on the number of threads.
+    results do not depend on the number of threads. ``acc`` (blocks, cols) float64 and
+    ``padded`` (blocks, cols + 2 · radius) in the raster's dtype are each block's buffers.
     """
-    n_rows, n_cols = image.shape
-    size = len(half) - 1
-    n_blocks = (n_rows + _BLOCK_ROWS - 1) // _BLOCK_ROWS
-    for block in numba.prange(n_blocks):
-        acc = np.empty(n_cols)
-        padded = np.empty(n_cols + 2 * size, dtype=image.dtype)
+    n_rows = image.shape[0]
+    for block in numba.prange(acc.shape[0]):
         for r in range(block * _BLOCK_ROWS, min(n_rows, (block + 1) * _BLOCK_ROWS)):
-            _smooth_row(image, half, r, acc, padded, out)
+            _smooth_row(image, half, r, acc[block], padded[block], out)
 
 
 def gaussian_smooth(image: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -99,5 +97,9 @@ def gaussian_smooth(image: np.ndarray, sigma_px: float) -> np.ndarray:
     weights = _filters._gaussian_kernel1d(sigma, 0, radius)[::-1]
     half = np.ascontiguousarray(weights[radius:], dtype=np.float64)
     out = np.empty(image.shape, dtype=image.dtype)
-    _smooth(np.ascontiguousarray(image), half, out)
+    n_blocks = (image.shape[0] + _BLOCK_ROWS - 1) // _BLOCK_ROWS
+    # buffers allocated here: allocating them inside the parallel kernel made Numba's first
+    # compilation slower
+    _smooth(np.ascontiguousarray(image), half, np.empty((n_blocks, image.shape[1])),
+            np.empty((n_blocks, image.shape[1] + 2 * radius), dtype=image.dtype), out)
     return out

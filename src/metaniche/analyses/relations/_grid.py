@@ -130,13 +130,14 @@ def _unseen_bound(xi: float, yi: float, bx: int, by: int, ring: int, n_bx: int, 
 @numba.njit(cache=True, parallel=True)
 def _nearest_kernel(x: np.ndarray, y: np.ndarray, codes: np.ndarray, starts: np.ndarray,
                     n_bx: int, n_by: int, x0: float, y0: float, width: float,
-                    wanted: np.ndarray, counts: np.ndarray, max_ring: int,
+                    wanted: np.ndarray, counts: np.ndarray, max_ring: int, scratch: np.ndarray,
                     best_out: np.ndarray, resolved: np.ndarray) -> None:  # pragma: no cover
+    """Ring search of every cell, by blocks of grid rows; ``scratch`` is (blocks, K)."""
     n_types = len(wanted)
     margin = _MARGIN * width
-    n_blocks = min(n_by, 256)
+    n_blocks = scratch.shape[0]
     for block in prange(n_blocks):
-        best = np.empty(n_types)
+        best = scratch[block]
         for by in range(block * n_by // n_blocks, (block + 1) * n_by // n_blocks):
             for bx in range(n_bx):
                 own = by * n_bx + bx
@@ -197,19 +198,23 @@ def _finish_kernel(x: np.ndarray, y: np.ndarray, codes: np.ndarray, starts: np.n
 
 @numba.njit(cache=True, parallel=True)
 def _counts_kernel(x: np.ndarray, y: np.ndarray, codes: np.ndarray, starts: np.ndarray,
-                   n_bx: int, n_by: int, reach: int, n_types: int, radii: np.ndarray,
-                   n_blocks: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+                   n_bx: int, n_by: int, reach: int, radii: np.ndarray, local: np.ndarray,
+                   totals: np.ndarray, with_any: np.ndarray) -> None:  # pragma: no cover
+    """Add block ``b``'s sums to ``totals[b]`` and ``with_any[b]`` (zeroed, (B, R, K, K));
+    ``local`` is (B, R, K) scratch. Arrays are allocated and summed by the caller: array
+    expressions inside a parallel kernel made Numba's first compilation take 3.4 s."""
     n_r = len(radii)
+    n_types = local.shape[2]
+    n_blocks = totals.shape[0]
     outer_sq = radii[n_r - 1] * radii[n_r - 1]
-    totals = np.zeros((n_blocks, n_r, n_types, n_types), dtype=np.int64)
-    with_any = np.zeros((n_blocks, n_r, n_types, n_types), dtype=np.int64)
     for block in prange(n_blocks):
-        local = np.zeros((n_r, n_types), dtype=np.int64)
         for by in range(block * n_by // n_blocks, (block + 1) * n_by // n_blocks):
             for bx in range(n_bx):
                 own = by * n_bx + bx
                 for i in range(starts[own], starts[own + 1]):
-                    local[:, :] = 0
+                    for r in range(n_r):
+                        for t in range(n_types):
+                            local[block, r, t] = 0
                     xi, yi = x[i], y[i]
                     for row in range(max(0, by - reach), min(n_by, by + reach + 1)):
                         lo = starts[row * n_bx + max(0, bx - reach)]
@@ -222,16 +227,15 @@ def _counts_kernel(x: np.ndarray, y: np.ndarray, codes: np.ndarray, starts: np.n
                                 continue  # beyond the outer radius; coincident or itself
                             r = _bin_left(radii, np.sqrt(d_sq))
                             if r < n_r:
-                                local[r, codes[j]] += 1
+                                local[block, r, codes[j]] += 1
                     ci = codes[i]
                     for t in range(n_types):
                         running = 0
                         for r in range(n_r):
-                            running += local[r, t]
+                            running += local[block, r, t]
                             totals[block, r, ci, t] += running
                             if running > 0:
                                 with_any[block, r, ci, t] += 1
-    return totals.sum(axis=0), with_any.sum(axis=0)
 
 
 def _grid_width(coordinates: np.ndarray, cells_per_bin: float) -> float:
@@ -321,7 +325,7 @@ def nearest_by_type_grid(coordinates: np.ndarray, codes: np.ndarray, n_types: in
     sorted_codes = np.ascontiguousarray(codes[grid.order])
     _nearest_kernel(grid.x, grid.y, sorted_codes, grid.starts, grid.n_bx, grid.n_by, grid.x0,
                     grid.y0, grid.width, np.asarray(wanted, dtype=np.bool_), counts, max_ring,
-                    distance, resolved)
+                    np.empty((min(grid.n_by, 256), n_types)), distance, resolved)
     # A few cells of a common type left at the cap (e.g. hepatocytes seen from a tumour's
     # centre) are cheaper to finish here than with a KD-tree over all cells of that type.
     far_ring = int(max(1, min(np.ceil((np.sqrt(64 * max_candidates / max(mean_per_bin, 1e-12))
@@ -356,5 +360,9 @@ def counts_within_by_type_grid(coordinates: np.ndarray, codes: np.ndarray, n_typ
     grid = CellGrid(coordinates, outer / 2 if outer > 0 else 1.0, max_bins=4 * n + 16)
     reach = max(1, int(np.ceil(outer / grid.width)))
     n_blocks = min(grid.n_by, 64)
-    return _counts_kernel(grid.x, grid.y, np.ascontiguousarray(codes[grid.order]), grid.starts,
-                          grid.n_bx, grid.n_by, reach, n_types, radii, n_blocks)
+    totals = np.zeros((n_blocks, n_r, n_types, n_types), dtype=np.int64)
+    with_any = np.zeros_like(totals)
+    _counts_kernel(grid.x, grid.y, np.ascontiguousarray(codes[grid.order]), grid.starts,
+                   grid.n_bx, grid.n_by, reach, radii,
+                   np.zeros((n_blocks, n_r, n_types), dtype=np.int64), totals, with_any)
+    return totals.sum(axis=0), with_any.sum(axis=0)

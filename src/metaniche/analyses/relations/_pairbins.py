@@ -83,28 +83,25 @@ def _translation_weight(cov: np.ndarray, centre_row: float, centre_col: float,
 def _cell_list_kernel(x: np.ndarray, y: np.ndarray, codes: np.ndarray, n_types: int,
                       edges: np.ndarray, lower: float, starts: np.ndarray, n_bx: int, n_by: int,
                       reach: int, weighted: bool, cov: np.ndarray, centre_row: float,
-                      centre_col: float, cov_pixel: float,
-                      area: float) -> np.ndarray:  # pragma: no cover - numba
+                      centre_col: float, cov_pixel: float, area: float,
+                      partial: np.ndarray) -> None:  # pragma: no cover - numba
     """Binned sums; ``x, y, codes`` sorted by grid bin, bin b holding ``starts[b]:starts[b+1]``.
 
-    Blocks of grid rows run in parallel, each into its own sums; the blocks are fixed by the
-    grid (not by the thread count), so the result does not depend on the number of threads.
+    Blocks of grid rows run in parallel, each into its own row of ``partial`` (zeroed,
+    (blocks, K·K·R)); the blocks are fixed by the grid (not by the thread count), and the
+    caller adds the rows in a fixed order, so the result does not depend on the number of
+    threads. Allocating and summing here made the first compilation 1 s longer.
     """
     n_r = len(edges)
     radius = edges[n_r - 1]
     radius_sq = radius * radius
-    n_blocks = min(n_by, _ROW_BLOCKS)
-    partial = np.zeros((n_blocks, n_types * n_types * n_r))
+    n_blocks = partial.shape[0]
     for block in numba.prange(n_blocks):
         sums = partial[block]
         for by in range(block * n_by // n_blocks, (block + 1) * n_by // n_blocks):
             _cell_list_row(x, y, codes, n_types, edges, lower, starts, n_bx, n_by, reach,
                            weighted, cov, centre_row, centre_col, cov_pixel, area, radius_sq,
                            by, sums)
-    out = np.zeros(n_types * n_types * n_r)
-    for block in range(n_blocks):  # fixed order: deterministic sums
-        out += partial[block]
-    return out
 
 
 @numba.njit(cache=True)
@@ -211,8 +208,13 @@ def bin_pairs_within(coordinates: np.ndarray, codes: np.ndarray, n_types: int,
     order = np.argsort(bin_of_cell, kind="stable")
     starts = np.zeros(n_bx * n_by + 1, dtype=np.int64)
     np.cumsum(np.bincount(bin_of_cell, minlength=n_bx * n_by), out=starts[1:])
-    return _cell_list_kernel(x[order], y[order], codes[order], n_types, edges, float(lower),
-                             starts, n_bx, n_by, reach, *_covariance_args(covariance))
+    partial = np.zeros((min(n_by, _ROW_BLOCKS), n_types * n_types * len(edges)))
+    _cell_list_kernel(x[order], y[order], codes[order], n_types, edges, float(lower),
+                      starts, n_bx, n_by, reach, *_covariance_args(covariance), partial)
+    out = np.zeros(partial.shape[1])
+    for block_sums in partial:  # fixed order: deterministic sums
+        out += block_sums
+    return out
 
 
 def bin_pair_chunks(chunks, coordinates: np.ndarray, codes: np.ndarray, n_types: int,
