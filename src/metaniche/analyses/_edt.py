@@ -48,7 +48,8 @@ def _column_distances(features: np.ndarray, none: int
                 last[c] = r
             column[r, c] = r - last[c]
             source[r, c] = last[c]
-    last[:] = n_rows + none
+    for c in range(n_cols):  # a loop: a slice assignment is slow for Numba to compile
+        last[c] = n_rows + none
     for r in range(n_rows - 1, -1, -1):
         for c in range(n_cols):
             if features[r, c]:
@@ -63,38 +64,49 @@ _BLOCK_ROWS = 64
 
 
 @numba.njit(cache=True, parallel=True)
-def _distance(features: np.ndarray, scale: float, labels: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
-    """``sqrt(d² · scale)`` per pixel, d² the integer squared pixel distance to the nearest
-    feature pixel, and (when ``labels`` is a raster, not an empty array) that pixel's label
-    (the row pass of the lower envelope, blocks of rows in parallel; every row depends only
-    on the column pass, so the result does not depend on the thread count)."""
-    n_rows, n_cols = features.shape
-    none = n_rows + n_cols + 1                      # farther than any pixel of the raster
+def _rows_pass(column: np.ndarray, source: np.ndarray, none: int, scale: float,
+               labels: np.ndarray, f: np.ndarray, v: np.ndarray, z: np.ndarray,
+               out: np.ndarray, nearest: np.ndarray) -> None:  # pragma: no cover - numba
+    """``out``: ``sqrt(d² · scale)`` per pixel, d² the integer squared pixel distance to the
+    nearest feature pixel, and ``nearest`` (when ``labels`` is a raster, not an empty array)
+    that pixel's label: the row pass of the lower envelope, blocks of rows in parallel
+    (``f``, ``v``, ``z``: each block's buffers); every row depends only on the column pass,
+    so the result does not depend on the thread count."""
+    n_rows, n_cols = column.shape
     infinite = np.int64(none) * np.int64(none) * 2
-    column, source = _column_distances(features, none)
-    out = np.empty((n_rows, n_cols), np.float64)
     with_labels = labels.shape[0] > 0
-    nearest = np.zeros((n_rows, n_cols) if with_labels else (0, 0), labels.dtype)
-    n_blocks = (n_rows + _BLOCK_ROWS - 1) // _BLOCK_ROWS
-    for block in numba.prange(n_blocks):
-        f = np.empty(n_cols, np.int64)
-        v = np.empty(n_cols, np.int64)
-        z = np.empty(n_cols + 1, np.float64)
+    for block in numba.prange(f.shape[0]):
+        fb, vb, zb = f[block], v[block], z[block]
         for r in range(block * _BLOCK_ROWS, min(n_rows, (block + 1) * _BLOCK_ROWS)):
-            k = _envelope_row(column[r], none, infinite, f, v, z)
+            k = _envelope_row(column[r], none, infinite, fb, vb, zb)
             if k < 0:
                 for c in range(n_cols):
                     out[r, c] = np.sqrt(np.float64(infinite) * scale)
                 continue
             k = 0
             for c in range(n_cols):
-                while z[k + 1] < c:
+                while zb[k + 1] < c:
                     k += 1
-                p = v[k]
-                out[r, c] = np.sqrt(np.float64((c - p) * (c - p) + f[p]) * scale)
+                p = vb[k]
+                out[r, c] = np.sqrt(np.float64((c - p) * (c - p) + fb[p]) * scale)
                 if with_labels:
                     nearest[r, c] = labels[source[r, p], p]
+
+
+def _distance(features: np.ndarray, scale: float,
+              labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distances and labels (:func:`_rows_pass`) after the column pass. The arrays are
+    allocated here, not in the parallel kernel: there they made Numba's first compilation
+    take 1.4 s."""
+    n_rows, n_cols = features.shape
+    none = n_rows + n_cols + 1                      # farther than any pixel of the raster
+    column, source = _column_distances(features, none)
+    n_blocks = (n_rows + _BLOCK_ROWS - 1) // _BLOCK_ROWS
+    out = np.empty((n_rows, n_cols), np.float64)
+    nearest = np.zeros((n_rows, n_cols) if labels.shape[0] > 0 else (0, 0), labels.dtype)
+    _rows_pass(column, source, none, scale, labels, np.empty((n_blocks, n_cols), np.int64),
+               np.empty((n_blocks, n_cols), np.int64), np.empty((n_blocks, n_cols + 1)), out,
+               nearest)
     return out, nearest
 
 

@@ -169,10 +169,11 @@ class ContactResult:
 def _counts_body(qx: np.ndarray, qy: np.ndarray, qself: np.ndarray, x: np.ndarray,
                    y: np.ndarray, codes: np.ndarray, order: np.ndarray, starts: np.ndarray,
                    n_bx: int, n_by: int, x0: float, y0: float, width: float, radius: float,
-                   n_types: int, periodic: bool) -> np.ndarray:  # pragma: no cover - numba
-    """Per query point, cells of each code at ``d <= radius`` (the query's own cell excluded)."""
+                   periodic: bool, out: np.ndarray) -> None:  # pragma: no cover - numba
+    """Per query point, cells of each code at ``d <= radius`` (the query's own cell excluded),
+    added to ``out`` (n_query, n_types) int32, zeroed by the caller (an allocation here
+    slowed the parallel kernel's first compilation)."""
     n_q = len(qx)
-    out = np.zeros((n_q, n_types), dtype=np.int32)
     r2 = radius * radius
     reach = int(np.ceil(radius / width))
     period_x = n_bx * width
@@ -205,7 +206,6 @@ def _counts_body(qx: np.ndarray, qy: np.ndarray, qself: np.ndarray, x: np.ndarra
                         dy -= period_y * np.floor(dy / period_y + 0.5)
                     if dx * dx + dy * dy <= r2:
                         out[i, codes[j]] += 1
-    return out
 
 
 #: The kernel over threads (Numba ``prange``) for many query points, serial for few (thread
@@ -219,12 +219,12 @@ _PARALLEL_MIN_QUERIES = 2_000_000
 
 @numba.njit(cache=True, parallel=True)
 def _totals_sorted(x: np.ndarray, y: np.ndarray, starts: np.ndarray, n_bx: int, n_by: int,
-                   x0: float, y0: float, width: float,
-                   radius: float) -> np.ndarray:  # pragma: no cover - numba
+                   x0: float, y0: float, width: float, radius: float,
+                   out: np.ndarray) -> None:  # pragma: no cover - numba
     """Per sorted cell, the other cells at ``d <= radius`` (the test of :func:`_counts_body`),
-    in the cell list's order."""
+    in the cell list's order, into ``out`` (allocated by the caller: an allocation in the
+    parallel kernel slowed its first compilation)."""
     n = len(x)
-    out = np.zeros(n, dtype=np.int64)
     r2 = radius * radius
     reach = int(np.ceil(radius / width))
     for i in prange(n):
@@ -314,8 +314,10 @@ def _shuffle_fill(shuffled: np.ndarray, a_code: int, ptr: np.ndarray,
         for p in range(n_pairs):
             out[i, p] = counts[p]
             total[p] += counts[p] * counts[p]
-        counts[:] = 0
-    squares[:] = total
+            counts[p] = 0
+        counts[n_pairs] = 0
+    for p in range(n_pairs):  # loops, not slice assignments: those cost Numba 1.5 s to compile
+        squares[p] = total[p]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -398,8 +400,10 @@ def _shift_fill(qx: np.ndarray, qy: np.ndarray, vx: float, vy: float, cells: np.
         for p in range(n_pairs):
             out[i, p] = counts[p]
             total[p] += counts[p] * counts[p]
-        counts[:] = 0
-    squares[:] = total
+            counts[p] = 0
+        counts[n_pairs] = 0
+    for p in range(n_pairs):  # loops, not slice assignments: those cost Numba 1.5 s to compile
+        squares[p] = total[p]
 
 
 class _Counter:
@@ -430,9 +434,11 @@ class _Counter:
     def totals(self) -> np.ndarray:
         """(n,) other cells at ``d <= radius`` of every cell (input order)."""
         grid = self.grid
+        in_grid_order = np.empty(len(grid.order), dtype=np.int64)
+        _totals_sorted(grid.x, grid.y, grid.starts, grid.n_bx, grid.n_by, grid.x0, grid.y0,
+                       grid.width, self.radius, in_grid_order)
         out = np.empty(len(grid.order), dtype=np.int64)
-        out[grid.order] = _totals_sorted(grid.x, grid.y, grid.starts, grid.n_bx, grid.n_by,
-                                         grid.x0, grid.y0, grid.width, self.radius)
+        out[grid.order] = in_grid_order
         return out
 
     def neighbours(self, query: np.ndarray, query_self: np.ndarray
@@ -458,12 +464,13 @@ class _Counter:
         grid = self.grid
         sorted_codes = np.ascontiguousarray(sorted_codes, dtype=np.int64)
         kernel = _counts_parallel if len(query) >= _PARALLEL_MIN_QUERIES else _counts_serial
-        return kernel(np.ascontiguousarray(query[:, 0], dtype=np.float64),
-                              np.ascontiguousarray(query[:, 1], dtype=np.float64),
-                              np.ascontiguousarray(query_self, dtype=np.int64), grid.x, grid.y,
-                              sorted_codes, grid.order, grid.starts, grid.n_bx, grid.n_by,
-                              grid.x0, grid.y0, grid.width, self.radius, int(n_types),
-                              bool(periodic))
+        out = np.zeros((len(query), int(n_types)), dtype=np.int32)
+        kernel(np.ascontiguousarray(query[:, 0], dtype=np.float64),
+               np.ascontiguousarray(query[:, 1], dtype=np.float64),
+               np.ascontiguousarray(query_self, dtype=np.int64), grid.x, grid.y, sorted_codes,
+               grid.order, grid.starts, grid.n_bx, grid.n_by, grid.x0, grid.y0, grid.width,
+               self.radius, bool(periodic), out)
+        return out
 
 
 def counts_within(coordinates: np.ndarray, codes: np.ndarray, n_types: int, radius_um: float,

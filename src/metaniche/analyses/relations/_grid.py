@@ -173,22 +173,28 @@ def _nearest_kernel(x: np.ndarray, y: np.ndarray, codes: np.ndarray, starts: np.
                             resolved[i, t] = True
 
 
+#: Called, not inlined, by :func:`_finish_kernel`: it runs for a few cells at most, and
+#: inlining the ring scan into a second parallel kernel cost 1 s of compilation on first use.
+_scan_ring_call = numba.njit(cache=True)(_scan_ring.py_func)
+_unseen_bound_call = numba.njit(cache=True)(_unseen_bound.py_func)
+
+
 @numba.njit(cache=True, parallel=True)
 def _finish_kernel(x: np.ndarray, y: np.ndarray, codes: np.ndarray, starts: np.ndarray,
                    n_bx: int, n_by: int, x0: float, y0: float, width: float, rows: np.ndarray,
-                   target: int, max_ring: int, best_out: np.ndarray,
+                   target: int, max_ring: int, scratch: np.ndarray, best_out: np.ndarray,
                    resolved: np.ndarray) -> None:  # pragma: no cover - numba
-    """Ring search for one type from the cells ``rows`` (grid order), up to ``max_ring``."""
+    """Ring search for one type from the cells ``rows`` (grid order), up to ``max_ring``;
+    ``scratch`` is (len(rows), K), all inf."""
     margin = _MARGIN * width
-    n_types = best_out.shape[1]
     for r in prange(len(rows)):
         i = rows[r]
         bx = min(int((x[i] - x0) / width), n_bx - 1)
         by = min(int((y[i] - y0) / width), n_by - 1)
-        best = np.full(n_types, np.inf)
+        best = scratch[r]
         for ring in range(max_ring + 1):
-            _scan_ring(x, y, codes, starts, n_bx, n_by, i, bx, by, ring, best)
-            bound = _unseen_bound(x[i], y[i], bx, by, ring, n_bx, n_by, x0, y0, width)
+            _scan_ring_call(x, y, codes, starts, n_bx, n_by, i, bx, by, ring, best)
+            bound = _unseen_bound_call(x[i], y[i], bx, by, ring, n_bx, n_by, x0, y0, width)
             bound -= margin
             if bound == np.inf or (bound > 0 and best[target] <= bound * bound):
                 best_out[i, target] = np.sqrt(best[target])
@@ -334,8 +340,8 @@ def nearest_by_type_grid(coordinates: np.ndarray, codes: np.ndarray, n_types: in
         rows = np.flatnonzero(~resolved[:, target])
         if 0 < len(rows) <= counts[target] // 16:
             _finish_kernel(grid.x, grid.y, sorted_codes, grid.starts, grid.n_bx, grid.n_by,
-                           grid.x0, grid.y0, grid.width, rows, int(target), far_ring, distance,
-                           resolved)
+                           grid.x0, grid.y0, grid.width, rows, int(target), far_ring,
+                           np.full((len(rows), n_types), np.inf), distance, resolved)
     return distance, resolved, grid.order
 
 

@@ -245,12 +245,14 @@ def _isotropic_kernel(x: np.ndarray, y: np.ndarray, codes: np.ndarray, n_types: 
                       grids: np.ndarray, starts: np.ndarray, bin_x: np.ndarray,
                       bin_y: np.ndarray, n_bx: int, n_by: int, reach: int, xmin: float,
                       ymin: float, xmax: float, ymax: float, max_weight: float,
-                      n_blocks: int, krect: np.ndarray) -> np.ndarray:  # pragma: no cover
-    """Weighted histograms (K, K, R); cells sorted by grid bin, bin b holding
-    ``starts[b]:starts[b+1]``; ``krect[b]``: pairs (b, b) counted as spatstat's Krect does."""
+                      krect: np.ndarray, partial: np.ndarray) -> None:  # pragma: no cover
+    """Weighted histograms (K, K, R) of each block of cells into ``partial`` (blocks, K, K,
+    R), zeroed; cells sorted by grid bin, bin b holding ``starts[b]:starts[b+1]``;
+    ``krect[b]``: pairs (b, b) counted as spatstat's Krect does. The caller allocates and
+    adds the blocks (here, they slowed Numba's first compilation)."""
     n = len(x)
     n_r = grids.shape[1]
-    partial = np.zeros((n_blocks, n_types, n_types, n_r))
+    n_blocks = partial.shape[0]
     for block in numba.prange(n_blocks):
         sums = partial[block]
         for i in range(block * n // n_blocks, (block + 1) * n // n_blocks):
@@ -280,10 +282,6 @@ def _isotropic_kernel(x: np.ndarray, y: np.ndarray, codes: np.ndarray, n_types: 
                     if k >= n_r:
                         continue
                     sums[a, b, k] += _weight(x[i], y[i], d, xmin, ymin, xmax, ymax, max_weight)
-    out = np.zeros((n_types, n_types, n_r))
-    for block in range(n_blocks):  # fixed order: deterministic sums
-        out += partial[block]
-    return out
 
 
 def ripley_cross_isotropic(coordinates: np.ndarray, type_codes: np.ndarray, n_types: int,
@@ -366,12 +364,17 @@ def _histograms(xy: np.ndarray, codes: np.ndarray, n_types: int, grids: np.ndarr
     starts = np.zeros(n_bx * n_by + 1, dtype=np.int64)
     np.cumsum(np.bincount(cell_bin, minlength=n_bx * n_by), out=starts[1:])
     n_blocks = int(min(64, max(1, len(x) // 256)))
-    return _isotropic_kernel(
+    partial = np.zeros((n_blocks, n_types, n_types, grids.shape[1]))
+    _isotropic_kernel(
         np.ascontiguousarray(x[order]), np.ascontiguousarray(y[order]),
         np.ascontiguousarray(codes[order]), n_types, np.nan_to_num(grids, nan=0.0), starts,
         np.ascontiguousarray(bx[order]), np.ascontiguousarray(by[order]), n_bx, n_by, reach,
-        window.xmin, window.ymin, window.xmax, window.ymax, float(max_weight), n_blocks,
-        np.array([_evenly_spaced(g) for g in grids], dtype=np.bool_))
+        window.xmin, window.ymin, window.xmax, window.ymax, float(max_weight),
+        np.array([_evenly_spaced(g) for g in grids], dtype=np.bool_), partial)
+    out = np.zeros(partial.shape[1:])
+    for block_sums in partial:  # fixed order: deterministic sums
+        out += block_sums
+    return out
 
 
 def _evenly_spaced(grid: np.ndarray) -> bool:
