@@ -241,7 +241,6 @@ def _totals_sorted(x: np.ndarray, y: np.ndarray, starts: np.ndarray, n_bx: int, 
                 dy = yi - y[j]
                 count += dx * dx + dy * dy <= r2
         out[i] = count - 1                                   # the cell itself
-    return out
 
 
 

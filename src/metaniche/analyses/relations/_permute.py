@@ -159,15 +159,15 @@ def _contacts(indptr: np.ndarray, heads: np.ndarray, degree: np.ndarray, labels:
         counts[dominant, a] = 0
     for a in range(n_types):
         if a != dominant:
-            row = 0
+            total = 0
             for b in range(n_types):
-                row += counts[a, b]
-            counts[a, dominant] = degree_sum[a] - row
+                total += counts[a, b]
+            counts[a, dominant] = degree_sum[a] - total
             counts[dominant, a] = counts[a, dominant]
-    row = 0
+    total = 0
     for b in range(n_types):
-        row += counts[dominant, b]
-    counts[dominant, dominant] = degree_sum[dominant] - row
+        total += counts[dominant, b]
+    counts[dominant, dominant] = degree_sum[dominant] - total
     return counts
 
 
