@@ -46,3 +46,50 @@ def test_gradient_panels_are_merge_bins_of_each_type(max_bins):
     assert [p[0] for p in first] == [p[0] for p in gradient_panels(
         lesion_only[lesion_only["lesion_id"] == 1], max_bins=max_bins)]
     assert gradient_panels(table.iloc[:0]) == []
+
+
+def test_gradient_intervals_are_garwood_limits_of_each_bin():
+    """Unmerged bins: the closed-form exact Poisson limits from chi-square quantiles."""
+    from scipy.stats import chi2
+
+    from metaniche.plotting.prepare import MIN_BAND_AREA_MM2, gradient_intervals
+
+    rng = np.random.default_rng(4)
+    table = _profiles(rng, n_bins=30)
+    intervals = gradient_intervals(table, max_bins=30)
+    panels = {label: density for label, _, density in gradient_panels(table, max_bins=30)}
+    assert set(intervals) == set(panels)
+    whole = table[table["lesion_id"].isna()]
+    for cell_type, (low, high) in intervals.items():
+        part = whole[whole["cell_type"] == cell_type].sort_values("bin_start_um")
+        n = part["n_cells"].to_numpy(np.float64)
+        area = part["area_mm2"].to_numpy(np.float64)
+        shown = (area > 0) & (area >= MIN_BAND_AREA_MM2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            want_low = np.where(n > 0, chi2.ppf(0.025, 2 * n) / (2 * area), 0.0)
+            want_high = chi2.ppf(0.975, 2 * n + 2) / (2 * area)
+        np.testing.assert_allclose(low[shown], want_low[shown], rtol=1e-9)
+        np.testing.assert_allclose(high[shown], want_high[shown], rtol=1e-9)
+        assert np.isnan(low[~shown]).all() and np.isnan(high[~shown]).all()
+        density = panels[cell_type]
+        assert (low[shown] <= density[shown]).all() and (density[shown] <= high[shown]).all()
+
+
+def test_gradient_intervals_cover_a_planted_density():
+    """Counts drawn from a known density: the 95% interval covers it in at least 95% of the
+    (type, bin) draws (exact intervals are conservative) and not in every one."""
+    from metaniche.plotting.prepare import gradient_intervals
+
+    rng = np.random.default_rng(5)
+    n_bins, truth = 20, 150.0                       # cells/mm²
+    start = -250.0 + 25.0 * np.arange(n_bins)
+    area = np.full(n_bins, 0.02)
+    covered = []
+    for _ in range(200):
+        rows = pd.DataFrame({"cell_type": "CD8_T", "bin_start_um": start,
+                             "bin_end_um": start + 25.0,
+                             "n_cells": rng.poisson(truth * area), "area_mm2": area})
+        low, high = gradient_intervals(rows, max_bins=n_bins)["CD8_T"]
+        covered.append((low <= truth) & (truth <= high))
+    coverage = np.mean(covered)
+    assert 0.95 <= coverage < 0.995, coverage

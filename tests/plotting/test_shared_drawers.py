@@ -177,6 +177,22 @@ def test_sample_charts_of_the_report_and_mn_pl_show_the_same_prepared_data(finis
         np.testing.assert_allclose(shown[ok], density[ok])
         assert (shown[np.isfinite(density) & (density == 0)] > low).all()  # the 0 line
     assert ax.get_yscale() == "log" and "cells/mm²" in ax.get_ylabel()
+    # each line's band is the report's interval of that panel (zeros on the 0 line)
+    from metaniche.plotting.style import log_range
+    from metaniche.report.sample_page import _gradient_intervals
+    intervals = _gradient_intervals(run, sample)
+    assert set(intervals) == {name for name, *_ in panels}
+    bands = ax.collections[-len(panels):]
+    zero_at = log_range(np.concatenate([density for _, _, density in panels]))[2]
+    for band, (name, centre, _) in zip(bands, panels, strict=True):
+        band_low, band_high = intervals[name]
+        vertices = np.vstack([path.vertices for path in band.get_paths()])
+        ok = np.isfinite(band_high)
+        assert np.isin(np.round(centre[ok], 6), np.round(vertices[:, 0], 6)).all()
+        edges = {round(float(v), 6) for v in vertices[:, 1]}
+        assert {round(float(v), 6) for v in band_high[ok]} <= edges
+        shown_low = np.where(band_low[ok] > 0, band_low[ok], zero_at)     # 0 on the 0 line
+        assert {round(float(v), 6) for v in shown_low} <= edges
     # composition: the report's density grid, same order, log scale
     ax = mn.pl.composition(adata, sample=sample, ax=Figure().add_subplot())
     grid = composition_grid(run.sample_rows("composition", sample))["density_per_mm2"]

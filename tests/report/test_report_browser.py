@@ -280,8 +280,8 @@ def test_sample_page_fits_one_laptop_screen(demo_report, tmp_path):
     screenshot(page, folder / f"{page.stem}.1366x768.png", width=width, height=height)
 
 
-#: Moves the pointer onto the first and the last cell of the enrichment heatmap and reports
-#: the tip shown beside it each time.
+#: Moves the pointer onto the first and the last cell of the enrichment heatmap, and a cell
+#: on each side of the diagonal, and reports the tip shown beside it each time.
 TIP_PROBE = """
 window.addEventListener('load', function () {
   var svg = document.querySelector('#enrichment svg.heatmap');
@@ -290,7 +290,7 @@ window.addEventListener('load', function () {
   var data = JSON.parse(svg.getAttribute('data-tips'));
   var nrow = data.rows.length, ncol = data.cols.length;
   var box = image.getBoundingClientRect();
-  var picks = [0, nrow * ncol - 1];
+  var picks = [0, nrow * ncol - 1, 1, ncol];     // (0, 0), last, (0, 1) and (1, 0)
   var titles = picks.map(function (k) {
     var i = Math.floor(k / ncol), j = k % ncol;
     image.dispatchEvent(new MouseEvent('mousemove', {bubbles: true,
@@ -318,3 +318,6 @@ def test_heatmap_titles_are_written_on_hover_as_heatmap_tip_says(demo_report):
     for k, title in zip(probe["picks"], probe["titles"], strict=True):
         assert title == heatmap_tip(data, k // n_cols, k % n_cols)
     assert probe["titles"][0].startswith(f"{data['rows'][0]} – {data['cols'][0]}: ")
+    # enrichment is symmetric: stored once per pair, read the same both ways
+    assert data.get("symmetric") == 1
+    assert probe["titles"][2].split(": ", 1)[1] == probe["titles"][3].split(": ", 1)[1]

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import re
 import warnings
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pandas as pd
 import pytest
+from _paths import line_points
 
 from metaniche.config import PhenotypeParams
 from metaniche.report import cohort_figures as cf
@@ -45,8 +47,8 @@ def test_gradient_panel_does_not_draw_masked_bins(make_run, tmp_path):
     run = RunData(make_run({"gradients": _profile(areas, cells)}))
     section = gradient_section(run, "S1", "S1", tmp_path)
     markup = str(section.svg)
-    points = re.findall(r'<polyline points="([^"]+)"', markup)
-    assert len(points) == 1 and len(points[0].split()) == 9
+    lines = line_points(ET.fromstring(markup))
+    assert len(lines) == 1 and len(lines[0]) == 9
     labels = set(re.findall(r">([^<>]+)</text>", markup))
     assert "4,000" not in labels and "0" in labels   # y from 0 to ~100, x ticks incl. 0
     assert f"{MIN_BAND_AREA_MM2:g} mm²" in section.caption

@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pandas as pd
+from _paths import line_points
 
 from metaniche.report import render_report
 from metaniche.report.rundata import RunData
@@ -72,9 +73,9 @@ def test_state_profiles_mask_bands_with_few_cells(make_run, tmp_path):
     assert panels[0].find(f"{SVG}text").text.startswith("PDL1_pos · Macrophage")
     # every 4th band has fewer than the minimum cells: the line breaks there, so 5 runs of
     # 3 bands each, with the drawn points the shares of the kept bands
-    polylines = list(panels[0].iter(f"{SVG}polyline"))
-    assert len(polylines) == 5
-    assert all(len(p.get("points").split()) == 3 for p in polylines)
+    lines = line_points(panels[0])
+    assert len(lines) == 5
+    assert all(len(points) == 3 for points in lines)
     assert f"fewer than {MIN_STATE_BAND_CELLS}" in section.caption
 
 

@@ -10,6 +10,7 @@ import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
+from _paths import line_points, path_points
 from PIL import Image
 
 from metaniche.report import svg
@@ -51,8 +52,7 @@ def test_small_multiples_keep_every_tick_label_and_put_points_at_their_values():
         # the points, back in the chart's coordinates, are where the data puts them (to the
         # nearest pixel)
         ox, oy = _translate(group)
-        drawn = [np.array([[float(v) for v in p.split(",")] for p in line.get(
-            "points").split()]) for line in group.iter(f"{SVG}polyline")]
+        drawn = line_points(group)
         ok = np.isfinite(py)
         expected = np.column_stack([ox + (px[ok] + 200) / 400 * pw, oy + ph - py[ok] / top * ph])
         np.testing.assert_allclose(np.vstack(drawn) + np.array([ox, oy]), expected, atol=0.501)
@@ -60,6 +60,50 @@ def test_small_multiples_keep_every_tick_label_and_put_points_at_their_values():
         band = placed.find(f"{SVG}rect")
         assert float(band.get("x")) == round(100 / 400 * pw, 1)
         assert float(band.get("width")) == round(200 / 400 * pw, 1)
+
+
+def test_small_multiples_draw_each_interval_under_its_line_cut_at_the_panel_top():
+    x = np.arange(-100.0, 101.0, 25.0)                   # 9 bins
+    y = np.array([0, 2, 4, 8, 4, np.nan, 2, 1, 0], dtype=float)
+    low = np.where(np.isfinite(y), y / 2, np.nan)
+    high = np.where(np.isfinite(y), y * 2 + 1, np.nan)   # above the line's top at bin 3
+    pw, ph = 200, 100
+    markup = svg.small_multiples([("CD8_T", x, y), ("B", x, y)], title="g", xlabel="d",
+                                 ylabel="cells/mm²", panel_px=(pw, ph),
+                                 intervals={"CD8_T": (low, high)})
+    root = ET.fromstring(markup)
+    groups = [g for g in root.findall(f"{SVG}g") if g.get("transform")]
+    bands = [p for p in groups[0].iter(f"{SVG}path") if p.get("fill-opacity")]
+    assert len(bands) == 2                               # the NaN bin splits the band
+    assert not [p for p in groups[1].iter(f"{SVG}path") if p.get("fill-opacity")]
+    for band, run in zip(bands, (np.arange(0, 5), np.arange(6, 9)), strict=True):
+        points = path_points(band.get("d"))
+        k = len(run)
+        px = (x[run] + 100) / 200 * pw
+        top = 8.0                                        # the line's maximum
+        want_high = np.clip(ph - high[run] / top * ph, 0, ph)
+        want_low = np.clip(ph - low[run] / top * ph, 0, ph)
+        np.testing.assert_allclose(points[:k], np.column_stack([px, want_high]), atol=0.501)
+        np.testing.assert_allclose(points[k:], np.column_stack([px, want_low])[::-1],
+                                   atol=0.501)
+    # the line is drawn over its band
+    children = list(groups[0])
+    lines = [c for c in children if c.get("class") == "line"]
+    assert children.index(bands[-1]) < children.index(lines[0])
+    # the lines: the runs either side of the NaN bin
+    drawn = line_points(groups[0])
+    ok = np.isfinite(y)
+    np.testing.assert_allclose(np.vstack(drawn)[:, 1], ph - y[ok] / 8.0 * ph, atol=0.501)
+
+
+def test_a_point_alone_between_gaps_is_drawn_as_a_dot():
+    x = np.arange(5.0)
+    y = np.array([1.0, np.nan, 2.0, np.nan, np.nan])
+    root = ET.fromstring(svg.small_multiples([("A", x, y)], title="t", xlabel="x",
+                                             ylabel="y"))
+    group = next(g for g in root.findall(f"{SVG}g") if g.get("transform"))
+    dots = [c for c in group.iter(f"{SVG}circle") if c.get("class") == "line"]
+    assert len(dots) == 2 and len(line_points(group)) == 2
 
 
 def test_heatmap_labels_every_row_and_column_and_draws_its_colour_bar():
@@ -87,6 +131,37 @@ def test_heatmap_labels_every_row_and_column_and_draws_its_colour_bar():
     from matplotlib import colormaps
     expected = np.rint(np.asarray(colormaps["RdBu_r"]([1.0, 0.0]))[:, :3] * 255)
     np.testing.assert_array_equal(pixels[[0, -1], 0], expected)
+
+
+def test_symmetric_heatmap_stores_each_pair_once_and_reads_every_cell_back():
+    rng = np.random.default_rng(2)
+    labels = ["A", "B", "C", "D"]
+    z = rng.normal(size=(4, 4))
+    z = z + z.T
+    z[1, 2] = z[2, 1] = np.nan
+    observed = rng.integers(0, 50, (4, 4)).astype(float)
+    observed = observed + observed.T
+
+    def tips(markup):
+        return json.loads(ET.fromstring(markup).get("data-tips"))
+
+    packed = tips(svg.heatmap(z, labels, labels, title="z",
+                              tip_values={"observed": observed, "z": z}))
+    assert packed["symmetric"] == 1
+    assert [len(row.split("|")) for row in packed["values"].split(";")] == [4, 3, 2, 1]
+    # not symmetric (one matrix, or the labels differ): every cell stored
+    skew = observed.copy()
+    skew[0, 3] += 1
+    full = tips(svg.heatmap(z, labels, labels, title="z",
+                            tip_values={"observed": skew, "z": z}))
+    assert "symmetric" not in full
+    assert [len(row.split("|")) for row in full["values"].split(";")] == [4, 4, 4, 4]
+    for i in range(4):
+        for j in range(4):
+            want = (f"{labels[i]} × {labels[j]}: observed {svg.fmt(observed[i, j])}, "
+                    f"z {svg.fmt(z[i, j])}")
+            assert svg.heatmap_tip(packed, i, j) == want
+            assert svg.heatmap_tip(full, i, j).startswith(f"{labels[i]} × {labels[j]}: ")
 
 
 def test_small_multiples_ids_differ_between_charts_of_one_page():

@@ -460,7 +460,7 @@ def ripley(data: Any, *, pairs: Sequence[tuple[str, str]] | None = None,
 
 
 def gradients(data: Any, *, cell_types: Sequence[str] | None = None,
-              sample: str | None = None, border_um: float | None = None,
+              sample: str | None = None, border_um: float | None = None, ci: bool = True,
               ax: Any = None) -> Any:
     """Density of cell types against signed distance to the tumour edge (whole sample).
 
@@ -482,6 +482,10 @@ def gradients(data: Any, *, cell_types: Sequence[str] | None = None,
         Sample to draw (needed when the object holds several).
     border_um
         Half-width of the shaded border band (µm); default the one the last tool used.
+    ci
+        Shade each line's 95% exact Poisson interval per bin
+        (:func:`metaniche.plotting.prepare.gradient_intervals`: counting noise of the bin's
+        cells in its area), as the report's gradient panels do.
     ax
         Axes to draw on (default: a new figure).
 
@@ -511,9 +515,15 @@ def gradients(data: Any, *, cell_types: Sequence[str] | None = None,
     values = np.concatenate([panels[t][1] for t in types]) if types else np.zeros(0)
     low, high, zero_at = log_range(values)
     log_axis(ax, low, high, zero_at)        # first: the 0 line under the curves
+    intervals = prepare.gradient_intervals(table) if ci else {}
     for name in types:
         centre, density = panels[name]
-        ax.plot(centre, floor_zeros(density, zero_at), label=mpl_text(name))
+        (line,) = ax.plot(centre, floor_zeros(density, zero_at), label=mpl_text(name))
+        if name in intervals:
+            band_low, band_high = intervals[name]
+            ax.fill_between(centre, floor_zeros(band_low, zero_at),
+                            floor_zeros(band_high, zero_at), color=line.get_color(),
+                            alpha=0.15, linewidth=0)
     ax.set_xlabel("signed distance to tumour edge (µm; < 0 inside)")
     ax.set_ylabel("density (cells/mm², log scale)")
     ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))

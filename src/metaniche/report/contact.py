@@ -62,7 +62,9 @@ def _profile_chart(profiles: pd.DataFrame, pairs: pd.DataFrame, report_dir: Path
             pooled = rows.groupby("n_partners").apply(
                 lambda g: pd.Series({"mean": np.average(g["mean"], weights=g["n_cells"]),
                                      "n": g["n_cells"].sum()}), include_groups=False)
-            panels.append((f"{pair.marker} in {pair.cell_type} · {pair.partner_type} · "
+            # two lines: the pair, then the compartment (one line cut off the compartment,
+            # which is what tells a row's three panels apart)
+            panels.append((f"{pair.marker} in {pair.cell_type} · {pair.partner_type}\n"
                            f"{compartment}", pooled.index.to_numpy(np.float64),
                            pooled["mean"].to_numpy(np.float64)))
     if not panels:

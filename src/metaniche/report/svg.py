@@ -108,7 +108,9 @@ def heatmap(values: np.ndarray, rows: Sequence[str], columns: Sequence[str], *, 
         a pixel per cell), and the page script (``_tips.js.html``) shows the hovered cell's
         text "row ``tip_joiner`` column: name value, …" ("… : not computed" when every value
         is NaN; :func:`heatmap_tip`) beside the pointer, so a 15 × 15 heatmap weighs a
-        fifth of one with a ``<rect>`` and a stored title per cell.
+        fifth of one with a ``<rect>`` and a stored title per cell. When rows and columns are
+        the same labels and every matrix is symmetric (neighbourhood enrichment), each
+        unordered pair is stored once (``"symmetric": 1``; about half the numbers).
     """
     values = np.asarray(values, dtype=np.float64)
     finite = values[np.isfinite(values)]
@@ -128,12 +130,21 @@ def heatmap(values: np.ndarray, rows: Sequence[str], columns: Sequence[str], *, 
     if tip_values is not None:
         names = list(tip_values)
         arrays = [np.asarray(tip_values[n], dtype=np.float64) for n in names]
+        text = [[" ".join(fmt(a[i, j]) for a in arrays) for j in range(len(columns))]
+                for i in range(len(rows))]
+        # a symmetric statistic (same labels both ways, every cell's text that of its mirror
+        # cell: the numbers as shown, so rounding noise in the last bits does not count)
+        # stores each unordered pair once: row i holds columns i.. only
+        symmetric = (list(map(str, rows)) == list(map(str, columns))
+                     and all(text[i][j] == text[j][i] for i in range(len(rows))
+                             for j in range(i)))
         # one string: rows split by ';', cells by '|', a cell's numbers by ' ' (fmt never
         # writes those characters), so the attribute carries no quote per number
-        cells = ";".join("|".join(" ".join(fmt(a[i, j]) for a in arrays)
-                                  for j in range(len(columns))) for i in range(len(rows)))
+        cells = ";".join("|".join(row[i if symmetric else 0:]) for i, row in enumerate(text))
         data = {"rows": [str(r) for r in rows], "cols": [str(c) for c in columns],
                 "names": names, "joiner": tip_joiner, "values": cells}
+        if symmetric:
+            data["symmetric"] = 1
         packed = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         # single-quoted, so the JSON's many double quotes need no escaping
         out[0] = out[0][:-1] + f" class=\"heatmap\" data-tips='{_esc_single(packed)}'>"
@@ -188,9 +199,12 @@ def cell_image(colours: Sequence[str], n_rows: int, n_cols: int) -> str:
 def heatmap_tip(data: Mapping[str, Any], i: int, j: int) -> str:
     """The hover text of cell (i, j) of a compact heatmap's ``data-tips`` (parsed JSON:
     ``rows``, ``cols``, ``names``, ``joiner`` and ``values``, the numbers as one string,
-    rows split by ';', cells by '|', a cell's numbers by ' '), as the page script writes it
-    (the one definition both follow)."""
-    values = data["values"].split(";")[i].split("|")[j].split(" ")
+    rows split by ';', cells by '|', a cell's numbers by ' '; with ``symmetric`` row i holds
+    columns i.. only and cell (i, j), j < i, is read as (j, i)), as the page script writes
+    it (the one definition both follow)."""
+    row, column = (j, i) if data.get("symmetric") and j < i else (i, j)
+    offset = row if data.get("symmetric") else 0
+    values = data["values"].split(";")[row].split("|")[column - offset].split(" ")
     head = f"{data['rows'][i]} {data['joiner']} {data['cols'][j]}: "
     if all(v == "–" for v in values):
         return head + "not computed"
@@ -216,7 +230,9 @@ def _colour_bar(x: float, y: float, cmap: str, vmin: float, vmax: float,
 def small_multiples(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], *, title: str,
                     xlabel: str, ylabel: str, band: tuple[float, float] | None = None,
                     vline: float | None = None, ncols: int = 4, panel_px: tuple[int, int] = (
-                        190, 110), colour: str = "#1f5fa8") -> str:
+                        190, 110), colour: str = "#1f5fa8",
+                    intervals: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                    ) -> str:
     """One line chart per panel (own y scale from 0), shared x range; x and y ticks are
     labelled at round values (0 among them when in range).
 
@@ -228,14 +244,21 @@ def small_multiples(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], *, tit
     Parameters
     ----------
     panels
-        ``(label, x, y)`` per panel; NaN y values break the line.
+        ``(label, x, y)`` per panel; NaN y values break the line. A label with a newline
+        is written on two lines (each cut at 30 characters).
     band
         Optional x interval shaded in every panel (e.g. the border band).
     vline
         Optional x position of a vertical reference line (e.g. the tumour boundary, 0).
+    intervals
+        Optional ``{label: (low, high)}`` aligned with a panel's x: drawn as a shaded band
+        under its line. The y scale stays the line's, so a band taller than the panel is
+        cut at its top edge (the line is what the scale is for; a band reaching the edge
+        reads as "at least this uncertain").
     """
     pw, ph = panel_px
-    pad_l, pad_b, pad_t = 44, 18, 16
+    two_lines = any("\n" in str(p[0]) for p in panels)
+    pad_l, pad_b, pad_t = 44, 18, 28 if two_lines else 16
     pw, ph = max(pw, 40), max(ph, 40)
     xs = [np.asarray(p[1], dtype=np.float64) for p in panels]
     all_x = np.concatenate(xs) if xs else np.zeros(1)
@@ -287,32 +310,80 @@ def small_multiples(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], *, tit
         y_ticks = nice_ticks(0.0, top, 3)
         y_tick_px = [float(py(t)) for t in y_ticks]
         out.append(f'<g transform="translate({ox},{oy})">'
-                   f'<text y="-4" font-weight="600">{esc(_short(str(label), 30))}</text>'
-                   f'<use href="#{uid}"/><path d="'
+                   + _panel_title(str(label))
+                   + f'<use href="#{uid}"/><path d="'
                    + "".join(f"M-3 {_num(ty)}h3" for ty in y_tick_px)
                    + '" stroke="#999"/><g text-anchor="end">'
                    + "".join(f'<text x="-5" y="{_num(ty + 4)}">{esc(fmt(t))}</text>'
                              for ty, t in zip(y_tick_px, y_ticks, strict=True))
                    + "</g>")
+        if intervals is not None and str(label) in intervals:
+            low, high = (np.asarray(v, dtype=np.float64) for v in intervals[str(label)])
+            out.extend(_bands(px(x), np.clip(py(low), 0, ph), np.clip(py(high), 0, ph),
+                              colour))
         out.extend(_polylines(px(x), py(y), colour))
         out.append("</g>")
     out.append("</svg>")
     return "".join(out)
 
 
-def _polylines(px: np.ndarray, py: np.ndarray, colour: str) -> list[str]:
-    """One ``<polyline>`` per run of finite points, at whole pixels (no hover title: the
-    panel's label is written right above it)."""
-    ok = np.isfinite(py)
-    out = []
+def _relative_path(px: np.ndarray, py: np.ndarray) -> str:
+    """SVG path data through the points at whole pixels: ``M x0 y0`` then relative ``l``
+    steps (``dx dy`` pairs, the sign as separator where negative).
+
+    Rounding the absolute positions first and stepping between the rounded values lands every
+    point on its own whole pixel (no drift). A step of a gradient panel is 1–2 characters per
+    number against 3 for an absolute coordinate: the gradient sections of a 150-sample report
+    weigh about a third less than with ``<polyline points>``.
+    """
+    x = np.rint(px).astype(np.int64)
+    y = np.rint(py).astype(np.int64)
+    steps = np.column_stack([np.diff(x), np.diff(y)]).ravel()
+    text = "".join(f"{v}" if v < 0 else f" {v}" for v in steps.tolist())
+    return f"M{x[0]} {y[0]}" + (f"l{text[1:] if text.startswith(' ') else text}" if steps.size
+                                else "")
+
+
+def _runs(ok: np.ndarray) -> list[np.ndarray]:
+    """Index runs of consecutive True values of ``ok``."""
     breaks = np.flatnonzero(np.diff(ok.astype(np.int8)) != 0) + 1
-    for segment in np.split(np.arange(len(py)), breaks):
-        if segment.size and ok[segment[0]]:
-            # whole pixels: a line in a ~200 × 110 px panel, its numbers in the tables
-            points = " ".join(f"{a:.0f},{b:.0f}" for a, b in zip(px[segment], py[segment],
-                                                                 strict=True))
-            out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" '
-                       'stroke-width="1.5"/>')
+    return [segment for segment in np.split(np.arange(len(ok)), breaks)
+            if segment.size and ok[segment[0]]]
+
+
+def _panel_title(label: str) -> str:
+    """A panel's title above its frame: one line, or two when the label holds a newline
+    (each line cut at 30 characters, the width of a panel)."""
+    lines = label.split("\n")[:2]
+    return "".join(f'<text y="{-4 - 12 * (len(lines) - 1 - k)}" font-weight="600">'
+                   f"{esc(_short(line, 30))}</text>" for k, line in enumerate(lines))
+
+
+def _bands(px: np.ndarray, low: np.ndarray, high: np.ndarray, colour: str) -> list[str]:
+    """One filled ``<path>`` per run of bins with a finite interval (upper edge forwards,
+    lower edge back), at whole pixels (:func:`_relative_path`)."""
+    out = []
+    for segment in _runs(np.isfinite(low) & np.isfinite(high)):
+        d = _relative_path(np.r_[px[segment], px[segment][::-1]],
+                           np.r_[high[segment], low[segment][::-1]])
+        out.append(f'<path d="{d}Z" fill="{colour}" fill-opacity="0.18" stroke="none"/>')
+    return out
+
+
+def _polylines(px: np.ndarray, py: np.ndarray, colour: str) -> list[str]:
+    """One line (a ``<path>``, :func:`_relative_path`) per run of finite points, a dot for a
+    run of one, at whole pixels (no hover title: the panel's label is written right above
+    it)."""
+    # whole pixels: a line in a ~200 × 110 px panel, its numbers in the tables. A point
+    # alone between gaps would draw nothing as a line: it is a dot.
+    out = []
+    for segment in _runs(np.isfinite(py)):
+        if segment.size == 1:
+            out.append(f'<circle class="line" cx="{px[segment[0]]:.0f}" '
+                       f'cy="{py[segment[0]]:.0f}" r="2" fill="{colour}"/>')
+        else:
+            out.append(f'<path class="line" d="{_relative_path(px[segment], py[segment])}" '
+                       f'fill="none" stroke="{colour}" stroke-width="1.5"/>')
     return out
 
 
