@@ -141,8 +141,9 @@ def heatmap(values: np.ndarray, rows: Sequence[str], columns: Sequence[str], *, 
         # one string: rows split by ';', cells by '|', a cell's numbers by ' ' (fmt never
         # writes those characters), so the attribute carries no quote per number
         cells = ";".join("|".join(row[i if symmetric else 0:]) for i, row in enumerate(text))
-        data = {"rows": [str(r) for r in rows], "cols": [str(c) for c in columns],
-                "names": names, "joiner": tip_joiner, "values": cells}
+        data: dict[str, Any] = {"rows": [str(r) for r in rows],
+                                "cols": [str(c) for c in columns], "names": names,
+                                "joiner": tip_joiner, "values": cells}
         if symmetric:
             data["symmetric"] = 1
         packed = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
