@@ -321,3 +321,50 @@ def test_heatmap_titles_are_written_on_hover_as_heatmap_tip_says(demo_report):
     # enrichment is symmetric: stored once per pair, read the same both ways
     assert data.get("symmetric") == 1
     assert probe["titles"][2].split(": ", 1)[1] == probe["titles"][3].split(": ", 1)[1]
+
+
+#: Reports where the filter box of the long table sits, filters its rows and sorts them.
+LONG_TABLE_PROBE = """
+window.addEventListener('load', function () {
+  var box = document.querySelector('.table-scroll');
+  var table = box.querySelector('table.sortable');
+  var bar = box.previousElementSibling;
+  var input = bar && bar.querySelector('input');
+  var out = {barBeforeBox: !!(bar && bar.className === 'table-filter' && input),
+             boxHeight: box.getBoundingClientRect().height,
+             tableHeight: table.getBoundingClientRect().height};
+  table.tHead.rows[0].cells[0].click();
+  table.tHead.rows[0].cells[0].click();
+  out.first = table.tBodies[0].rows[0].cells[0].textContent;
+  input.value = '17';
+  input.dispatchEvent(new Event('input'));
+  out.shown = Array.prototype.filter.call(table.tBodies[0].rows,
+    function (row) { return row.style.display !== 'none'; }).length;
+  out.count = bar.querySelector('.table-filter-count').textContent;
+  document.body.dataset.probe = JSON.stringify(out);
+});
+"""
+
+
+def test_a_long_table_scrolls_in_its_box_with_its_filter_above(demo_report, tmp_path):
+    import shutil
+
+    from metaniche.report.html import _ENV
+    from metaniche.report.sections import Table
+
+    for name in ("report.js", "report.css"):
+        shutil.copy(demo_report / name, tmp_path / name)
+    macros = _ENV.get_template("_macros.html").module
+    table = macros.data_table(Table(["n"], [[str(i)] for i in range(60)], sortable=True))
+    page = tmp_path / "long.html"
+    page.write_text('<!doctype html><html><head><meta charset="utf-8"><title>t</title>'
+                    '<link rel="stylesheet" href="report.css"></head><body><main>'
+                    f'{table}</main><script src="report.js"></script></body></html>',
+                    encoding="utf-8")
+    result = check_page(page, probe=LONG_TABLE_PROBE)
+    assert result.errors == [], result.errors
+    probe = json.loads(result.probe)
+    assert probe["barBeforeBox"]                           # the filter stays above the box
+    assert probe["boxHeight"] < probe["tableHeight"]       # the box scrolls
+    assert probe["first"] == "59"                          # sorted descending, numerically
+    assert probe["shown"] == 1 and probe["count"] == "1 of 60 rows"

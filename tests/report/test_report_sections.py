@@ -256,3 +256,15 @@ def test_methods_list_every_parameter(make_run):
         assert re.search(rf"<td>{re.escape(key)}</td><td class=\"text\">{re.escape(value)}</td>",
                          index), key
     assert "w = 250.0 µm" in index
+
+
+def test_a_long_table_scrolls_in_a_box_and_a_short_one_does_not():
+    from metaniche.report.html import _ENV
+    from metaniche.report.sections import Table
+
+    macros = _ENV.get_template("_macros.html").module
+    long = str(macros.data_table(Table(["a"], [[str(i)] for i in range(26)], sortable=True)))
+    short = str(macros.data_table(Table(["a"], [[str(i)] for i in range(25)], sortable=True)))
+    assert long.count('<div class="table-scroll">') == 1 and long.rstrip().endswith("</div>")
+    assert long.index('<div class="table-scroll">') < long.index("<table")
+    assert "table-scroll" not in short

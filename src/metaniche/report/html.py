@@ -86,7 +86,7 @@ def render_report(run_dir: str | Path, manifest: Manifest | None = None) -> Path
     stage_columns, stage_rows = _stage_table(samples)
     html = _ENV.get_template("index.html").render(
         version=version,
-        seconds=run.manifest.seconds,
+        seconds=None if run.manifest.seconds is None else round(float(run.manifest.seconds), 1),
         samples=samples,
         n_ok=sum(s["status"] in ("ok", "skipped") for s in samples),
         n_failed=sum(s["status"] == "failed" for s in samples),
@@ -161,7 +161,7 @@ def _summary(run: RunData, record: SampleRecord) -> dict[str, Any]:
         "status": record.status,
         "error": record.error,
         "warnings": list(record.warnings),
-        "seconds": record.seconds,
+        "seconds": None if record.seconds is None else round(float(record.seconds), 2),
         "phenotype": record.phenotype,
         "phenotype_why": sample_call_explanation(run, record.sample),
         "n_cells": _n_cells(run, record.sample),

@@ -182,7 +182,8 @@ def overview_section(run: RunData, report_dir: Path) -> Section:
                 caption=f"{effector_text} cells per mm² of the core, border and adjacent "
                         "tissue of each sample (one dot per sample, lines join a sample's "
                         "compartments; log scale, labelled ticks; samples with none in a "
-                        "compartment sit on the line marked 0). Dashed: the desert threshold "
+                        "compartment sit on the line marked 0). Black bars: the median of "
+                        "each group in each compartment. Dashed: the desert threshold "
                         f"({params.desert_max_per_mm2:g} cells/mm²)."
                         + (f" Colour: outcome group ({group_name})." if groups is not None
                            else "")))
