@@ -469,3 +469,16 @@ def test_ligrec_notebook_call_equals_the_config_default():
     assert (notebook["n_permutations"] > params.n_permutations).any()
     old = ligand_receptor(*args, max_permutations=99_999, normal_min_edges=0)
     assert not np.array_equal(old["p"].to_numpy(), notebook["p"].to_numpy())
+
+
+def test_survival_time_unit_from_the_setting_or_the_column_name():
+    from metaniche.config import ClinicalColumns, time_unit_of
+
+    assert ClinicalColumns().time_unit == ""             # no unit assumed
+    assert ClinicalColumns(os_time="survival_days").resolved_time_unit() == "days"
+    assert ClinicalColumns(os_time="survival_days", time_unit="months").resolved_time_unit() \
+        == "months"
+    for name, unit in [("OS_months", "months"), ("os.time.yrs", "years"), ("pfs weeks", "weeks"),
+                       ("time[day]", "days"), ("os_time", ""), ("dayside_score", ""),
+                       ("days_to_months", "")]:                  # two units: none claimed
+        assert time_unit_of("", name) == unit, name

@@ -328,7 +328,8 @@ def test_write_cohort_writes_every_file(cohort, tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(out / "clinical.csv"), clinical,
                                   check_exact=False)
     config = tomllib.loads((out / "config.toml").read_text())
-    assert config == {"cell_types": {"tumor": ["Tumor"], "immune": list(IMMUNE_TYPES)}}
+    assert config == {"cell_types": {"tumor": ["Tumor"], "immune": list(IMMUNE_TYPES)},
+                      "clinical": {"time_unit": "months"}}     # the unit of os_time
     truth = pd.read_csv(out / "truth" / "samples.csv")
     assert list(truth["sample"]) == [s.name for s in samples]
     for sample, row in zip(samples, truth.itertuples(), strict=True):

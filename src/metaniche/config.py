@@ -763,7 +763,10 @@ class ClinicalColumns(Validated):
         it. Default empty: the first label in sorted (lower-case) order.
     time_unit
         Unit of the ``os_time`` values, shown on the time axis of the survival figures.
-        Default ``months``.
+        Default empty: the unit the ``os_time`` column's name gives (``survival_days`` →
+        days; any of day, week, month, year as a word of the name, :func:`time_unit_of`),
+        else none is claimed and the axis says "unit of the clinical table". (The default
+        was ``months``, which labelled the NSCLC example's days as months.)
     timepoint_order
         Labels of the ``timepoint`` column in time order (three or more, e.g.
         ``["pre", "on", "post"]``): each feature's monotone trend over them is tested with
@@ -784,8 +787,37 @@ class ClinicalColumns(Validated):
     covariates: tuple[str, ...] = ()
     condition: str = ""
     condition_reference: str = ""
-    time_unit: str = "months"
+    time_unit: str = ""
     timepoint_order: tuple[str, ...] = ()
+
+    def resolved_time_unit(self) -> str:
+        """:func:`time_unit_of` this section's ``time_unit`` and ``os_time``."""
+        return time_unit_of(self.time_unit, self.os_time)
+
+
+#: Units a survival time column's name may give (a word of the name, singular or plural).
+_TIME_UNITS = {"day": "days", "days": "days", "week": "weeks", "weeks": "weeks",
+               "month": "months", "months": "months", "mo": "months", "year": "years",
+               "years": "years", "yr": "years", "yrs": "years"}
+
+
+def time_unit_of(time_unit: str, os_time: str) -> str:
+    """The unit of the survival times: ``time_unit`` when set, else the one the column
+    name ``os_time`` gives as a word (split on ``_``, ``-``, ``.``, spaces and brackets:
+    ``survival_days`` → ``days``, ``OS (months)`` → ``months``), else ``""`` (unknown).
+
+    Examples
+    --------
+    >>> time_unit_of("", "survival_days"), time_unit_of("weeks", "os_days")
+    ('days', 'weeks')
+    >>> time_unit_of("", "os_time")
+    ''
+    """
+    if time_unit.strip():
+        return time_unit.strip()
+    words = re.split(r"[_\-.\s()\[\]]+", os_time.lower())
+    found = {_TIME_UNITS[w] for w in words if w in _TIME_UNITS}
+    return found.pop() if len(found) == 1 else ""
 
 
 @dataclass(frozen=True)

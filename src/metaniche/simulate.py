@@ -1248,6 +1248,8 @@ def _config_toml() -> str:
         "[cell_types]\n"
         'tumor = ["Tumor"]\n'
         f"immune = [{immune}]\n"
+        "[clinical]\n"
+        'time_unit = "months"  # os_time of clinical.csv\n'
     )
 
 

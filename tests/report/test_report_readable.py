@@ -233,3 +233,25 @@ def test_heatmap_treats_infinite_values_as_missing(tmp_path):
     assert np.isnan(z[:2]).all() and np.isfinite(z[2:]).all()
     finite_part = ratio[2:]
     assert np.allclose(z[2:], (finite_part - finite_part.mean()) / finite_part.std(ddof=1))
+
+
+@pytest.mark.parametrize(("clinical", "unit"), [
+    ({"os_time": "survival_days"}, "days"),          # the NSCLC example: read from the name
+    ({"os_time": "OS (months)"}, "months"),
+    ({"os_time": "survival_days", "time_unit": "weeks"}, "weeks"),   # stated: it wins
+    ({"os_time": "os_time"}, ""),                    # no unit claimed
+])
+def test_survival_axis_unit_comes_from_the_config_or_the_column_name(make_run, clinical, unit):
+    from metaniche.report.cohort_page import survival_section
+
+    association = pd.DataFrame({"feature": ["density.core.CD8_T"], "test": ["logrank"],
+                                "outcome": ["os"], "p": [0.0123]})
+    run = RunData(make_run({"km_curves": _km_curves()}, association=association,
+                           config={"clinical": clinical}))
+    section = survival_section(run, run.dir.report_dir)
+    texts = _svg_texts(run.dir.report_dir / section.files[1])
+    if unit:
+        assert f"time ({unit})" in texts and section.caption.endswith(f"time in {unit}.")
+    else:
+        assert "time (unit of the clinical table)" in texts
+        assert section.caption.endswith("the unit of the clinical table.")

@@ -307,16 +307,20 @@ def draw_kaplan_meier(ax: Any, part: pd.DataFrame, feature: str, *, p: float = n
     ax.set_title(mpl_text(f"{feature}\n{p_text}"), fontsize=8)
     ax.legend(fontsize=7, title=mpl_text(split), title_fontsize=6.5, loc="lower left")
     if "n_at_risk" in part.columns:
+        # row labels end left of the axis, clear of the counts centred on the ticks (the
+        # count at time 0 sits on the axis' left edge)
+        row_label_x = -0.08
         for row, group in enumerate(groups):
             counts = _at_risk(part[part["group"].astype(str) == group], np.asarray(ticks))
             y = -0.30 - 0.09 * row
             colour = KM_COLOURS.get(group)
-            ax.text(-0.02, y, mpl_text(labels.get(group, group)), transform=ax.transAxes,
+            ax.text(row_label_x, y, mpl_text(labels.get(group, group)), transform=ax.transAxes,
                     ha="right", va="center", fontsize=6.5, color=colour)
             for tick, count in zip(ticks, counts, strict=True):
                 ax.text(tick, y, str(count), transform=ax.get_xaxis_transform(),
                         ha="center", va="center", fontsize=6.5, color=colour)
-        ax.text(-0.02, -0.21, mpl_text(f"at risk ({unit_name})"), transform=ax.transAxes,
+        ax.text(row_label_x, -0.21, mpl_text(f"at risk ({unit_name})"),
+                transform=ax.transAxes,
                 ha="right", va="center", fontsize=6.5)
     return ax
 
