@@ -255,3 +255,23 @@ def test_survival_axis_unit_comes_from_the_config_or_the_column_name(make_run, c
     else:
         assert "time (unit of the clinical table)" in texts
         assert section.caption.endswith("the unit of the clinical table.")
+
+
+def test_pooled_bins_reached_by_few_samples_are_masked():
+    """Far bins that only one of thirty samples reaches (a planted outlier density there)
+    are not drawn; bins every sample reaches are."""
+    rng = np.random.default_rng(3)
+    n, n_bins = 30, 6
+    area = rng.uniform(0.01, 0.05, size=(n, n_bins))
+    cells = rng.poisson(100 * area).astype(float)
+    area[1:, 5] = 0.0                      # only sample 0 reaches the last bin …
+    cells[1:, 5] = 0.0
+    cells[0, 5] = 5000 * area[0, 5]        # … where its density is 50 times the rest
+    area[2:, 4] = 0.0                      # two samples reach bin 4: below 10 % of 30
+    cells[2:, 4] = 0.0
+    density, low, high = pooled_profile(cells, area, n_boot=200)
+    assert np.isfinite(density[:4]).all() and np.isfinite(low[:4]).all()
+    assert np.isnan(density[4:]).all() and np.isnan(high[4:]).all()
+    # a share of 0 keeps every bin at least MIN_POOLED_SAMPLES (2) samples reach
+    kept = np.isfinite(pooled_profile(cells, area, n_boot=50, min_sample_share=0.0)[0])
+    assert kept.tolist() == [True] * 5 + [False]

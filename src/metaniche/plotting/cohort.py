@@ -451,9 +451,14 @@ def draw_gradient_overlay(ax: Any, profiles: Mapping[str, Any], border_um: float
     """
     centre = np.asarray(profiles["centre"], dtype=np.float64)
     curves = profiles["curves"]
-    per_sample = np.asarray(profiles["per_sample"], dtype=np.float64)
-    everything = np.r_[per_sample.ravel(), *[np.r_[c[1], c[2], c[3]] for c in curves.values()]]
-    low, high, zero_at = log_range(everything)
+    # the axes span what is drawn: the groups' curves and intervals (not the per-sample
+    # curves, drawn on the sample pages, nor the masked bins)
+    drawn = np.r_[*[np.r_[c[1], c[2], c[3]] for c in curves.values()]]
+    low, high, zero_at = log_range(drawn)
+    shown = np.zeros(len(centre), dtype=bool)
+    for _, density, _, _ in curves.values():
+        shown |= np.isfinite(np.asarray(density, dtype=np.float64))
+    x_span = centre[shown] if shown.any() else centre
     levels = list(curves)
     colour_of = dict(zip(levels, categorical(len(levels)), strict=True))
     if np.isfinite(border_um):
@@ -465,7 +470,7 @@ def draw_gradient_overlay(ax: Any, profiles: Mapping[str, Any], border_um: float
                         color=colour, alpha=0.2, lw=0)
         ax.plot(centre, floor_zeros(density, zero_at), color=colour, lw=2.0,
                 label=mpl_text(f"{level} (n = {n})"))
-    x_ticks = nice_ticks(float(np.nanmin(centre)), float(np.nanmax(centre)), 7)
+    x_ticks = nice_ticks(float(np.nanmin(x_span)), float(np.nanmax(x_span)), 7)
     ax.set_xticks(x_ticks, [fmt(t) for t in x_ticks])
     log_axis(ax, low, high, zero_at)
     ax.set_xlabel("signed distance to the tumour boundary (µm; < 0 inside tumour)", fontsize=8)

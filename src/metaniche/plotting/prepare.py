@@ -25,6 +25,7 @@ every bin.
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -37,7 +38,8 @@ from metaniche.analyses.compartments import COMPARTMENTS, WHOLE
 from metaniche.analyses.gradients import MIN_BAND_AREA_MM2, merge_adjacent_bins
 from metaniche.config import ClinicalColumns, Config, PhenotypeParams
 
-__all__ = ["MAX_DISPLAY_BINS", "MIN_BAND_AREA_MM2", "OVERLAY_BINS", "composition_grid",
+__all__ = ["MAX_DISPLAY_BINS", "MIN_BAND_AREA_MM2", "MIN_POOLED_SAMPLES",
+           "MIN_SAMPLE_SHARE", "OVERLAY_BINS", "composition_grid",
            "effector_densities", "effector_labels", "enrichment_grid", "enrichment_limit",
            "gradient_intervals", "gradient_panels", "gradient_profiles", "grids", "merge_bins",
            "outcome_groups", "phenotype_params", "pooled_profile", "preferred", "whole_sample"]
@@ -246,8 +248,17 @@ def gradient_intervals(rows: pd.DataFrame, max_bins: int = MAX_DISPLAY_BINS,
             if np.nansum(np.where(shown[k], n[k], 0.0)) > 0}
 
 
+#: A pooled gradient bin is drawn only when at least this share of the group's samples (and
+#: at least :data:`MIN_POOLED_SAMPLES`) have tissue in it: far from the boundary only a few
+#: large or odd-shaped samples reach, and their pooled density is theirs, not the group's.
+MIN_SAMPLE_SHARE = 0.1
+#: The least number of samples with tissue in a pooled bin (see :data:`MIN_SAMPLE_SHARE`).
+MIN_POOLED_SAMPLES = 2
+
+
 def pooled_profile(cells: np.ndarray, area: np.ndarray, n_boot: int = 400, level: float = 0.95,
                    seed: int = 0, min_area_mm2: float = MIN_BAND_AREA_MM2,
+                   min_sample_share: float = MIN_SAMPLE_SHARE,
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pooled density of a group of samples per bin with a bootstrap-over-samples interval.
 
@@ -263,6 +274,9 @@ def pooled_profile(cells: np.ndarray, area: np.ndarray, n_boot: int = 400, level
         Seed of the resampling.
     min_area_mm2
         Bins whose pooled area is below this are NaN (masked).
+    min_sample_share
+        Bins where fewer than ``max(MIN_POOLED_SAMPLES, ceil(min_sample_share · n))`` of the
+        n samples have tissue (area > 0) are NaN (masked); with a single sample, that one.
 
     Returns
     -------
@@ -273,7 +287,10 @@ def pooled_profile(cells: np.ndarray, area: np.ndarray, n_boot: int = 400, level
     cells = np.asarray(cells, dtype=np.float64)
     area = np.nan_to_num(np.asarray(area, dtype=np.float64))
     total_area = area.sum(axis=0)
-    shown = (total_area > 0) & (total_area >= min_area_mm2)
+    n_samples = area.shape[0]
+    needed = min(n_samples, max(MIN_POOLED_SAMPLES, math.ceil(min_sample_share * n_samples)))
+    shown = ((total_area > 0) & (total_area >= min_area_mm2)
+             & ((area > 0).sum(axis=0) >= needed))
     with np.errstate(invalid="ignore", divide="ignore"):
         density = np.where(shown, cells.sum(axis=0) / np.where(shown, total_area, 1.0), np.nan)
     n = cells.shape[0]
@@ -420,7 +437,8 @@ def gradient_profiles(gradients: pd.DataFrame | None, types: Sequence[str],
 
     Whole-sample gradient rows of every sample; bins merged to at most ``max_bins``; each
     group's density is Σ cells / Σ band area over its samples with a 95 % bootstrap interval
-    over samples (:func:`pooled_profile`, masked below :data:`MIN_BAND_AREA_MM2`).
+    over samples (:func:`pooled_profile`, masked below :data:`MIN_BAND_AREA_MM2` of pooled
+    area or where fewer than :data:`MIN_SAMPLE_SHARE` of the group's samples have tissue).
 
     Returns
     -------

@@ -18,7 +18,12 @@ from metaniche import tables as T
 from metaniche.analyses.compartments import ADJACENT, BORDER, CORE
 from metaniche.config import PhenotypeParams
 from metaniche.plotting import prepare
-from metaniche.plotting.prepare import MIN_BAND_AREA_MM2, OVERLAY_BINS
+from metaniche.plotting.prepare import (
+    MIN_BAND_AREA_MM2,
+    MIN_POOLED_SAMPLES,
+    MIN_SAMPLE_SHARE,
+    OVERLAY_BINS,
+)
 from metaniche.report import cohort_figures, svg
 from metaniche.report.rundata import RunData
 from metaniche.report.sections import Section, Table
@@ -201,8 +206,10 @@ def overview_section(run: RunData, report_dir: Path) -> Section:
                         + " as Σ cells / Σ band area over its samples in "
                         f"{profiles['bin_um']:g} µm bins; shaded: 95 % bootstrap interval "
                         "over samples (per-sample curves: each sample page). Bins whose band "
-                        "area is "
-                        f"below {MIN_BAND_AREA_MM2:g} mm² are masked (not drawn). Log "
+                        f"area is below {MIN_BAND_AREA_MM2:g} mm², or where fewer than "
+                        f"{MIN_SAMPLE_SHARE:.0%} of the group's samples (at least "
+                        f"{MIN_POOLED_SAMPLES}) have tissue, are masked (not drawn: far from "
+                        "the boundary only a few samples reach). Log "
                         "scale; shaded vertical band: the border compartment."))
     return Section("overview", "Overview: the answer", subsections=parts,
                    caption=f"{len(run.samples)} samples. Immune phenotype of each sample "
