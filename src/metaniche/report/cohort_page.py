@@ -153,6 +153,11 @@ def association_section(run: RunData, report_dir: Path) -> Section | None:
                            "q ≤ 0.05.")
 
 
+#: Cell size (px) of the cohort's neighbourhood heat map: a handful of neighbourhoods × types,
+#: drawn large enough to read (the default 18 px made a 5 × 6 map about 100 px wide).
+COHORT_CELL_PX = 34.0
+
+
 def survival_section(run: RunData, report_dir: Path) -> Section | None:
     """Kaplan–Meier curves with numbers at risk, the log-rank p and the split stated."""
     curves = run.table("km_curves")
@@ -218,7 +223,8 @@ def neighbourhood_section(run: RunData, report_dir: Path) -> Section | None:
                             aggfunc="first")
     chart = svg.heatmap(wide.to_numpy(np.float64), [f"CN{int_label(c)}" for c in wide.index],
                         [str(t) for t in wide.columns], title="Neighbourhood composition",
-                        cmap="magma_r", vmin=0.0, unit="fraction")
+                        cmap="magma_r", vmin=0.0, unit="fraction",
+                        cell_px=COHORT_CELL_PX)
     markup, path = save_svg(chart, report_dir, "cohort.neighbourhoods")
     return Section("neighbourhoods", "Cellular neighbourhoods", svg=markup, files=[path],
                    caption="Mean fraction of each cell type among the k nearest neighbours "
