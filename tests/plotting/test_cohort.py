@@ -57,3 +57,23 @@ def test_lines_fade_and_dots_shrink_with_many_samples():
     alpha, size = strip(200)
     assert alpha == 0.25 * 50 / 200 and size == 10
     assert strip(2000)[0] == 0.04
+
+
+def test_gradient_overlay_labels_0_only_when_something_drawn_is_0_and_spans_drawn_bins():
+    from metaniche.plotting.cohort import draw_gradient_overlay
+
+    centre = np.array([-100.0, -50.0, 0.0, 50.0, 400.0])
+    density = np.array([1.0, 5.0, 20.0, 10.0, np.nan])       # the far bin masked
+    per_sample = np.array([[1.0, 5.0, 20.0, 10.0, 50_000.0]])  # not drawn: no say in the axes
+
+    def draw(low):
+        profiles = {"centre": centre, "per_sample": per_sample,
+                    "curves": {"all samples": (3, density, low, density * 2)}}
+        return draw_gradient_overlay(Figure().add_subplot(), profiles, 25.0, "CD8_T")
+
+    ax = draw(density / 2)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert "0" not in labels and ax.get_ylim()[1] == 100.0
+    assert ax.get_xlim()[1] < 400.0                          # the masked bin is not spanned
+    ax = draw(np.array([0.0, 2.0, 10.0, 5.0, np.nan]))       # an interval down to 0
+    assert ax.get_yticklabels()[0].get_text() == "0"

@@ -472,7 +472,8 @@ def draw_gradient_overlay(ax: Any, profiles: Mapping[str, Any], border_um: float
                 label=mpl_text(f"{level} (n = {n})"))
     x_ticks = nice_ticks(float(np.nanmin(x_span)), float(np.nanmax(x_span)), 7)
     ax.set_xticks(x_ticks, [fmt(t) for t in x_ticks])
-    log_axis(ax, low, high, zero_at)
+    # the line labelled 0 only when a curve or interval drawn reaches 0
+    log_axis(ax, low, high, zero_at if (drawn == 0).any() else None)
     ax.set_xlabel("signed distance to the tumour boundary (µm; < 0 inside tumour)", fontsize=8)
     ax.set_ylabel(mpl_text(f"{label} density (cells/mm², log scale)"), fontsize=8)
     ax.grid(axis="y", which="major", color="#eee", lw=0.6)
