@@ -334,8 +334,9 @@ def _relative_path(px: np.ndarray, py: np.ndarray) -> str:
 
     Rounding the absolute positions first and stepping between the rounded values lands every
     point on its own whole pixel (no drift). A step of a gradient panel is 1–2 characters per
-    number against 3 for an absolute coordinate: the gradient sections of a 150-sample report
-    weigh about a third less than with ``<polyline points>``.
+    number against 3 for an absolute coordinate: with the gradient bands drawn in every panel,
+    the 150-sample report weighed 10.40 MB against 10.68 MB with ``<polyline points>`` and
+    absolute band coordinates.
     """
     x = np.rint(px).astype(np.int64)
     y = np.rint(py).astype(np.int64)

@@ -174,7 +174,8 @@ def _nearest_kernel(x: np.ndarray, y: np.ndarray, codes: np.ndarray, starts: np.
 
 
 #: Called, not inlined, by :func:`_finish_kernel`: it runs for a few cells at most, and
-#: inlining the ring scan into a second parallel kernel cost 1 s of compilation on first use.
+#: inlining the ring scan into a second parallel kernel cost about 0.6 s of compilation on
+#: first use (1.7 s with the scratch allocated inside, 1.1 s now).
 _scan_ring_call = numba.njit(cache=True)(_scan_ring.py_func)
 _unseen_bound_call = numba.njit(cache=True)(_unseen_bound.py_func)
 

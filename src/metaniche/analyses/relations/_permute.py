@@ -142,8 +142,8 @@ def _contacts(indptr: np.ndarray, heads: np.ndarray, degree: np.ndarray, labels:
             e += 2
         if e < stop:
             one_way[row + labels[heads[e]]] += 1
-    # plain loops, not array expressions (slices, .T, .sum()): the same integers, and 0.6 s
-    # less for Numba to compile
+    # plain loops, not array expressions (slices, .T, .sum()): the same integers, and 0.3 s
+    # less for Numba to compile (0.8 → 0.5 s)
     counts = np.empty((n_types, n_types), dtype=np.int64)
     minor_degree = 0
     for a in range(n_types):
@@ -184,8 +184,8 @@ def _exceedance_kernel(indptr: np.ndarray, heads: np.ndarray, degree: np.ndarray
     Permutations run in a fixed number of blocks, block b using row b of the work buffers
     ``labels`` and ``minor`` (blocks, n) and ``rng`` (blocks, 3); each permutation depends
     only on its own seed, so neither blocks nor threads change results. The buffers are
-    allocated by the caller: allocating them here made Numba's first compilation take 2.5 s
-    longer.
+    allocated by the caller: allocated here, the kernel took 2.5 s to compile on first use
+    (1.3 s without them).
     """
     n_perm = seeds.shape[0]
     n_blocks = labels.shape[0]
