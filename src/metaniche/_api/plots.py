@@ -31,7 +31,7 @@ import pandas as pd
 from metaniche import roles
 from metaniche._api._adapter import UNS_KEY
 from metaniche.analyses.compartments import COMPARTMENTS
-from metaniche.config import ClinicalColumns, CompartmentParams, Config, time_unit_of
+from metaniche.config import CompartmentParams, Config
 from metaniche.errors import InputError
 from metaniche.plotting import prepare
 from metaniche.plotting.cohort import (
@@ -781,10 +781,7 @@ def kaplan_meier(data: Any, *, feature: str | None = None, time_unit: str | None
         raise InputError(f"no Kaplan–Meier curves for {feature!r} (features: "
                          f"{', '.join(available[:8])}).")
     config = _run_config(data)
-    clinical = config.get("clinical") or {}
-    unit = time_unit_of(str(clinical.get("time_unit", "") or ""),
-                        str(clinical.get("os_time", ClinicalColumns.os_time))) \
-        if time_unit is None else time_unit
+    unit = prepare.survival_time_unit(config) if time_unit is None else time_unit
     analysis_unit = str(_results(data).get("analysis_unit", "sample"))
     part = curves[curves["feature"].astype(str) == feature]
     ax = _axes(ax, (5.0, 4.3))

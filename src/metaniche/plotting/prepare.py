@@ -36,13 +36,14 @@ import pandas as pd
 from metaniche import roles
 from metaniche.analyses.compartments import COMPARTMENTS, WHOLE
 from metaniche.analyses.gradients import MIN_BAND_AREA_MM2, merge_adjacent_bins
-from metaniche.config import ClinicalColumns, Config, PhenotypeParams
+from metaniche.config import ClinicalColumns, Config, PhenotypeParams, time_unit_of
 
 __all__ = ["MAX_DISPLAY_BINS", "MIN_BAND_AREA_MM2", "MIN_POOLED_SAMPLES",
            "MIN_SAMPLE_SHARE", "OVERLAY_BINS", "composition_grid",
            "effector_densities", "effector_labels", "enrichment_grid", "enrichment_limit",
            "gradient_intervals", "gradient_panels", "gradient_profiles", "grids", "merge_bins",
-           "outcome_groups", "phenotype_params", "pooled_profile", "preferred", "whole_sample"]
+           "outcome_groups", "phenotype_params", "pooled_profile", "preferred",
+           "survival_time_unit", "whole_sample"]
 
 
 #: Gradient profiles are drawn with at most this many distance bins (adjacent bins merged).
@@ -364,6 +365,15 @@ def phenotype_params(config: Mapping[str, Any] | None) -> PhenotypeParams:
                                                defaults.desert_max_per_mm2)),
         inflamed_min_core_border_ratio=float(recorded.get(
             "inflamed_min_core_border_ratio", defaults.inflamed_min_core_border_ratio)))
+
+
+def survival_time_unit(config: Mapping[str, Any] | None) -> str:
+    """The unit of the survival times under a recorded configuration:
+    :func:`metaniche.config.time_unit_of` its ``[clinical] time_unit`` and ``os_time``
+    (defaults where absent); ``""`` when neither says."""
+    recorded = (config or {}).get("clinical") or {}
+    return time_unit_of(str(recorded.get("time_unit", "") or ""),
+                        str(recorded.get("os_time", ClinicalColumns.os_time)))
 
 
 def effector_labels(config: Mapping[str, Any] | None, labels: Sequence[str]) -> list[str]:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from metaniche import tables as T
 from metaniche.cohort.families import FAMILIES
-from metaniche.config import ClinicalColumns, time_unit_of
+from metaniche.plotting.prepare import survival_time_unit
 from metaniche.report import cohort_figures, svg
 from metaniche.report.cohort_figures import EFFECT_UNITS
 from metaniche.report.contact import contact_cohort_section
@@ -163,9 +163,7 @@ def survival_section(run: RunData, report_dir: Path) -> Section | None:
     curves = run.table("km_curves")
     if curves is None or curves.empty:
         return None
-    clinical = run.config.get("clinical") or {}
-    time_unit = time_unit_of(str(clinical.get("time_unit", "") or ""),
-                             str(clinical.get("os_time", ClinicalColumns.os_time)))
+    time_unit = survival_time_unit(run.config)
     unit = str((run.manifest.steps.get("cohort") or {}).get("unit", "sample"))
     unit_name = "patients" if unit == "patient" else "samples"
     drawn = cohort_figures.kaplan_meier(curves, run.association, report_dir,
