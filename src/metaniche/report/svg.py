@@ -341,9 +341,8 @@ def _relative_path(px: np.ndarray, py: np.ndarray) -> str:
     x = np.rint(px).astype(np.int64)
     y = np.rint(py).astype(np.int64)
     steps = np.column_stack([np.diff(x), np.diff(y)]).ravel()
-    text = "".join(f"{v}" if v < 0 else f" {v}" for v in steps.tolist())
-    return f"M{x[0]} {y[0]}" + (f"l{text[1:] if text.startswith(' ') else text}" if steps.size
-                                else "")
+    text = "".join(f"{v}" if v < 0 else f" {v}" for v in steps.tolist()).lstrip(" ")
+    return f"M{x[0]} {y[0]}" + (f"l{text}" if steps.size else "")
 
 
 def _runs(ok: np.ndarray) -> list[np.ndarray]:
